@@ -1,0 +1,128 @@
+"""Case files and their append-only status history."""
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ARRAY, Column, DateTime, ForeignKey, Index, Text, UniqueConstraint, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from app.cases.statuses import Status
+from app.core.clock import utcnow
+from app.core.dates import Precision
+from app.core.db import one_of
+from app.core.ids import new_id
+
+
+class DeprivationType(StrEnum):
+    pretrial_custody = "pretrial_custody"
+    house_arrest = "house_arrest"
+    administrative_arrest = "administrative_arrest"
+    imprisonment = "imprisonment"
+    restriction_of_freedom = "restriction_of_freedom"
+    psychiatric = "psychiatric"
+
+
+class Confidentiality(StrEnum):
+    normal = "normal"
+    # only assigned caseworkers and coordinators may see the case file
+    high = "high"
+
+
+class Confidence(StrEnum):
+    confirmed = "confirmed"
+    reported = "reported"
+    unconfirmed = "unconfirmed"
+
+
+def _uuid_array() -> Any:
+    return Field(default_factory=list,
+                 sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}"))
+
+
+def _jsonb_list() -> Any:
+    return Field(default_factory=list,
+                 sa_column=Column(JSONB, nullable=False, server_default="[]"))
+
+
+class CaseFile(SQLModel, table=True):
+    __tablename__ = "case_file"
+    __table_args__ = (
+        one_of("deprivation_type", list(DeprivationType)),
+        one_of("confidentiality", list(Confidentiality)),
+        one_of("status", list(Status)),
+        one_of("status_since_precision", list(Precision)),
+        Index("ix_case_file_charges", "charges", postgresql_using="gin",
+              postgresql_ops={"charges": "jsonb_path_ops"}),
+        Index("ix_case_file_status_id", "status", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    reference: str = Field(max_length=20, unique=True)
+    jurisdiction: str = Field(max_length=2, index=True)
+    deprivation_type: str = Field(max_length=30)
+    confidentiality: str = Field(default=Confidentiality.normal, max_length=10)
+    assigned_caseworkers: list[uuid.UUID] = _uuid_array()
+    charges: list[dict[str, Any]] = _jsonb_list()
+    court_decisions: list[dict[str, Any]] = _jsonb_list()
+    # restricted: where the person is held, and every transfer
+    detention_places: list[dict[str, Any]] = _jsonb_list()
+    # Derived from the status path by the cases service; never written by a client.
+    status: str = Field(max_length=20)
+    status_since: date
+    status_since_precision: str = Field(max_length=5)
+    detained_on: date = Field(index=True)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class StatusEvent(SQLModel, table=True):
+    """One step of a case file's status path. Never updated or deleted; see retractions."""
+
+    __tablename__ = "status_event"
+    __table_args__ = (
+        UniqueConstraint("case_file_id", "position"),
+        one_of("to_status", list(Status)),
+        one_of("effective_precision", list(Precision)),
+        one_of("confidence", list(Confidence)),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    case_file_id: uuid.UUID = Field(foreign_key="case_file.id")
+    # Order of recording within the case file; the path is the unretracted events in order.
+    position: int
+    to_status: str = Field(max_length=20)
+    effective_date: date
+    effective_precision: str = Field(max_length=5)
+    recorded_at: datetime = Field(default_factory=utcnow,
+                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_by: uuid.UUID | None = None
+    confidence: str = Field(max_length=12)
+    note: str | None = Field(default=None, sa_type=Text)
+    details: dict[str, Any] = Field(default_factory=dict,
+                                    sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    source_ids: list[uuid.UUID] = _uuid_array()
+    collective_event_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(Uuid, ForeignKey("collective_event.id"), nullable=True, index=True),
+    )
+
+
+class StatusEventRetraction(SQLModel, table=True):
+    """Withdraws one wrong status event, with a reason; the event itself stays on record."""
+
+    __tablename__ = "status_event_retraction"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    event_id: uuid.UUID = Field(foreign_key="status_event.id", unique=True)
+    case_file_id: uuid.UUID = Field(foreign_key="case_file.id", index=True)
+    reason: str = Field(sa_type=Text)
+    recorded_at: datetime = Field(default_factory=utcnow,
+                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_by: uuid.UUID | None = None

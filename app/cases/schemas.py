@@ -1,0 +1,265 @@
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.cases.models import (
+    CaseFile,
+    Confidence,
+    Confidentiality,
+    DeprivationType,
+    StatusEvent,
+    StatusEventRetraction,
+)
+from app.cases.statuses import IN_CUSTODY, Status
+from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
+from app.core.dates import PartialDate, PartialDateText, Precision
+
+Article = Annotated[str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$",
+                               examples=["342", "361-1"])]
+SourceIds = Annotated[list[uuid.UUID], Field(max_length=50)]
+
+
+class Charge(BaseModel):
+    model_config = INPUT
+
+    code: Annotated[str, Field(pattern=r"^[A-Z]{2}-[A-Z]{2,4}$", examples=["BY-CC"])]
+    article: Article
+    part: Annotated[str, Field(pattern=r"^[0-9]{1,2}$")] | None = None
+    charged_on: PartialDateText | None = None
+    description: Label | None = None
+
+
+class CourtDecision(BaseModel):
+    model_config = INPUT
+
+    court: Label
+    decided_on: PartialDateText
+    term_months: Annotated[int, Field(ge=0, le=1200)] | None = None
+    regime: Label | None = None
+    fine_amount: Annotated[Decimal, Field(ge=0, le=10**12, decimal_places=2)] | None = None
+    fine_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+
+
+class DetentionPlace(BaseModel):
+    model_config = INPUT
+
+    place: Label
+    since: PartialDateText | None = None
+    note: Text | None = None
+
+
+class ReleaseReason(StrEnum):
+    sentence_served = "sentence_served"
+    acquitted = "acquitted"
+    charges_dropped = "charges_dropped"
+    parole = "parole"
+    other = "other"
+
+
+class DetainedDetails(BaseModel):
+    model_config = INPUT
+
+    place: Label | None = None
+    authority: Label | None = None
+
+
+class SentencedDetails(BaseModel):
+    model_config = INPUT
+
+    term_months: Annotated[int, Field(ge=0, le=1200)] | None = None
+    regime: Label | None = None
+    court: Label | None = None
+
+
+class ReleasedDetails(BaseModel):
+    model_config = INPUT
+
+    release_reason: ReleaseReason
+
+
+class PardonedDetails(BaseModel):
+    model_config = INPUT
+
+    pardon_decree: Label | None = None
+
+
+class DeportedDetails(BaseModel):
+    model_config = INPUT
+
+    destination_country: CountryCode
+
+
+class DiedInCustodyDetails(BaseModel):
+    model_config = INPUT
+
+    place_of_death: Label | None = None
+    reported_cause: Text | None = None
+
+
+# What each kind of status event may (and must) say about itself.
+DETAILS_BY_STATUS: Mapping[Status, type[BaseModel]] = {
+    Status.detained: DetainedDetails,
+    Status.sentenced: SentencedDetails,
+    Status.released: ReleasedDetails,
+    Status.pardoned: PardonedDetails,
+    Status.deported: DeportedDetails,
+    Status.died_in_custody: DiedInCustodyDetails,
+}
+
+
+def validated_details(status: Status, details: dict[str, Any]) -> dict[str, Any]:
+    model = DETAILS_BY_STATUS[status].model_validate(details)
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+class StatusEventInput(BaseModel):
+    model_config = INPUT
+
+    to_status: Status
+    effective_date: PartialDateText
+    confidence: Confidence
+    note: Text | None = None
+    source_ids: SourceIds = []
+    details: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _details_fit_the_status(self) -> Self:
+        self.details = validated_details(self.to_status, self.details)
+        return self
+
+
+class CaseFields(BaseModel):
+    model_config = INPUT
+
+    jurisdiction: CountryCode
+    deprivation_type: DeprivationType
+    confidentiality: Confidentiality = Confidentiality.normal
+    assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] = []
+    charges: Annotated[list[Charge], Field(max_length=50)] = []
+    court_decisions: Annotated[list[CourtDecision], Field(max_length=50)] = []
+    detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] = []
+
+
+class CaseCreate(CaseFields):
+    person_id: uuid.UUID
+    # The first event must be `detained`; a longer list imports an existing history.
+    status_history: Annotated[list[StatusEventInput], Field(min_length=1, max_length=100)]
+
+
+class CaseUpdate(BaseModel):
+    model_config = INPUT
+
+    jurisdiction: CountryCode | None = None
+    deprivation_type: DeprivationType | None = None
+    confidentiality: Confidentiality | None = None
+    assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] | None = None
+    charges: Annotated[list[Charge], Field(max_length=50)] | None = None
+    court_decisions: Annotated[list[CourtDecision], Field(max_length=50)] | None = None
+    detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        cleared = [name for name in self.model_fields_set if getattr(self, name) is None]
+        if cleared:
+            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
+        return self
+
+
+class CaseRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    reference: str
+    jurisdiction: str
+    deprivation_type: DeprivationType
+    confidentiality: Confidentiality
+    assigned_caseworkers: list[uuid.UUID]
+    charges: list[dict[str, Any]]
+    court_decisions: list[dict[str, Any]]
+    detention_places: list[dict[str, Any]]
+    status: Status
+    status_since: str
+    in_custody: bool
+    detained_on: date
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RetractionInput(BaseModel):
+    model_config = INPUT
+
+    reason: Annotated[Text, Field(min_length=1)]
+
+
+class RetractionRead(BaseModel):
+    model_config = OUTPUT
+
+    reason: str
+    recorded_at: datetime
+    recorded_by: uuid.UUID | None
+
+
+class StatusEventRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    case_file_id: uuid.UUID
+    position: int
+    from_status: Status | None
+    to_status: Status
+    effective_date: str
+    confidence: Confidence
+    note: str | None
+    details: dict[str, Any]
+    source_ids: list[uuid.UUID]
+    collective_event_id: uuid.UUID | None
+    recorded_at: datetime
+    recorded_by: uuid.UUID | None
+    retraction: RetractionRead | None
+
+
+class StatusChange(BaseModel):
+    """The answer to an appended event or a retraction: the event and the case file after it."""
+
+    model_config = OUTPUT
+
+    event: StatusEventRead
+    case_status: Status
+    case_version: int
+
+
+class CaseHistory(BaseModel):
+    model_config = OUTPUT
+
+    case_file_id: uuid.UUID
+    status: Status
+    events: list[StatusEventRead]
+
+
+
+def case_read(case: CaseFile) -> CaseRead:
+    return CaseRead.model_validate({
+        **{name: getattr(case, name) for name in CaseRead.model_fields
+           if name not in ("status_since", "in_custody")},
+        "status_since": str(PartialDate(case.status_since, Precision(case.status_since_precision))),
+        "in_custody": Status(case.status) in IN_CUSTODY,
+    })
+
+
+def event_read(event: StatusEvent, retraction: StatusEventRetraction | None,
+               from_status: Status | None) -> StatusEventRead:
+    return StatusEventRead.model_validate({
+        **{name: getattr(event, name) for name in StatusEventRead.model_fields
+           if name not in ("effective_date", "from_status", "retraction")},
+        "effective_date": str(PartialDate(event.effective_date,
+                                          Precision(event.effective_precision))),
+        "from_status": from_status,
+        "retraction": RetractionRead.model_validate(retraction) if retraction else None,
+    })

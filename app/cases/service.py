@@ -1,0 +1,298 @@
+"""Use cases for case files and their status history.
+
+Every change to a status path (create with history, append, retract, collective apply)
+loads the case file's events under a row lock, builds the resulting path and accepts it
+only if `statuses.check_path` finds it valid. The derived columns of the case file
+(status, status_since, detained_on) are then recomputed from that path.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.cases import repository
+from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
+from app.cases.repository import CaseFilters, EventRecord
+from app.cases.schemas import CaseCreate, CaseUpdate, StatusEventInput
+from app.cases.statuses import PathError, Status, Step, Violation, check_path
+from app.core.clock import today, utcnow
+from app.core.dates import PartialDate, Precision
+from app.core.errors import (
+    CollectiveTransitionRejected,
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableInput,
+)
+from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.persons import service as persons_service
+from app.persons.schemas import PersonFilters
+from app.sources import service as sources_service
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event: StatusEvent
+    retraction: StatusEventRetraction | None
+    from_status: Status | None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    entry: HistoryEntry
+    case: CaseFile
+
+
+@dataclass(frozen=True)
+class CasePage:
+    items: list[CaseFile]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class CollectiveOutcome:
+    case_file_id: uuid.UUID
+    outcome: str
+    from_status: Status | None = None
+    event_id: uuid.UUID | None = None
+    reason: str | None = None
+
+
+def _step(event: StatusEvent) -> Step:
+    return Step(Status(event.to_status),
+                PartialDate(event.effective_date, Precision(event.effective_precision)))
+
+
+def _active(history: Sequence[EventRecord]) -> list[StatusEvent]:
+    return [event for event, retraction in history if retraction is None]
+
+
+def _new_event(case_id: uuid.UUID, position: int, data: StatusEventInput,
+               collective_event_id: uuid.UUID | None = None) -> StatusEvent:
+    effective = PartialDate.parse(data.effective_date)
+    return StatusEvent(case_file_id=case_id, position=position, to_status=data.to_status,
+                       effective_date=effective.start, effective_precision=effective.precision,
+                       confidence=data.confidence, note=data.note, details=data.details,
+                       source_ids=list(data.source_ids), collective_event_id=collective_event_id)
+
+
+def _refuse(error: PathError, *, what: str) -> Exception:
+    detail = f"{what}: {error.describe()}."
+    extensions: dict[str, Any] = {"violation": error.violation.value, "event_index": error.index}
+    if error.violation is Violation.date_in_future:
+        return UnprocessableInput(detail, **extensions)
+    return InvalidTransition(detail, **extensions)
+
+
+def _derive(case: CaseFile, path: Sequence[StatusEvent]) -> None:
+    """Recompute the case file's status columns from its (valid, non-empty) path."""
+    last = path[-1]
+    case.status = last.to_status
+    case.status_since = last.effective_date
+    case.status_since_precision = last.effective_precision
+    case.detained_on = path[0].effective_date
+
+
+def _check_version(case: CaseFile, expected_version: int) -> None:
+    if case.version != expected_version:
+        raise PreconditionFailed(f"The case file is at version {case.version}.",
+                                 current_version=case.version)
+
+
+def _bump(case: CaseFile) -> None:
+    case.version += 1
+    case.updated_at = utcnow()
+
+
+def history_entries(history: Sequence[EventRecord]) -> list[HistoryEntry]:
+    """Events with the status each one followed in the path (retracted ones stay visible)."""
+    entries: list[HistoryEntry] = []
+    previous: Status | None = None
+    for event, retraction in history:
+        entries.append(HistoryEntry(event, retraction, previous))
+        if retraction is None:
+            previous = Status(event.to_status)
+    return entries
+
+
+async def _person_must_exist(session: AsyncSession, person_id: uuid.UUID) -> None:
+    try:
+        await persons_service.ensure_exists(session, person_id)
+    except NotFound as exc:
+        raise UnprocessableInput("person_id does not name a person.") from exc
+
+
+async def create(session: AsyncSession, data: CaseCreate) -> CaseFile:
+    await _person_must_exist(session, data.person_id)
+    await sources_service.ensure_exist(
+        session, (i for event in data.status_history for i in event.source_ids))
+    number = await repository.next_reference_number(session)
+    case = CaseFile(
+        **data.model_dump(mode="json", exclude={"status_history", "person_id",
+                                                "assigned_caseworkers"}),
+        person_id=data.person_id,
+        assigned_caseworkers=list(data.assigned_caseworkers),
+        reference=f"HB-{today().year}-{number:06d}",
+        status=Status.detained, status_since=today(), status_since_precision=Precision.day,
+        detained_on=today(),
+    )
+    events = [_new_event(case.id, position, item)
+              for position, item in enumerate(data.status_history)]
+    error = check_path([_step(event) for event in events], today())
+    if error is not None:
+        raise _refuse(error, what="The status history is not a valid path")
+    _derive(case, events)
+    await repository.add(session, case, events)
+    return case
+
+
+async def get(session: AsyncSession, case_id: uuid.UUID) -> CaseFile:
+    case = await repository.get(session, case_id)
+    if case is None:
+        raise NotFound("No such case file.")
+    return case
+
+
+async def update(session: AsyncSession, case_id: uuid.UUID, expected_version: int,
+                 data: CaseUpdate) -> CaseFile:
+    case = await repository.get(session, case_id, for_update=True)
+    if case is None:
+        raise NotFound("No such case file.")
+    _check_version(case, expected_version)
+    for field, value in data.model_dump(mode="json", exclude_unset=True).items():
+        setattr(case, field, value)
+    if data.assigned_caseworkers is not None:
+        case.assigned_caseworkers = list(data.assigned_caseworkers)
+    _bump(case)
+    await repository.save(session, [case])
+    return case
+
+
+async def history(session: AsyncSession, case_id: uuid.UUID) -> tuple[CaseFile, list[HistoryEntry]]:
+    case = await get(session, case_id)
+    records = (await repository.events_of(session, [case_id])).get(case_id, [])
+    return case, history_entries(records)
+
+
+async def append(session: AsyncSession, case_id: uuid.UUID, expected_version: int,
+                 data: StatusEventInput) -> StatusChange:
+    case = await repository.get(session, case_id, for_update=True)
+    if case is None:
+        raise NotFound("No such case file.")
+    _check_version(case, expected_version)
+    await sources_service.ensure_exist(session, data.source_ids)
+    records = (await repository.events_of(session, [case_id])).get(case_id, [])
+    active = _active(records)
+    event = _new_event(case_id, len(records), data)
+    path = [*active, event]
+    error = check_path([_step(e) for e in path], today())
+    if error is not None:
+        raise _refuse(error, what="This status change is not allowed")
+    await repository.add_events(session, [event])
+    _derive(case, path)
+    _bump(case)
+    await repository.save(session, [case])
+    from_status = Status(active[-1].to_status) if active else None
+    return StatusChange(HistoryEntry(event, None, from_status), case)
+
+
+async def retract(session: AsyncSession, case_id: uuid.UUID, event_id: uuid.UUID,
+                  expected_version: int, reason: str) -> StatusChange:
+    case = await repository.get(session, case_id, for_update=True)
+    if case is None:
+        raise NotFound("No such case file.")
+    records = (await repository.events_of(session, [case_id])).get(case_id, [])
+    entries = {entry.event.id: entry for entry in history_entries(records)}
+    target = entries.get(event_id)
+    if target is None:
+        raise NotFound("No such status event in this case file.")
+    _check_version(case, expected_version)
+    if target.retraction is not None:
+        raise Conflict("This status event is already retracted.")
+    remaining = [event for event in _active(records) if event.id != event_id]
+    error = check_path([_step(e) for e in remaining], today())
+    if error is not None:
+        raise _refuse(error, what="Retracting this event would leave an invalid history")
+    retraction = StatusEventRetraction(event_id=event_id, case_file_id=case_id, reason=reason)
+    await repository.add_retraction(session, retraction)
+    _derive(case, remaining)
+    _bump(case)
+    await repository.save(session, [case])
+    return StatusChange(HistoryEntry(target.event, retraction, target.from_status), case)
+
+
+async def apply_collective(session: AsyncSession, case_ids: Sequence[uuid.UUID],
+                           data: StatusEventInput, collective_event_id: uuid.UUID
+                           ) -> list[CollectiveOutcome]:
+    """Apply one transition to every listed case file, or to none of them.
+
+    Raises CollectiveTransitionRejected, with each case file's result, if any one fails.
+    """
+    cases = {case.id: case for case in await repository.lock_many(session, case_ids)}
+    histories = await repository.events_of(session, list(cases))
+    outcomes: list[CollectiveOutcome] = []
+    new_events: list[StatusEvent] = []
+    changed: list[CaseFile] = []
+    for case_id in case_ids:
+        case = cases.get(case_id)
+        if case is None:
+            outcomes.append(CollectiveOutcome(case_id, "not_found", reason="no such case file"))
+            continue
+        records = histories.get(case_id, [])
+        active = _active(records)
+        event = _new_event(case_id, len(records), data, collective_event_id)
+        path = [*active, event]
+        from_status = Status(case.status)
+        error = check_path([_step(e) for e in path], today())
+        if error is not None:
+            outcomes.append(CollectiveOutcome(case_id, "rejected", from_status,
+                                              reason=error.describe()))
+            continue
+        _derive(case, path)
+        _bump(case)
+        new_events.append(event)
+        changed.append(case)
+        outcomes.append(CollectiveOutcome(case_id, "applied", from_status, event.id))
+    if len(changed) != len(case_ids):
+        raise CollectiveTransitionRejected(
+            "Nothing was changed. Each case file's result is listed in `results`.",
+            results=[_outcome_json(o) for o in outcomes],
+        )
+    await repository.add_events(session, new_events)
+    await repository.save(session, changed)
+    return outcomes
+
+
+def _outcome_json(outcome: CollectiveOutcome) -> dict[str, Any]:
+    return {
+        "case_file_id": str(outcome.case_file_id),
+        "outcome": "would_apply" if outcome.outcome == "applied" else outcome.outcome,
+        "from_status": outcome.from_status,
+        "reason": outcome.reason,
+    }
+
+
+async def collective_results(session: AsyncSession, collective_event_id: uuid.UUID
+                             ) -> list[CollectiveOutcome]:
+    return [
+        CollectiveOutcome(event.case_file_id, "applied" if retraction is None else "retracted",
+                          None, event.id)
+        for event, retraction in await repository.events_of_collective(session,
+                                                                        collective_event_id)
+    ]
+
+
+async def list_cases(session: AsyncSession, filters: CaseFilters,
+                     person_filters: PersonFilters, cursor: str | None, limit: int) -> CasePage:
+    fingerprint = query_fingerprint({"cases": filters.__dict__, "persons": person_filters.__dict__})
+    after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
+    person_ids = (persons_service.ids_matching(person_filters)
+                  if person_filters != PersonFilters() else None)
+    cases = await repository.page(session, filters, person_ids, after, limit + 1)
+    more = len(cases) > limit
+    cases = cases[:limit]
+    return CasePage(cases, encode_cursor([str(cases[-1].id)], fingerprint) if more else None)

@@ -1,0 +1,48 @@
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import ARRAY, Column, DateTime, Text, Uuid
+from sqlmodel import Field, SQLModel
+
+from app.cases.statuses import Status
+from app.core.clock import utcnow
+from app.core.dates import Precision
+from app.core.db import one_of
+from app.core.ids import new_id
+
+
+class CollectiveKind(StrEnum):
+    pardon = "pardon"
+    amnesty = "amnesty"
+    exchange = "exchange"
+    deportation = "deportation"
+    other = "other"
+
+
+class CollectiveEvent(SQLModel, table=True):
+    """A batch ("52 pardoned and expelled to Lithuania"): one transition for many case files,
+    applied all or nothing. The status events it made point back to it."""
+
+    __tablename__ = "collective_event"
+    __table_args__ = (
+        one_of("kind", list(CollectiveKind)),
+        one_of("to_status", list(Status)),
+        one_of("effective_precision", list(Precision)),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    title: str = Field(sa_type=Text)
+    kind: str = Field(max_length=20)
+    to_status: str = Field(max_length=20)
+    effective_date: date
+    effective_precision: str = Field(max_length=5)
+    destination_country: str | None = Field(default=None, max_length=2)
+    note: str | None = Field(default=None, sa_type=Text)
+    source_ids: list[uuid.UUID] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
+    )
+    case_file_count: int
+    recorded_at: datetime = Field(default_factory=utcnow,
+                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_by: uuid.UUID | None = None

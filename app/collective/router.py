@@ -1,0 +1,67 @@
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.collective import service
+from app.collective.models import CollectiveEvent
+from app.collective.schemas import (
+    CollectiveEventCreate,
+    CollectiveEventRead,
+    CollectiveEventSummary,
+    CollectiveResult,
+)
+from app.core.dates import PartialDate, Precision
+from app.core.db import SessionDep
+from app.core.pagination import Page, PageRequest, next_link, page_request
+from app.idempotency.http import IdempotentCreateDep
+from app.idempotency.service import StoredResponse
+
+router = APIRouter(prefix="/collective-events", tags=["collective events"])
+
+
+def _summary(event: CollectiveEvent) -> CollectiveEventSummary:
+    return CollectiveEventSummary(
+        **{name: getattr(event, name) for name in CollectiveEventSummary.model_fields
+           if name != "effective_date"},
+        effective_date=str(PartialDate(event.effective_date,
+                                       Precision(event.effective_precision))),
+    )
+
+
+def _read(view: service.CollectiveView) -> CollectiveEventRead:
+    return CollectiveEventRead(
+        **_summary(view.event).model_dump(),
+        results=[CollectiveResult(case_file_id=r.case_file_id, outcome=r.outcome,
+                                  from_status=r.from_status, event_id=r.event_id)
+                 for r in view.results],
+    )
+
+
+@router.post("", status_code=201, response_model=CollectiveEventRead,
+             responses={409: {"description": "A case file cannot transition; nothing changed"}})
+async def create_collective_event(body: CollectiveEventCreate, session: SessionDep,
+                                  request: Request, once: IdempotentCreateDep) -> Response:
+    """Apply one transition to many case files in one transaction: all or nothing."""
+
+    async def produce() -> StoredResponse:
+        view = await service.create(session, body)
+        location = str(request.url_for("read_collective_event", event_id=view.event.id))
+        return StoredResponse(201, _read(view).model_dump(mode="json"), {"Location": location})
+
+    return await once.run(body.model_dump(mode="json"), produce)
+
+
+@router.get("/{event_id}", response_model=CollectiveEventRead)
+async def read_collective_event(event_id: uuid.UUID, session: SessionDep) -> CollectiveEventRead:
+    return _read(await service.get(session, event_id))
+
+
+@router.get("", response_model=Page[CollectiveEventSummary])
+async def list_collective_events(
+    session: SessionDep, request: Request,
+    paging: Annotated[PageRequest, Depends(page_request)],
+) -> Page[CollectiveEventSummary]:
+    found = await service.list_events(session, paging.cursor, paging.limit)
+    return Page[CollectiveEventSummary](items=[_summary(event) for event in found.items],
+                                        next=next_link(request, found.next_cursor))

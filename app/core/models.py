@@ -1,0 +1,11 @@
+"""Imports every table module so that the metadata is complete (Alembic, tests)."""
+
+from app.cases import models as cases_models
+from app.collective import models as collective_models
+from app.idempotency import models as idempotency_models
+from app.persons import models as persons_models
+from app.recognition import models as recognition_models
+from app.sources import models as sources_models
+
+TABLE_MODULES = (cases_models, collective_models, idempotency_models, persons_models,
+                 recognition_models, sources_models)

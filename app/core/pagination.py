@@ -1,0 +1,87 @@
+"""Opaque keyset cursors and the list envelope shared by every collection endpoint."""
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from app.core.config import get_settings
+from app.core.errors import InvalidCursor, UnprocessableInput
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[T]
+    next: str | None = None
+
+
+class PageRequest(BaseModel):
+    limit: int
+    cursor: str | None
+
+
+def page_request(
+    limit: Annotated[int | None, Query(ge=1, description="Page size; the maximum is fixed.")] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> PageRequest:
+    settings = get_settings()
+    if limit is not None and limit > settings.max_page_size:
+        raise UnprocessableInput(f"limit may be at most {settings.max_page_size}.",
+                                 max_page_size=settings.max_page_size)
+    return PageRequest(limit=limit or settings.default_page_size, cursor=cursor)
+
+
+def query_fingerprint(filters: dict[str, Any]) -> str:
+    """A short hash of a query's filters: a cursor only continues the query that made it."""
+    canonical = json.dumps(filters, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def encode_cursor(position: Sequence[Any], fingerprint: str) -> str:
+    raw = json.dumps({"p": list(position), "q": fingerprint}, default=str, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, fingerprint: str, arity: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("The cursor is not one this server issued.") from exc
+    if (
+        not isinstance(payload, dict)
+        or payload.get("q") != fingerprint
+        or not isinstance(payload.get("p"), list)
+        or len(payload["p"]) != arity
+    ):
+        raise InvalidCursor("The cursor belongs to another query or is damaged.")
+    return list(payload["p"])
+
+
+def next_link(request: Request, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    return str(request.url.include_query_params(cursor=cursor))
+
+
+def cursor_uuid(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidCursor("The cursor is damaged.") from exc
+
+
+def cursor_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, float | int):
+        raise InvalidCursor("The cursor is damaged.")
+    return float(value)

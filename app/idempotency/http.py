@@ -1,0 +1,47 @@
+"""The HTTP face of idempotent creates, shared by every router that creates records."""
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+
+from app.core.config import get_settings
+from app.core.db import SessionDep
+from app.core.http import idempotency_key
+from app.idempotency.service import StoredResponse, fingerprint, respond_once
+
+
+class IdempotentCreate:
+    def __init__(self, request: Request, session: SessionDep, key: str | None) -> None:
+        self.request = request
+        self.session = session
+        self.key = key
+
+    async def run(self, request_parts: Any, produce: Callable[[], Awaitable[StoredResponse]]
+                  ) -> JSONResponse:
+        # Authentication will add the principal to the scope: keys are per caller.
+        scope = f"{self.request.method} {self.request.url.path}"
+        stored = await respond_once(
+            self.session,
+            scope=scope,
+            key=self.key,
+            request_fingerprint=fingerprint(request_parts),
+            retention=timedelta(hours=get_settings().idempotency_retention_hours),
+            produce=produce,
+        )
+        headers = dict(stored.headers)
+        if stored.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
+
+
+def _idempotent_create(
+    request: Request, session: SessionDep,
+    key: Annotated[str | None, Depends(idempotency_key)],
+) -> IdempotentCreate:
+    return IdempotentCreate(request, session, key)
+
+
+IdempotentCreateDep = Annotated[IdempotentCreate, Depends(_idempotent_create)]

@@ -1,0 +1,28 @@
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from app.core.clock import utcnow
+from app.core.ids import new_id
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """A create's response, stored in the same transaction as its effect."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    scope: str = Field(max_length=500)
+    key: str = Field(max_length=255)
+    fingerprint: str = Field(max_length=64)
+    status_code: int | None = None
+    response_body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    response_headers: dict[str, str] | None = Field(default=None, sa_column=Column(JSONB))
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))

@@ -1,0 +1,64 @@
+"""Exactly-once creates: a repeated Idempotency-Key replays the stored response.
+
+The key, the request's fingerprint and the response are stored in the request's own
+transaction, so a create and its record commit (or vanish) together.
+"""
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.clock import utcnow
+from app.core.errors import IdempotencyKeyReused
+from app.idempotency import repository
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+
+def fingerprint(*parts: Any) -> str:
+    canonical = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def respond_once(
+    session: AsyncSession,
+    *,
+    scope: str,
+    key: str | None,
+    request_fingerprint: str,
+    retention: timedelta,
+    produce: Callable[[], Awaitable[StoredResponse]],
+) -> StoredResponse:
+    if key is None:
+        return await produce()
+    record_id = await repository.claim(session, scope, key, request_fingerprint)
+    if record_id is None:
+        existing = await repository.find(session, scope, key)
+        assert existing is not None
+        if existing.created_at >= utcnow() - retention:
+            if existing.fingerprint != request_fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used for a different request; use a new key."
+                )
+            assert existing.status_code is not None and existing.response_body is not None
+            return StoredResponse(existing.status_code, existing.response_body,
+                                  existing.response_headers or {}, replayed=True)
+        # Expired: the key may be used afresh.
+        await repository.remove(session, existing.id)
+        record_id = await repository.claim(session, scope, key, request_fingerprint)
+        assert record_id is not None
+    response = await produce()
+    await repository.store(session, record_id, response.status_code, response.body,
+                           response.headers)
+    return response

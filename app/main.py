@@ -1,0 +1,87 @@
+"""The application factory: routers, middleware, error handlers and lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+from app.cases.router import router as cases_router
+from app.collective.router import router as collective_router
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, session_factory
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import (
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
+from app.ops.router import router as ops_router
+from app.persons.router import router as persons_router
+from app.recognition.router import router as recognition_router
+from app.sources.router import router as sources_router
+
+API_PREFIX = "/api/v1"
+DOCS_ASSETS = "/docs-assets"
+
+
+def api_router() -> APIRouter:
+    """Every business route hangs below this one router, so that one dependency on it
+    (authentication, when the identity feature lands) secures them all."""
+    router = APIRouter(prefix=API_PREFIX)
+    for feature in (persons_router, cases_router, collective_router, recognition_router,
+                    sources_router):
+        router.include_router(feature)
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.database_url is None:
+            raise RuntimeError("DATABASE_URL is not set; start through `habeas serve`.")
+        engine = create_engine(settings.database_url, settings)
+        app.state.engine = engine
+        app.state.session_factory = session_factory(engine)
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Habeas",
+        version="1",
+        summary="Case files of political prisoners",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(api_router())
+    _mount_offline_docs(app)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, docs_prefixes=("/docs", DOCS_ASSETS))
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _mount_offline_docs(app: FastAPI) -> None:
+    """Swagger UI from the bundled package: many users work offline or air-gapped."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Habeas API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )

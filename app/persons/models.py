@@ -1,0 +1,105 @@
+"""Person tables. Tiers (DESIGN §4) are noted per column; the access feature enforces them."""
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+from app.core.clock import utcnow
+from app.core.dates import Precision
+from app.core.db import all_of, one_of
+from app.core.ids import new_id
+from app.recognition.criteria import RecognitionStatus
+
+
+class Gender(StrEnum):
+    female = "female"
+    male = "male"
+    other = "other"
+    unknown = "unknown"
+
+
+class NameKind(StrEnum):
+    legal = "legal"
+    transliteration = "transliteration"
+    alias = "alias"
+    former = "former"
+    hidden = "hidden"
+
+
+class SpecialRisk(StrEnum):
+    disability = "disability"
+    serious_illness = "serious_illness"
+    age_60_plus = "age_60_plus"
+    mental_disorder = "mental_disorder"
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    __table_args__ = (
+        one_of("gender", list(Gender)),
+        one_of("birth_date_precision", list(Precision)),
+        one_of("recognition_status", list(RecognitionStatus)),
+        all_of("special_risk", list(SpecialRisk)),
+        Index("ix_person_citizenships", "citizenships", postgresql_using="gin"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    # public: year; restricted: the full date
+    birth_date: date | None = None
+    birth_date_precision: str | None = Field(default=None, max_length=5)
+    gender: str = Field(default=Gender.unknown, max_length=10)
+    citizenships: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(String(2)), nullable=False, server_default="{}"),
+    )
+    region: str | None = Field(default=None, max_length=6)
+    occupation: str | None = Field(default=None, sa_type=Text)
+    affiliations: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
+    # restricted
+    special_risk: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
+    publish_consent: bool
+    health: str | None = Field(default=None, sa_type=Text)
+    lawyer: str | None = Field(default=None, sa_type=Text)
+    notes: str | None = Field(default=None, sa_type=Text)
+    # confidential: encrypted at rest once the access feature lands
+    relatives: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
+    contacts: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
+    address: str | None = Field(default=None, sa_type=Text)
+    # A projection of the latest recognition decision, kept by the recognition feature.
+    recognition_status: str = Field(default=RecognitionStatus.not_assessed, max_length=30,
+                                    index=True)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PersonName(SQLModel, table=True):
+    __tablename__ = "person_name"
+    __table_args__ = (
+        one_of("kind", list(NameKind)),
+        Index("ix_person_name_search_key_trgm", "search_key", postgresql_using="gin",
+              postgresql_ops={"search_key": "gin_trgm_ops"}),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    position: int
+    value: str = Field(sa_type=Text)
+    script: str = Field(max_length=4)
+    language: str | None = Field(default=None, max_length=3)
+    kind: str = Field(max_length=20)
+    # public flag: a name the family asked to keep out of public lists is false
+    is_public: bool
+    # The romanised skeleton that name search matches against (see app/persons/names.py).
+    search_key: str = Field(sa_type=Text)

@@ -1,0 +1,41 @@
+"""Name skeletons: one romanised key for every spelling of a name, in any script.
+
+Belarusian and Russian spellings of one surname differ in regular ways (ці/ти, дзі/ди,
+ў/в, akanne o/a) and romanisations add their own (ts/c, kh/h/x, -sky/-ski/-skiy).
+anyascii romanises every script; the substitutions below then fold those differences,
+so Ціханоўскі, Тихановский, Tsikhanouski and Tikhanovsky share one skeleton. The
+skeleton is for matching only and is never shown.
+"""
+
+import re
+
+from anyascii import anyascii
+
+# Order matters: longer patterns first, vowel folding last.
+SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
+    ("shch", "s"), ("sch", "s"), ("sz", "s"), ("sh", "s"), ("zh", "z"), ("cz", "c"),
+    ("ch", "c"), ("kh", "h"), ("ts", "c"), ("tz", "c"), ("x", "h"), ("w", "v"),
+    ("dz", "d"), ("j", "i"), ("y", "i"), ("ie", "e"),
+    ("au", "av"), ("ou", "ov"), ("eu", "ev"),
+    ("ci", "ti"), ("o", "a"),
+)
+_NOT_LETTER = re.compile(r"[^a-z ]+")
+_SPACES = re.compile(r" +")
+_DOUBLED = re.compile(r"([a-z])\1+")
+
+
+def _fold(text: str) -> str:
+    for pattern, replacement in SUBSTITUTIONS:
+        text = text.replace(pattern, replacement)
+    return _DOUBLED.sub(r"\1", text)
+
+
+def skeleton(name: str) -> str:
+    """The matching key of a name: lower-case Latin letters and single spaces."""
+    text = _NOT_LETTER.sub(" ", anyascii(name).lower())
+    text = _SPACES.sub(" ", text).strip()
+    folded = _fold(text)
+    # Folding can expose a new pattern (a collapsed double, say); repeat until stable.
+    while (again := _fold(folded)) != folded:
+        folded = again
+    return folded

@@ -1,0 +1,106 @@
+"""Every SQL query of the persons feature."""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Float, cast, func, literal, tuple_
+from sqlmodel import col, delete, select, update
+from sqlmodel.sql.expression import Select
+from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.persons.models import Person, PersonName
+from app.persons.schemas import PersonFilters
+
+
+async def add(session: AsyncSession, person: Person, names: Sequence[PersonName]) -> None:
+    session.add(person)
+    await session.flush()
+    session.add_all(names)
+    await session.flush()
+
+
+async def get(session: AsyncSession, person_id: uuid.UUID, *, for_update: bool = False
+              ) -> Person | None:
+    stmt = select(Person).where(Person.id == person_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.exec(stmt)).first()
+
+
+async def exists(session: AsyncSession, person_id: uuid.UUID) -> bool:
+    stmt = select(literal(1)).where(Person.id == person_id)
+    return (await session.exec(stmt)).first() is not None
+
+
+async def names_of(session: AsyncSession, person_ids: Sequence[uuid.UUID]
+                   ) -> dict[uuid.UUID, list[PersonName]]:
+    stmt = (select(PersonName).where(col(PersonName.person_id).in_(person_ids))
+            .order_by(col(PersonName.person_id), col(PersonName.position)))
+    grouped: dict[uuid.UUID, list[PersonName]] = defaultdict(list)
+    for name in await session.exec(stmt):
+        grouped[name.person_id].append(name)
+    return grouped
+
+
+async def replace_names(session: AsyncSession, person_id: uuid.UUID,
+                        names: Sequence[PersonName]) -> None:
+    await session.exec(delete(PersonName).where(col(PersonName.person_id) == person_id))
+    session.add_all(names)
+    await session.flush()
+
+
+async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str
+                                 ) -> None:
+    await session.exec(update(Person).where(col(Person.id) == person_id)
+                       .values(recognition_status=status))
+
+
+AnySelect = TypeVar("AnySelect", SelectOfScalar[Any], Select[Any])
+
+
+def _where(stmt: AnySelect, filters: PersonFilters) -> AnySelect:
+    if filters.citizenship is not None:
+        stmt = stmt.where(col(Person.citizenships).contains([filters.citizenship]))
+    if filters.recognition_status is not None:
+        stmt = stmt.where(Person.recognition_status == filters.recognition_status)
+    return stmt
+
+
+def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
+    return _where(select(Person.id), filters)
+
+
+async def page(session: AsyncSession, filters: PersonFilters, after: uuid.UUID | None,
+               limit: int) -> list[Person]:
+    stmt = _where(select(Person), filters)
+    if after is not None:
+        stmt = stmt.where(Person.id > after)
+    stmt = stmt.order_by(col(Person.id)).limit(limit)
+    return list(await session.exec(stmt))
+
+
+async def search(session: AsyncSession, key: str, filters: PersonFilters,
+                 after: tuple[float, uuid.UUID] | None, limit: int
+                 ) -> list[tuple[Person, float]]:
+    """Persons any of whose names resembles `key` (a skeleton), best match first.
+
+    `<%` (word similarity) is served by the trigram index on person_name.search_key.
+    """
+    score = cast(func.max(func.word_similarity(key, PersonName.search_key)), Float)
+    matches = (
+        select(col(PersonName.person_id).label("person_id"), score.label("score"))
+        .where(literal(key).op("<%")(PersonName.search_key))
+        .group_by(col(PersonName.person_id))
+        .subquery()
+    )
+    stmt = _where(select(Person, matches.c.score), filters).join(
+        matches, matches.c.person_id == Person.id
+    )
+    if after is not None:
+        after_score, after_id = after
+        stmt = stmt.where(tuple_(-matches.c.score, Person.id) > tuple_(-after_score, after_id))
+    stmt = stmt.order_by(matches.c.score.desc(), col(Person.id)).limit(limit)
+    return [(person, float(found_score)) for person, found_score in await session.exec(stmt)]

@@ -1,0 +1,163 @@
+import uuid
+from dataclasses import dataclass
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.core.clock import today
+from app.core.dates import PartialDate, PartialDateText, Precision
+from app.core.types import (
+    INPUT,
+    OUTPUT,
+    CountryCode,
+    Label,
+    LanguageCode,
+    RegionCode,
+    ScriptCode,
+    Text,
+)
+from app.persons.models import Gender, NameKind, Person, PersonName, SpecialRisk
+from app.recognition.criteria import RecognitionStatus
+
+
+@dataclass(frozen=True)
+class PersonFilters:
+    citizenship: str | None = None
+    recognition_status: str | None = None
+
+
+class NameInput(BaseModel):
+    model_config = INPUT
+
+    value: Label
+    script: ScriptCode
+    language: LanguageCode | None = None
+    kind: NameKind
+    is_public: bool = True
+
+    @model_validator(mode="after")
+    def _hidden_names_are_never_public(self) -> Self:
+        if self.kind is NameKind.hidden and self.is_public:
+            raise ValueError("a hidden name cannot be public")
+        return self
+
+
+class Relative(BaseModel):
+    model_config = INPUT
+
+    name: Label
+    relation: Label
+    contact: Label | None = None
+
+
+class Contact(BaseModel):
+    model_config = INPUT
+
+    kind: Literal["phone", "email", "messenger", "post", "other"]
+    value: Label
+    note: Text | None = None
+
+
+def _not_in_future(value: str | None) -> None:
+    if value is not None and PartialDate.parse(value).start > today():
+        raise ValueError("birth_date is in the future")
+
+
+class PersonFields(BaseModel):
+    """Fields a client may write; absent on update means unchanged."""
+
+    model_config = INPUT
+
+    birth_date: PartialDateText | None = None
+    gender: Gender = Gender.unknown
+    citizenships: Annotated[list[CountryCode], Field(max_length=5)] = []
+    region: RegionCode | None = None
+    occupation: Label | None = None
+    affiliations: Annotated[list[Label], Field(max_length=20)] = []
+    special_risk: Annotated[list[SpecialRisk], Field(max_length=4)] = []
+    health: Text | None = None
+    lawyer: Label | None = None
+    notes: Text | None = None
+    relatives: Annotated[list[Relative], Field(max_length=50)] | None = None
+    contacts: Annotated[list[Contact], Field(max_length=50)] | None = None
+    address: Text | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _not_in_future(self.birth_date)
+        for name, values in (("citizenships", self.citizenships),
+                             ("special_risk", self.special_risk)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice")
+        return self
+
+
+class PersonCreate(PersonFields):
+    names: Annotated[list[NameInput], Field(min_length=1, max_length=30)]
+    # Families may ask that a person is not listed publicly; the caseworker must say.
+    publish_consent: bool
+
+
+class PersonUpdate(PersonFields):
+    names: Annotated[list[NameInput], Field(min_length=1, max_length=30)] | None = None
+    publish_consent: bool | None = None
+    gender: Gender | None = None  # type: ignore[assignment]
+    citizenships: Annotated[list[CountryCode], Field(max_length=5)] | None = None  # type: ignore[assignment]
+    affiliations: Annotated[list[Label], Field(max_length=20)] | None = None  # type: ignore[assignment]
+    special_risk: Annotated[list[SpecialRisk], Field(max_length=4)] | None = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _required_fields_not_cleared(self) -> Self:
+        for name in ("names", "publish_consent", "gender", "citizenships", "affiliations",
+                     "special_risk"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class NameRead(BaseModel):
+    model_config = OUTPUT
+
+    value: str
+    script: str
+    language: str | None
+    kind: NameKind
+    is_public: bool
+
+
+class PersonRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    names: list[NameRead]
+    birth_date: str | None
+    gender: Gender
+    citizenships: list[str]
+    region: str | None
+    occupation: str | None
+    affiliations: list[str]
+    special_risk: list[SpecialRisk]
+    publish_consent: bool
+    health: str | None
+    lawyer: str | None
+    notes: str | None
+    relatives: list[Relative] | None
+    contacts: list[Contact] | None
+    address: str | None
+    recognition_status: RecognitionStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def person_read(person: Person, names: Sequence[PersonName]) -> PersonRead:
+    birth = (str(PartialDate(person.birth_date, Precision(person.birth_date_precision)))
+             if person.birth_date is not None and person.birth_date_precision else None)
+    return PersonRead.model_validate({
+        **{name: getattr(person, name) for name in PersonRead.model_fields
+           if name not in ("names", "birth_date")},
+        "birth_date": birth,
+        "names": [NameRead.model_validate(name) for name in names],
+    })

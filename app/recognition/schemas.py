@@ -1,0 +1,67 @@
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.cases.schemas import SourceIds
+from app.core.clock import today
+from app.core.types import INPUT, OUTPUT, Label, Text
+from app.recognition.criteria import CRITERIA, REQUIRES_CRITERIA, RecognitionStatus
+
+CriterionCode = Annotated[str, Field(max_length=10, examples=["G3.1a", "PACE-a"])]
+
+
+class DecisionCreate(BaseModel):
+    model_config = INPUT
+
+    status: RecognitionStatus
+    criteria: Annotated[list[CriterionCode], Field(max_length=len(CRITERIA))] = []
+    co_signers: Annotated[list[Label], Field(max_length=30)] = []
+    decided_on: Annotated[date, Field(ge=date(1990, 1, 1))]
+    rationale: Text | None = None
+    exclusion_reason: Text | None = None
+    source_ids: SourceIds = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        unknown = [code for code in self.criteria if code not in CRITERIA]
+        if unknown:
+            raise ValueError(f"unknown criteria: {', '.join(unknown)}; known: "
+                             f"{', '.join(CRITERIA)}")
+        if len(set(self.criteria)) != len(self.criteria):
+            raise ValueError("criteria lists a code twice")
+        if self.status in REQUIRES_CRITERIA and not self.criteria:
+            raise ValueError(f"a '{self.status}' decision must cite at least one criterion")
+        if self.decided_on > today():
+            raise ValueError("decided_on is in the future")
+        return self
+
+
+class DecisionRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    version: int
+    status: RecognitionStatus
+    criteria: list[str]
+    co_signers: list[str]
+    decided_on: date
+    rationale: str | None
+    exclusion_reason: str | None
+    source_ids: list[uuid.UUID]
+    decided_by: uuid.UUID | None
+    recorded_at: datetime
+
+
+class RecognitionRead(BaseModel):
+    """A person's recognition: the current decision and every decision, newest first."""
+
+    model_config = OUTPUT
+
+    person_id: uuid.UUID
+    status: RecognitionStatus
+    version: int
+    current: DecisionRead | None
+    history: list[DecisionRead]

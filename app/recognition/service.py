@@ -1,0 +1,52 @@
+"""Recognition decisions: append-only and versioned; only the latest is current."""
+
+import uuid
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.errors import PreconditionFailed
+from app.persons import service as persons_service
+from app.recognition import repository
+from app.recognition.criteria import RecognitionStatus
+from app.recognition.models import RecognitionDecision
+from app.recognition.schemas import DecisionCreate
+from app.sources import service as sources_service
+
+
+@dataclass(frozen=True)
+class Recognition:
+    person_id: uuid.UUID
+    decisions: list[RecognitionDecision]  # newest first
+
+    @property
+    def version(self) -> int:
+        return self.decisions[0].version if self.decisions else 0
+
+    @property
+    def status(self) -> RecognitionStatus:
+        return (RecognitionStatus(self.decisions[0].status) if self.decisions
+                else RecognitionStatus.not_assessed)
+
+
+async def get(session: AsyncSession, person_id: uuid.UUID) -> Recognition:
+    await persons_service.ensure_exists(session, person_id)
+    return Recognition(person_id, await repository.decisions_of(session, person_id))
+
+
+async def decide(session: AsyncSession, person_id: uuid.UUID, expected_version: int,
+                 data: DecisionCreate) -> Recognition:
+    # Locking the person serialises decisions about one person.
+    await persons_service.lock(session, person_id)
+    current = Recognition(person_id, await repository.decisions_of(session, person_id))
+    if current.version != expected_version:
+        raise PreconditionFailed(f"The recognition is at version {current.version}.",
+                                 current_version=current.version)
+    await sources_service.ensure_exist(session, data.source_ids)
+    decision = RecognitionDecision(person_id=person_id, version=current.version + 1,
+                                   **data.model_dump(mode="json", exclude={"source_ids"}),
+                                   source_ids=list(data.source_ids))
+    decision.decided_on = data.decided_on
+    await repository.add(session, decision)
+    await persons_service.set_recognition_status(session, person_id, data.status)
+    return Recognition(person_id, [decision, *current.decisions])

@@ -1,0 +1,46 @@
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+from typing import Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.core.clock import today
+
+from app.core.types import INPUT, OUTPUT, HttpUrl, Label, Text
+from app.sources.models import Reliability
+
+
+class SourceCreate(BaseModel):
+    model_config = INPUT
+
+    publisher: Label
+    title: Label
+    url: HttpUrl | None = None
+    published_on: Annotated[date, Field(ge=date(1900, 1, 1))] | None = None
+    reliability: Reliability
+    credibility: Annotated[int, Field(ge=1, le=6)]
+    is_public: bool
+    witness: Text | None = None
+
+    @model_validator(mode="after")
+    def _published_in_the_past(self) -> Self:
+        if self.published_on is not None and self.published_on > today():
+            raise ValueError("published_on is in the future")
+        return self
+
+
+class SourceRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    publisher: str
+    title: str
+    url: str | None
+    published_on: date | None
+    reliability: Reliability
+    credibility: int
+    is_public: bool
+    witness: str | None
+    created_at: datetime
