@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.state.settings = settings
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(api_router())

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from app.core.config import get_settings
+from app.core.config import Settings
 from app.core.errors import InvalidCursor, UnprocessableInput
 
 
@@ -31,10 +31,11 @@ class PageRequest(BaseModel):
 
 
 def page_request(
+    request: Request,
     limit: Annotated[int | None, Query(ge=1, description="Page size; the maximum is fixed.")] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
-    settings = get_settings()
+    settings: Settings = request.app.state.settings
     if limit is not None and limit > settings.max_page_size:
         raise UnprocessableInput(f"limit may be at most {settings.max_page_size}.",
                                  max_page_size=settings.max_page_size)

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
-from app.core.config import get_settings
 from app.core.db import SessionDep
 from app.core.http import idempotency_key
 from app.idempotency.service import StoredResponse, fingerprint, respond_once
@@ -28,7 +27,7 @@ class IdempotentCreate:
             scope=scope,
             key=self.key,
             request_fingerprint=fingerprint(request_parts),
-            retention=timedelta(hours=get_settings().idempotency_retention_hours),
+            retention=timedelta(hours=self.request.app.state.settings.idempotency_retention_hours),
             produce=produce,
         )
         headers = dict(stored.headers)

@@ -22,7 +22,8 @@ async def claim(session: AsyncSession, scope: str, key: str, fingerprint: str) -
         .on_conflict_do_nothing(index_elements=["scope", "key"])
         .returning(col(IdempotencyRecord.id))
     )
-    return (await session.exec(stmt)).first()
+    claimed: uuid.UUID | None = (await session.exec(stmt)).scalar_one_or_none()
+    return claimed
 
 
 async def find(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord | None:

@@ -3,7 +3,7 @@
 Belarusian and Russian spellings of one surname differ in regular ways (ці/ти, дзі/ди,
 ў/в, akanne o/a) and romanisations add their own (ts/c, kh/h/x, -sky/-ski/-skiy).
 anyascii romanises every script; the substitutions below then fold those differences,
-so Ціханоўскі, Тихановский, Tsikhanouski and Tikhanovsky share one skeleton. The
+so Ціхамірскі, Тихомирский, Tsikhamirski and Tikhomirsky share one skeleton. The
 skeleton is for matching only and is never shown.
 """
 

@@ -89,7 +89,7 @@ class PersonFields(BaseModel):
         _not_in_future(self.birth_date)
         for name, values in (("citizenships", self.citizenships),
                              ("special_risk", self.special_risk)):
-            if len(set(values)) != len(values):
+            if values is not None and len(set(values)) != len(values):
                 raise ValueError(f"{name} lists a value twice")
         return self
 
