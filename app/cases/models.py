@@ -38,13 +38,13 @@ class Confidence(StrEnum):
 
 
 def _uuid_array() -> Any:
-    return Field(default_factory=list,
-                 sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}"))
+    return Field(
+        default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
+    )
 
 
 def _jsonb_list() -> Any:
-    return Field(default_factory=list,
-                 sa_column=Column(JSONB, nullable=False, server_default="[]"))
+    return Field(default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]"))
 
 
 class CaseFile(SQLModel, table=True):
@@ -54,8 +54,12 @@ class CaseFile(SQLModel, table=True):
         one_of("confidentiality", list(Confidentiality)),
         one_of("status", list(Status)),
         one_of("status_since_precision", list(Precision)),
-        Index("ix_case_file_charges", "charges", postgresql_using="gin",
-              postgresql_ops={"charges": "jsonb_path_ops"}),
+        Index(
+            "ix_case_file_charges",
+            "charges",
+            postgresql_using="gin",
+            postgresql_ops={"charges": "jsonb_path_ops"},
+        ),
         Index("ix_case_file_status_id", "status", "id"),
     )
 
@@ -76,10 +80,12 @@ class CaseFile(SQLModel, table=True):
     status_since_precision: str = Field(max_length=5)
     detained_on: date = Field(index=True)
     version: int = Field(default=1)
-    created_at: datetime = Field(default_factory=utcnow,
-                                 sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow,
-                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
 
 
 class StatusEvent(SQLModel, table=True):
@@ -100,13 +106,15 @@ class StatusEvent(SQLModel, table=True):
     to_status: str = Field(max_length=20)
     effective_date: date
     effective_precision: str = Field(max_length=5)
-    recorded_at: datetime = Field(default_factory=utcnow,
-                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
     recorded_by: uuid.UUID | None = None
     confidence: str = Field(max_length=12)
     note: str | None = Field(default=None, sa_type=Text)
-    details: dict[str, Any] = Field(default_factory=dict,
-                                    sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    details: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
     source_ids: list[uuid.UUID] = _uuid_array()
     collective_event_id: uuid.UUID | None = Field(
         default=None,
@@ -123,6 +131,7 @@ class StatusEventRetraction(SQLModel, table=True):
     event_id: uuid.UUID = Field(foreign_key="status_event.id", unique=True)
     case_file_id: uuid.UUID = Field(foreign_key="case_file.id", index=True)
     reason: str = Field(sa_type=Text)
-    recorded_at: datetime = Field(default_factory=utcnow,
-                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
     recorded_by: uuid.UUID | None = None

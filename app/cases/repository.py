@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func
-from sqlmodel.sql.expression import SelectOfScalar
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
 
@@ -37,8 +37,9 @@ async def add(session: AsyncSession, case: CaseFile, events: Sequence[StatusEven
     await session.flush()
 
 
-async def get(session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False
-              ) -> CaseFile | None:
+async def get(
+    session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False
+) -> CaseFile | None:
     stmt = select(CaseFile).where(CaseFile.id == case_id)
     if for_update:
         stmt = stmt.with_for_update()
@@ -47,18 +48,24 @@ async def get(session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = F
 
 async def lock_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> list[CaseFile]:
     """Lock the case files in id order, so that concurrent batches cannot deadlock."""
-    stmt = (select(CaseFile).where(col(CaseFile.id).in_(list(case_ids)))
-            .order_by(col(CaseFile.id)).with_for_update())
+    stmt = (
+        select(CaseFile)
+        .where(col(CaseFile.id).in_(list(case_ids)))
+        .order_by(col(CaseFile.id))
+        .with_for_update()
+    )
     return list(await session.exec(stmt))
 
 
-async def events_of(session: AsyncSession, case_ids: Collection[uuid.UUID]
-                    ) -> dict[uuid.UUID, list[EventRecord]]:
+async def events_of(
+    session: AsyncSession, case_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[EventRecord]]:
     """Each case file's events in recorded order, with their retraction if any."""
     stmt = (
         select(StatusEvent, StatusEventRetraction)
-        .outerjoin(StatusEventRetraction,
-                   col(StatusEventRetraction.event_id) == col(StatusEvent.id))
+        .outerjoin(
+            StatusEventRetraction, col(StatusEventRetraction.event_id) == col(StatusEvent.id)
+        )
         .where(col(StatusEvent.case_file_id).in_(list(case_ids)))
         .order_by(col(StatusEvent.case_file_id), col(StatusEvent.position))
     )
@@ -83,9 +90,13 @@ async def save(session: AsyncSession, cases: Sequence[CaseFile]) -> None:
     await session.flush()
 
 
-async def page(session: AsyncSession, filters: CaseFilters,
-               person_ids: SelectOfScalar[uuid.UUID] | None, after: uuid.UUID | None,
-               limit: int) -> list[CaseFile]:
+async def page(
+    session: AsyncSession,
+    filters: CaseFilters,
+    person_ids: SelectOfScalar[uuid.UUID] | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[CaseFile]:
     """A page of case files; `person_ids` (from the persons feature) narrows by person."""
     stmt = select(CaseFile)
     if person_ids is not None:
@@ -107,12 +118,14 @@ async def page(session: AsyncSession, filters: CaseFilters,
     return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))
 
 
-async def events_of_collective(session: AsyncSession, collective_event_id: uuid.UUID
-                               ) -> list[EventRecord]:
+async def events_of_collective(
+    session: AsyncSession, collective_event_id: uuid.UUID
+) -> list[EventRecord]:
     stmt = (
         select(StatusEvent, StatusEventRetraction)
-        .outerjoin(StatusEventRetraction,
-                   col(StatusEventRetraction.event_id) == col(StatusEvent.id))
+        .outerjoin(
+            StatusEventRetraction, col(StatusEventRetraction.event_id) == col(StatusEvent.id)
+        )
         .where(StatusEvent.collective_event_id == collective_event_id)
         .order_by(col(StatusEvent.case_file_id))
     )

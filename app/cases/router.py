@@ -33,18 +33,25 @@ router = APIRouter(prefix="/cases", tags=["cases"])
 
 def _status_change(change: service.StatusChange) -> StatusChange:
     entry = change.entry
-    return StatusChange(event=event_read(entry.event, entry.retraction, entry.from_status),
-                        case_status=Status(change.case.status), case_version=change.case.version)
+    return StatusChange(
+        event=event_read(entry.event, entry.retraction, entry.from_status),
+        case_status=Status(change.case.status),
+        case_version=change.case.version,
+    )
 
 
 @router.post("", status_code=201, response_model=CaseRead)
-async def create_case(body: CaseCreate, session: SessionDep, request: Request,
-                      once: IdempotentCreateDep) -> Response:
+async def create_case(
+    body: CaseCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+) -> Response:
     async def produce() -> StoredResponse:
         case = await service.create(session, body)
         location = str(request.url_for("read_case", case_id=case.id))
-        return StoredResponse(201, case_read(case).model_dump(mode="json"),
-                              {"Location": location, "ETag": etag(case.version)})
+        return StoredResponse(
+            201,
+            case_read(case).model_dump(mode="json"),
+            {"Location": location, "ETag": etag(case.version)},
+        )
 
     return await once.run(body.model_dump(mode="json"), produce)
 
@@ -57,8 +64,13 @@ async def read_case(case_id: uuid.UUID, session: SessionDep, response: Response)
 
 
 @router.patch("/{case_id}", response_model=CaseRead)
-async def update_case(case_id: uuid.UUID, body: CaseUpdate, session: SessionDep,
-                      response: Response, if_match: IfMatch = None) -> CaseRead:
+async def update_case(
+    case_id: uuid.UUID,
+    body: CaseUpdate,
+    session: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> CaseRead:
     case = await service.update(session, case_id, required_version(if_match), body)
     response.headers["ETag"] = etag(case.version)
     return case_read(case)
@@ -78,28 +90,39 @@ async def list_cases(
     detained_to: date | None = None,
     person_id: uuid.UUID | None = None,
 ) -> Page[CaseRead]:
-    filters = CaseFilters(status=status, jurisdiction=jurisdiction, article=article,
-                          detained_from=detained_from, detained_to=detained_to,
-                          person_id=person_id)
+    filters = CaseFilters(
+        status=status,
+        jurisdiction=jurisdiction,
+        article=article,
+        detained_from=detained_from,
+        detained_to=detained_to,
+        person_id=person_id,
+    )
     person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
-    found = await service.list_cases(session, filters, person_filters, paging.cursor,
-                                     paging.limit)
-    return Page[CaseRead](items=[case_read(case) for case in found.items],
-                          next=next_link(request, found.next_cursor))
+    found = await service.list_cases(session, filters, person_filters, paging.cursor, paging.limit)
+    return Page[CaseRead](
+        items=[case_read(case) for case in found.items], next=next_link(request, found.next_cursor)
+    )
 
 
 @router.get("/{case_id}/status-events", response_model=CaseHistory)
 async def read_status_history(case_id: uuid.UUID, session: SessionDep) -> CaseHistory:
     case, entries = await service.history(session, case_id)
     return CaseHistory(
-        case_file_id=case.id, status=Status(case.status),
+        case_file_id=case.id,
+        status=Status(case.status),
         events=[event_read(e.event, e.retraction, e.from_status) for e in entries],
     )
 
 
 @router.post("/{case_id}/status-events", status_code=201, response_model=StatusChange)
-async def append_status_event(case_id: uuid.UUID, body: StatusEventInput, session: SessionDep,
-                              once: IdempotentCreateDep, if_match: IfMatch = None) -> Response:
+async def append_status_event(
+    case_id: uuid.UUID,
+    body: StatusEventInput,
+    session: SessionDep,
+    once: IdempotentCreateDep,
+    if_match: IfMatch = None,
+) -> Response:
     """Record a status change. If-Match carries the case file's ETag: of many simultaneous
     changes from the same version, exactly one is applied."""
     expected_version = required_version(if_match)
@@ -111,17 +134,22 @@ async def append_status_event(case_id: uuid.UUID, body: StatusEventInput, sessio
     return await once.run([body.model_dump(mode="json"), expected_version], produce)
 
 
-@router.post("/{case_id}/status-events/{event_id}/retraction", status_code=201,
-             response_model=StatusChange)
-async def retract_status_event(case_id: uuid.UUID, event_id: uuid.UUID, body: RetractionInput,
-                               session: SessionDep, once: IdempotentCreateDep,
-                               if_match: IfMatch = None) -> Response:
+@router.post(
+    "/{case_id}/status-events/{event_id}/retraction", status_code=201, response_model=StatusChange
+)
+async def retract_status_event(
+    case_id: uuid.UUID,
+    event_id: uuid.UUID,
+    body: RetractionInput,
+    session: SessionDep,
+    once: IdempotentCreateDep,
+    if_match: IfMatch = None,
+) -> Response:
     """Withdraw a wrong status event; it stays in the history, marked with the reason."""
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
-        change = await service.retract(session, case_id, event_id, expected_version,
-                                       body.reason)
+        change = await service.retract(session, case_id, event_id, expected_version, body.reason)
         return StoredResponse(201, _status_change(change).model_dump(mode="json"))
 
     return await once.run([body.model_dump(mode="json"), expected_version], produce)

@@ -16,11 +16,12 @@ from app.cases.models import (
     StatusEventRetraction,
 )
 from app.cases.statuses import IN_CUSTODY, Status
-from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
 from app.core.dates import PartialDate, PartialDateText, Precision
+from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
 
-Article = Annotated[str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$",
-                               examples=["342", "361-1"])]
+Article = Annotated[
+    str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$", examples=["342", "361-1"])
+]
 SourceIds = Annotated[list[uuid.UUID], Field(max_length=50)]
 
 
@@ -243,23 +244,36 @@ class CaseHistory(BaseModel):
     events: list[StatusEventRead]
 
 
-
 def case_read(case: CaseFile) -> CaseRead:
-    return CaseRead.model_validate({
-        **{name: getattr(case, name) for name in CaseRead.model_fields
-           if name not in ("status_since", "in_custody")},
-        "status_since": str(PartialDate(case.status_since, Precision(case.status_since_precision))),
-        "in_custody": Status(case.status) in IN_CUSTODY,
-    })
+    return CaseRead.model_validate(
+        {
+            **{
+                name: getattr(case, name)
+                for name in CaseRead.model_fields
+                if name not in ("status_since", "in_custody")
+            },
+            "status_since": str(
+                PartialDate(case.status_since, Precision(case.status_since_precision))
+            ),
+            "in_custody": Status(case.status) in IN_CUSTODY,
+        }
+    )
 
 
-def event_read(event: StatusEvent, retraction: StatusEventRetraction | None,
-               from_status: Status | None) -> StatusEventRead:
-    return StatusEventRead.model_validate({
-        **{name: getattr(event, name) for name in StatusEventRead.model_fields
-           if name not in ("effective_date", "from_status", "retraction")},
-        "effective_date": str(PartialDate(event.effective_date,
-                                          Precision(event.effective_precision))),
-        "from_status": from_status,
-        "retraction": RetractionRead.model_validate(retraction) if retraction else None,
-    })
+def event_read(
+    event: StatusEvent, retraction: StatusEventRetraction | None, from_status: Status | None
+) -> StatusEventRead:
+    return StatusEventRead.model_validate(
+        {
+            **{
+                name: getattr(event, name)
+                for name in StatusEventRead.model_fields
+                if name not in ("effective_date", "from_status", "retraction")
+            },
+            "effective_date": str(
+                PartialDate(event.effective_date, Precision(event.effective_precision))
+            ),
+            "from_status": from_status,
+            "retraction": RetractionRead.model_validate(retraction) if retraction else None,
+        }
+    )

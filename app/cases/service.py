@@ -63,21 +63,35 @@ class CollectiveOutcome:
 
 
 def _step(event: StatusEvent) -> Step:
-    return Step(Status(event.to_status),
-                PartialDate(event.effective_date, Precision(event.effective_precision)))
+    return Step(
+        Status(event.to_status),
+        PartialDate(event.effective_date, Precision(event.effective_precision)),
+    )
 
 
 def _active(history: Sequence[EventRecord]) -> list[StatusEvent]:
     return [event for event, retraction in history if retraction is None]
 
 
-def _new_event(case_id: uuid.UUID, position: int, data: StatusEventInput,
-               collective_event_id: uuid.UUID | None = None) -> StatusEvent:
+def _new_event(
+    case_id: uuid.UUID,
+    position: int,
+    data: StatusEventInput,
+    collective_event_id: uuid.UUID | None = None,
+) -> StatusEvent:
     effective = PartialDate.parse(data.effective_date)
-    return StatusEvent(case_file_id=case_id, position=position, to_status=data.to_status,
-                       effective_date=effective.start, effective_precision=effective.precision,
-                       confidence=data.confidence, note=data.note, details=data.details,
-                       source_ids=list(data.source_ids), collective_event_id=collective_event_id)
+    return StatusEvent(
+        case_file_id=case_id,
+        position=position,
+        to_status=data.to_status,
+        effective_date=effective.start,
+        effective_precision=effective.precision,
+        confidence=data.confidence,
+        note=data.note,
+        details=data.details,
+        source_ids=list(data.source_ids),
+        collective_event_id=collective_event_id,
+    )
 
 
 def _refuse(error: PathError, *, what: str) -> Exception:
@@ -99,8 +113,9 @@ def _derive(case: CaseFile, path: Sequence[StatusEvent]) -> None:
 
 def _check_version(case: CaseFile, expected_version: int) -> None:
     if case.version != expected_version:
-        raise PreconditionFailed(f"The case file is at version {case.version}.",
-                                 current_version=case.version)
+        raise PreconditionFailed(
+            f"The case file is at version {case.version}.", current_version=case.version
+        )
 
 
 def _bump(case: CaseFile) -> None:
@@ -129,19 +144,24 @@ async def _person_must_exist(session: AsyncSession, person_id: uuid.UUID) -> Non
 async def create(session: AsyncSession, data: CaseCreate) -> CaseFile:
     await _person_must_exist(session, data.person_id)
     await sources_service.ensure_exist(
-        session, (i for event in data.status_history for i in event.source_ids))
+        session, (i for event in data.status_history for i in event.source_ids)
+    )
     number = await repository.next_reference_number(session)
     case = CaseFile(
-        **data.model_dump(mode="json", exclude={"status_history", "person_id",
-                                                "assigned_caseworkers"}),
+        **data.model_dump(
+            mode="json", exclude={"status_history", "person_id", "assigned_caseworkers"}
+        ),
         person_id=data.person_id,
         assigned_caseworkers=list(data.assigned_caseworkers),
         reference=f"HB-{today().year}-{number:06d}",
-        status=Status.detained, status_since=today(), status_since_precision=Precision.day,
+        status=Status.detained,
+        status_since=today(),
+        status_since_precision=Precision.day,
         detained_on=today(),
     )
-    events = [_new_event(case.id, position, item)
-              for position, item in enumerate(data.status_history)]
+    events = [
+        _new_event(case.id, position, item) for position, item in enumerate(data.status_history)
+    ]
     error = check_path([_step(event) for event in events], today())
     if error is not None:
         raise _refuse(error, what="The status history is not a valid path")
@@ -157,8 +177,9 @@ async def get(session: AsyncSession, case_id: uuid.UUID) -> CaseFile:
     return case
 
 
-async def update(session: AsyncSession, case_id: uuid.UUID, expected_version: int,
-                 data: CaseUpdate) -> CaseFile:
+async def update(
+    session: AsyncSession, case_id: uuid.UUID, expected_version: int, data: CaseUpdate
+) -> CaseFile:
     case = await repository.get(session, case_id, for_update=True)
     if case is None:
         raise NotFound("No such case file.")
@@ -178,8 +199,9 @@ async def history(session: AsyncSession, case_id: uuid.UUID) -> tuple[CaseFile, 
     return case, history_entries(records)
 
 
-async def append(session: AsyncSession, case_id: uuid.UUID, expected_version: int,
-                 data: StatusEventInput) -> StatusChange:
+async def append(
+    session: AsyncSession, case_id: uuid.UUID, expected_version: int, data: StatusEventInput
+) -> StatusChange:
     case = await repository.get(session, case_id, for_update=True)
     if case is None:
         raise NotFound("No such case file.")
@@ -200,8 +222,13 @@ async def append(session: AsyncSession, case_id: uuid.UUID, expected_version: in
     return StatusChange(HistoryEntry(event, None, from_status), case)
 
 
-async def retract(session: AsyncSession, case_id: uuid.UUID, event_id: uuid.UUID,
-                  expected_version: int, reason: str) -> StatusChange:
+async def retract(
+    session: AsyncSession,
+    case_id: uuid.UUID,
+    event_id: uuid.UUID,
+    expected_version: int,
+    reason: str,
+) -> StatusChange:
     case = await repository.get(session, case_id, for_update=True)
     if case is None:
         raise NotFound("No such case file.")
@@ -225,9 +252,12 @@ async def retract(session: AsyncSession, case_id: uuid.UUID, event_id: uuid.UUID
     return StatusChange(HistoryEntry(target.event, retraction, target.from_status), case)
 
 
-async def apply_collective(session: AsyncSession, case_ids: Sequence[uuid.UUID],
-                           data: StatusEventInput, collective_event_id: uuid.UUID
-                           ) -> list[CollectiveOutcome]:
+async def apply_collective(
+    session: AsyncSession,
+    case_ids: Sequence[uuid.UUID],
+    data: StatusEventInput,
+    collective_event_id: uuid.UUID,
+) -> list[CollectiveOutcome]:
     """Apply one transition to every listed case file, or to none of them.
 
     Raises CollectiveTransitionRejected, with each case file's result, if any one fails.
@@ -249,8 +279,9 @@ async def apply_collective(session: AsyncSession, case_ids: Sequence[uuid.UUID],
         from_status = Status(case.status)
         error = check_path([_step(e) for e in path], today())
         if error is not None:
-            outcomes.append(CollectiveOutcome(case_id, "rejected", from_status,
-                                              reason=error.describe()))
+            outcomes.append(
+                CollectiveOutcome(case_id, "rejected", from_status, reason=error.describe())
+            )
             continue
         _derive(case, path)
         _bump(case)
@@ -276,22 +307,29 @@ def _outcome_json(outcome: CollectiveOutcome) -> dict[str, Any]:
     }
 
 
-async def collective_results(session: AsyncSession, collective_event_id: uuid.UUID
-                             ) -> list[CollectiveOutcome]:
+async def collective_results(
+    session: AsyncSession, collective_event_id: uuid.UUID
+) -> list[CollectiveOutcome]:
     return [
-        CollectiveOutcome(event.case_file_id, "applied" if retraction is None else "retracted",
-                          None, event.id)
-        for event, retraction in await repository.events_of_collective(session,
-                                                                        collective_event_id)
+        CollectiveOutcome(
+            event.case_file_id, "applied" if retraction is None else "retracted", None, event.id
+        )
+        for event, retraction in await repository.events_of_collective(session, collective_event_id)
     ]
 
 
-async def list_cases(session: AsyncSession, filters: CaseFilters,
-                     person_filters: PersonFilters, cursor: str | None, limit: int) -> CasePage:
+async def list_cases(
+    session: AsyncSession,
+    filters: CaseFilters,
+    person_filters: PersonFilters,
+    cursor: str | None,
+    limit: int,
+) -> CasePage:
     fingerprint = query_fingerprint({"cases": filters.__dict__, "persons": person_filters.__dict__})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-    person_ids = (persons_service.ids_matching(person_filters)
-                  if person_filters != PersonFilters() else None)
+    person_ids = (
+        persons_service.ids_matching(person_filters) if person_filters != PersonFilters() else None
+    )
     cases = await repository.page(session, filters, person_ids, after, limit + 1)
     more = len(cases) > limit
     cases = cases[:limit]

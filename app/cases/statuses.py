@@ -27,10 +27,24 @@ IN_CUSTODY: frozenset[Status] = frozenset({Status.detained, Status.sentenced})
 
 # A new `sentenced` after `sentenced` records an appeal or a new term.
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    Status.detained: frozenset({Status.sentenced, Status.released, Status.pardoned,
-                                Status.deported, Status.died_in_custody}),
-    Status.sentenced: frozenset({Status.sentenced, Status.released, Status.pardoned,
-                                 Status.deported, Status.died_in_custody}),
+    Status.detained: frozenset(
+        {
+            Status.sentenced,
+            Status.released,
+            Status.pardoned,
+            Status.deported,
+            Status.died_in_custody,
+        }
+    ),
+    Status.sentenced: frozenset(
+        {
+            Status.sentenced,
+            Status.released,
+            Status.pardoned,
+            Status.deported,
+            Status.died_in_custody,
+        }
+    ),
     Status.released: frozenset({Status.deported}),
     Status.pardoned: frozenset({Status.deported}),
     Status.deported: frozenset(),

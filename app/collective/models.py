@@ -43,6 +43,7 @@ class CollectiveEvent(SQLModel, table=True):
         default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
     )
     case_file_count: int
-    recorded_at: datetime = Field(default_factory=utcnow,
-                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
     recorded_by: uuid.UUID | None = None

@@ -22,26 +22,39 @@ router = APIRouter(prefix="/collective-events", tags=["collective events"])
 
 def _summary(event: CollectiveEvent) -> CollectiveEventSummary:
     return CollectiveEventSummary(
-        **{name: getattr(event, name) for name in CollectiveEventSummary.model_fields
-           if name != "effective_date"},
-        effective_date=str(PartialDate(event.effective_date,
-                                       Precision(event.effective_precision))),
+        **{
+            name: getattr(event, name)
+            for name in CollectiveEventSummary.model_fields
+            if name != "effective_date"
+        },
+        effective_date=str(PartialDate(event.effective_date, Precision(event.effective_precision))),
     )
 
 
 def _read(view: service.CollectiveView) -> CollectiveEventRead:
     return CollectiveEventRead(
         **_summary(view.event).model_dump(),
-        results=[CollectiveResult(case_file_id=r.case_file_id, outcome=r.outcome,
-                                  from_status=r.from_status, event_id=r.event_id)
-                 for r in view.results],
+        results=[
+            CollectiveResult(
+                case_file_id=r.case_file_id,
+                outcome=r.outcome,
+                from_status=r.from_status,
+                event_id=r.event_id,
+            )
+            for r in view.results
+        ],
     )
 
 
-@router.post("", status_code=201, response_model=CollectiveEventRead,
-             responses={409: {"description": "A case file cannot transition; nothing changed"}})
-async def create_collective_event(body: CollectiveEventCreate, session: SessionDep,
-                                  request: Request, once: IdempotentCreateDep) -> Response:
+@router.post(
+    "",
+    status_code=201,
+    response_model=CollectiveEventRead,
+    responses={409: {"description": "A case file cannot transition; nothing changed"}},
+)
+async def create_collective_event(
+    body: CollectiveEventCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+) -> Response:
     """Apply one transition to many case files in one transaction: all or nothing."""
 
     async def produce() -> StoredResponse:
@@ -59,9 +72,11 @@ async def read_collective_event(event_id: uuid.UUID, session: SessionDep) -> Col
 
 @router.get("", response_model=Page[CollectiveEventSummary])
 async def list_collective_events(
-    session: SessionDep, request: Request,
+    session: SessionDep,
+    request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
 ) -> Page[CollectiveEventSummary]:
     found = await service.list_events(session, paging.cursor, paging.limit)
-    return Page[CollectiveEventSummary](items=[_summary(event) for event in found.items],
-                                        next=next_link(request, found.next_cursor))
+    return Page[CollectiveEventSummary](
+        items=[_summary(event) for event in found.items], next=next_link(request, found.next_cursor)
+    )

@@ -38,9 +38,14 @@ class CollectiveEventCreate(BaseModel):
         return self
 
     def transition(self) -> StatusEventInput:
-        return StatusEventInput(to_status=self.to_status, effective_date=self.effective_date,
-                                confidence=self.confidence, note=self.note,
-                                source_ids=self.source_ids, details=self.details)
+        return StatusEventInput(
+            to_status=self.to_status,
+            effective_date=self.effective_date,
+            confidence=self.confidence,
+            note=self.note,
+            source_ids=self.source_ids,
+            details=self.details,
+        )
 
 
 class CollectiveResult(BaseModel):

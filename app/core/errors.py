@@ -28,8 +28,9 @@ class DomainError(Exception):
         self.extensions = extensions
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        return problem_body(self.status_code, self.slug, self.title, self.detail, instance,
-                            self.extensions)
+        return problem_body(
+            self.status_code, self.slug, self.title, self.detail, instance, self.extensions
+        )
 
 
 class BadRequest(DomainError):
@@ -120,16 +121,23 @@ def problem_body(
     return body
 
 
-def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON,
-                        headers=dict(headers or {}))
+def problem_response(
+    body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        body, status_code=body["status"], media_type=PROBLEM_JSON, headers=dict(headers or {})
+    )
 
 
 def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     # Echoing the offending input back could copy personal data into logs and caches,
     # so only the location, the reason and its machine code are returned.
     return [
-        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        {
+            "loc": list(error.get("loc", ())),
+            "msg": error.get("msg", ""),
+            "type": error.get("type", ""),
+        }
         for error in errors
     ]
 
@@ -145,24 +153,35 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     if any(error.get("type") == "json_invalid" for error in errors):
         error: DomainError = MalformedJson("The body could not be parsed as JSON.")
     else:
-        error = UnprocessableInput("Some fields are missing, unknown or of the wrong form.",
-                                   errors=_validation_errors(errors))
+        error = UnprocessableInput(
+            "Some fields are missing, unknown or of the wrong form.",
+            errors=_validation_errors(errors),
+        )
     return problem_response(error.to_problem(request.url.path))
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
-    body = problem_body(exc.status_code, f"http-{exc.status_code}",
-                        titles.get(exc.status_code, "HTTP error"), str(exc.detail),
-                        request.url.path)
+    body = problem_body(
+        exc.status_code,
+        f"http-{exc.status_code}",
+        titles.get(exc.status_code, "HTTP error"),
+        str(exc.detail),
+        request.url.path,
+    )
     return problem_response(body, exc.headers)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path)
-    body = problem_body(500, "internal-error", "Internal error",
-                        "The request failed; nothing was saved.", request.url.path)
+    body = problem_body(
+        500,
+        "internal-error",
+        "Internal error",
+        "The request failed; nothing was saved.",
+        request.url.path,
+    )
     return problem_response(body)
 
 

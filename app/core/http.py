@@ -20,7 +20,7 @@ def required_version(if_match: str | None) -> int:
         raise PreconditionRequired("Send If-Match with the ETag of the version you read.")
     value = if_match.strip()
     if value.startswith("W/") or not (value.startswith('"') and value.endswith('"')):
-        raise PreconditionFailed("If-Match must be one strong ETag such as \"3\".")
+        raise PreconditionFailed('If-Match must be one strong ETag such as "3".')
     try:
         return int(value[1:-1])
     except ValueError as exc:

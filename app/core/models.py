@@ -7,5 +7,11 @@ from app.persons import models as persons_models
 from app.recognition import models as recognition_models
 from app.sources import models as sources_models
 
-TABLE_MODULES = (cases_models, collective_models, idempotency_models, persons_models,
-                 recognition_models, sources_models)
+TABLE_MODULES = (
+    cases_models,
+    collective_models,
+    idempotency_models,
+    persons_models,
+    recognition_models,
+    sources_models,
+)

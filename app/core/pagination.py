@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict
 from app.core.config import Settings
 from app.core.errors import InvalidCursor, UnprocessableInput
 
-
 T = TypeVar("T")
 
 
@@ -32,13 +31,16 @@ class PageRequest(BaseModel):
 
 def page_request(
     request: Request,
-    limit: Annotated[int | None, Query(ge=1, description="Page size; the maximum is fixed.")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Page size; the maximum is fixed.")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
     settings: Settings = request.app.state.settings
     if limit is not None and limit > settings.max_page_size:
-        raise UnprocessableInput(f"limit may be at most {settings.max_page_size}.",
-                                 max_page_size=settings.max_page_size)
+        raise UnprocessableInput(
+            f"limit may be at most {settings.max_page_size}.", max_page_size=settings.max_page_size
+        )
     return PageRequest(limit=limit or settings.default_page_size, cursor=cursor)
 
 

@@ -22,16 +22,28 @@ def _multi_line(value: str) -> str:
     return value
 
 
-Label = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_single_line)]
+Label = Annotated[
+    str, StringConstraints(min_length=1, max_length=300), AfterValidator(_single_line)
+]
 Text = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_multi_line)]
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"),
-                        Field(description="ISO 3166-1 alpha-2", examples=["BY"])]
-RegionCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$"),
-                       Field(description="ISO 3166-2", examples=["BY-HM"])]
-LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$"),
-                         Field(description="ISO 639", examples=["be"])]
-ScriptCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][a-z]{3}$"),
-                       Field(description="ISO 15924", examples=["Cyrl"])]
+CountryCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}$"),
+    Field(description="ISO 3166-1 alpha-2", examples=["BY"]),
+]
+RegionCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$"),
+    Field(description="ISO 3166-2", examples=["BY-HM"]),
+]
+LanguageCode = Annotated[
+    str, StringConstraints(pattern=r"^[a-z]{2,3}$"), Field(description="ISO 639", examples=["be"])
+]
+ScriptCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z][a-z]{3}$"),
+    Field(description="ISO 15924", examples=["Cyrl"]),
+]
 HttpUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
 
 INPUT = ConfigDict(extra="forbid", str_strip_whitespace=False)

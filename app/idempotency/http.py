@@ -18,8 +18,9 @@ class IdempotentCreate:
         self.session = session
         self.key = key
 
-    async def run(self, request_parts: Any, produce: Callable[[], Awaitable[StoredResponse]]
-                  ) -> JSONResponse:
+    async def run(
+        self, request_parts: Any, produce: Callable[[], Awaitable[StoredResponse]]
+    ) -> JSONResponse:
         # Authentication will add the principal to the scope: keys are per caller.
         scope = f"{self.request.method} {self.request.url.path}"
         stored = await respond_once(
@@ -37,7 +38,8 @@ class IdempotentCreate:
 
 
 def _idempotent_create(
-    request: Request, session: SessionDep,
+    request: Request,
+    session: SessionDep,
     key: Annotated[str | None, Depends(idempotency_key)],
 ) -> IdempotentCreate:
     return IdempotentCreate(request, session, key)

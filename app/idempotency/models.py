@@ -23,6 +23,7 @@ class IdempotencyRecord(SQLModel, table=True):
     status_code: int | None = None
     response_body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     response_headers: dict[str, str] | None = Field(default=None, sa_column=Column(JSONB))
-    created_at: datetime = Field(default_factory=utcnow,
-                                 sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                  index=True))
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
+    )

@@ -27,8 +27,9 @@ async def claim(session: AsyncSession, scope: str, key: str, fingerprint: str) -
 
 
 async def find(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord | None:
-    stmt = select(IdempotencyRecord).where(IdempotencyRecord.scope == scope,
-                                           IdempotencyRecord.key == key)
+    stmt = select(IdempotencyRecord).where(
+        IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+    )
     return (await session.exec(stmt)).first()
 
 
@@ -36,8 +37,15 @@ async def remove(session: AsyncSession, record_id: uuid.UUID) -> None:
     await session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == record_id))
 
 
-async def store(session: AsyncSession, record_id: uuid.UUID, status_code: int,
-                body: dict[str, Any], headers: dict[str, str]) -> None:
-    await session.exec(update(IdempotencyRecord).where(col(IdempotencyRecord.id) == record_id)
-                       .values(status_code=status_code, response_body=body,
-                               response_headers=headers))
+async def store(
+    session: AsyncSession,
+    record_id: uuid.UUID,
+    status_code: int,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    await session.exec(
+        update(IdempotencyRecord)
+        .where(col(IdempotencyRecord.id) == record_id)
+        .values(status_code=status_code, response_body=body, response_headers=headers)
+    )

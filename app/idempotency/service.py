@@ -51,14 +51,20 @@ async def respond_once(
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was used for a different request; use a new key."
                 )
-            assert existing.status_code is not None and existing.response_body is not None
-            return StoredResponse(existing.status_code, existing.response_body,
-                                  existing.response_headers or {}, replayed=True)
+            assert existing.status_code is not None
+            assert existing.response_body is not None
+            return StoredResponse(
+                existing.status_code,
+                existing.response_body,
+                existing.response_headers or {},
+                replayed=True,
+            )
         # Expired: the key may be used afresh.
         await repository.remove(session, existing.id)
         record_id = await repository.claim(session, scope, key, request_fingerprint)
         assert record_id is not None
     response = await produce()
-    await repository.store(session, record_id, response.status_code, response.body,
-                           response.headers)
+    await repository.store(
+        session, record_id, response.status_code, response.body, response.headers
+    )
     return response

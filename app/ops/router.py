@@ -20,11 +20,19 @@ async def readyz(request: Request) -> JSONResponse:
     expected = head_revision()
     try:
         async with request.app.state.engine.connect() as connection:
-            current = (await connection.execute(
-                text("SELECT version_num FROM alembic_version"))).scalar_one_or_none()
+            current = (
+                await connection.execute(text("SELECT version_num FROM alembic_version"))
+            ).scalar_one_or_none()
     except (SQLAlchemyError, OSError):
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     if current != expected:
-        return JSONResponse({"status": "unavailable", "database": "not migrated",
-                             "revision": current, "expected": expected}, status_code=503)
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "database": "not migrated",
+                "revision": current,
+                "expected": expected,
+            },
+            status_code=503,
+        )
     return JSONResponse({"status": "ready", "revision": current})

@@ -75,21 +75,28 @@ class Person(SQLModel, table=True):
     contacts: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
     address: str | None = Field(default=None, sa_type=Text)
     # A projection of the latest recognition decision, kept by the recognition feature.
-    recognition_status: str = Field(default=RecognitionStatus.not_assessed, max_length=30,
-                                    index=True)
+    recognition_status: str = Field(
+        default=RecognitionStatus.not_assessed, max_length=30, index=True
+    )
     version: int = Field(default=1)
-    created_at: datetime = Field(default_factory=utcnow,
-                                 sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow,
-                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
 
 
 class PersonName(SQLModel, table=True):
     __tablename__ = "person_name"
     __table_args__ = (
         one_of("kind", list(NameKind)),
-        Index("ix_person_name_search_key_trgm", "search_key", postgresql_using="gin",
-              postgresql_ops={"search_key": "gin_trgm_ops"}),
+        Index(
+            "ix_person_name_search_key_trgm",
+            "search_key",
+            postgresql_using="gin",
+            postgresql_ops={"search_key": "gin_trgm_ops"},
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

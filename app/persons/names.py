@@ -13,11 +13,27 @@ from anyascii import anyascii
 
 # Order matters: longer patterns first, vowel folding last.
 SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
-    ("shch", "s"), ("sch", "s"), ("sz", "s"), ("sh", "s"), ("zh", "z"), ("cz", "c"),
-    ("ch", "c"), ("kh", "h"), ("ts", "c"), ("tz", "c"), ("x", "h"), ("w", "v"),
-    ("dz", "d"), ("j", "i"), ("y", "i"), ("ie", "e"),
-    ("au", "av"), ("ou", "ov"), ("eu", "ev"),
-    ("ci", "ti"), ("o", "a"),
+    ("shch", "s"),
+    ("sch", "s"),
+    ("sz", "s"),
+    ("sh", "s"),
+    ("zh", "z"),
+    ("cz", "c"),
+    ("ch", "c"),
+    ("kh", "h"),
+    ("ts", "c"),
+    ("tz", "c"),
+    ("x", "h"),
+    ("w", "v"),
+    ("dz", "d"),
+    ("j", "i"),
+    ("y", "i"),
+    ("ie", "e"),
+    ("au", "av"),
+    ("ou", "ov"),
+    ("eu", "ev"),
+    ("ci", "ti"),
+    ("o", "a"),
 )
 _NOT_LETTER = re.compile(r"[^a-z ]+")
 _SPACES = re.compile(r" +")

@@ -3,13 +3,11 @@
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, TypeVar
 
-from sqlalchemy import Float, cast, func, literal, tuple_
+from sqlalchemy import ColumnElement, Float, cast, func, literal, tuple_
 from sqlmodel import col, delete, select, update
-from sqlmodel.sql.expression import Select
-from sqlmodel.sql.expression import SelectOfScalar
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.persons.models import Person, PersonName
 from app.persons.schemas import PersonFilters
@@ -22,8 +20,9 @@ async def add(session: AsyncSession, person: Person, names: Sequence[PersonName]
     await session.flush()
 
 
-async def get(session: AsyncSession, person_id: uuid.UUID, *, for_update: bool = False
-              ) -> Person | None:
+async def get(
+    session: AsyncSession, person_id: uuid.UUID, *, for_update: bool = False
+) -> Person | None:
     stmt = select(Person).where(Person.id == person_id)
     if for_update:
         stmt = stmt.with_for_update()
@@ -35,56 +34,64 @@ async def exists(session: AsyncSession, person_id: uuid.UUID) -> bool:
     return (await session.exec(stmt)).first() is not None
 
 
-async def names_of(session: AsyncSession, person_ids: Sequence[uuid.UUID]
-                   ) -> dict[uuid.UUID, list[PersonName]]:
-    stmt = (select(PersonName).where(col(PersonName.person_id).in_(person_ids))
-            .order_by(col(PersonName.person_id), col(PersonName.position)))
+async def names_of(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[PersonName]]:
+    stmt = (
+        select(PersonName)
+        .where(col(PersonName.person_id).in_(person_ids))
+        .order_by(col(PersonName.person_id), col(PersonName.position))
+    )
     grouped: dict[uuid.UUID, list[PersonName]] = defaultdict(list)
     for name in await session.exec(stmt):
         grouped[name.person_id].append(name)
     return grouped
 
 
-async def replace_names(session: AsyncSession, person_id: uuid.UUID,
-                        names: Sequence[PersonName]) -> None:
+async def replace_names(
+    session: AsyncSession, person_id: uuid.UUID, names: Sequence[PersonName]
+) -> None:
     await session.exec(delete(PersonName).where(col(PersonName.person_id) == person_id))
     session.add_all(names)
     await session.flush()
 
 
-async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str
-                                 ) -> None:
-    await session.exec(update(Person).where(col(Person.id) == person_id)
-                       .values(recognition_status=status))
+async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str) -> None:
+    await session.exec(
+        update(Person).where(col(Person.id) == person_id).values(recognition_status=status)
+    )
 
 
-AnySelect = TypeVar("AnySelect", SelectOfScalar[Any], Select[Any])
-
-
-def _where(stmt: AnySelect, filters: PersonFilters) -> AnySelect:
+def _conditions(filters: PersonFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if filters.citizenship is not None:
-        stmt = stmt.where(col(Person.citizenships).contains([filters.citizenship]))
+        conditions.append(col(Person.citizenships).contains([filters.citizenship]))
     if filters.recognition_status is not None:
-        stmt = stmt.where(Person.recognition_status == filters.recognition_status)
-    return stmt
+        conditions.append(col(Person.recognition_status) == filters.recognition_status)
+    return conditions
 
 
 def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
-    return _where(select(Person.id), filters)
+    return select(Person.id).where(*_conditions(filters))
 
 
-async def page(session: AsyncSession, filters: PersonFilters, after: uuid.UUID | None,
-               limit: int) -> list[Person]:
-    stmt = _where(select(Person), filters)
+async def page(
+    session: AsyncSession, filters: PersonFilters, after: uuid.UUID | None, limit: int
+) -> list[Person]:
+    stmt = select(Person).where(*_conditions(filters))
     if after is not None:
         stmt = stmt.where(Person.id > after)
     stmt = stmt.order_by(col(Person.id)).limit(limit)
     return list(await session.exec(stmt))
 
 
-async def search(session: AsyncSession, key: str, filters: PersonFilters,
-                 after: tuple[float, uuid.UUID] | None, limit: int
-                 ) -> list[tuple[Person, float]]:
+async def search(
+    session: AsyncSession,
+    key: str,
+    filters: PersonFilters,
+    after: tuple[float, uuid.UUID] | None,
+    limit: int,
+) -> list[tuple[Person, float]]:
     """Persons any of whose names resembles `key` (a skeleton), best match first.
 
     `<%` (word similarity) is served by the trigram index on person_name.search_key.
@@ -96,8 +103,10 @@ async def search(session: AsyncSession, key: str, filters: PersonFilters,
         .group_by(col(PersonName.person_id))
         .subquery()
     )
-    stmt = _where(select(Person, matches.c.score), filters).join(
-        matches, matches.c.person_id == Person.id
+    stmt = (
+        select(Person, matches.c.score)
+        .where(*_conditions(filters))
+        .join(matches, matches.c.person_id == Person.id)
     )
     if after is not None:
         after_score, after_id = after

@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, required_version
@@ -12,35 +12,46 @@ from app.idempotency.service import StoredResponse
 from app.persons import service
 from app.persons.schemas import PersonCreate, PersonFilters, PersonRead, PersonUpdate, person_read
 from app.recognition.criteria import RecognitionStatus
-from fastapi import Depends
 
 router = APIRouter(prefix="/persons", tags=["persons"])
 
 
-@router.post("", status_code=201, response_model=PersonRead,
-             responses={201: {"headers": {"ETag": {}, "Location": {}}}})
-async def create_person(body: PersonCreate, session: SessionDep, request: Request,
-                        once: IdempotentCreateDep) -> Response:
+@router.post(
+    "",
+    status_code=201,
+    response_model=PersonRead,
+    responses={201: {"headers": {"ETag": {}, "Location": {}}}},
+)
+async def create_person(
+    body: PersonCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+) -> Response:
     async def produce() -> StoredResponse:
         view = await service.create(session, body)
         location = str(request.url_for("read_person", person_id=view.person.id))
-        return StoredResponse(201, person_read(view.person, view.names).model_dump(mode="json"),
-                              {"Location": location, "ETag": etag(view.person.version)})
+        return StoredResponse(
+            201,
+            person_read(view.person, view.names).model_dump(mode="json"),
+            {"Location": location, "ETag": etag(view.person.version)},
+        )
 
     return await once.run(body.model_dump(mode="json"), produce)
 
 
 @router.get("/{person_id}", response_model=PersonRead)
-async def read_person(person_id: uuid.UUID, session: SessionDep, response: Response
-                      ) -> PersonRead:
+async def read_person(person_id: uuid.UUID, session: SessionDep, response: Response) -> PersonRead:
     view = await service.get(session, person_id)
     response.headers["ETag"] = etag(view.person.version)
     return person_read(view.person, view.names)
 
 
 @router.patch("/{person_id}", response_model=PersonRead)
-async def update_person(person_id: uuid.UUID, body: PersonUpdate, session: SessionDep,
-                        response: Response, if_match: IfMatch = None) -> PersonRead:
+async def update_person(
+    person_id: uuid.UUID,
+    body: PersonUpdate,
+    session: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> PersonRead:
     view = await service.update(session, person_id, required_version(if_match), body)
     response.headers["ETag"] = etag(view.person.version)
     return person_read(view.person, view.names)
@@ -51,12 +62,16 @@ async def list_persons(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
-    q: Annotated[str | None, Query(min_length=1, max_length=200,
-                                   description="Any spelling of a name, in any script")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Any spelling of a name, in any script"),
+    ] = None,
     citizenship: CountryCode | None = None,
     recognition_status: RecognitionStatus | None = None,
 ) -> Page[PersonRead]:
     filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_persons(session, filters, q, paging.cursor, paging.limit)
-    return Page[PersonRead](items=[person_read(v.person, v.names) for v in found.items],
-                            next=next_link(request, found.next_cursor))
+    return Page[PersonRead](
+        items=[person_read(v.person, v.names) for v in found.items],
+        next=next_link(request, found.next_cursor),
+    )

@@ -1,6 +1,6 @@
 import uuid
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
@@ -87,8 +87,10 @@ class PersonFields(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         _not_in_future(self.birth_date)
-        for name, values in (("citizenships", self.citizenships),
-                             ("special_risk", self.special_risk)):
+        for name, values in (
+            ("citizenships", self.citizenships),
+            ("special_risk", self.special_risk),
+        ):
             if values is not None and len(set(values)) != len(values):
                 raise ValueError(f"{name} lists a value twice")
         return self
@@ -110,8 +112,14 @@ class PersonUpdate(PersonFields):
 
     @model_validator(mode="after")
     def _required_fields_not_cleared(self) -> Self:
-        for name in ("names", "publish_consent", "gender", "citizenships", "affiliations",
-                     "special_risk"):
+        for name in (
+            "names",
+            "publish_consent",
+            "gender",
+            "citizenships",
+            "affiliations",
+            "special_risk",
+        ):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -153,11 +161,19 @@ class PersonRead(BaseModel):
 
 
 def person_read(person: Person, names: Sequence[PersonName]) -> PersonRead:
-    birth = (str(PartialDate(person.birth_date, Precision(person.birth_date_precision)))
-             if person.birth_date is not None and person.birth_date_precision else None)
-    return PersonRead.model_validate({
-        **{name: getattr(person, name) for name in PersonRead.model_fields
-           if name not in ("names", "birth_date")},
-        "birth_date": birth,
-        "names": [NameRead.model_validate(name) for name in names],
-    })
+    birth = (
+        str(PartialDate(person.birth_date, Precision(person.birth_date_precision)))
+        if person.birth_date is not None and person.birth_date_precision
+        else None
+    )
+    return PersonRead.model_validate(
+        {
+            **{
+                name: getattr(person, name)
+                for name in PersonRead.model_fields
+                if name not in ("names", "birth_date")
+            },
+            "birth_date": birth,
+            "names": [NameRead.model_validate(name) for name in names],
+        }
+    )

@@ -20,7 +20,7 @@ from app.core.pagination import (
 from app.persons import repository
 from app.persons.models import Person, PersonName
 from app.persons.names import skeleton
-from app.persons.schemas import NameInput, PersonFilters, PersonCreate, PersonFields, PersonUpdate
+from app.persons.schemas import NameInput, PersonCreate, PersonFields, PersonFilters, PersonUpdate
 
 MIN_SEARCH_KEY = 3
 
@@ -39,9 +39,16 @@ class PersonPage:
 
 def _name_rows(person_id: uuid.UUID, names: list[NameInput]) -> list[PersonName]:
     return [
-        PersonName(person_id=person_id, position=position, value=name.value, script=name.script,
-                   language=name.language, kind=name.kind, is_public=name.is_public,
-                   search_key=skeleton(name.value))
+        PersonName(
+            person_id=person_id,
+            position=position,
+            value=name.value,
+            script=name.script,
+            language=name.language,
+            kind=name.kind,
+            is_public=name.is_public,
+            search_key=skeleton(name.value),
+        )
         for position, name in enumerate(names)
     ]
 
@@ -79,14 +86,16 @@ async def get(session: AsyncSession, person_id: uuid.UUID) -> PersonView:
     return PersonView(person, names.get(person_id, []))
 
 
-async def update(session: AsyncSession, person_id: uuid.UUID, expected_version: int,
-                 data: PersonUpdate) -> PersonView:
+async def update(
+    session: AsyncSession, person_id: uuid.UUID, expected_version: int, data: PersonUpdate
+) -> PersonView:
     person = await repository.get(session, person_id, for_update=True)
     if person is None:
         raise NotFound("No such person.")
     if person.version != expected_version:
-        raise PreconditionFailed(f"The person is at version {person.version}.",
-                                 current_version=person.version)
+        raise PreconditionFailed(
+            f"The person is at version {person.version}.", current_version=person.version
+        )
     for field, value in _column_values(data, data.model_fields_set).items():
         setattr(person, field, value)
     person.version += 1
@@ -109,8 +118,7 @@ async def lock(session: AsyncSession, person_id: uuid.UUID) -> None:
         raise NotFound("No such person.")
 
 
-async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str
-                                 ) -> None:
+async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str) -> None:
     await repository.set_recognition_status(session, person_id, status)
 
 
@@ -119,8 +127,9 @@ def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
     return repository.ids_matching(filters)
 
 
-async def list_persons(session: AsyncSession, filters: PersonFilters, q: str | None,
-                       cursor: str | None, limit: int) -> PersonPage:
+async def list_persons(
+    session: AsyncSession, filters: PersonFilters, q: str | None, cursor: str | None, limit: int
+) -> PersonPage:
     if q is None:
         fingerprint = query_fingerprint({"filters": filters.__dict__})
         after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
@@ -141,7 +150,8 @@ async def list_persons(session: AsyncSession, filters: PersonFilters, q: str | N
         more = len(found) > limit
         found = found[:limit]
         persons = [person for person, _ in found]
-        next_cursor = (encode_cursor([found[-1][1], str(found[-1][0].id)], fingerprint)
-                       if more else None)
+        next_cursor = (
+            encode_cursor([found[-1][1], str(found[-1][0].id)], fingerprint) if more else None
+        )
     names = await repository.names_of(session, [person.id for person in persons])
     return PersonPage([PersonView(p, names.get(p.id, [])) for p in persons], next_cursor)

@@ -20,7 +20,7 @@ class RecognitionStatus(StrEnum):
 
 CRITERIA: Mapping[str, str] = {
     "G3.1a": "beliefs, or non-violent exercise of freedom of thought, expression, assembly "
-             "or association",
+    "or association",
     "G3.1b": "non-violent activity defending human rights",
     "G3.1c": "discrimination: sex, race, language, religion, origin, citizenship or other status",
     "G3.2a": "political motive, with violation of the right to a fair trial",

@@ -36,5 +36,6 @@ class RecognitionDecision(SQLModel, table=True):
         default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
     )
     decided_by: uuid.UUID | None = None
-    recorded_at: datetime = Field(default_factory=utcnow,
-                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -12,6 +12,9 @@ async def add(session: AsyncSession, decision: RecognitionDecision) -> None:
 
 
 async def decisions_of(session: AsyncSession, person_id: uuid.UUID) -> list[RecognitionDecision]:
-    stmt = (select(RecognitionDecision).where(RecognitionDecision.person_id == person_id)
-            .order_by(col(RecognitionDecision.version).desc()))
+    stmt = (
+        select(RecognitionDecision)
+        .where(RecognitionDecision.person_id == person_id)
+        .order_by(col(RecognitionDecision.version).desc())
+    )
     return list(await session.exec(stmt))

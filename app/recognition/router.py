@@ -14,29 +14,40 @@ router = APIRouter(prefix="/persons/{person_id}/recognition", tags=["recognition
 
 def _read(recognition: service.Recognition) -> RecognitionRead:
     history = [DecisionRead.model_validate(d) for d in recognition.decisions]
-    return RecognitionRead(person_id=recognition.person_id, status=recognition.status,
-                           version=recognition.version,
-                           current=history[0] if history else None, history=history)
+    return RecognitionRead(
+        person_id=recognition.person_id,
+        status=recognition.status,
+        version=recognition.version,
+        current=history[0] if history else None,
+        history=history,
+    )
 
 
 @router.get("", response_model=RecognitionRead)
-async def read_recognition(person_id: uuid.UUID, session: SessionDep, response: Response
-                           ) -> RecognitionRead:
+async def read_recognition(
+    person_id: uuid.UUID, session: SessionDep, response: Response
+) -> RecognitionRead:
     recognition = await service.get(session, person_id)
     response.headers["ETag"] = etag(recognition.version)
     return _read(recognition)
 
 
 @router.post("", status_code=201, response_model=RecognitionRead)
-async def decide_recognition(person_id: uuid.UUID, body: DecisionCreate, session: SessionDep,
-                             once: IdempotentCreateDep, if_match: IfMatch = None) -> Response:
+async def decide_recognition(
+    person_id: uuid.UUID,
+    body: DecisionCreate,
+    session: SessionDep,
+    once: IdempotentCreateDep,
+    if_match: IfMatch = None,
+) -> Response:
     """Append a decision. If-Match carries the recognition's ETag ("0" before the first),
     so that a decision is never taken without seeing the one before it."""
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
         recognition = await service.decide(session, person_id, expected_version, body)
-        return StoredResponse(201, _read(recognition).model_dump(mode="json"),
-                              {"ETag": etag(recognition.version)})
+        return StoredResponse(
+            201, _read(recognition).model_dump(mode="json"), {"ETag": etag(recognition.version)}
+        )
 
     return await once.run([body.model_dump(mode="json"), expected_version], produce)

@@ -27,8 +27,9 @@ class DecisionCreate(BaseModel):
     def _consistent(self) -> Self:
         unknown = [code for code in self.criteria if code not in CRITERIA]
         if unknown:
-            raise ValueError(f"unknown criteria: {', '.join(unknown)}; known: "
-                             f"{', '.join(CRITERIA)}")
+            raise ValueError(
+                f"unknown criteria: {', '.join(unknown)}; known: {', '.join(CRITERIA)}"
+            )
         if len(set(self.criteria)) != len(self.criteria):
             raise ValueError("criteria lists a code twice")
         if self.status in REQUIRES_CRITERIA and not self.criteria:

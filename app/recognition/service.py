@@ -25,8 +25,11 @@ class Recognition:
 
     @property
     def status(self) -> RecognitionStatus:
-        return (RecognitionStatus(self.decisions[0].status) if self.decisions
-                else RecognitionStatus.not_assessed)
+        return (
+            RecognitionStatus(self.decisions[0].status)
+            if self.decisions
+            else RecognitionStatus.not_assessed
+        )
 
 
 async def get(session: AsyncSession, person_id: uuid.UUID) -> Recognition:
@@ -34,18 +37,23 @@ async def get(session: AsyncSession, person_id: uuid.UUID) -> Recognition:
     return Recognition(person_id, await repository.decisions_of(session, person_id))
 
 
-async def decide(session: AsyncSession, person_id: uuid.UUID, expected_version: int,
-                 data: DecisionCreate) -> Recognition:
+async def decide(
+    session: AsyncSession, person_id: uuid.UUID, expected_version: int, data: DecisionCreate
+) -> Recognition:
     # Locking the person serialises decisions about one person.
     await persons_service.lock(session, person_id)
     current = Recognition(person_id, await repository.decisions_of(session, person_id))
     if current.version != expected_version:
-        raise PreconditionFailed(f"The recognition is at version {current.version}.",
-                                 current_version=current.version)
+        raise PreconditionFailed(
+            f"The recognition is at version {current.version}.", current_version=current.version
+        )
     await sources_service.ensure_exist(session, data.source_ids)
-    decision = RecognitionDecision(person_id=person_id, version=current.version + 1,
-                                   **data.model_dump(mode="json", exclude={"source_ids"}),
-                                   source_ids=list(data.source_ids))
+    decision = RecognitionDecision(
+        person_id=person_id,
+        version=current.version + 1,
+        **data.model_dump(mode="json", exclude={"source_ids"}),
+        source_ids=list(data.source_ids),
+    )
     decision.decided_on = data.decided_on
     await repository.add(session, decision)
     await persons_service.set_recognition_status(session, person_id, data.status)

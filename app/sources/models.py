@@ -40,5 +40,6 @@ class Source(SQLModel, table=True):
     # confidential: who told us, when the source is a witness
     witness: str | None = Field(default=None, sa_type=Text)
     version: int = Field(default=1)
-    created_at: datetime = Field(default_factory=utcnow,
-                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -21,8 +21,9 @@ async def existing_ids(session: AsyncSession, ids: Collection[uuid.UUID]) -> set
     return set(await session.exec(stmt))
 
 
-async def page(session: AsyncSession, publisher: str | None, after: uuid.UUID | None,
-               limit: int) -> list[Source]:
+async def page(
+    session: AsyncSession, publisher: str | None, after: uuid.UUID | None, limit: int
+) -> list[Source]:
     stmt = select(Source)
     if publisher is not None:
         stmt = stmt.where(Source.publisher == publisher)

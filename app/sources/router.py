@@ -16,20 +16,23 @@ router = APIRouter(prefix="/sources", tags=["sources"])
 
 
 @router.post("", status_code=201, response_model=SourceRead)
-async def create_source(body: SourceCreate, session: SessionDep, request: Request,
-                        once: IdempotentCreateDep) -> Response:
+async def create_source(
+    body: SourceCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+) -> Response:
     async def produce() -> StoredResponse:
         source = await service.create(session, body)
         location = str(request.url_for("read_source", source_id=source.id))
-        return StoredResponse(201, SourceRead.model_validate(source).model_dump(mode="json"),
-                              {"Location": location, "ETag": etag(source.version)})
+        return StoredResponse(
+            201,
+            SourceRead.model_validate(source).model_dump(mode="json"),
+            {"Location": location, "ETag": etag(source.version)},
+        )
 
     return await once.run(body.model_dump(mode="json"), produce)
 
 
 @router.get("/{source_id}", response_model=SourceRead)
-async def read_source(source_id: uuid.UUID, session: SessionDep, response: Response
-                      ) -> SourceRead:
+async def read_source(source_id: uuid.UUID, session: SessionDep, response: Response) -> SourceRead:
     source = await service.get(session, source_id)
     response.headers["ETag"] = etag(source.version)
     return SourceRead.model_validate(source)
@@ -43,5 +46,7 @@ async def list_sources(
     publisher: Label | None = None,
 ) -> Page[SourceRead]:
     found = await service.list_sources(session, publisher, paging.cursor, paging.limit)
-    return Page[SourceRead](items=[SourceRead.model_validate(s) for s in found.items],
-                            next=next_link(request, found.next_cursor))
+    return Page[SourceRead](
+        items=[SourceRead.model_validate(s) for s in found.items],
+        next=next_link(request, found.next_cursor),
+    )

@@ -1,13 +1,10 @@
 import uuid
 from datetime import date, datetime
-from typing import Annotated
-
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import BaseModel, Field, model_validator
 
 from app.core.clock import today
-
 from app.core.types import INPUT, OUTPUT, HttpUrl, Label, Text
 from app.sources.models import Reliability
 

@@ -37,16 +37,17 @@ async def ensure_exist(session: AsyncSession, source_ids: Iterable[uuid.UUID]) -
         return
     unknown = wanted - await repository.existing_ids(session, wanted)
     if unknown:
-        raise UnprocessableInput("Some cited sources do not exist.",
-                                 unknown_source_ids=sorted(str(i) for i in unknown))
+        raise UnprocessableInput(
+            "Some cited sources do not exist.", unknown_source_ids=sorted(str(i) for i in unknown)
+        )
 
 
-async def list_sources(session: AsyncSession, publisher: str | None, cursor: str | None,
-                       limit: int) -> SourcePage:
+async def list_sources(
+    session: AsyncSession, publisher: str | None, cursor: str | None, limit: int
+) -> SourcePage:
     fingerprint = query_fingerprint({"publisher": publisher})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
     sources = await repository.page(session, publisher, after, limit + 1)
     more = len(sources) > limit
     sources = sources[:limit]
-    return SourcePage(sources,
-                      encode_cursor([str(sources[-1].id)], fingerprint) if more else None)
+    return SourcePage(sources, encode_cursor([str(sources[-1].id)], fingerprint) if more else None)

@@ -16,35 +16,63 @@ class TestCreateCase:
         self, client: httpx.AsyncClient
     ) -> None:
         case = await create_case(client)
-        assert case["status"] == "detained" and case["in_custody"] is True
-        assert case["status_since"] == "2021-08-10" and case["detained_on"] == "2021-08-10"
+        assert case["status"] == "detained"
+        assert case["in_custody"] is True
+        assert case["status_since"] == "2021-08-10"
+        assert case["detained_on"] == "2021-08-10"
         assert case["reference"].startswith(f"HB-{today().year}-")
         assert case["version"] == 1
 
     async def test_imports_a_whole_history_validated_as_a_path(
         self, client: httpx.AsyncClient
     ) -> None:
-        history = [event("detained", "2020-09"), event("sentenced", "2021-02-01"),
-                   event("pardoned", "2024-07-03"), event("deported", "2024-07-03")]
+        history = [
+            event("detained", "2020-09"),
+            event("sentenced", "2021-02-01"),
+            event("pardoned", "2024-07-03"),
+            event("deported", "2024-07-03"),
+        ]
         case = await create_case(client, history=history)
-        assert case["status"] == "deported" and case["in_custody"] is False
-        assert case["status_since"] == "2024-07-03" and case["detained_on"] == "2020-09-01"
+        assert case["status"] == "deported"
+        assert case["in_custody"] is False
+        assert case["status_since"] == "2024-07-03"
+        assert case["detained_on"] == "2020-09-01"
         events = (await client.get(f"{API}/cases/{case['id']}/status-events")).json()["events"]
         assert [(e["from_status"], e["to_status"]) for e in events] == [
-            (None, "detained"), ("detained", "sentenced"), ("sentenced", "pardoned"),
-            ("pardoned", "deported")]
+            (None, "detained"),
+            ("detained", "sentenced"),
+            ("sentenced", "pardoned"),
+            ("pardoned", "deported"),
+        ]
 
-    @pytest.mark.parametrize(("history", "violation", "status"), [
-        ([event("sentenced", "2021-01-01")], "not_initial", 409),
-        ([event("detained", "2021-01-01"), event("died_in_custody", "2021-02-01"),
-          event("released", "2021-03-01")], "not_allowed", 409),
-        ([event("detained", "2021-05-01"), event("sentenced", "2021-04-30")],
-         "date_before_previous", 409),
-        ([event("detained", (today() + timedelta(days=1)).isoformat())], "date_in_future", 422),
-    ])
+    @pytest.mark.parametrize(
+        ("history", "violation", "status"),
+        [
+            ([event("sentenced", "2021-01-01")], "not_initial", 409),
+            (
+                [
+                    event("detained", "2021-01-01"),
+                    event("died_in_custody", "2021-02-01"),
+                    event("released", "2021-03-01"),
+                ],
+                "not_allowed",
+                409,
+            ),
+            (
+                [event("detained", "2021-05-01"), event("sentenced", "2021-04-30")],
+                "date_before_previous",
+                409,
+            ),
+            ([event("detained", (today() + timedelta(days=1)).isoformat())], "date_in_future", 422),
+        ],
+    )
     async def test_refuses_an_invalid_history_and_writes_nothing(
-        self, client: httpx.AsyncClient, db: asyncpg.Connection,
-        history: list[dict[str, object]], violation: str, status: int,
+        self,
+        client: httpx.AsyncClient,
+        db: asyncpg.Connection,
+        history: list[dict[str, object]],
+        violation: str,
+        status: int,
     ) -> None:
         person = await create_person(client)
         before = await row_counts(db)
@@ -53,8 +81,9 @@ class TestCreateCase:
         assert response.json()["violation"] == violation
         assert await row_counts(db) == before
 
-    async def test_refuses_foreign_ids_and_bad_fields(self, client: httpx.AsyncClient,
-                                                      db: asyncpg.Connection) -> None:
+    async def test_refuses_foreign_ids_and_bad_fields(
+        self, client: httpx.AsyncClient, db: asyncpg.Connection
+    ) -> None:
         person = await create_person(client)
         before = await row_counts(db)
         unknown_source = event("detained", "2021-01-01", source_ids=[str(uuid.uuid4())])
@@ -67,9 +96,17 @@ class TestCreateCase:
             case_body(person["id"], deprivation_type="exile"),
             case_body(person["id"], charges=[{"code": "BY-CC", "article": "three"}]),
             case_body(person["id"], status_history=[]),
-            case_body(person["id"], [event("detained", "2021-01-01"),
-                                     {"to_status": "released", "effective_date": "2021-02-01",
-                                      "confidence": "confirmed"}]),
+            case_body(
+                person["id"],
+                [
+                    event("detained", "2021-01-01"),
+                    {
+                        "to_status": "released",
+                        "effective_date": "2021-02-01",
+                        "confidence": "confirmed",
+                    },
+                ],
+            ),
             case_body(person["id"], [event("detained", "2021-01-01", confidence="rumour")]),
             case_body(person["id"], [event("detained", "2021-13-01")]),
             case_body(person["id"], [event("detained", "2021-01-01", details={"x": 1})]),
@@ -84,21 +121,30 @@ class TestStatusTransitions:
         self, client: httpx.AsyncClient
     ) -> None:
         case = await create_case(client)
-        response = await transition(client, case, "sentenced", "2022-01-15",
-                                    details={"term_months": 36, "regime": "general"})
+        response = await transition(
+            client,
+            case,
+            "sentenced",
+            "2022-01-15",
+            details={"term_months": 36, "regime": "general"},
+        )
         assert response.status_code == 201, response.text
         change = response.json()
-        assert change["case_status"] == "sentenced" and change["case_version"] == 2
+        assert change["case_status"] == "sentenced"
+        assert change["case_version"] == 2
         assert change["event"]["from_status"] == "detained"
         assert change["event"]["details"] == {"term_months": 36, "regime": "general"}
         current = (await client.get(f"{API}/cases/{case['id']}")).json()
-        assert current["status"] == "sentenced" and current["version"] == 2
+        assert current["status"] == "sentenced"
+        assert current["version"] == 2
 
     async def test_a_transition_not_in_the_table_is_refused(
         self, client: httpx.AsyncClient, db: asyncpg.Connection
     ) -> None:
-        case = await create_case(client, history=[event("detained", "2021-01-01"),
-                                                  event("died_in_custody", "2023-05-01")])
+        case = await create_case(
+            client,
+            history=[event("detained", "2021-01-01"), event("died_in_custody", "2023-05-01")],
+        )
         before = await row_counts(db)
         response = await transition(client, case, "released", "2023-06-01")
         assert response.status_code == 409
@@ -135,8 +181,9 @@ class TestStatusTransitions:
         assert await db.fetchval("SELECT count(*) FROM status_event") == 2
 
     async def test_an_unknown_case_file_is_404(self, client: httpx.AsyncClient) -> None:
-        response = await transition(client, {"id": str(uuid.uuid4()), "version": 1},
-                                    "released", "2022-01-01")
+        response = await transition(
+            client, {"id": str(uuid.uuid4()), "version": 1}, "released", "2022-01-01"
+        )
         assert response.status_code == 404
 
     async def test_an_idempotent_retry_after_success_replays_instead_of_412(
@@ -156,9 +203,12 @@ class TestStatusTransitions:
         self, client: httpx.AsyncClient, db: asyncpg.Connection
     ) -> None:
         case = await create_case(client)
-        responses = await asyncio.gather(*(
-            transition(client, case, "sentenced", "2022-01-01", details={"term_months": n})
-            for n in range(20)))
+        responses = await asyncio.gather(
+            *(
+                transition(client, case, "sentenced", "2022-01-01", details={"term_months": n})
+                for n in range(20)
+            )
+        )
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [201] + [412] * 19
         assert await db.fetchval("SELECT count(*) FROM status_event") == 2
@@ -174,7 +224,8 @@ class TestRetraction:
         response = await client.post(
             f"{API}/cases/{case['id']}/status-events/{wrong['event']['id']}/retraction",
             json={"reason": "The release was a rumour; the family confirmed she is held."},
-            headers={"If-Match": '"2"'})
+            headers={"If-Match": '"2"'},
+        )
         assert response.status_code == 201, response.text
         assert response.json()["case_status"] == "detained"
         history = (await client.get(f"{API}/cases/{case['id']}/status-events")).json()
@@ -190,16 +241,24 @@ class TestRetraction:
         # that may precede another may also precede what follows it), so the path breaks
         # only when its start goes: the history must begin with `detained`.
         single = await create_case(client)
-        pardoned = await create_case(client, history=[
-            event("detained", "2021-01-01"), event("pardoned", "2022-01-01"),
-            event("deported", "2022-01-02")])
+        pardoned = await create_case(
+            client,
+            history=[
+                event("detained", "2021-01-01"),
+                event("pardoned", "2022-01-01"),
+                event("deported", "2022-01-02"),
+            ],
+        )
         before = await row_counts(db)
         for case in (single, pardoned):
-            first = (await client.get(f"{API}/cases/{case['id']}/status-events")
-                     ).json()["events"][0]
+            first = (await client.get(f"{API}/cases/{case['id']}/status-events")).json()["events"][
+                0
+            ]
             response = await client.post(
                 f"{API}/cases/{case['id']}/status-events/{first['id']}/retraction",
-                json={"reason": "entered by mistake"}, headers={"If-Match": '"1"'})
+                json={"reason": "entered by mistake"},
+                headers={"If-Match": '"1"'},
+            )
             assert response.status_code == 409, response.text
             assert response.json()["violation"] in ("empty", "not_initial")
         assert await row_counts(db) == before
@@ -207,13 +266,20 @@ class TestRetraction:
     async def test_retracting_a_middle_event_keeps_a_valid_path(
         self, client: httpx.AsyncClient
     ) -> None:
-        case = await create_case(client, history=[
-            event("detained", "2021-01-01"), event("pardoned", "2022-01-01"),
-            event("deported", "2022-01-02")])
+        case = await create_case(
+            client,
+            history=[
+                event("detained", "2021-01-01"),
+                event("pardoned", "2022-01-01"),
+                event("deported", "2022-01-02"),
+            ],
+        )
         events = (await client.get(f"{API}/cases/{case['id']}/status-events")).json()["events"]
         response = await client.post(
             f"{API}/cases/{case['id']}/status-events/{events[1]['id']}/retraction",
-            json={"reason": "no pardon decree was found"}, headers={"If-Match": '"1"'})
+            json={"reason": "no pardon decree was found"},
+            headers={"If-Match": '"1"'},
+        )
         assert response.status_code == 201
         after = (await client.get(f"{API}/cases/{case['id']}/status-events")).json()
         assert after["status"] == "deported"
@@ -235,15 +301,17 @@ class TestRetraction:
         other = await create_case(client)
         change = (await transition(client, case, "sentenced", "2022-01-01")).json()
         url = f"{API}/cases/{case['id']}/status-events/{change['event']['id']}/retraction"
-        assert (await client.post(url, json={"reason": ""},
-                                  headers={"If-Match": '"2"'})).status_code == 422
+        assert (
+            await client.post(url, json={"reason": ""}, headers={"If-Match": '"2"'})
+        ).status_code == 422
         assert (await client.post(url, json={"reason": "x"})).status_code == 428
-        assert (await client.post(url, json={"reason": "x"},
-                                  headers={"If-Match": '"1"'})).status_code == 412
-        foreign = (f"{API}/cases/{other['id']}/status-events/{change['event']['id']}"
-                   "/retraction")
-        assert (await client.post(foreign, json={"reason": "x"},
-                                  headers={"If-Match": '"1"'})).status_code == 404
+        assert (
+            await client.post(url, json={"reason": "x"}, headers={"If-Match": '"1"'})
+        ).status_code == 412
+        foreign = f"{API}/cases/{other['id']}/status-events/{change['event']['id']}/retraction"
+        assert (
+            await client.post(foreign, json={"reason": "x"}, headers={"If-Match": '"1"'})
+        ).status_code == 404
 
 
 class TestUpdateCase:
@@ -252,20 +320,26 @@ class TestUpdateCase:
     ) -> None:
         case = await create_case(client)
         url = f"{API}/cases/{case['id']}"
-        response = await client.patch(url, headers={"If-Match": '"1"'}, json={
-            "charges": [{"code": "BY-CC", "article": "361-1", "part": "2"}],
-            "detention_places": [{"place": "Pre-trial prison No. 1", "since": "2021-08"}]})
+        response = await client.patch(
+            url,
+            headers={"If-Match": '"1"'},
+            json={
+                "charges": [{"code": "BY-CC", "article": "361-1", "part": "2"}],
+                "detention_places": [{"place": "Pre-trial prison No. 1", "since": "2021-08"}],
+            },
+        )
         assert response.status_code == 200, response.text
         assert response.json()["charges"][0]["article"] == "361-1"
         assert response.headers["etag"] == '"2"'
-        refused = await client.patch(url, headers={"If-Match": '"2"'},
-                                     json={"status": "released"})
+        refused = await client.patch(url, headers={"If-Match": '"2"'}, json={"status": "released"})
         assert refused.status_code == 422
         assert (await client.patch(url, json={"jurisdiction": "RU"})).status_code == 428
-        assert (await client.patch(url, headers={"If-Match": '"1"'},
-                                   json={"jurisdiction": "RU"})).status_code == 412
-        assert (await client.patch(url, headers={"If-Match": '"2"'},
-                                   json={"charges": None})).status_code == 422
+        assert (
+            await client.patch(url, headers={"If-Match": '"1"'}, json={"jurisdiction": "RU"})
+        ).status_code == 412
+        assert (
+            await client.patch(url, headers={"If-Match": '"2"'}, json={"charges": None})
+        ).status_code == 422
 
 
 class TestListCases:
@@ -275,12 +349,18 @@ class TestListCases:
         local = await create_person(client)
         foreign = await create_person(client, citizenships=["LT"])
         held = await create_case(client, local["id"])
-        sentenced = await create_case(client, foreign["id"], history=[
-            event("detained", "2020-03-01"), event("sentenced", "2020-09-01")],
-            charges=[{"code": "BY-CC", "article": "130", "part": "3"}])
-        released = await create_case(client, local["id"], history=[
-            event("detained", "2019-01-01"), event("released", "2019-02-01")],
-            jurisdiction="RU")
+        sentenced = await create_case(
+            client,
+            foreign["id"],
+            history=[event("detained", "2020-03-01"), event("sentenced", "2020-09-01")],
+            charges=[{"code": "BY-CC", "article": "130", "part": "3"}],
+        )
+        released = await create_case(
+            client,
+            local["id"],
+            history=[event("detained", "2019-01-01"), event("released", "2019-02-01")],
+            jurisdiction="RU",
+        )
 
         async def ids(query: str) -> set[str]:
             page = (await client.get(f"{API}/cases?{query}")).json()
@@ -295,11 +375,20 @@ class TestListCases:
         assert await ids("detained_from=2020-01-01&detained_to=2020-12-31") == {sentenced["id"]}
         assert await ids(f"person_id={local['id']}") == {held["id"], released["id"]}
         assert await ids("recognition_status=not_assessed") == {
-            held["id"], sentenced["id"], released["id"]}
+            held["id"],
+            sentenced["id"],
+            released["id"],
+        }
 
     async def test_refuses_bad_filters(self, client: httpx.AsyncClient) -> None:
-        for query in ("status=free", "jurisdiction=by", "detained_from=2021-02-30",
-                      "article=abc", "limit=500", "cursor=%%%"):
+        for query in (
+            "status=free",
+            "jurisdiction=by",
+            "detained_from=2021-02-30",
+            "article=abc",
+            "limit=500",
+            "cursor=%%%",
+        ):
             response = await client.get(f"{API}/cases?{query}")
             assert response.status_code in (400, 422), query
             assert response.headers["content-type"] == "application/problem+json"

@@ -22,11 +22,18 @@ TODAY = date(2026, 11, 25)
 S = Status
 
 ALLOWED = {
-    (S.detained, S.sentenced), (S.detained, S.released), (S.detained, S.pardoned),
-    (S.detained, S.deported), (S.detained, S.died_in_custody),
-    (S.sentenced, S.sentenced), (S.sentenced, S.released), (S.sentenced, S.pardoned),
-    (S.sentenced, S.deported), (S.sentenced, S.died_in_custody),
-    (S.released, S.deported), (S.pardoned, S.deported),
+    (S.detained, S.sentenced),
+    (S.detained, S.released),
+    (S.detained, S.pardoned),
+    (S.detained, S.deported),
+    (S.detained, S.died_in_custody),
+    (S.sentenced, S.sentenced),
+    (S.sentenced, S.released),
+    (S.sentenced, S.pardoned),
+    (S.sentenced, S.deported),
+    (S.sentenced, S.died_in_custody),
+    (S.released, S.deported),
+    (S.pardoned, S.deported),
 }
 
 
@@ -62,28 +69,33 @@ def test_in_custody_means_detained_or_sentenced() -> None:
 
 def test_a_path_must_start_detained() -> None:
     error = check_path([step(S.sentenced, "2020-01-01")], TODAY)
-    assert error is not None and error.violation is Violation.not_initial
+    assert error is not None
+    assert error.violation is Violation.not_initial
 
 
 def test_an_empty_path_is_invalid() -> None:
     error = check_path([], TODAY)
-    assert error is not None and error.violation is Violation.empty
+    assert error is not None
+    assert error.violation is Violation.empty
 
 
 def test_an_effective_date_before_the_previous_one_is_refused() -> None:
     error = check_path([step(S.detained, "2021-05-10"), step(S.released, "2021-05-09")], TODAY)
-    assert error is not None and error.violation is Violation.date_before_previous
+    assert error is not None
+    assert error.violation is Violation.date_before_previous
     assert error.index == 1
 
 
 def test_the_same_day_twice_is_allowed() -> None:
-    assert check_path([step(S.detained, "2021-05-10"), step(S.released, "2021-05-10")],
-                      TODAY) is None
+    assert (
+        check_path([step(S.detained, "2021-05-10"), step(S.released, "2021-05-10")], TODAY) is None
+    )
 
 
 def test_a_future_effective_date_is_refused() -> None:
     error = check_path([step(S.detained, "2026-11-26")], TODAY)
-    assert error is not None and error.violation is Violation.date_in_future
+    assert error is not None
+    assert error.violation is Violation.date_in_future
 
 
 def test_an_imprecise_date_that_may_fall_after_the_previous_one_is_allowed() -> None:
@@ -92,16 +104,21 @@ def test_an_imprecise_date_that_may_fall_after_the_previous_one_is_allowed() -> 
 
 
 def test_an_imprecise_date_does_not_lower_the_floor_for_later_events() -> None:
-    path = [step(S.detained, "2021-05-10"), step(S.sentenced, "2021"),
-            step(S.released, "2021-02-01")]
+    path = [
+        step(S.detained, "2021-05-10"),
+        step(S.sentenced, "2021"),
+        step(S.released, "2021-02-01"),
+    ]
     error = check_path(path, TODAY)
-    assert error is not None and error.index == 2
+    assert error is not None
+    assert error.index == 2
     assert error.violation is Violation.date_before_previous
 
 
 def test_a_month_that_certainly_precedes_the_previous_day_is_refused() -> None:
     error = check_path([step(S.detained, "2021-05-10"), step(S.released, "2021-04")], TODAY)
-    assert error is not None and error.violation is Violation.date_before_previous
+    assert error is not None
+    assert error.violation is Violation.date_before_previous
 
 
 def reference_check(path: list[Step], today: date) -> bool:
@@ -122,8 +139,8 @@ def reference_check(path: list[Step], today: date) -> bool:
 
 partial_dates = st.builds(
     lambda d, precision: PartialDate.parse(
-        d.isoformat() if precision == 2 else d.strftime("%Y-%m") if precision == 1
-        else str(d.year)),
+        d.isoformat() if precision == 2 else d.strftime("%Y-%m") if precision == 1 else str(d.year)
+    ),
     st.dates(min_value=date(2000, 1, 1), max_value=date(2027, 12, 31)),
     st.integers(0, 2),
 )

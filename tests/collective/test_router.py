@@ -23,9 +23,12 @@ def batch(case_ids: list[str], **overrides: Any) -> dict[str, Any]:
 
 
 async def sentenced_cases(client: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
-    return [await create_case(client, history=[event("detained", "2021-01-01"),
-                                               event("sentenced", "2021-06-01")])
-            for _ in range(count)]
+    return [
+        await create_case(
+            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
+        )
+        for _ in range(count)
+    ]
 
 
 class TestCreateCollectiveEvent:
@@ -33,8 +36,9 @@ class TestCreateCollectiveEvent:
         self, client: httpx.AsyncClient
     ) -> None:
         cases = await sentenced_cases(client, 3)
-        response = await client.post(f"{API}/collective-events",
-                                     json=batch([c["id"] for c in cases]))
+        response = await client.post(
+            f"{API}/collective-events", json=batch([c["id"] for c in cases])
+        )
         assert response.status_code == 201, response.text
         created = response.json()
         assert created["case_file_count"] == 3
@@ -42,9 +46,11 @@ class TestCreateCollectiveEvent:
         assert {r["from_status"] for r in created["results"]} == {"sentenced"}
         for case in cases:
             current = (await client.get(f"{API}/cases/{case['id']}")).json()
-            assert current["status"] == "deported" and current["version"] == 2
-            last = (await client.get(f"{API}/cases/{case['id']}/status-events")
-                    ).json()["events"][-1]
+            assert current["status"] == "deported"
+            assert current["version"] == 2
+            last = (await client.get(f"{API}/cases/{case['id']}/status-events")).json()["events"][
+                -1
+            ]
             assert last["collective_event_id"] == created["id"]
             assert last["details"] == {"destination_country": "LT"}
 
@@ -52,8 +58,10 @@ class TestCreateCollectiveEvent:
         self, client: httpx.AsyncClient, db: asyncpg.Connection
     ) -> None:
         cases = await sentenced_cases(client, 2)
-        dead = await create_case(client, history=[event("detained", "2021-01-01"),
-                                                  event("died_in_custody", "2024-02-16")])
+        dead = await create_case(
+            client,
+            history=[event("detained", "2021-01-01"), event("died_in_custody", "2024-02-16")],
+        )
         before = await row_counts(db)
         ids = [cases[0]["id"], dead["id"], cases[1]["id"]]
         response = await client.post(f"{API}/collective-events", json=batch(ids))
@@ -61,8 +69,11 @@ class TestCreateCollectiveEvent:
         problem = response.json()
         assert problem["type"] == "urn:habeas:problem:collective-transition-rejected"
         outcomes = {r["case_file_id"]: r["outcome"] for r in problem["results"]}
-        assert outcomes == {cases[0]["id"]: "would_apply", dead["id"]: "rejected",
-                            cases[1]["id"]: "would_apply"}
+        assert outcomes == {
+            cases[0]["id"]: "would_apply",
+            dead["id"]: "rejected",
+            cases[1]["id"]: "would_apply",
+        }
         assert await row_counts(db) == before
         for case in cases:
             assert (await client.get(f"{API}/cases/{case['id']}")).json()["status"] == "sentenced"
@@ -73,8 +84,9 @@ class TestCreateCollectiveEvent:
         cases = await sentenced_cases(client, 1)
         before = await row_counts(db)
         unknown = str(uuid.uuid4())
-        response = await client.post(f"{API}/collective-events",
-                                     json=batch([cases[0]["id"], unknown]))
+        response = await client.post(
+            f"{API}/collective-events", json=batch([cases[0]["id"], unknown])
+        )
         assert response.status_code == 409
         outcomes = {r["case_file_id"]: r["outcome"] for r in response.json()["results"]}
         assert outcomes[unknown] == "not_found"
@@ -85,13 +97,16 @@ class TestCreateCollectiveEvent:
     ) -> None:
         cases = await sentenced_cases(client, 2)
         before = await row_counts(db)
-        response = await client.post(f"{API}/collective-events", json=batch(
-            [c["id"] for c in cases], effective_date="2021-05-01"))
+        response = await client.post(
+            f"{API}/collective-events",
+            json=batch([c["id"] for c in cases], effective_date="2021-05-01"),
+        )
         assert response.status_code == 409
         assert await row_counts(db) == before
 
-    async def test_refuses_bad_input(self, client: httpx.AsyncClient,
-                                     db: asyncpg.Connection) -> None:
+    async def test_refuses_bad_input(
+        self, client: httpx.AsyncClient, db: asyncpg.Connection
+    ) -> None:
         cases = await sentenced_cases(client, 1)
         case_id = cases[0]["id"]
         before = await row_counts(db)
@@ -115,8 +130,9 @@ class TestReadCollectiveEvents:
         self, client: httpx.AsyncClient
     ) -> None:
         cases = await sentenced_cases(client, 2)
-        created = (await client.post(f"{API}/collective-events",
-                                     json=batch([c["id"] for c in cases]))).json()
+        created = (
+            await client.post(f"{API}/collective-events", json=batch([c["id"] for c in cases]))
+        ).json()
         read = await client.get(f"{API}/collective-events/{created['id']}")
         assert read.status_code == 200
         assert {r["case_file_id"] for r in read.json()["results"]} == {c["id"] for c in cases}

@@ -20,16 +20,17 @@ SECURITY_HEADERS = {
 
 class TestProblemResponses:
     async def test_malformed_json_is_a_400_problem(self, client: httpx.AsyncClient) -> None:
-        response = await client.post(f"{API}/persons", content=b'{"names": [',
-                                     headers={"content-type": "application/json"})
+        response = await client.post(
+            f"{API}/persons", content=b'{"names": [', headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["type"] == "urn:habeas:problem:malformed-json"
 
-    async def test_validation_errors_do_not_echo_the_input(self, client: httpx.AsyncClient
-                                                           ) -> None:
-        response = await client.post(f"{API}/persons",
-                                     json=person_body(region="Secret Street 5, flat 12"))
+    async def test_validation_errors_do_not_echo_the_input(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            f"{API}/persons", json=person_body(region="Secret Street 5, flat 12")
+        )
         assert response.status_code == 422
         assert "Secret Street" not in response.text
 
@@ -43,20 +44,19 @@ class TestProblemResponses:
         assert response.headers["content-type"] == "application/problem+json"
         assert await row_counts(db) == before
 
-    async def test_a_streamed_body_over_the_limit_is_413(self, client: httpx.AsyncClient
-                                                         ) -> None:
+    async def test_a_streamed_body_over_the_limit_is_413(self, client: httpx.AsyncClient) -> None:
         async def chunks() -> AsyncIterator[bytes]:
             yield b'{"notes": "'
             for _ in range(20):
                 yield b"x" * 100_000
 
-        response = await client.post(f"{API}/persons", content=chunks(),
-                                     headers={"content-type": "application/json"})
+        response = await client.post(
+            f"{API}/persons", content=chunks(), headers={"content-type": "application/json"}
+        )
         assert "content-length" not in response.request.headers
         assert response.status_code == 413
 
-    async def test_unknown_routes_and_methods_are_problems(self, client: httpx.AsyncClient
-                                                           ) -> None:
+    async def test_unknown_routes_and_methods_are_problems(self, client: httpx.AsyncClient) -> None:
         missing = await client.get(f"{API}/prisoners")
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
@@ -69,9 +69,12 @@ class TestHeaders:
     async def test_every_response_carries_security_headers_and_a_request_id(
         self, client: httpx.AsyncClient
     ) -> None:
-        for response in (await client.get("/healthz"), await client.get(f"{API}/persons"),
-                         await client.get(f"{API}/persons/nope"),
-                         await client.post(f"{API}/persons", json={})):
+        for response in (
+            await client.get("/healthz"),
+            await client.get(f"{API}/persons"),
+            await client.get(f"{API}/persons/nope"),
+            await client.post(f"{API}/persons", json={}),
+        ):
             for name, value in SECURITY_HEADERS.items():
                 assert response.headers[name] == value, (response.url, name)
             assert "default-src 'none'" in response.headers["content-security-policy"]
@@ -91,12 +94,15 @@ class TestDocs:
         for asset in re.findall(r"""['"](/docs-assets/[^'"]+)['"]""", page.text):
             assert (await client.get(asset)).status_code == 200, asset
 
-    async def test_the_openapi_schema_lists_every_resource(self, client: httpx.AsyncClient
-                                                           ) -> None:
+    async def test_the_openapi_schema_lists_every_resource(self, client: httpx.AsyncClient) -> None:
         paths = (await client.get("/openapi.json")).json()["paths"]
-        for path in ("/api/v1/persons", "/api/v1/cases/{case_id}/status-events",
-                     "/api/v1/collective-events", "/api/v1/persons/{person_id}/recognition",
-                     "/api/v1/sources"):
+        for path in (
+            "/api/v1/persons",
+            "/api/v1/cases/{case_id}/status-events",
+            "/api/v1/collective-events",
+            "/api/v1/persons/{person_id}/recognition",
+            "/api/v1/sources",
+        ):
             assert path in paths
 
 
@@ -104,7 +110,8 @@ class TestOperations:
     async def test_healthz_and_readyz(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready"
 
     async def test_readyz_is_503_on_an_unmigrated_database(self, admin_url: str) -> None:
         from app.core import embedded

@@ -30,7 +30,8 @@ async def test_upgrade_downgrade_and_upgrade_again(scratch_url: str) -> None:
     try:
         tables = await connection.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename <> 'alembic_version'")
+            "AND tablename <> 'alembic_version'"
+        )
         assert tables == []
     finally:
         await connection.close()
@@ -42,9 +43,11 @@ async def test_models_and_migrations_agree(database_url: str) -> None:
     try:
         async with engine.connect() as connection:
             differences = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
             revision = await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision())
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
     finally:
         await engine.dispose()
     assert differences == []

@@ -8,21 +8,26 @@ from tests.factories import API, create_person, person_body
 
 
 class TestCreatePerson:
-    async def test_creates_a_person_with_every_name_variant(self, client: httpx.AsyncClient
-                                                            ) -> None:
+    async def test_creates_a_person_with_every_name_variant(
+        self, client: httpx.AsyncClient
+    ) -> None:
         response = await client.post(f"{API}/persons", json=person_body())
         assert response.status_code == 201
         person = response.json()
         assert [n["value"] for n in person["names"]] == [
-            "Міхась Лабановіч", "Михаил Лобанович", "Mikhas Labanovich"]
+            "Міхась Лабановіч",
+            "Михаил Лобанович",
+            "Mikhas Labanovich",
+        ]
         assert person["birth_date"] == "1979-03"
         assert person["recognition_status"] == "not_assessed"
         assert response.headers["etag"] == '"1"'
         assert response.headers["location"].endswith(f"/persons/{person['id']}")
         assert uuid.UUID(person["id"]).version == 7
 
-    async def test_a_hidden_name_can_never_be_public(self, client: httpx.AsyncClient,
-                                                     db: asyncpg.Connection) -> None:
+    async def test_a_hidden_name_can_never_be_public(
+        self, client: httpx.AsyncClient, db: asyncpg.Connection
+    ) -> None:
         names = [{"value": "Ганна Сініца", "script": "Cyrl", "kind": "hidden", "is_public": True}]
         response = await client.post(f"{API}/persons", json=person_body(names=names))
         assert response.status_code == 422
@@ -76,8 +81,9 @@ class TestCreatePerson:
     ) -> None:
         headers = {"Idempotency-Key": "create-person-2"}
         await client.post(f"{API}/persons", json=person_body(), headers=headers)
-        other = await client.post(f"{API}/persons", json=person_body(gender="female"),
-                                  headers=headers)
+        other = await client.post(
+            f"{API}/persons", json=person_body(gender="female"), headers=headers
+        )
         assert other.status_code == 422
         assert other.json()["type"] == "urn:habeas:problem:idempotency-key-reused"
         assert await db.fetchval("SELECT count(*) FROM person") == 1
@@ -86,8 +92,9 @@ class TestCreatePerson:
         self, client: httpx.AsyncClient
     ) -> None:
         headers = {"Idempotency-Key": "create-person-3"}
-        bad = await client.post(f"{API}/persons", json=person_body(birth_date="2999"),
-                                headers=headers)
+        bad = await client.post(
+            f"{API}/persons", json=person_body(birth_date="2999"), headers=headers
+        )
         assert bad.status_code == 422
         good = await client.post(f"{API}/persons", json=person_body(), headers=headers)
         assert good.status_code == 201
@@ -116,13 +123,18 @@ class TestUpdatePerson:
     async def test_updates_with_the_current_version(self, client: httpx.AsyncClient) -> None:
         person = await create_person(client)
         response = await client.patch(
-            f"{API}/persons/{person['id']}", headers={"If-Match": '"1"'},
-            json={"occupation": "journalist",
-                  "names": [{"value": "Mikhas Labanovich", "script": "Latn", "kind": "legal"}]})
+            f"{API}/persons/{person['id']}",
+            headers={"If-Match": '"1"'},
+            json={
+                "occupation": "journalist",
+                "names": [{"value": "Mikhas Labanovich", "script": "Latn", "kind": "legal"}],
+            },
+        )
         assert response.status_code == 200, response.text
         updated = response.json()
         assert updated["occupation"] == "journalist"
-        assert updated["version"] == 2 and response.headers["etag"] == '"2"'
+        assert updated["version"] == 2
+        assert response.headers["etag"] == '"2"'
         assert [n["value"] for n in updated["names"]] == ["Mikhas Labanovich"]
         assert updated["citizenships"] == person["citizenships"]
 
@@ -134,39 +146,43 @@ class TestUpdatePerson:
         missing = await client.patch(url, json={"occupation": "x"})
         assert missing.status_code == 428
         await client.patch(url, json={"occupation": "first"}, headers={"If-Match": '"1"'})
-        stale = await client.patch(url, json={"occupation": "second"},
-                                   headers={"If-Match": '"1"'})
+        stale = await client.patch(url, json={"occupation": "second"}, headers={"If-Match": '"1"'})
         assert stale.status_code == 412
         assert stale.json()["current_version"] == 2
-        wildcard = await client.patch(url, json={"occupation": "third"},
-                                      headers={"If-Match": "*"})
+        wildcard = await client.patch(url, json={"occupation": "third"}, headers={"If-Match": "*"})
         assert wildcard.status_code == 412
         assert await db.fetchval("SELECT occupation FROM person") == "first"
 
     async def test_required_fields_cannot_be_cleared(self, client: httpx.AsyncClient) -> None:
         person = await create_person(client)
-        response = await client.patch(f"{API}/persons/{person['id']}",
-                                      json={"publish_consent": None},
-                                      headers={"If-Match": '"1"'})
+        response = await client.patch(
+            f"{API}/persons/{person['id']}",
+            json={"publish_consent": None},
+            headers={"If-Match": '"1"'},
+        )
         assert response.status_code == 422
 
     async def test_derived_fields_cannot_be_written(self, client: httpx.AsyncClient) -> None:
         person = await create_person(client)
-        for field, value in (("recognition_status", "political_prisoner"), ("version", 9),
-                             ("id", str(uuid.uuid4()))):
-            response = await client.patch(f"{API}/persons/{person['id']}",
-                                          json={field: value}, headers={"If-Match": '"1"'})
+        for field, value in (
+            ("recognition_status", "political_prisoner"),
+            ("version", 9),
+            ("id", str(uuid.uuid4())),
+        ):
+            response = await client.patch(
+                f"{API}/persons/{person['id']}", json={field: value}, headers={"If-Match": '"1"'}
+            )
             assert response.status_code == 422, field
 
     async def test_updating_an_unknown_person_is_404(self, client: httpx.AsyncClient) -> None:
-        response = await client.patch(f"{API}/persons/{uuid.uuid4()}", json={"occupation": "x"},
-                                      headers={"If-Match": '"1"'})
+        response = await client.patch(
+            f"{API}/persons/{uuid.uuid4()}", json={"occupation": "x"}, headers={"If-Match": '"1"'}
+        )
         assert response.status_code == 404
 
 
 class TestListPersons:
-    async def test_pages_through_everyone_without_repeats(self, client: httpx.AsyncClient
-                                                          ) -> None:
+    async def test_pages_through_everyone_without_repeats(self, client: httpx.AsyncClient) -> None:
         created = {(await create_person(client))["id"] for _ in range(5)}
         seen: list[str] = []
         url: str | None = f"{API}/persons?limit=2"
@@ -186,25 +202,37 @@ class TestListPersons:
         self, client: httpx.AsyncClient
     ) -> None:
         wanted = await create_person(client)
-        await create_person(client, names=[
-            {"value": "Ганна Сініца", "script": "Cyrl", "language": "be", "kind": "legal"}])
-        for spelling in ("Лабановіч", "ЛОБАНОВИЧ", "labanovich", "Łabanowicz", "Lobanovich",
-                         "Mikhas Labanovitch"):
+        await create_person(
+            client,
+            names=[{"value": "Ганна Сініца", "script": "Cyrl", "language": "be", "kind": "legal"}],
+        )
+        for spelling in (
+            "Лабановіч",
+            "ЛОБАНОВИЧ",
+            "labanovich",
+            "Łabanowicz",
+            "Lobanovich",
+            "Mikhas Labanovitch",
+        ):
             page = (await client.get(f"{API}/persons", params={"q": spelling})).json()
             assert [p["id"] for p in page["items"]] == [wanted["id"]], spelling
 
     async def test_search_results_page_by_relevance(self, client: httpx.AsyncClient) -> None:
         ids = set()
         for first in ("Ігар", "Павел", "Сяргей"):
-            person = await create_person(client, names=[
-                {"value": f"{first} Лабановіч", "script": "Cyrl", "kind": "legal"}])
+            person = await create_person(
+                client, names=[{"value": f"{first} Лабановіч", "script": "Cyrl", "kind": "legal"}]
+            )
             ids.add(person["id"])
-        first_page = (await client.get(f"{API}/persons",
-                                        params={"q": "Labanovich", "limit": 2})).json()
-        assert len(first_page["items"]) == 2 and first_page["next"]
+        first_page = (
+            await client.get(f"{API}/persons", params={"q": "Labanovich", "limit": 2})
+        ).json()
+        assert len(first_page["items"]) == 2
+        assert first_page["next"]
         second_page = (await client.get(first_page["next"])).json()
         found = {p["id"] for p in first_page["items"] + second_page["items"]}
-        assert found == ids and second_page["next"] is None
+        assert found == ids
+        assert second_page["next"] is None
 
     async def test_refuses_a_too_short_query_a_huge_page_and_a_bad_cursor(
         self, client: httpx.AsyncClient
@@ -216,12 +244,10 @@ class TestListPersons:
         assert bad.status_code == 400
         assert bad.json()["type"] == "urn:habeas:problem:invalid-cursor"
 
-    async def test_a_cursor_only_continues_its_own_query(self, client: httpx.AsyncClient
-                                                         ) -> None:
+    async def test_a_cursor_only_continues_its_own_query(self, client: httpx.AsyncClient) -> None:
         for _ in range(3):
             await create_person(client)
         page = (await client.get(f"{API}/persons?limit=1")).json()
         cursor = page["next"].split("cursor=")[1]
-        other = await client.get(f"{API}/persons", params={"cursor": cursor,
-                                                            "citizenship": "LT"})
+        other = await client.get(f"{API}/persons", params={"cursor": cursor, "citizenship": "LT"})
         assert other.status_code == 400

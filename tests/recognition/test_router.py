@@ -8,20 +8,27 @@ from app.core.clock import today
 from tests.conftest import row_counts
 from tests.factories import API, create_case, create_person
 
-RECOGNISED = {"status": "political_prisoner", "criteria": ["G3.1a", "PACE-a"],
-              "co_signers": ["Partner Human Rights Centre"], "decided_on": "2022-03-01",
-              "rationale": "Prosecuted for peaceful participation in protests."}
+RECOGNISED = {
+    "status": "political_prisoner",
+    "criteria": ["G3.1a", "PACE-a"],
+    "co_signers": ["Partner Human Rights Centre"],
+    "decided_on": "2022-03-01",
+    "rationale": "Prosecuted for peaceful participation in protests.",
+}
 
 
-async def decide(client: httpx.AsyncClient, person_id: str, body: dict[str, object],
-                 version: int) -> httpx.Response:
-    return await client.post(f"{API}/persons/{person_id}/recognition", json=body,
-                             headers={"If-Match": f'"{version}"'})
+async def decide(
+    client: httpx.AsyncClient, person_id: str, body: dict[str, object], version: int
+) -> httpx.Response:
+    return await client.post(
+        f"{API}/persons/{person_id}/recognition", json=body, headers={"If-Match": f'"{version}"'}
+    )
 
 
 class TestRecognition:
-    async def test_a_person_starts_not_assessed_at_version_0(self, client: httpx.AsyncClient
-                                                             ) -> None:
+    async def test_a_person_starts_not_assessed_at_version_0(
+        self, client: httpx.AsyncClient
+    ) -> None:
         person = await create_person(client)
         response = await client.get(f"{API}/persons/{person['id']}/recognition")
         assert response.status_code == 200
@@ -33,8 +40,9 @@ class TestRecognition:
         self, client: httpx.AsyncClient
     ) -> None:
         person = await create_person(client)
-        first = await decide(client, person["id"], {"status": "under_review",
-                                                    "decided_on": "2022-01-10"}, 0)
+        first = await decide(
+            client, person["id"], {"status": "under_review", "decided_on": "2022-01-10"}, 0
+        )
         assert first.status_code == 201, first.text
         second = await decide(client, person["id"], RECOGNISED, 1)
         assert second.status_code == 201
@@ -42,7 +50,9 @@ class TestRecognition:
         assert recognition["status"] == "political_prisoner"
         assert recognition["version"] == 2
         assert [d["status"] for d in recognition["history"]] == [
-            "political_prisoner", "under_review"]
+            "political_prisoner",
+            "under_review",
+        ]
         read = (await client.get(f"{API}/persons/{person['id']}")).json()
         assert read["recognition_status"] == "political_prisoner"
 
@@ -54,19 +64,19 @@ class TestRecognition:
         await decide(client, recognised["id"], RECOGNISED, 0)
         page = (await client.get(f"{API}/cases?recognition_status=political_prisoner")).json()
         assert [c["id"] for c in page["items"]] == [case["id"]]
-        persons = (await client.get(f"{API}/persons?recognition_status=political_prisoner")
-                   ).json()
+        persons = (await client.get(f"{API}/persons?recognition_status=political_prisoner")).json()
         assert [p["id"] for p in persons["items"]] == [recognised["id"]]
 
-    async def test_a_stale_or_missing_version_is_refused(self, client: httpx.AsyncClient,
-                                                         db: asyncpg.Connection) -> None:
+    async def test_a_stale_or_missing_version_is_refused(
+        self, client: httpx.AsyncClient, db: asyncpg.Connection
+    ) -> None:
         person = await create_person(client)
         await decide(client, person["id"], RECOGNISED, 0)
-        stale = await decide(client, person["id"], {"status": "withdrawn",
-                                                    "decided_on": "2023-01-01"}, 0)
+        stale = await decide(
+            client, person["id"], {"status": "withdrawn", "decided_on": "2023-01-01"}, 0
+        )
         assert stale.status_code == 412
-        missing = await client.post(f"{API}/persons/{person['id']}/recognition",
-                                    json=RECOGNISED)
+        missing = await client.post(f"{API}/persons/{person['id']}/recognition", json=RECOGNISED)
         assert missing.status_code == 428
         assert await db.fetchval("SELECT count(*) FROM recognition_decision") == 1
 
@@ -90,6 +100,5 @@ class TestRecognition:
         assert await row_counts(db) == before
 
     async def test_an_unknown_person_is_404(self, client: httpx.AsyncClient) -> None:
-        assert (await client.get(f"{API}/persons/{uuid.uuid4()}/recognition")
-                ).status_code == 404
+        assert (await client.get(f"{API}/persons/{uuid.uuid4()}/recognition")).status_code == 404
         assert (await decide(client, str(uuid.uuid4()), RECOGNISED, 0)).status_code == 404

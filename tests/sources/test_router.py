@@ -6,9 +6,15 @@ import httpx
 from tests.conftest import row_counts
 from tests.factories import API, create_case, event
 
-SOURCE = {"publisher": "Regional human rights monitor", "title": "Weekly bulletin no. 12",
-          "url": "https://monitor.example/bulletins/12", "published_on": "2024-03-22",
-          "reliability": "B", "credibility": 2, "is_public": True}
+SOURCE = {
+    "publisher": "Regional human rights monitor",
+    "title": "Weekly bulletin no. 12",
+    "url": "https://monitor.example/bulletins/12",
+    "published_on": "2024-03-22",
+    "reliability": "B",
+    "credibility": 2,
+    "is_public": True,
+}
 
 
 class TestSources:
@@ -17,24 +23,32 @@ class TestSources:
         assert created.status_code == 201, created.text
         source = created.json()
         read = await client.get(f"{API}/sources/{source['id']}")
-        assert read.json() == source and read.headers["etag"] == '"1"'
-        listing = (await client.get(f"{API}/sources",
-                                    params={"publisher": SOURCE["publisher"]})).json()
+        assert read.json() == source
+        assert read.headers["etag"] == '"1"'
+        listing = (
+            await client.get(f"{API}/sources", params={"publisher": SOURCE["publisher"]})
+        ).json()
         assert [s["id"] for s in listing["items"]] == [source["id"]]
 
     async def test_events_may_cite_existing_sources(self, client: httpx.AsyncClient) -> None:
         source = (await client.post(f"{API}/sources", json=SOURCE)).json()
-        case = await create_case(client, history=[
-            event("detained", "2024-03-20", source_ids=[source["id"]])])
+        case = await create_case(
+            client, history=[event("detained", "2024-03-20", source_ids=[source["id"]])]
+        )
         events = (await client.get(f"{API}/cases/{case['id']}/status-events")).json()["events"]
         assert events[0]["source_ids"] == [source["id"]]
 
-    async def test_refuses_bad_grades_urls_and_dates(self, client: httpx.AsyncClient,
-                                                     db: asyncpg.Connection) -> None:
+    async def test_refuses_bad_grades_urls_and_dates(
+        self, client: httpx.AsyncClient, db: asyncpg.Connection
+    ) -> None:
         before = await row_counts(db)
-        for bad in ({**SOURCE, "reliability": "G"}, {**SOURCE, "credibility": 7},
-                    {**SOURCE, "url": "javascript:alert(1)"},
-                    {**SOURCE, "published_on": "2999-01-01"}, {**SOURCE, "extra": 1}):
+        for bad in (
+            {**SOURCE, "reliability": "G"},
+            {**SOURCE, "credibility": 7},
+            {**SOURCE, "url": "javascript:alert(1)"},
+            {**SOURCE, "published_on": "2999-01-01"},
+            {**SOURCE, "extra": 1},
+        ):
             assert (await client.post(f"{API}/sources", json=bad)).status_code == 422, bad
         assert await row_counts(db) == before
         assert (await client.get(f"{API}/sources/{uuid.uuid4()}")).status_code == 404
