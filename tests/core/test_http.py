@@ -127,3 +127,35 @@ class TestOperations:
             assert response.status_code == 503
         finally:
             await embedded.drop_database(admin_url, name)
+
+
+class TestHostileInput:
+    async def test_deeply_nested_json_is_refused_without_a_server_error(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        nested = "[" * 100_000 + "]" * 100_000
+        response = await client.post(
+            f"{API}/sources", content=nested.encode(), headers={"content-type": "application/json"}
+        )
+        assert 400 <= response.status_code < 500
+
+    async def test_nul_bytes_in_queries_and_headers_are_refused_or_harmless(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for url in (
+            f"{API}/persons?q=ab%00cdef",
+            f"{API}/sources?publisher=a%00b",
+            f"{API}/persons?cursor=%00",
+            f"{API}/cases?article=%00",
+        ):
+            response = await client.get(url)
+            assert response.status_code in (200, 400, 422), (url, response.text)
+        response = await client.post(
+            f"{API}/persons", json=person_body(), headers={"Idempotency-Key": "a\x01b"}
+        )
+        assert response.status_code == 422
+
+    async def test_a_body_that_is_not_an_object_is_refused(self, client: httpx.AsyncClient) -> None:
+        for body in ([], "text", 3, None):
+            response = await client.post(f"{API}/persons", json=body)
+            assert response.status_code == 422, body

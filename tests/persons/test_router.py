@@ -1,3 +1,4 @@
+import asyncio
 import uuid
 
 import asyncpg
@@ -251,3 +252,15 @@ class TestListPersons:
         cursor = page["next"].split("cursor=")[1]
         other = await client.get(f"{API}/persons", params={"cursor": cursor, "citizenship": "LT"})
         assert other.status_code == 400
+
+
+async def test_concurrent_creates_with_one_idempotency_key_make_one_person(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    headers = {"Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(client.post(f"{API}/persons", json=person_body(), headers=headers) for _ in range(8))
+    )
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert await db.fetchval("SELECT count(*) FROM person") == 1
