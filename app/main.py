@@ -13,7 +13,7 @@ from app.cases.router import router as cases_router
 from app.collective.router import router as collective_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, session_factory
-from app.core.errors import install_error_handlers
+from app.core.errors import UnexpectedErrorMiddleware, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import (
     BodyLimitMiddleware,
@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router())
     _mount_offline_docs(app)
 
+    # Added first, so innermost: the others wrap its 500s too.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, docs_prefixes=("/docs", DOCS_ASSETS))
     app.add_middleware(RequestContextMiddleware)

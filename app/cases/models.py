@@ -9,7 +9,7 @@ from sqlalchemy import ARRAY, Column, DateTime, ForeignKey, Index, Text, UniqueC
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from app.cases.statuses import Status
+from app.cases.statuses import Confidence, Status
 from app.core.clock import utcnow
 from app.core.dates import Precision
 from app.core.db import one_of
@@ -29,12 +29,6 @@ class Confidentiality(StrEnum):
     normal = "normal"
     # only assigned caseworkers and coordinators may see the case file
     high = "high"
-
-
-class Confidence(StrEnum):
-    confirmed = "confirmed"
-    reported = "reported"
-    unconfirmed = "unconfirmed"
 
 
 def _uuid_array() -> Any:

@@ -3,8 +3,6 @@
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import date
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -12,18 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
+from app.cases.schemas import CaseFilters
 
 EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
-
-
-@dataclass(frozen=True)
-class CaseFilters:
-    status: str | None = None
-    jurisdiction: str | None = None
-    article: str | None = None
-    detained_from: date | None = None
-    detained_to: date | None = None
-    person_id: uuid.UUID | None = None
 
 
 async def next_reference_number(session: AsyncSession) -> int:
@@ -118,15 +107,12 @@ async def page(
     return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))
 
 
-async def events_of_collective(
+async def case_ids_of_collective(
     session: AsyncSession, collective_event_id: uuid.UUID
-) -> list[EventRecord]:
+) -> list[uuid.UUID]:
     stmt = (
-        select(StatusEvent, StatusEventRetraction)
-        .outerjoin(
-            StatusEventRetraction, col(StatusEventRetraction.event_id) == col(StatusEvent.id)
-        )
+        select(StatusEvent.case_file_id)
         .where(StatusEvent.collective_event_id == collective_event_id)
         .order_by(col(StatusEvent.case_file_id))
     )
-    return [(event, retraction) for event, retraction in await session.exec(stmt)]
+    return list(await session.exec(stmt))

@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.cases import service
-from app.cases.repository import CaseFilters
 from app.cases.schemas import (
     Article,
     CaseCreate,
+    CaseFilters,
     CaseHistory,
     CaseRead,
     CaseUpdate,
@@ -46,7 +46,7 @@ async def create_case(
 ) -> Response:
     async def produce() -> StoredResponse:
         case = await service.create(session, body)
-        location = str(request.url_for("read_case", case_id=case.id))
+        location = request.url_for("read_case", case_id=case.id).path
         return StoredResponse(
             201,
             case_read(case).model_dump(mode="json"),

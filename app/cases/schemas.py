@@ -1,5 +1,6 @@
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -9,13 +10,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from app.cases.models import (
     CaseFile,
-    Confidence,
     Confidentiality,
     DeprivationType,
     StatusEvent,
     StatusEventRetraction,
 )
-from app.cases.statuses import IN_CUSTODY, Status
+from app.cases.statuses import IN_CUSTODY, Confidence, Status
 from app.core.dates import PartialDate, PartialDateText, Precision
 from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
 
@@ -23,6 +23,16 @@ Article = Annotated[
     str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$", examples=["342", "361-1"])
 ]
 SourceIds = Annotated[list[uuid.UUID], Field(max_length=50)]
+
+
+@dataclass(frozen=True)
+class CaseFilters:
+    status: str | None = None
+    jurisdiction: str | None = None
+    article: str | None = None
+    detained_from: date | None = None
+    detained_to: date | None = None
+    person_id: uuid.UUID | None = None
 
 
 class Charge(BaseModel):

@@ -15,8 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.cases import repository
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
-from app.cases.repository import CaseFilters, EventRecord
-from app.cases.schemas import CaseCreate, CaseUpdate, StatusEventInput
+from app.cases.repository import EventRecord
+from app.cases.schemas import CaseCreate, CaseFilters, CaseUpdate, StatusEventInput
 from app.cases.statuses import PathError, Status, Step, Violation, check_path
 from app.core.clock import today, utcnow
 from app.core.dates import PartialDate, Precision
@@ -310,11 +310,19 @@ def _outcome_json(outcome: CollectiveOutcome) -> dict[str, Any]:
 async def collective_results(
     session: AsyncSession, collective_event_id: uuid.UUID
 ) -> list[CollectiveOutcome]:
+    """Each case file's event from a collective event, with the status it followed."""
+    case_ids = await repository.case_ids_of_collective(session, collective_event_id)
+    histories = await repository.events_of(session, case_ids)
     return [
         CollectiveOutcome(
-            event.case_file_id, "applied" if retraction is None else "retracted", None, event.id
+            entry.event.case_file_id,
+            "applied" if entry.retraction is None else "retracted",
+            entry.from_status,
+            entry.event.id,
         )
-        for event, retraction in await repository.events_of_collective(session, collective_event_id)
+        for case_id in case_ids
+        for entry in history_entries(histories.get(case_id, []))
+        if entry.event.collective_event_id == collective_event_id
     ]
 
 

@@ -22,6 +22,14 @@ class Status(StrEnum):
     died_in_custody = "died_in_custody"
 
 
+class Confidence(StrEnum):
+    """How sure we are that an event happened ("no confirmation of her release" is real)."""
+
+    confirmed = "confirmed"
+    reported = "reported"
+    unconfirmed = "unconfirmed"
+
+
 INITIAL: frozenset[Status] = frozenset({Status.detained})
 IN_CUSTODY: frozenset[Status] = frozenset({Status.detained, Status.sentenced})
 

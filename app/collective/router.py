@@ -59,7 +59,7 @@ async def create_collective_event(
 
     async def produce() -> StoredResponse:
         view = await service.create(session, body)
-        location = str(request.url_for("read_collective_event", event_id=view.event.id))
+        location = request.url_for("read_collective_event", event_id=view.event.id).path
         return StoredResponse(201, _read(view).model_dump(mode="json"), {"Location": location})
 
     return await once.run(body.model_dump(mode="json"), produce)

@@ -4,9 +4,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.cases.models import Confidence
 from app.cases.schemas import SourceIds, StatusEventInput, validated_details
-from app.cases.statuses import Status
+from app.cases.statuses import Confidence, Status
 from app.collective.models import CollectiveKind
 from app.core.dates import PartialDateText
 from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
@@ -33,7 +32,9 @@ class CollectiveEventCreate(BaseModel):
         if len(set(self.case_file_ids)) != len(self.case_file_ids):
             raise ValueError("case_file_ids lists a case file twice")
         if self.to_status is Status.deported and self.destination_country is not None:
-            self.details.setdefault("destination_country", self.destination_country)
+            named = self.details.setdefault("destination_country", self.destination_country)
+            if named != self.destination_country:
+                raise ValueError("details.destination_country differs from destination_country")
         self.details = validated_details(self.to_status, self.details)
         return self
 

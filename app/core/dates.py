@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-_PATTERN = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_PATTERN = re.compile(r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?$")
 EARLIEST_YEAR = 1900
 
 
@@ -67,6 +67,8 @@ def _valid_partial_date(text: str) -> str:
 
 PartialDateText = Annotated[
     str,
-    Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$", examples=["2021-08-15", "2021-08", "2021"]),
+    Field(
+        pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$", examples=["2021-08-15", "2021-08", "2021"]
+    ),
     AfterValidator(_valid_partial_date),
 ]

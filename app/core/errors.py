@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:habeas:problem:"
@@ -173,20 +174,44 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(body, exc.headers)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled_error", path=request.url.path)
-    body = problem_body(
-        500,
-        "internal-error",
-        "Internal error",
-        "The request failed; nothing was saved.",
-        request.url.path,
-    )
-    return problem_response(body)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
-    app.add_exception_handler(Exception, _on_unexpected)
+
+
+class UnexpectedErrorMiddleware:
+    """Turn an unexpected exception into a generic 500 problem.
+
+    It sits inside the other middleware, so the 500 still gets the security headers and
+    the request id (Starlette's own handler runs outside them all).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled_error", path=scope.get("path"))
+            if started:
+                raise
+            body = problem_body(
+                500,
+                "internal-error",
+                "Internal error",
+                "The request failed; nothing was saved.",
+                scope.get("path"),
+            )
+            await problem_response(body)(scope, receive, send)

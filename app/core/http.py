@@ -1,10 +1,13 @@
 """HTTP conventions shared by the routers: ETags, If-Match and Idempotency-Key."""
 
+import re
 from typing import Annotated
 
 from fastapi import Header
 
 from app.core.errors import PreconditionFailed, PreconditionRequired, UnprocessableInput
+
+_STRONG_VERSION_ETAG = re.compile(r'^"([0-9]{1,9})"$')
 
 
 def etag(version: int) -> str:
@@ -18,13 +21,10 @@ def required_version(if_match: str | None) -> int:
     """
     if if_match is None or not if_match.strip():
         raise PreconditionRequired("Send If-Match with the ETag of the version you read.")
-    value = if_match.strip()
-    if value.startswith("W/") or not (value.startswith('"') and value.endswith('"')):
+    match = _STRONG_VERSION_ETAG.match(if_match.strip())
+    if match is None:
         raise PreconditionFailed('If-Match must be one strong ETag such as "3".')
-    try:
-        return int(value[1:-1])
-    except ValueError as exc:
-        raise PreconditionFailed("If-Match does not name a version of this resource.") from exc
+    return int(match.group(1))
 
 
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag of the version read")]

@@ -4,6 +4,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
@@ -74,7 +75,9 @@ def decode_cursor(cursor: str, fingerprint: str, arity: int) -> list[Any]:
 def next_link(request: Request, cursor: str | None) -> str | None:
     if cursor is None:
         return None
-    return str(request.url.include_query_params(cursor=cursor))
+    # Relative, so that no Host header the client sent ends up in the link.
+    following = request.url.include_query_params(cursor=cursor)
+    return f"{following.path}?{following.query}"
 
 
 def cursor_uuid(value: Any) -> uuid.UUID:
@@ -87,4 +90,10 @@ def cursor_uuid(value: Any) -> uuid.UUID:
 def cursor_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, float | int):
         raise InvalidCursor("The cursor is damaged.")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise InvalidCursor("The cursor is damaged.") from exc
+    if not math.isfinite(number):
+        raise InvalidCursor("The cursor is damaged.")
+    return number

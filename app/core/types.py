@@ -44,7 +44,11 @@ ScriptCode = Annotated[
     StringConstraints(pattern=r"^[A-Z][a-z]{3}$"),
     Field(description="ISO 15924", examples=["Cyrl"]),
 ]
-HttpUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
+HttpUrl = Annotated[
+    str,
+    StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$"),
+    AfterValidator(_single_line),
+]
 
 INPUT = ConfigDict(extra="forbid", str_strip_whitespace=False)
 OUTPUT = ConfigDict(extra="forbid", from_attributes=True)

@@ -1,8 +1,9 @@
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, delete, select, update
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
@@ -10,18 +11,29 @@ from app.core.ids import new_id
 from app.idempotency.models import IdempotencyRecord
 
 
-async def claim(session: AsyncSession, scope: str, key: str, fingerprint: str) -> uuid.UUID | None:
-    """Insert the key, or return None if it exists.
+async def claim(
+    session: AsyncSession, scope: str, key: str, fingerprint: str, expired_before: datetime
+) -> uuid.UUID | None:
+    """Insert the key (or take over an expired record of it); None if a live one exists.
 
     A concurrent request holding the same key makes this wait on the unique index until it
     commits (then None) or rolls back (then this claim succeeds).
     """
-    stmt = (
-        insert(IdempotencyRecord)
-        .values(id=new_id(), scope=scope, key=key, fingerprint=fingerprint, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(col(IdempotencyRecord.id))
+    fresh = insert(IdempotencyRecord).values(
+        id=new_id(), scope=scope, key=key, fingerprint=fingerprint, created_at=utcnow()
     )
+    stmt = fresh.on_conflict_do_update(
+        index_elements=["scope", "key"],
+        set_={
+            "id": fresh.excluded.id,
+            "fingerprint": fresh.excluded.fingerprint,
+            "created_at": fresh.excluded.created_at,
+            "status_code": None,
+            "response_body": None,
+            "response_headers": None,
+        },
+        where=col(IdempotencyRecord.created_at) < expired_before,
+    ).returning(col(IdempotencyRecord.id))
     claimed: uuid.UUID | None = (await session.exec(stmt)).scalar_one_or_none()
     return claimed
 
@@ -31,10 +43,6 @@ async def find(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord
         IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
     )
     return (await session.exec(stmt)).first()
-
-
-async def remove(session: AsyncSession, record_id: uuid.UUID) -> None:
-    await session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == record_id))
 
 
 async def store(

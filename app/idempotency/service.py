@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import IdempotencyKeyReused
+from app.core.errors import IdempotencyInFlight, IdempotencyKeyReused
 from app.idempotency import repository
 
 
@@ -42,27 +42,23 @@ async def respond_once(
 ) -> StoredResponse:
     if key is None:
         return await produce()
-    record_id = await repository.claim(session, scope, key, request_fingerprint)
+    record_id = await repository.claim(
+        session, scope, key, request_fingerprint, expired_before=utcnow() - retention
+    )
     if record_id is None:
         existing = await repository.find(session, scope, key)
-        assert existing is not None
-        if existing.created_at >= utcnow() - retention:
-            if existing.fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was used for a different request; use a new key."
-                )
-            assert existing.status_code is not None
-            assert existing.response_body is not None
-            return StoredResponse(
-                existing.status_code,
-                existing.response_body,
-                existing.response_headers or {},
-                replayed=True,
+        if existing is None or existing.status_code is None or existing.response_body is None:
+            raise IdempotencyInFlight("Retry in a moment.")
+        if existing.fingerprint != request_fingerprint:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was used for a different request; use a new key."
             )
-        # Expired: the key may be used afresh.
-        await repository.remove(session, existing.id)
-        record_id = await repository.claim(session, scope, key, request_fingerprint)
-        assert record_id is not None
+        return StoredResponse(
+            existing.status_code,
+            existing.response_body,
+            existing.response_headers or {},
+            replayed=True,
+        )
     response = await produce()
     await repository.store(
         session, record_id, response.status_code, response.body, response.headers

@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.migrations import head_revision
+from app.ops import repository
 
 router = APIRouter(tags=["operations"])
 
@@ -19,10 +19,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     expected = head_revision()
     try:
-        async with request.app.state.engine.connect() as connection:
-            current = (
-                await connection.execute(text("SELECT version_num FROM alembic_version"))
-            ).scalar_one_or_none()
+        current = await repository.current_revision(request.app.state.engine)
     except (SQLAlchemyError, OSError):
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     if current != expected:

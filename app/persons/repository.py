@@ -9,6 +9,7 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.core.clock import utcnow
 from app.persons.models import Person, PersonName
 from app.persons.schemas import PersonFilters
 
@@ -17,6 +18,11 @@ async def add(session: AsyncSession, person: Person, names: Sequence[PersonName]
     session.add(person)
     await session.flush()
     session.add_all(names)
+    await session.flush()
+
+
+async def save(session: AsyncSession, person: Person) -> None:
+    session.add(person)
     await session.flush()
 
 
@@ -58,7 +64,9 @@ async def replace_names(
 
 async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str) -> None:
     await session.exec(
-        update(Person).where(col(Person.id) == person_id).values(recognition_status=status)
+        update(Person)
+        .where(col(Person.id) == person_id)
+        .values(recognition_status=status, version=col(Person.version) + 1, updated_at=utcnow())
     )
 
 

@@ -27,7 +27,7 @@ async def create_person(
 ) -> Response:
     async def produce() -> StoredResponse:
         view = await service.create(session, body)
-        location = str(request.url_for("read_person", person_id=view.person.id))
+        location = request.url_for("read_person", person_id=view.person.id).path
         return StoredResponse(
             201,
             person_read(view.person, view.names).model_dump(mode="json"),

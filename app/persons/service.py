@@ -100,10 +100,9 @@ async def update(
         setattr(person, field, value)
     person.version += 1
     person.updated_at = utcnow()
-    session.add(person)
+    await repository.save(session, person)
     if data.names is not None:
         await repository.replace_names(session, person_id, _name_rows(person_id, data.names))
-    await session.flush()
     return await get(session, person_id)
 
 

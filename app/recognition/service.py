@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.errors import PreconditionFailed
+from app.core.errors import Conflict, PreconditionFailed
 from app.persons import service as persons_service
 from app.recognition import repository
 from app.recognition.criteria import RecognitionStatus
@@ -46,6 +46,11 @@ async def decide(
     if current.version != expected_version:
         raise PreconditionFailed(
             f"The recognition is at version {current.version}.", current_version=current.version
+        )
+    if current.decisions and data.decided_on < current.decisions[0].decided_on:
+        raise Conflict(
+            "decided_on is before the current decision's date; decisions are kept in order.",
+            current_decided_on=current.decisions[0].decided_on.isoformat(),
         )
     await sources_service.ensure_exist(session, data.source_ids)
     decision = RecognitionDecision(

@@ -21,7 +21,7 @@ async def create_source(
 ) -> Response:
     async def produce() -> StoredResponse:
         source = await service.create(session, body)
-        location = str(request.url_for("read_source", source_id=source.id))
+        location = request.url_for("read_source", source_id=source.id).path
         return StoredResponse(
             201,
             SourceRead.model_validate(source).model_dump(mode="json"),

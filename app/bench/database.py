@@ -1,0 +1,34 @@
+"""The benchmark database: one per scale, seeded once with `habeas seed` and kept."""
+
+from pathlib import Path
+
+import asyncpg
+
+from app.core import embedded
+from app.core.migrations import upgrade_async
+from app.seed.loader import load
+
+SCALES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+BENCH_SEED = 42
+
+
+async def prepare(scale: str, data_dir: Path, server_url: str | None) -> str:
+    """A migrated database holding exactly the scale's synthetic persons; its URL."""
+    admin_url = server_url or embedded.start(data_dir / "bench-pg")
+    name = f"habeas_bench_{scale}"
+    await embedded.ensure_database(admin_url, name)
+    url = embedded.with_database(admin_url, name)
+    await upgrade_async(url)
+    connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
+    try:
+        persons = await connection.fetchval("SELECT count(*) FROM person")
+    finally:
+        await connection.close()
+    if persons != SCALES[scale]:
+        if persons:
+            await embedded.drop_database(admin_url, name)
+            await embedded.ensure_database(admin_url, name)
+            await upgrade_async(url)
+        print(f"seeding {SCALES[scale]} persons (once per scale) ...", flush=True)  # noqa: T201
+        print(await load(url, persons=SCALES[scale], seed=BENCH_SEED), flush=True)  # noqa: T201
+    return url

@@ -1,0 +1,116 @@
+"""`habeas bench`: prepare, serve, drive every workload, compare with raw SQL, report."""
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from app.bench import database
+from app.bench.runner import Result, Server, run_api, run_raw
+from app.bench.workloads import ALL_WORKLOADS
+
+GROWTH_WORKLOADS = ("case_read", "name_search")
+
+
+@dataclass(frozen=True)
+class Plan:
+    scale: str
+    workloads: list[str]
+    warmup: float
+    duration: float
+    scale_compare: list[str] | None
+    data_dir: Path
+    server_url: str | None
+
+
+async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
+    url = await database.prepare(scale, plan.data_dir, plan.server_url)
+    server = Server(url)
+    results = []
+    try:
+        await server.wait_ready()
+        for name in names:
+            workload = ALL_WORKLOADS[name]()
+            print(f"  {scale} {name}: API ...", end="", flush=True)  # noqa: T201
+            api, rss_mb = await run_api(workload, server, url, plan.warmup, plan.duration)
+            print(" raw ...", end="", flush=True)  # noqa: T201
+            raw = await run_raw(workload, url, plan.warmup, plan.duration)
+            result = Result(name, api, raw, rss_mb)
+            print(f" {result.as_json()['ratio']}x", flush=True)  # noqa: T201
+            results.append(result)
+    finally:
+        server.stop()
+    return results
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def run(plan: Plan) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "scale": plan.scale,
+        "machine": machine(),
+        "duration_s": plan.duration,
+        "warmup_s": plan.warmup,
+    }
+    results = await _run_scale(plan, plan.scale, plan.workloads)
+    report["workloads"] = [result.as_json() for result in results]
+    if plan.scale_compare:
+        small, large = plan.scale_compare
+        by_scale = {
+            scale: {r.name: r for r in await _run_scale(plan, scale, list(GROWTH_WORKLOADS))}
+            for scale in (small, large)
+        }
+        report["growth"] = {
+            name: {
+                f"{small}_p50_ms": round(by_scale[small][name].api.percentile(0.5), 2),
+                f"{large}_p50_ms": round(by_scale[large][name].api.percentile(0.5), 2),
+                "p50_factor": round(
+                    by_scale[large][name].api.percentile(0.5)
+                    / by_scale[small][name].api.percentile(0.5),
+                    2,
+                ),
+                "p95_factor": round(
+                    by_scale[large][name].api.percentile(0.95)
+                    / by_scale[small][name].api.percentile(0.95),
+                    2,
+                ),
+            }
+            for name in GROWTH_WORKLOADS
+        }
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    header = (
+        f"{'workload':<28}{'rps':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'raw rps':>10}{'api/raw':>9}{'rss MB':>9}{'errors':>8}"
+    )
+    lines = [
+        f"scale {report['scale']}, {report['duration_s']} s per workload "
+        f"after {report['warmup_s']} s warm-up, {report['machine']['cpus']} CPUs",
+        header,
+        "-" * len(header),
+    ]
+    for w in report["workloads"]:
+        lines.append(
+            f"{w['name']:<28}{w['rps']:>9}{w['p50_ms']:>9}{w['p95_ms']:>9}"
+            f"{w['p99_ms']:>9}{w['raw_rps']:>10}{w['ratio']:>9}{w['rss_mb']:>9}"
+            f"{w['errors']:>8}"
+        )
+    for name, growth in report.get("growth", {}).items():
+        lines.append(f"growth {name}: " + ", ".join(f"{k} {v}" for k, v in growth.items()))
+    return "\n".join(lines)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")

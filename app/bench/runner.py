@@ -1,0 +1,219 @@
+"""Drive a workload through the real server (HTTP over loopback) and raw on asyncpg,
+with the same concurrency and duration, and measure both."""
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+import psutil
+
+from app.bench.workloads import Workload
+from app.core.embedded import asyncpg_connect_kwargs
+
+
+@dataclass(frozen=True)
+class Measurement:
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    api: Measurement
+    raw: Measurement
+    rss_mb: float
+
+    def as_json(self) -> dict[str, float | str | int]:
+        return {
+            "name": self.name,
+            "rps": round(self.api.rps, 1),
+            "p50_ms": round(self.api.percentile(0.50), 2),
+            "p95_ms": round(self.api.percentile(0.95), 2),
+            "p99_ms": round(self.api.percentile(0.99), 2),
+            "errors": self.api.errors,
+            "raw_rps": round(self.raw.rps, 1),
+            "raw_p50_ms": round(self.raw.percentile(0.50), 2),
+            "ratio": round(self.api.rps / self.raw.rps, 3) if self.raw.rps else 0.0,
+            "rss_mb": round(self.rss_mb, 1),
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """The real server: `habeas serve` with production settings and 2 workers."""
+
+    def __init__(self, database_url: str, workers: int = 2) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "HABEAS_ENV": "production",
+            "HABEAS_LOG_LEVEL": "WARNING",
+            "HABEAS_LOG_JSON": "true",
+        }
+        self.process = subprocess.Popen(  # noqa: S603 (our own CLI)
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--no-migrate",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+
+    async def wait_ready(self, within_seconds: float = 60) -> None:
+        deadline = time.monotonic() + within_seconds
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                try:
+                    async with session.get(f"{self.base_url}/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError("the server did not become ready")
+
+    def rss_bytes(self) -> int:
+        try:
+            parent = psutil.Process(self.process.pid)
+            return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
+        except psutil.Error:
+            return 0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@asynccontextmanager
+async def peak_rss(server: Server) -> AsyncIterator[list[int]]:
+    """Sample the server's resident memory while the block runs; yields [peak bytes]."""
+    peak = [server.rss_bytes()]
+
+    async def sample() -> None:
+        while True:
+            peak[0] = max(peak[0], server.rss_bytes())
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield peak
+    finally:
+        task.cancel()
+
+
+async def _drive(
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    one: Callable[[int, random.Random], Awaitable[bool]],
+) -> Measurement:
+    started = time.monotonic()
+    measure_from = started + warmup
+    end = measure_from + duration
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+
+    async def worker(index: int) -> None:
+        rng = random.Random(index)
+        while (now := time.monotonic()) < end:
+            ok = await one(index, rng)
+            done = time.monotonic()
+            if now >= measure_from:
+                if ok:
+                    latencies[index].append((done - now) * 1000)
+                else:
+                    errors[index] += 1
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    merged = [value for per_worker in latencies for value in per_worker]
+    return Measurement(len(merged), sum(errors), duration, merged)
+
+
+async def run_api(
+    workload: Workload, server: Server, database_url: str, warmup: float, duration: float
+) -> tuple[Measurement, float]:
+    connection = await asyncpg.connect(**asyncpg_connect_kwargs(database_url))
+    try:
+        await workload.prepare(connection)
+    finally:
+        await connection.close()
+    connector = aiohttp.TCPConnector(limit=workload.concurrency, force_close=False)
+    async with aiohttp.ClientSession(base_url=server.base_url, connector=connector) as session:
+
+        async def one(worker: int, rng: random.Random) -> bool:
+            request = workload.request(worker, rng)
+            async with session.request(
+                request.method,
+                request.path,
+                json=request.body,
+                headers=request.headers,
+                params=request.params,
+            ) as response:
+                body = await response.read()
+                workload.on_response(worker, response.status, body)
+                return response.status == workload.expected_status
+
+        async with peak_rss(server) as peak:
+            measured = await _drive(workload.concurrency, warmup, duration, one)
+    return measured, peak[0] / 1_048_576
+
+
+async def run_raw(
+    workload: Workload, database_url: str, warmup: float, duration: float
+) -> Measurement:
+    pool = await asyncpg.create_pool(
+        **asyncpg_connect_kwargs(database_url),
+        min_size=workload.concurrency,
+        max_size=workload.concurrency,
+    )
+    try:
+        async with pool.acquire() as connection:
+            await workload.prepare(connection)
+
+        async def one(worker: int, rng: random.Random) -> bool:
+            async with pool.acquire() as connection:
+                await workload.raw(connection, worker, rng)
+            return True
+
+        return await _drive(workload.concurrency, warmup, duration, one)
+    finally:
+        await pool.close()

@@ -1,0 +1,328 @@
+"""What the benchmark drives: each workload is an API request and, as its baseline, the
+same SQL the API sends for it (captured from the SQLAlchemy log), run raw on asyncpg in
+one transaction, as the API runs it."""
+
+import json
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+
+from app.core.ids import new_id
+from app.persons.names import skeleton
+
+CASE_COLUMNS = (
+    "id, person_id, reference, jurisdiction, deprivation_type, confidentiality, "
+    "assigned_caseworkers, charges, court_decisions, detention_places, status, status_since, "
+    "status_since_precision, detained_on, version, created_at, updated_at"
+)
+PERSON_COLUMNS = (
+    "person.id, birth_date, birth_date_precision, gender, citizenships, region, occupation, "
+    "affiliations, special_risk, publish_consent, health, lawyer, notes, relatives, contacts, "
+    "address, recognition_status, version, created_at, updated_at"
+)
+NAME_COLUMNS = "id, person_id, position, value, script, language, kind, is_public, search_key"
+EVENT_COLUMNS = (
+    "status_event.id, status_event.case_file_id, position, to_status, effective_date, "
+    "effective_precision, "
+    "status_event.recorded_at, status_event.recorded_by, confidence, note, details, "
+    "source_ids, collective_event_id"
+)
+RETRACTION_COLUMNS = (
+    "status_event_retraction.id AS r_id, event_id AS r_event_id, "
+    "status_event_retraction.case_file_id AS r_case_file_id, reason AS r_reason, "
+    "status_event_retraction.recorded_at AS r_recorded_at, "
+    "status_event_retraction.recorded_by AS r_recorded_by"
+)
+
+SQL_CASE_READ = f"SELECT {CASE_COLUMNS} FROM case_file WHERE id = $1"
+SQL_CASE_LIST = (
+    f"SELECT {CASE_COLUMNS} FROM case_file WHERE person_id IN "
+    "(SELECT person.id FROM person WHERE person.citizenships @> $1::varchar(2)[]) "
+    "AND status = $2 ORDER BY id LIMIT $3"
+)
+SQL_SEARCH = (
+    f"SELECT {PERSON_COLUMNS}, m.score FROM person JOIN (SELECT person_id, "
+    "CAST(max(word_similarity($1, search_key)) AS float) AS score FROM person_name "
+    "WHERE $1 <% search_key GROUP BY person_id) AS m ON m.person_id = person.id "
+    "ORDER BY m.score DESC, person.id LIMIT $2"
+)
+SQL_NAMES = (
+    f"SELECT {NAME_COLUMNS} FROM person_name WHERE person_id = ANY($1::uuid[]) "
+    "ORDER BY person_id, position"
+)
+SQL_LOCK_CASE = f"SELECT {CASE_COLUMNS} FROM case_file WHERE id = $1 FOR UPDATE"
+SQL_LOCK_CASES = (
+    f"SELECT {CASE_COLUMNS} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+)
+SQL_EVENTS = (
+    f"SELECT {EVENT_COLUMNS}, {RETRACTION_COLUMNS} FROM status_event LEFT OUTER JOIN "
+    "status_event_retraction ON status_event_retraction.event_id = status_event.id "
+    "WHERE status_event.case_file_id = ANY($1::uuid[]) "
+    "ORDER BY status_event.case_file_id, status_event.position"
+)
+SQL_INSERT_EVENT = (
+    "INSERT INTO status_event (id, case_file_id, position, to_status, effective_date, "
+    "effective_precision, recorded_at, recorded_by, confidence, note, details, source_ids, "
+    "collective_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+)
+SQL_UPDATE_CASE = (
+    "UPDATE case_file SET status_since = $1, version = $2, updated_at = $3 WHERE id = $4"
+)
+SQL_INSERT_COLLECTIVE = (
+    "INSERT INTO collective_event (id, title, kind, to_status, effective_date, "
+    "effective_precision, destination_country, note, source_ids, case_file_count, "
+    "recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
+
+PAGE_SIZE = 50
+FOREIGN = ["LT", "PL", "UA", "RU", "LV", "DE"]
+API = "/api/v1"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class Workload:
+    """One measured operation. Workers get disjoint shares of the prepared records, so
+    concurrent writes never wait on each other's row locks."""
+
+    name: str = ""
+    concurrency: int = 16
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        """Pick the records to use; called before each phase (API, then raw)."""
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        raise NotImplementedError
+
+    def on_response(self, worker: int, status: int, body: bytes) -> None:
+        """Learn what the next request needs (e.g. the case file's new version)."""
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        raise NotImplementedError
+
+    expected_status: int = 200
+
+
+class CaseRead(Workload):
+    name = "case_read"
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        rows = await connection.fetch("SELECT id FROM case_file ORDER BY random() LIMIT 5000")
+        self.ids = [row["id"] for row in rows]
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        return Request("GET", f"{API}/cases/{rng.choice(self.ids)}")
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        async with connection.transaction():
+            await connection.fetchrow(SQL_CASE_READ, rng.choice(self.ids))
+
+
+class CaseList(Workload):
+    name = "case_list_filtered"
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        return Request(
+            "GET",
+            f"{API}/cases",
+            params={
+                "status": rng.choice(["sentenced", "detained"]),
+                "citizenship": rng.choice(FOREIGN),
+            },
+        )
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        async with connection.transaction():
+            await connection.fetch(
+                SQL_CASE_LIST,
+                [rng.choice(FOREIGN)],
+                rng.choice(["sentenced", "detained"]),
+                PAGE_SIZE + 1,
+            )
+
+
+class NameSearch(Workload):
+    name = "name_search"
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        rows = await connection.fetch(
+            "SELECT value FROM person_name WHERE script = 'Latn' ORDER BY random() LIMIT 500"
+        )
+        self.spellings = [row["value"] for row in rows]
+        self.keys = [skeleton(value) for value in self.spellings]
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        return Request("GET", f"{API}/persons", params={"q": rng.choice(self.spellings)})
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        async with connection.transaction():
+            found = await connection.fetch(SQL_SEARCH, rng.choice(self.keys), PAGE_SIZE + 1)
+            await connection.fetch(SQL_NAMES, [row["id"] for row in found])
+
+
+def _shares(ids: Sequence[Any], workers: int) -> list[list[Any]]:
+    return [list(ids[worker::workers]) for worker in range(workers)]
+
+
+class StatusTransition(Workload):
+    """sentenced → sentenced (a new term) may repeat forever, so the data never runs out."""
+
+    name = "status_transition"
+    expected_status = 201
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        rows = await connection.fetch(
+            "SELECT id, version FROM case_file WHERE status = 'sentenced' ORDER BY id LIMIT 4000"
+        )
+        self.versions = {row["id"]: row["version"] for row in rows}
+        self.owned = _shares(list(self.versions), self.concurrency)
+        self.pending: dict[int, uuid.UUID] = {}
+        self.today = date.today()
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        case_id = rng.choice(self.owned[worker])
+        self.pending[worker] = case_id
+        return Request(
+            "POST",
+            f"{API}/cases/{case_id}/status-events",
+            body={
+                "to_status": "sentenced",
+                "effective_date": self.today.isoformat(),
+                "confidence": "reported",
+                "details": {"term_months": 24},
+            },
+            headers={"If-Match": f'"{self.versions[case_id]}"'},
+        )
+
+    def on_response(self, worker: int, status: int, body: bytes) -> None:
+        if status == 201:
+            self.versions[self.pending[worker]] = json.loads(body)["case_version"]
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        case_id = rng.choice(self.owned[worker])
+        now = datetime.now(UTC)
+        async with connection.transaction():
+            case = await connection.fetchrow(SQL_LOCK_CASE, case_id)
+            events = await connection.fetch(SQL_EVENTS, [case_id])
+            await connection.execute(
+                SQL_INSERT_EVENT,
+                new_id(),
+                case_id,
+                len(events),
+                "sentenced",
+                self.today,
+                "day",
+                now,
+                None,
+                "reported",
+                None,
+                '{"term_months": 24}',
+                [],
+                None,
+            )
+            await connection.execute(SQL_UPDATE_CASE, self.today, case["version"] + 1, now, case_id)
+
+
+class CollectiveTransition(Workload):
+    name = "collective_transition_500"
+    concurrency = 2
+    expected_status = 201
+    batch = 500
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        rows = await connection.fetch(
+            "SELECT id FROM case_file WHERE status = 'sentenced' ORDER BY id DESC LIMIT 6000"
+        )
+        ids = [row["id"] for row in rows]
+        blocks = [
+            ids[start : start + self.batch]
+            for start in range(0, len(ids) - self.batch + 1, self.batch)
+        ]
+        if len(blocks) < self.concurrency:
+            raise RuntimeError("not enough sentenced case files for the collective workload")
+        self.blocks = _shares(blocks, self.concurrency)
+        self.today = date.today()
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        block = rng.choice(self.blocks[worker])
+        return Request(
+            "POST",
+            f"{API}/collective-events",
+            body={
+                "title": "Benchmark batch",
+                "kind": "other",
+                "effective_date": self.today.isoformat(),
+                "to_status": "sentenced",
+                "confidence": "reported",
+                "case_file_ids": [str(case_id) for case_id in block],
+            },
+        )
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        block = rng.choice(self.blocks[worker])
+        now = datetime.now(UTC)
+        collective_id = new_id()
+        async with connection.transaction():
+            await connection.execute(
+                SQL_INSERT_COLLECTIVE,
+                collective_id,
+                "Benchmark batch",
+                "other",
+                "sentenced",
+                self.today,
+                "day",
+                None,
+                None,
+                [],
+                len(block),
+                now,
+                None,
+            )
+            cases = await connection.fetch(SQL_LOCK_CASES, block)
+            events = await connection.fetch(SQL_EVENTS, block)
+            counts: dict[uuid.UUID, int] = {}
+            for event in events:
+                counts[event["case_file_id"]] = counts.get(event["case_file_id"], 0) + 1
+            await connection.executemany(
+                SQL_INSERT_EVENT,
+                [
+                    (
+                        new_id(),
+                        case["id"],
+                        counts.get(case["id"], 0),
+                        "sentenced",
+                        self.today,
+                        "day",
+                        now,
+                        None,
+                        "reported",
+                        None,
+                        "{}",
+                        [],
+                        collective_id,
+                    )
+                    for case in cases
+                ],
+            )
+            await connection.executemany(
+                SQL_UPDATE_CASE,
+                [(self.today, case["version"] + 1, now, case["id"]) for case in cases],
+            )
+
+
+ALL_WORKLOADS: dict[str, type[Workload]] = {
+    workload.name: workload
+    for workload in (CaseRead, CaseList, NameSearch, StatusTransition, CollectiveTransition)
+}
