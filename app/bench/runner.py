@@ -153,6 +153,10 @@ async def _drive(
     errors = [0] * concurrency
 
     async def worker(index: int) -> None:
+        # Start the connections one by one during the warm-up: a burst of connects is
+        # accepted almost all by whichever server worker wakes first, while a ramp lets
+        # the less busy worker take each new one.
+        await asyncio.sleep(index * warmup / (2 * concurrency))
         rng = random.Random(index)
         while (now := time.monotonic()) < end:
             ok = await one(index, rng)
@@ -194,7 +198,16 @@ async def run_api(
 
         async with peak_rss(server) as peak:
             measured = await _drive(workload.concurrency, warmup, duration, one)
+    await _clean_up(workload, database_url)
     return measured, peak[0] / 1_048_576
+
+
+async def _clean_up(workload: Workload, database_url: str) -> None:
+    connection = await asyncpg.connect(**asyncpg_connect_kwargs(database_url))
+    try:
+        await workload.clean_up(connection)
+    finally:
+        await connection.close()
 
 
 async def run_raw(
@@ -214,6 +227,8 @@ async def run_raw(
                 await workload.raw(connection, worker, rng)
             return True
 
-        return await _drive(workload.concurrency, warmup, duration, one)
+        measured = await _drive(workload.concurrency, warmup, duration, one)
     finally:
         await pool.close()
+    await _clean_up(workload, database_url)
+    return measured

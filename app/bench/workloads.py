@@ -80,6 +80,22 @@ SQL_INSERT_COLLECTIVE = (
 )
 
 PAGE_SIZE = 50
+# Marks every row the benchmark writes, so that clean-up removes exactly those.
+MARK = "habeas-bench"
+SQL_REMOVE_MARKED = f"""
+DELETE FROM status_event WHERE note = '{MARK}';
+DELETE FROM collective_event WHERE note = '{MARK}';
+UPDATE case_file c SET status_since = last.effective_date,
+       status_since_precision = last.effective_precision
+FROM (SELECT DISTINCT ON (e.case_file_id) e.case_file_id, e.effective_date,
+             e.effective_precision
+      FROM status_event e
+      WHERE NOT EXISTS (SELECT 1 FROM status_event_retraction r WHERE r.event_id = e.id)
+      ORDER BY e.case_file_id, e.position DESC) AS last
+WHERE last.case_file_id = c.id
+  AND (c.status_since, c.status_since_precision)
+      IS DISTINCT FROM (last.effective_date, last.effective_precision);
+"""
 FOREIGN = ["LT", "PL", "UA", "RU", "LV", "DE"]
 API = "/api/v1"
 
@@ -111,6 +127,9 @@ class Workload:
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
         raise NotImplementedError
+
+    async def clean_up(self, connection: asyncpg.Connection) -> None:
+        """Undo what the workload wrote, so that every run starts from the seeded data."""
 
     expected_status: int = 200
 
@@ -184,7 +203,8 @@ class StatusTransition(Workload):
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
         rows = await connection.fetch(
-            "SELECT id, version FROM case_file WHERE status = 'sentenced' ORDER BY id LIMIT 4000"
+            "SELECT id, version FROM case_file WHERE status = 'sentenced' "
+            "ORDER BY random() LIMIT 4000"
         )
         self.versions = {row["id"]: row["version"] for row in rows}
         self.owned = _shares(list(self.versions), self.concurrency)
@@ -202,9 +222,13 @@ class StatusTransition(Workload):
                 "effective_date": self.today.isoformat(),
                 "confidence": "reported",
                 "details": {"term_months": 24},
+                "note": MARK,
             },
             headers={"If-Match": f'"{self.versions[case_id]}"'},
         )
+
+    async def clean_up(self, connection: asyncpg.Connection) -> None:
+        await connection.execute(SQL_REMOVE_MARKED)
 
     def on_response(self, worker: int, status: int, body: bytes) -> None:
         if status == 201:
@@ -227,7 +251,7 @@ class StatusTransition(Workload):
                 now,
                 None,
                 "reported",
-                None,
+                MARK,
                 '{"term_months": 24}',
                 [],
                 None,
@@ -243,7 +267,7 @@ class CollectiveTransition(Workload):
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
         rows = await connection.fetch(
-            "SELECT id FROM case_file WHERE status = 'sentenced' ORDER BY id DESC LIMIT 6000"
+            "SELECT id FROM case_file WHERE status = 'sentenced' ORDER BY random() LIMIT 6000"
         )
         ids = [row["id"] for row in rows]
         blocks = [
@@ -254,6 +278,9 @@ class CollectiveTransition(Workload):
             raise RuntimeError("not enough sentenced case files for the collective workload")
         self.blocks = _shares(blocks, self.concurrency)
         self.today = date.today()
+
+    async def clean_up(self, connection: asyncpg.Connection) -> None:
+        await connection.execute(SQL_REMOVE_MARKED)
 
     def request(self, worker: int, rng: random.Random) -> Request:
         block = rng.choice(self.blocks[worker])
@@ -266,6 +293,7 @@ class CollectiveTransition(Workload):
                 "effective_date": self.today.isoformat(),
                 "to_status": "sentenced",
                 "confidence": "reported",
+                "note": MARK,
                 "case_file_ids": [str(case_id) for case_id in block],
             },
         )
@@ -284,7 +312,7 @@ class CollectiveTransition(Workload):
                 self.today,
                 "day",
                 None,
-                None,
+                MARK,
                 [],
                 len(block),
                 now,
@@ -308,7 +336,7 @@ class CollectiveTransition(Workload):
                         now,
                         None,
                         "reported",
-                        None,
+                        MARK,
                         "{}",
                         [],
                         collective_id,

@@ -1,16 +1,20 @@
 """Every SQL query of the cases feature."""
 
+import json
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
 from app.cases.schemas import CaseFilters
+from app.core.db import driver_connection
 
 EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
 
@@ -22,51 +26,100 @@ async def next_reference_number(session: AsyncSession) -> int:
 async def add(session: AsyncSession, case: CaseFile, events: Sequence[StatusEvent]) -> None:
     session.add(case)
     await session.flush()
-    session.add_all(events)
-    await session.flush()
+    await add_events(session, events)
+
+
+# The hot paths (read, lock, history, status writes) run their SQL on the session's own
+# asyncpg connection and transaction: through SQLAlchemy each statement cost several times
+# its database time (docs/performance.md). The SQL text is generated from the table
+# definitions, so it follows every migration of the models.
+_CASES = CaseFile.__table__  # type: ignore[attr-defined]
+_EVENTS = StatusEvent.__table__  # type: ignore[attr-defined]
+_RETRACTIONS = StatusEventRetraction.__table__  # type: ignore[attr-defined]
+_CASE_FIELDS = [c.name for c in _CASES.c]
+_EVENT_FIELDS = [c.name for c in _EVENTS.c]
+_RETRACTION_FIELDS = [c.name for c in _RETRACTIONS.c]
+_JSONB_CASE_FIELDS = {c.name for c in _CASES.c if isinstance(c.type, JSONB)}
+_JSONB_EVENT_FIELDS = {c.name for c in _EVENTS.c if isinstance(c.type, JSONB)}
+# Everything an update may change; id, person, reference and creation time never do.
+_MUTABLE = [n for n in _CASE_FIELDS if n not in ("id", "person_id", "reference", "created_at")]
+
+_CASE_LIST = ", ".join(_CASE_FIELDS)
+_SQL_CASE = f"SELECT {_CASE_LIST} FROM case_file WHERE id = $1"
+_SQL_CASE_LOCKED = _SQL_CASE + " FOR UPDATE"
+_SQL_CASES_LOCKED = (
+    f"SELECT {_CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+)
+_SQL_EVENTS = (
+    "SELECT "
+    + ", ".join(f"e.{n}" for n in _EVENT_FIELDS)
+    + ", "
+    + ", ".join(f"r.{n} AS retraction_{n}" for n in _RETRACTION_FIELDS)
+    + " FROM status_event e LEFT JOIN status_event_retraction r ON r.event_id = e.id"
+    " WHERE e.case_file_id = ANY($1::uuid[]) ORDER BY e.case_file_id, e.position"
+)
+_SQL_INSERT_EVENT = (
+    f"INSERT INTO status_event ({', '.join(_EVENT_FIELDS)}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(_EVENT_FIELDS) + 1))})"
+)
+_SQL_UPDATE_CASE = (
+    "UPDATE case_file SET "
+    + ", ".join(f"{name} = ${i}" for i, name in enumerate(_MUTABLE, start=2))
+    + " WHERE id = $1"
+)
+
+
+def _json_text(value: Any, is_jsonb: bool) -> Any:
+    return json.dumps(value) if is_jsonb else value
+
+
+def _case(row: Mapping[str, Any]) -> CaseFile:
+    return CaseFile(**dict(row))
 
 
 async def get(
     session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False
 ) -> CaseFile | None:
-    stmt = select(CaseFile).where(CaseFile.id == case_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return (await session.exec(stmt)).first()
+    driver = await driver_connection(session)
+    row = await driver.fetchrow(_SQL_CASE_LOCKED if for_update else _SQL_CASE, case_id)
+    return _case(row) if row is not None else None
 
 
 async def lock_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> list[CaseFile]:
     """Lock the case files in id order, so that concurrent batches cannot deadlock."""
-    stmt = (
-        select(CaseFile)
-        .where(col(CaseFile.id).in_(list(case_ids)))
-        .order_by(col(CaseFile.id))
-        .with_for_update()
-    )
-    return list(await session.exec(stmt))
+    driver = await driver_connection(session)
+    return [_case(row) for row in await driver.fetch(_SQL_CASES_LOCKED, list(case_ids))]
 
 
 async def events_of(
     session: AsyncSession, case_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, list[EventRecord]]:
     """Each case file's events in recorded order, with their retraction if any."""
-    stmt = (
-        select(StatusEvent, StatusEventRetraction)
-        .outerjoin(
-            StatusEventRetraction, col(StatusEventRetraction.event_id) == col(StatusEvent.id)
-        )
-        .where(col(StatusEvent.case_file_id).in_(list(case_ids)))
-        .order_by(col(StatusEvent.case_file_id), col(StatusEvent.position))
-    )
+    driver = await driver_connection(session)
     grouped: dict[uuid.UUID, list[EventRecord]] = defaultdict(list)
-    for event, retraction in await session.exec(stmt):
+    for row in await driver.fetch(_SQL_EVENTS, list(case_ids)):
+        # History rows are only read, so they skip the (costly) validating constructor.
+        event = StatusEvent.model_construct(**{name: row[name] for name in _EVENT_FIELDS})
+        retraction = (
+            StatusEventRetraction.model_construct(
+                **{n: row[f"retraction_{n}"] for n in _RETRACTION_FIELDS}
+            )
+            if row["retraction_id"] is not None
+            else None
+        )
         grouped[event.case_file_id].append((event, retraction))
     return grouped
 
 
 async def add_events(session: AsyncSession, events: Sequence[StatusEvent]) -> None:
-    session.add_all(events)
-    await session.flush()
+    driver = await driver_connection(session)
+    await driver.executemany(
+        _SQL_INSERT_EVENT,
+        [
+            [_json_text(getattr(event, n), n in _JSONB_EVENT_FIELDS) for n in _EVENT_FIELDS]
+            for event in events
+        ],
+    )
 
 
 async def add_retraction(session: AsyncSession, retraction: StatusEventRetraction) -> None:
@@ -75,8 +128,15 @@ async def add_retraction(session: AsyncSession, retraction: StatusEventRetractio
 
 
 async def save(session: AsyncSession, cases: Sequence[CaseFile]) -> None:
-    session.add_all(cases)
-    await session.flush()
+    """Write back case files read by `get` or `lock_many`."""
+    driver = await driver_connection(session)
+    await driver.executemany(
+        _SQL_UPDATE_CASE,
+        [
+            [case.id] + [_json_text(getattr(case, n), n in _JSONB_CASE_FIELDS) for n in _MUTABLE]
+            for case in cases
+        ],
+    )
 
 
 async def page(

@@ -20,7 +20,7 @@ from app.cases.schemas import (
 )
 from app.cases.statuses import Status
 from app.core.db import SessionDep
-from app.core.http import IfMatch, etag, required_version
+from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
@@ -57,10 +57,9 @@ async def create_case(
 
 
 @router.get("/{case_id}", response_model=CaseRead)
-async def read_case(case_id: uuid.UUID, session: SessionDep, response: Response) -> CaseRead:
+async def read_case(case_id: uuid.UUID, session: SessionDep) -> Response:
     case = await service.get(session, case_id)
-    response.headers["ETag"] = etag(case.version)
-    return case_read(case)
+    return model_response(case_read(case), headers={"ETag": etag(case.version)})
 
 
 @router.patch("/{case_id}", response_model=CaseRead)
@@ -68,12 +67,10 @@ async def update_case(
     case_id: uuid.UUID,
     body: CaseUpdate,
     session: SessionDep,
-    response: Response,
     if_match: IfMatch = None,
-) -> CaseRead:
+) -> Response:
     case = await service.update(session, case_id, required_version(if_match), body)
-    response.headers["ETag"] = etag(case.version)
-    return case_read(case)
+    return model_response(case_read(case), headers={"ETag": etag(case.version)})
 
 
 @router.get("", response_model=Page[CaseRead])
@@ -89,7 +86,7 @@ async def list_cases(
     detained_from: date | None = None,
     detained_to: date | None = None,
     person_id: uuid.UUID | None = None,
-) -> Page[CaseRead]:
+) -> Response:
     filters = CaseFilters(
         status=status,
         jurisdiction=jurisdiction,
@@ -100,18 +97,23 @@ async def list_cases(
     )
     person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_cases(session, filters, person_filters, paging.cursor, paging.limit)
-    return Page[CaseRead](
-        items=[case_read(case) for case in found.items], next=next_link(request, found.next_cursor)
+    return model_response(
+        Page[CaseRead](
+            items=[case_read(case) for case in found.items],
+            next=next_link(request, found.next_cursor),
+        )
     )
 
 
 @router.get("/{case_id}/status-events", response_model=CaseHistory)
-async def read_status_history(case_id: uuid.UUID, session: SessionDep) -> CaseHistory:
+async def read_status_history(case_id: uuid.UUID, session: SessionDep) -> Response:
     case, entries = await service.history(session, case_id)
-    return CaseHistory(
-        case_file_id=case.id,
-        status=Status(case.status),
-        events=[event_read(e.event, e.retraction, e.from_status) for e in entries],
+    return model_response(
+        CaseHistory(
+            case_file_id=case.id,
+            status=Status(case.status),
+            events=[event_read(e.event, e.retraction, e.from_status) for e in entries],
+        )
     )
 
 

@@ -28,6 +28,7 @@ from app.core.errors import (
     PreconditionFailed,
     UnprocessableInput,
 )
+from app.core.ids import new_id
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.persons import service as persons_service
 from app.persons.schemas import PersonFilters
@@ -80,7 +81,12 @@ def _new_event(
     collective_event_id: uuid.UUID | None = None,
 ) -> StatusEvent:
     effective = PartialDate.parse(data.effective_date)
-    return StatusEvent(
+    # Built from validated input and written with plain SQL, so it skips the validating
+    # constructor; the id and the recording time are set here explicitly.
+    return StatusEvent.model_construct(
+        id=new_id(),
+        recorded_at=utcnow(),
+        recorded_by=None,
         case_file_id=case_id,
         position=position,
         to_status=data.to_status,

@@ -13,6 +13,7 @@ from app.collective.schemas import (
 )
 from app.core.dates import PartialDate, Precision
 from app.core.db import SessionDep
+from app.core.http import model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
@@ -66,8 +67,8 @@ async def create_collective_event(
 
 
 @router.get("/{event_id}", response_model=CollectiveEventRead)
-async def read_collective_event(event_id: uuid.UUID, session: SessionDep) -> CollectiveEventRead:
-    return _read(await service.get(session, event_id))
+async def read_collective_event(event_id: uuid.UUID, session: SessionDep) -> Response:
+    return model_response(_read(await service.get(session, event_id)))
 
 
 @router.get("", response_model=Page[CollectiveEventSummary])
@@ -75,8 +76,11 @@ async def list_collective_events(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
-) -> Page[CollectiveEventSummary]:
+) -> Response:
     found = await service.list_events(session, paging.cursor, paging.limit)
-    return Page[CollectiveEventSummary](
-        items=[_summary(event) for event in found.items], next=next_link(request, found.next_cursor)
+    return model_response(
+        Page[CollectiveEventSummary](
+            items=[_summary(event) for event in found.items],
+            next=next_link(request, found.next_cursor),
+        )
     )

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator, Iterable
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import CheckConstraint, MetaData
 from sqlalchemy.engine import make_url
@@ -74,3 +75,16 @@ def all_of(column: str, values: Iterable[str], name: str | None = None) -> Check
     return CheckConstraint(
         f"{column} <@ ARRAY[{allowed}]::text[]", name=name or f"{column}_allowed"
     )
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session, inside the session's transaction.
+
+    For the few hot statements where SQLAlchemy's per-statement work costs more than the
+    statement itself (see docs/performance.md). JSONB parameters go in as JSON text
+    (SQLAlchemy's codec on this connection) and come out decoded.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver

@@ -3,7 +3,8 @@
 import re
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Header, Response
+from pydantic import BaseModel
 
 from app.core.errors import PreconditionFailed, PreconditionRequired, UnprocessableInput
 
@@ -41,3 +42,19 @@ def idempotency_key(
     if not 1 <= len(key) <= 255 or not key.isprintable():
         raise UnprocessableInput("Idempotency-Key must be 1 to 255 printable characters.")
     return key
+
+
+def model_response(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """Serialise an already valid response model once.
+
+    FastAPI would validate a returned model against `response_model` all over again; the
+    route still declares `response_model` for the OpenAPI schema.
+    """
+    return Response(
+        model.model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.core.db import SessionDep
-from app.core.http import IfMatch, etag, required_version
+from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
@@ -38,10 +38,11 @@ async def create_person(
 
 
 @router.get("/{person_id}", response_model=PersonRead)
-async def read_person(person_id: uuid.UUID, session: SessionDep, response: Response) -> PersonRead:
+async def read_person(person_id: uuid.UUID, session: SessionDep) -> Response:
     view = await service.get(session, person_id)
-    response.headers["ETag"] = etag(view.person.version)
-    return person_read(view.person, view.names)
+    return model_response(
+        person_read(view.person, view.names), headers={"ETag": etag(view.person.version)}
+    )
 
 
 @router.patch("/{person_id}", response_model=PersonRead)
@@ -49,12 +50,12 @@ async def update_person(
     person_id: uuid.UUID,
     body: PersonUpdate,
     session: SessionDep,
-    response: Response,
     if_match: IfMatch = None,
-) -> PersonRead:
+) -> Response:
     view = await service.update(session, person_id, required_version(if_match), body)
-    response.headers["ETag"] = etag(view.person.version)
-    return person_read(view.person, view.names)
+    return model_response(
+        person_read(view.person, view.names), headers={"ETag": etag(view.person.version)}
+    )
 
 
 @router.get("", response_model=Page[PersonRead])
@@ -68,10 +69,12 @@ async def list_persons(
     ] = None,
     citizenship: CountryCode | None = None,
     recognition_status: RecognitionStatus | None = None,
-) -> Page[PersonRead]:
+) -> Response:
     filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_persons(session, filters, q, paging.cursor, paging.limit)
-    return Page[PersonRead](
-        items=[person_read(v.person, v.names) for v in found.items],
-        next=next_link(request, found.next_cursor),
+    return model_response(
+        Page[PersonRead](
+            items=[person_read(v.person, v.names) for v in found.items],
+            next=next_link(request, found.next_cursor),
+        )
     )

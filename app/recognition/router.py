@@ -3,7 +3,7 @@ import uuid
 from fastapi import APIRouter, Response
 
 from app.core.db import SessionDep
-from app.core.http import IfMatch, etag, required_version
+from app.core.http import IfMatch, etag, model_response, required_version
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
 from app.recognition import service
@@ -26,10 +26,9 @@ def _read(recognition: service.Recognition) -> RecognitionRead:
 @router.get("", response_model=RecognitionRead)
 async def read_recognition(
     person_id: uuid.UUID, session: SessionDep, response: Response
-) -> RecognitionRead:
+) -> Response:
     recognition = await service.get(session, person_id)
-    response.headers["ETag"] = etag(recognition.version)
-    return _read(recognition)
+    return model_response(_read(recognition), headers={"ETag": etag(recognition.version)})
 
 
 @router.post("", status_code=201, response_model=RecognitionRead)

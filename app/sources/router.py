@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.core.db import SessionDep
-from app.core.http import etag
+from app.core.http import etag, model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import Label
 from app.idempotency.http import IdempotentCreateDep
@@ -32,10 +32,9 @@ async def create_source(
 
 
 @router.get("/{source_id}", response_model=SourceRead)
-async def read_source(source_id: uuid.UUID, session: SessionDep, response: Response) -> SourceRead:
+async def read_source(source_id: uuid.UUID, session: SessionDep) -> Response:
     source = await service.get(session, source_id)
-    response.headers["ETag"] = etag(source.version)
-    return SourceRead.model_validate(source)
+    return model_response(SourceRead.model_validate(source), headers={"ETag": etag(source.version)})
 
 
 @router.get("", response_model=Page[SourceRead])
@@ -44,9 +43,11 @@ async def list_sources(
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
     publisher: Label | None = None,
-) -> Page[SourceRead]:
+) -> Response:
     found = await service.list_sources(session, publisher, paging.cursor, paging.limit)
-    return Page[SourceRead](
-        items=[SourceRead.model_validate(s) for s in found.items],
-        next=next_link(request, found.next_cursor),
+    return model_response(
+        Page[SourceRead](
+            items=[SourceRead.model_validate(s) for s in found.items],
+            next=next_link(request, found.next_cursor),
+        )
     )
