@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.core.ids import new_id
-from app.persons.names import skeleton
+from app.persons.names import skeleton, tokens
 
 CASE_COLUMNS = (
     "id, person_id, reference, jurisdiction, deprivation_type, confidentiality, "
@@ -48,9 +48,10 @@ SQL_CASE_LIST = (
 SQL_SEARCH = (
     f"SELECT {PERSON_COLUMNS}, m.score FROM person JOIN (SELECT person_id, "
     "CAST(max(word_similarity($1, search_key)) AS float) AS score FROM person_name "
-    "WHERE $1 <% search_key GROUP BY person_id) AS m ON m.person_id = person.id "
+    "WHERE search_tokens @> $3::text[] GROUP BY person_id) AS m ON m.person_id = person.id "
     "ORDER BY m.score DESC, person.id LIMIT $2"
 )
+SQL_ANY_NAME_WITH_TOKENS = "SELECT 1 FROM person_name WHERE search_tokens @> $1::text[] LIMIT 1"
 SQL_NAMES = (
     f"SELECT {NAME_COLUMNS} FROM person_name WHERE person_id = ANY($1::uuid[]) "
     "ORDER BY person_id, position"
@@ -186,8 +187,11 @@ class NameSearch(Workload):
         return Request("GET", f"{API}/persons", params={"q": rng.choice(self.spellings)})
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        key = rng.choice(self.keys)
+        words = tokens(key)
         async with connection.transaction():
-            found = await connection.fetch(SQL_SEARCH, rng.choice(self.keys), PAGE_SIZE + 1)
+            await connection.fetchval(SQL_ANY_NAME_WITH_TOKENS, words)
+            found = await connection.fetch(SQL_SEARCH, key, PAGE_SIZE + 1, words)
             await connection.fetch(SQL_NAMES, [row["id"] for row in found])
 
 

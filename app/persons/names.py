@@ -46,6 +46,11 @@ def _fold(text: str) -> str:
     return _DOUBLED.sub(r"\1", text)
 
 
+def tokens(key: str) -> list[str]:
+    """The distinct words of a skeleton, in order."""
+    return list(dict.fromkeys(key.split()))
+
+
 def skeleton(name: str) -> str:
     """The matching key of a name: lower-case Latin letters and single spaces."""
     text = _NOT_LETTER.sub(" ", anyascii(name).lower())

@@ -11,6 +11,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.clock import utcnow
 from app.persons.models import Person, PersonName
+from app.persons.names import tokens
 from app.persons.schemas import PersonFilters
 
 
@@ -93,21 +94,34 @@ async def page(
     return list(await session.exec(stmt))
 
 
+async def any_name_with_tokens(session: AsyncSession, search_tokens: list[str]) -> bool:
+    stmt = select(literal(1)).where(col(PersonName.search_tokens).contains(search_tokens))
+    return (await session.exec(stmt.limit(1))).first() is not None
+
+
 async def search(
     session: AsyncSession,
     key: str,
+    whole_words: bool,
     filters: PersonFilters,
     after: tuple[float, uuid.UUID] | None,
     limit: int,
 ) -> list[tuple[Person, float]]:
     """Persons any of whose names resembles `key` (a skeleton), best match first.
 
-    `<%` (word similarity) is served by the trigram index on person_name.search_key.
+    With `whole_words`, names whose tokens include every word of the key (GIN on
+    search_tokens); otherwise names similar to it by trigram word similarity (`<%`, GIN on
+    search_key). Either way they rank by word similarity.
     """
     score = cast(func.max(func.word_similarity(key, PersonName.search_key)), Float)
+    matching = (
+        col(PersonName.search_tokens).contains(tokens(key))
+        if whole_words
+        else literal(key).op("<%")(PersonName.search_key)
+    )
     matches = (
         select(col(PersonName.person_id).label("person_id"), score.label("score"))
-        .where(literal(key).op("<%")(PersonName.search_key))
+        .where(matching)
         .group_by(col(PersonName.person_id))
         .subquery()
     )

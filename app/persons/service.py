@@ -19,7 +19,7 @@ from app.core.pagination import (
 )
 from app.persons import repository
 from app.persons.models import Person, PersonName
-from app.persons.names import skeleton
+from app.persons.names import skeleton, tokens
 from app.persons.schemas import NameInput, PersonCreate, PersonFields, PersonFilters, PersonUpdate
 
 MIN_SEARCH_KEY = 3
@@ -38,19 +38,23 @@ class PersonPage:
 
 
 def _name_rows(person_id: uuid.UUID, names: list[NameInput]) -> list[PersonName]:
-    return [
-        PersonName(
-            person_id=person_id,
-            position=position,
-            value=name.value,
-            script=name.script,
-            language=name.language,
-            kind=name.kind,
-            is_public=name.is_public,
-            search_key=skeleton(name.value),
+    rows = []
+    for position, name in enumerate(names):
+        key = skeleton(name.value)
+        rows.append(
+            PersonName(
+                person_id=person_id,
+                position=position,
+                value=name.value,
+                script=name.script,
+                language=name.language,
+                kind=name.kind,
+                is_public=name.is_public,
+                search_key=key,
+                search_tokens=tokens(key),
+            )
         )
-        for position, name in enumerate(names)
-    ]
+    return rows
 
 
 def _column_values(data: PersonFields, fields: set[str]) -> dict[str, Any]:
@@ -140,12 +144,17 @@ async def list_persons(
         key = skeleton(q)
         if len(key.replace(" ", "")) < MIN_SEARCH_KEY:
             raise UnprocessableInput(f"q needs at least {MIN_SEARCH_KEY} letters.")
-        fingerprint = query_fingerprint({"filters": filters.__dict__, "q": key})
+        # Names holding every word of the query are found through the token index; only
+        # when there are none (a typo, a fragment) does the slower trigram match run.
+        whole_words = await repository.any_name_with_tokens(session, tokens(key))
+        fingerprint = query_fingerprint(
+            {"filters": filters.__dict__, "q": key, "whole_words": whole_words}
+        )
         after_match = None
         if cursor:
             score, person_id = decode_cursor(cursor, fingerprint, 2)
             after_match = (cursor_float(score), cursor_uuid(person_id))
-        found = await repository.search(session, key, filters, after_match, limit + 1)
+        found = await repository.search(session, key, whole_words, filters, after_match, limit + 1)
         more = len(found) > limit
         found = found[:limit]
         persons = [person for person, _ in found]

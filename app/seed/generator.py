@@ -17,7 +17,7 @@ from anyascii import anyascii
 
 from app.cases.statuses import IN_CUSTODY, Status
 from app.core.ids import deterministic_uuid7
-from app.persons.names import skeleton
+from app.persons.names import skeleton, tokens
 from app.recognition.criteria import CRITERIA, RecognitionStatus
 from app.seed import vocabulary as words
 
@@ -91,6 +91,7 @@ NAME_COLUMNS = (
     "kind",
     "is_public",
     "search_key",
+    "search_tokens",
 )
 SOURCE_COLUMNS = (
     "id",
@@ -382,6 +383,7 @@ class _Generator:
                     kind,
                     public,
                     _skeleton(value),
+                    tokens(_skeleton(value)),
                 )
             )
 

@@ -218,6 +218,20 @@ class TestListPersons:
             page = (await client.get(f"{API}/persons", params={"q": spelling})).json()
             assert [p["id"] for p in page["items"]] == [wanted["id"]], spelling
 
+    async def test_finds_a_person_by_surname_alone_or_words_in_any_order(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        wanted = await create_person(client)
+        await create_person(
+            client,
+            names=[
+                {"value": "Міхась Каваленка", "script": "Cyrl", "language": "be", "kind": "legal"}
+            ],
+        )
+        for query in ("Лабановіч Міхась", "LABANOVICH", "Lobanovich Mikhail"):
+            page = (await client.get(f"{API}/persons", params={"q": query})).json()
+            assert [p["id"] for p in page["items"]] == [wanted["id"]], query
+
     async def test_search_results_page_by_relevance(self, client: httpx.AsyncClient) -> None:
         ids = set()
         for first in ("Ігар", "Павел", "Сяргей"):
