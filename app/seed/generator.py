@@ -347,7 +347,7 @@ class _Generator:
     def make_names(self, person_id: uuid.UUID, female: bool) -> None:
         rng = self.rng
         be_first, ru_first = rng.choice(words.FEMALE_FIRST if female else words.MALE_FIRST)
-        be_stem, ru_stem = rng.choice(words.SURNAME_STEMS)
+        be_stem, ru_stem = self.surname_stem()
         be_m, be_f, ru_m, ru_f = rng.choice(words.SURNAME_ENDINGS)
         legal = f"{be_first} {be_stem}{be_f if female else be_m}"
         russian = f"{ru_first} {ru_stem}{ru_f if female else ru_m}"
@@ -359,12 +359,12 @@ class _Generator:
         if rng.random() < 0.4:
             names.append((_romanised(russian), "Latn", "en", "alias", True))
         if female and rng.random() < 0.1:
-            other_stem, _ = rng.choice(words.SURNAME_STEMS)
+            other_stem, _ = self.surname_stem()
             names.append((f"{be_first} {other_stem}{be_f}", "Cyrl", "be", "former", True))
         if rng.random() < 0.02:
             names.append(
                 (
-                    f"{be_first} {rng.choice(words.SURNAME_STEMS)[0]}ка",
+                    f"{be_first} {self.surname_stem()[0]}ка",
                     "Cyrl",
                     "be",
                     "hidden",
@@ -386,6 +386,19 @@ class _Generator:
                     tokens(_skeleton(value)),
                 )
             )
+
+    def surname_stem(self) -> tuple[str, str]:
+        """A (Belarusian, Russian) surname stem: one of the listed ones, more often an
+        invented one, so that surnames are as varied as in life."""
+        rng = self.rng
+        if rng.random() < 0.2:
+            return rng.choice(words.SURNAME_STEMS)
+        (be_1, ru_1), (be_2, ru_2) = (
+            rng.choice(words.STEM_SYLLABLES),
+            rng.choice(words.STEM_SYLLABLES),
+        )
+        closing = rng.choice(words.STEM_CLOSINGS)
+        return (be_1 + be_2 + closing).capitalize(), (ru_1 + ru_2 + closing).capitalize()
 
     def make_recognition(self, person_id: uuid.UUID, detained: date) -> list[str]:
         rng = self.rng

@@ -137,3 +137,40 @@ PUBLISHERS = [
     "Local news outlet",
     "Exile media service",
 ]
+
+# Invented surname stems: two syllables and a closing consonant, with their Belarusian
+# and Russian spellings (akanne: unstressed о is written а in Belarusian). About 9,000
+# stems, so that namesakes stay as rare at a million persons as they are in life.
+STEM_SYLLABLES = [
+    ("ла", "ло"),
+    ("ба", "бо"),
+    ("ка", "ко"),
+    ("ра", "ро"),
+    ("ма", "мо"),
+    ("на", "но"),
+    ("да", "до"),
+    ("га", "го"),
+    ("ва", "во"),
+    ("за", "зо"),
+    ("са", "со"),
+    ("та", "то"),
+    ("лі", "ли"),
+    ("бі", "би"),
+    ("кі", "ки"),
+    ("мі", "ми"),
+    ("ні", "ни"),
+    ("ці", "ти"),
+    ("дзі", "ди"),
+    ("ві", "ви"),
+    ("ру", "ру"),
+    ("лу", "лу"),
+    ("бу", "бу"),
+    ("ку", "ку"),
+    ("ле", "ле"),
+    ("бе", "бе"),
+    ("ке", "ке"),
+    ("ме", "ме"),
+    ("шы", "ши"),
+    ("жы", "жи"),
+]
+STEM_CLOSINGS = ["н", "ш", "ч", "ль", "р", "к", "в", "ц", "б", "д"]
