@@ -195,6 +195,32 @@ class NameSearch(Workload):
             await connection.fetch(SQL_NAMES, [row["id"] for row in found])
 
 
+def _sentenced_event(
+    case_id: uuid.UUID,
+    position: int,
+    today: date,
+    now: datetime,
+    details: str,
+    collective_id: uuid.UUID | None = None,
+) -> tuple[Any, ...]:
+    """A `sentenced` status event row, marked as the benchmark's, in SQL_INSERT_EVENT order."""
+    return (
+        new_id(),
+        case_id,
+        position,
+        "sentenced",
+        today,
+        "day",
+        now,
+        None,
+        "reported",
+        MARK,
+        details,
+        [],
+        collective_id,
+    )
+
+
 def _shares(ids: Sequence[Any], workers: int) -> list[list[Any]]:
     return [list(ids[worker::workers]) for worker in range(workers)]
 
@@ -246,19 +272,7 @@ class StatusTransition(Workload):
             events = await connection.fetch(SQL_EVENTS, [case_id])
             await connection.execute(
                 SQL_INSERT_EVENT,
-                new_id(),
-                case_id,
-                len(events),
-                "sentenced",
-                self.today,
-                "day",
-                now,
-                None,
-                "reported",
-                MARK,
-                '{"term_months": 24}',
-                [],
-                None,
+                *_sentenced_event(case_id, len(events), self.today, now, '{"term_months": 24}'),
             )
             await connection.execute(SQL_UPDATE_CASE, self.today, case["version"] + 1, now, case_id)
 
@@ -330,19 +344,12 @@ class CollectiveTransition(Workload):
             await connection.executemany(
                 SQL_INSERT_EVENT,
                 [
-                    (
-                        new_id(),
+                    _sentenced_event(
                         case["id"],
                         counts.get(case["id"], 0),
-                        "sentenced",
                         self.today,
-                        "day",
                         now,
-                        None,
-                        "reported",
-                        MARK,
                         "{}",
-                        [],
                         collective_id,
                     )
                     for case in cases

@@ -34,10 +34,6 @@ class DomainError(Exception):
         )
 
 
-class BadRequest(DomainError):
-    pass
-
-
 class MalformedJson(DomainError):
     slug = "malformed-json"
     title = "The request body is not valid JSON"
