@@ -94,11 +94,6 @@ async def page(
     return list(await session.exec(stmt))
 
 
-async def any_name_with_tokens(session: AsyncSession, search_tokens: list[str]) -> bool:
-    stmt = select(literal(1)).where(col(PersonName.search_tokens).contains(search_tokens))
-    return (await session.exec(stmt.limit(1))).first() is not None
-
-
 async def search(
     session: AsyncSession,
     key: str,

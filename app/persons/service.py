@@ -144,22 +144,29 @@ async def list_persons(
         key = skeleton(q)
         if len(key.replace(" ", "")) < MIN_SEARCH_KEY:
             raise UnprocessableInput(f"q needs at least {MIN_SEARCH_KEY} letters.")
-        # Names holding every word of the query are found through the token index; only
-        # when there are none (a typo, a fragment) does the slower trigram match run.
-        whole_words = await repository.any_name_with_tokens(session, tokens(key))
-        fingerprint = query_fingerprint(
-            {"filters": filters.__dict__, "q": key, "whole_words": whole_words}
-        )
-        after_match = None
+        fingerprint = query_fingerprint({"filters": filters.__dict__, "q": key})
         if cursor:
-            score, person_id = decode_cursor(cursor, fingerprint, 2)
+            score, person_id, whole_words = decode_cursor(cursor, fingerprint, 3)
             after_match = (cursor_float(score), cursor_uuid(person_id))
-        found = await repository.search(session, key, whole_words, filters, after_match, limit + 1)
+            found = await repository.search(
+                session, key, whole_words is True, filters, after_match, limit + 1
+            )
+        else:
+            # Names holding every word of the query are found through the token index;
+            # only when there are none (a typo, a fragment) does the slower trigram
+            # match run. The cursor remembers which of the two a search is paging.
+            whole_words = True
+            found = await repository.search(session, key, True, filters, None, limit + 1)
+            if not found:
+                whole_words = False
+                found = await repository.search(session, key, False, filters, None, limit + 1)
         more = len(found) > limit
         found = found[:limit]
         persons = [person for person, _ in found]
         next_cursor = (
-            encode_cursor([found[-1][1], str(found[-1][0].id)], fingerprint) if more else None
+            encode_cursor([found[-1][1], str(found[-1][0].id), whole_words], fingerprint)
+            if more
+            else None
         )
     names = await repository.names_of(session, [person.id for person in persons])
     return PersonPage([PersonView(p, names.get(p.id, [])) for p in persons], next_cursor)
