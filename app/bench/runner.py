@@ -161,7 +161,8 @@ async def _drive(
         while (now := time.monotonic()) < end:
             ok = await one(index, rng)
             done = time.monotonic()
-            if now >= measure_from:
+            # Only requests that start and finish inside the measured window count.
+            if now >= measure_from and done <= end:
                 if ok:
                     latencies[index].append((done - now) * 1000)
                 else:

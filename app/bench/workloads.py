@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from app.cases import repository
 from app.core.ids import new_id
 from app.persons.names import skeleton, tokens
 
@@ -26,20 +27,7 @@ PERSON_COLUMNS = (
     "address, recognition_status, version, created_at, updated_at"
 )
 NAME_COLUMNS = "id, person_id, position, value, script, language, kind, is_public, search_key"
-EVENT_COLUMNS = (
-    "status_event.id, status_event.case_file_id, position, to_status, effective_date, "
-    "effective_precision, "
-    "status_event.recorded_at, status_event.recorded_by, confidence, note, details, "
-    "source_ids, collective_event_id"
-)
-RETRACTION_COLUMNS = (
-    "status_event_retraction.id AS r_id, event_id AS r_event_id, "
-    "status_event_retraction.case_file_id AS r_case_file_id, reason AS r_reason, "
-    "status_event_retraction.recorded_at AS r_recorded_at, "
-    "status_event_retraction.recorded_by AS r_recorded_by"
-)
 
-SQL_CASE_READ = f"SELECT {CASE_COLUMNS} FROM case_file WHERE id = $1"
 SQL_CASE_LIST = (
     f"SELECT {CASE_COLUMNS} FROM case_file WHERE person_id IN "
     "(SELECT person.id FROM person WHERE person.citizenships @> $1::varchar(2)[]) "
@@ -55,24 +43,6 @@ SQL_NAMES = (
     f"SELECT {NAME_COLUMNS} FROM person_name WHERE person_id = ANY($1::uuid[]) "
     "ORDER BY person_id, position"
 )
-SQL_LOCK_CASE = f"SELECT {CASE_COLUMNS} FROM case_file WHERE id = $1 FOR UPDATE"
-SQL_LOCK_CASES = (
-    f"SELECT {CASE_COLUMNS} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
-)
-SQL_EVENTS = (
-    f"SELECT {EVENT_COLUMNS}, {RETRACTION_COLUMNS} FROM status_event LEFT OUTER JOIN "
-    "status_event_retraction ON status_event_retraction.event_id = status_event.id "
-    "WHERE status_event.case_file_id = ANY($1::uuid[]) "
-    "ORDER BY status_event.case_file_id, status_event.position"
-)
-SQL_INSERT_EVENT = (
-    "INSERT INTO status_event (id, case_file_id, position, to_status, effective_date, "
-    "effective_precision, recorded_at, recorded_by, confidence, note, details, source_ids, "
-    "collective_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-)
-SQL_UPDATE_CASE = (
-    "UPDATE case_file SET status_since = $1, version = $2, updated_at = $3 WHERE id = $4"
-)
 SQL_INSERT_COLLECTIVE = (
     "INSERT INTO collective_event (id, title, kind, to_status, effective_date, "
     "effective_precision, destination_country, note, source_ids, case_file_count, "
@@ -83,18 +53,21 @@ PAGE_SIZE = 50
 # Marks every row the benchmark writes, so that clean-up removes exactly those.
 MARK = "habeas-bench"
 SQL_REMOVE_MARKED = f"""
-DELETE FROM status_event WHERE note = '{MARK}';
-DELETE FROM collective_event WHERE note = '{MARK}';
+WITH removed AS (
+    DELETE FROM status_event WHERE note = '{MARK}' RETURNING case_file_id
+), touched AS (
+    SELECT DISTINCT case_file_id FROM removed
+), last AS (
+    SELECT DISTINCT ON (e.case_file_id) e.case_file_id, e.effective_date, e.effective_precision
+    FROM status_event e JOIN touched t ON t.case_file_id = e.case_file_id
+    WHERE e.note IS DISTINCT FROM '{MARK}'
+      AND NOT EXISTS (SELECT 1 FROM status_event_retraction r WHERE r.event_id = e.id)
+    ORDER BY e.case_file_id, e.position DESC
+)
 UPDATE case_file c SET status_since = last.effective_date,
        status_since_precision = last.effective_precision
-FROM (SELECT DISTINCT ON (e.case_file_id) e.case_file_id, e.effective_date,
-             e.effective_precision
-      FROM status_event e
-      WHERE NOT EXISTS (SELECT 1 FROM status_event_retraction r WHERE r.event_id = e.id)
-      ORDER BY e.case_file_id, e.position DESC) AS last
-WHERE last.case_file_id = c.id
-  AND (c.status_since, c.status_since_precision)
-      IS DISTINCT FROM (last.effective_date, last.effective_precision);
+FROM last WHERE last.case_file_id = c.id;
+DELETE FROM collective_event WHERE note = '{MARK}';
 """
 FOREIGN = ["LT", "PL", "UA", "RU", "LV", "DE"]
 API = "/api/v1"
@@ -146,7 +119,7 @@ class CaseRead(Workload):
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
         async with connection.transaction():
-            await connection.fetchrow(SQL_CASE_READ, rng.choice(self.ids))
+            await connection.fetchrow(repository.SQL_CASE, rng.choice(self.ids))
 
 
 class CaseList(Workload):
@@ -201,7 +174,7 @@ def _sentenced_event(
     details: str,
     collective_id: uuid.UUID | None = None,
 ) -> tuple[Any, ...]:
-    """A `sentenced` status event row, marked as the benchmark's, in SQL_INSERT_EVENT order."""
+    """A `sentenced` status event row, marked as the benchmark's, in column order."""
     return (
         new_id(),
         case_id,
@@ -266,13 +239,22 @@ class StatusTransition(Workload):
         case_id = rng.choice(self.owned[worker])
         now = datetime.now(UTC)
         async with connection.transaction():
-            case = await connection.fetchrow(SQL_LOCK_CASE, case_id)
-            events = await connection.fetch(SQL_EVENTS, [case_id])
+            case = await connection.fetchrow(repository.SQL_CASE_LOCKED, case_id)
+            events = await connection.fetch(repository.SQL_EVENTS, [case_id])
             await connection.execute(
-                SQL_INSERT_EVENT,
+                repository.SQL_INSERT_EVENT,
                 *_sentenced_event(case_id, len(events), self.today, now, '{"term_months": 24}'),
             )
-            await connection.execute(SQL_UPDATE_CASE, self.today, case["version"] + 1, now, case_id)
+            await connection.fetch(
+                repository.SQL_UPDATE_STATUS,
+                [case_id],
+                ["sentenced"],
+                [self.today],
+                ["day"],
+                [case["detained_on"]],
+                [case["version"] + 1],
+                [now],
+            )
 
 
 class CollectiveTransition(Workload):
@@ -334,13 +316,13 @@ class CollectiveTransition(Workload):
                 now,
                 None,
             )
-            cases = await connection.fetch(SQL_LOCK_CASES, block)
-            events = await connection.fetch(SQL_EVENTS, block)
+            cases = await connection.fetch(repository.SQL_CASES_LOCKED, block)
+            events = await connection.fetch(repository.SQL_EVENTS, block)
             counts: dict[uuid.UUID, int] = {}
             for event in events:
                 counts[event["case_file_id"]] = counts.get(event["case_file_id"], 0) + 1
             await connection.executemany(
-                SQL_INSERT_EVENT,
+                repository.SQL_INSERT_EVENT,
                 [
                     _sentenced_event(
                         case["id"],
@@ -353,9 +335,15 @@ class CollectiveTransition(Workload):
                     for case in cases
                 ],
             )
-            await connection.executemany(
-                SQL_UPDATE_CASE,
-                [(self.today, case["version"] + 1, now, case["id"]) for case in cases],
+            await connection.fetch(
+                repository.SQL_UPDATE_STATUS,
+                [case["id"] for case in cases],
+                ["sentenced"] * len(cases),
+                [self.today] * len(cases),
+                ["day"] * len(cases),
+                [case["detained_on"] for case in cases],
+                [case["version"] + 1 for case in cases],
+                [now] * len(cases),
             )
 
 

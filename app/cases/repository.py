@@ -41,16 +41,15 @@ _EVENT_FIELDS = [c.name for c in _EVENTS.c]
 _RETRACTION_FIELDS = [c.name for c in _RETRACTIONS.c]
 _JSONB_CASE_FIELDS = {c.name for c in _CASES.c if isinstance(c.type, JSONB)}
 _JSONB_EVENT_FIELDS = {c.name for c in _EVENTS.c if isinstance(c.type, JSONB)}
-# Everything an update may change; id, person, reference and creation time never do.
-_MUTABLE = [n for n in _CASE_FIELDS if n not in ("id", "person_id", "reference", "created_at")]
-
+# What a status change rewrites: the columns derived from the path, and the version.
+STATUS_COLUMNS = ("status", "status_since", "status_since_precision", "detained_on")
 _CASE_LIST = ", ".join(_CASE_FIELDS)
-_SQL_CASE = f"SELECT {_CASE_LIST} FROM case_file WHERE id = $1"
-_SQL_CASE_LOCKED = _SQL_CASE + " FOR UPDATE"
-_SQL_CASES_LOCKED = (
+SQL_CASE = f"SELECT {_CASE_LIST} FROM case_file WHERE id = $1"
+SQL_CASE_LOCKED = SQL_CASE + " FOR UPDATE"
+SQL_CASES_LOCKED = (
     f"SELECT {_CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 )
-_SQL_EVENTS = (
+SQL_EVENTS = (
     "SELECT "
     + ", ".join(f"e.{n}" for n in _EVENT_FIELDS)
     + ", "
@@ -58,14 +57,32 @@ _SQL_EVENTS = (
     + " FROM status_event e LEFT JOIN status_event_retraction r ON r.event_id = e.id"
     " WHERE e.case_file_id = ANY($1::uuid[]) ORDER BY e.case_file_id, e.position"
 )
-_SQL_INSERT_EVENT = (
+SQL_INSERT_EVENT = (
     f"INSERT INTO status_event ({', '.join(_EVENT_FIELDS)}) VALUES "
     f"({', '.join(f'${i}' for i in range(1, len(_EVENT_FIELDS) + 1))})"
 )
-_SQL_UPDATE_CASE = (
-    "UPDATE case_file SET "
-    + ", ".join(f"{name} = ${i}" for i, name in enumerate(_MUTABLE, start=2))
-    + " WHERE id = $1"
+# One statement for one or five hundred case files; a row whose version moved on since
+# it was read is not updated, and the caller is told (never a silent lost update).
+SQL_UPDATE_STATUS = """
+UPDATE case_file AS c
+SET status = u.status, status_since = u.status_since,
+    status_since_precision = u.status_since_precision, detained_on = u.detained_on,
+    version = u.version, updated_at = u.updated_at
+FROM unnest($1::uuid[], $2::text[], $3::date[], $4::text[], $5::date[], $6::int[],
+            $7::timestamptz[])
+     AS u(id, status, status_since, status_since_precision, detained_on, version, updated_at)
+WHERE c.id = u.id AND c.version = u.version - 1
+RETURNING c.id
+"""
+# The fields a client may change with PATCH (CaseUpdate); never id, person or status.
+EDITABLE_COLUMNS = (
+    "jurisdiction",
+    "deprivation_type",
+    "confidentiality",
+    "assigned_caseworkers",
+    "charges",
+    "court_decisions",
+    "detention_places",
 )
 
 
@@ -81,14 +98,14 @@ async def get(
     session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False
 ) -> CaseFile | None:
     driver = await driver_connection(session)
-    row = await driver.fetchrow(_SQL_CASE_LOCKED if for_update else _SQL_CASE, case_id)
+    row = await driver.fetchrow(SQL_CASE_LOCKED if for_update else SQL_CASE, case_id)
     return _case(row) if row is not None else None
 
 
 async def lock_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> list[CaseFile]:
     """Lock the case files in id order, so that concurrent batches cannot deadlock."""
     driver = await driver_connection(session)
-    return [_case(row) for row in await driver.fetch(_SQL_CASES_LOCKED, list(case_ids))]
+    return [_case(row) for row in await driver.fetch(SQL_CASES_LOCKED, list(case_ids))]
 
 
 async def events_of(
@@ -97,7 +114,7 @@ async def events_of(
     """Each case file's events in recorded order, with their retraction if any."""
     driver = await driver_connection(session)
     grouped: dict[uuid.UUID, list[EventRecord]] = defaultdict(list)
-    for row in await driver.fetch(_SQL_EVENTS, list(case_ids)):
+    for row in await driver.fetch(SQL_EVENTS, list(case_ids)):
         # History rows are only read, so they skip the (costly) validating constructor.
         event = StatusEvent.model_construct(**{name: row[name] for name in _EVENT_FIELDS})
         retraction = (
@@ -114,7 +131,7 @@ async def events_of(
 async def add_events(session: AsyncSession, events: Sequence[StatusEvent]) -> None:
     driver = await driver_connection(session)
     await driver.executemany(
-        _SQL_INSERT_EVENT,
+        SQL_INSERT_EVENT,
         [
             [_json_text(getattr(event, n), n in _JSONB_EVENT_FIELDS) for n in _EVENT_FIELDS]
             for event in events
@@ -127,16 +144,43 @@ async def add_retraction(session: AsyncSession, retraction: StatusEventRetractio
     await session.flush()
 
 
-async def save(session: AsyncSession, cases: Sequence[CaseFile]) -> None:
-    """Write back case files read by `get` or `lock_many`."""
+async def save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> bool:
+    """Write the new derived status and version of case files read (and locked) earlier.
+
+    False if any of them had changed since it was read; the caller must then refuse.
+    """
     driver = await driver_connection(session)
-    await driver.executemany(
-        _SQL_UPDATE_CASE,
-        [
-            [case.id] + [_json_text(getattr(case, n), n in _JSONB_CASE_FIELDS) for n in _MUTABLE]
-            for case in cases
-        ],
+    updated = await driver.fetch(
+        SQL_UPDATE_STATUS,
+        [case.id for case in cases],
+        [case.status for case in cases],
+        [case.status_since for case in cases],
+        [case.status_since_precision for case in cases],
+        [case.detained_on for case in cases],
+        [case.version for case in cases],
+        [case.updated_at for case in cases],
     )
+    return len(updated) == len(cases)
+
+
+async def save_fields(
+    session: AsyncSession, case: CaseFile, fields: Collection[str], read_version: int
+) -> bool:
+    """Write the given editable fields, the version and the time of a case file read
+    earlier; False if it had changed since."""
+    names = [name for name in EDITABLE_COLUMNS if name in fields]
+    assignments = [f"{name} = ${i}" for i, name in enumerate(names, start=4)]
+    statement = (
+        "UPDATE case_file SET "
+        + ", ".join(["version = $2", "updated_at = $3", *assignments])
+        + f" WHERE id = $1 AND version = ${len(names) + 4}"
+    )
+    values = [_json_text(getattr(case, n), n in _JSONB_CASE_FIELDS) for n in names]
+    driver = await driver_connection(session)
+    result = await driver.execute(
+        statement, case.id, case.version, case.updated_at, *values, read_version
+    )
+    return str(result) == "UPDATE 1"
 
 
 async def page(

@@ -129,6 +129,13 @@ def _bump(case: CaseFile) -> None:
     case.updated_at = utcnow()
 
 
+async def _save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> None:
+    # The rows are locked, so this cannot fail unless something bypassed the lock; if it
+    # does, refusing (and rolling back) is the only safe answer.
+    if not await repository.save_status(session, cases):
+        raise PreconditionFailed("A case file changed while its status was being updated.")
+
+
 def history_entries(history: Sequence[EventRecord]) -> list[HistoryEntry]:
     """Events with the status each one followed in the path (retracted ones stay visible)."""
     entries: list[HistoryEntry] = []
@@ -195,7 +202,8 @@ async def update(
     if data.assigned_caseworkers is not None:
         case.assigned_caseworkers = list(data.assigned_caseworkers)
     _bump(case)
-    await repository.save(session, [case])
+    if not await repository.save_fields(session, case, data.model_fields_set, expected_version):
+        raise PreconditionFailed("The case file changed while it was being updated.")
     return case
 
 
@@ -223,7 +231,7 @@ async def append(
     await repository.add_events(session, [event])
     _derive(case, path)
     _bump(case)
-    await repository.save(session, [case])
+    await _save_status(session, [case])
     from_status = Status(active[-1].to_status) if active else None
     return StatusChange(HistoryEntry(event, None, from_status), case)
 
@@ -254,7 +262,7 @@ async def retract(
     await repository.add_retraction(session, retraction)
     _derive(case, remaining)
     _bump(case)
-    await repository.save(session, [case])
+    await _save_status(session, [case])
     return StatusChange(HistoryEntry(target.event, retraction, target.from_status), case)
 
 
@@ -300,7 +308,7 @@ async def apply_collective(
             results=[_outcome_json(o) for o in outcomes],
         )
     await repository.add_events(session, new_events)
-    await repository.save(session, changed)
+    await _save_status(session, changed)
     return outcomes
 
 

@@ -1,7 +1,7 @@
 """Engine, per-request session and the shared table metadata."""
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -85,6 +85,16 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     (SQLAlchemy's codec on this connection) and come out decoded.
     """
     connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
+    pooled = await connection.get_raw_connection()
+    adapted: Any = pooled.dbapi_connection
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, just before its own next statement;
+    # statements sent straight to the driver before that would run in autocommit (no row
+    # locks held, nothing rolled back). Open the transaction the way the adapter does.
+    if adapted._transaction is None:
+        async with adapted._execute_mutex:
+            if adapted._transaction is None:
+                await adapted._start_transaction()
+    driver: asyncpg.Connection = pooled.driver_connection
+    if not driver.is_in_transaction():
+        raise RuntimeError("the request's transaction is not open on its connection")
     return driver

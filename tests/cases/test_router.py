@@ -392,3 +392,69 @@ class TestListCases:
             response = await client.get(f"{API}/cases?{query}")
             assert response.status_code in (400, 422), query
             assert response.headers["content-type"] == "application/problem+json"
+
+
+class TestConcurrencyStaggered:
+    """Requests that overlap without starting together: each must see the row lock."""
+
+    async def test_staggered_transitions_from_one_version_apply_exactly_once(
+        self, client: httpx.AsyncClient, db: asyncpg.Connection
+    ) -> None:
+        case = await create_case(client)
+
+        async def later(delay_ms: int) -> httpx.Response:
+            await asyncio.sleep(delay_ms / 1000)
+            return await transition(client, case, "sentenced", "2022-01-01")
+
+        responses = await asyncio.gather(*(later(n * 2) for n in range(20)))
+        assert sorted(r.status_code for r in responses) == [201] + [412] * 19
+        assert await db.fetchval("SELECT count(*) FROM status_event") == 2
+        assert await db.fetchval("SELECT version FROM case_file") == 2
+
+    async def test_staggered_updates_from_one_version_lose_nothing(
+        self, client: httpx.AsyncClient, db: asyncpg.Connection
+    ) -> None:
+        case = await create_case(client)
+
+        async def later(delay_ms: int, country: str) -> httpx.Response:
+            await asyncio.sleep(delay_ms / 1000)
+            return await client.patch(
+                f"{API}/cases/{case['id']}",
+                headers={"If-Match": '"1"'},
+                json={"jurisdiction": country},
+            )
+
+        countries = ["RU", "LT", "PL", "UA", "LV", "KZ", "DE", "SE", "US", "JP"]
+        responses = await asyncio.gather(*(later(n * 2, c) for n, c in enumerate(countries)))
+        winners = [r for r in responses if r.status_code == 200]
+        assert sorted(r.status_code for r in responses) == [200] + [412] * 9
+        assert (
+            await db.fetchval("SELECT jurisdiction FROM case_file")
+            == (winners[0].json()["jurisdiction"])
+        )
+        assert await db.fetchval("SELECT version FROM case_file") == 2
+
+
+async def test_a_rolled_back_request_leaves_no_status_write(
+    app: object, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    from app.cases import service
+    from app.cases.schemas import StatusEventInput
+
+    case = await create_case(client)
+    factory = app.state.session_factory  # type: ignore[attr-defined]
+    async with factory() as session:
+        await service.append(
+            session,
+            uuid.UUID(case["id"]),
+            1,
+            StatusEventInput(
+                to_status="released",
+                effective_date="2022-01-01",
+                confidence="confirmed",
+                details={"release_reason": "parole"},
+            ),
+        )
+        await session.rollback()
+    assert await db.fetchval("SELECT count(*) FROM status_event") == 1
+    assert await db.fetchrow("SELECT status, version FROM case_file") == ("detained", 1)
