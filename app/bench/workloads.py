@@ -14,19 +14,13 @@ import asyncpg
 
 from app.cases import repository
 from app.core.ids import new_id
+from app.persons.models import Person, PersonName
 from app.persons.names import skeleton, tokens
 
-CASE_COLUMNS = (
-    "id, person_id, reference, jurisdiction, deprivation_type, confidentiality, "
-    "assigned_caseworkers, charges, court_decisions, detention_places, status, status_since, "
-    "status_since_precision, detained_on, version, created_at, updated_at"
-)
-PERSON_COLUMNS = (
-    "person.id, birth_date, birth_date_precision, gender, citizenships, region, occupation, "
-    "affiliations, special_risk, publish_consent, health, lawyer, notes, relatives, contacts, "
-    "address, recognition_status, version, created_at, updated_at"
-)
-NAME_COLUMNS = "id, person_id, position, value, script, language, kind, is_public, search_key"
+# Column lists come from the models, so that the baseline selects what the API selects.
+CASE_COLUMNS = repository.CASE_LIST
+PERSON_COLUMNS = ", ".join(f"person.{c.name}" for c in Person.__table__.c)  # type: ignore[attr-defined]
+NAME_COLUMNS = ", ".join(c.name for c in PersonName.__table__.c)  # type: ignore[attr-defined]
 
 SQL_CASE_LIST = (
     f"SELECT {CASE_COLUMNS} FROM case_file WHERE person_id IN "

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
-from app.cases.schemas import CaseFilters
+from app.cases.schemas import CaseFilters, CaseUpdate
 from app.core.db import driver_connection
 
 EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
@@ -41,13 +41,11 @@ _EVENT_FIELDS = [c.name for c in _EVENTS.c]
 _RETRACTION_FIELDS = [c.name for c in _RETRACTIONS.c]
 _JSONB_CASE_FIELDS = {c.name for c in _CASES.c if isinstance(c.type, JSONB)}
 _JSONB_EVENT_FIELDS = {c.name for c in _EVENTS.c if isinstance(c.type, JSONB)}
-# What a status change rewrites: the columns derived from the path, and the version.
-STATUS_COLUMNS = ("status", "status_since", "status_since_precision", "detained_on")
-_CASE_LIST = ", ".join(_CASE_FIELDS)
-SQL_CASE = f"SELECT {_CASE_LIST} FROM case_file WHERE id = $1"
+CASE_LIST = ", ".join(_CASE_FIELDS)
+SQL_CASE = f"SELECT {CASE_LIST} FROM case_file WHERE id = $1"
 SQL_CASE_LOCKED = SQL_CASE + " FOR UPDATE"
 SQL_CASES_LOCKED = (
-    f"SELECT {_CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+    f"SELECT {CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 )
 SQL_EVENTS = (
     "SELECT "
@@ -74,16 +72,8 @@ FROM unnest($1::uuid[], $2::text[], $3::date[], $4::text[], $5::date[], $6::int[
 WHERE c.id = u.id AND c.version = u.version - 1
 RETURNING c.id
 """
-# The fields a client may change with PATCH (CaseUpdate); never id, person or status.
-EDITABLE_COLUMNS = (
-    "jurisdiction",
-    "deprivation_type",
-    "confidentiality",
-    "assigned_caseworkers",
-    "charges",
-    "court_decisions",
-    "detention_places",
-)
+# The fields a client may change with PATCH: exactly those of CaseUpdate.
+EDITABLE_COLUMNS = tuple(CaseUpdate.model_fields)
 
 
 def _json_text(value: Any, is_jsonb: bool) -> Any:
