@@ -1,14 +1,16 @@
 """The `habeas` command."""
 
 import asyncio
+import json
 import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from app.core import embedded
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.migrations import upgrade
 
 cli = typer.Typer(
@@ -16,6 +18,39 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.")
 cli.add_typer(db_cli, name="db")
+users_cli = typer.Typer(no_args_is_help=True, help="Staff accounts.")
+cli.add_typer(users_cli, name="users")
+partners_cli = typer.Typer(no_args_is_help=True, help="Partner organisations' API clients.")
+cli.add_typer(partners_cli, name="partners")
+keys_cli = typer.Typer(no_args_is_help=True, help="Encryption and token-signing keys.")
+cli.add_typer(keys_cli, name="keys")
+
+
+def _security(settings: Settings) -> Any:
+    """The keys and hashing the server would use; refuses (exit 2) when they are missing
+    or malformed, and in production never falls back to generated development keys."""
+    from app.core.crypto import KeyConfigurationError
+    from app.main import security_kit
+
+    try:
+        return security_kit(settings)
+    except KeyConfigurationError as error:
+        typer.echo(f"Refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _in_session(settings: Settings, url: str, work: Any) -> Any:
+    """Run `work(session)` in one transaction on the database, and commit it."""
+    from app.core.db import create_engine, session_factory
+
+    engine = create_engine(url, settings)
+    try:
+        async with session_factory(engine)() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
 
 
 def _database_url(settings: Settings) -> str:
@@ -45,9 +80,13 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    kit = _security(settings)
+    _policies_or_exit()
     url = _database_url(settings)
     if migrate_first:
         upgrade(url)
+    if settings.env is Environment.development:
+        _first_admin(settings, url, kit)
     # Worker processes read the URL from the environment, not from this process.
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
@@ -142,6 +181,189 @@ def db_stop() -> None:
     settings = get_settings()
     stopped = embedded.stop(embedded.embedded_pgdata(settings.data_dir))
     typer.echo("stopped" if stopped else "not running")
+
+
+def _policies_or_exit() -> None:
+    from app.access.policy import PolicyEngine, PolicyError
+
+    try:
+        PolicyEngine()
+    except PolicyError as error:
+        typer.echo(f"Refusing to start: the policies are broken: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _first_admin(settings: Settings, url: str, kit: Any) -> None:
+    """Development only: with no account yet, make an admin and show its secrets once."""
+    import secrets
+
+    from app.access.principal import Role
+    from app.identity import service
+    from app.identity.schemas import UserCreate
+
+    async def work(session: Any) -> Any:
+        if await service.list_users(session, None, 1) != ([], None):
+            return None
+        password = secrets.token_urlsafe(18)
+        data = UserCreate(username="admin", role=Role.admin, password=password)
+        user, secret = await service.create_user(session, kit, data)
+        return password, secret, service.enrolment_uri(user, secret)
+
+    created = asyncio.run(_in_session(settings, url, work))
+    if created is not None:
+        password, secret, uri = created
+        typer.echo(
+            "First start (development): an admin account was created. It is shown only now.\n"
+            f"  username: admin\n  password: {password}\n  TOTP secret: {secret}\n"
+            f"  TOTP URI: {uri}"
+        )
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return password
+    return sys.stdin.readline().rstrip("\n")
+
+
+@users_cli.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, coordinator, caseworker, analyst or auditor")],
+) -> None:
+    """Create an account (password from stdin or a prompt); prints its TOTP secret once."""
+    from pydantic import ValidationError
+
+    from app.identity import service
+    from app.identity.schemas import UserCreate
+
+    settings = get_settings()
+    kit = _security(settings)
+    try:
+        data = UserCreate(username=username, role=role, password=_read_password())
+    except ValidationError as error:
+        typer.echo(f"Not created: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def work(session: Any) -> Any:
+        user, secret = await service.create_user(session, kit, data)
+        return {
+            "id": str(user.id),
+            "username": user.username,
+            "role": user.role,
+            "totp_secret": secret,
+            "totp_uri": service.enrolment_uri(user, secret),
+        }
+
+    typer.echo(json.dumps(asyncio.run(_in_session(settings, _database_url(settings), work))))
+
+
+@partners_cli.command("add")
+def partners_add(
+    name: str,
+    scopes: Annotated[str, typer.Option(help='Space-separated, e.g. "sync:read reports:read"')],
+    jwks: Annotated[
+        Path | None, typer.Option(help="Public JWKS file: authenticate by private-key JWT.")
+    ] = None,
+    jurisdiction: Annotated[
+        str | None, typer.Option(help="Share this jurisdiction's case files.")
+    ] = None,
+    all_case_files: Annotated[
+        bool, typer.Option(help="Share every case file of the jurisdiction, not only recognised.")
+    ] = False,
+    max_tier: Annotated[str, typer.Option(help="public or restricted")] = "public",
+    read_write: Annotated[bool, typer.Option(help="May push changes (sync).")] = False,
+) -> None:
+    """Register a partner system; prints its client id (and client secret, once)."""
+    from pydantic import ValidationError
+
+    from app.identity import service
+    from app.identity.schemas import PartnerCreate
+
+    settings = get_settings()
+    kit = _security(settings)
+    try:
+        data = PartnerCreate.model_validate(
+            {
+                "name": name,
+                "scopes": scopes.split(),
+                "auth_method": "private_key_jwt" if jwks else "client_secret",
+                "public_jwks": json.loads(jwks.read_text()) if jwks else None,
+                "agreement": {
+                    "jurisdiction": jurisdiction,
+                    "recognised_only": not all_case_files,
+                    "max_tier": max_tier,
+                    "read_write": read_write,
+                },
+            }
+        )
+    except (ValidationError, ValueError, OSError) as error:
+        typer.echo(f"Not created: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def work(session: Any) -> Any:
+        partner, secret = await service.create_partner(session, kit, data)
+        return {
+            "id": str(partner.id),
+            "name": partner.name,
+            "client_id": partner.client_id,
+            "client_secret": secret,
+            "scopes": partner.scopes,
+        }
+
+    typer.echo(json.dumps(asyncio.run(_in_session(settings, _database_url(settings), work))))
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    signing: Annotated[
+        bool, typer.Option("--signing", help="Rotate the token-signing key instead.")
+    ] = False,
+    retire: Annotated[
+        bool, typer.Option(help="Afterwards, drop data keys no value is sealed with any more.")
+    ] = False,
+) -> None:
+    """Add a new key and make it active. For data keys, seal every confidential value again
+    under it, in small batches, while the servers keep running."""
+    from app.core.crypto import (
+        data_key_ring,
+        retire_data_keys,
+        rotate_data_key_file,
+        rotate_signing_key_file,
+    )
+    from app.ops.keys import key_ids_in_use, reseal_all
+
+    settings = get_settings()
+    _security(settings)
+    if signing:
+        if settings.jwt_keys is not None:
+            typer.echo("Signing keys come from HABEAS_JWT_KEYS; rotate them there.", err=True)
+            raise typer.Exit(2)
+        path = settings.jwt_key_file or settings.keys_dir / "jwt.json"
+        kid = rotate_signing_key_file(path)
+        typer.echo(json.dumps({"signing_key": kid, "file": str(path)}))
+        return
+    if settings.data_keys is not None:
+        typer.echo("Data keys come from HABEAS_DATA_KEYS; rotation needs a key file.", err=True)
+        raise typer.Exit(2)
+    path = settings.data_key_file or settings.keys_dir / "data.json"
+    kid = rotate_data_key_file(path)
+    ring = data_key_ring(settings)
+    url = _database_url(settings)
+    report = asyncio.run(reseal_all(url, ring))
+    retired: list[str] = []
+    if retire and report.remaining_under_old_keys == 0:
+        retired = retire_data_keys(path, frozenset(asyncio.run(key_ids_in_use(url))))
+    typer.echo(
+        json.dumps(
+            {
+                "active_key": kid,
+                "resealed": report.resealed,
+                "remaining_under_old_keys": report.remaining_under_old_keys,
+                "retired_keys": retired,
+            }
+        )
+    )
 
 
 def main() -> None:

@@ -3,16 +3,19 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import configure_mappers
 from swagger_ui_bundle import swagger_ui_path
 
+from app.access.http import authenticate
+from app.access.policy import PolicyEngine
 from app.cases.router import router as cases_router
 from app.collective.router import router as collective_router
 from app.core.config import Settings, get_settings
+from app.core.crypto import data_key_ring, signing_key_ring
 from app.core.db import create_engine, session_factory
 from app.core.errors import UnexpectedErrorMiddleware, install_error_handlers
 from app.core.logging import configure_logging
@@ -21,6 +24,11 @@ from app.core.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from app.identity.credentials import Passwords
+from app.identity.oidc import OidcVerifier
+from app.identity.router import auth_router, partners_router, users_router
+from app.identity.service import SecurityKit
+from app.identity.tokens import AccessTokens
 from app.ops.router import router as ops_router
 from app.persons.router import router as persons_router
 from app.recognition.router import router as recognition_router
@@ -31,18 +39,35 @@ DOCS_ASSETS = "/docs-assets"
 
 
 def api_router() -> APIRouter:
-    """Every business route hangs below this one router, so that one dependency on it
-    (authentication, when the identity feature lands) secures them all."""
-    router = APIRouter(prefix=API_PREFIX)
+    """Every business route hangs below one router that requires authentication; only
+    sign-in and the token endpoints are outside it, each marked open explicitly."""
+    protected = APIRouter(dependencies=[Depends(authenticate)])
     for feature in (
         persons_router,
         cases_router,
         collective_router,
         recognition_router,
         sources_router,
+        users_router,
+        partners_router,
     ):
-        router.include_router(feature)
+        protected.include_router(feature)
+    router = APIRouter(prefix=API_PREFIX)
+    router.include_router(auth_router)
+    router.include_router(protected)
     return router
+
+
+def security_kit(settings: Settings) -> SecurityKit:
+    """Keys, hashing parameters and the external provider, read once at start-up; missing
+    or malformed keys stop the start (KeyConfigurationError)."""
+    return SecurityKit(
+        settings=settings,
+        passwords=Passwords(settings),
+        tokens=AccessTokens(settings, signing_key_ring(settings)),
+        data_keys=data_key_ring(settings),
+        oidc=OidcVerifier(settings) if settings.oidc_issuer else None,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_json)
     # Some rows are built without the ORM constructor; the mappers must exist first.
     configure_mappers()
+    # Both refuse to start on broken policy files or missing production keys.
+    policy = PolicyEngine()
+    security = security_kit(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
         yield
+        if security.oidc is not None:
+            await security.oidc.aclose()
         await engine.dispose()
 
     app = FastAPI(
@@ -70,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.policy = policy
+    app.state.security = security
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(api_router())

@@ -5,15 +5,21 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import tempfile
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.core import embedded
 from app.core.config import Environment, Settings
 from app.core.db import metadata
 from app.core.migrations import upgrade_async
+from app.access.principal import Role
 from app.main import create_app
+from tests.auth import SignedIn, api_client, create_account, log_in
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +45,9 @@ async def database_url(admin_url: str) -> AsyncIterator[str]:
     await embedded.drop_database(admin_url, name)
 
 
+TEST_KEYS_DIR = Path(tempfile.mkdtemp(prefix="habeas-test-keys-"))
+
+
 def settings_for(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
@@ -46,6 +55,11 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
         "pool_size": 25,
         "pool_max_overflow": 5,
         "log_level": "WARNING",
+        # Test keys live in a throwaway directory, never beside a development server's.
+        "data_dir": TEST_KEYS_DIR,
+        # Cheap hashing keeps sign-in fast in tests; production parameters are the defaults.
+        "password_time_cost": 1,
+        "password_memory_kib": 64,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -74,9 +88,35 @@ async def clean_tables(db: asyncpg.Connection) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def client(app: object, clean_tables: None) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://habeas.test") as c:
+async def sign_in_as(
+    app: FastAPI, clean_tables: None
+) -> AsyncIterator[Callable[..., Awaitable[SignedIn]]]:
+    """Create an account of a role and sign it in through the real endpoint: the client
+    it returns carries a real access token."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def sign_in(role: Role, username: str | None = None) -> SignedIn:
+        account = await create_account(app, role, username)
+        client = api_client(app)
+        opened.append(client)
+        tokens = await log_in(client, account)
+        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        return SignedIn(client, account, tokens)
+
+    yield sign_in
+    for client in opened:
+        await client.aclose()
+
+
+@pytest.fixture
+async def client(sign_in_as: Callable[..., Awaitable[SignedIn]]) -> httpx.AsyncClient:
+    """A coordinator's client: may read and write every case file and person."""
+    return (await sign_in_as(Role.coordinator, "coordinator")).client
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI, clean_tables: None) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(app) as c:
         yield c
 
 

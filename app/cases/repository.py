@@ -6,13 +6,14 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, and_, false, func, or_, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
+from app.access.principal import Principal, Role
+from app.cases.models import CaseFile, Confidentiality, StatusEvent, StatusEventRetraction
 from app.cases.schemas import CaseFilters, CaseUpdate
 from app.core.db import driver_connection
 
@@ -44,9 +45,8 @@ _JSONB_EVENT_FIELDS = {c.name for c in _EVENTS.c if isinstance(c.type, JSONB)}
 CASE_LIST = ", ".join(_CASE_FIELDS)
 SQL_CASE = f"SELECT {CASE_LIST} FROM case_file WHERE id = $1"
 SQL_CASE_LOCKED = SQL_CASE + " FOR UPDATE"
-SQL_CASES_LOCKED = (
-    f"SELECT {CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
-)
+SQL_CASES = f"SELECT {CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id"
+SQL_CASES_LOCKED = SQL_CASES + " FOR UPDATE"
 SQL_EVENTS = (
     "SELECT "
     + ", ".join(f"e.{n}" for n in _EVENT_FIELDS)
@@ -96,6 +96,11 @@ async def lock_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> l
     """Lock the case files in id order, so that concurrent batches cannot deadlock."""
     driver = await driver_connection(session)
     return [_case(row) for row in await driver.fetch(SQL_CASES_LOCKED, list(case_ids))]
+
+
+async def get_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> list[CaseFile]:
+    driver = await driver_connection(session)
+    return [_case(row) for row in await driver.fetch(SQL_CASES, list(case_ids))]
 
 
 async def events_of(
@@ -173,15 +178,86 @@ async def save_fields(
     return str(result) == "UPDATE 1"
 
 
+def visible_to(
+    principal: Principal, recognised_person_ids: SelectOfScalar[uuid.UUID]
+) -> ColumnElement[bool]:
+    """The case files a principal may read, as SQL: the rules of policies/*.cedar for
+    `case.read`, restated for lists (tests/access proves they agree)."""
+    normal = col(CaseFile.confidentiality) == Confidentiality.normal
+    agreement = principal.agreement
+    if agreement is not None:
+        if "sync:read" not in principal.scopes:
+            return false()
+        by_rule = (
+            and_(
+                col(CaseFile.jurisdiction) == agreement.jurisdiction,
+                col(CaseFile.person_id).in_(recognised_person_ids)
+                if agreement.recognised_only
+                else true(),
+            )
+            if agreement.jurisdiction is not None
+            else false()
+        )
+        listed = (
+            col(CaseFile.id).in_(list(agreement.case_file_ids))
+            if agreement.case_file_ids
+            else false()
+        )
+        return and_(normal, or_(listed, by_rule))
+    if principal.role is Role.coordinator:
+        return true()
+    if principal.role is Role.caseworker:
+        return or_(normal, col(CaseFile.assigned_caseworkers).any_() == principal.id)
+    if principal.role is Role.analyst:
+        return normal
+    return false()
+
+
+def person_ids_visible_to(
+    principal: Principal, recognised_person_ids: SelectOfScalar[uuid.UUID]
+) -> SelectOfScalar[uuid.UUID]:
+    return select(CaseFile.person_id).where(visible_to(principal, recognised_person_ids))
+
+
+async def person_links(
+    session: AsyncSession,
+    principal: Principal,
+    person_ids: list[uuid.UUID],
+    recognised_person_ids: SelectOfScalar[uuid.UUID],
+) -> dict[uuid.UUID, tuple[bool, bool]]:
+    """Per person: is the principal assigned to one of their case files; is one of them
+    shared with it."""
+    assigned = (
+        func.bool_or(col(CaseFile.assigned_caseworkers).any_() == principal.id)
+        if not principal.is_partner
+        else false()
+    )
+    shared = (
+        func.bool_or(visible_to(principal, recognised_person_ids))
+        if principal.is_partner
+        else false()
+    )
+    stmt = (
+        select(CaseFile.person_id, assigned, shared)
+        .where(col(CaseFile.person_id).in_(person_ids))
+        .group_by(col(CaseFile.person_id))
+    )
+    rows = await session.exec(stmt)
+    return {row[0]: (bool(row[1]), bool(row[2])) for row in rows}
+
+
 async def page(
     session: AsyncSession,
     filters: CaseFilters,
     person_ids: SelectOfScalar[uuid.UUID] | None,
+    principal: Principal,
+    recognised_person_ids: SelectOfScalar[uuid.UUID],
     after: uuid.UUID | None,
     limit: int,
 ) -> list[CaseFile]:
-    """A page of case files; `person_ids` (from the persons feature) narrows by person."""
-    stmt = select(CaseFile)
+    """A page of the case files the principal may read; `person_ids` (from the persons
+    feature) narrows by person."""
+    stmt = select(CaseFile).where(visible_to(principal, recognised_person_ids))
     if person_ids is not None:
         stmt = stmt.where(col(CaseFile.person_id).in_(person_ids))
     if filters.status is not None:

@@ -4,6 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from app.access.http import Caller, requires
+from app.access.tiers import hidden_fields
 from app.cases import service
 from app.cases.schemas import (
     Article,
@@ -40,26 +42,42 @@ def _status_change(change: service.StatusChange) -> StatusChange:
     )
 
 
+def _case_response(view: service.CaseView, status_code: int = 200) -> Response:
+    return model_response(
+        case_read(view.case),
+        status_code,
+        headers={"ETag": etag(view.case.version)},
+        exclude=hidden_fields("case", view.clearance),
+    )
+
+
 @router.post("", status_code=201, response_model=CaseRead)
 async def create_case(
-    body: CaseCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+    body: CaseCreate,
+    session: SessionDep,
+    request: Request,
+    once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("case.create")],
 ) -> Response:
     async def produce() -> StoredResponse:
-        case = await service.create(session, body)
-        location = request.url_for("read_case", case_id=case.id).path
+        view = await service.create(session, caller, body)
+        location = request.url_for("read_case", case_id=view.case.id).path
         return StoredResponse(
             201,
-            case_read(case).model_dump(mode="json"),
-            {"Location": location, "ETag": etag(case.version)},
+            case_read(view.case).model_dump(
+                mode="json", exclude=hidden_fields("case", view.clearance)
+            ),
+            {"Location": location, "ETag": etag(view.case.version)},
         )
 
     return await once.run(body.model_dump(mode="json"), produce)
 
 
 @router.get("/{case_id}", response_model=CaseRead)
-async def read_case(case_id: uuid.UUID, session: SessionDep) -> Response:
-    case = await service.get(session, case_id)
-    return model_response(case_read(case), headers={"ETag": etag(case.version)})
+async def read_case(
+    case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
+) -> Response:
+    return _case_response(await service.get(session, caller, case_id))
 
 
 @router.patch("/{case_id}", response_model=CaseRead)
@@ -67,10 +85,11 @@ async def update_case(
     case_id: uuid.UUID,
     body: CaseUpdate,
     session: SessionDep,
+    caller: Annotated[Caller, requires("case.update")],
     if_match: IfMatch = None,
 ) -> Response:
-    case = await service.update(session, case_id, required_version(if_match), body)
-    return model_response(case_read(case), headers={"ETag": etag(case.version)})
+    view = await service.update(session, caller, case_id, required_version(if_match), body)
+    return _case_response(view)
 
 
 @router.get("", response_model=Page[CaseRead])
@@ -78,6 +97,7 @@ async def list_cases(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
+    caller: Annotated[Caller, requires("case.list")],
     status: Status | None = None,
     jurisdiction: CountryCode | None = None,
     article: Article | None = None,
@@ -96,24 +116,36 @@ async def list_cases(
         person_id=person_id,
     )
     person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
-    found = await service.list_cases(session, filters, person_filters, paging.cursor, paging.limit)
+    found = await service.list_cases(
+        session, caller, filters, person_filters, paging.cursor, paging.limit
+    )
     return model_response(
         Page[CaseRead](
-            items=[case_read(case) for case in found.items],
+            items=[case_read(view.case) for view in found.items],
             next=next_link(request, found.next_cursor),
-        )
+        ),
+        exclude={
+            "items": {
+                index: hidden_fields("case", view.clearance)
+                for index, view in enumerate(found.items)
+            }
+        },
     )
 
 
 @router.get("/{case_id}/status-events", response_model=CaseHistory)
-async def read_status_history(case_id: uuid.UUID, session: SessionDep) -> Response:
-    case, entries = await service.history(session, case_id)
+async def read_status_history(
+    case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
+) -> Response:
+    view, entries = await service.history(session, caller, case_id)
+    hidden = hidden_fields("status_event", view.clearance)
     return model_response(
         CaseHistory(
-            case_file_id=case.id,
-            status=Status(case.status),
+            case_file_id=view.case.id,
+            status=Status(view.case.status),
             events=[event_read(e.event, e.retraction, e.from_status) for e in entries],
-        )
+        ),
+        exclude={"events": {"__all__": hidden}} if hidden else None,
     )
 
 
@@ -123,6 +155,7 @@ async def append_status_event(
     body: StatusEventInput,
     session: SessionDep,
     once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("case.transition")],
     if_match: IfMatch = None,
 ) -> Response:
     """Record a status change. If-Match carries the case file's ETag: of many simultaneous
@@ -130,7 +163,7 @@ async def append_status_event(
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
-        change = await service.append(session, case_id, expected_version, body)
+        change = await service.append(session, caller, case_id, expected_version, body)
         return StoredResponse(201, _status_change(change).model_dump(mode="json"))
 
     return await once.run([body.model_dump(mode="json"), expected_version], produce)
@@ -145,13 +178,16 @@ async def retract_status_event(
     body: RetractionInput,
     session: SessionDep,
     once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("case.transition")],
     if_match: IfMatch = None,
 ) -> Response:
     """Withdraw a wrong status event; it stays in the history, marked with the reason."""
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
-        change = await service.retract(session, case_id, event_id, expected_version, body.reason)
+        change = await service.retract(
+            session, caller, case_id, event_id, expected_version, body.reason
+        )
         return StoredResponse(201, _status_change(change).model_dump(mode="json"))
 
     return await once.run([body.model_dump(mode="json"), expected_version], produce)

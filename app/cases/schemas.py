@@ -189,11 +189,12 @@ class CaseRead(BaseModel):
     reference: str
     jurisdiction: str
     deprivation_type: DeprivationType
-    confidentiality: Confidentiality
-    assigned_caseworkers: list[uuid.UUID]
     charges: list[dict[str, Any]]
     court_decisions: list[dict[str, Any]]
-    detention_places: list[dict[str, Any]]
+    # Fields above the public tier are absent unless the caller's clearance allows them.
+    confidentiality: Confidentiality | None = None
+    assigned_caseworkers: list[uuid.UUID] | None = None
+    detention_places: list[dict[str, Any]] | None = None
     status: Status
     status_since: str
     in_custody: bool
@@ -227,13 +228,14 @@ class StatusEventRead(BaseModel):
     to_status: Status
     effective_date: str
     confidence: Confidence
-    note: str | None
-    details: dict[str, Any]
-    source_ids: list[uuid.UUID]
     collective_event_id: uuid.UUID | None
     recorded_at: datetime
-    recorded_by: uuid.UUID | None
     retraction: RetractionRead | None
+    # restricted: absent below that clearance
+    note: str | None = None
+    details: dict[str, Any] | None = None
+    source_ids: list[uuid.UUID] | None = None
+    recorded_by: uuid.UUID | None = None
 
 
 class StatusChange(BaseModel):

@@ -12,9 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
+from app.access.http import Caller
+from app.access.policy import Resource, area
+from app.access.principal import Role, SharingAgreement, Tier
+from app.access.tiers import refuse_fields_above
 from app.cases import repository
-from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
+from app.cases.models import CaseFile, Confidentiality, StatusEvent, StatusEventRetraction
 from app.cases.repository import EventRecord
 from app.cases.schemas import CaseCreate, CaseFilters, CaseUpdate, StatusEventInput
 from app.cases.statuses import PathError, Status, Step, Violation, check_path
@@ -32,6 +37,7 @@ from app.core.ids import new_id
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.persons import service as persons_service
 from app.persons.schemas import PersonFilters
+from app.recognition.criteria import RecognitionStatus
 from app.sources import service as sources_service
 
 
@@ -49,8 +55,16 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class CaseView:
+    """A case file with the caller's clearance on it (which fields it may receive)."""
+
+    case: CaseFile
+    clearance: Tier
+
+
+@dataclass(frozen=True)
 class CasePage:
-    items: list[CaseFile]
+    items: list[CaseView]
     next_cursor: str | None
 
 
@@ -78,6 +92,7 @@ def _new_event(
     case_id: uuid.UUID,
     position: int,
     data: StatusEventInput,
+    recorded_by: uuid.UUID | None,
     collective_event_id: uuid.UUID | None = None,
 ) -> StatusEvent:
     effective = PartialDate.parse(data.effective_date)
@@ -86,7 +101,7 @@ def _new_event(
     return StatusEvent.model_construct(
         id=new_id(),
         recorded_at=utcnow(),
-        recorded_by=None,
+        recorded_by=recorded_by,
         case_file_id=case_id,
         position=position,
         to_status=data.to_status,
@@ -136,6 +151,61 @@ async def _save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> None
         raise PreconditionFailed("A case file changed while its status was being updated.")
 
 
+# Access --------------------------------------------------------------------------------------
+
+RECOGNISED = RecognitionStatus.political_prisoner
+
+
+def agreement_covers(agreement: SharingAgreement, case: CaseFile, person_recognised: bool) -> bool:
+    """Whether a partner's sharing agreement covers a case file. The same rule, in SQL, is
+    `repository.visible_to`; tests/access proves the two agree."""
+    if case.confidentiality != Confidentiality.normal:
+        return False
+    if case.id in agreement.case_file_ids:
+        return True
+    return (
+        agreement.jurisdiction is not None
+        and case.jurisdiction == agreement.jurisdiction
+        and (person_recognised or not agreement.recognised_only)
+    )
+
+
+async def case_resource(session: AsyncSession, caller: Caller, case: CaseFile) -> Resource:
+    principal = caller.principal
+    shared = False
+    if principal.agreement is not None and case.confidentiality == Confidentiality.normal:
+        recognised = (
+            await persons_service.recognition_status(session, case.person_id) == RECOGNISED
+            if principal.agreement.recognised_only
+            else False
+        )
+        shared = agreement_covers(principal.agreement, case, recognised)
+    return Resource(
+        "CaseFile",
+        confidentiality=case.confidentiality,
+        assigned_to_caller=not principal.is_partner and principal.id in case.assigned_caseworkers,
+        shared_with_caller=shared,
+    )
+
+
+async def person_links(
+    session: AsyncSession, caller: Caller, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[bool, bool]]:
+    """For each person: is the caller assigned to one of their case files, and does the
+    caller's sharing agreement cover one of them (what person policies need)."""
+    principal = caller.principal
+    if not person_ids:
+        return {}
+    recognised_ids = persons_service.ids_matching(PersonFilters(recognition_status=RECOGNISED))
+    return await repository.person_links(session, principal, list(person_ids), recognised_ids)
+
+
+def person_ids_visible_to(caller: Caller) -> SelectOfScalar[uuid.UUID]:
+    """A subquery of the persons with a case file the caller may read."""
+    recognised_ids = persons_service.ids_matching(PersonFilters(recognition_status=RECOGNISED))
+    return repository.person_ids_visible_to(caller.principal, recognised_ids)
+
+
 def history_entries(history: Sequence[EventRecord]) -> list[HistoryEntry]:
     """Events with the status each one followed in the path (retracted ones stay visible)."""
     entries: list[HistoryEntry] = []
@@ -147,15 +217,30 @@ def history_entries(history: Sequence[EventRecord]) -> list[HistoryEntry]:
     return entries
 
 
-async def _person_must_exist(session: AsyncSession, person_id: uuid.UUID) -> None:
+async def _person_must_be_visible(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID
+) -> None:
     try:
-        await persons_service.ensure_exists(session, person_id)
+        await persons_service.get(session, caller, person_id)
     except NotFound as exc:
         raise UnprocessableInput("person_id does not name a person.") from exc
 
 
-async def create(session: AsyncSession, data: CaseCreate) -> CaseFile:
-    await _person_must_exist(session, data.person_id)
+def _assignment(caller: Caller, data: CaseCreate) -> list[uuid.UUID]:
+    """Only coordinators choose who works on a case file; a caseworker who opens one is
+    assigned to it, so that they can go on working on it."""
+    principal = caller.principal
+    if "assigned_caseworkers" in data.model_fields_set:
+        caller.require("case.assign", area("cases"))
+    assigned = list(dict.fromkeys(data.assigned_caseworkers))
+    if principal.role is Role.caseworker and principal.id not in assigned:
+        assigned.append(principal.id)
+    return assigned
+
+
+async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> CaseView:
+    assigned = _assignment(caller, data)
+    await _person_must_be_visible(session, caller, data.person_id)
     await sources_service.ensure_exist(
         session, (i for event in data.status_history for i in event.source_ids)
     )
@@ -165,7 +250,7 @@ async def create(session: AsyncSession, data: CaseCreate) -> CaseFile:
             mode="json", exclude={"status_history", "person_id", "assigned_caseworkers"}
         ),
         person_id=data.person_id,
-        assigned_caseworkers=list(data.assigned_caseworkers),
+        assigned_caseworkers=assigned,
         reference=f"HB-{today().year}-{number:06d}",
         status=Status.detained,
         status_since=today(),
@@ -173,29 +258,49 @@ async def create(session: AsyncSession, data: CaseCreate) -> CaseFile:
         detained_on=today(),
     )
     events = [
-        _new_event(case.id, position, item) for position, item in enumerate(data.status_history)
+        _new_event(case.id, position, item, _recorder(caller))
+        for position, item in enumerate(data.status_history)
     ]
     error = check_path([_step(event) for event in events], today())
     if error is not None:
         raise _refuse(error, what="The status history is not a valid path")
     _derive(case, events)
     await repository.add(session, case, events)
-    return case
+    return CaseView(case, caller.clearance("case", await case_resource(session, caller, case)))
 
 
-async def get(session: AsyncSession, case_id: uuid.UUID) -> CaseFile:
-    case = await repository.get(session, case_id)
+def _recorder(caller: Caller) -> uuid.UUID | None:
+    return None if caller.principal.is_partner else caller.principal.id
+
+
+async def _visible(
+    session: AsyncSession, caller: Caller, case_id: uuid.UUID, *, for_update: bool = False
+) -> tuple[CaseFile, Resource, Tier]:
+    """The case file, if the caller may see it; otherwise NotFound, as if it did not exist."""
+    case = await repository.get(session, case_id, for_update=for_update)
     if case is None:
         raise NotFound("No such case file.")
-    return case
+    resource = await case_resource(session, caller, case)
+    return case, resource, caller.clearance("case", resource)
+
+
+async def get(session: AsyncSession, caller: Caller, case_id: uuid.UUID) -> CaseView:
+    case, _, clearance = await _visible(session, caller, case_id)
+    return CaseView(case, clearance)
 
 
 async def update(
-    session: AsyncSession, case_id: uuid.UUID, expected_version: int, data: CaseUpdate
-) -> CaseFile:
-    case = await repository.get(session, case_id, for_update=True)
-    if case is None:
-        raise NotFound("No such case file.")
+    session: AsyncSession,
+    caller: Caller,
+    case_id: uuid.UUID,
+    expected_version: int,
+    data: CaseUpdate,
+) -> CaseView:
+    case, resource, clearance = await _visible(session, caller, case_id, for_update=True)
+    caller.require("case.update", resource)
+    if "assigned_caseworkers" in data.model_fields_set:
+        caller.require("case.assign", resource)
+    refuse_fields_above("case", data.model_fields_set, clearance)
     _check_version(case, expected_version)
     for field, value in data.model_dump(mode="json", exclude_unset=True).items():
         setattr(case, field, value)
@@ -204,26 +309,31 @@ async def update(
     _bump(case)
     if not await repository.save_fields(session, case, data.model_fields_set, expected_version):
         raise PreconditionFailed("The case file changed while it was being updated.")
-    return case
+    return CaseView(case, clearance)
 
 
-async def history(session: AsyncSession, case_id: uuid.UUID) -> tuple[CaseFile, list[HistoryEntry]]:
-    case = await get(session, case_id)
+async def history(
+    session: AsyncSession, caller: Caller, case_id: uuid.UUID
+) -> tuple[CaseView, list[HistoryEntry]]:
+    view = await get(session, caller, case_id)
     records = (await repository.events_of(session, [case_id])).get(case_id, [])
-    return case, history_entries(records)
+    return view, history_entries(records)
 
 
 async def append(
-    session: AsyncSession, case_id: uuid.UUID, expected_version: int, data: StatusEventInput
+    session: AsyncSession,
+    caller: Caller,
+    case_id: uuid.UUID,
+    expected_version: int,
+    data: StatusEventInput,
 ) -> StatusChange:
-    case = await repository.get(session, case_id, for_update=True)
-    if case is None:
-        raise NotFound("No such case file.")
+    case, resource, _ = await _visible(session, caller, case_id, for_update=True)
+    caller.require("case.transition", resource)
     _check_version(case, expected_version)
     await sources_service.ensure_exist(session, data.source_ids)
     records = (await repository.events_of(session, [case_id])).get(case_id, [])
     active = _active(records)
-    event = _new_event(case_id, len(records), data)
+    event = _new_event(case_id, len(records), data, _recorder(caller))
     path = [*active, event]
     error = check_path([_step(e) for e in path], today())
     if error is not None:
@@ -238,14 +348,14 @@ async def append(
 
 async def retract(
     session: AsyncSession,
+    caller: Caller,
     case_id: uuid.UUID,
     event_id: uuid.UUID,
     expected_version: int,
     reason: str,
 ) -> StatusChange:
-    case = await repository.get(session, case_id, for_update=True)
-    if case is None:
-        raise NotFound("No such case file.")
+    case, resource, _ = await _visible(session, caller, case_id, for_update=True)
+    caller.require("case.transition", resource)
     records = (await repository.events_of(session, [case_id])).get(case_id, [])
     entries = {entry.event.id: entry for entry in history_entries(records)}
     target = entries.get(event_id)
@@ -258,7 +368,9 @@ async def retract(
     error = check_path([_step(e) for e in remaining], today())
     if error is not None:
         raise _refuse(error, what="Retracting this event would leave an invalid history")
-    retraction = StatusEventRetraction(event_id=event_id, case_file_id=case_id, reason=reason)
+    retraction = StatusEventRetraction(
+        event_id=event_id, case_file_id=case_id, reason=reason, recorded_by=_recorder(caller)
+    )
     await repository.add_retraction(session, retraction)
     _derive(case, remaining)
     _bump(case)
@@ -268,6 +380,7 @@ async def retract(
 
 async def apply_collective(
     session: AsyncSession,
+    caller: Caller,
     case_ids: Sequence[uuid.UUID],
     data: StatusEventInput,
     collective_event_id: uuid.UUID,
@@ -283,12 +396,14 @@ async def apply_collective(
     changed: list[CaseFile] = []
     for case_id in case_ids:
         case = cases.get(case_id)
-        if case is None:
+        if case is None or not caller.may(
+            "case.transition", await case_resource(session, caller, case)
+        ):
             outcomes.append(CollectiveOutcome(case_id, "not_found", reason="no such case file"))
             continue
         records = histories.get(case_id, [])
         active = _active(records)
-        event = _new_event(case_id, len(records), data, collective_event_id)
+        event = _new_event(case_id, len(records), data, _recorder(caller), collective_event_id)
         path = [*active, event]
         from_status = Status(case.status)
         error = check_path([_step(e) for e in path], today())
@@ -322,10 +437,17 @@ def _outcome_json(outcome: CollectiveOutcome) -> dict[str, Any]:
 
 
 async def collective_results(
-    session: AsyncSession, collective_event_id: uuid.UUID
+    session: AsyncSession, caller: Caller, collective_event_id: uuid.UUID
 ) -> list[CollectiveOutcome]:
-    """Each case file's event from a collective event, with the status it followed."""
-    case_ids = await repository.case_ids_of_collective(session, collective_event_id)
+    """Each case file's event from a collective event, with the status it followed; only
+    for the case files the caller may read."""
+    case_ids = [
+        case.id
+        for case in await repository.get_many(
+            session, await repository.case_ids_of_collective(session, collective_event_id)
+        )
+        if caller.may("case.read", await case_resource(session, caller, case))
+    ]
     histories = await repository.events_of(session, case_ids)
     return [
         CollectiveOutcome(
@@ -342,6 +464,7 @@ async def collective_results(
 
 async def list_cases(
     session: AsyncSession,
+    caller: Caller,
     filters: CaseFilters,
     person_filters: PersonFilters,
     cursor: str | None,
@@ -352,7 +475,16 @@ async def list_cases(
     person_ids = (
         persons_service.ids_matching(person_filters) if person_filters != PersonFilters() else None
     )
-    cases = await repository.page(session, filters, person_ids, after, limit + 1)
+    recognised_ids = persons_service.ids_matching(PersonFilters(recognition_status=RECOGNISED))
+    cases = await repository.page(
+        session, filters, person_ids, caller.principal, recognised_ids, after, limit + 1
+    )
     more = len(cases) > limit
     cases = cases[:limit]
-    return CasePage(cases, encode_cursor([str(cases[-1].id)], fingerprint) if more else None)
+    # The query returned only what the caller may read; each item still gets its own
+    # clearance (a caseworker sees more of the case files assigned to them).
+    views = [
+        CaseView(case, caller.clearance("case", await case_resource(session, caller, case)))
+        for case in cases
+    ]
+    return CasePage(views, encode_cursor([str(cases[-1].id)], fingerprint) if more else None)

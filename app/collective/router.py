@@ -3,6 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from app.access.http import Caller, requires
 from app.collective import service
 from app.collective.models import CollectiveEvent
 from app.collective.schemas import (
@@ -54,12 +55,16 @@ def _read(view: service.CollectiveView) -> CollectiveEventRead:
     responses={409: {"description": "A case file cannot transition; nothing changed"}},
 )
 async def create_collective_event(
-    body: CollectiveEventCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+    body: CollectiveEventCreate,
+    session: SessionDep,
+    request: Request,
+    once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("collective.create")],
 ) -> Response:
     """Apply one transition to many case files in one transaction: all or nothing."""
 
     async def produce() -> StoredResponse:
-        view = await service.create(session, body)
+        view = await service.create(session, caller, body)
         location = request.url_for("read_collective_event", event_id=view.event.id).path
         return StoredResponse(201, _read(view).model_dump(mode="json"), {"Location": location})
 
@@ -67,8 +72,13 @@ async def create_collective_event(
 
 
 @router.get("/{event_id}", response_model=CollectiveEventRead)
-async def read_collective_event(event_id: uuid.UUID, session: SessionDep) -> Response:
-    return model_response(_read(await service.get(session, event_id)))
+async def read_collective_event(
+    event_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("collective.read")],
+) -> Response:
+    """The event, with the result for each case file the caller may see."""
+    return model_response(_read(await service.get(session, caller, event_id)))
 
 
 @router.get("", response_model=Page[CollectiveEventSummary])
@@ -76,6 +86,7 @@ async def list_collective_events(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
+    caller: Annotated[Caller, requires("collective.list")],
 ) -> Response:
     found = await service.list_events(session, paging.cursor, paging.limit)
     return model_response(

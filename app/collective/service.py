@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.access.http import Caller
 from app.cases import service as cases_service
 from app.cases.service import CollectiveOutcome
 from app.collective import repository
@@ -28,7 +29,9 @@ class CollectivePage:
     next_cursor: str | None
 
 
-async def create(session: AsyncSession, data: CollectiveEventCreate) -> CollectiveView:
+async def create(
+    session: AsyncSession, caller: Caller, data: CollectiveEventCreate
+) -> CollectiveView:
     await sources_service.ensure_exist(session, data.source_ids)
     effective = PartialDate.parse(data.effective_date)
     event = CollectiveEvent(
@@ -45,16 +48,16 @@ async def create(session: AsyncSession, data: CollectiveEventCreate) -> Collecti
     await repository.add(session, event)
     # Raises, and so rolls the whole request back, if any one case file cannot transition.
     results = await cases_service.apply_collective(
-        session, data.case_file_ids, data.transition(), event.id
+        session, caller, data.case_file_ids, data.transition(), event.id
     )
     return CollectiveView(event, results)
 
 
-async def get(session: AsyncSession, event_id: uuid.UUID) -> CollectiveView:
+async def get(session: AsyncSession, caller: Caller, event_id: uuid.UUID) -> CollectiveView:
     event = await repository.get(session, event_id)
     if event is None:
         raise NotFound("No such collective event.")
-    return CollectiveView(event, await cases_service.collective_results(session, event_id))
+    return CollectiveView(event, await cases_service.collective_results(session, caller, event_id))
 
 
 async def list_events(session: AsyncSession, cursor: str | None, limit: int) -> CollectivePage:

@@ -12,6 +12,7 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
+from app.core.errors import DomainError
 
 # Constraint names must be stable so that migrations can refer to them.
 SQLModel.metadata.naming_convention = {
@@ -54,6 +55,12 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with factory() as session:
         try:
             yield session
+        except DomainError as refusal:
+            if refusal.keeps_writes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise

@@ -22,10 +22,16 @@ class DomainError(Exception):
     status_code: int = 400
     slug: str = "bad-request"
     title: str = "Bad request"
+    # Most refusals undo the request's writes; a few must keep them (a failed sign-in
+    # counts towards throttling, a reused refresh token revokes its family).
+    keeps_writes: bool = False
 
-    def __init__(self, detail: str, **extensions: Any) -> None:
+    def __init__(
+        self, detail: str, *, headers: Mapping[str, str] | None = None, **extensions: Any
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = dict(headers or {})
         self.extensions = extensions
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
@@ -48,6 +54,48 @@ class NotFound(DomainError):
     status_code = 404
     slug = "not-found"
     title = "Not found"
+
+
+class Unauthenticated(DomainError):
+    status_code = 401
+    slug = "unauthenticated"
+    title = "A valid access token is required"
+
+    def __init__(self, detail: str = "Sign in again.", **extensions: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extensions)
+
+
+class SignInFailed(DomainError):
+    """One answer for an unknown user, a wrong password and a wrong or reused code."""
+
+    status_code = 401
+    slug = "sign-in-failed"
+    title = "Sign-in failed"
+    keeps_writes = True
+
+
+class SessionRevoked(Unauthenticated):
+    slug = "session-revoked"
+    keeps_writes = True
+
+
+class TooManyAttempts(DomainError):
+    status_code = 429
+    slug = "too-many-attempts"
+    title = "Too many failed attempts; wait before trying again"
+    keeps_writes = True
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"Try again in {retry_after_seconds} seconds.",
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    slug = "forbidden"
+    title = "You may not do this"
 
 
 class Conflict(DomainError):
@@ -141,7 +189,7 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem_response(exc.to_problem(request.url.path))
+    return problem_response(exc.to_problem(request.url.path), exc.headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,7 @@
 """HTTP conventions shared by the routers: ETags, If-Match and Idempotency-Key."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Response
 from pydantic import BaseModel
@@ -45,15 +45,19 @@ def idempotency_key(
 
 
 def model_response(
-    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+    model: BaseModel,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    exclude: Any = None,
 ) -> Response:
     """Serialise an already valid response model once.
 
     FastAPI would validate a returned model against `response_model` all over again; the
-    route still declares `response_model` for the OpenAPI schema.
+    route still declares `response_model` for the OpenAPI schema. `exclude` leaves out the
+    fields above the caller's clearance (app/access/tiers.py).
     """
     return Response(
-        model.model_dump_json(),
+        model.model_dump_json(exclude=exclude),
         status_code=status_code,
         media_type="application/json",
         headers=headers,

@@ -3,6 +3,7 @@
 from app.cases import models as cases_models
 from app.collective import models as collective_models
 from app.idempotency import models as idempotency_models
+from app.identity import models as identity_models
 from app.persons import models as persons_models
 from app.recognition import models as recognition_models
 from app.sources import models as sources_models
@@ -10,6 +11,7 @@ from app.sources import models as sources_models
 TABLE_MODULES = (
     cases_models,
     collective_models,
+    identity_models,
     idempotency_models,
     persons_models,
     recognition_models,

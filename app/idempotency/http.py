@@ -21,8 +21,9 @@ class IdempotentCreate:
     async def run(
         self, request_parts: Any, produce: Callable[[], Awaitable[StoredResponse]]
     ) -> JSONResponse:
-        # Authentication will add the principal to the scope: keys are per caller.
-        scope = f"{self.request.method} {self.request.url.path}"
+        # Keys are per caller: one caller's key can never replay another's response.
+        principal = self.request.state.principal
+        scope = f"{principal.audit_name} {self.request.method} {self.request.url.path}"
         stored = await respond_once(
             self.session,
             scope=scope,

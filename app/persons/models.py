@@ -3,10 +3,9 @@
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, String, Text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy import Column, DateTime, Index, LargeBinary, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
@@ -70,10 +69,12 @@ class Person(SQLModel, table=True):
     health: str | None = Field(default=None, sa_type=Text)
     lawyer: str | None = Field(default=None, sa_type=Text)
     notes: str | None = Field(default=None, sa_type=Text)
-    # confidential: encrypted at rest once the access feature lands
-    relatives: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
-    contacts: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
-    address: str | None = Field(default=None, sa_type=Text)
+    # confidential: AES-GCM envelopes (app/core/crypto.py) bound to table, column and row
+    relatives: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    contacts: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    address: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    # The staff member who documented the person; they keep access to what they wrote.
+    recorded_by: uuid.UUID | None = None
     # A projection of the latest recognition decision, kept by the recognition feature.
     recognition_status: str = Field(
         default=RecognitionStatus.not_assessed, max_length=30, index=True

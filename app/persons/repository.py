@@ -84,10 +84,24 @@ def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
     return select(Person.id).where(*_conditions(filters))
 
 
+def _visible(visible_ids: SelectOfScalar[uuid.UUID] | None) -> list[ColumnElement[bool]]:
+    return [col(Person.id).in_(visible_ids)] if visible_ids is not None else []
+
+
+async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str | None:
+    stmt = select(Person.recognition_status).where(col(Person.id) == person_id)
+    return (await session.exec(stmt)).first()
+
+
 async def page(
-    session: AsyncSession, filters: PersonFilters, after: uuid.UUID | None, limit: int
+    session: AsyncSession,
+    filters: PersonFilters,
+    visible_ids: SelectOfScalar[uuid.UUID] | None,
+    after: uuid.UUID | None,
+    limit: int,
 ) -> list[Person]:
-    stmt = select(Person).where(*_conditions(filters))
+    """A page of persons; `visible_ids` (None: all) limits it to those the caller may see."""
+    stmt = select(Person).where(*_conditions(filters), *_visible(visible_ids))
     if after is not None:
         stmt = stmt.where(Person.id > after)
     stmt = stmt.order_by(col(Person.id)).limit(limit)
@@ -99,8 +113,11 @@ async def search(
     key: str,
     whole_words: bool,
     filters: PersonFilters,
+    visible_ids: SelectOfScalar[uuid.UUID] | None,
     after: tuple[float, uuid.UUID] | None,
     limit: int,
+    *,
+    public_names_only: bool,
 ) -> list[tuple[Person, float]]:
     """Persons any of whose names resembles `key` (a skeleton), best match first.
 
@@ -116,13 +133,13 @@ async def search(
     )
     matches = (
         select(col(PersonName.person_id).label("person_id"), score.label("score"))
-        .where(matching)
+        .where(matching, *([col(PersonName.is_public)] if public_names_only else []))
         .group_by(col(PersonName.person_id))
         .subquery()
     )
     stmt = (
         select(Person, matches.c.score)
-        .where(*_conditions(filters))
+        .where(*_conditions(filters), *_visible(visible_ids))
         .join(matches, matches.c.person_id == Person.id)
     )
     if after is not None:

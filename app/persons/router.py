@@ -3,6 +3,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app.access.http import Caller, DataKeys, requires
+from app.access.tiers import hidden_fields
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
@@ -16,6 +18,18 @@ from app.recognition.criteria import RecognitionStatus
 router = APIRouter(prefix="/persons", tags=["persons"])
 
 
+def _read(view: service.PersonView) -> PersonRead:
+    return person_read(view.person, view.names, view.clearance, view.confidential)
+
+
+def _person_response(view: service.PersonView) -> Response:
+    return model_response(
+        _read(view),
+        headers={"ETag": etag(view.person.version)},
+        exclude=hidden_fields("person", view.clearance),
+    )
+
+
 @router.post(
     "",
     status_code=201,
@@ -23,14 +37,19 @@ router = APIRouter(prefix="/persons", tags=["persons"])
     responses={201: {"headers": {"ETag": {}, "Location": {}}}},
 )
 async def create_person(
-    body: PersonCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+    body: PersonCreate,
+    session: SessionDep,
+    request: Request,
+    once: IdempotentCreateDep,
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("person.create")],
 ) -> Response:
     async def produce() -> StoredResponse:
-        view = await service.create(session, body)
+        view = await service.create(session, caller, keys, body)
         location = request.url_for("read_person", person_id=view.person.id).path
         return StoredResponse(
             201,
-            person_read(view.person, view.names).model_dump(mode="json"),
+            _read(view).model_dump(mode="json", exclude=hidden_fields("person", view.clearance)),
             {"Location": location, "ETag": etag(view.person.version)},
         )
 
@@ -38,11 +57,13 @@ async def create_person(
 
 
 @router.get("/{person_id}", response_model=PersonRead)
-async def read_person(person_id: uuid.UUID, session: SessionDep) -> Response:
-    view = await service.get(session, person_id)
-    return model_response(
-        person_read(view.person, view.names), headers={"ETag": etag(view.person.version)}
-    )
+async def read_person(
+    person_id: uuid.UUID,
+    session: SessionDep,
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("person.read")],
+) -> Response:
+    return _person_response(await service.get(session, caller, person_id, keys))
 
 
 @router.patch("/{person_id}", response_model=PersonRead)
@@ -50,12 +71,12 @@ async def update_person(
     person_id: uuid.UUID,
     body: PersonUpdate,
     session: SessionDep,
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("person.update")],
     if_match: IfMatch = None,
 ) -> Response:
-    view = await service.update(session, person_id, required_version(if_match), body)
-    return model_response(
-        person_read(view.person, view.names), headers={"ETag": etag(view.person.version)}
-    )
+    view = await service.update(session, caller, keys, person_id, required_version(if_match), body)
+    return _person_response(view)
 
 
 @router.get("", response_model=Page[PersonRead])
@@ -63,6 +84,8 @@ async def list_persons(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("person.list")],
     q: Annotated[
         str | None,
         Query(min_length=1, max_length=200, description="Any spelling of a name, in any script"),
@@ -71,10 +94,18 @@ async def list_persons(
     recognition_status: RecognitionStatus | None = None,
 ) -> Response:
     filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
-    found = await service.list_persons(session, filters, q, paging.cursor, paging.limit)
+    found = await service.list_persons(
+        session, caller, keys, filters, q, paging.cursor, paging.limit
+    )
     return model_response(
         Page[PersonRead](
-            items=[person_read(v.person, v.names) for v in found.items],
+            items=[_read(view) for view in found.items],
             next=next_link(request, found.next_cursor),
-        )
+        ),
+        exclude={
+            "items": {
+                index: hidden_fields("person", view.clearance)
+                for index, view in enumerate(found.items)
+            }
+        },
     )

@@ -1,11 +1,12 @@
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.access.principal import Tier
 from app.core.clock import today
 from app.core.dates import PartialDate, PartialDateText, Precision
 from app.core.types import (
@@ -140,27 +141,38 @@ class PersonRead(BaseModel):
 
     id: uuid.UUID
     names: list[NameRead]
-    birth_date: str | None
     gender: Gender
     citizenships: list[str]
     region: str | None
     occupation: str | None
     affiliations: list[str]
-    special_risk: list[SpecialRisk]
-    publish_consent: bool
-    health: str | None
-    lawyer: str | None
-    notes: str | None
-    relatives: list[Relative] | None
-    contacts: list[Contact] | None
-    address: str | None
     recognition_status: RecognitionStatus
     version: int
     created_at: datetime
     updated_at: datetime
+    # Fields above the public tier are absent unless the caller's clearance allows them.
+    birth_date: str | None = None
+    special_risk: list[SpecialRisk] | None = None
+    publish_consent: bool | None = None
+    health: str | None = None
+    lawyer: str | None = None
+    notes: str | None = None
+    relatives: list[Relative] | None = None
+    contacts: list[Contact] | None = None
+    address: str | None = None
 
 
-def person_read(person: Person, names: Sequence[PersonName]) -> PersonRead:
+SEALED_FIELDS = ("relatives", "contacts", "address")
+
+
+def person_read(
+    person: Person,
+    names: Sequence[PersonName],
+    clearance: Tier,
+    confidential: Mapping[str, Any],
+) -> PersonRead:
+    """The person as the caller may see them. Names the family asked to keep private are
+    left out below the restricted tier; sealed values come opened in `confidential`."""
     birth = (
         str(PartialDate(person.birth_date, Precision(person.birth_date_precision)))
         if person.birth_date is not None and person.birth_date_precision
@@ -171,9 +183,14 @@ def person_read(person: Person, names: Sequence[PersonName]) -> PersonRead:
             **{
                 name: getattr(person, name)
                 for name in PersonRead.model_fields
-                if name not in ("names", "birth_date")
+                if name not in ("names", "birth_date", *SEALED_FIELDS)
             },
+            **{name: confidential.get(name) for name in SEALED_FIELDS},
             "birth_date": birth,
-            "names": [NameRead.model_validate(name) for name in names],
+            "names": [
+                NameRead.model_validate(name)
+                for name in names
+                if name.is_public or clearance >= Tier.restricted
+            ],
         }
     )

@@ -7,9 +7,15 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.access.http import Caller
+from app.access.policy import Resource
+from app.access.principal import Tier
+from app.access.tiers import refuse_fields_above
 from app.core.clock import utcnow
+from app.core.crypto import DataKeyRing
 from app.core.dates import PartialDate
 from app.core.errors import NotFound, PreconditionFailed, UnprocessableInput
+from app.core.ids import new_id
 from app.core.pagination import (
     cursor_float,
     cursor_uuid,
@@ -25,10 +31,20 @@ from app.persons.schemas import NameInput, PersonCreate, PersonFields, PersonFil
 MIN_SEARCH_KEY = 3
 
 
+# Sealed at rest (app/core/crypto.py); the JSON value of each is what the API shows.
+CONFIDENTIAL_COLUMNS = ("relatives", "contacts", "address")
+
+
 @dataclass(frozen=True)
 class PersonView:
+    """A person as the caller may see them: confidential values are opened only at
+    confidential clearance."""
+
     person: Person
     names: list[PersonName]
+    clearance: Tier
+    resource: Resource
+    confidential: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -57,12 +73,18 @@ def _name_rows(person_id: uuid.UUID, names: list[NameInput]) -> list[PersonName]
     return rows
 
 
-def _column_values(data: PersonFields, fields: set[str]) -> dict[str, Any]:
-    """Table values for the given input fields (partial dates split into date + precision)."""
+def _column_values(
+    data: PersonFields, fields: set[str], keys: DataKeyRing, person_id: uuid.UUID
+) -> dict[str, Any]:
+    """Table values for the given input fields (partial dates split into date + precision,
+    confidential values sealed to this row)."""
     values: dict[str, Any] = {}
     dumped = data.model_dump(mode="json", include=fields)
     for field in fields:
         if field == "names":
+            continue
+        if field in CONFIDENTIAL_COLUMNS:
+            values[field] = keys.seal_json("person", field, person_id, dumped[field])
             continue
         if field == "birth_date":
             birth = data.birth_date
@@ -74,51 +96,119 @@ def _column_values(data: PersonFields, fields: set[str]) -> dict[str, Any]:
     return values
 
 
-async def create(session: AsyncSession, data: PersonCreate) -> PersonView:
+async def _links(
+    session: AsyncSession, caller: Caller, person_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[bool, bool]]:
+    # Imported here: the cases feature imports this one at module level.
+    from app.cases import service as cases_service
+
+    return await cases_service.person_links(session, caller, person_ids)
+
+
+def _view(
+    caller: Caller,
+    keys: DataKeyRing,
+    person: Person,
+    names: list[PersonName],
+    links: tuple[bool, bool],
+) -> PersonView:
+    principal = caller.principal
+    assigned, shared = links
+    resource = Resource(
+        "Person",
+        assigned_to_caller=not principal.is_partner
+        and (assigned or person.recorded_by == principal.id),
+        shared_with_caller=principal.is_partner and shared,
+    )
+    clearance = caller.clearance("person", resource)
+    confidential: dict[str, Any] = {}
+    if clearance >= Tier.confidential:
+        confidential = {
+            column: keys.open_json("person", column, person.id, getattr(person, column))
+            for column in CONFIDENTIAL_COLUMNS
+        }
+    return PersonView(person, names, clearance, resource, confidential)
+
+
+async def create(
+    session: AsyncSession, caller: Caller, keys: DataKeyRing, data: PersonCreate
+) -> PersonView:
     fields = set(PersonCreate.model_fields)
-    person = Person(**_column_values(data, fields))
+    person_id = new_id()
+    person = Person(
+        id=person_id,
+        **_column_values(data, fields, keys, person_id),
+        recorded_by=None if caller.principal.is_partner else caller.principal.id,
+    )
     names = _name_rows(person.id, data.names)
     await repository.add(session, person, names)
-    return PersonView(person, names)
+    return _view(caller, keys, person, names, (False, False))
 
 
-async def get(session: AsyncSession, person_id: uuid.UUID) -> PersonView:
-    person = await repository.get(session, person_id)
+async def get(
+    session: AsyncSession,
+    caller: Caller,
+    person_id: uuid.UUID,
+    keys: DataKeyRing | None = None,
+    *,
+    for_update: bool = False,
+) -> PersonView:
+    """The person, if the caller may see them; otherwise NotFound. Without `keys`,
+    confidential values stay sealed (for callers that only need to know the person)."""
+    person = await repository.get(session, person_id, for_update=for_update)
     if person is None:
         raise NotFound("No such person.")
+    links = (await _links(session, caller, [person_id])).get(person_id, (False, False))
     names = await repository.names_of(session, [person_id])
-    return PersonView(person, names.get(person_id, []))
+    return _view(caller, keys or _SEALED, person, names.get(person_id, []), links)
 
 
 async def update(
-    session: AsyncSession, person_id: uuid.UUID, expected_version: int, data: PersonUpdate
+    session: AsyncSession,
+    caller: Caller,
+    keys: DataKeyRing,
+    person_id: uuid.UUID,
+    expected_version: int,
+    data: PersonUpdate,
 ) -> PersonView:
-    person = await repository.get(session, person_id, for_update=True)
-    if person is None:
-        raise NotFound("No such person.")
+    view = await get(session, caller, person_id, keys, for_update=True)
+    caller.require("person.update", view.resource)
+    refuse_fields_above("person", data.model_fields_set, view.clearance)
+    person = view.person
     if person.version != expected_version:
         raise PreconditionFailed(
             f"The person is at version {person.version}.", current_version=person.version
         )
-    for field, value in _column_values(data, data.model_fields_set).items():
+    for field, value in _column_values(data, data.model_fields_set, keys, person_id).items():
         setattr(person, field, value)
     person.version += 1
     person.updated_at = utcnow()
     await repository.save(session, person)
     if data.names is not None:
         await repository.replace_names(session, person_id, _name_rows(person_id, data.names))
-    return await get(session, person_id)
+    return await get(session, caller, person_id, keys)
 
 
-async def ensure_exists(session: AsyncSession, person_id: uuid.UUID) -> None:
-    if not await repository.exists(session, person_id):
-        raise NotFound("No such person.")
-
-
-async def lock(session: AsyncSession, person_id: uuid.UUID) -> None:
+async def lock(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> PersonView:
     """Hold the person's row until the transaction ends (serialises related writes)."""
-    if await repository.get(session, person_id, for_update=True) is None:
-        raise NotFound("No such person.")
+    return await get(session, caller, person_id, for_update=True)
+
+
+async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str | None:
+    return await repository.recognition_status(session, person_id)
+
+
+class _SealedRing(DataKeyRing):
+    """Stands in when confidential values are not needed: opening one is a bug."""
+
+    def __init__(self) -> None:
+        pass
+
+    def open(self, table: str, column: str, row_id: object, envelope: bytes) -> bytes:
+        raise RuntimeError("confidential values were not meant to be opened here")
+
+
+_SEALED = _SealedRing()
 
 
 async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str) -> None:
@@ -131,12 +221,22 @@ def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
 
 
 async def list_persons(
-    session: AsyncSession, filters: PersonFilters, q: str | None, cursor: str | None, limit: int
+    session: AsyncSession,
+    caller: Caller,
+    keys: DataKeyRing,
+    filters: PersonFilters,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> PersonPage:
+    visible = await _visible_ids(caller)
+    # Below the restricted tier, names the family asked to keep private cannot be searched.
+    agreement = caller.principal.agreement
+    public_only = agreement is not None and agreement.max_tier < Tier.restricted
     if q is None:
         fingerprint = query_fingerprint({"filters": filters.__dict__})
         after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-        persons = await repository.page(session, filters, after, limit + 1)
+        persons = await repository.page(session, filters, visible, after, limit + 1)
         more = len(persons) > limit
         persons = persons[:limit]
         next_cursor = encode_cursor([str(persons[-1].id)], fingerprint) if more else None
@@ -149,17 +249,35 @@ async def list_persons(
             score, person_id, whole_words = decode_cursor(cursor, fingerprint, 3)
             after_match = (cursor_float(score), cursor_uuid(person_id))
             found = await repository.search(
-                session, key, whole_words is True, filters, after_match, limit + 1
+                session,
+                key,
+                whole_words is True,
+                filters,
+                visible,
+                after_match,
+                limit + 1,
+                public_names_only=public_only,
             )
         else:
             # Names holding every word of the query are found through the token index;
             # only when there are none (a typo, a fragment) does the slower trigram
             # match run. The cursor remembers which of the two a search is paging.
             whole_words = True
-            found = await repository.search(session, key, True, filters, None, limit + 1)
+            found = await repository.search(
+                session, key, True, filters, visible, None, limit + 1, public_names_only=public_only
+            )
             if not found:
                 whole_words = False
-                found = await repository.search(session, key, False, filters, None, limit + 1)
+                found = await repository.search(
+                    session,
+                    key,
+                    False,
+                    filters,
+                    visible,
+                    None,
+                    limit + 1,
+                    public_names_only=public_only,
+                )
         more = len(found) > limit
         found = found[:limit]
         persons = [person for person, _ in found]
@@ -168,5 +286,23 @@ async def list_persons(
             if more
             else None
         )
-    names = await repository.names_of(session, [person.id for person in persons])
-    return PersonPage([PersonView(p, names.get(p.id, [])) for p in persons], next_cursor)
+    ids = [person.id for person in persons]
+    names = await repository.names_of(session, ids)
+    links = await _links(session, caller, ids)
+    return PersonPage(
+        [
+            _view(caller, keys, p, names.get(p.id, []), links.get(p.id, (False, False)))
+            for p in persons
+        ],
+        next_cursor,
+    )
+
+
+async def _visible_ids(caller: Caller) -> SelectOfScalar[uuid.UUID] | None:
+    """The persons a partner may list (those with a shared case file); staff who may list
+    persons see them all (None: no restriction)."""
+    if not caller.principal.is_partner:
+        return None
+    from app.cases import service as cases_service
+
+    return cases_service.person_ids_visible_to(caller)

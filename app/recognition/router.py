@@ -1,7 +1,9 @@
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Response
 
+from app.access.http import Caller, requires
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.idempotency.http import IdempotentCreateDep
@@ -25,9 +27,11 @@ def _read(recognition: service.Recognition) -> RecognitionRead:
 
 @router.get("", response_model=RecognitionRead)
 async def read_recognition(
-    person_id: uuid.UUID, session: SessionDep, response: Response
+    person_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("recognition.read")],
 ) -> Response:
-    recognition = await service.get(session, person_id)
+    recognition = await service.get(session, caller, person_id)
     return model_response(_read(recognition), headers={"ETag": etag(recognition.version)})
 
 
@@ -37,6 +41,7 @@ async def decide_recognition(
     body: DecisionCreate,
     session: SessionDep,
     once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("recognition.decide")],
     if_match: IfMatch = None,
 ) -> Response:
     """Append a decision. If-Match carries the recognition's ETag ("0" before the first),
@@ -44,7 +49,7 @@ async def decide_recognition(
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
-        recognition = await service.decide(session, person_id, expected_version, body)
+        recognition = await service.decide(session, caller, person_id, expected_version, body)
         return StoredResponse(
             201, _read(recognition).model_dump(mode="json"), {"ETag": etag(recognition.version)}
         )

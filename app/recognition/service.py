@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.errors import Conflict, PreconditionFailed
+from app.access.http import Caller
+from app.core.errors import Conflict, NotFound, PreconditionFailed
 from app.persons import service as persons_service
 from app.recognition import repository
 from app.recognition.criteria import RecognitionStatus
@@ -32,16 +33,23 @@ class Recognition:
         )
 
 
-async def get(session: AsyncSession, person_id: uuid.UUID) -> Recognition:
-    await persons_service.ensure_exists(session, person_id)
+async def get(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> Recognition:
+    person = await persons_service.get(session, caller, person_id)
+    if not caller.may("recognition.read", person.resource):
+        raise NotFound("No such person.")
     return Recognition(person_id, await repository.decisions_of(session, person_id))
 
 
 async def decide(
-    session: AsyncSession, person_id: uuid.UUID, expected_version: int, data: DecisionCreate
+    session: AsyncSession,
+    caller: Caller,
+    person_id: uuid.UUID,
+    expected_version: int,
+    data: DecisionCreate,
 ) -> Recognition:
     # Locking the person serialises decisions about one person.
-    await persons_service.lock(session, person_id)
+    person = await persons_service.lock(session, caller, person_id)
+    caller.require("recognition.decide", person.resource)
     current = Recognition(person_id, await repository.decisions_of(session, person_id))
     if current.version != expected_version:
         raise PreconditionFailed(
@@ -55,6 +63,7 @@ async def decide(
     await sources_service.ensure_exist(session, data.source_ids)
     decision = RecognitionDecision(
         person_id=person_id,
+        decided_by=None if caller.principal.is_partner else caller.principal.id,
         version=current.version + 1,
         **data.model_dump(mode="json", exclude={"source_ids"}),
         source_ids=list(data.source_ids),

@@ -2,7 +2,7 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Text
+from sqlalchemy import CheckConstraint, Column, DateTime, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
@@ -38,7 +38,8 @@ class Source(SQLModel, table=True):
     credibility: int
     is_public: bool
     # confidential: who told us, when the source is a witness
-    witness: str | None = Field(default=None, sa_type=Text)
+    witness: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    recorded_by: uuid.UUID | None = None
     version: int = Field(default=1)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)

@@ -3,6 +3,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from app.access.http import Caller, DataKeys, requires
+from app.access.tiers import hidden_fields
 from app.core.db import SessionDep
 from app.core.http import etag, model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
@@ -17,24 +19,38 @@ router = APIRouter(prefix="/sources", tags=["sources"])
 
 @router.post("", status_code=201, response_model=SourceRead)
 async def create_source(
-    body: SourceCreate, session: SessionDep, request: Request, once: IdempotentCreateDep
+    body: SourceCreate,
+    session: SessionDep,
+    request: Request,
+    once: IdempotentCreateDep,
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("source.create")],
 ) -> Response:
     async def produce() -> StoredResponse:
-        source = await service.create(session, body)
-        location = request.url_for("read_source", source_id=source.id).path
+        view = await service.create(session, caller, keys, body)
+        location = request.url_for("read_source", source_id=view.source.id).path
         return StoredResponse(
             201,
-            SourceRead.model_validate(source).model_dump(mode="json"),
-            {"Location": location, "ETag": etag(source.version)},
+            view.read().model_dump(mode="json", exclude=hidden_fields("source", view.clearance)),
+            {"Location": location, "ETag": etag(view.source.version)},
         )
 
     return await once.run(body.model_dump(mode="json"), produce)
 
 
 @router.get("/{source_id}", response_model=SourceRead)
-async def read_source(source_id: uuid.UUID, session: SessionDep) -> Response:
-    source = await service.get(session, source_id)
-    return model_response(SourceRead.model_validate(source), headers={"ETag": etag(source.version)})
+async def read_source(
+    source_id: uuid.UUID,
+    session: SessionDep,
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("source.read")],
+) -> Response:
+    view = await service.get(session, caller, keys, source_id)
+    return model_response(
+        view.read(),
+        headers={"ETag": etag(view.source.version)},
+        exclude=hidden_fields("source", view.clearance),
+    )
 
 
 @router.get("", response_model=Page[SourceRead])
@@ -42,12 +58,22 @@ async def list_sources(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("source.list")],
     publisher: Label | None = None,
 ) -> Response:
-    found = await service.list_sources(session, publisher, paging.cursor, paging.limit)
+    found = await service.list_sources(
+        session, caller, keys, publisher, paging.cursor, paging.limit
+    )
     return model_response(
         Page[SourceRead](
-            items=[SourceRead.model_validate(s) for s in found.items],
+            items=[view.read() for view in found.items],
             next=next_link(request, found.next_cursor),
-        )
+        ),
+        exclude={
+            "items": {
+                index: hidden_fields("source", view.clearance)
+                for index, view in enumerate(found.items)
+            }
+        },
     )

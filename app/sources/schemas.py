@@ -39,5 +39,7 @@ class SourceRead(BaseModel):
     reliability: Reliability
     credibility: int
     is_public: bool
-    witness: str | None
     created_at: datetime
+    # confidential / restricted: absent below that clearance
+    witness: str | None = None
+    recorded_by: uuid.UUID | None = None

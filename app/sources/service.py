@@ -4,30 +4,81 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.access.http import Caller
+from app.access.policy import Resource
+from app.access.principal import Tier
+from app.core.crypto import DataKeyRing
 from app.core.errors import NotFound, UnprocessableInput
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.sources import repository
 from app.sources.models import Source
-from app.sources.schemas import SourceCreate
+from app.sources.schemas import SourceCreate, SourceRead
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """A source as the caller may see it: the witness is opened only at confidential
+    clearance."""
+
+    source: Source
+    witness: str | None
+    clearance: Tier
+
+    def read(self) -> SourceRead:
+        return SourceRead.model_validate(
+            {
+                **{
+                    name: getattr(self.source, name)
+                    for name in SourceRead.model_fields
+                    if name != "witness"
+                },
+                "witness": self.witness,
+            }
+        )
 
 
 @dataclass(frozen=True)
 class SourcePage:
-    items: list[Source]
+    items: list[SourceView]
     next_cursor: str | None
 
 
-async def create(session: AsyncSession, data: SourceCreate) -> Source:
-    source = Source(**data.model_dump())
+def _view(caller: Caller, keys: DataKeyRing, source: Source) -> SourceView:
+    principal = caller.principal
+    resource = Resource(
+        "Source",
+        recorded_by_caller=not principal.is_partner and source.recorded_by == principal.id,
+    )
+    clearance = caller.clearance("source", resource)
+    witness = None
+    if clearance >= Tier.confidential and source.witness is not None:
+        witness = keys.open(WITNESS[0], WITNESS[1], source.id, source.witness).decode()
+    return SourceView(source, witness, clearance)
+
+
+WITNESS = ("source", "witness")
+
+
+async def create(
+    session: AsyncSession, caller: Caller, keys: DataKeyRing, data: SourceCreate
+) -> SourceView:
+    source = Source(
+        **data.model_dump(exclude={"witness"}),
+        recorded_by=None if caller.principal.is_partner else caller.principal.id,
+    )
+    if data.witness is not None:
+        source.witness = keys.seal(WITNESS[0], WITNESS[1], source.id, data.witness.encode())
     await repository.add(session, source)
-    return source
+    return _view(caller, keys, source)
 
 
-async def get(session: AsyncSession, source_id: uuid.UUID) -> Source:
+async def get(
+    session: AsyncSession, caller: Caller, keys: DataKeyRing, source_id: uuid.UUID
+) -> SourceView:
     source = await repository.get(session, source_id)
     if source is None:
         raise NotFound("No such source.")
-    return source
+    return _view(caller, keys, source)
 
 
 async def ensure_exist(session: AsyncSession, source_ids: Iterable[uuid.UUID]) -> None:
@@ -43,11 +94,19 @@ async def ensure_exist(session: AsyncSession, source_ids: Iterable[uuid.UUID]) -
 
 
 async def list_sources(
-    session: AsyncSession, publisher: str | None, cursor: str | None, limit: int
+    session: AsyncSession,
+    caller: Caller,
+    keys: DataKeyRing,
+    publisher: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> SourcePage:
     fingerprint = query_fingerprint({"publisher": publisher})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
     sources = await repository.page(session, publisher, after, limit + 1)
     more = len(sources) > limit
     sources = sources[:limit]
-    return SourcePage(sources, encode_cursor([str(sources[-1].id)], fingerprint) if more else None)
+    return SourcePage(
+        [_view(caller, keys, source) for source in sources],
+        encode_cursor([str(sources[-1].id)], fingerprint) if more else None,
+    )

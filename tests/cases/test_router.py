@@ -438,14 +438,21 @@ class TestConcurrencyStaggered:
 async def test_a_rolled_back_request_leaves_no_status_write(
     app: object, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
+    from app.access.http import Caller
+    from app.access.principal import Principal, PrincipalKind, Role
     from app.cases import service
     from app.cases.schemas import StatusEventInput
 
     case = await create_case(client)
     factory = app.state.session_factory  # type: ignore[attr-defined]
+    coordinator = Caller(
+        Principal(PrincipalKind.user, uuid.uuid4(), Role.coordinator),
+        app.state.policy,  # type: ignore[attr-defined]
+    )
     async with factory() as session:
         await service.append(
             session,
+            coordinator,
             uuid.UUID(case["id"]),
             1,
             StatusEventInput(

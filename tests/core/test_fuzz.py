@@ -1,6 +1,7 @@
 """Schemathesis against the real server: whatever the schema allows a client to send, the
 answer is never a server error."""
 
+import json
 import os
 import socket
 import subprocess
@@ -9,11 +10,14 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import pyotp
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+
+from tests.conftest import TEST_KEYS_DIR
 
 FUZZ_EXAMPLES = int(os.environ.get("HABEAS_FUZZ_EXAMPLES", "25"))
 
@@ -27,7 +31,12 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def live_server(database_url: str) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "HABEAS_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "HABEAS_LOG_LEVEL": "WARNING",
+        "HABEAS_DATA_DIR": str(TEST_KEYS_DIR),
+    }
     process = subprocess.Popen(  # noqa: S603 (our own CLI)
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-migrate"],
         env=env,
@@ -45,17 +54,42 @@ def live_server(database_url: str) -> Iterator[str]:
                 time.sleep(0.2)
         else:
             raise RuntimeError("the server did not start")
-        yield base_url
+        yield base_url, _coordinator_token(base_url, env)
     finally:
         process.terminate()
         process.wait(timeout=15)
 
 
+def _coordinator_token(base_url: str, env: dict[str, str]) -> str:
+    """A coordinator made with the real CLI and signed in through the real endpoint."""
+    username = f"fuzz-{os.getpid()}"
+    password = "fuzzing-password-long-enough"
+    created = subprocess.run(  # noqa: S603 (our own CLI)
+        [sys.executable, "-m", "app.cli", "users", "add", username, "--role", "coordinator"],
+        env=env,
+        input=password,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = json.loads(created.stdout)["totp_secret"]
+    response = httpx.post(
+        f"{base_url}/api/v1/auth/login",
+        json={"username": username, "password": password, "code": pyotp.TOTP(secret).now()},
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_input_causes_a_server_error(live_server: str, mode: GenerationMode) -> None:
+def test_no_input_causes_a_server_error(
+    live_server: tuple[str, str], mode: GenerationMode
+) -> None:
     """Valid inputs (positive) and inputs that break the schema (negative), for every
-    operation: never a 5xx, and every refusal is problem+json."""
-    schema = schemathesis.openapi.from_url(f"{live_server}/openapi.json")
+    operation, as a signed-in coordinator: never a 5xx, and every refusal is problem+json
+    (the token endpoint answers in OAuth's own error format, RFC 6749 §5.2)."""
+    base_url, token = live_server
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()

@@ -1,0 +1,117 @@
+"""Authentication and authorization as FastAPI dependencies.
+
+Every route under /api/v1 declares its action with `requires("case.read")` (a test fails
+for a route without one). The dependency authenticates the bearer token, and for actions
+on an area (create, list, administration) decides at once; for actions on one record the
+service decides once it has loaded the record, so a record the caller may not see is a 404.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.access.policy import PolicyEngine, Resource, area
+from app.access.principal import Principal, Tier
+from app.core.crypto import DataKeyRing
+from app.core.db import SessionDep
+from app.core.errors import Forbidden, NotFound, Unauthenticated
+from app.identity import service as identity_service
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth")
+
+# Actions decided on an area rather than on one record: action -> area name.
+AREA_ACTIONS: dict[str, str] = {
+    "case.create": "cases",
+    "case.list": "cases",
+    "person.create": "persons",
+    "person.list": "persons",
+    "source.create": "sources",
+    "source.list": "sources",
+    "collective.create": "collective",
+    "collective.list": "collective",
+    "user.manage": "users",
+    "partner.manage": "partners",
+    "session.end": "session",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated principal and the policies that decide what it may do."""
+
+    principal: Principal
+    policy: PolicyEngine
+
+    def may(self, action: str, resource: Resource) -> bool:
+        return self.policy.is_allowed(self.principal, action, resource)
+
+    def clearance(self, kind: str, resource: Resource) -> Tier:
+        """The caller's clearance on a record it must be able to see (else 404)."""
+        tier = self.policy.clearance(self.principal, kind, resource)
+        if tier is None:
+            raise NotFound(f"No such {_NOUN.get(kind, kind)}.")
+        return tier
+
+    def require(self, action: str, resource: Resource) -> None:
+        """For a record the caller can see: refuse an action it may not take on it."""
+        if not self.may(action, resource):
+            raise Forbidden("You may not do this to this record.")
+
+
+_NOUN = {"case": "case file", "person": "person", "source": "source"}
+
+
+async def authenticate(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("Send an access token: Authorization: Bearer <token>.")
+    principal = await identity_service.authenticate(
+        session, request.app.state.security, credentials.credentials
+    )
+    request.state.principal = principal
+    return principal
+
+
+class Requires:
+    """The dependency of a route: authenticate, then check the route's action."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def __call__(
+        self, request: Request, principal: Annotated[Principal, Depends(authenticate)]
+    ) -> Caller:
+        caller = Caller(principal, request.app.state.policy)
+        area_name = AREA_ACTIONS.get(self.action)
+        if area_name is not None and not caller.may(self.action, area(area_name)):
+            raise Forbidden("You may not do this.")
+        return caller
+
+
+def requires(action: str) -> Any:
+    return Depends(Requires(action))
+
+
+OPEN_ROUTE = "open"
+
+
+def open_route() -> None:
+    """Marks a route that is deliberately reachable without a token (sign-in, tokens)."""
+    return None
+
+
+Authenticated = Annotated[Principal, Depends(authenticate)]
+
+
+def _data_keys(request: Request) -> DataKeyRing:
+    keys: DataKeyRing = request.app.state.security.data_keys
+    return keys
+
+
+# The ring that seals and opens confidential values, for the services that handle them.
+DataKeys = Annotated[DataKeyRing, Depends(_data_keys)]

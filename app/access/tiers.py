@@ -1,0 +1,112 @@
+"""Every field's tier, in one table (DESIGN §4). A caller receives the fields up to its
+clearance on the record, and the others are absent; input that sets a field above the
+caller's clearance is refused, never silently dropped.
+
+A test checks that every field of every response model is listed here, so a new field
+cannot be added without deciding its tier.
+"""
+
+from collections.abc import Iterable, Mapping
+
+from app.access.principal import Tier
+from app.core.errors import Forbidden
+
+P, R, C = Tier.public, Tier.restricted, Tier.confidential
+
+FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
+    "person": {
+        "id": P,
+        "names": P,  # names marked not public are dropped below restricted (see persons)
+        "gender": P,
+        "citizenships": P,
+        "region": P,
+        "occupation": P,
+        "affiliations": P,
+        "recognition_status": P,
+        "version": P,
+        "created_at": P,
+        "updated_at": P,
+        "birth_date": R,
+        "special_risk": R,
+        "publish_consent": R,
+        "health": R,
+        "lawyer": R,
+        "notes": R,
+        "relatives": C,
+        "contacts": C,
+        "address": C,
+    },
+    "case": {
+        "id": P,
+        "person_id": P,
+        "reference": P,
+        "jurisdiction": P,
+        "deprivation_type": P,
+        "charges": P,
+        "court_decisions": P,
+        "status": P,
+        "status_since": P,
+        "in_custody": P,
+        "detained_on": P,
+        "version": P,
+        "created_at": P,
+        "updated_at": P,
+        "confidentiality": R,
+        "assigned_caseworkers": R,
+        "detention_places": R,
+        # status events and collective outcomes
+        "status_history": P,
+    },
+    "status_event": {
+        "id": P,
+        "case_file_id": P,
+        "position": P,
+        "from_status": P,
+        "to_status": P,
+        "effective_date": P,
+        "confidence": P,
+        "collective_event_id": P,
+        "recorded_at": P,
+        "retraction": P,
+        "note": R,
+        "details": R,
+        "source_ids": R,
+        "recorded_by": R,
+    },
+    "source": {
+        "id": P,
+        "publisher": P,
+        "title": P,
+        "url": P,
+        "published_on": P,
+        "reliability": P,
+        "credibility": P,
+        "is_public": P,
+        "version": P,
+        "created_at": P,
+        "witness": C,
+        "recorded_by": R,
+    },
+}
+
+
+def hidden_fields(kind: str, clearance: Tier) -> set[str]:
+    """The fields of a `kind` record that a caller with this clearance does not receive."""
+    return set(_HIDDEN[kind][clearance])
+
+
+_HIDDEN: Mapping[str, Mapping[Tier, frozenset[str]]] = {
+    kind: {
+        clearance: frozenset(field for field, tier in fields.items() if tier > clearance)
+        for clearance in Tier
+    }
+    for kind, fields in FIELD_TIERS.items()
+}
+
+
+def refuse_fields_above(kind: str, fields: Iterable[str], clearance: Tier) -> None:
+    """No mass assignment: writing a field above the caller's clearance is refused."""
+    tiers = FIELD_TIERS[kind]
+    above = sorted(field for field in fields if tiers.get(field, C) > clearance)
+    if above:
+        raise Forbidden("You may not set these fields: " + ", ".join(above) + ".", fields=above)

@@ -1,0 +1,290 @@
+"""Key rings: the AES-GCM keys that seal confidential values at rest, and the ES256 keys
+that sign access tokens.
+
+Both are JSON documents `{"active": KID, "keys": {KID: material}}`, given inline in the
+environment or as a file. In development they are generated under `data_dir/keys` on
+first use; in production they must be configured, or the server refuses to start.
+
+A file-backed ring notices when the file changes (for example after `habeas keys rotate`),
+so running servers pick up a new key without a restart.
+"""
+
+import base64
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc.jwk import ECKey, KeySet
+
+from app.core.config import Environment, Settings
+
+ENVELOPE_VERSION = 1
+NONCE_BYTES = 12
+KEY_BYTES = 32
+# How often a file-backed ring looks at its file's modification time.
+RELOAD_CHECK_SECONDS = 2.0
+
+
+class KeyConfigurationError(RuntimeError):
+    """The keys are missing or malformed; the server must not start."""
+
+
+class UndecryptableValue(RuntimeError):
+    """A sealed value failed authentication: tampered, copied from another row or column,
+    or sealed under a key this ring does not hold."""
+
+
+def _new_kid() -> str:
+    return time.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class _RingDocument:
+    active: str
+    keys: Mapping[str, Any]
+
+
+def _parse(text: str, what: str) -> _RingDocument:
+    try:
+        document = json.loads(text)
+        active = document["active"]
+        keys = document["keys"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise KeyConfigurationError(f"{what}: not a key ring document ({error}).") from None
+    if not isinstance(keys, dict) or active not in keys:
+        raise KeyConfigurationError(f"{what}: the active key {active!r} is not in the ring.")
+    return _RingDocument(active, keys)
+
+
+def _write_private(path: Path, document: Mapping[str, Any]) -> None:
+    """Write atomically with owner-only permissions (the file holds secret keys)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle, indent=2)
+    os.replace(temporary, path)
+
+
+class _RingSource:
+    """Where a ring's document comes from: inline text, or a file that may change."""
+
+    def __init__(self, inline: str | None, path: Path | None, what: str) -> None:
+        self.inline = inline
+        self.path = path
+        self.what = what
+        self._mtime: float | None = None
+        self._checked_at = 0.0
+
+    def read(self) -> _RingDocument:
+        if self.inline is not None:
+            return _parse(self.inline, self.what)
+        assert self.path is not None
+        try:
+            self._mtime = self.path.stat().st_mtime
+            text = self.path.read_text()
+        except OSError as error:
+            raise KeyConfigurationError(f"{self.what}: cannot read {self.path}: {error}") from None
+        self._checked_at = time.monotonic()
+        return _parse(text, f"{self.what} ({self.path})")
+
+    def changed(self, *, force: bool = False) -> bool:
+        if self.path is None:
+            return False
+        now = time.monotonic()
+        if not force and now - self._checked_at < RELOAD_CHECK_SECONDS:
+            return False
+        self._checked_at = now
+        try:
+            return self.path.stat().st_mtime != self._mtime
+        except OSError:
+            return False
+
+
+def _source(
+    settings: Settings, inline: str | None, path: Path | None, default_name: str, what: str
+) -> _RingSource:
+    if inline is not None:
+        return _RingSource(inline, None, what)
+    if path is not None:
+        return _RingSource(None, path, what)
+    if settings.env is Environment.production:
+        raise KeyConfigurationError(
+            f"{what}: production needs configured keys; development keys are never used."
+        )
+    return _RingSource(None, settings.keys_dir / default_name, what)
+
+
+# Confidential values -------------------------------------------------------------------
+
+
+def new_data_key() -> str:
+    return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+
+
+def _associated_data(table: str, column: str, row_id: object, kid: str) -> bytes:
+    # Binding the place and the key id means a value copied to another row or column, or
+    # relabelled with another key id, fails authentication instead of decrypting.
+    return f"habeas|{table}|{column}|{row_id}|{kid}".encode()
+
+
+class DataKeyRing:
+    def __init__(self, source: _RingSource) -> None:
+        self._source = source
+        self._load()
+
+    def _load(self) -> None:
+        document = self._source.read()
+        keys: dict[str, AESGCM] = {}
+        for kid, material in document.keys.items():
+            try:
+                raw = base64.b64decode(material, validate=True)
+            except (ValueError, TypeError):
+                raw = b""
+            if len(raw) != KEY_BYTES or not kid.isascii() or not 0 < len(kid) < 64:
+                raise KeyConfigurationError(f"{self._source.what}: key {kid!r} is not valid.")
+            keys[kid] = AESGCM(raw)
+        self._keys = keys
+        self.active_kid = document.active
+
+    def _refresh(self, *, force: bool = False) -> None:
+        if self._source.changed(force=force):
+            self._load()
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def seal(self, table: str, column: str, row_id: object, plaintext: bytes) -> bytes:
+        self._refresh()
+        kid = self.active_kid
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = self._keys[kid].encrypt(
+            nonce, plaintext, _associated_data(table, column, row_id, kid)
+        )
+        header = bytes([ENVELOPE_VERSION, len(kid)]) + kid.encode()
+        return header + nonce + sealed
+
+    def open(self, table: str, column: str, row_id: object, envelope: bytes) -> bytes:
+        kid = key_id_of(envelope)
+        if kid not in self._keys:
+            # A key added by a rotation since this process loaded the ring.
+            self._refresh(force=True)
+        key = self._keys.get(kid)
+        if key is None:
+            raise UndecryptableValue(f"no key {kid!r} in the ring")
+        start = 2 + len(kid)
+        nonce, sealed = envelope[start : start + NONCE_BYTES], envelope[start + NONCE_BYTES :]
+        try:
+            return key.decrypt(nonce, sealed, _associated_data(table, column, row_id, kid))
+        except InvalidTag:
+            raise UndecryptableValue(
+                f"{table}.{column} of {row_id} failed authentication"
+            ) from None
+
+    def seal_json(self, table: str, column: str, row_id: object, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return self.seal(table, column, row_id, text.encode())
+
+    def open_json(self, table: str, column: str, row_id: object, envelope: bytes | None) -> Any:
+        if envelope is None:
+            return None
+        return json.loads(self.open(table, column, row_id, envelope))
+
+
+def key_id_of(envelope: bytes) -> str:
+    if len(envelope) < 2 or envelope[0] != ENVELOPE_VERSION:
+        raise UndecryptableValue("not a sealed value")
+    length = envelope[1]
+    return envelope[2 : 2 + length].decode("ascii", errors="replace")
+
+
+def data_key_ring(settings: Settings) -> DataKeyRing:
+    source = _source(settings, settings.data_keys, settings.data_key_file, "data.json", "data keys")
+    if source.path is not None and not source.path.exists() and settings.data_key_file is None:
+        kid = _new_kid()
+        _write_private(source.path, {"active": kid, "keys": {kid: new_data_key()}})
+    return DataKeyRing(source)
+
+
+def rotate_data_key_file(path: Path) -> str:
+    """Add a new data key to the file and make it the one new values are sealed with."""
+    document = _parse(path.read_text(), str(path))
+    kid = _new_kid()
+    _write_private(path, {"active": kid, "keys": {**document.keys, kid: new_data_key()}})
+    return kid
+
+
+def retire_data_keys(path: Path, keep: frozenset[str]) -> list[str]:
+    document = _parse(path.read_text(), str(path))
+    retired = [kid for kid in document.keys if kid not in keep and kid != document.active]
+    kept = {kid: key for kid, key in document.keys.items() if kid not in retired}
+    _write_private(path, {"active": document.active, "keys": kept})
+    return retired
+
+
+# Access-token signing -------------------------------------------------------------------
+
+SIGNING_ALGORITHM = "ES256"
+
+
+def new_signing_key(kid: str | None = None) -> dict[str, Any]:
+    key = ECKey.generate_key("P-256", parameters={"kid": kid or _new_kid()}, private=True)
+    return dict(key.as_dict(private=True))
+
+
+class SigningKeyRing:
+    def __init__(self, source: _RingSource) -> None:
+        self._source = source
+        self._load()
+
+    def _load(self) -> None:
+        document = self._source.read()
+        try:
+            keys = {kid: ECKey.import_key(dict(jwk, kid=kid)) for kid, jwk in document.keys.items()}
+        except (ValueError, TypeError, KeyError) as error:
+            raise KeyConfigurationError(f"{self._source.what}: {error}") from None
+        if any(key.as_dict().get("crv") != "P-256" or not key.is_private for key in keys.values()):
+            raise KeyConfigurationError(f"{self._source.what}: every key must be a P-256 pair.")
+        self.active = keys[document.active]
+        self.verification_keys = KeySet(list(keys.values()))
+        self._kids = frozenset(keys)
+
+    def refresh_if_unknown(self, kid: str) -> None:
+        if kid not in self._kids:
+            self._refresh(force=True)
+
+    def _refresh(self, *, force: bool = False) -> None:
+        if self._source.changed(force=force):
+            self._load()
+
+    def signing_key(self) -> ECKey:
+        self._refresh()
+        return self.active
+
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": [key.as_dict(private=False) for key in self.verification_keys.keys]}
+
+
+def signing_key_ring(settings: Settings) -> SigningKeyRing:
+    source = _source(settings, settings.jwt_keys, settings.jwt_key_file, "jwt.json", "JWT keys")
+    if source.path is not None and not source.path.exists() and settings.jwt_key_file is None:
+        key = new_signing_key()
+        _write_private(source.path, {"active": key["kid"], "keys": {key["kid"]: key}})
+    return SigningKeyRing(source)
+
+
+def rotate_signing_key_file(path: Path) -> str:
+    document = _parse(path.read_text(), str(path))
+    key = new_signing_key()
+    _write_private(path, {"active": key["kid"], "keys": {**document.keys, key["kid"]: key}})
+    return str(key["kid"])

@@ -1,0 +1,123 @@
+"""Users, their sign-in sessions and refresh tokens, sign-in throttling, and partner
+organisations' API clients with their sharing agreements."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, ForeignKey, LargeBinary, String, Text, Uuid
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+from app.access.principal import Role, Tier
+from app.core.clock import utcnow
+from app.core.db import one_of
+from app.core.ids import new_id
+
+
+def _timestamp(nullable: bool = False) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class AppUser(SQLModel, table=True):
+    __tablename__ = "app_user"
+    __table_args__ = (one_of("role", list(Role)),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    # Stored as given; uniqueness and sign-in compare it lower-cased.
+    username: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(sa_type=Text)
+    role: str = Field(max_length=20)
+    # confidential: sealed with the data key ring (table app_user, column totp_secret)
+    totp_secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The last TOTP time step accepted: a code is good once, and never an older one.
+    totp_last_step: int = Field(default=0)
+    disabled: bool = Field(default=False)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class UserSession(SQLModel, table=True):
+    """One sign-in. Access tokens name it (`sid`), so ending it ends them at once."""
+
+    __tablename__ = "user_session"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("app_user.id"), nullable=False, index=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expires_at: datetime = Field(sa_column=_timestamp())
+    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    revoked_reason: str | None = Field(default=None, max_length=40)
+
+
+class RefreshToken(SQLModel, table=True):
+    """An opaque refresh token, stored as its SHA-256. Each is good for one use; presenting
+    a used one again means it was stolen, and its whole session (family) is revoked."""
+
+    __tablename__ = "refresh_token"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    session_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("user_session.id"), nullable=False, index=True)
+    )
+    token_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    issued_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expires_at: datetime = Field(sa_column=_timestamp())
+    used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins per account and per client address."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: str = Field(primary_key=True, max_length=300)
+    failures: int = Field(default=0)
+    window_started_at: datetime = Field(sa_column=_timestamp())
+    blocked_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class Partner(SQLModel, table=True):
+    __tablename__ = "partner"
+    __table_args__ = (
+        one_of("max_tier", [Tier.public.name, Tier.restricted.name]),
+        one_of("auth_method", ["private_key_jwt", "client_secret"]),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    client_id: str = Field(max_length=64, unique=True)
+    auth_method: str = Field(max_length=20)
+    # argon2id of the client secret, shown once when created
+    secret_hash: str | None = Field(default=None, sa_type=Text)
+    # the partner's public keys for private-key JWT client authentication (RFC 7523)
+    public_jwks: dict[str, object] | None = Field(default=None, sa_column=Column(JSONB))
+    scopes: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
+    disabled: bool = Field(default=False)
+    # The sharing agreement (see app/access/principal.py SharingAgreement).
+    share_jurisdiction: str | None = Field(default=None, sa_column=Column(String(2)))
+    share_recognised_only: bool = Field(default=True)
+    share_case_file_ids: list[uuid.UUID] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
+    )
+    max_tier: str = Field(default=Tier.public.name, max_length=12)
+    read_write: bool = Field(default=False)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class ClientAssertionUse(SQLModel, table=True):
+    """The `jti` of every accepted client assertion until it expires: replay protection."""
+
+    __tablename__ = "client_assertion_use"
+
+    partner_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("partner.id"), primary_key=True)
+    )
+    jti: str = Field(primary_key=True, max_length=200)
+    expires_at: datetime = Field(sa_column=_timestamp())

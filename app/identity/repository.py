@@ -1,0 +1,213 @@
+"""Every SQL query of the identity feature."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.db import driver_connection
+from app.identity.models import (
+    AppUser,
+    Partner,
+    RefreshToken,
+    SignInThrottle,
+    UserSession,
+)
+
+# Checked on every request: the session is live and its user enabled (so ending a session
+# or disabling a user takes effect at once, not when the access token expires).
+SQL_LIVE_SESSION = """
+SELECT u.role FROM user_session s JOIN app_user u ON u.id = s.user_id
+WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3
+  AND NOT u.disabled
+"""
+SQL_LIVE_PARTNER = """
+SELECT scopes, share_jurisdiction, share_recognised_only, share_case_file_ids, max_tier,
+       read_write
+FROM partner WHERE id = $1 AND NOT disabled
+"""
+
+
+async def live_session_role(
+    session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> str | None:
+    driver = await driver_connection(session)
+    role: str | None = await driver.fetchval(SQL_LIVE_SESSION, session_id, user_id, now)
+    return role
+
+
+async def live_partner(session: AsyncSession, partner_id: uuid.UUID) -> dict[str, Any] | None:
+    driver = await driver_connection(session)
+    row = await driver.fetchrow(SQL_LIVE_PARTNER, partner_id)
+    return dict(row) if row is not None else None
+
+
+# Users ----------------------------------------------------------------------------------
+
+
+async def add(session: AsyncSession, row: object) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def user_by_username(session: AsyncSession, username: str) -> AppUser | None:
+    found = await session.exec(
+        select(AppUser).where(col(AppUser.username) == username).with_for_update()
+    )
+    return found.first()
+
+
+async def user(
+    session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False
+) -> AppUser | None:
+    query = select(AppUser).where(col(AppUser.id) == user_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def users_page(session: AsyncSession, after: uuid.UUID | None, limit: int) -> list[AppUser]:
+    query = select(AppUser).order_by(col(AppUser.id)).limit(limit)
+    if after is not None:
+        query = query.where(col(AppUser.id) > after)
+    return list((await session.exec(query)).all())
+
+
+async def save(session: AsyncSession, row: object) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def revoke_sessions(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime, reason: str
+) -> None:
+    await session.exec(
+        update(UserSession)
+        .where(col(UserSession.user_id) == user_id, col(UserSession.revoked_at).is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
+async def revoke_session(
+    session: AsyncSession, session_id: uuid.UUID, now: datetime, reason: str
+) -> None:
+    await session.exec(
+        update(UserSession)
+        .where(col(UserSession.id) == session_id, col(UserSession.revoked_at).is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
+async def refresh_token(
+    session: AsyncSession, digest: bytes
+) -> tuple[RefreshToken, UserSession, AppUser] | None:
+    found = await session.exec(
+        select(RefreshToken, UserSession, AppUser)
+        .join(UserSession, col(UserSession.id) == col(RefreshToken.session_id))
+        .join(AppUser, col(AppUser.id) == col(UserSession.user_id))
+        .where(col(RefreshToken.token_hash) == digest)
+        .with_for_update()
+    )
+    row = found.first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
+# Throttling -----------------------------------------------------------------------------
+
+_SQL_FAILURE = text("""
+INSERT INTO sign_in_throttle AS t (key, failures, window_started_at, blocked_until)
+VALUES (:key, 1, :now, CASE WHEN 1 >= :limit THEN :blocked_until END)
+ON CONFLICT (key) DO UPDATE SET
+  failures = CASE WHEN t.window_started_at < :window_start THEN 1 ELSE t.failures + 1 END,
+  window_started_at = CASE WHEN t.window_started_at < :window_start THEN :now
+                           ELSE t.window_started_at END,
+  blocked_until = CASE
+    WHEN (CASE WHEN t.window_started_at < :window_start THEN 1 ELSE t.failures + 1 END)
+         >= :limit THEN :blocked_until
+    ELSE t.blocked_until END
+""")
+
+
+async def blocked_until(session: AsyncSession, keys: list[str]) -> datetime | None:
+    found = await session.exec(
+        select(SignInThrottle.blocked_until).where(col(SignInThrottle.key).in_(keys))
+    )
+    times = [value for value in found.all() if value is not None]
+    return max(times) if times else None
+
+
+async def record_failure(
+    session: AsyncSession,
+    key: str,
+    now: datetime,
+    window_start: datetime,
+    limit: int,
+    blocked_until: datetime,
+) -> None:
+    connection = await session.connection()
+    await connection.execute(
+        _SQL_FAILURE,
+        {
+            "key": key,
+            "now": now,
+            "window_start": window_start,
+            "limit": limit,
+            "blocked_until": blocked_until,
+        },
+    )
+
+
+async def clear_failures(session: AsyncSession, key: str) -> None:
+    connection = await session.connection()
+    await connection.execute(text("DELETE FROM sign_in_throttle WHERE key = :key"), {"key": key})
+
+
+# Partners -------------------------------------------------------------------------------
+
+
+async def partner(
+    session: AsyncSession, partner_id: uuid.UUID, *, for_update: bool = False
+) -> Partner | None:
+    query = select(Partner).where(col(Partner.id) == partner_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def partner_name_taken(session: AsyncSession, name: str) -> bool:
+    found = await session.exec(select(Partner.id).where(col(Partner.name) == name))
+    return found.first() is not None
+
+
+async def partner_by_client_id(session: AsyncSession, client_id: str) -> Partner | None:
+    return (await session.exec(select(Partner).where(col(Partner.client_id) == client_id))).first()
+
+
+async def partners_page(
+    session: AsyncSession, after: uuid.UUID | None, limit: int
+) -> list[Partner]:
+    query = select(Partner).order_by(col(Partner.id)).limit(limit)
+    if after is not None:
+        query = query.where(col(Partner.id) > after)
+    return list((await session.exec(query)).all())
+
+
+async def claim_assertion(
+    session: AsyncSession, partner_id: uuid.UUID, jti: str, expires_at: datetime, now: datetime
+) -> bool:
+    """Record a client assertion's `jti`; False when it was already used (a replay)."""
+    connection = await session.connection()
+    await connection.execute(
+        text("DELETE FROM client_assertion_use WHERE expires_at < :now"), {"now": now}
+    )
+    inserted = await connection.execute(
+        text(
+            "INSERT INTO client_assertion_use (partner_id, jti, expires_at)"
+            " VALUES (:partner_id, :jti, :expires_at) ON CONFLICT DO NOTHING RETURNING jti"
+        ),
+        {"partner_id": partner_id, "jti": jti, "expires_at": expires_at},
+    )
+    return inserted.first() is not None

@@ -1,0 +1,184 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+from app.access.principal import Role
+from app.core.types import INPUT, OUTPUT, CountryCode, Label
+
+Username = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$"),
+    Field(description="3–64 lower-case letters, digits, dots, dashes or underscores"),
+]
+# Sign-in takes any string (a wrong one is just a failed sign-in, not a 422 that would
+# answer differently); only the length is bounded.
+LoginUsername = Annotated[Label, StringConstraints(max_length=64)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+NewPassword = Annotated[
+    str,
+    StringConstraints(min_length=12, max_length=1024),
+    Field(description="At least 12 characters"),
+]
+OneTimeCode = Annotated[str, StringConstraints(min_length=1, max_length=10)]
+Scope = Literal["sync:read", "sync:write", "reports:read"]
+PARTNER_SCOPES: tuple[str, ...] = ("sync:read", "sync:write", "reports:read")
+
+
+class LoginInput(BaseModel):
+    model_config = INPUT
+
+    username: LoginUsername
+    password: Password
+    code: OneTimeCode = Field(description="The current code of the authenticator app")
+
+
+class RefreshInput(BaseModel):
+    model_config = INPUT
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class TokenPair(BaseModel):
+    model_config = OUTPUT
+
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class UserCreate(BaseModel):
+    model_config = INPUT
+
+    username: Username
+    role: Role
+    password: NewPassword
+
+
+class UserUpdate(BaseModel):
+    """Changing the role, disabling or setting a password ends the user's sessions."""
+
+    model_config = INPUT
+
+    role: Role | None = None
+    disabled: bool | None = None
+    password: NewPassword | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        cleared = [name for name in self.model_fields_set if getattr(self, name) is None]
+        if cleared:
+            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
+        return self
+
+
+class UserRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    username: str
+    role: Role
+    disabled: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TotpEnrolment(BaseModel):
+    """Shown once: the secret for the user's authenticator app."""
+
+    model_config = OUTPUT
+
+    totp_secret: str
+    totp_uri: str
+
+
+class UserCreated(UserRead, TotpEnrolment):
+    pass
+
+
+class AgreementInput(BaseModel):
+    model_config = INPUT
+
+    jurisdiction: CountryCode | None = None
+    recognised_only: bool = True
+    case_file_ids: Annotated[list[uuid.UUID], Field(max_length=10_000)] = []
+    max_tier: Literal["public", "restricted"] = "public"
+    read_write: bool = False
+
+
+class AgreementRead(BaseModel):
+    model_config = OUTPUT
+
+    jurisdiction: str | None
+    recognised_only: bool
+    case_file_ids: list[uuid.UUID]
+    max_tier: Literal["public", "restricted"]
+    read_write: bool
+
+
+class Jwks(BaseModel):
+    model_config = INPUT
+
+    keys: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
+
+
+class PartnerCreate(BaseModel):
+    model_config = INPUT
+
+    name: Label
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)]
+    auth_method: Literal["private_key_jwt", "client_secret"] = "private_key_jwt"
+    public_jwks: Jwks | None = None
+    agreement: AgreementInput = AgreementInput()
+
+    @model_validator(mode="after")
+    def _keys_fit_the_method(self) -> Self:
+        if (self.auth_method == "private_key_jwt") != (self.public_jwks is not None):
+            raise ValueError("public_jwks is required for private_key_jwt, and only for it")
+        return self
+
+
+class PartnerUpdate(BaseModel):
+    model_config = INPUT
+
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)] | None = None
+    disabled: bool | None = None
+    public_jwks: Jwks | None = None
+    agreement: AgreementInput | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        cleared = [name for name in self.model_fields_set if getattr(self, name) is None]
+        if cleared:
+            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
+        return self
+
+
+class PartnerRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    name: str
+    client_id: str
+    auth_method: Literal["private_key_jwt", "client_secret"]
+    scopes: list[str]
+    disabled: bool
+    agreement: AgreementRead
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PartnerCreated(PartnerRead):
+    # Shown once, for client_secret partners; only its hash is kept.
+    client_secret: str | None
+
+
+class ClientSecret(BaseModel):
+    model_config = OUTPUT
+
+    client_secret: str

@@ -1,0 +1,104 @@
+"""Data key rotation: seal every confidential value again under the ring's active key.
+
+It runs beside live servers. Rows are re-sealed in small batches, each in its own short
+transaction, and each row is only replaced if it still holds the value that was read
+(compare-and-swap), so a value a server writes meanwhile is never overwritten. Servers
+pick the new active key up from the key file on their own (app/core/crypto.py).
+"""
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from app.core import embedded
+from app.core.crypto import DataKeyRing, key_id_of
+
+# Every sealed column: (table, column). A new confidential column must be listed here, or
+# rotation would leave it under an old key (tests/ops/test_keys.py checks the models).
+SEALED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("person", "relatives"),
+    ("person", "contacts"),
+    ("person", "address"),
+    ("source", "witness"),
+    ("app_user", "totp_secret"),
+)
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    active_kid: str
+    resealed: dict[str, int]
+    remaining_under_old_keys: int
+
+
+async def reseal_all(database_url: str, ring: DataKeyRing) -> RotationReport:
+    connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(database_url))
+    try:
+        resealed = {}
+        for table, column in SEALED_COLUMNS:
+            resealed[f"{table}.{column}"] = await _reseal_column(connection, ring, table, column)
+        remaining = sum(
+            [await _count_old(connection, ring, table, column) for table, column in SEALED_COLUMNS]
+        )
+    finally:
+        await connection.close()
+    return RotationReport(ring.active_kid, resealed, remaining)
+
+
+def _active_prefix(ring: DataKeyRing) -> bytes:
+    kid = ring.active_kid.encode()
+    return bytes([1, len(kid)]) + kid
+
+
+async def _reseal_column(
+    connection: asyncpg.Connection, ring: DataKeyRing, table: str, column: str
+) -> int:
+    prefix = _active_prefix(ring)
+    done = 0
+    after = None
+    select = (
+        f"SELECT id, {column} AS value FROM {table}"  # noqa: S608 (names from SEALED_COLUMNS)
+        f" WHERE {column} IS NOT NULL AND substring({column} FROM 1 FOR $1) <> $2"
+        " AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
+    )
+    update = f"UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3"  # noqa: S608
+    while True:
+        rows = await connection.fetch(select, len(prefix), prefix, after, BATCH)
+        if not rows:
+            return done
+        async with connection.transaction():
+            for row in rows:
+                plain = ring.open(table, column, row["id"], row["value"])
+                sealed = ring.seal(table, column, row["id"], plain)
+                status = await connection.execute(update, sealed, row["id"], row["value"])
+                done += status == "UPDATE 1"
+        after = rows[-1]["id"]
+
+
+async def _count_old(
+    connection: asyncpg.Connection, ring: DataKeyRing, table: str, column: str
+) -> int:
+    prefix = _active_prefix(ring)
+    count: int = await connection.fetchval(
+        f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL"  # noqa: S608
+        f" AND substring({column} FROM 1 FOR $1) <> $2",
+        len(prefix),
+        prefix,
+    )
+    return count
+
+
+async def key_ids_in_use(database_url: str) -> set[str]:
+    connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(database_url))
+    try:
+        kids: set[str] = set()
+        for table, column in SEALED_COLUMNS:
+            rows = await connection.fetch(
+                f"SELECT DISTINCT substring({column} FROM 1 FOR 66) AS head"  # noqa: S608
+                f" FROM {table} WHERE {column} IS NOT NULL"
+            )
+            kids.update(key_id_of(bytes(row["head"])) for row in rows)
+        return kids
+    finally:
+        await connection.close()

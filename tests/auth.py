@@ -1,0 +1,88 @@
+"""Accounts and sign-in for tests, through the real identity service and endpoints."""
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pyotp
+from fastapi import FastAPI
+
+from app.access.principal import Role
+from app.identity import service as identity_service
+from app.identity.schemas import PartnerCreate, UserCreate
+
+BASE_URL = "http://habeas.test"
+
+
+@dataclass
+class Account:
+    id: uuid.UUID
+    username: str
+    password: str
+    totp_secret: str
+    role: Role
+
+    def code(self, steps_ahead: int = 0) -> str:
+        return pyotp.TOTP(self.totp_secret).at(time.time() + 30 * steps_ahead)
+
+
+@dataclass
+class SignedIn:
+    client: httpx.AsyncClient
+    account: Account
+    tokens: dict[str, Any]
+
+
+def api_client(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL, **kwargs)
+
+
+async def create_account(app: FastAPI, role: Role, username: str | None = None) -> Account:
+    username = username or f"{role.value}-{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(16)
+    async with app.state.session_factory() as session:
+        user, secret = await identity_service.create_user(
+            session,
+            app.state.security,
+            UserCreate(username=username, role=role, password=password),
+        )
+        await session.commit()
+    return Account(user.id, username, password, secret, role)
+
+
+async def log_in(client: httpx.AsyncClient, account: Account, steps_ahead: int = 0) -> Any:
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={
+            "username": account.username,
+            "password": account.password,
+            "code": account.code(steps_ahead),
+        },
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def create_partner(app: FastAPI, **fields: Any) -> tuple[Any, str | None]:
+    data = PartnerCreate.model_validate(
+        {"name": f"partner-{secrets.token_hex(3)}", "auth_method": "client_secret", **fields}
+    )
+    async with app.state.session_factory() as session:
+        partner, secret = await identity_service.create_partner(
+            session, app.state.security, data
+        )
+        await session.commit()
+    return partner, secret
+
+
+async def partner_token(
+    client: httpx.AsyncClient, client_id: str, secret: str, scope: str | None = None
+) -> str:
+    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+    response = await client.post("/api/v1/auth/token", data=form, auth=(client_id, secret))
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
