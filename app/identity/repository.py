@@ -119,14 +119,14 @@ async def refresh_token(
 
 _SQL_FAILURE = text("""
 INSERT INTO sign_in_throttle AS t (key, failures, window_started_at, blocked_until)
-VALUES (:key, 1, :now, CASE WHEN 1 >= :limit THEN :blocked_until END)
+VALUES (:key, 1, CAST(:now AS timestamptz), CASE WHEN 1 >= CAST(:limit AS integer) THEN CAST(:blocked_until AS timestamptz) END)
 ON CONFLICT (key) DO UPDATE SET
-  failures = CASE WHEN t.window_started_at < :window_start THEN 1 ELSE t.failures + 1 END,
-  window_started_at = CASE WHEN t.window_started_at < :window_start THEN :now
+  failures = CASE WHEN t.window_started_at < CAST(:window_start AS timestamptz) THEN 1 ELSE t.failures + 1 END,
+  window_started_at = CASE WHEN t.window_started_at < CAST(:window_start AS timestamptz) THEN CAST(:now AS timestamptz)
                            ELSE t.window_started_at END,
   blocked_until = CASE
-    WHEN (CASE WHEN t.window_started_at < :window_start THEN 1 ELSE t.failures + 1 END)
-         >= :limit THEN :blocked_until
+    WHEN (CASE WHEN t.window_started_at < CAST(:window_start AS timestamptz) THEN 1 ELSE t.failures + 1 END)
+         >= CAST(:limit AS integer) THEN CAST(:blocked_until AS timestamptz)
     ELSE t.blocked_until END
 """)
 

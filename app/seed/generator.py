@@ -76,6 +76,7 @@ PERSON_COLUMNS = (
     "relatives",
     "contacts",
     "address",
+    "recorded_by",
     "recognition_status",
     "version",
     "created_at",
@@ -103,6 +104,7 @@ SOURCE_COLUMNS = (
     "credibility",
     "is_public",
     "witness",
+    "recorded_by",
     "version",
     "created_at",
 )
@@ -271,6 +273,7 @@ class _Generator:
                     self.rng.choice([1, 2, 2, 3, 3, 4]),
                     self.rng.random() < 0.8,
                     None,
+                    None,
                     1,
                     when,
                 )
@@ -330,6 +333,7 @@ class _Generator:
                 [],
                 risks,
                 rng.random() < 0.95,
+                None,
                 None,
                 None,
                 None,
