@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.http import Caller
+from app.access.policy import Resource
 from app.cases import service as cases_service
 from app.cases.service import CollectiveOutcome
 from app.collective import repository
@@ -44,6 +45,7 @@ async def create(
         note=data.note,
         source_ids=list(data.source_ids),
         case_file_count=len(data.case_file_ids),
+        recorded_by=None if caller.principal.is_partner else caller.principal.id,
     )
     await repository.add(session, event)
     # Raises, and so rolls the whole request back, if any one case file cannot transition.
@@ -55,7 +57,7 @@ async def create(
 
 async def get(session: AsyncSession, caller: Caller, event_id: uuid.UUID) -> CollectiveView:
     event = await repository.get(session, event_id)
-    if event is None:
+    if event is None or not caller.may("collective.read", Resource("CollectiveEvent")):
         raise NotFound("No such collective event.")
     return CollectiveView(event, await cases_service.collective_results(session, caller, event_id))
 

@@ -42,7 +42,7 @@ class DomainError(Exception):
 
 class MalformedJson(DomainError):
     slug = "malformed-json"
-    title = "The request body is not valid JSON"
+    title = "The request body could not be parsed"
 
 
 class InvalidCursor(DomainError):
@@ -135,6 +135,12 @@ class PayloadTooLarge(DomainError):
     status_code = 413
     slug = "payload-too-large"
     title = "The request body is too large"
+
+
+class UnsupportedMediaType(DomainError):
+    status_code = 415
+    slug = "unsupported-media-type"
+    title = "The request body has the wrong media type"
 
 
 class UnprocessableInput(DomainError):

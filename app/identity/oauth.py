@@ -109,6 +109,24 @@ class _Grant(ClientCredentialsGrant):  # type: ignore[misc]
             raise InvalidScopeError(description="A requested scope is not granted to this client.")
 
 
+class _FormRequest(OAuth2Request):  # type: ignore[misc]
+    """The token request as authlib reads it: headers and the parsed form."""
+
+    def __init__(self, uri: str, headers: Mapping[str, str], form: Mapping[str, str]) -> None:
+        # `headers` stays case-insensitive (Starlette's Headers): authlib reads "Authorization".
+        super().__init__("POST", uri, headers=headers)
+        self._form = dict(form)
+        self.payload = BasicOAuth2Payload(self._form)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
+
+
 @dataclass
 class _Outcome:
     status: int
@@ -140,6 +158,9 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
+
+    def create_oauth2_request(self, request: Any) -> Any:
+        return request
 
     def handle_response(self, status: int, body: Any, headers: Any) -> _Outcome:
         return _Outcome(status, dict(body), list(headers))
@@ -209,9 +230,7 @@ async def token_response(
     partner = await service.partner_for_client(session, client_id) if client_id else None
     client = PartnerClient(partner, kit.passwords.verify) if partner is not None else None
     server = _Server(client, kit, token_url)
-    request = OAuth2Request("POST", token_url, headers=dict(headers))
-    request.payload = BasicOAuth2Payload(dict(form))
-    request._body = dict(form)
+    request = _FormRequest(token_url, headers, form)
     outcome: _Outcome = await asyncio.to_thread(server.create_token_response, request)
     if outcome.status == 200 and partner is not None:
         for jti, expires in server.seen_assertions:

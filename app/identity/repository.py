@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import DateTime, Integer, bindparam, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -119,16 +119,21 @@ async def refresh_token(
 
 _SQL_FAILURE = text("""
 INSERT INTO sign_in_throttle AS t (key, failures, window_started_at, blocked_until)
-VALUES (:key, 1, CAST(:now AS timestamptz), CASE WHEN 1 >= CAST(:limit AS integer) THEN CAST(:blocked_until AS timestamptz) END)
+VALUES (:key, 1, :now, CASE WHEN 1 >= :limit THEN :blocked_until END)
 ON CONFLICT (key) DO UPDATE SET
-  failures = CASE WHEN t.window_started_at < CAST(:window_start AS timestamptz) THEN 1 ELSE t.failures + 1 END,
-  window_started_at = CASE WHEN t.window_started_at < CAST(:window_start AS timestamptz) THEN CAST(:now AS timestamptz)
+  failures = CASE WHEN t.window_started_at < :window_start THEN 1 ELSE t.failures + 1 END,
+  window_started_at = CASE WHEN t.window_started_at < :window_start THEN :now
                            ELSE t.window_started_at END,
   blocked_until = CASE
-    WHEN (CASE WHEN t.window_started_at < CAST(:window_start AS timestamptz) THEN 1 ELSE t.failures + 1 END)
-         >= CAST(:limit AS integer) THEN CAST(:blocked_until AS timestamptz)
+    WHEN (CASE WHEN t.window_started_at < :window_start THEN 1 ELSE t.failures + 1 END)
+         >= :limit THEN :blocked_until
     ELSE t.blocked_until END
-""")
+""").bindparams(
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("window_start", type_=DateTime(timezone=True)),
+    bindparam("blocked_until", type_=DateTime(timezone=True)),
+    bindparam("limit", type_=Integer),
+)
 
 
 async def blocked_until(session: AsyncSession, keys: list[str]) -> datetime | None:

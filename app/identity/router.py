@@ -1,12 +1,13 @@
 import uuid
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.access.http import Caller, open_route, requires
 from app.core.db import SessionDep
-from app.core.errors import MalformedJson
+from app.core.errors import MalformedJson, UnsupportedMediaType
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.identity import oauth, service
@@ -98,19 +99,13 @@ async def logout(
 async def token(session: SessionDep, request: Request) -> JSONResponse:
     """OAuth 2.0 client credentials for partner systems (RFC 6749 §4.4), authenticated by
     private-key JWT (RFC 7523) or client secret."""
-    try:
-        form = await request.form(max_files=0, max_fields=20)
-    except Exception as error:  # starlette raises several types for a broken form
-        raise MalformedJson(
-            "The body must be an application/x-www-form-urlencoded form."
-        ) from error
-    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    values = await _token_form(request)
     token_url = str(request.url_for("token").path)
     outcome = await oauth.token_response(
         session,
         request.app.state.security,
         values,
-        {key.lower(): value for key, value in request.headers.items()},
+        request.headers,
         "https://habeas" + token_url,
     )
     return JSONResponse(
@@ -118,6 +113,29 @@ async def token(session: SessionDep, request: Request) -> JSONResponse:
         status_code=outcome.status,
         headers={**dict(outcome.headers), "Cache-Control": "no-store"},
     )
+
+
+async def _token_form(request: Request) -> dict[str, str]:
+    """The token request's form (RFC 6749 §4.4.2: application/x-www-form-urlencoded)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("Send the token request as application/x-www-form-urlencoded.")
+    try:
+        pairs = parse_qsl(
+            (await request.body()).decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=20,
+        )
+    except (UnicodeDecodeError, ValueError) as error:
+        raise MalformedJson("The form could not be parsed.") from error
+    values: dict[str, str] = {}
+    for key, value in pairs:
+        if key in values:
+            # RFC 6749 §3.2: parameters must not be repeated.
+            raise MalformedJson(f"The parameter {key} is repeated.")
+        values[key] = value
+    return values
 
 
 # Users --------------------------------------------------------------------------------------

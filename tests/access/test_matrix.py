@@ -1,0 +1,427 @@
+"""The authorization matrix: every role and a partner × every endpoint × an own, a foreign
+and a high-confidentiality record → the expected status.
+
+The table below is the specification. A route of the app without an entry fails
+`test_every_route_has_an_entry`, so a new endpoint cannot ship without a decision.
+
+The world, for each principal:
+- "own": a normal case file in BY, assigned to the caseworker, shared with the partner
+  (whose agreement covers every BY case file), and its person;
+- "foreign": a normal case file in RU, assigned to nobody, not shared, and its person;
+- "high": a high-confidentiality case file in BY assigned to another caseworker, and its
+  person (whose only case file is that one).
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from app.access.http import Requires, open_route
+from app.access.principal import Role
+from tests.auth import SignedIn, api_client, create_account, create_partner, partner_token
+from tests.factories import API, case_body, create_person, event
+
+ROLES = ("admin", "coordinator", "caseworker", "analyst", "auditor", "partner")
+KINDS = ("own", "foreign", "high")
+
+
+@dataclass
+class World:
+    cases: dict[str, dict[str, Any]]
+    persons: dict[str, dict[str, Any]]
+    source: dict[str, Any]
+    collective_id: str
+    user_id: str
+    partner_id: str
+
+
+def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
+    """Expected status per role for (own, foreign, high); one number means all three."""
+    table = {}
+    for role in ROLES:
+        value = by_role.get(role, by_role.get("others"))
+        assert value is not None, role
+        table[role] = value if isinstance(value, tuple) else (value, value, value)
+    return table
+
+
+CASE_READ = expect(
+    coordinator=200,
+    caseworker=(200, 200, 404),
+    analyst=(200, 200, 404),
+    partner=(200, 404, 404),
+    others=404,
+)
+CASE_WRITE = expect(
+    coordinator=200,
+    caseworker=(200, 403, 404),
+    analyst=(403, 403, 404),
+    partner=(403, 404, 404),
+    others=404,
+)
+CASE_TRANSITION = {
+    role: tuple(201 if code == 200 else code for code in codes)
+    for role, codes in CASE_WRITE.items()
+}
+PERSON_READ = expect(
+    coordinator=200, caseworker=200, analyst=200, partner=(200, 404, 404), others=404
+)
+PERSON_WRITE = expect(
+    coordinator=200,
+    caseworker=(200, 403, 403),
+    analyst=403,
+    partner=(403, 404, 404),
+    others=404,
+)
+RECOGNITION_DECIDE = expect(
+    coordinator=201, caseworker=403, analyst=403, partner=(403, 404, 404), others=404
+)
+STAFF_LIST = expect(coordinator=200, caseworker=200, analyst=200, partner=200, others=403)
+STAFF_READ_ONLY_LIST = expect(coordinator=200, caseworker=200, analyst=200, others=403)
+STAFF_READ = expect(coordinator=200, caseworker=200, analyst=200, others=404)
+DOCUMENT = expect(coordinator=201, caseworker=201, others=403)
+COORDINATE = expect(coordinator=201, others=403)
+ADMIN_CREATE = expect(admin=201, others=403)
+ADMIN = expect(admin=200, others=403)
+SIGNED_IN = expect(others=204)
+
+Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
+
+
+def _case(world: World, kind: str) -> str:
+    return str(world.cases[kind]["id"])
+
+
+def _person(world: World, kind: str) -> str:
+    return str(world.persons[kind]["id"])
+
+
+MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
+    ("POST", "/api/v1/persons"): (
+        DOCUMENT,
+        lambda c, w, k: c.post(f"{API}/persons", json={**_person_body(), "notes": "n"}),
+    ),
+    ("GET", "/api/v1/persons"): (STAFF_LIST, lambda c, w, k: c.get(f"{API}/persons")),
+    ("GET", "/api/v1/persons/{person_id}"): (
+        PERSON_READ,
+        lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}"),
+    ),
+    ("PATCH", "/api/v1/persons/{person_id}"): (
+        PERSON_WRITE,
+        lambda c, w, k: c.patch(
+            f"{API}/persons/{_person(w, k)}",
+            json={"notes": "seen in court"},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("GET", "/api/v1/persons/{person_id}/recognition"): (
+        PERSON_READ,
+        lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}/recognition"),
+    ),
+    ("POST", "/api/v1/persons/{person_id}/recognition"): (
+        RECOGNITION_DECIDE,
+        lambda c, w, k: c.post(
+            f"{API}/persons/{_person(w, k)}/recognition",
+            json={"status": "under_review", "decided_on": "2022-01-10", "criteria": []},
+            headers={"If-Match": '"0"'},
+        ),
+    ),
+    ("POST", "/api/v1/cases"): (
+        DOCUMENT,
+        lambda c, w, k: c.post(f"{API}/cases", json=case_body(_person(w, "own"))),
+    ),
+    ("GET", "/api/v1/cases"): (STAFF_LIST, lambda c, w, k: c.get(f"{API}/cases")),
+    ("GET", "/api/v1/cases/{case_id}"): (
+        CASE_READ,
+        lambda c, w, k: c.get(f"{API}/cases/{_case(w, k)}"),
+    ),
+    ("PATCH", "/api/v1/cases/{case_id}"): (
+        CASE_WRITE,
+        lambda c, w, k: c.patch(
+            f"{API}/cases/{_case(w, k)}",
+            json={"detention_places": [{"place": "Pre-trial prison No. 1"}]},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("GET", "/api/v1/cases/{case_id}/status-events"): (
+        CASE_READ,
+        lambda c, w, k: c.get(f"{API}/cases/{_case(w, k)}/status-events"),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/status-events"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/status-events",
+            json=event("sentenced", "2022-03-01"),
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/retraction"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/status-events/{w.cases[k]['last_event_id']}/retraction",
+            json={"reason": "entered twice"},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/collective-events"): (
+        COORDINATE,
+        lambda c, w, k: c.post(
+            f"{API}/collective-events",
+            json={
+                "title": "Pardon decree",
+                "kind": "pardon",
+                "to_status": "pardoned",
+                "confidence": "confirmed",
+                "effective_date": "2023-01-05",
+                "case_file_ids": [_case(w, "own")],
+            },
+        ),
+    ),
+    ("GET", "/api/v1/collective-events"): (
+        STAFF_READ_ONLY_LIST,
+        lambda c, w, k: c.get(f"{API}/collective-events"),
+    ),
+    ("GET", "/api/v1/collective-events/{event_id}"): (
+        STAFF_READ,
+        lambda c, w, k: c.get(f"{API}/collective-events/{w.collective_id}"),
+    ),
+    ("POST", "/api/v1/sources"): (
+        DOCUMENT,
+        lambda c, w, k: c.post(f"{API}/sources", json=_source_body()),
+    ),
+    ("GET", "/api/v1/sources"): (STAFF_READ_ONLY_LIST, lambda c, w, k: c.get(f"{API}/sources")),
+    ("GET", "/api/v1/sources/{source_id}"): (
+        STAFF_READ,
+        lambda c, w, k: c.get(f"{API}/sources/{w.source['id']}"),
+    ),
+    ("POST", "/api/v1/users"): (
+        ADMIN_CREATE,
+        lambda c, w, k: c.post(
+            f"{API}/users",
+            json={
+                "username": f"new-{uuid.uuid4().hex[:8]}",
+                "role": "analyst",
+                "password": "a long enough password",
+            },
+        ),
+    ),
+    ("GET", "/api/v1/users"): (ADMIN, lambda c, w, k: c.get(f"{API}/users")),
+    ("GET", "/api/v1/users/{user_id}"): (ADMIN, lambda c, w, k: c.get(f"{API}/users/{w.user_id}")),
+    ("PATCH", "/api/v1/users/{user_id}"): (
+        ADMIN,
+        lambda c, w, k: c.patch(
+            f"{API}/users/{w.user_id}", json={"role": "auditor"}, headers={"If-Match": '"1"'}
+        ),
+    ),
+    ("POST", "/api/v1/users/{user_id}/totp"): (
+        ADMIN,
+        lambda c, w, k: c.post(f"{API}/users/{w.user_id}/totp", headers={"If-Match": '"1"'}),
+    ),
+    ("POST", "/api/v1/partners"): (
+        ADMIN_CREATE,
+        lambda c, w, k: c.post(
+            f"{API}/partners",
+            json={
+                "name": f"Partner {uuid.uuid4().hex[:8]}",
+                "scopes": ["sync:read"],
+                "auth_method": "client_secret",
+            },
+        ),
+    ),
+    ("GET", "/api/v1/partners"): (ADMIN, lambda c, w, k: c.get(f"{API}/partners")),
+    ("GET", "/api/v1/partners/{partner_id}"): (
+        ADMIN,
+        lambda c, w, k: c.get(f"{API}/partners/{w.partner_id}"),
+    ),
+    ("PATCH", "/api/v1/partners/{partner_id}"): (
+        ADMIN,
+        lambda c, w, k: c.patch(
+            f"{API}/partners/{w.partner_id}",
+            json={"scopes": ["sync:read", "reports:read"]},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/partners/{partner_id}/secret"): (
+        ADMIN,
+        lambda c, w, k: c.post(
+            f"{API}/partners/{w.partner_id}/secret", headers={"If-Match": '"1"'}
+        ),
+    ),
+    ("POST", "/api/v1/auth/logout"): (SIGNED_IN, lambda c, w, k: c.post(f"{API}/auth/logout")),
+}
+
+# Reachable without a token, on purpose: signing in and getting tokens.
+OPEN_ROUTES = {
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/token"),
+}
+
+
+def _person_body() -> dict[str, Any]:
+    from tests.factories import person_body
+
+    return person_body()
+
+
+def _source_body() -> dict[str, Any]:
+    return {
+        "publisher": "Regional monitor",
+        "title": "Court hearing report",
+        "reliability": "B",
+        "credibility": 2,
+        "is_public": False,
+        "witness": "A relative, reachable through the office",
+    }
+
+
+def _api_routes(app: FastAPI) -> list[Any]:
+    """Every API route as served (FastAPI resolves included routers lazily)."""
+    return [
+        route
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute) and route.path.startswith("/api/v1")
+    ]
+
+
+def _route_keys(app: FastAPI) -> set[tuple[str, str]]:
+    return {(method, route.path) for route in _api_routes(app) for method in route.methods}
+
+
+def test_every_route_has_an_entry(app: FastAPI) -> None:
+    assert _route_keys(app) == set(MATRIX) | OPEN_ROUTES
+
+
+def _dependency_calls(route: Any) -> list[object]:
+    found = []
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        found.append(dependant.call)
+        stack.extend(dependant.dependencies)
+    return found
+
+
+def test_every_route_declares_its_action_or_is_marked_open(app: FastAPI) -> None:
+    for route in _api_routes(app):
+        calls = _dependency_calls(route)
+        actions = [call.action for call in calls if isinstance(call, Requires)]
+        for method in route.methods:
+            if (method, route.path) in OPEN_ROUTES:
+                assert open_route in calls, route.path
+                assert not actions, route.path
+            else:
+                assert len(actions) == 1, f"{method} {route.path} declares {actions}"
+
+
+async def _build_world(coordinator: httpx.AsyncClient, caseworker_id: uuid.UUID) -> World:
+    other_caseworker = str(uuid.uuid4())
+    persons = {kind: await create_person(coordinator) for kind in KINDS}
+    cases = {}
+    setups = {
+        "own": {"jurisdiction": "BY", "assigned_caseworkers": [str(caseworker_id)]},
+        "foreign": {"jurisdiction": "RU"},
+        "high": {
+            "jurisdiction": "BY",
+            "confidentiality": "high",
+            "assigned_caseworkers": [other_caseworker],
+        },
+    }
+    for kind, overrides in setups.items():
+        history = [event("detained", "2021-08-10"), event("sentenced", "2022-02-01")]
+        response = await coordinator.post(
+            f"{API}/cases",
+            json=case_body(str(persons[kind]["id"]), history, **overrides),
+        )
+        assert response.status_code == 201, response.text
+        case = response.json()
+        events = (await coordinator.get(f"{API}/cases/{case['id']}/status-events")).json()
+        case["last_event_id"] = events["events"][-1]["id"]
+        cases[kind] = case
+    # A collective event on a separate case file, so it changes none of the three.
+    spare = await coordinator.post(f"{API}/cases", json=case_body(str(persons["own"]["id"])))
+    collective = await coordinator.post(
+        f"{API}/collective-events",
+        json={
+            "title": "Amnesty",
+            "kind": "amnesty",
+            "to_status": "released",
+            "confidence": "confirmed",
+            "effective_date": "2023-02-01",
+            "details": {"release_reason": "other"},
+            "case_file_ids": [spare.json()["id"]],
+        },
+    )
+    assert collective.status_code == 201, collective.text
+    source = await coordinator.post(f"{API}/sources", json=_source_body())
+    assert source.status_code == 201, source.text
+    return World(cases, persons, source.json(), collective.json()["id"], "", "")
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(MATRIX))
+async def test_matrix(
+    app: FastAPI,
+    sign_in_as: Callable[..., Awaitable[SignedIn]],
+    method: str,
+    path: str,
+) -> None:
+    expected, call = MATRIX[(method, path)]
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    callers: dict[str, httpx.AsyncClient] = {"coordinator": coordinator}
+    caseworker = await sign_in_as(Role.caseworker)
+    callers["caseworker"] = caseworker.client
+    for role in (Role.admin, Role.analyst, Role.auditor):
+        callers[role.value] = (await sign_in_as(role)).client
+    partner, secret = await create_partner(
+        app,
+        scopes=["sync:read"],
+        agreement={"jurisdiction": "BY", "recognised_only": False, "max_tier": "restricted"},
+    )
+    partner_client = api_client(app)
+    token = await partner_token(partner_client, partner.client_id, str(secret))
+    partner_client.headers["Authorization"] = f"Bearer {token}"
+    callers["partner"] = partner_client
+    world = None
+    try:
+        for role in ROLES:
+            for index, kind in enumerate(KINDS):
+                # Writes change versions and statuses: they get a fresh world (and target
+                # account and partner) per attempt; reads share one.
+                if world is None or method != "GET":
+                    world = await _build_world(coordinator, caseworker.account.id)
+                    world.user_id = str((await create_account(app, Role.analyst)).id)
+                    world.partner_id = str((await create_partner(app, scopes=["sync:read"]))[0].id)
+                caller = callers[role]
+                response = await call(caller, world, kind)
+                assert response.status_code == expected[role][index], (
+                    f"{role} {method} {path} on the {kind} record: "
+                    f"{response.status_code} {response.text[:300]}"
+                )
+                if method == "POST" and path.endswith("/logout"):
+                    # The caller just signed out; sign in again for the next attempt.
+                    callers[role] = await _fresh(app, sign_in_as, role, partner, secret)
+                    if role == "coordinator":
+                        coordinator = callers[role]
+    finally:
+        await partner_client.aclose()
+
+
+async def _fresh(
+    app: FastAPI,
+    sign_in_as: Callable[..., Awaitable[SignedIn]],
+    role: str,
+    partner: Any,
+    secret: str | None,
+) -> httpx.AsyncClient:
+    if role == "partner":
+        client = api_client(app)
+        token = await partner_token(client, partner.client_id, str(secret))
+        client.headers["Authorization"] = f"Bearer {token}"
+        return client
+    return (await sign_in_as(Role(role))).client
