@@ -72,9 +72,7 @@ async def create_partner(app: FastAPI, **fields: Any) -> tuple[Any, str | None]:
         {"name": f"partner-{secrets.token_hex(3)}", "auth_method": "client_secret", **fields}
     )
     async with app.state.session_factory() as session:
-        partner, secret = await identity_service.create_partner(
-            session, app.state.security, data
-        )
+        partner, secret = await identity_service.create_partner(session, app.state.security, data)
         await session.commit()
     return partner, secret
 

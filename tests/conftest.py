@@ -2,22 +2,20 @@
 real ASGI app. Each test starts from empty tables."""
 
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.access.principal import Role
 from app.core import embedded
 from app.core.config import Environment, Settings
 from app.core.db import metadata
 from app.core.migrations import upgrade_async
-from app.access.principal import Role
 from app.main import create_app
 from tests.auth import SignedIn, api_client, create_account, log_in
 

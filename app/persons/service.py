@@ -107,7 +107,7 @@ async def _links(
 
 def _view(
     caller: Caller,
-    keys: DataKeyRing,
+    keys: DataKeyRing | None,
     person: Person,
     names: list[PersonName],
     links: tuple[bool, bool],
@@ -122,7 +122,7 @@ def _view(
     )
     clearance = caller.clearance("person", resource)
     confidential: dict[str, Any] = {}
-    if clearance >= Tier.confidential:
+    if clearance >= Tier.confidential and keys is not None:
         confidential = {
             column: keys.open_json("person", column, person.id, getattr(person, column))
             for column in CONFIDENTIAL_COLUMNS
@@ -160,7 +160,7 @@ async def get(
         raise NotFound("No such person.")
     links = (await _links(session, caller, [person_id])).get(person_id, (False, False))
     names = await repository.names_of(session, [person_id])
-    return _view(caller, keys or _SEALED, person, names.get(person_id, []), links)
+    return _view(caller, keys, person, names.get(person_id, []), links)
 
 
 async def update(
@@ -196,19 +196,6 @@ async def lock(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> P
 
 async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str | None:
     return await repository.recognition_status(session, person_id)
-
-
-class _SealedRing(DataKeyRing):
-    """Stands in when confidential values are not needed: opening one is a bug."""
-
-    def __init__(self) -> None:
-        pass
-
-    def open(self, table: str, column: str, row_id: object, envelope: bytes) -> bytes:
-        raise RuntimeError("confidential values were not meant to be opened here")
-
-
-_SEALED = _SealedRing()
 
 
 async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str) -> None:

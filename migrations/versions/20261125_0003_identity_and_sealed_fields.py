@@ -145,12 +145,13 @@ def downgrade() -> None:
     op.drop_table("app_user")
 
 
-# (table, column, holds JSON)
-CONFIDENTIAL = (
-    ("person", "relatives", True),
-    ("person", "contacts", True),
-    ("person", "address", False),
-    ("source", "witness", False),
+# (table, column, plain type). Person values are sealed as JSON (what the persons service
+# does), the witness as its text (what the sources service does).
+CONFIDENTIAL: tuple[tuple[str, str, str], ...] = (
+    ("person", "relatives", "jsonb"),
+    ("person", "contacts", "jsonb"),
+    ("person", "address", "text"),
+    ("source", "witness", "text"),
 )
 
 
@@ -164,7 +165,7 @@ def _ring() -> Any:
 def _seal_columns() -> None:
     bind = op.get_bind()
     ring = None
-    for table, column, is_json in CONFIDENTIAL:
+    for table, column, _ in CONFIDENTIAL:
         op.alter_column(table, column, new_column_name=f"{column}_plain")
         op.add_column(table, sa.Column(column, sa.LargeBinary(), nullable=True))
         rows = bind.execute(
@@ -173,9 +174,9 @@ def _seal_columns() -> None:
         for row_id, plain in rows:
             ring = ring or _ring()
             sealed = (
-                ring.seal_json(table, column, row_id, plain)
-                if is_json
-                else ring.seal(table, column, row_id, plain.encode())
+                ring.seal(table, column, row_id, plain.encode())
+                if table == "source"
+                else ring.seal_json(table, column, row_id, plain)
             )
             bind.execute(
                 sa.text(f"UPDATE {table} SET {column} = :sealed WHERE id = :id"),
@@ -187,22 +188,27 @@ def _seal_columns() -> None:
 def _unseal_columns() -> None:
     bind = op.get_bind()
     ring = None
-    for table, column, is_json in CONFIDENTIAL:
-        plain_type = postgresql.JSONB() if is_json else sa.Text()
-        op.add_column(table, sa.Column(f"{column}_plain", plain_type, nullable=True))
+    for table, column, plain_type in CONFIDENTIAL:
+        column_type = postgresql.JSONB() if plain_type == "jsonb" else sa.Text()
+        op.add_column(table, sa.Column(f"{column}_plain", column_type, nullable=True))
         rows = bind.execute(
             sa.text(f"SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL")
         ).all()
         for row_id, sealed in rows:
             ring = ring or _ring()
-            opened = ring.open(table, column, row_id, sealed).decode()
+            if table == "source":
+                plain: Any = ring.open(table, column, row_id, sealed).decode()
+            else:
+                plain = ring.open_json(table, column, row_id, sealed)
+            if plain_type == "jsonb":
+                plain = json.dumps(plain)
             bind.execute(
                 sa.text(
                     f"UPDATE {table} SET {column}_plain = "
-                    + ("CAST(:plain AS jsonb)" if is_json else ":plain")
+                    + ("CAST(:plain AS jsonb)" if plain_type == "jsonb" else ":plain")
                     + " WHERE id = :id"
                 ),
-                {"plain": opened if not is_json else json.dumps(json.loads(opened)), "id": row_id},
+                {"plain": plain, "id": row_id},
             )
         op.drop_column(table, column)
         op.alter_column(table, f"{column}_plain", new_column_name=column)

@@ -1,0 +1,129 @@
+"""Lists apply the policies in SQL; reads ask Cedar. Over a generated population of records
+and principals, a record appears in a list exactly when reading it alone is allowed."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.access.principal import Role
+from tests.auth import SignedIn, api_client, create_partner, partner_token
+from tests.factories import API, case_body, create_person, event
+
+record = st.fixed_dictionaries(
+    {
+        "jurisdiction": st.sampled_from(["BY", "RU"]),
+        "confidentiality": st.sampled_from(["normal", "high"]),
+        "assigned_to_caseworker": st.booleans(),
+        "recognised": st.booleans(),
+        "listed_for_partner": st.booleans(),
+    }
+)
+agreement = st.fixed_dictionaries(
+    {
+        "jurisdiction": st.sampled_from(["BY", "RU", None]),
+        "recognised_only": st.booleans(),
+        "max_tier": st.sampled_from(["public", "restricted"]),
+    }
+)
+
+
+async def _listed(client: httpx.AsyncClient, path: str) -> set[str]:
+    found: set[str] = set()
+    url: str | None = f"{path}?limit=200"
+    while url:
+        response = await client.get(url)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found |= {item["id"] for item in page["items"]}
+        url = page["next"]
+    return found
+
+
+async def _readable(client: httpx.AsyncClient, path: str, ids: list[str]) -> set[str]:
+    readable = set()
+    for record_id in ids:
+        status = (await client.get(f"{path}/{record_id}")).status_code
+        assert status in (200, 404), status
+        if status == 200:
+            readable.add(record_id)
+    return readable
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(records=st.lists(record, min_size=1, max_size=6), terms=agreement)
+async def test_a_record_is_listed_exactly_when_it_may_be_read(
+    app: FastAPI,
+    db: Any,
+    sign_in_as: Callable[..., Awaitable[SignedIn]],
+    records: list[dict[str, Any]],
+    terms: dict[str, Any],
+) -> None:
+    await db.execute("TRUNCATE person, case_file, partner, app_user CASCADE")
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    caseworker = await sign_in_as(Role.caseworker)
+    case_ids: list[str] = []
+    person_ids: list[str] = []
+    listed_ids: list[uuid.UUID] = []
+    for item in records:
+        person = await create_person(coordinator)
+        person_ids.append(person["id"])
+        if item["recognised"]:
+            decided = await coordinator.post(
+                f"{API}/persons/{person['id']}/recognition",
+                json={
+                    "status": "political_prisoner",
+                    "criteria": ["G3.1a"],
+                    "decided_on": "2022-01-10",
+                },
+                headers={"If-Match": '"0"'},
+            )
+            assert decided.status_code == 201, decided.text
+        response = await coordinator.post(
+            f"{API}/cases",
+            json=case_body(
+                person["id"],
+                [event("detained", "2021-08-10")],
+                jurisdiction=item["jurisdiction"],
+                confidentiality=item["confidentiality"],
+                assigned_caseworkers=(
+                    [str(caseworker.account.id)] if item["assigned_to_caseworker"] else []
+                ),
+            ),
+        )
+        assert response.status_code == 201, response.text
+        case_ids.append(response.json()["id"])
+        if item["listed_for_partner"]:
+            listed_ids.append(uuid.UUID(response.json()["id"]))
+
+    partner, secret = await create_partner(
+        app,
+        scopes=["sync:read"],
+        agreement={**terms, "case_file_ids": [str(i) for i in listed_ids]},
+    )
+    partner_client = api_client(app)
+    partner_client.headers["Authorization"] = (
+        f"Bearer {await partner_token(partner_client, partner.client_id, str(secret))}"
+    )
+    callers = {
+        "coordinator": coordinator,
+        "caseworker": caseworker.client,
+        "analyst": (await sign_in_as(Role.analyst)).client,
+        "partner": partner_client,
+    }
+    try:
+        for name, caller in callers.items():
+            for path, ids in ((f"{API}/cases", case_ids), (f"{API}/persons", person_ids)):
+                listed = await _listed(caller, path)
+                readable = await _readable(caller, path, ids)
+                assert listed == readable, (name, path, records, terms)
+    finally:
+        await partner_client.aclose()

@@ -1,0 +1,346 @@
+"""Field tiers, no mass assignment, encryption at rest, key rotation and the policy files."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from app.access.policy import POLICY_DIRECTORY, PolicyEngine, PolicyError
+from app.access.principal import Role, Tier
+from app.access.tiers import FIELD_TIERS, refuse_fields_above
+from app.cases.schemas import CaseRead, StatusEventRead
+from app.core.crypto import UndecryptableValue
+from app.core.errors import Forbidden
+from app.persons.schemas import PersonRead
+from app.sources.schemas import SourceRead
+from tests.auth import SignedIn, api_client, create_partner, partner_token
+from tests.conftest import TEST_KEYS_DIR, row_counts
+from tests.factories import API, case_body, event, person_body
+
+SECRET_RELATIVE = "Ala Zyabliцкая-sister"
+SECRET_ADDRESS = "Vulitsa Zialiony Luh 7, flat 12"
+SECRET_WITNESS = "cellmate Yanka, via his mother"
+
+SignIn = Callable[..., Awaitable[SignedIn]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "model"),
+    [
+        ("person", PersonRead),
+        ("case", CaseRead),
+        ("status_event", StatusEventRead),
+        ("source", SourceRead),
+    ],
+)
+def test_every_response_field_has_a_tier(kind: str, model: type[BaseModel]) -> None:
+    assert set(model.model_fields) <= set(FIELD_TIERS[kind])
+
+
+def test_writing_a_field_above_the_clearance_is_refused() -> None:
+    refuse_fields_above("person", {"notes"}, Tier.restricted)
+    with pytest.raises(Forbidden) as refused:
+        refuse_fields_above("person", {"notes", "relatives", "address"}, Tier.restricted)
+    assert refused.value.extensions["fields"] == ["address", "relatives"]
+    with pytest.raises(Forbidden):
+        refuse_fields_above("case", {"detention_places"}, Tier.public)
+
+
+async def _world(sign_in_as: SignIn) -> dict[str, Any]:
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    caseworker = await sign_in_as(Role.caseworker)
+    people = {}
+    for kind in ("assigned", "other"):
+        body = person_body(
+            relatives=[{"name": SECRET_RELATIVE, "relation": "sister"}],
+            address=SECRET_ADDRESS,
+            notes="Needs insulin",
+            names=[
+                *person_body()["names"],
+                {
+                    "value": "Tajny Psieŭdanim",
+                    "script": "Latn",
+                    "kind": "hidden",
+                    "is_public": False,
+                },
+            ],
+        )
+        response = await coordinator.post(f"{API}/persons", json=body)
+        assert response.status_code == 201, response.text
+        people[kind] = response.json()
+    cases = {}
+    for kind, assigned in (("assigned", [str(caseworker.account.id)]), ("other", [])):
+        response = await coordinator.post(
+            f"{API}/cases",
+            json=case_body(
+                people[kind]["id"],
+                [event("detained", "2021-08-10", note="arrested at home")],
+                assigned_caseworkers=assigned,
+                detention_places=[{"place": "Pre-trial prison No. 1"}],
+            ),
+        )
+        assert response.status_code == 201, response.text
+        cases[kind] = response.json()
+    return {"coordinator": coordinator, "caseworker": caseworker, "people": people, "cases": cases}
+
+
+async def test_each_role_receives_the_fields_of_its_clearance(
+    app: FastAPI, sign_in_as: SignIn
+) -> None:
+    world = await _world(sign_in_as)
+    analyst = (await sign_in_as(Role.analyst)).client
+    caseworker = world["caseworker"].client
+    people, cases = world["people"], world["cases"]
+
+    async def person(client: Any, kind: str) -> dict[str, Any]:
+        response = await client.get(f"{API}/persons/{people[kind]['id']}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    # The assigned caseworker sees confidential values of their person...
+    mine = await person(caseworker, "assigned")
+    assert mine["relatives"][0]["name"] == SECRET_RELATIVE
+    assert mine["address"] == SECRET_ADDRESS
+    # ...but only the restricted tier of anyone else: the keys are absent, not null.
+    other = await person(caseworker, "other")
+    assert "relatives" not in other and "address" not in other and "contacts" not in other
+    assert other["notes"] == "Needs insulin" and other["birth_date"] == "1979-03"
+    assert any(not name["is_public"] for name in other["names"])
+    seen_by_analyst = await person(analyst, "assigned")
+    assert "relatives" not in seen_by_analyst and seen_by_analyst["notes"] == "Needs insulin"
+
+    case = (await analyst.get(f"{API}/cases/{cases['other']['id']}")).json()
+    assert case["detention_places"][0]["place"] == "Pre-trial prison No. 1"
+    history = (await analyst.get(f"{API}/cases/{cases['other']['id']}/status-events")).json()
+    assert history["events"][0]["note"] == "arrested at home"
+
+    for max_tier in ("public", "restricted"):
+        partner, secret = await create_partner(
+            app,
+            scopes=["sync:read"],
+            agreement={"jurisdiction": "BY", "recognised_only": False, "max_tier": max_tier},
+        )
+        async with api_client(app) as client:
+            token = await partner_token(client, partner.client_id, str(secret))
+            client.headers["Authorization"] = f"Bearer {token}"
+            shared_person = await person(client, "assigned")
+            shared_case = (await client.get(f"{API}/cases/{cases['assigned']['id']}")).json()
+            events = (
+                await client.get(f"{API}/cases/{cases['assigned']['id']}/status-events")
+            ).json()["events"]
+            listed = (await client.get(f"{API}/persons?q=Psieudanim")).json()["items"]
+        assert "relatives" not in shared_person and "address" not in shared_person
+        hidden_names = [n for n in shared_person["names"] if not n["is_public"]]
+        if max_tier == "public":
+            assert "birth_date" not in shared_person and "notes" not in shared_person
+            assert hidden_names == []
+            assert "detention_places" not in shared_case
+            assert "assigned_caseworkers" not in shared_case
+            assert "note" not in events[0] and "recorded_by" not in events[0]
+            # A name kept out of public view cannot even be searched for.
+            assert listed == []
+        else:
+            assert shared_person["birth_date"] == "1979-03" and hidden_names
+            assert shared_case["detention_places"][0]["place"] == "Pre-trial prison No. 1"
+            assert events[0]["note"] == "arrested at home"
+
+
+async def test_no_mass_assignment(sign_in_as: SignIn, db: asyncpg.Connection) -> None:
+    world = await _world(sign_in_as)
+    caseworker = world["caseworker"]
+    case = world["cases"]["assigned"]
+    before = await row_counts(db)
+    # Choosing who works on a case file is for coordinators only.
+    refused = await caseworker.client.patch(
+        f"{API}/cases/{case['id']}",
+        json={"assigned_caseworkers": []},
+        headers={"If-Match": '"1"'},
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    stored = await db.fetchval(
+        "SELECT assigned_caseworkers FROM case_file WHERE id = $1",
+        __import__("uuid").UUID(case["id"]),
+    )
+    assert [str(i) for i in stored] == [str(caseworker.account.id)]
+    created = await caseworker.client.post(
+        f"{API}/cases",
+        json=case_body(world["people"]["other"]["id"], assigned_caseworkers=[]),
+    )
+    assert created.status_code == 403, created.text
+    assert await row_counts(db) == before
+    # Status, version and reference are derived, never written: unknown to the input model.
+    for field, value in (("status", "released"), ("version", 9), ("reference", "HB-1")):
+        response = await caseworker.client.patch(
+            f"{API}/cases/{case['id']}", json={field: value}, headers={"If-Match": '"1"'}
+        )
+        assert response.status_code == 422, (field, response.text)
+    # A caseworker who opens a case file is assigned to it, so they can go on working.
+    opened = await caseworker.client.post(
+        f"{API}/cases", json=case_body(world["people"]["other"]["id"])
+    )
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["assigned_caseworkers"] == [str(caseworker.account.id)]
+
+
+async def _all_stored_text(db: asyncpg.Connection) -> str:
+    dumps = []
+    for table in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
+        rows = await db.fetch(f'SELECT t::text AS row FROM "{table["tablename"]}" t')
+        dumps.extend(row["row"] for row in rows)
+    # bytea columns render as hex: decode them too, so plain text inside is found.
+    text = "\n".join(dumps)
+    decoded = [
+        bytes.fromhex(match).decode("utf-8", errors="replace")
+        for match in re.findall(r"\\\\x([0-9a-f]+)", text)
+    ]
+    return text + "\n".join(decoded)
+
+
+async def test_the_database_holds_no_confidential_value_in_plain_text(
+    sign_in_as: SignIn, db: asyncpg.Connection
+) -> None:
+    world = await _world(sign_in_as)
+    coordinator = world["coordinator"]
+    source = await coordinator.post(
+        f"{API}/sources",
+        json={
+            "publisher": "Monitor",
+            "title": "Interview",
+            "reliability": "B",
+            "credibility": 2,
+            "is_public": False,
+            "witness": SECRET_WITNESS,
+        },
+    )
+    assert source.status_code == 201 and source.json()["witness"] == SECRET_WITNESS
+    stored = await _all_stored_text(db)
+    for secret in (SECRET_RELATIVE, SECRET_ADDRESS, SECRET_WITNESS, "Zyabli", "Luh 7"):
+        assert secret not in stored
+    totp = world["caseworker"].account.totp_secret
+    assert totp not in stored
+    # Only sealed envelopes: version byte 1, then the key id.
+    envelope = await db.fetchval("SELECT address FROM person WHERE address IS NOT NULL LIMIT 1")
+    assert envelope[0] == 1
+
+
+async def test_a_sealed_value_copied_to_another_row_does_not_open(
+    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection
+) -> None:
+    world = await _world(sign_in_as)
+    first, second = (world["people"][kind]["id"] for kind in ("assigned", "other"))
+    import uuid
+
+    sealed = await db.fetchval("SELECT address FROM person WHERE id = $1", uuid.UUID(first))
+    ring = app.state.security.data_keys
+    assert ring.open_json("person", "address", uuid.UUID(first), sealed) == SECRET_ADDRESS
+    with pytest.raises(UndecryptableValue):
+        ring.open("person", "address", uuid.UUID(second), sealed)
+    with pytest.raises(UndecryptableValue):
+        ring.open("person", "contacts", uuid.UUID(first), sealed)
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(UndecryptableValue):
+        ring.open("person", "address", uuid.UUID(first), tampered)
+    # Two seals of one value differ (a fresh nonce each time).
+    assert ring.seal("person", "address", first, b"x") != ring.seal(
+        "person", "address", first, b"x"
+    )
+    await db.execute("UPDATE person SET address = $1 WHERE id = $2", sealed, uuid.UUID(second))
+    async with api_client(app) as client:
+        client.headers["Authorization"] = world["coordinator"].headers["Authorization"]
+        response = await client.get(f"{API}/persons/{second}")
+    assert response.status_code == 500
+    assert SECRET_ADDRESS not in response.text
+
+
+async def test_keys_rotate_reseals_everything_while_the_app_keeps_serving(
+    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection, database_url: str
+) -> None:
+    world = await _world(sign_in_as)
+    key_file = TEST_KEYS_DIR / "keys" / "data.json"
+    backup = key_file.read_bytes()
+    env = {**os.environ, "DATABASE_URL": database_url, "HABEAS_DATA_DIR": str(TEST_KEYS_DIR)}
+    try:
+        rotated = subprocess.run(
+            [sys.executable, "-m", "app.cli", "keys", "rotate", "--retire"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report = json.loads(rotated.stdout)
+        assert report["remaining_under_old_keys"] == 0
+        assert report["resealed"]["person.address"] == 2
+        assert report["resealed"]["app_user.totp_secret"] >= 2
+        new_kid = report["active_key"]
+        ring_file = json.loads(key_file.read_text())
+        assert ring_file["active"] == new_kid and list(ring_file["keys"]) == [new_kid]
+        prefix = bytes([1, len(new_kid)]) + new_kid.encode()
+        for column in ("address", "relatives"):
+            heads = await db.fetch(f"SELECT {column} FROM person WHERE {column} IS NOT NULL")
+            assert heads and all(bytes(row[0]).startswith(prefix) for row in heads)
+        # The running app learns the new key from the file and still reads everything.
+        caseworker = world["caseworker"].client
+        person = await caseworker.get(f"{API}/persons/{world['people']['assigned']['id']}")
+        assert person.status_code == 200 and person.json()["address"] == SECRET_ADDRESS
+    finally:
+        # Other tests' processes share this key directory: leave a ring that holds both.
+        current = json.loads(key_file.read_text())
+        old = json.loads(backup)
+        key_file.write_text(
+            json.dumps({"active": current["active"], "keys": {**old["keys"], **current["keys"]}})
+        )
+
+
+def test_policies_load_and_name_no_particular_record() -> None:
+    engine = PolicyEngine()
+    assert "permit" in engine.policy_text
+    # Decisions are memoised by facts; that is sound only while policies name roles, areas
+    # and actions, never a particular user, partner or record.
+    named = set(re.findall(r'Habeas::(\w+)::"', engine.policy_text))
+    assert named <= {"Role", "Area", "Action"}
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ("permit (principal, action, resource", "staff.cedar"),
+        (
+            'permit (principal, action == Habeas::Action::"case.read", resource)'
+            " when { resource.no_such_attribute == 1 };",
+            "staff.cedar",
+        ),
+    ],
+)
+def test_a_broken_policy_stops_the_start(tmp_path: Path, broken: str, message: str) -> None:
+    for path in POLICY_DIRECTORY.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    with (tmp_path / "staff.cedar").open("a") as handle:
+        handle.write("\n" + broken + "\n")
+    with pytest.raises(PolicyError, match=message):
+        PolicyEngine(tmp_path)
+
+
+def test_serve_refuses_to_start_on_broken_policies_or_production_without_keys() -> None:
+    env = {**os.environ, "HABEAS_ENV": "production"}
+    env.pop("HABEAS_DATA_KEYS", None)
+    env.pop("HABEAS_JWT_KEYS", None)
+    refused = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--no-migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "Refusing to start" in refused.stderr and "production" in refused.stderr
