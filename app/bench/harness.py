@@ -8,7 +8,7 @@ from typing import Any
 
 import psutil
 
-from app.bench import database
+from app.bench import database, identity
 from app.bench.runner import Result, Server, run_api, run_raw
 from app.bench.workloads import ALL_WORKLOADS
 
@@ -27,13 +27,17 @@ class Plan:
 
 
 async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
+    keys = identity.key_env(plan.data_dir)
     url = await database.prepare(scale, plan.data_dir, plan.server_url)
-    server = Server(url)
+    server = Server(url, keys)
     results = []
     try:
         await server.wait_ready()
+        # Every request is authenticated, policy-checked and redacted, as in production.
+        signed_in = await identity.sign_in(url, server.base_url, keys)
         for name in names:
             workload = ALL_WORKLOADS[name]()
+            workload.identity = signed_in
             print(f"  {scale} {name}: API ...", end="", flush=True)  # noqa: T201
             api, rss_mb = await run_api(workload, server, url, plan.warmup, plan.duration)
             print(" raw ...", end="", flush=True)  # noqa: T201
@@ -43,6 +47,7 @@ async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
             results.append(result)
     finally:
         server.stop()
+        await identity.remove_accounts(url)
     return results
 
 

@@ -69,11 +69,12 @@ def _free_port() -> int:
 class Server:
     """The real server: `habeas serve` with production settings and 2 workers."""
 
-    def __init__(self, database_url: str, workers: int = 2) -> None:
+    def __init__(self, database_url: str, key_env: dict[str, str], workers: int = 2) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
+            **key_env,
             "DATABASE_URL": database_url,
             "HABEAS_ENV": "production",
             "HABEAS_LOG_LEVEL": "WARNING",
@@ -190,7 +191,7 @@ async def run_api(
                 request.method,
                 request.path,
                 json=request.body,
-                headers=request.headers,
+                headers={**workload.auth_headers, **request.headers},
                 params=request.params,
             ) as response:
                 body = await response.read()

@@ -13,7 +13,9 @@ from typing import Any
 import asyncpg
 
 from app.cases import repository
+from app.core.clock import utcnow
 from app.core.ids import new_id
+from app.identity import repository as identity_repository
 from app.persons.models import Person, PersonName
 from app.persons.names import skeleton, tokens
 
@@ -76,12 +78,36 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BenchIdentity:
+    """The signed-in benchmark account: its token for the API, and its ids for the
+    baseline, which runs the same per-request session check the API runs."""
+
+    token: str
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
 class Workload:
     """One measured operation. Workers get disjoint shares of the prepared records, so
     concurrent writes never wait on each other's row locks."""
 
     name: str = ""
     concurrency: int = 16
+    identity: BenchIdentity | None = None
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.identity.token}"} if self.identity else {}
+
+    async def authenticate(self, connection: asyncpg.Connection) -> None:
+        if self.identity is not None:
+            await connection.fetchval(
+                identity_repository.SQL_LIVE_SESSION,
+                self.identity.session_id,
+                self.identity.user_id,
+                utcnow(),
+            )
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
         """Pick the records to use; called before each phase (API, then raw)."""
@@ -113,6 +139,7 @@ class CaseRead(Workload):
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
         async with connection.transaction():
+            await self.authenticate(connection)
             await connection.fetchrow(repository.SQL_CASE, rng.choice(self.ids))
 
 
@@ -131,6 +158,7 @@ class CaseList(Workload):
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
         async with connection.transaction():
+            await self.authenticate(connection)
             await connection.fetch(
                 SQL_CASE_LIST,
                 [rng.choice(FOREIGN)],
@@ -156,6 +184,7 @@ class NameSearch(Workload):
         key = rng.choice(self.keys)
         words = tokens(key)
         async with connection.transaction():
+            await self.authenticate(connection)
             found = await connection.fetch(SQL_SEARCH, key, PAGE_SIZE + 1, words)
             await connection.fetch(SQL_NAMES, [row["id"] for row in found])
 
@@ -233,6 +262,7 @@ class StatusTransition(Workload):
         case_id = rng.choice(self.owned[worker])
         now = datetime.now(UTC)
         async with connection.transaction():
+            await self.authenticate(connection)
             case = await connection.fetchrow(repository.SQL_CASE_LOCKED, case_id)
             events = await connection.fetch(repository.SQL_EVENTS, [case_id])
             await connection.execute(
@@ -295,6 +325,7 @@ class CollectiveTransition(Workload):
         now = datetime.now(UTC)
         collective_id = new_id()
         async with connection.transaction():
+            await self.authenticate(connection)
             await connection.execute(
                 SQL_INSERT_COLLECTIVE,
                 collective_id,

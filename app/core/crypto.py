@@ -63,7 +63,7 @@ def _parse(text: str, what: str) -> _RingDocument:
     return _RingDocument(active, keys)
 
 
-def _write_private(path: Path, document: Mapping[str, Any]) -> None:
+def write_key_file(path: Path, document: Mapping[str, Any]) -> None:
     """Write atomically with owner-only permissions (the file holds secret keys)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_suffix(path.suffix + ".tmp")
@@ -212,7 +212,7 @@ def data_key_ring(settings: Settings) -> DataKeyRing:
     source = _source(settings, settings.data_keys, settings.data_key_file, "data.json", "data keys")
     if source.path is not None and not source.path.exists() and settings.data_key_file is None:
         kid = _new_kid()
-        _write_private(source.path, {"active": kid, "keys": {kid: new_data_key()}})
+        write_key_file(source.path, {"active": kid, "keys": {kid: new_data_key()}})
     return DataKeyRing(source)
 
 
@@ -220,7 +220,7 @@ def rotate_data_key_file(path: Path) -> str:
     """Add a new data key to the file and make it the one new values are sealed with."""
     document = _parse(path.read_text(), str(path))
     kid = _new_kid()
-    _write_private(path, {"active": kid, "keys": {**document.keys, kid: new_data_key()}})
+    write_key_file(path, {"active": kid, "keys": {**document.keys, kid: new_data_key()}})
     return kid
 
 
@@ -228,7 +228,7 @@ def retire_data_keys(path: Path, keep: frozenset[str]) -> list[str]:
     document = _parse(path.read_text(), str(path))
     retired = [kid for kid in document.keys if kid not in keep and kid != document.active]
     kept = {kid: key for kid, key in document.keys.items() if kid not in retired}
-    _write_private(path, {"active": document.active, "keys": kept})
+    write_key_file(path, {"active": document.active, "keys": kept})
     return retired
 
 
@@ -279,12 +279,12 @@ def signing_key_ring(settings: Settings) -> SigningKeyRing:
     source = _source(settings, settings.jwt_keys, settings.jwt_key_file, "jwt.json", "JWT keys")
     if source.path is not None and not source.path.exists() and settings.jwt_key_file is None:
         key = new_signing_key()
-        _write_private(source.path, {"active": key["kid"], "keys": {key["kid"]: key}})
+        write_key_file(source.path, {"active": key["kid"], "keys": {key["kid"]: key}})
     return SigningKeyRing(source)
 
 
 def rotate_signing_key_file(path: Path) -> str:
     document = _parse(path.read_text(), str(path))
     key = new_signing_key()
-    _write_private(path, {"active": key["kid"], "keys": {**document.keys, key["kid"]: key}})
+    write_key_file(path, {"active": key["kid"], "keys": {**document.keys, key["kid"]: key}})
     return str(key["kid"])

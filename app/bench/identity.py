@@ -1,0 +1,86 @@
+"""The benchmark's own keys and account: the server runs in production mode, so it needs
+configured keys, and every measured request is authenticated like a caseworker's."""
+
+import secrets
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pyotp
+
+from app.access.principal import Role
+from app.bench.workloads import BenchIdentity
+from app.core.config import Environment, Settings
+from app.core.crypto import new_data_key, new_signing_key, write_key_file
+from app.core.db import create_engine, session_factory
+from app.core.embedded import asyncpg_connect_kwargs
+from app.identity import service
+from app.identity.schemas import UserCreate
+from app.identity.tokens import unverified_parts
+
+BENCH_USER_PREFIX = "bench-"
+
+
+def key_env(data_dir: Path) -> dict[str, str]:
+    """Key files kept for the benchmark under `data_dir/bench-keys` (made once)."""
+    directory = data_dir / "bench-keys"
+    jwt_file, data_file = directory / "jwt.json", directory / "data.json"
+    if not jwt_file.exists():
+        key = new_signing_key()
+        write_key_file(jwt_file, {"active": key["kid"], "keys": {key["kid"]: key}})
+    if not data_file.exists():
+        write_key_file(data_file, {"active": "bench-1", "keys": {"bench-1": new_data_key()}})
+    return {"HABEAS_JWT_KEY_FILE": str(jwt_file), "HABEAS_DATA_KEY_FILE": str(data_file)}
+
+
+async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> BenchIdentity:
+    """Create a coordinator and sign it in through the API with password and TOTP."""
+    from app.main import security_kit
+
+    settings = Settings(
+        _env_file=None,
+        env=Environment.production,
+        database_url=database_url,
+        jwt_key_file=Path(keys["HABEAS_JWT_KEY_FILE"]),
+        data_key_file=Path(keys["HABEAS_DATA_KEY_FILE"]),
+    )
+    kit = security_kit(settings)
+    engine = create_engine(database_url, settings)
+    username = BENCH_USER_PREFIX + secrets.token_hex(4)
+    password = secrets.token_urlsafe(18)
+    try:
+        async with session_factory(engine)() as session:
+            _, secret = await service.create_user(
+                session,
+                kit,
+                UserCreate(username=username, role=Role.coordinator, password=password),
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    async with aiohttp.ClientSession() as client:
+        body = {"username": username, "password": password, "code": pyotp.TOTP(secret).now()}
+        async with client.post(f"{base_url}/api/v1/auth/login", json=body) as response:
+            if response.status != 200:
+                raise RuntimeError(f"benchmark sign-in failed: {await response.text()}")
+            token = (await response.json())["access_token"]
+    _, claims = unverified_parts(token)
+    return BenchIdentity(token, uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+
+
+async def remove_accounts(database_url: str) -> None:
+    connection = await asyncpg.connect(**asyncpg_connect_kwargs(database_url))
+    try:
+        async with connection.transaction():
+            await connection.execute(
+                "DELETE FROM refresh_token WHERE session_id IN (SELECT s.id FROM user_session s"
+                " JOIN app_user u ON u.id = s.user_id WHERE u.username LIKE 'bench-%')"
+            )
+            await connection.execute(
+                "DELETE FROM user_session WHERE user_id IN"
+                " (SELECT id FROM app_user WHERE username LIKE 'bench-%')"
+            )
+            await connection.execute("DELETE FROM app_user WHERE username LIKE 'bench-%'")
+    finally:
+        await connection.close()
