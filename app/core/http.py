@@ -31,7 +31,7 @@ def required_version(if_match: str | None) -> int:
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag of the version read")]
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="Repeat a create safely (kept 24 h)."),

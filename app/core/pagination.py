@@ -30,7 +30,7 @@ class PageRequest(BaseModel):
     cursor: str | None
 
 
-def page_request(
+async def page_request(
     request: Request,
     limit: Annotated[
         int | None, Query(ge=1, description="Page size; the maximum is fixed.")

@@ -38,7 +38,7 @@ class IdempotentCreate:
         return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
 
 
-def _idempotent_create(
+async def _idempotent_create(
     request: Request,
     session: SessionDep,
     key: Annotated[str | None, Depends(idempotency_key)],
