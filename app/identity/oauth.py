@@ -41,6 +41,7 @@ SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 MAX_ASSERTION_LIFETIME_SECONDS = 600
 MAX_FORM_VALUE = 8192
+MAX_JTI_CHARS = 200
 
 
 @dataclass
@@ -90,12 +91,17 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
         expires = claims.get("exp")
         if not isinstance(expires, int) or expires - time.time() > MAX_ASSERTION_LIFETIME_SECONDS:
             return False
-        # Recorded after the grant succeeds, in the request's transaction.
-        self._seen.append((str(jti), expires))
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
+            return False
+        # Recorded after the grant succeeds, in the request's transaction, and kept until
+        # the assertion cannot be accepted any more (its expiry plus the clock leeway).
+        self._seen.append((jti, expires + self.leeway))
         return True
 
     def resolve_client_public_key(self, client: PartnerClient) -> KeySet:
-        jwks: Any = client.partner.public_jwks or {"keys": []}
+        if not client.partner.public_jwks:
+            raise InvalidClientError(description="This client authenticates with a secret.")
+        jwks: Any = client.partner.public_jwks
         return KeySet.import_key_set(jwks)
 
 
@@ -205,7 +211,7 @@ def _named_client_id(form: Mapping[str, str], headers: Mapping[str, str]) -> str
             claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
             subject = claims.get("sub") if isinstance(claims, dict) else None
             return subject if isinstance(subject, str) else None
-        except (ValueError, IndexError, TypeError):
+        except (ValueError, IndexError, TypeError, RecursionError):
             return None
     authorization = headers.get("authorization", "")
     if authorization.lower().startswith("basic "):
@@ -231,7 +237,13 @@ async def token_response(
     client = PartnerClient(partner, kit.passwords.verify) if partner is not None else None
     server = _Server(client, kit, token_url)
     request = _FormRequest(token_url, headers, form)
-    outcome: _Outcome = await asyncio.to_thread(server.create_token_response, request)
+    try:
+        outcome: _Outcome = await asyncio.to_thread(server.create_token_response, request)
+    except (JoseError, ValueError, TypeError, KeyError, RecursionError):
+        # A malformed assertion that authlib's own parsing does not turn into an OAuth error.
+        return _Outcome(
+            401, {"error": "invalid_client", "error_description": "The client is not valid."}
+        )
     if outcome.status == 200 and partner is not None:
         for jti, expires in server.seen_assertions:
             fresh = await service.claim_assertion(

@@ -108,11 +108,9 @@ async def token(session: SessionDep, request: Request) -> JSONResponse:
         request.headers,
         "https://habeas" + token_url,
     )
-    return JSONResponse(
-        outcome.body,
-        status_code=outcome.status,
-        headers={**dict(outcome.headers), "Cache-Control": "no-store"},
-    )
+    # authlib's own Cache-Control/Pragma are left out: every response gets them once from
+    # the security headers middleware.
+    return JSONResponse(outcome.body, status_code=outcome.status)
 
 
 async def _token_form(request: Request) -> dict[str, str]:

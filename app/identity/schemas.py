@@ -129,7 +129,7 @@ class Jwks(BaseModel):
 class PartnerCreate(BaseModel):
     model_config = INPUT
 
-    name: Label
+    name: Annotated[Label, StringConstraints(max_length=200)]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)]
     auth_method: Literal["private_key_jwt", "client_secret"] = "private_key_jwt"
     public_jwks: Jwks | None = None

@@ -1,6 +1,7 @@
 """Use cases of identity: accounts, sign-in with password and one-time code, sessions with
 rotating refresh tokens, partner clients, and turning a bearer token into a Principal."""
 
+import asyncio
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 import structlog
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.principal import Principal, PrincipalKind, Role, SharingAgreement, Tier
@@ -70,6 +72,20 @@ class SecurityKit:
     oidc: OidcVerifier | None
 
 
+async def _hash(kit: SecurityKit, secret: str) -> str:
+    # argon2id is deliberately slow (tens of ms): off the event loop, so one sign-in does
+    # not stall every other request of the worker.
+    return await asyncio.to_thread(kit.passwords.hash, secret)
+
+
+async def _add_unique(session: AsyncSession, row: object, taken: str) -> None:
+    """Insert; a concurrent insert of the same unique name is a 409, not a 500."""
+    try:
+        await repository.add(session, row)
+    except IntegrityError:
+        raise Conflict(taken) from None
+
+
 # Accounts -------------------------------------------------------------------------------
 
 
@@ -89,12 +105,12 @@ async def create_user(
     secret = new_totp_secret()
     user = AppUser(
         username=data.username,
-        password_hash=kit.passwords.hash(data.password),
+        password_hash=await _hash(kit, data.password),
         role=data.role,
         totp_secret=b"",
     )
     user.totp_secret = _seal_totp(kit, user.id, secret)
-    await repository.add(session, user)
+    await _add_unique(session, user, "That username is taken.")
     return user, secret
 
 
@@ -147,7 +163,7 @@ async def update_user(
         user.disabled = data.disabled
         ends_sessions = ends_sessions or data.disabled
     if data.password is not None:
-        user.password_hash = kit.passwords.hash(data.password)
+        user.password_hash = await _hash(kit, data.password)
         ends_sessions = True
     now = utcnow()
     user.version += 1
@@ -199,7 +215,9 @@ async def sign_in(
 
     user = await repository.user_by_username(session, username.lower())
     # Every path verifies one argon2 hash, so an unknown user costs what a known one does.
-    password_ok = kit.passwords.verify(user.password_hash if user else None, password)
+    password_ok = await asyncio.to_thread(
+        kit.passwords.verify, user.password_hash if user else None, password
+    )
     step = None
     if user is not None and password_ok and not user.disabled:
         step = matching_totp_step(_open_totp(kit, user), code, user.totp_last_step)
@@ -218,7 +236,7 @@ async def sign_in(
 
     user.totp_last_step = step
     if kit.passwords.needs_rehash(user.password_hash):
-        user.password_hash = kit.passwords.hash(password)
+        user.password_hash = await _hash(kit, password)
     await repository.save(session, user)
     await repository.clear_failures(session, account_key)
     user_session = UserSession(
@@ -380,10 +398,10 @@ async def create_partner(
         partner.public_jwks = _checked_jwks(data.public_jwks)
     else:
         secret = secrets.token_urlsafe(32)
-        partner.secret_hash = kit.passwords.hash(secret)
+        partner.secret_hash = await _hash(kit, secret)
     if await repository.partner_name_taken(session, data.name):
         raise Conflict("A partner with that name exists.")
-    await repository.add(session, partner)
+    await _add_unique(session, partner, "A partner with that name exists.")
     return partner, secret
 
 
@@ -436,7 +454,7 @@ async def new_partner_secret(
     if partner.auth_method != "client_secret":
         raise UnprocessableInput("This partner authenticates with a private-key JWT.")
     secret = secrets.token_urlsafe(32)
-    partner.secret_hash = kit.passwords.hash(secret)
+    partner.secret_hash = await _hash(kit, secret)
     partner.version += 1
     partner.updated_at = utcnow()
     await repository.save(session, partner)

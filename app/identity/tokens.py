@@ -26,15 +26,18 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type)
 FORBIDDEN_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
 CLOCK_LEEWAY_SECONDS = 30
 VERIFIED_CACHE_SIZE = 10_000
+MAX_TOKEN_CHARS = 16_384
 
 
 def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and claims of a compact JWS, for routing only (never for decisions)."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise Unauthenticated("The access token is too long.")
     try:
         header_b64, payload_b64, _ = token.split(".")
         header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
         payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise Unauthenticated("The access token is malformed.") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise Unauthenticated("The access token is malformed.")

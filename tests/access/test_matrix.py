@@ -89,7 +89,7 @@ DOCUMENT = expect(coordinator=201, caseworker=201, others=403)
 COORDINATE = expect(coordinator=201, others=403)
 ADMIN_CREATE = expect(admin=201, others=403)
 ADMIN = expect(admin=200, others=403)
-SIGNED_IN = expect(others=204)
+SIGNED_IN = expect(partner=403, others=204)
 
 Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
 
