@@ -100,7 +100,10 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
         server_header=False,
-        proxy_headers=False,
+        # The client address (sign-in throttling) comes from X-Forwarded-For only when the
+        # request arrives from a configured proxy.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 
@@ -319,19 +322,11 @@ def keys_rotate(
     signing: Annotated[
         bool, typer.Option("--signing", help="Rotate the token-signing key instead.")
     ] = False,
-    retire: Annotated[
-        bool, typer.Option(help="Afterwards, drop data keys no value is sealed with any more.")
-    ] = False,
 ) -> None:
     """Add a new key and make it active. For data keys, seal every confidential value again
     under it, in small batches, while the servers keep running."""
-    from app.core.crypto import (
-        data_key_ring,
-        retire_data_keys,
-        rotate_data_key_file,
-        rotate_signing_key_file,
-    )
-    from app.ops.keys import key_ids_in_use, reseal_all
+    from app.core.crypto import data_key_ring, rotate_data_key_file, rotate_signing_key_file
+    from app.ops.keys import reseal_all
 
     settings = get_settings()
     _security(settings)
@@ -351,19 +346,36 @@ def keys_rotate(
     ring = data_key_ring(settings)
     url = _database_url(settings)
     report = asyncio.run(reseal_all(url, ring))
-    retired: list[str] = []
-    if retire and report.remaining_under_old_keys == 0:
-        retired = retire_data_keys(path, frozenset(asyncio.run(key_ids_in_use(url))))
     typer.echo(
         json.dumps(
             {
                 "active_key": kid,
                 "resealed": report.resealed,
                 "remaining_under_old_keys": report.remaining_under_old_keys,
-                "retired_keys": retired,
             }
         )
     )
+
+
+@keys_cli.command("retire")
+def keys_retire() -> None:
+    """Drop data keys that no stored value is sealed with. Run it a few minutes after
+    `keys rotate`: servers re-read the key file within seconds, but a transaction that
+    began before might still seal a value under the old key; the scan then keeps it."""
+    from app.core.crypto import data_key_ring, retire_data_keys
+    from app.ops.keys import key_ids_in_use, reseal_all
+
+    settings = get_settings()
+    _security(settings)
+    if settings.data_keys is not None:
+        typer.echo("Data keys come from HABEAS_DATA_KEYS; retire them there.", err=True)
+        raise typer.Exit(2)
+    path = settings.data_key_file or settings.keys_dir / "data.json"
+    url = _database_url(settings)
+    # Re-seal stragglers first, then keep every key still in use at the moment of writing.
+    asyncio.run(reseal_all(url, data_key_ring(settings)))
+    retired = retire_data_keys(path, frozenset(asyncio.run(key_ids_in_use(url))))
+    typer.echo(json.dumps({"retired_keys": retired}))
 
 
 def main() -> None:

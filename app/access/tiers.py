@@ -7,6 +7,7 @@ cannot be added without deciding its tier.
 """
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from app.access.principal import Tier
 from app.core.errors import Forbidden
@@ -16,7 +17,7 @@ P, R, C = Tier.public, Tier.restricted, Tier.confidential
 FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
     "person": {
         "id": P,
-        "names": P,  # names marked not public are dropped below restricted (see persons)
+        "names": P,  # names marked not public are confidential (app/persons/schemas.py)
         "gender": P,
         "citizenships": P,
         "region": P,
@@ -73,6 +74,20 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "source_ids": R,
         "recorded_by": R,
     },
+    "recognition_decision": {
+        "id": P,
+        "person_id": P,
+        "version": P,
+        "status": P,
+        "criteria": P,
+        "decided_on": P,
+        "recorded_at": P,
+        "co_signers": R,
+        "rationale": R,
+        "exclusion_reason": R,
+        "source_ids": R,
+        "decided_by": R,
+    },
     "source": {
         "id": P,
         "publisher": P,
@@ -88,6 +103,23 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "recorded_by": R,
     },
 }
+
+
+# Fields inside a nested object, by kind and field: a retraction is public (a partner must
+# know an event was withdrawn), why and by whom is not.
+NESTED_TIERS: Mapping[str, Mapping[str, Mapping[str, Tier]]] = {
+    "status_event": {"retraction": {"reason": R, "recorded_by": R}},
+}
+
+
+def exclusion(kind: str, clearance: Tier) -> dict[str, Any]:
+    """What to leave out of a `kind` record for this clearance, as pydantic's `exclude`."""
+    excluded: dict[str, Any] = dict.fromkeys(_HIDDEN[kind][clearance], True)
+    for field, inner in NESTED_TIERS.get(kind, {}).items():
+        hidden = {name: True for name, tier in inner.items() if tier > clearance}
+        if hidden and field not in excluded:
+            excluded[field] = hidden
+    return excluded
 
 
 def hidden_fields(kind: str, clearance: Tier) -> set[str]:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.http import Caller, requires
-from app.access.tiers import hidden_fields
+from app.access.tiers import exclusion, hidden_fields
 from app.cases import service
 from app.cases.schemas import (
     Article,
@@ -138,7 +138,7 @@ async def read_status_history(
     case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
 ) -> Response:
     view, entries = await service.history(session, caller, case_id)
-    hidden = hidden_fields("status_event", view.clearance)
+    hidden = exclusion("status_event", view.clearance)
     return model_response(
         CaseHistory(
             case_file_id=view.case.id,
@@ -166,7 +166,11 @@ async def append_status_event(
         change = await service.append(session, caller, case_id, expected_version, body)
         return StoredResponse(201, _status_change(change).model_dump(mode="json"))
 
-    return await once.run([body.model_dump(mode="json"), expected_version], produce)
+    return await once.run(
+        [body.model_dump(mode="json"), expected_version],
+        produce,
+        before_replay=lambda: service.may_transition(session, caller, case_id),
+    )
 
 
 @router.post(
@@ -190,4 +194,8 @@ async def retract_status_event(
         )
         return StoredResponse(201, _status_change(change).model_dump(mode="json"))
 
-    return await once.run([body.model_dump(mode="json"), expected_version], produce)
+    return await once.run(
+        [body.model_dump(mode="json"), expected_version],
+        produce,
+        before_replay=lambda: service.may_transition(session, caller, case_id),
+    )

@@ -217,30 +217,36 @@ def history_entries(history: Sequence[EventRecord]) -> list[HistoryEntry]:
     return entries
 
 
-async def _person_must_be_visible(
+async def _visible_person_clearance(
     session: AsyncSession, caller: Caller, person_id: uuid.UUID
-) -> None:
+) -> Tier:
     try:
-        await persons_service.get(session, caller, person_id)
+        return (await persons_service.get(session, caller, person_id)).clearance
     except NotFound as exc:
         raise UnprocessableInput("person_id does not name a person.") from exc
 
 
-def _assignment(caller: Caller, data: CaseCreate) -> list[uuid.UUID]:
-    """Only coordinators choose who works on a case file; a caseworker who opens one is
-    assigned to it, so that they can go on working on it."""
+def _assignment(caller: Caller, data: CaseCreate, person_clearance: Tier) -> list[uuid.UUID]:
+    """Only coordinators choose who works on a case file. A caseworker who opens one for a
+    person already in their care (full clearance on the person) is assigned to it, so that
+    they can go on working on it; opening a case file never grants access to a person's
+    confidential data that the caseworker did not already have."""
     principal = caller.principal
     if "assigned_caseworkers" in data.model_fields_set:
         caller.require("case.assign", area("cases"))
     assigned = list(dict.fromkeys(data.assigned_caseworkers))
-    if principal.role is Role.caseworker and principal.id not in assigned:
+    if (
+        principal.role is Role.caseworker
+        and person_clearance >= Tier.confidential
+        and principal.id not in assigned
+    ):
         assigned.append(principal.id)
     return assigned
 
 
 async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> CaseView:
-    assigned = _assignment(caller, data)
-    await _person_must_be_visible(session, caller, data.person_id)
+    person_clearance = await _visible_person_clearance(session, caller, data.person_id)
+    assigned = _assignment(caller, data, person_clearance)
     await sources_service.ensure_exist(
         session, (i for event in data.status_history for i in event.source_ids)
     )
@@ -284,6 +290,13 @@ async def _visible(
     return case, resource, caller.clearance("case", resource)
 
 
+async def may_transition(session: AsyncSession, caller: Caller, case_id: uuid.UUID) -> None:
+    """Before a stored answer is replayed: the caller may still see and change the case
+    file (access can be withdrawn between the first request and its retry)."""
+    _, resource, _ = await _visible(session, caller, case_id)
+    caller.require("case.transition", resource)
+
+
 async def get(session: AsyncSession, caller: Caller, case_id: uuid.UUID) -> CaseView:
     case, _, clearance = await _visible(session, caller, case_id)
     return CaseView(case, clearance)
@@ -300,6 +313,11 @@ async def update(
     caller.require("case.update", resource)
     if "assigned_caseworkers" in data.model_fields_set:
         caller.require("case.assign", resource)
+    lowered = data.confidentiality is not None and data.confidentiality != case.confidentiality
+    moved = data.jurisdiction is not None and data.jurisdiction != case.jurisdiction
+    if (lowered and data.confidentiality == Confidentiality.normal) or moved:
+        # Both change who may see the case file (staff, and partners' agreements).
+        caller.require("case.classify", resource)
     refuse_fields_above("case", data.model_fields_set, clearance)
     _check_version(case, expected_version)
     for field, value in data.model_dump(mode="json", exclude_unset=True).items():

@@ -34,8 +34,12 @@ def _summary(event: CollectiveEvent) -> CollectiveEventSummary:
 
 
 def _read(view: service.CollectiveView) -> CollectiveEventRead:
+    summary = _summary(view.event).model_dump()
+    # Results list only the case files the caller may read; the count must not reveal
+    # that there are others.
+    summary["case_file_count"] = len(view.results)
     return CollectiveEventRead(
-        **_summary(view.event).model_dump(),
+        **summary,
         results=[
             CollectiveResult(
                 case_file_id=r.case_file_id,

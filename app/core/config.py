@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=200, ge=1)
     idempotency_retention_hours: int = Field(default=24, ge=1)
 
+    # Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated), so
+    # that sign-in throttling sees each client's own address behind a TLS proxy.
+    trusted_proxies: str = ""
+
     log_level: str = "INFO"
     log_json: bool = False
 

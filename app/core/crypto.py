@@ -263,6 +263,11 @@ class SigningKeyRing:
         if kid not in self._kids:
             self._refresh(force=True)
 
+    def still_holds(self, kid: str) -> bool:
+        """Whether the ring (re-read when its file changed) still holds this key."""
+        self._refresh()
+        return kid in self._kids
+
     def _refresh(self, *, force: bool = False) -> None:
         if self._source.changed(force=force):
             self._load()

@@ -19,7 +19,10 @@ class IdempotentCreate:
         self.key = key
 
     async def run(
-        self, request_parts: Any, produce: Callable[[], Awaitable[StoredResponse]]
+        self,
+        request_parts: Any,
+        produce: Callable[[], Awaitable[StoredResponse]],
+        before_replay: Callable[[], Awaitable[None]] | None = None,
     ) -> JSONResponse:
         # Keys are per caller: one caller's key can never replay another's response.
         principal = self.request.state.principal
@@ -31,6 +34,7 @@ class IdempotentCreate:
             request_fingerprint=fingerprint(request_parts),
             retention=timedelta(hours=self.request.app.state.settings.idempotency_retention_hours),
             produce=produce,
+            before_replay=before_replay,
         )
         headers = dict(stored.headers)
         if stored.replayed:

@@ -39,7 +39,10 @@ async def respond_once(
     request_fingerprint: str,
     retention: timedelta,
     produce: Callable[[], Awaitable[StoredResponse]],
+    before_replay: Callable[[], Awaitable[None]] | None = None,
 ) -> StoredResponse:
+    """Run `produce` once per key. A repeat gets the stored response, after `before_replay`
+    (if given) confirms the caller may still see what it holds."""
     if key is None:
         return await produce()
     record_id = await repository.claim(
@@ -53,6 +56,8 @@ async def respond_once(
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request; use a new key."
             )
+        if before_replay is not None:
+            await before_replay()
         return StoredResponse(
             existing.status_code,
             existing.response_body,

@@ -136,6 +136,22 @@ ON CONFLICT (key) DO UPDATE SET
 )
 
 
+async def lock_throttle(session: AsyncSession, key: str, now: datetime) -> None:
+    """Take the account's throttle row for the rest of the sign-in, so that concurrent
+    attempts on one account are judged one after another (none slips past a block)."""
+    connection = await session.connection()
+    await connection.execute(
+        text(
+            "INSERT INTO sign_in_throttle (key, failures, window_started_at)"
+            " VALUES (:key, 0, :now) ON CONFLICT (key) DO NOTHING"
+        ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
+        {"key": key, "now": now},
+    )
+    await connection.execute(
+        text("SELECT 1 FROM sign_in_throttle WHERE key = :key FOR UPDATE"), {"key": key}
+    )
+
+
 async def blocked_until(session: AsyncSession, keys: list[str]) -> datetime | None:
     found = await session.exec(
         select(SignInThrottle.blocked_until).where(col(SignInThrottle.key).in_(keys))
@@ -167,7 +183,10 @@ async def record_failure(
 
 async def clear_failures(session: AsyncSession, key: str) -> None:
     connection = await session.connection()
-    await connection.execute(text("DELETE FROM sign_in_throttle WHERE key = :key"), {"key": key})
+    await connection.execute(
+        text("UPDATE sign_in_throttle SET failures = 0, blocked_until = NULL WHERE key = :key"),
+        {"key": key},
+    )
 
 
 # Partners -------------------------------------------------------------------------------

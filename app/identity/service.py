@@ -208,6 +208,7 @@ async def sign_in(
     settings = kit.settings
     now = utcnow()
     account_key, address_key = _throttle_keys(username, address)
+    await repository.lock_throttle(session, account_key, now)
     blocked = await repository.blocked_until(session, [account_key, address_key])
     if blocked is not None and blocked > now:
         log.warning("sign_in_throttled", account=username[:64], address=address)

@@ -66,7 +66,8 @@ class AccessTokens:
             jti={"essential": True},
             client_id={"essential": True},
         )
-        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # token -> (its claims, the key id that verified it)
+        self._verified: OrderedDict[str, tuple[dict[str, Any], str]] = OrderedDict()
 
     def issue(self, subject: uuid.UUID, lifetime_seconds: int, **claims: Any) -> IssuedToken:
         now = int(time.time())
@@ -87,19 +88,24 @@ class AccessTokens:
         return IssuedToken(token, lifetime_seconds, jti)
 
     def verify(self, token: str) -> dict[str, Any]:
-        claims = self._verified.get(token)
-        if claims is None:
-            claims = self._verify_signature(token)
-            self._verified[token] = claims
+        cached = self._verified.get(token)
+        if cached is not None and not self.keys.still_holds(cached[1]):
+            # Its key was withdrawn from the ring: the token is no longer trusted.
+            del self._verified[token]
+            cached = None
+        if cached is None:
+            cached = self._verify_signature(token)
+            self._verified[token] = cached
             if len(self._verified) > VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
+        claims = cached[0]
         try:
             self._claims_registry.validate(claims)
         except JoseError:
             raise Unauthenticated("The access token is expired or not for this service.") from None
         return claims
 
-    def _verify_signature(self, token: str) -> dict[str, Any]:
+    def _verify_signature(self, token: str) -> tuple[dict[str, Any], str]:
         header, _ = unverified_parts(token)
         if header.get("alg") != SIGNING_ALGORITHM:
             raise Unauthenticated("The access token's algorithm is not accepted.")
@@ -115,4 +121,4 @@ class AccessTokens:
             decoded = jwt.decode(token, self.keys.verification_keys, algorithms=[SIGNING_ALGORITHM])
         except (JoseError, ValueError, TypeError):
             raise Unauthenticated("The access token's signature is not valid.") from None
-        return dict(decoded.claims)
+        return dict(decoded.claims), kid

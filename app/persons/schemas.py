@@ -172,7 +172,7 @@ def person_read(
     confidential: Mapping[str, Any],
 ) -> PersonRead:
     """The person as the caller may see them. Names the family asked to keep private are
-    left out below the restricted tier; sealed values come opened in `confidential`."""
+    confidential: left out below that tier. Sealed values come opened in `confidential`."""
     birth = (
         str(PartialDate(person.birth_date, Precision(person.birth_date_precision)))
         if person.birth_date is not None and person.birth_date_precision
@@ -190,7 +190,7 @@ def person_read(
             "names": [
                 NameRead.model_validate(name)
                 for name in names
-                if name.is_public or clearance >= Tier.restricted
+                if name.is_public or clearance >= Tier.confidential
             ],
         }
     )

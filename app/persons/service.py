@@ -9,7 +9,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.access.http import Caller
 from app.access.policy import Resource
-from app.access.principal import Tier
+from app.access.principal import Role, Tier
 from app.access.tiers import refuse_fields_above
 from app.core.clock import utcnow
 from app.core.crypto import DataKeyRing
@@ -217,9 +217,9 @@ async def list_persons(
     limit: int,
 ) -> PersonPage:
     visible = await _visible_ids(caller)
-    # Below the restricted tier, names the family asked to keep private cannot be searched.
-    agreement = caller.principal.agreement
-    public_only = agreement is not None and agreement.max_tier < Tier.restricted
+    # Names the family asked to keep private are confidential: only coordinators, who hold
+    # that clearance on every person, can search by them.
+    public_only = caller.principal.role is not Role.coordinator
     if q is None:
         fingerprint = query_fingerprint({"filters": filters.__dict__})
         after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None

@@ -1,9 +1,10 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 
 from app.access.http import Caller, requires
+from app.access.tiers import exclusion
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.idempotency.http import IdempotentCreateDep
@@ -25,6 +26,11 @@ def _read(recognition: service.Recognition) -> RecognitionRead:
     )
 
 
+def _exclude(recognition: service.Recognition) -> dict[str, Any]:
+    hidden = exclusion("recognition_decision", recognition.clearance)
+    return {"current": hidden, "history": {"__all__": hidden}} if hidden else {}
+
+
 @router.get("", response_model=RecognitionRead)
 async def read_recognition(
     person_id: uuid.UUID,
@@ -32,7 +38,11 @@ async def read_recognition(
     caller: Annotated[Caller, requires("recognition.read")],
 ) -> Response:
     recognition = await service.get(session, caller, person_id)
-    return model_response(_read(recognition), headers={"ETag": etag(recognition.version)})
+    return model_response(
+        _read(recognition),
+        headers={"ETag": etag(recognition.version)},
+        exclude=_exclude(recognition) or None,
+    )
 
 
 @router.post("", status_code=201, response_model=RecognitionRead)
@@ -51,7 +61,13 @@ async def decide_recognition(
     async def produce() -> StoredResponse:
         recognition = await service.decide(session, caller, person_id, expected_version, body)
         return StoredResponse(
-            201, _read(recognition).model_dump(mode="json"), {"ETag": etag(recognition.version)}
+            201,
+            _read(recognition).model_dump(mode="json", exclude=_exclude(recognition) or None),
+            {"ETag": etag(recognition.version)},
         )
 
-    return await once.run([body.model_dump(mode="json"), expected_version], produce)
+    return await once.run(
+        [body.model_dump(mode="json"), expected_version],
+        produce,
+        before_replay=lambda: service.may_decide(session, caller, person_id),
+    )

@@ -47,13 +47,14 @@ class DecisionRead(BaseModel):
     version: int
     status: RecognitionStatus
     criteria: list[str]
-    co_signers: list[str]
     decided_on: date
-    rationale: str | None
-    exclusion_reason: str | None
-    source_ids: list[uuid.UUID]
-    decided_by: uuid.UUID | None
     recorded_at: datetime
+    # restricted: absent below that clearance
+    co_signers: list[str] | None = None
+    rationale: str | None = None
+    exclusion_reason: str | None = None
+    source_ids: list[uuid.UUID] | None = None
+    decided_by: uuid.UUID | None = None
 
 
 class RecognitionRead(BaseModel):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.http import Caller
+from app.access.principal import Tier
 from app.core.errors import Conflict, NotFound, PreconditionFailed
 from app.persons import service as persons_service
 from app.recognition import repository
@@ -19,6 +20,8 @@ from app.sources import service as sources_service
 class Recognition:
     person_id: uuid.UUID
     decisions: list[RecognitionDecision]  # newest first
+    # the caller's clearance on the person: which fields of the decisions it receives
+    clearance: Tier = Tier.public
 
     @property
     def version(self) -> int:
@@ -37,7 +40,14 @@ async def get(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> Re
     person = await persons_service.get(session, caller, person_id)
     if not caller.may("recognition.read", person.resource):
         raise NotFound("No such person.")
-    return Recognition(person_id, await repository.decisions_of(session, person_id))
+    decisions = await repository.decisions_of(session, person_id)
+    return Recognition(person_id, decisions, person.clearance)
+
+
+async def may_decide(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> None:
+    """Before a stored decision is replayed: the caller may still decide about the person."""
+    person = await persons_service.get(session, caller, person_id)
+    caller.require("recognition.decide", person.resource)
 
 
 async def decide(
@@ -71,4 +81,4 @@ async def decide(
     decision.decided_on = data.decided_on
     await repository.add(session, decision)
     await persons_service.set_recognition_status(session, person_id, data.status)
-    return Recognition(person_id, [decision, *current.decisions])
+    return Recognition(person_id, [decision, *current.decisions], person.clearance)

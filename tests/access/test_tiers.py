@@ -115,7 +115,9 @@ async def test_each_role_receives_the_fields_of_its_clearance(
     other = await person(caseworker, "other")
     assert "relatives" not in other and "address" not in other and "contacts" not in other
     assert other["notes"] == "Needs insulin" and other["birth_date"] == "1979-03"
-    assert any(not name["is_public"] for name in other["names"])
+    # Names kept out of public view are confidential too.
+    assert all(name["is_public"] for name in other["names"])
+    assert any(not name["is_public"] for name in mine["names"])
     seen_by_analyst = await person(analyst, "assigned")
     assert "relatives" not in seen_by_analyst and seen_by_analyst["notes"] == "Needs insulin"
 
@@ -141,16 +143,16 @@ async def test_each_role_receives_the_fields_of_its_clearance(
             listed = (await client.get(f"{API}/persons?q=Psieudanim")).json()["items"]
         assert "relatives" not in shared_person and "address" not in shared_person
         hidden_names = [n for n in shared_person["names"] if not n["is_public"]]
+        assert hidden_names == []
+        # A name kept out of public view cannot even be searched for.
+        assert listed == []
         if max_tier == "public":
             assert "birth_date" not in shared_person and "notes" not in shared_person
-            assert hidden_names == []
             assert "detention_places" not in shared_case
             assert "assigned_caseworkers" not in shared_case
             assert "note" not in events[0] and "recorded_by" not in events[0]
-            # A name kept out of public view cannot even be searched for.
-            assert listed == []
         else:
-            assert shared_person["birth_date"] == "1979-03" and hidden_names
+            assert shared_person["birth_date"] == "1979-03"
             assert shared_case["detention_places"][0]["place"] == "Pre-trial prison No. 1"
             assert events[0]["note"] == "arrested at home"
 
@@ -185,12 +187,41 @@ async def test_no_mass_assignment(sign_in_as: SignIn, db: asyncpg.Connection) ->
             f"{API}/cases/{case['id']}", json={field: value}, headers={"If-Match": '"1"'}
         )
         assert response.status_code == 422, (field, response.text)
-    # A caseworker who opens a case file is assigned to it, so they can go on working.
+    # A caseworker who opens a case file for a person in their care is assigned to it...
     opened = await caseworker.client.post(
-        f"{API}/cases", json=case_body(world["people"]["other"]["id"])
+        f"{API}/cases", json=case_body(world["people"]["assigned"]["id"])
     )
     assert opened.status_code == 201, opened.text
     assert opened.json()["assigned_caseworkers"] == [str(caseworker.account.id)]
+    # ...but opening one for someone else's person grants nothing: no assignment, and the
+    # person's confidential values stay out of reach.
+    other_person = world["people"]["other"]["id"]
+    opened = await caseworker.client.post(f"{API}/cases", json=case_body(other_person))
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["assigned_caseworkers"] == []
+    person = (await caseworker.client.get(f"{API}/persons/{other_person}")).json()
+    assert "address" not in person and "relatives" not in person
+
+
+async def test_only_coordinators_lower_confidentiality_or_move_jurisdiction(
+    sign_in_as: SignIn,
+) -> None:
+    world = await _world(sign_in_as)
+    caseworker = world["caseworker"].client
+    case = world["cases"]["assigned"]
+    raised = await caseworker.patch(
+        f"{API}/cases/{case['id']}", json={"confidentiality": "high"}, headers={"If-Match": '"1"'}
+    )
+    assert raised.status_code == 200, raised.text
+    for change in ({"confidentiality": "normal"}, {"jurisdiction": "RU"}):
+        refused = await caseworker.patch(
+            f"{API}/cases/{case['id']}", json=change, headers={"If-Match": '"2"'}
+        )
+        assert refused.status_code == 403, (change, refused.text)
+    lowered = await world["coordinator"].patch(
+        f"{API}/cases/{case['id']}", json={"confidentiality": "normal"}, headers={"If-Match": '"2"'}
+    )
+    assert lowered.status_code == 200, lowered.text
 
 
 async def _all_stored_text(db: asyncpg.Connection) -> str:
@@ -272,7 +303,7 @@ async def test_keys_rotate_reseals_everything_while_the_app_keeps_serving(
     env = {**os.environ, "DATABASE_URL": database_url, "HABEAS_DATA_DIR": str(TEST_KEYS_DIR)}
     try:
         rotated = subprocess.run(
-            [sys.executable, "-m", "app.cli", "keys", "rotate", "--retire"],
+            [sys.executable, "-m", "app.cli", "keys", "rotate"],
             env=env,
             capture_output=True,
             text=True,
@@ -283,6 +314,14 @@ async def test_keys_rotate_reseals_everything_while_the_app_keeps_serving(
         assert report["resealed"]["person.address"] == 2
         assert report["resealed"]["app_user.totp_secret"] >= 2
         new_kid = report["active_key"]
+        retired = subprocess.run(
+            [sys.executable, "-m", "app.cli", "keys", "retire"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(retired.stdout)["retired_keys"]
         ring_file = json.loads(key_file.read_text())
         assert ring_file["active"] == new_kid and list(ring_file["keys"]) == [new_kid]
         prefix = bytes([1, len(new_kid)]) + new_kid.encode()
