@@ -2,7 +2,10 @@
 columns become AES-GCM envelopes.
 
 Existing confidential values are sealed here with the configured data key ring (see
-app/core/crypto.py), so the plain text leaves the table in the same transaction.
+app/core/crypto.py), so the plain text leaves the table in the same transaction. The old
+row versions still hold it on disk until the table is rewritten: on a database that held
+real confidential data, run `VACUUM FULL person, source` after this migration (and treat
+older WAL archives and backups as holding plain text).
 
 Revision ID: 0003
 Revises: 0002
