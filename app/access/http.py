@@ -100,15 +100,9 @@ def requires(action: str) -> Any:
     return Depends(Requires(action))
 
 
-OPEN_ROUTE = "open"
-
-
 async def open_route() -> None:
     """Marks a route that is deliberately reachable without a token (sign-in, tokens)."""
     return None
-
-
-Authenticated = Annotated[Principal, Depends(authenticate)]
 
 
 async def _data_keys(request: Request) -> DataKeyRing:

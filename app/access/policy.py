@@ -51,7 +51,7 @@ def _ref(entity_type: str, entity_id: str) -> str:
     return f'{NAMESPACE}::{entity_type}::"{entity_id}"'
 
 
-_PrincipalFacts = tuple[str, str | None, frozenset[str], str | None]
+_PrincipalFacts = tuple[str, str | None, frozenset[str], str | None, bool]
 
 
 def _principal_facts(principal: Principal) -> _PrincipalFacts:
@@ -61,6 +61,7 @@ def _principal_facts(principal: Principal) -> _PrincipalFacts:
         principal.role.value if principal.role else None,
         principal.scopes,
         agreement.max_tier.name if agreement else None,
+        agreement.read_write if agreement else False,
     )
 
 
@@ -108,14 +109,14 @@ class PolicyEngine:
         return Tier.confidential
 
     def _decide(self, facts: _PrincipalFacts, action: str, resource: Resource) -> bool:
-        kind, role, scopes, max_tier = facts
+        kind, role, scopes, max_tier, read_write = facts
         if kind == "partner":
             caller = {
                 "uid": _uid("Partner", CALLER),
                 "attrs": {
                     "scopes": sorted(scopes),
                     "max_tier": max_tier or "public",
-                    "read_write": False,
+                    "read_write": read_write,
                 },
                 "parents": [],
             }

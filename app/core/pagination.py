@@ -6,8 +6,8 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict
@@ -97,3 +97,26 @@ def cursor_float(value: Any) -> float:
     if not math.isfinite(number):
         raise InvalidCursor("The cursor is damaged.")
     return number
+
+
+class _HasId(Protocol):
+    id: uuid.UUID
+
+
+Row = TypeVar("Row", bound=_HasId)
+
+
+async def id_keyset_page(
+    fetch: Callable[[uuid.UUID | None, int], Awaitable[list[Row]]],
+    query: dict[str, Any],
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Row], str | None]:
+    """One page of rows ordered by id: `fetch(after_id, n)` returns up to n rows after the
+    id; the cursor is bound to `query`, so it cannot be replayed against another one."""
+    fingerprint = query_fingerprint(query)
+    after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
+    rows = await fetch(after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor([str(rows[-1].id)], fingerprint) if more else None

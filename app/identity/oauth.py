@@ -33,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.identity import service
 from app.identity.models import Partner
+from app.identity.schemas import PARTNER_SCOPES
 from app.identity.service import SecurityKit
 
 ASSERTION_METHOD = JWTBearerClientAssertion.CLIENT_AUTH_METHOD
@@ -142,7 +143,7 @@ class _Outcome:
 
 class _Server(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, client: PartnerClient | None, kit: SecurityKit, token_url: str) -> None:
-        super().__init__(scopes_supported=list(service_scopes()))
+        super().__init__(scopes_supported=list(PARTNER_SCOPES))
         self._client = client
         self.seen_assertions: list[tuple[str, int]] = []
         self.register_grant(_Grant)
@@ -194,12 +195,6 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
             }
 
         return generate
-
-
-def service_scopes() -> tuple[str, ...]:
-    from app.identity.schemas import PARTNER_SCOPES
-
-    return PARTNER_SCOPES
 
 
 def _named_client_id(form: Mapping[str, str], headers: Mapping[str, str]) -> str | None:

@@ -28,7 +28,7 @@ from app.core.errors import (
     Unauthenticated,
     UnprocessableInput,
 )
-from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.core.pagination import id_keyset_page
 from app.identity import repository
 from app.identity.credentials import (
     Passwords,
@@ -130,12 +130,9 @@ async def get_user(
 async def list_users(
     session: AsyncSession, cursor: str | None, limit: int
 ) -> tuple[list[AppUser], str | None]:
-    fingerprint = query_fingerprint({"users": True})
-    after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-    users = await repository.users_page(session, after, limit + 1)
-    more = len(users) > limit
-    users = users[:limit]
-    return users, encode_cursor([str(users[-1].id)], fingerprint) if more else None
+    return await id_keyset_page(
+        lambda after, n: repository.users_page(session, after, n), {"users": True}, cursor, limit
+    )
 
 
 def _check_version(version: int, expected: int, what: str) -> None:
@@ -418,12 +415,12 @@ async def get_partner(
 async def list_partners(
     session: AsyncSession, cursor: str | None, limit: int
 ) -> tuple[list[Partner], str | None]:
-    fingerprint = query_fingerprint({"partners": True})
-    after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-    partners = await repository.partners_page(session, after, limit + 1)
-    more = len(partners) > limit
-    partners = partners[:limit]
-    return partners, encode_cursor([str(partners[-1].id)], fingerprint) if more else None
+    return await id_keyset_page(
+        lambda after, n: repository.partners_page(session, after, n),
+        {"partners": True},
+        cursor,
+        limit,
+    )
 
 
 async def update_partner(
