@@ -138,14 +138,9 @@ class PolicyEngine:
             "recorded_by": resource.recorded_by_caller and caller_type == "User",
         }
         attributes: dict[str, Any] = {}
-        if resource.type == "CaseFile":
+        if resource.type == "CaseFile" or resource.type == "Person":
             attributes = {
                 "confidentiality": resource.confidentiality,
-                "assigned": [caller_ref] if members["assigned"] else [],
-                "shared_with": [caller_ref] if members["shared_with"] else [],
-            }
-        elif resource.type == "Person":
-            attributes = {
                 "assigned": [caller_ref] if members["assigned"] else [],
                 "shared_with": [caller_ref] if members["shared_with"] else [],
             }

@@ -219,14 +219,24 @@ def person_ids_visible_to(
     return select(CaseFile.person_id).where(visible_to(principal, recognised_person_ids))
 
 
+def person_ids_with_high_case() -> SelectOfScalar[uuid.UUID]:
+    return select(CaseFile.person_id).where(col(CaseFile.confidentiality) == Confidentiality.high)
+
+
+def person_ids_assigned_to(principal: Principal) -> SelectOfScalar[uuid.UUID]:
+    return select(CaseFile.person_id).where(
+        col(CaseFile.assigned_caseworkers).any_() == principal.id
+    )
+
+
 async def person_links(
     session: AsyncSession,
     principal: Principal,
     person_ids: list[uuid.UUID],
     recognised_person_ids: SelectOfScalar[uuid.UUID],
-) -> dict[uuid.UUID, tuple[bool, bool]]:
+) -> dict[uuid.UUID, tuple[bool, bool, bool]]:
     """Per person: is the principal assigned to one of their case files; is one of them
-    shared with it."""
+    shared with it; is one of them high-confidentiality."""
     assigned = (
         func.bool_or(col(CaseFile.assigned_caseworkers).any_() == principal.id)
         if not principal.is_partner
@@ -237,13 +247,14 @@ async def person_links(
         if principal.is_partner
         else false()
     )
+    high = func.bool_or(col(CaseFile.confidentiality) == Confidentiality.high)
     stmt = (
-        select(CaseFile.person_id, assigned, shared)
+        select(CaseFile.person_id, assigned, shared, high)
         .where(col(CaseFile.person_id).in_(person_ids))
         .group_by(col(CaseFile.person_id))
     )
     rows = await session.exec(stmt)
-    return {row[0]: (bool(row[1]), bool(row[2])) for row in rows}
+    return {row[0]: (bool(row[1]), bool(row[2]), bool(row[3])) for row in rows}
 
 
 async def page(

@@ -190,9 +190,10 @@ async def case_resource(session: AsyncSession, caller: Caller, case: CaseFile) -
 
 async def person_links(
     session: AsyncSession, caller: Caller, person_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[bool, bool]]:
-    """For each person: is the caller assigned to one of their case files, and does the
-    caller's sharing agreement cover one of them (what person policies need)."""
+) -> dict[uuid.UUID, tuple[bool, bool, bool]]:
+    """For each person: is the caller assigned to one of their case files, does the
+    caller's sharing agreement cover one of them, is one of them high-confidentiality
+    (what person policies need)."""
     principal = caller.principal
     if not person_ids:
         return {}
@@ -200,10 +201,22 @@ async def person_links(
     return await repository.person_links(session, principal, list(person_ids), recognised_ids)
 
 
-def person_ids_visible_to(caller: Caller) -> SelectOfScalar[uuid.UUID]:
-    """A subquery of the persons with a case file the caller may read."""
+@dataclass(frozen=True)
+class PersonCaseSets:
+    """Subqueries of person ids, for the persons feature's list rules."""
+
+    shared_with_caller: SelectOfScalar[uuid.UUID]
+    assigned_to_caller: SelectOfScalar[uuid.UUID]
+    with_high_case: SelectOfScalar[uuid.UUID]
+
+
+def person_case_sets(caller: Caller) -> PersonCaseSets:
     recognised_ids = persons_service.ids_matching(PersonFilters(recognition_status=RECOGNISED))
-    return repository.person_ids_visible_to(caller.principal, recognised_ids)
+    return PersonCaseSets(
+        repository.person_ids_visible_to(caller.principal, recognised_ids),
+        repository.person_ids_assigned_to(caller.principal),
+        repository.person_ids_with_high_case(),
+    )
 
 
 def history_entries(history: Sequence[EventRecord]) -> list[HistoryEntry]:

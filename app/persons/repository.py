@@ -4,11 +4,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Float, cast, func, literal, tuple_
+from sqlalchemy import ColumnElement, Float, and_, cast, false, func, literal, or_, tuple_
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.access.principal import Principal, Role
 from app.core.clock import utcnow
 from app.persons.models import Person, PersonName
 from app.persons.names import tokens
@@ -84,8 +85,29 @@ def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
     return select(Person.id).where(*_conditions(filters))
 
 
-def _visible(visible_ids: SelectOfScalar[uuid.UUID] | None) -> list[ColumnElement[bool]]:
-    return [col(Person.id).in_(visible_ids)] if visible_ids is not None else []
+def visible_to(
+    principal: Principal,
+    shared_ids: SelectOfScalar[uuid.UUID],
+    assigned_ids: SelectOfScalar[uuid.UUID],
+    high_ids: SelectOfScalar[uuid.UUID],
+) -> ColumnElement[bool] | None:
+    """The persons a principal may read, as SQL (None: every one)."""
+    not_high = col(Person.id).not_in(high_ids)
+    if principal.is_partner:
+        return and_(col(Person.id).in_(shared_ids), not_high)
+    if principal.role is Role.coordinator:
+        return None
+    if principal.role is Role.caseworker:
+        return or_(
+            not_high, col(Person.id).in_(assigned_ids), col(Person.recorded_by) == principal.id
+        )
+    if principal.role is Role.analyst:
+        return not_high
+    return false()
+
+
+def _visible(visible: ColumnElement[bool] | None) -> list[ColumnElement[bool]]:
+    return [visible] if visible is not None else []
 
 
 async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str | None:
@@ -96,7 +118,7 @@ async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str
 async def page(
     session: AsyncSession,
     filters: PersonFilters,
-    visible_ids: SelectOfScalar[uuid.UUID] | None,
+    visible_ids: ColumnElement[bool] | None,
     after: uuid.UUID | None,
     limit: int,
 ) -> list[Person]:
@@ -113,7 +135,7 @@ async def search(
     key: str,
     whole_words: bool,
     filters: PersonFilters,
-    visible_ids: SelectOfScalar[uuid.UUID] | None,
+    visible_ids: ColumnElement[bool] | None,
     after: tuple[float, uuid.UUID] | None,
     limit: int,
     *,

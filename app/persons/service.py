@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -30,6 +31,9 @@ from app.persons.schemas import NameInput, PersonCreate, PersonFields, PersonFil
 
 MIN_SEARCH_KEY = 3
 
+
+# What a person without case files is: nobody assigned, not shared, not high.
+NO_CASE_FILES = (False, False, False)
 
 # Sealed at rest (app/core/crypto.py); the JSON value of each is what the API shows.
 CONFIDENTIAL_COLUMNS = ("relatives", "contacts", "address")
@@ -98,7 +102,7 @@ def _column_values(
 
 async def _links(
     session: AsyncSession, caller: Caller, person_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[bool, bool]]:
+) -> dict[uuid.UUID, tuple[bool, bool, bool]]:
     # Imported here: the cases feature imports this one at module level.
     from app.cases import service as cases_service
 
@@ -110,12 +114,13 @@ def _view(
     keys: DataKeyRing | None,
     person: Person,
     names: list[PersonName],
-    links: tuple[bool, bool],
+    links: tuple[bool, bool, bool],
 ) -> PersonView:
     principal = caller.principal
-    assigned, shared = links
+    assigned, shared, high = links
     resource = Resource(
         "Person",
+        confidentiality="high" if high else "normal",
         assigned_to_caller=not principal.is_partner
         and (assigned or person.recorded_by == principal.id),
         shared_with_caller=principal.is_partner and shared,
@@ -142,7 +147,7 @@ async def create(
     )
     names = _name_rows(person.id, data.names)
     await repository.add(session, person, names)
-    return _view(caller, keys, person, names, (False, False))
+    return _view(caller, keys, person, names, NO_CASE_FILES)
 
 
 async def get(
@@ -158,7 +163,7 @@ async def get(
     person = await repository.get(session, person_id, for_update=for_update)
     if person is None:
         raise NotFound("No such person.")
-    links = (await _links(session, caller, [person_id])).get(person_id, (False, False))
+    links = (await _links(session, caller, [person_id])).get(person_id, NO_CASE_FILES)
     names = await repository.names_of(session, [person_id])
     return _view(caller, keys, person, names.get(person_id, []), links)
 
@@ -278,18 +283,19 @@ async def list_persons(
     links = await _links(session, caller, ids)
     return PersonPage(
         [
-            _view(caller, keys, p, names.get(p.id, []), links.get(p.id, (False, False)))
+            _view(caller, keys, p, names.get(p.id, []), links.get(p.id, NO_CASE_FILES))
             for p in persons
         ],
         next_cursor,
     )
 
 
-async def _visible_ids(caller: Caller) -> SelectOfScalar[uuid.UUID] | None:
-    """The persons a partner may list (those with a shared case file); staff who may list
-    persons see them all (None: no restriction)."""
-    if not caller.principal.is_partner:
-        return None
+async def _visible_ids(caller: Caller) -> ColumnElement[bool] | None:
+    """The persons the caller may list, as SQL (None: all): the rules of policies/*.cedar
+    for `person.read`, restated for lists (tests/access proves they agree)."""
     from app.cases import service as cases_service
 
-    return cases_service.person_ids_visible_to(caller)
+    sets = cases_service.person_case_sets(caller)
+    return repository.visible_to(
+        caller.principal, sets.shared_with_caller, sets.assigned_to_caller, sets.with_high_case
+    )

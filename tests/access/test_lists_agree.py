@@ -21,6 +21,7 @@ record = st.fixed_dictionaries(
         "assigned_to_caseworker": st.booleans(),
         "recognised": st.booleans(),
         "listed_for_partner": st.booleans(),
+        "documented_by_caseworker": st.booleans(),
     }
 )
 agreement = st.fixed_dictionaries(
@@ -55,7 +56,7 @@ async def _readable(client: httpx.AsyncClient, path: str, ids: list[str]) -> set
 
 
 @settings(
-    max_examples=8,
+    max_examples=15,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
@@ -74,7 +75,9 @@ async def test_a_record_is_listed_exactly_when_it_may_be_read(
     person_ids: list[str] = []
     listed_ids: list[uuid.UUID] = []
     for item in records:
-        person = await create_person(coordinator)
+        person = await create_person(
+            caseworker.client if item["documented_by_caseworker"] else coordinator
+        )
         person_ids.append(person["id"])
         if item["recognised"]:
             decided = await coordinator.post(

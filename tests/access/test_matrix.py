@@ -69,18 +69,27 @@ CASE_TRANSITION = {
     role: tuple(201 if code == 200 else code for code in codes)
     for role, codes in CASE_WRITE.items()
 }
+# A person whose case file is high-confidentiality is as closed as that case file.
 PERSON_READ = expect(
-    coordinator=200, caseworker=200, analyst=200, partner=(200, 404, 404), others=404
+    coordinator=200,
+    caseworker=(200, 200, 404),
+    analyst=(200, 200, 404),
+    partner=(200, 404, 404),
+    others=404,
 )
 PERSON_WRITE = expect(
     coordinator=200,
-    caseworker=(200, 403, 403),
-    analyst=403,
+    caseworker=(200, 403, 404),
+    analyst=(403, 403, 404),
     partner=(403, 404, 404),
     others=404,
 )
 RECOGNITION_DECIDE = expect(
-    coordinator=201, caseworker=403, analyst=403, partner=(403, 404, 404), others=404
+    coordinator=201,
+    caseworker=(403, 403, 404),
+    analyst=(403, 403, 404),
+    partner=(403, 404, 404),
+    others=404,
 )
 STAFF_LIST = expect(coordinator=200, caseworker=200, analyst=200, partner=200, others=403)
 STAFF_READ_ONLY_LIST = expect(coordinator=200, caseworker=200, analyst=200, others=403)
