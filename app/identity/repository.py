@@ -183,10 +183,7 @@ async def record_failure(
 
 async def clear_failures(session: AsyncSession, key: str) -> None:
     connection = await session.connection()
-    await connection.execute(
-        text("UPDATE sign_in_throttle SET failures = 0, blocked_until = NULL WHERE key = :key"),
-        {"key": key},
-    )
+    await connection.execute(text("DELETE FROM sign_in_throttle WHERE key = :key"), {"key": key})
 
 
 # Partners -------------------------------------------------------------------------------

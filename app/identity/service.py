@@ -205,11 +205,11 @@ async def sign_in(
     settings = kit.settings
     now = utcnow()
     account_key, address_key = _throttle_keys(username, address)
+    # A blocked address is refused before anything is written for the account it names,
+    # so that a flood of invented usernames leaves no rows behind.
+    _refuse_if_blocked(await repository.blocked_until(session, [address_key]), now, username)
     await repository.lock_throttle(session, account_key, now)
-    blocked = await repository.blocked_until(session, [account_key, address_key])
-    if blocked is not None and blocked > now:
-        log.warning("sign_in_throttled", account=username[:64], address=address)
-        raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
+    _refuse_if_blocked(await repository.blocked_until(session, [account_key]), now, username)
 
     user = await repository.user_by_username(session, username.lower())
     # Every path verifies one argon2 hash, so an unknown user costs what a known one does.
@@ -243,6 +243,12 @@ async def sign_in(
     await repository.add(session, user_session)
     log.info("signed_in", user=str(user.id), session=str(user_session.id))
     return await _token_pair(session, kit, user, user_session, now)
+
+
+def _refuse_if_blocked(blocked: datetime | None, now: datetime, username: str) -> None:
+    if blocked is not None and blocked > now:
+        log.warning("sign_in_throttled", account=username[:64])
+        raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
 
 
 async def _token_pair(

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -142,3 +143,18 @@ def test_a_cached_token_is_dropped_when_its_key_leaves_the_ring(tmp_path: Path) 
     time.sleep(RELOAD_CHECK_SECONDS + 0.1)  # the ring's next look at its file is due
     with pytest.raises(Unauthenticated):
         tokens.verify(token)
+
+
+async def test_a_blocked_address_writes_nothing_for_the_names_it_tries(
+    anonymous: httpx.AsyncClient, db: Any
+) -> None:
+    async def attempt(name: str) -> int:
+        response = await anonymous.post(
+            f"{API}/auth/login", json={"username": name, "password": "x", "code": "000000"}
+        )
+        return response.status_code
+
+    assert [await attempt(f"nobody{i}") for i in range(20)] == [401] * 20
+    rows = await db.fetchval("SELECT count(*) FROM sign_in_throttle")
+    assert [await attempt(f"invented{i}") for i in range(10)] == [429] * 10
+    assert await db.fetchval("SELECT count(*) FROM sign_in_throttle") == rows
