@@ -10,6 +10,7 @@ the same transaction: a replayed assertion gets `invalid_client` and no token.
 import asyncio
 import base64
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 MAX_ASSERTION_LIFETIME_SECONDS = 600
 MAX_FORM_VALUE = 8192
 MAX_JTI_CHARS = 200
+# What `service.create_partner` issues; anything else is looked up nowhere.
+CLIENT_ID = re.compile(r"hbp_[0-9a-f]{1,60}")
 
 
 @dataclass
@@ -198,7 +201,13 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
 
 
 def _named_client_id(form: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
-    """The client id the request claims, before anything is verified (to load the client)."""
+    """The client id the request claims, before anything is verified (to load the client);
+    None for anything that cannot be one of ours."""
+    named = _claimed_client_id(form, headers)
+    return named if named is not None and CLIENT_ID.fullmatch(named) else None
+
+
+def _claimed_client_id(form: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
     assertion = form.get("client_assertion")
     if assertion:
         try:

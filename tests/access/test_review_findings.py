@@ -158,3 +158,21 @@ async def test_a_blocked_address_writes_nothing_for_the_names_it_tries(
     rows = await db.fetchval("SELECT count(*) FROM sign_in_throttle")
     assert [await attempt(f"invented{i}") for i in range(10)] == [429] * 10
     assert await db.fetchval("SELECT count(*) FROM sign_in_throttle") == rows
+
+
+async def test_a_client_id_with_a_nul_byte_is_an_oauth_error_not_a_500(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    # Found by the fuzz test: the id went to the database, which refuses NUL in text.
+    for form in (
+        "grant_type=client_credentials&client_id=hbp_%00&client_secret=x",
+        "grant_type=client_credentials&client_id=a%00b&client_secret=x",
+    ):
+        response = await anonymous.post(
+            f"{API}/auth/token",
+            content=form.encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        # authlib answers an unknown client with 400 invalid_client (RFC 6749 §5.2).
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_client"
