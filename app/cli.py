@@ -198,27 +198,14 @@ def _policies_or_exit() -> None:
 
 def _first_admin(settings: Settings, url: str, kit: Any) -> None:
     """Development only: with no account yet, make an admin and show its secrets once."""
-    import secrets
-
-    from app.access.principal import Role
     from app.identity import service
-    from app.identity.schemas import UserCreate
 
-    async def work(session: Any) -> Any:
-        if await service.list_users(session, None, 1) != ([], None):
-            return None
-        password = secrets.token_urlsafe(18)
-        data = UserCreate(username="admin", role=Role.admin, password=password)
-        user, secret = await service.create_user(session, kit, data)
-        return password, secret, service.enrolment_uri(user, secret)
-
-    created = asyncio.run(_in_session(settings, url, work))
+    created = asyncio.run(_in_session(settings, url, lambda s: service.create_first_admin(s, kit)))
     if created is not None:
-        password, secret, uri = created
         typer.echo(
             "First start (development): an admin account was created. It is shown only now.\n"
-            f"  username: admin\n  password: {password}\n  TOTP secret: {secret}\n"
-            f"  TOTP URI: {uri}"
+            f"  username: {created.username}\n  password: {created.password}\n"
+            f"  TOTP secret: {created.totp_secret}\n  TOTP URI: {created.totp_uri}"
         )
 
 

@@ -1,5 +1,6 @@
 """Accounts and sign-in for tests, through the real identity service and endpoints."""
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -84,3 +85,22 @@ async def partner_token(
     response = await client.post("/api/v1/auth/token", data=form, auth=(client_id, secret))
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
+
+
+async def while_an_uncommitted_insert_holds_the_name(
+    db: Any, insert_sql: str, send: Any
+) -> httpx.Response:
+    """Send a create while another transaction has inserted the same unique name and not
+    committed: the API's existence check cannot see it, so its own insert must wait on the
+    unique index, and fail when the other transaction commits."""
+    async with db.transaction():
+        await db.execute(insert_sql, uuid.uuid4())
+        request = asyncio.create_task(send())
+        for _ in range(200):
+            if await db.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            request.cancel()
+            raise AssertionError("the API's insert never waited on the other transaction")
+    return await request

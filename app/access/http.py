@@ -6,17 +6,17 @@ on an area (create, list, administration) decides at once; for actions on one re
 service decides once it has loaded the record, so a record the caller may not see is a 404.
 """
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.access.policy import PolicyEngine, Resource, area
-from app.access.principal import Principal, Tier
+from app.access.caller import Caller
+from app.access.policy import area
+from app.access.principal import Principal
 from app.core.crypto import DataKeyRing
 from app.core.db import SessionDep
-from app.core.errors import Forbidden, NotFound, Unauthenticated
+from app.core.errors import Forbidden, Unauthenticated
 from app.identity import service as identity_service
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth")
@@ -35,32 +35,6 @@ AREA_ACTIONS: dict[str, str] = {
     "partner.manage": "partners",
     "session.end": "session",
 }
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated principal and the policies that decide what it may do."""
-
-    principal: Principal
-    policy: PolicyEngine
-
-    def may(self, action: str, resource: Resource) -> bool:
-        return self.policy.is_allowed(self.principal, action, resource)
-
-    def clearance(self, kind: str, resource: Resource) -> Tier:
-        """The caller's clearance on a record it must be able to see (else 404)."""
-        tier = self.policy.clearance(self.principal, kind, resource)
-        if tier is None:
-            raise NotFound(f"No such {_NOUN.get(kind, kind)}.")
-        return tier
-
-    def require(self, action: str, resource: Resource) -> None:
-        """For a record the caller can see: refuse an action it may not take on it."""
-        if not self.may(action, resource):
-            raise Forbidden("You may not do this to this record.")
-
-
-_NOUN = {"case": "case file", "person": "person", "source": "source"}
 
 
 async def authenticate(

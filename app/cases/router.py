@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.access.http import Caller, requires
+from app.access.caller import Caller
+from app.access.http import requires
 from app.access.tiers import exclusion, hidden_fields
 from app.cases import service
 from app.cases.schemas import (

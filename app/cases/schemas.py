@@ -17,7 +17,7 @@ from app.cases.models import (
 )
 from app.cases.statuses import IN_CUSTODY, Confidence, Status
 from app.core.dates import PartialDate, PartialDateText, Precision
-from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
+from app.core.types import INPUT, OUTPUT, CountryCode, Label, PartialUpdate, Text
 
 Article = Annotated[
     str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$", examples=["342", "361-1"])
@@ -162,9 +162,7 @@ class CaseCreate(CaseFields):
     status_history: Annotated[list[StatusEventInput], Field(min_length=1, max_length=100)]
 
 
-class CaseUpdate(BaseModel):
-    model_config = INPUT
-
+class CaseUpdate(PartialUpdate):
     jurisdiction: CountryCode | None = None
     deprivation_type: DeprivationType | None = None
     confidentiality: Confidentiality | None = None
@@ -172,13 +170,6 @@ class CaseUpdate(BaseModel):
     charges: Annotated[list[Charge], Field(max_length=50)] | None = None
     court_decisions: Annotated[list[CourtDecision], Field(max_length=50)] | None = None
     detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] | None = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        cleared = [name for name in self.model_fields_set if getattr(self, name) is None]
-        if cleared:
-            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
-        return self
 
 
 class CaseRead(BaseModel):

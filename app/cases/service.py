@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.access.http import Caller
+from app.access.caller import Caller
 from app.access.policy import Resource, area
 from app.access.principal import Role, SharingAgreement, Tier
 from app.access.tiers import refuse_fields_above

@@ -3,7 +3,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.access.http import Caller, requires
+from app.access.caller import Caller
+from app.access.http import requires
 from app.collective import service
 from app.collective.models import CollectiveEvent
 from app.collective.schemas import (

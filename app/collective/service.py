@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.access.http import Caller
+from app.access.caller import Caller
 from app.access.policy import Resource
 from app.cases import service as cases_service
 from app.cases.service import CollectiveOutcome

@@ -2,9 +2,16 @@
 no control characters (PostgreSQL refuses NUL, and control characters hide content)."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
@@ -52,3 +59,17 @@ HttpUrl = Annotated[
 
 INPUT = ConfigDict(extra="forbid", str_strip_whitespace=False)
 OUTPUT = ConfigDict(extra="forbid", from_attributes=True)
+
+
+class PartialUpdate(BaseModel):
+    """Input of a PATCH: an absent field stays as it is; sending null is refused, because
+    none of these fields may be cleared."""
+
+    model_config = INPUT
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        cleared = [name for name in self.model_fields_set if getattr(self, name) is None]
+        if cleared:
+            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
+        return self

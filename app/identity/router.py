@@ -5,7 +5,8 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.access.http import Caller, open_route, requires
+from app.access.caller import Caller
+from app.access.http import open_route, requires
 from app.core.db import SessionDep
 from app.core.errors import MalformedJson, UnsupportedMediaType
 from app.core.http import IfMatch, etag, model_response, required_version

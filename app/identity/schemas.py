@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from app.access.principal import Role
-from app.core.types import INPUT, OUTPUT, CountryCode, Label
+from app.core.types import INPUT, OUTPUT, CountryCode, Label, PartialUpdate
 
 Username = Annotated[
     str,
@@ -58,21 +58,12 @@ class UserCreate(BaseModel):
     password: NewPassword
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(PartialUpdate):
     """Changing the role, disabling or setting a password ends the user's sessions."""
-
-    model_config = INPUT
 
     role: Role | None = None
     disabled: bool | None = None
     password: NewPassword | None = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        cleared = [name for name in self.model_fields_set if getattr(self, name) is None]
-        if cleared:
-            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
-        return self
 
 
 class UserRead(BaseModel):
@@ -142,20 +133,11 @@ class PartnerCreate(BaseModel):
         return self
 
 
-class PartnerUpdate(BaseModel):
-    model_config = INPUT
-
+class PartnerUpdate(PartialUpdate):
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)] | None = None
     disabled: bool | None = None
     public_jwks: Jwks | None = None
     agreement: AgreementInput | None = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        cleared = [name for name in self.model_fields_set if getattr(self, name) is None]
-        if cleared:
-            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
-        return self
 
 
 class PartnerRead(BaseModel):

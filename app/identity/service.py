@@ -118,6 +118,28 @@ def enrolment_uri(user: AppUser, secret: str) -> str:
     return totp_uri(secret, user.username)
 
 
+FIRST_ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    username: str
+    password: str
+    totp_secret: str
+    totp_uri: str
+
+
+async def create_first_admin(session: AsyncSession, kit: SecurityKit) -> FirstAdmin | None:
+    """An admin with a generated password, if there is no account at all yet (the
+    development server's first start); None otherwise."""
+    if await repository.users_page(session, None, 1):
+        return None
+    password = secrets.token_urlsafe(18)
+    data = UserCreate(username=FIRST_ADMIN, role=Role.admin, password=password)
+    user, secret = await create_user(session, kit, data)
+    return FirstAdmin(user.username, password, secret, enrolment_uri(user, secret))
+
+
 async def get_user(
     session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False
 ) -> AppUser:

@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.access.http import Caller
+from app.access.caller import Caller
 from app.access.policy import Resource
 from app.access.principal import Role, Tier
 from app.access.tiers import refuse_fields_above

@@ -3,7 +3,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 
-from app.access.http import Caller, requires
+from app.access.caller import Caller
+from app.access.http import requires
 from app.access.tiers import exclusion
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.access.http import Caller
+from app.access.caller import Caller
 from app.access.principal import Tier
 from app.core.errors import Conflict, NotFound, PreconditionFailed
 from app.persons import service as persons_service

@@ -3,7 +3,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.access.http import Caller, DataKeys, requires
+from app.access.caller import Caller
+from app.access.http import DataKeys, requires
 from app.access.tiers import hidden_fields
 from app.core.db import SessionDep
 from app.core.http import etag, model_response

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.access.http import Caller
+from app.access.caller import Caller
 from app.access.policy import Resource
 from app.access.principal import Tier
 from app.core.crypto import DataKeyRing

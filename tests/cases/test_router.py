@@ -438,7 +438,7 @@ class TestConcurrencyStaggered:
 async def test_a_rolled_back_request_leaves_no_status_write(
     app: object, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    from app.access.http import Caller
+    from app.access.caller import Caller
     from app.access.principal import Principal, PrincipalKind, Role
     from app.cases import service
     from app.cases.schemas import StatusEventInput

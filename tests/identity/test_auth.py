@@ -32,7 +32,14 @@ from joserfc.jwk import ECKey
 
 from app.access.principal import Role
 from app.main import create_app
-from tests.auth import Account, SignedIn, api_client, create_account, log_in
+from tests.auth import (
+    Account,
+    SignedIn,
+    api_client,
+    create_account,
+    log_in,
+    while_an_uncommitted_insert_holds_the_name,
+)
 from tests.conftest import TEST_KEYS_DIR, settings_for
 
 API = "/api/v1"
@@ -826,22 +833,13 @@ async def test_a_username_taken_concurrently_is_a_409_not_a_500(
     body = {"username": "raced", "role": "analyst", "password": "x" * 20}
     # Another transaction inserts the same name and has not committed yet: the API's
     # existence check cannot see it, so its insert waits on the unique index.
-    async with db.transaction():
-        await db.execute(
-            "INSERT INTO app_user (id, username, password_hash, role, totp_secret,"
-            " totp_last_step, disabled, version, created_at, updated_at)"
-            " VALUES ($1, 'raced', 'x', 'analyst', '\\x00', 0, false, 1, now(), now())",
-            uuid.uuid4(),
-        )
-        request = asyncio.create_task(admin.post(USERS, json=body))
-        for _ in range(200):
-            if await db.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            request.cancel()
-            pytest.fail("the API's insert never waited on the other transaction")
-    response = await request
+    response = await while_an_uncommitted_insert_holds_the_name(
+        db,
+        "INSERT INTO app_user (id, username, password_hash, role, totp_secret,"
+        " totp_last_step, disabled, version, created_at, updated_at)"
+        " VALUES ($1, 'raced', 'x', 'analyst', '\\x00', 0, false, 1, now(), now())",
+        lambda: admin.post(USERS, json=body),
+    )
     assert response.status_code == 409, response.text
 
 

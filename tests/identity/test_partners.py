@@ -25,7 +25,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from app.access.principal import Role
-from tests.auth import SignedIn
+from tests.auth import SignedIn, while_an_uncommitted_insert_holds_the_name
 from tests.conftest import TEST_KEYS_DIR
 
 API = "/api/v1"
@@ -254,23 +254,14 @@ async def test_a_partner_name_taken_concurrently_is_a_409_not_a_500(
     body = {"name": "Raced", "scopes": ["sync:read"], "auth_method": "client_secret"}
     # Another transaction holds the same name, uncommitted: the API's check cannot see it,
     # so its insert waits on the unique index until that transaction commits.
-    async with db.transaction():
-        await db.execute(
-            "INSERT INTO partner (id, name, client_id, auth_method, scopes, disabled,"
-            " share_recognised_only, share_case_file_ids, max_tier, read_write, version,"
-            " created_at, updated_at) VALUES ($1, 'Raced', 'hbp_raced', 'client_secret',"
-            " '{sync:read}', false, true, '{}', 'public', false, 1, now(), now())",
-            uuid.uuid4(),
-        )
-        request = asyncio.create_task(admin.post(PARTNERS, json=body))
-        for _ in range(200):
-            if await db.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            request.cancel()
-            pytest.fail("the API's insert never waited on the other transaction")
-    response = await request
+    response = await while_an_uncommitted_insert_holds_the_name(
+        db,
+        "INSERT INTO partner (id, name, client_id, auth_method, scopes, disabled,"
+        " share_recognised_only, share_case_file_ids, max_tier, read_write, version,"
+        " created_at, updated_at) VALUES ($1, 'Raced', 'hbp_raced', 'client_secret',"
+        " '{sync:read}', false, true, '{}', 'public', false, 1, now(), now())",
+        lambda: admin.post(PARTNERS, json=body),
+    )
     assert response.status_code == 409, response.text
 
 
