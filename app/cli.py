@@ -39,18 +39,31 @@ def _security(settings: Settings) -> Any:
         raise typer.Exit(2) from None
 
 
-async def _in_session(settings: Settings, url: str, work: Any) -> Any:
-    """Run `work(session)` in one transaction on the database, and commit it."""
-    from app.core.db import create_engine, session_factory
+async def _in_session(settings: Settings, url: str, kit: Any, work: Any) -> Any:
+    """Run `work(session)` in one transaction on the database, and commit it with its
+    audit event (the actor is the system; the origin, this command)."""
+    from app.audit.journal import as_system
+    from app.core.db import commit, create_engine, session_factory
 
     engine = create_engine(url, settings)
     try:
         async with session_factory(engine)() as session:
+            as_system(session, kit.audit_keys)
             result = await work(session)
-            await session.commit()
+            await commit(session)
             return result
     finally:
         await engine.dispose()
+
+
+def _record(settings: Settings, url: str, kit: Any, action: str, detail: dict[str, Any]) -> None:
+    """An audit event for an operation outside the database (a key rotation)."""
+    from app.audit.journal import journal_of
+
+    async def work(session: Any) -> None:
+        journal_of(session).changed(action, "key_ring", None, [], detail=detail)
+
+    asyncio.run(_in_session(settings, url, kit, work))
 
 
 def _database_url(settings: Settings) -> str:
@@ -200,7 +213,9 @@ def _first_admin(settings: Settings, url: str, kit: Any) -> None:
     """Development only: with no account yet, make an admin and show its secrets once."""
     from app.identity import service
 
-    created = asyncio.run(_in_session(settings, url, lambda s: service.create_first_admin(s, kit)))
+    created = asyncio.run(
+        _in_session(settings, url, kit, lambda s: service.create_first_admin(s, kit))
+    )
     if created is not None:
         typer.echo(
             "First start (development): an admin account was created. It is shown only now.\n"
@@ -245,7 +260,7 @@ def users_add(
             "totp_uri": service.enrolment_uri(user, secret),
         }
 
-    typer.echo(json.dumps(asyncio.run(_in_session(settings, _database_url(settings), work))))
+    typer.echo(json.dumps(asyncio.run(_in_session(settings, _database_url(settings), kit, work))))
 
 
 @partners_cli.command("add")
@@ -301,7 +316,7 @@ def partners_add(
             "scopes": partner.scopes,
         }
 
-    typer.echo(json.dumps(asyncio.run(_in_session(settings, _database_url(settings), work))))
+    typer.echo(json.dumps(asyncio.run(_in_session(settings, _database_url(settings), kit, work))))
 
 
 @keys_cli.command("rotate")
@@ -309,21 +324,41 @@ def keys_rotate(
     signing: Annotated[
         bool, typer.Option("--signing", help="Rotate the token-signing key instead.")
     ] = False,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="Rotate the audit checkpoint and fingerprint key.")
+    ] = False,
 ) -> None:
     """Add a new key and make it active. For data keys, seal every confidential value again
     under it, in small batches, while the servers keep running."""
-    from app.core.crypto import data_key_ring, rotate_data_key_file, rotate_signing_key_file
+    from app.core.crypto import (
+        data_key_ring,
+        rotate_audit_key_file,
+        rotate_data_key_file,
+        rotate_signing_key_file,
+    )
     from app.ops.keys import reseal_all
 
     settings = get_settings()
-    _security(settings)
+    kit = _security(settings)
     if signing:
         if settings.jwt_keys is not None:
             typer.echo("Signing keys come from HABEAS_JWT_KEYS; rotate them there.", err=True)
             raise typer.Exit(2)
         path = settings.jwt_key_file or settings.keys_dir / "jwt.json"
         kid = rotate_signing_key_file(path)
+        _record(settings, _database_url(settings), kit, "keys.rotate", {"ring": "jwt", "key": kid})
         typer.echo(json.dumps({"signing_key": kid, "file": str(path)}))
+        return
+    if audit:
+        if settings.audit_keys is not None:
+            typer.echo("Audit keys come from HABEAS_AUDIT_KEYS; rotate them there.", err=True)
+            raise typer.Exit(2)
+        path = settings.audit_key_file or settings.keys_dir / "audit.json"
+        kid = rotate_audit_key_file(path)
+        _record(
+            settings, _database_url(settings), kit, "keys.rotate", {"ring": "audit", "key": kid}
+        )
+        typer.echo(json.dumps({"audit_key": kid, "file": str(path)}))
         return
     if settings.data_keys is not None:
         typer.echo("Data keys come from HABEAS_DATA_KEYS; rotation needs a key file.", err=True)
@@ -333,6 +368,18 @@ def keys_rotate(
     ring = data_key_ring(settings)
     url = _database_url(settings)
     report = asyncio.run(reseal_all(url, ring))
+    _record(
+        settings,
+        url,
+        kit,
+        "keys.rotate",
+        {
+            "ring": "data",
+            "key": kid,
+            "resealed": report.resealed,
+            "remaining_under_old_keys": report.remaining_under_old_keys,
+        },
+    )
     typer.echo(
         json.dumps(
             {
@@ -353,7 +400,7 @@ def keys_retire() -> None:
     from app.ops.keys import key_ids_in_use, reseal_all
 
     settings = get_settings()
-    _security(settings)
+    kit = _security(settings)
     if settings.data_keys is not None:
         typer.echo("Data keys come from HABEAS_DATA_KEYS; retire them there.", err=True)
         raise typer.Exit(2)
@@ -362,6 +409,7 @@ def keys_retire() -> None:
     # Re-seal stragglers first, then keep every key still in use at the moment of writing.
     asyncio.run(reseal_all(url, data_key_ring(settings)))
     retired = retire_data_keys(path, frozenset(asyncio.run(key_ids_in_use(url))))
+    _record(settings, url, kit, "keys.retire", {"ring": "data", "retired": retired})
     typer.echo(json.dumps({"retired_keys": retired}))
 
 

@@ -12,10 +12,11 @@ from swagger_ui_bundle import swagger_ui_path
 
 from app.access.http import authenticate
 from app.access.policy import PolicyEngine
+from app.audit.http import open_journal
 from app.cases.router import router as cases_router
 from app.collective.router import router as collective_router
 from app.core.config import Settings, get_settings
-from app.core.crypto import data_key_ring, signing_key_ring
+from app.core.crypto import audit_key_ring, data_key_ring, signing_key_ring
 from app.core.db import create_engine, session_factory
 from app.core.errors import UnexpectedErrorMiddleware, install_error_handlers
 from app.core.logging import configure_logging
@@ -66,6 +67,7 @@ def security_kit(settings: Settings) -> SecurityKit:
         passwords=Passwords(settings),
         tokens=AccessTokens(settings, signing_key_ring(settings)),
         data_keys=data_key_ring(settings),
+        audit_keys=audit_key_ring(settings),
         oidc=OidcVerifier(settings) if settings.oidc_issuer else None,
     )
 
@@ -102,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.policy = policy
     app.state.security = security
+    # Every request's unit of work carries an audit journal (app/core/db.py).
+    app.state.open_journal = open_journal
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(api_router())

@@ -12,6 +12,8 @@ import pyotp
 from fastapi import FastAPI
 
 from app.access.principal import Role
+from app.audit.journal import as_system
+from app.core.db import commit
 from app.identity import service as identity_service
 from app.identity.schemas import PartnerCreate, UserCreate
 
@@ -46,12 +48,13 @@ async def create_account(app: FastAPI, role: Role, username: str | None = None) 
     username = username or f"{role.value}-{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(16)
     async with app.state.session_factory() as session:
+        as_system(session, app.state.security.audit_keys)
         user, secret = await identity_service.create_user(
             session,
             app.state.security,
             UserCreate(username=username, role=role, password=password),
         )
-        await session.commit()
+        await commit(session)
     return Account(user.id, username, password, secret, role)
 
 
@@ -73,8 +76,9 @@ async def create_partner(app: FastAPI, **fields: Any) -> tuple[Any, str | None]:
         {"name": f"partner-{secrets.token_hex(3)}", "auth_method": "client_secret", **fields}
     )
     async with app.state.session_factory() as session:
+        as_system(session, app.state.security.audit_keys)
         partner, secret = await identity_service.create_partner(session, app.state.security, data)
-        await session.commit()
+        await commit(session)
     return partner, secret
 
 

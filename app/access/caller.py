@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from app.access.policy import PolicyEngine, Resource
 from app.access.principal import Principal, Tier
-from app.core.errors import Forbidden, NotFound
+from app.core.errors import Forbidden, HiddenRecord
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Caller:
         """The caller's clearance on a record it must be able to see (else 404)."""
         tier = self.policy.clearance(self.principal, kind, resource)
         if tier is None:
-            raise NotFound(f"No such {_NOUN.get(kind, kind)}.")
+            raise HiddenRecord(f"No such {_NOUN.get(kind, kind)}.")
         return tier
 
     def require(self, action: str, resource: Resource) -> None:

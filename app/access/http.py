@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.access.caller import Caller
 from app.access.policy import area
 from app.access.principal import Principal
+from app.audit.journal import journal_of
 from app.core.crypto import DataKeyRing
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, Unauthenticated
@@ -48,6 +49,7 @@ async def authenticate(
         session, request.app.state.security, credentials.credentials
     )
     request.state.principal = principal
+    journal_of(session).identify(principal)
     return principal
 
 

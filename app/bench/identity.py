@@ -10,10 +10,11 @@ import asyncpg
 import pyotp
 
 from app.access.principal import Role
+from app.audit.journal import as_system
 from app.bench.workloads import BenchIdentity
 from app.core.config import Environment, Settings
-from app.core.crypto import new_data_key, new_signing_key, write_key_file
-from app.core.db import create_engine, session_factory
+from app.core.crypto import new_audit_key, new_data_key, new_signing_key, write_key_file
+from app.core.db import commit, create_engine, session_factory
 from app.core.embedded import asyncpg_connect_kwargs
 from app.identity import service
 from app.identity.schemas import UserCreate
@@ -26,12 +27,19 @@ def key_env(data_dir: Path) -> dict[str, str]:
     """Key files kept for the benchmark under `data_dir/bench-keys` (made once)."""
     directory = data_dir / "bench-keys"
     jwt_file, data_file = directory / "jwt.json", directory / "data.json"
+    audit_file = directory / "audit.json"
     if not jwt_file.exists():
         key = new_signing_key()
         write_key_file(jwt_file, {"active": key["kid"], "keys": {key["kid"]: key}})
     if not data_file.exists():
         write_key_file(data_file, {"active": "bench-1", "keys": {"bench-1": new_data_key()}})
-    return {"HABEAS_JWT_KEY_FILE": str(jwt_file), "HABEAS_DATA_KEY_FILE": str(data_file)}
+    if not audit_file.exists():
+        write_key_file(audit_file, {"active": "bench-1", "keys": {"bench-1": new_audit_key()}})
+    return {
+        "HABEAS_JWT_KEY_FILE": str(jwt_file),
+        "HABEAS_DATA_KEY_FILE": str(data_file),
+        "HABEAS_AUDIT_KEY_FILE": str(audit_file),
+    }
 
 
 async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> BenchIdentity:
@@ -44,6 +52,7 @@ async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> Ben
         database_url=database_url,
         jwt_key_file=Path(keys["HABEAS_JWT_KEY_FILE"]),
         data_key_file=Path(keys["HABEAS_DATA_KEY_FILE"]),
+        audit_key_file=Path(keys["HABEAS_AUDIT_KEY_FILE"]),
     )
     kit = security_kit(settings)
     engine = create_engine(database_url, settings)
@@ -51,12 +60,13 @@ async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> Ben
     password = secrets.token_urlsafe(18)
     try:
         async with session_factory(engine)() as session:
+            as_system(session, kit.audit_keys)
             _, secret = await service.create_user(
                 session,
                 kit,
                 UserCreate(username=username, role=Role.coordinator, password=password),
             )
-            await session.commit()
+            await commit(session)
     finally:
         await engine.dispose()
     async with aiohttp.ClientSession() as client:

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
 from app.access.http import requires
+from app.access.principal import Tier
 from app.access.tiers import exclusion, hidden_fields
+from app.audit.journal import journal_of
 from app.cases import service
 from app.cases.schemas import (
     Article,
@@ -78,7 +80,9 @@ async def create_case(
 async def read_case(
     case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
 ) -> Response:
-    return _case_response(await service.get(session, caller, case_id))
+    view = await service.get(session, caller, case_id)
+    journal_of(session).viewed("case.read", "case", [case_id], view.clearance)
+    return _case_response(view)
 
 
 @router.patch("/{case_id}", response_model=CaseRead)
@@ -120,6 +124,12 @@ async def list_cases(
     found = await service.list_cases(
         session, caller, filters, person_filters, paging.cursor, paging.limit
     )
+    journal_of(session).viewed(
+        "case.list",
+        "case",
+        [view.case.id for view in found.items],
+        max((view.clearance for view in found.items), default=Tier.public),
+    )
     return model_response(
         Page[CaseRead](
             items=[case_read(view.case) for view in found.items],
@@ -139,6 +149,7 @@ async def read_status_history(
     case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
 ) -> Response:
     view, entries = await service.history(session, caller, case_id)
+    journal_of(session).viewed("case.read_status_events", "case", [case_id], view.clearance)
     hidden = exclusion("status_event", view.clearance)
     return model_response(
         CaseHistory(

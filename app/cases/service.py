@@ -18,10 +18,18 @@ from app.access.caller import Caller
 from app.access.policy import Resource, area
 from app.access.principal import Role, SharingAgreement, Tier
 from app.access.tiers import refuse_fields_above
+from app.audit.journal import Journal, change, journal_of
 from app.cases import repository
 from app.cases.models import CaseFile, Confidentiality, StatusEvent, StatusEventRetraction
 from app.cases.repository import EventRecord
-from app.cases.schemas import CaseCreate, CaseFilters, CaseUpdate, StatusEventInput
+from app.cases.schemas import (
+    CaseCreate,
+    CaseFilters,
+    CaseUpdate,
+    StatusEventInput,
+    case_read,
+    event_read,
+)
 from app.cases.statuses import PathError, Status, Step, Violation, check_path
 from app.core.clock import today, utcnow
 from app.core.dates import PartialDate, Precision
@@ -75,6 +83,19 @@ class CollectiveOutcome:
     from_status: Status | None = None
     event_id: uuid.UUID | None = None
     reason: str | None = None
+
+
+def _case_snapshot(journal: Journal, case: CaseFile) -> dict[str, Any]:
+    return journal.snapshot("case", case_read(case).model_dump(mode="json"))
+
+
+def _event_snapshot(journal: Journal, entry: HistoryEntry) -> dict[str, Any]:
+    values = event_read(entry.event, entry.retraction, entry.from_status).model_dump(mode="json")
+    return journal.snapshot("status_event", values)
+
+
+def _new_event_change(journal: Journal, entry: HistoryEntry) -> dict[str, Any] | None:
+    return change("status_event", entry.event.id, None, _event_snapshot(journal, entry))
 
 
 def _step(event: StatusEvent) -> Step:
@@ -285,6 +306,20 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
         raise _refuse(error, what="The status history is not a valid path")
     _derive(case, events)
     await repository.add(session, case, events)
+    journal = journal_of(session)
+    journal.changed(
+        "case.create",
+        "case",
+        case.id,
+        [
+            change("case", case.id, None, _case_snapshot(journal, case)),
+            *(
+                _new_event_change(journal, entry)
+                for entry in history_entries([(event, None) for event in events])
+            ),
+        ],
+        related=[case.person_id],
+    )
     return CaseView(case, caller.clearance("case", await case_resource(session, caller, case)))
 
 
@@ -333,6 +368,8 @@ async def update(
         caller.require("case.classify", resource)
     refuse_fields_above("case", data.model_fields_set, clearance)
     _check_version(case, expected_version)
+    journal = journal_of(session)
+    before = _case_snapshot(journal, case)
     for field, value in data.model_dump(mode="json", exclude_unset=True).items():
         setattr(case, field, value)
     if data.assigned_caseworkers is not None:
@@ -340,6 +377,13 @@ async def update(
     _bump(case)
     if not await repository.save_fields(session, case, data.model_fields_set, expected_version):
         raise PreconditionFailed("The case file changed while it was being updated.")
+    journal.changed(
+        "case.update",
+        "case",
+        case_id,
+        [change("case", case_id, before, _case_snapshot(journal, case))],
+        related=[case.person_id],
+    )
     return CaseView(case, clearance)
 
 
@@ -369,12 +413,25 @@ async def append(
     error = check_path([_step(e) for e in path], today())
     if error is not None:
         raise _refuse(error, what="This status change is not allowed")
+    journal = journal_of(session)
+    before = _case_snapshot(journal, case)
     await repository.add_events(session, [event])
     _derive(case, path)
     _bump(case)
     await _save_status(session, [case])
     from_status = Status(active[-1].to_status) if active else None
-    return StatusChange(HistoryEntry(event, None, from_status), case)
+    entry = HistoryEntry(event, None, from_status)
+    journal.changed(
+        "case.transition",
+        "case",
+        case_id,
+        [
+            change("case", case_id, before, _case_snapshot(journal, case)),
+            _new_event_change(journal, entry),
+        ],
+        related=[case.person_id],
+    )
+    return StatusChange(entry, case)
 
 
 async def retract(
@@ -402,11 +459,25 @@ async def retract(
     retraction = StatusEventRetraction(
         event_id=event_id, case_file_id=case_id, reason=reason, recorded_by=_recorder(caller)
     )
+    journal = journal_of(session)
+    case_before = _case_snapshot(journal, case)
+    event_before = _event_snapshot(journal, target)
     await repository.add_retraction(session, retraction)
     _derive(case, remaining)
     _bump(case)
     await _save_status(session, [case])
-    return StatusChange(HistoryEntry(target.event, retraction, target.from_status), case)
+    entry = HistoryEntry(target.event, retraction, target.from_status)
+    journal.changed(
+        "case.retract",
+        "case",
+        case_id,
+        [
+            change("case", case_id, case_before, _case_snapshot(journal, case)),
+            change("status_event", event_id, event_before, _event_snapshot(journal, entry)),
+        ],
+        related=[case.person_id],
+    )
+    return StatusChange(entry, case)
 
 
 async def apply_collective(
@@ -422,6 +493,8 @@ async def apply_collective(
     """
     cases = {case.id: case for case in await repository.lock_many(session, case_ids)}
     histories = await repository.events_of(session, list(cases))
+    journal = journal_of(session)
+    before = {case_id: _case_snapshot(journal, case) for case_id, case in cases.items()}
     outcomes: list[CollectiveOutcome] = []
     new_events: list[StatusEvent] = []
     changed: list[CaseFile] = []
@@ -455,6 +528,21 @@ async def apply_collective(
         )
     await repository.add_events(session, new_events)
     await _save_status(session, changed)
+    from_statuses = {o.case_file_id: o.from_status for o in outcomes}
+    journal.changed(
+        "collective.create",
+        "collective_event",
+        collective_event_id,
+        [
+            entry
+            for case, event in zip(changed, new_events, strict=True)
+            for entry in (
+                change("case", case.id, before[case.id], _case_snapshot(journal, case)),
+                _new_event_change(journal, HistoryEntry(event, None, from_statuses[case.id])),
+            )
+        ],
+        related=[*(case.id for case in changed), *(case.person_id for case in changed)],
+    )
     return outcomes
 
 

@@ -7,13 +7,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
 from app.access.policy import Resource
+from app.audit.journal import change, journal_of
 from app.cases import service as cases_service
 from app.cases.service import CollectiveOutcome
 from app.collective import repository
 from app.collective.models import CollectiveEvent
 from app.collective.schemas import CollectiveEventCreate
 from app.core.dates import PartialDate
-from app.core.errors import NotFound
+from app.core.errors import HiddenRecord, NotFound
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.sources import service as sources_service
 
@@ -48,6 +49,20 @@ async def create(
         recorded_by=None if caller.principal.is_partner else caller.principal.id,
     )
     await repository.add(session, event)
+    journal = journal_of(session)
+    journal.changed(
+        "collective.create",
+        "collective_event",
+        event.id,
+        [
+            change(
+                "collective_event",
+                event.id,
+                None,
+                journal.snapshot("collective_event", event.model_dump(mode="json")),
+            )
+        ],
+    )
     # Raises, and so rolls the whole request back, if any one case file cannot transition.
     results = await cases_service.apply_collective(
         session, caller, data.case_file_ids, data.transition(), event.id
@@ -57,8 +72,10 @@ async def create(
 
 async def get(session: AsyncSession, caller: Caller, event_id: uuid.UUID) -> CollectiveView:
     event = await repository.get(session, event_id)
-    if event is None or not caller.may("collective.read", Resource("CollectiveEvent")):
+    if event is None:
         raise NotFound("No such collective event.")
+    if not caller.may("collective.read", Resource("CollectiveEvent")):
+        raise HiddenRecord("No such collective event.")
     return CollectiveView(event, await cases_service.collective_results(session, caller, event_id))
 
 

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     jwt_key_file: Path | None = None
     data_keys: str | None = None
     data_key_file: Path | None = None
+    # Signs audit checkpoints and keys the fingerprints of confidential values in the trail.
+    audit_keys: str | None = None
+    audit_key_file: Path | None = None
 
     # Tokens
     token_issuer: str = "habeas"  # noqa: S105 (a name, not a secret)

@@ -1,5 +1,5 @@
-"""Key rings: the AES-GCM keys that seal confidential values at rest, and the ES256 keys
-that sign access tokens.
+"""Key rings: the AES-GCM keys that seal confidential values at rest, the ES256 keys that
+sign access tokens, and the audit trail's Ed25519 and HMAC keys.
 
 Both are JSON documents `{"active": KID, "keys": {KID: material}}`, given inline in the
 environment or as a file. In development they are generated under `data_dir/keys` on
@@ -10,6 +10,8 @@ so running servers pick up a new key without a restart.
 """
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc.jwk import ECKey, KeySet
 
@@ -293,3 +296,100 @@ def rotate_signing_key_file(path: Path) -> str:
     key = new_signing_key()
     write_key_file(path, {"active": key["kid"], "keys": {**document.keys, key["kid"]: key}})
     return str(key["kid"])
+
+
+# The audit trail's keys -----------------------------------------------------------------
+#
+# Each entry holds an Ed25519 key that signs checkpoints of the chain head, and an HMAC key
+# that turns confidential values into fingerprints for the trail ("the address changed to
+# the value with this fingerprint"): an investigator holding the key can check a claimed
+# value; nobody reading the trail learns it. Neither key is ever stored in the database.
+
+AUDIT_FINGERPRINT_BYTES = 16
+
+
+def new_audit_key() -> dict[str, str]:
+    seed = Ed25519PrivateKey.generate().private_bytes_raw()
+    return {
+        "signing": base64.b64encode(seed).decode(),
+        "fingerprint": base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode(),
+    }
+
+
+@dataclass(frozen=True)
+class _AuditKey:
+    signing: Ed25519PrivateKey
+    fingerprint: bytes
+
+
+class AuditKeyRing:
+    def __init__(self, source: _RingSource) -> None:
+        self._source = source
+        self._load()
+
+    def _load(self) -> None:
+        document = self._source.read()
+        keys: dict[str, _AuditKey] = {}
+        for kid, material in document.keys.items():
+            try:
+                seed = base64.b64decode(material["signing"], validate=True)
+                fingerprint = base64.b64decode(material["fingerprint"], validate=True)
+                signing = Ed25519PrivateKey.from_private_bytes(seed)
+            except (ValueError, TypeError, KeyError):
+                raise KeyConfigurationError(
+                    f"{self._source.what}: key {kid!r} is not valid."
+                ) from None
+            if len(fingerprint) != KEY_BYTES or not kid.isascii() or not 0 < len(kid) < 64:
+                raise KeyConfigurationError(f"{self._source.what}: key {kid!r} is not valid.")
+            keys[kid] = _AuditKey(signing, fingerprint)
+        self._keys = keys
+        self.active_kid = document.active
+
+    def _refresh(self) -> None:
+        if self._source.changed():
+            self._load()
+
+    def sign(self, statement: bytes) -> tuple[str, bytes]:
+        self._refresh()
+        kid = self.active_kid
+        return kid, self._keys[kid].signing.sign(statement)
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        self._refresh()
+        return {kid: key.signing.public_key() for kid, key in self._keys.items()}
+
+    def fingerprint(self, canonical_value: bytes) -> str:
+        self._refresh()
+        kid = self.active_kid
+        mac = hmac.new(self._keys[kid].fingerprint, canonical_value, hashlib.sha256)
+        return f"hmac-sha256:{kid}:{mac.hexdigest()[: 2 * AUDIT_FINGERPRINT_BYTES]}"
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(key.public_bytes_raw()).decode()
+
+
+def public_key_from_text(text: str) -> Ed25519PublicKey:
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, TypeError):
+        raise KeyConfigurationError("not an Ed25519 public key in base64") from None
+
+
+def audit_key_ring(settings: Settings) -> AuditKeyRing:
+    source = _source(
+        settings, settings.audit_keys, settings.audit_key_file, "audit.json", "audit keys"
+    )
+    if source.path is not None and not source.path.exists() and settings.audit_key_file is None:
+        kid = _new_kid()
+        write_key_file(source.path, {"active": kid, "keys": {kid: new_audit_key()}})
+    return AuditKeyRing(source)
+
+
+def rotate_audit_key_file(path: Path) -> str:
+    """A new active key. The old ones stay: they verify older checkpoints and
+    fingerprints."""
+    document = _parse(path.read_text(), str(path))
+    kid = _new_kid()
+    write_key_file(path, {"active": kid, "keys": {**document.keys, kid: new_audit_key()}})
+    return kid

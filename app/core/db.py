@@ -1,7 +1,7 @@
 """Engine, per-request session and the shared table metadata."""
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import asyncpg
 from fastapi import Depends, Request
@@ -45,26 +45,50 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+# Where a session keeps its unit of work's audit journal (app/audit/journal.py).
+JOURNAL = "audit_journal"
+
+
+class UnitJournal(Protocol):
+    """What the unit of work needs of its audit journal."""
+
+    def refused(self, refusal: DomainError) -> None: ...
+
+    async def before_commit(self, session: AsyncSession) -> None: ...
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit the unit of work, its audit event appended last (it holds the chain's lock
+    until the commit)."""
+    journal: UnitJournal | None = session.info.get(JOURNAL)
+    if journal is not None:
+        await journal.before_commit(session)
+    await session.commit()
+
+
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's one unit of work: committed when the endpoint returns, else rolled back.
 
     Services only flush; nothing else commits. With `scope="function"` the commit happens
     before the response is sent, so a client never sees success for a write that failed.
+    A refusal of access is still recorded in the audit trail, after the rollback.
     """
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     async with factory() as session:
+        journal: UnitJournal = request.app.state.open_journal(request)
+        session.info[JOURNAL] = journal
         try:
             yield session
         except DomainError as refusal:
-            if refusal.keeps_writes:
-                await session.commit()
-            else:
+            if not refusal.keeps_writes:
                 await session.rollback()
+            journal.refused(refusal)
+            await commit(session)
             raise
         except BaseException:
             await session.rollback()
             raise
-        await session.commit()
+        await commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

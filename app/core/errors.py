@@ -25,6 +25,8 @@ class DomainError(Exception):
     # Most refusals undo the request's writes; a few must keep them (a failed sign-in
     # counts towards throttling, a reused refresh token revokes its family).
     keeps_writes: bool = False
+    # Refusals of access (401, 403, a hidden record's 404) are written to the audit trail.
+    is_denial: bool = False
 
     def __init__(
         self, detail: str, *, headers: Mapping[str, str] | None = None, **extensions: Any
@@ -56,10 +58,18 @@ class NotFound(DomainError):
     title = "Not found"
 
 
+class HiddenRecord(NotFound):
+    """A record that exists but that the caller may not see: answered exactly like a
+    missing one, and recorded as a denial."""
+
+    is_denial = True
+
+
 class Unauthenticated(DomainError):
     status_code = 401
     slug = "unauthenticated"
     title = "A valid access token is required"
+    is_denial = True
 
     def __init__(self, detail: str = "Sign in again.", **extensions: Any) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extensions)
@@ -72,6 +82,7 @@ class SignInFailed(DomainError):
     slug = "sign-in-failed"
     title = "Sign-in failed"
     keeps_writes = True
+    is_denial = True
 
 
 class SessionRevoked(Unauthenticated):
@@ -83,6 +94,7 @@ class TooManyAttempts(DomainError):
     status_code = 429
     slug = "too-many-attempts"
     title = "Too many failed attempts; wait before trying again"
+    is_denial = True
     keeps_writes = True
 
     def __init__(self, retry_after_seconds: int) -> None:
@@ -96,6 +108,7 @@ class Forbidden(DomainError):
     status_code = 403
     slug = "forbidden"
     title = "You may not do this"
+    is_denial = True
 
 
 class Conflict(DomainError):

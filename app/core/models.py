@@ -1,5 +1,6 @@
 """Imports every table module so that the metadata is complete (Alembic, tests)."""
 
+from app.audit import models as audit_models
 from app.cases import models as cases_models
 from app.collective import models as collective_models
 from app.idempotency import models as idempotency_models
@@ -9,6 +10,7 @@ from app.recognition import models as recognition_models
 from app.sources import models as sources_models
 
 TABLE_MODULES = (
+    audit_models,
     cases_models,
     collective_models,
     identity_models,

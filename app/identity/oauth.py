@@ -32,6 +32,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit.journal import Actor, Journal, journal_of
 from app.identity import service
 from app.identity.models import Partner
 from app.identity.schemas import PARTNER_SCOPES
@@ -238,6 +239,19 @@ async def token_response(
         return _Outcome(400, {"error": "invalid_request", "error_description": "Too long."})
     client_id = _named_client_id(form, headers)
     partner = await service.partner_for_client(session, client_id) if client_id else None
+    outcome = await _issue(session, kit, form, headers, token_url, partner)
+    _record(journal_of(session), outcome, partner)
+    return outcome
+
+
+async def _issue(
+    session: AsyncSession,
+    kit: SecurityKit,
+    form: Mapping[str, str],
+    headers: Mapping[str, str],
+    token_url: str,
+    partner: Partner | None,
+) -> _Outcome:
     client = PartnerClient(partner, kit.passwords.verify) if partner is not None else None
     server = _Server(client, kit, token_url)
     request = _FormRequest(token_url, headers, form)
@@ -259,3 +273,15 @@ async def token_response(
                     {"error": "invalid_client", "error_description": "The assertion was replayed."},
                 )
     return outcome
+
+
+def _record(journal: Journal, outcome: _Outcome, partner: Partner | None) -> None:
+    """A token issued is recorded as the partner's; a client refused, as a denial."""
+    journal.attempted = "auth.token"
+    if partner is not None:
+        journal.subject = ("partner", partner.id)
+    if outcome.status == 200 and partner is not None:
+        journal.acting_as(Actor("partner", partner.id, "partner"))
+        journal.changed("auth.token", "partner", partner.id, [])
+    elif outcome.status == 401:
+        journal.deny(401, str(outcome.body.get("error", "invalid_client")))

@@ -15,9 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.principal import Principal, PrincipalKind, Role, SharingAgreement, Tier
+from app.audit.journal import Actor, change, journal_of
 from app.core.clock import utcnow
 from app.core.config import Settings
-from app.core.crypto import DataKeyRing
+from app.core.crypto import AuditKeyRing, DataKeyRing
 from app.core.errors import (
     Conflict,
     NotFound,
@@ -69,7 +70,12 @@ class SecurityKit:
     passwords: Passwords
     tokens: AccessTokens
     data_keys: DataKeyRing
+    audit_keys: AuditKeyRing
     oidc: OidcVerifier | None
+
+
+# What the trail records for a credential that was replaced (never the credential).
+CHANGED = "changed"
 
 
 async def _hash(kit: SecurityKit, secret: str) -> str:
@@ -111,7 +117,20 @@ async def create_user(
     )
     user.totp_secret = _seal_totp(kit, user.id, secret)
     await _add_unique(session, user, "That username is taken.")
+    journal_of(session).changed(
+        "user.create", "user", user.id, [change("user", user.id, None, _user_snapshot(user))]
+    )
     return user, secret
+
+
+def _user_snapshot(user: AppUser) -> dict[str, Any]:
+    # Never the password hash or the TOTP secret; that they changed is recorded apart.
+    return {
+        "username": user.username,
+        "role": user.role,
+        "disabled": user.disabled,
+        "version": user.version,
+    }
 
 
 def enrolment_uri(user: AppUser, secret: str) -> str:
@@ -172,6 +191,7 @@ async def update_user(
 ) -> AppUser:
     user = await get_user(session, user_id, for_update=True)
     _check_version(user.version, expected_version, "user")
+    before = _user_snapshot(user)
     if user.id == actor.id and (data.disabled or (data.role and data.role != Role.admin)):
         raise Conflict("Admins cannot disable themselves or give up their own role.")
     ends_sessions = False
@@ -190,6 +210,12 @@ async def update_user(
     await repository.save(session, user)
     if ends_sessions:
         await repository.revoke_sessions(session, user.id, now, "account_changed")
+    after = _user_snapshot(user)
+    if data.password is not None:
+        before["password"], after["password"] = None, CHANGED
+    journal_of(session).changed(
+        "user.update", "user", user.id, [change("user", user.id, before, after)]
+    )
     return user
 
 
@@ -198,6 +224,7 @@ async def reset_totp(
 ) -> tuple[AppUser, str]:
     user = await get_user(session, user_id, for_update=True)
     _check_version(user.version, expected_version, "user")
+    before = {**_user_snapshot(user), "totp": None}
     secret = new_totp_secret()
     now = utcnow()
     user.totp_secret = _seal_totp(kit, user.id, secret)
@@ -206,6 +233,10 @@ async def reset_totp(
     user.updated_at = now
     await repository.save(session, user)
     await repository.revoke_sessions(session, user.id, now, "totp_reset")
+    after = {**_user_snapshot(user), "totp": CHANGED}
+    journal_of(session).changed(
+        "user.reset_totp", "user", user.id, [change("user", user.id, before, after)]
+    )
     return user, secret
 
 
@@ -226,6 +257,8 @@ async def sign_in(
 ) -> TokenPair:
     settings = kit.settings
     now = utcnow()
+    journal = journal_of(session)
+    journal.attempted = "auth.sign_in"
     account_key, address_key = _throttle_keys(username, address)
     # A blocked address is refused before anything is written for the account it names,
     # so that a flood of invented usernames leaves no rows behind.
@@ -234,6 +267,8 @@ async def sign_in(
     _refuse_if_blocked(await repository.blocked_until(session, [account_key]), now, username)
 
     user = await repository.user_by_username(session, username.lower())
+    if user is not None:
+        journal.subject = ("user", user.id)
     # Every path verifies one argon2 hash, so an unknown user costs what a known one does.
     password_ok = await asyncio.to_thread(
         kit.passwords.verify, user.password_hash if user else None, password
@@ -264,6 +299,8 @@ async def sign_in(
     )
     await repository.add(session, user_session)
     log.info("signed_in", user=str(user.id), session=str(user_session.id))
+    journal.acting_as(Actor("user", user.id, user.role))
+    journal.changed("auth.sign_in", "user_session", user_session.id, [], related=[user.id])
     return await _token_pair(session, kit, user, user_session, now)
 
 
@@ -308,6 +345,9 @@ async def refresh(session: AsyncSession, kit: SecurityKit, token: str) -> TokenP
     if found is None:
         raise Unauthenticated("The refresh token is not valid.")
     stored, user_session, user = found
+    journal = journal_of(session)
+    journal.attempted = "auth.refresh"
+    journal.subject = ("user_session", user_session.id)
     if stored.used_at is not None:
         # A refresh token is good once. Seeing it again means two parties hold it, so the
         # whole session ends for both (OAuth 2.0 Security BCP §4.14).
@@ -323,12 +363,28 @@ async def refresh(session: AsyncSession, kit: SecurityKit, token: str) -> TokenP
         raise Unauthenticated("The session has ended; sign in again.")
     stored.used_at = now
     await repository.save(session, stored)
+    journal.acting_as(Actor("user", user.id, user.role))
+    journal.changed("auth.refresh", "user_session", user_session.id, [], related=[user.id])
     return await _token_pair(session, kit, user, user_session, now)
 
 
 async def end_session(session: AsyncSession, principal: Principal) -> None:
     if principal.session_id is not None:
-        await repository.revoke_session(session, principal.session_id, utcnow(), "signed_out")
+        now = utcnow()
+        await repository.revoke_session(session, principal.session_id, now, "signed_out")
+        journal_of(session).changed(
+            "auth.sign_out",
+            "user_session",
+            principal.session_id,
+            [
+                change(
+                    "user_session",
+                    principal.session_id,
+                    {"revoked_reason": None},
+                    {"revoked_reason": "signed_out"},
+                )
+            ],
+        )
 
 
 # Bearer tokens -> principals ---------------------------------------------------------------
@@ -428,7 +484,31 @@ async def create_partner(
     if await repository.partner_name_taken(session, data.name):
         raise Conflict("A partner with that name exists.")
     await _add_unique(session, partner, "A partner with that name exists.")
+    journal_of(session).changed(
+        "partner.create",
+        "partner",
+        partner.id,
+        [change("partner", partner.id, None, _partner_snapshot(partner))],
+    )
     return partner, secret
+
+
+def _partner_snapshot(partner: Partner) -> dict[str, Any]:
+    # Never the secret's hash (public keys are not secret).
+    return {
+        "name": partner.name,
+        "client_id": partner.client_id,
+        "auth_method": partner.auth_method,
+        "scopes": list(partner.scopes),
+        "disabled": partner.disabled,
+        "share_jurisdiction": partner.share_jurisdiction,
+        "share_recognised_only": partner.share_recognised_only,
+        "share_case_file_ids": [str(i) for i in partner.share_case_file_ids],
+        "max_tier": partner.max_tier,
+        "read_write": partner.read_write,
+        "public_jwks": partner.public_jwks,
+        "version": partner.version,
+    }
 
 
 async def get_partner(
@@ -456,6 +536,7 @@ async def update_partner(
 ) -> Partner:
     partner = await get_partner(session, partner_id, for_update=True)
     _check_version(partner.version, expected_version, "partner")
+    before = _partner_snapshot(partner)
     if data.scopes is not None:
         partner.scopes = sorted(set(data.scopes))
     if data.disabled is not None:
@@ -469,6 +550,12 @@ async def update_partner(
     partner.version += 1
     partner.updated_at = utcnow()
     await repository.save(session, partner)
+    journal_of(session).changed(
+        "partner.update",
+        "partner",
+        partner.id,
+        [change("partner", partner.id, before, _partner_snapshot(partner))],
+    )
     return partner
 
 
@@ -479,11 +566,16 @@ async def new_partner_secret(
     _check_version(partner.version, expected_version, "partner")
     if partner.auth_method != "client_secret":
         raise UnprocessableInput("This partner authenticates with a private-key JWT.")
+    before = {**_partner_snapshot(partner), "secret": None}
     secret = secrets.token_urlsafe(32)
     partner.secret_hash = await _hash(kit, secret)
     partner.version += 1
     partner.updated_at = utcnow()
     await repository.save(session, partner)
+    after = {**_partner_snapshot(partner), "secret": CHANGED}
+    journal_of(session).changed(
+        "partner.new_secret", "partner", partner.id, [change("partner", partner.id, before, after)]
+    )
     return secret
 
 

@@ -5,7 +5,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
 from app.access.http import DataKeys, requires
+from app.access.principal import Tier
 from app.access.tiers import hidden_fields
+from app.audit.journal import journal_of
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
@@ -64,7 +66,9 @@ async def read_person(
     keys: DataKeys,
     caller: Annotated[Caller, requires("person.read")],
 ) -> Response:
-    return _person_response(await service.get(session, caller, person_id, keys))
+    view = await service.get(session, caller, person_id, keys)
+    journal_of(session).viewed("person.read", "person", [person_id], view.clearance)
+    return _person_response(view)
 
 
 @router.patch("/{person_id}", response_model=PersonRead)
@@ -97,6 +101,15 @@ async def list_persons(
     filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_persons(
         session, caller, keys, filters, q, paging.cursor, paging.limit
+    )
+    journal = journal_of(session)
+    journal.viewed(
+        "person.list",
+        "person",
+        [view.person.id for view in found.items],
+        max((view.clearance for view in found.items), default=Tier.public),
+        # A name searched for is itself sensitive: kept only as a fingerprint.
+        detail={"q": journal.fingerprint(q)} if q is not None else None,
     )
     return model_response(
         Page[PersonRead](

@@ -11,7 +11,8 @@ from sqlmodel.sql.expression import SelectOfScalar
 from app.access.caller import Caller
 from app.access.policy import Resource
 from app.access.principal import Role, Tier
-from app.access.tiers import refuse_fields_above
+from app.access.tiers import hidden_fields, refuse_fields_above
+from app.audit.journal import Journal, change, journal_of
 from app.core.clock import utcnow
 from app.core.crypto import DataKeyRing
 from app.core.dates import PartialDate
@@ -27,7 +28,14 @@ from app.core.pagination import (
 from app.persons import repository
 from app.persons.models import Person, PersonName
 from app.persons.names import skeleton, tokens
-from app.persons.schemas import NameInput, PersonCreate, PersonFields, PersonFilters, PersonUpdate
+from app.persons.schemas import (
+    NameInput,
+    PersonCreate,
+    PersonFields,
+    PersonFilters,
+    PersonUpdate,
+    person_read,
+)
 
 MIN_SEARCH_KEY = 3
 
@@ -135,6 +143,19 @@ def _view(
     return PersonView(person, names, clearance, resource, confidential)
 
 
+def audit_snapshot(journal: Journal, view: PersonView) -> dict[str, Any]:
+    """The person as the audit trail keeps them: what the caller could see, confidential
+    values (private names among them) as fingerprints."""
+    values = person_read(view.person, view.names, view.clearance, view.confidential).model_dump(
+        mode="json", exclude=hidden_fields("person", view.clearance)
+    )
+    values["names"] = [
+        name if name["is_public"] else {**name, "value": journal.fingerprint(name["value"])}
+        for name in values["names"]
+    ]
+    return journal.snapshot("person", values)
+
+
 async def create(
     session: AsyncSession, caller: Caller, keys: DataKeyRing, data: PersonCreate
 ) -> PersonView:
@@ -147,7 +168,15 @@ async def create(
     )
     names = _name_rows(person.id, data.names)
     await repository.add(session, person, names)
-    return _view(caller, keys, person, names, NO_CASE_FILES)
+    view = _view(caller, keys, person, names, NO_CASE_FILES)
+    journal = journal_of(session)
+    journal.changed(
+        "person.create",
+        "person",
+        person_id,
+        [change("person", person_id, None, audit_snapshot(journal, view))],
+    )
+    return view
 
 
 async def get(
@@ -178,6 +207,8 @@ async def update(
 ) -> PersonView:
     view = await get(session, caller, person_id, keys, for_update=True)
     caller.require("person.update", view.resource)
+    journal = journal_of(session)
+    before = audit_snapshot(journal, view)
     refuse_fields_above("person", data.model_fields_set, view.clearance)
     person = view.person
     if person.version != expected_version:
@@ -191,7 +222,14 @@ async def update(
     await repository.save(session, person)
     if data.names is not None:
         await repository.replace_names(session, person_id, _name_rows(person_id, data.names))
-    return await get(session, caller, person_id, keys)
+    updated = await get(session, caller, person_id, keys)
+    journal.changed(
+        "person.update",
+        "person",
+        person_id,
+        [change("person", person_id, before, audit_snapshot(journal, updated))],
+    )
+    return updated
 
 
 async def lock(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> PersonView:

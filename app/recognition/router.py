@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from app.access.caller import Caller
 from app.access.http import requires
 from app.access.tiers import exclusion
+from app.audit.journal import journal_of
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.idempotency.http import IdempotentCreateDep
@@ -39,6 +40,7 @@ async def read_recognition(
     caller: Annotated[Caller, requires("recognition.read")],
 ) -> Response:
     recognition = await service.get(session, caller, person_id)
+    journal_of(session).viewed("recognition.read", "person", [person_id], recognition.clearance)
     return model_response(
         _read(recognition),
         headers={"ETag": etag(recognition.version)},

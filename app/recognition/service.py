@@ -7,12 +7,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
 from app.access.principal import Tier
-from app.core.errors import Conflict, NotFound, PreconditionFailed
+from app.audit.journal import change, journal_of
+from app.core.errors import Conflict, HiddenRecord, PreconditionFailed
 from app.persons import service as persons_service
 from app.recognition import repository
 from app.recognition.criteria import RecognitionStatus
 from app.recognition.models import RecognitionDecision
-from app.recognition.schemas import DecisionCreate
+from app.recognition.schemas import DecisionCreate, DecisionRead
 from app.sources import service as sources_service
 
 
@@ -39,7 +40,7 @@ class Recognition:
 async def get(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> Recognition:
     person = await persons_service.get(session, caller, person_id)
     if not caller.may("recognition.read", person.resource):
-        raise NotFound("No such person.")
+        raise HiddenRecord("No such person.")
     decisions = await repository.decisions_of(session, person_id)
     return Recognition(person_id, decisions, person.clearance)
 
@@ -81,4 +82,28 @@ async def decide(
     decision.decided_on = data.decided_on
     await repository.add(session, decision)
     await persons_service.set_recognition_status(session, person_id, data.status)
+    journal = journal_of(session)
+    previous = person.person.recognition_status
+    journal.changed(
+        "recognition.decide",
+        "person",
+        person_id,
+        [
+            change(
+                "recognition_decision",
+                decision.id,
+                None,
+                journal.snapshot(
+                    "recognition_decision",
+                    DecisionRead.model_validate(decision).model_dump(mode="json"),
+                ),
+            ),
+            change(
+                "person",
+                person_id,
+                {"recognition_status": previous, "version": person.person.version},
+                {"recognition_status": data.status, "version": person.person.version + 1},
+            ),
+        ],
+    )
     return Recognition(person_id, [decision, *current.decisions], person.clearance)

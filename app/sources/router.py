@@ -5,7 +5,9 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
 from app.access.http import DataKeys, requires
+from app.access.principal import Tier
 from app.access.tiers import hidden_fields
+from app.audit.journal import journal_of
 from app.core.db import SessionDep
 from app.core.http import etag, model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
@@ -47,6 +49,7 @@ async def read_source(
     caller: Annotated[Caller, requires("source.read")],
 ) -> Response:
     view = await service.get(session, caller, keys, source_id)
+    journal_of(session).viewed("source.read", "source", [source_id], view.clearance)
     return model_response(
         view.read(),
         headers={"ETag": etag(view.source.version)},
@@ -65,6 +68,12 @@ async def list_sources(
 ) -> Response:
     found = await service.list_sources(
         session, caller, keys, publisher, paging.cursor, paging.limit
+    )
+    journal_of(session).viewed(
+        "source.list",
+        "source",
+        [view.source.id for view in found.items],
+        max((view.clearance for view in found.items), default=Tier.public),
     )
     return model_response(
         Page[SourceRead](

@@ -7,6 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.access.caller import Caller
 from app.access.policy import Resource
 from app.access.principal import Tier
+from app.audit.journal import change, journal_of
 from app.core.crypto import DataKeyRing
 from app.core.errors import NotFound, UnprocessableInput
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
@@ -69,7 +70,17 @@ async def create(
     if data.witness is not None:
         source.witness = keys.seal(WITNESS[0], WITNESS[1], source.id, data.witness.encode())
     await repository.add(session, source)
-    return _view(caller, keys, source)
+    view = _view(caller, keys, source)
+    journal = journal_of(session)
+    # The witness as given (the caller may not be cleared to read it back): fingerprinted.
+    values = {**view.read().model_dump(mode="json"), "witness": data.witness}
+    journal.changed(
+        "source.create",
+        "source",
+        source.id,
+        [change("source", source.id, None, journal.snapshot("source", values))],
+    )
+    return view
 
 
 async def get(

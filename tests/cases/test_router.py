@@ -440,6 +440,7 @@ async def test_a_rolled_back_request_leaves_no_status_write(
 ) -> None:
     from app.access.caller import Caller
     from app.access.principal import Principal, PrincipalKind, Role
+    from app.audit.journal import as_system
     from app.cases import service
     from app.cases.schemas import StatusEventInput
 
@@ -449,7 +450,9 @@ async def test_a_rolled_back_request_leaves_no_status_write(
         Principal(PrincipalKind.user, uuid.uuid4(), Role.coordinator),
         app.state.policy,  # type: ignore[attr-defined]
     )
+    events_before = await db.fetchval("SELECT count(*) FROM audit_event")
     async with factory() as session:
+        as_system(session, app.state.security.audit_keys)  # type: ignore[attr-defined]
         await service.append(
             session,
             coordinator,
@@ -465,3 +468,4 @@ async def test_a_rolled_back_request_leaves_no_status_write(
         await session.rollback()
     assert await db.fetchval("SELECT count(*) FROM status_event") == 1
     assert await db.fetchrow("SELECT status, version FROM case_file") == ("detained", 1)
+    assert await db.fetchval("SELECT count(*) FROM audit_event") == events_before

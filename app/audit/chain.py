@@ -1,0 +1,184 @@
+"""The hash chain: how an event is encoded and hashed, and how it is appended.
+
+Each event's hash is SHA-256 over the RFC 8785 canonical JSON of all its columns (the
+previous event's hash among them), so changing, removing or reordering any event breaks
+the chain from there on. Appends take the lock on the one `audit_head` row as the last
+statement of their transaction and hold it until commit: sequence numbers are therefore
+contiguous (a rolled-back append gives its number back) and follow commit order.
+"""
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import rfc8785
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.db import driver_connection
+
+# What the first event links to.
+GENESIS_HASH = bytes(32)
+# Bumped if the encoding ever changes; it is hashed with every event.
+ENCODING_VERSION = 1
+
+# Every column of audit_event except `hash`, in the order statements use them.
+HASHED_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "actor_role",
+    "action",
+    "resource_type",
+    "resource_id",
+    "related",
+    "outcome",
+    "request_id",
+    "client_address",
+    "user_agent",
+    "changes",
+    "detail",
+    "prev_hash",
+)
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# The same text from PostgreSQL, for the verifier (which reads columns as text).
+SQL_TIME_FORMAT = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 (JSON Canonicalization Scheme)."""
+    return rfc8785.dumps(value)
+
+
+def event_hash(document: Mapping[str, Any]) -> bytes:
+    return hashlib.sha256(canonical(document)).digest()
+
+
+def hash_matches(document: Mapping[str, Any], stored: bytes) -> bool:
+    """Whether the document hashes to `stored`.
+
+    orjson with sorted keys writes the same bytes as RFC 8785 for what events hold
+    (strings, integers, booleans, null, lists and objects with ASCII keys) and is some
+    twenty times faster; when its bytes differ, the canonical encoder decides. Equal bytes
+    are the same JSON value, so the fast path can never accept a changed event.
+    """
+    if hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).digest() == stored:
+        return True
+    try:
+        return event_hash(document) == stored
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        return False
+
+
+@dataclass
+class EventDraft:
+    """An event before it has its place in the chain."""
+
+    actor_type: str
+    actor_id: uuid.UUID | None
+    actor_role: str | None
+    action: str
+    outcome: str
+    resource_type: str | None = None
+    resource_id: uuid.UUID | None = None
+    related: list[uuid.UUID] = field(default_factory=list)
+    request_id: str | None = None
+    client_address: str | None = None
+    user_agent: str | None = None
+    changes: list[dict[str, Any]] | None = None
+    detail: dict[str, Any] | None = None
+
+    def document(self, seq: int, occurred_at: datetime, prev_hash: bytes) -> dict[str, Any]:
+        """The JSON the hash covers: every column, as the verifier reads it back."""
+        return document_of(
+            {
+                "seq": seq,
+                "occurred_at": occurred_at.astimezone(UTC).strftime(TIME_FORMAT),
+                "actor_type": self.actor_type,
+                "actor_id": _text(self.actor_id),
+                "actor_role": self.actor_role,
+                "action": self.action,
+                "resource_type": self.resource_type,
+                "resource_id": _text(self.resource_id),
+                "related": [str(item) for item in self.related],
+                "outcome": self.outcome,
+                "request_id": self.request_id,
+                "client_address": self.client_address,
+                "user_agent": self.user_agent,
+                "changes": self.changes,
+                "detail": self.detail,
+                "prev_hash": prev_hash.hex(),
+            }
+        )
+
+
+def document_of(columns: Mapping[str, Any]) -> dict[str, Any]:
+    return {"v": ENCODING_VERSION, **columns}
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+_LOCK_HEAD = "SELECT seq, hash, occurred_at, clock_timestamp() AS now FROM audit_head FOR UPDATE"
+_APPEND = f"""
+WITH appended AS (
+    INSERT INTO audit_event ({", ".join(HASHED_COLUMNS)}, hash)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+)
+UPDATE audit_head SET seq = $1, hash = $17, occurred_at = $2
+"""  # noqa: S608 (column names are constants)
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    hash: bytes
+    occurred_at: datetime
+
+
+async def append(session: AsyncSession, draft: EventDraft) -> Appended:
+    """Append one event in the session's transaction. Call it last before commit: the
+    head stays locked until then, and every other append waits."""
+    connection = await driver_connection(session)
+    head = await connection.fetchrow(_LOCK_HEAD)
+    if head is None:
+        raise RuntimeError("audit_head has no row: the migrations have not run")
+    seq = head["seq"] + 1
+    # The database's clock, never earlier than the event before (clocks can step back).
+    occurred_at: datetime = head["now"]
+    if head["occurred_at"] is not None and head["occurred_at"] > occurred_at:
+        occurred_at = head["occurred_at"]
+    prev_hash: bytes = head["hash"]
+    digest = event_hash(draft.document(seq, occurred_at, prev_hash))
+    await connection.execute(
+        _APPEND,
+        seq,
+        occurred_at,
+        draft.actor_type,
+        draft.actor_id,
+        draft.actor_role,
+        draft.action,
+        draft.resource_type,
+        draft.resource_id,
+        draft.related,
+        draft.outcome,
+        draft.request_id,
+        draft.client_address,
+        draft.user_agent,
+        _json(draft.changes),
+        _json(draft.detail),
+        prev_hash,
+        digest,
+    )
+    return Appended(seq, digest, occurred_at)
+
+
+def _json(value: Sequence[Any] | Mapping[str, Any] | None) -> str | None:
+    # JSONB parameters go to this connection as JSON text (see driver_connection).
+    return None if value is None else orjson.dumps(value).decode()

@@ -1,0 +1,73 @@
+"""The journal of an HTTP request: where it came from, filled in before any dependency."""
+
+import uuid
+import weakref
+from typing import Any
+
+from fastapi import Request
+
+from app.audit.journal import MAX_USER_AGENT, Journal, Origin
+
+
+def open_journal(request: Request) -> Journal:
+    journal = Journal(request.app.state.security.audit_keys, origin_of(request))
+    journal.attempted = _declared_action(request.scope.get("route"))
+    request.state.journal = journal
+    return journal
+
+
+_ACTIONS: "weakref.WeakKeyDictionary[object, str | None]" = weakref.WeakKeyDictionary()
+
+
+def _declared_action(route: object) -> str | None:
+    """The action the route declares with `requires(...)`, known before authentication
+    (so that a 401 names what was attempted)."""
+    endpoint = getattr(route, "endpoint", None)
+    if endpoint is None:
+        return None
+    # Keyed by the endpoint function (routes are not hashable); its signature holds the
+    # `requires(...)`.
+    if endpoint not in _ACTIONS:
+        _ACTIONS[endpoint] = _find_action(getattr(route, "dependant", None))
+    return _ACTIONS[endpoint]
+
+
+def _find_action(dependant: Any) -> str | None:
+    if dependant is None:
+        return None
+    action = getattr(dependant.call, "action", None)
+    if isinstance(action, str):
+        return action
+    for child in dependant.dependencies:
+        found = _find_action(child)
+        if found is not None:
+            return found
+    return None
+
+
+def origin_of(request: Request) -> Origin:
+    agent = request.headers.get("user-agent")
+    route = request.scope.get("route")
+    return Origin(
+        request_id=getattr(request.state, "request_id", None),
+        # Behind a trusted proxy, uvicorn has already put the client's own address here.
+        client_address=request.client.host if request.client else None,
+        user_agent=agent[:MAX_USER_AGENT] if agent else None,
+        route=f"{request.method} {route.path}" if route is not None else None,
+        path_record=_first_id(request),
+    )
+
+
+def _first_id(request: Request) -> uuid.UUID | None:
+    """The record a route's path names first (`/cases/{case_id}/…` names the case file)."""
+    for value in request.path_params.values():
+        try:
+            return uuid.UUID(str(value))
+        except ValueError:
+            continue
+    return None
+
+
+def journal(request: Request) -> Journal:
+    found: Journal = request.state.journal
+    return found
