@@ -13,6 +13,7 @@ from swagger_ui_bundle import swagger_ui_path
 from app.access.http import authenticate
 from app.access.policy import PolicyEngine
 from app.audit.http import open_journal
+from app.audit.router import router as audit_router
 from app.cases.router import router as cases_router
 from app.collective.router import router as collective_router
 from app.core.config import Settings, get_settings
@@ -54,6 +55,7 @@ def api_router() -> APIRouter:
         sources_router,
         users_router,
         partners_router,
+        audit_router,
     ):
         router.include_router(feature, dependencies=[Depends(authenticate)])
     return router

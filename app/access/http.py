@@ -35,6 +35,8 @@ AREA_ACTIONS: dict[str, str] = {
     "user.manage": "users",
     "partner.manage": "partners",
     "session.end": "session",
+    "audit.read": "audit",
+    "audit.verify": "audit",
 }
 
 

@@ -132,7 +132,7 @@ WITH appended AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 )
 UPDATE audit_head SET seq = $1, hash = $17, occurred_at = $2
-"""  # noqa: S608 (column names are constants)
+"""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from app.access.http import requires
 from app.access.principal import Tier
 from app.access.tiers import exclusion, hidden_fields
 from app.audit.journal import journal_of
+from app.audit.router import record_history
+from app.audit.schemas import RecordHistory
 from app.cases import service
 from app.cases.schemas import (
     Article,
@@ -142,6 +144,21 @@ async def list_cases(
             }
         },
     )
+
+
+@router.get("/{case_id}/history", response_model=RecordHistory)
+async def read_case_history(
+    case_id: uuid.UUID,
+    session: SessionDep,
+    request: Request,
+    paging: Annotated[PageRequest, Depends(page_request)],
+    caller: Annotated[Caller, requires("case.history")],
+) -> Response:
+    """Every change to the case file and its status events, field by field, newest first:
+    who, when, from which request (coordinators)."""
+    view = await service.history_reader(session, caller, case_id)
+    journal_of(session).viewed("case.history", "case", [case_id], view.clearance)
+    return await record_history(session, request, case_id, paging)
 
 
 @router.get("/{case_id}/status-events", response_model=CaseHistory)

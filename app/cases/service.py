@@ -345,6 +345,13 @@ async def may_transition(session: AsyncSession, caller: Caller, case_id: uuid.UU
     caller.require("case.transition", resource)
 
 
+async def history_reader(session: AsyncSession, caller: Caller, case_id: uuid.UUID) -> CaseView:
+    """The case file, if the caller may read its field-level change history."""
+    case, resource, clearance = await _visible(session, caller, case_id)
+    caller.require("case.history", resource)
+    return CaseView(case, clearance)
+
+
 async def get(session: AsyncSession, caller: Caller, case_id: uuid.UUID) -> CaseView:
     case, _, clearance = await _visible(session, caller, case_id)
     return CaseView(case, clearance)

@@ -8,6 +8,8 @@ from app.access.http import DataKeys, requires
 from app.access.principal import Tier
 from app.access.tiers import hidden_fields
 from app.audit.journal import journal_of
+from app.audit.router import record_history
+from app.audit.schemas import RecordHistory
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
@@ -69,6 +71,22 @@ async def read_person(
     view = await service.get(session, caller, person_id, keys)
     journal_of(session).viewed("person.read", "person", [person_id], view.clearance)
     return _person_response(view)
+
+
+@router.get("/{person_id}/history", response_model=RecordHistory)
+async def read_person_history(
+    person_id: uuid.UUID,
+    session: SessionDep,
+    request: Request,
+    paging: Annotated[PageRequest, Depends(page_request)],
+    caller: Annotated[Caller, requires("person.history")],
+) -> Response:
+    """Every change to the person and their recognition, field by field, newest first
+    (coordinators). Confidential values appear as keyed fingerprints."""
+    view = await service.get(session, caller, person_id)
+    caller.require("person.history", view.resource)
+    journal_of(session).viewed("person.history", "person", [person_id], view.clearance)
+    return await record_history(session, request, person_id, paging)
 
 
 @router.patch("/{person_id}", response_model=PersonRead)

@@ -99,6 +99,15 @@ COORDINATE = expect(coordinator=201, others=403)
 ADMIN_CREATE = expect(admin=201, others=403)
 ADMIN = expect(admin=200, others=403)
 SIGNED_IN = expect(partner=403, others=204)
+# Field-level history: coordinators only; others who may see the record get a 403.
+HISTORY = expect(
+    coordinator=200,
+    caseworker=(403, 403, 404),
+    analyst=(403, 403, 404),
+    partner=(403, 404, 404),
+    others=404,
+)
+AUDITOR = expect(auditor=200, others=403)
 
 Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
 
@@ -263,6 +272,20 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         ),
     ),
     ("POST", "/api/v1/auth/logout"): (SIGNED_IN, lambda c, w, k: c.post(f"{API}/auth/logout")),
+    ("GET", "/api/v1/cases/{case_id}/history"): (
+        HISTORY,
+        lambda c, w, k: c.get(f"{API}/cases/{_case(w, k)}/history"),
+    ),
+    ("GET", "/api/v1/persons/{person_id}/history"): (
+        HISTORY,
+        lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}/history"),
+    ),
+    ("GET", "/api/v1/audit/events"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/events")),
+    ("GET", "/api/v1/audit/verify"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/verify")),
+    ("GET", "/api/v1/audit/checkpoints/latest"): (
+        AUDITOR,
+        lambda c, w, k: c.get(f"{API}/audit/checkpoints/latest"),
+    ),
 }
 
 # Reachable without a token, on purpose: signing in and getting tokens.

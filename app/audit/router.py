@@ -1,0 +1,125 @@
+"""/audit: search the trail, verify it, get signed checkpoints (auditors)."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.access.caller import Caller
+from app.access.http import requires
+from app.access.principal import Tier
+from app.audit import service
+from app.audit.journal import journal_of
+from app.audit.schemas import (
+    AuditEventRead,
+    CheckpointRead,
+    RecordHistory,
+    VerificationRead,
+    checkpoint_read,
+    event_read,
+    history_entry,
+    verification_read,
+)
+from app.core.crypto import public_key_text
+from app.core.db import SessionDep
+from app.core.errors import UnprocessableInput
+from app.core.http import model_response
+from app.core.pagination import Page, PageRequest, next_link, page_request
+from app.core.types import Label
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@router.get("/events", response_model=Page[AuditEventRead])
+async def search_events(
+    session: SessionDep,
+    request: Request,
+    paging: Annotated[PageRequest, Depends(page_request)],
+    caller: Annotated[Caller, requires("audit.read")],
+    actor_id: uuid.UUID | None = None,
+    resource_id: uuid.UUID | None = None,
+    resource_type: Label | None = None,
+    action: Label | None = None,
+    outcome: Label | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Response:
+    """Events newest first. `resource_id` finds the events about a record and those that
+    touched or showed it among others (a collective event, a page of a list)."""
+    for moment in (since, until):
+        if moment is not None and moment.tzinfo is None:
+            raise UnprocessableInput("since and until need a time zone (e.g. 2026-01-01T00:00Z).")
+    conditions: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "actor_id": actor_id,
+            "resource_id": resource_id,
+            "resource_type": resource_type,
+            "action": action,
+            "outcome": outcome,
+            "since": since,
+            "until": until,
+        }.items()
+        if value is not None
+    }
+    found = await service.search(session, conditions, paging.cursor, paging.limit)
+    # Reading the trail is itself on the record: who looked for whom.
+    journal_of(session).viewed(
+        "audit.search",
+        "audit_event",
+        [],
+        Tier.restricted,
+        detail={name: str(value) for name, value in conditions.items()},
+    )
+    return model_response(
+        Page[AuditEventRead](
+            items=[event_read(event) for event in found.items],
+            next=next_link(request, found.next_cursor),
+        )
+    )
+
+
+@router.get("/verify", response_model=VerificationRead)
+async def verify_chain(
+    session: SessionDep, request: Request, caller: Annotated[Caller, requires("audit.verify")]
+) -> Response:
+    """Check the whole chain: contiguous sequence numbers, links, hashes, time order, and
+    every stored signed checkpoint. Names the first event that is wrong."""
+    report = await service.verify_chain(session, request.app.state.security.audit_keys)
+    return model_response(verification_read(report))
+
+
+@router.get("/checkpoints/latest", response_model=CheckpointRead)
+async def latest_checkpoint(
+    session: SessionDep, request: Request, caller: Annotated[Caller, requires("audit.verify")]
+) -> Response:
+    """A signed statement of the chain's head now (made if the head moved since the last
+    one, after verifying what was appended since). Keep it outside this system: a history
+    rewritten after it will not verify against it."""
+    keys = request.app.state.security.audit_keys
+    made = await service.checkpoint(session, keys)
+    public_key = keys.public_keys().get(made.key_id)
+    return model_response(
+        checkpoint_read(made, public_key_text(public_key) if public_key is not None else None)
+    )
+
+
+async def record_history(
+    session: SessionDep,
+    request: Request,
+    record_id: uuid.UUID,
+    paging: PageRequest,
+) -> Response:
+    """The field-level history of a record (for the cases and persons routers)."""
+    found = await service.changes_to(session, record_id, paging.cursor, paging.limit)
+    return model_response(
+        RecordHistory(
+            record_id=record_id,
+            entries=[
+                history_entry(event, service.entries_about(event, record_id))
+                for event in found.items
+            ],
+            next=next_link(request, found.next_cursor),
+        )
+    )
