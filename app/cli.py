@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 import typer
 
 from app.core import embedded
@@ -24,6 +25,8 @@ partners_cli = typer.Typer(no_args_is_help=True, help="Partner organisations' AP
 cli.add_typer(partners_cli, name="partners")
 keys_cli = typer.Typer(no_args_is_help=True, help="Encryption and token-signing keys.")
 cli.add_typer(keys_cli, name="keys")
+audit_cli = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+cli.add_typer(audit_cli, name="audit")
 
 
 def _security(settings: Settings) -> Any:
@@ -197,6 +200,30 @@ def db_stop() -> None:
     settings = get_settings()
     stopped = embedded.stop(embedded.embedded_pgdata(settings.data_dir))
     typer.echo("stopped" if stopped else "not running")
+
+
+@db_cli.command("grant")
+def db_grant(role: str) -> None:
+    """Grant the application's database role what it needs, and no UPDATE, DELETE or
+    TRUNCATE on the audit trail. Run as the owner of the tables, after `habeas migrate`."""
+    from app.ops.grants import grant_application_role
+
+    settings = get_settings()
+    url = _database_url(settings)
+
+    async def run() -> list[str]:
+        connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
+        try:
+            return await grant_application_role(connection, role)
+        finally:
+            await connection.close()
+
+    try:
+        statements = asyncio.run(run())
+    except LookupError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({"role": role, "statements": statements}))
 
 
 def _policies_or_exit() -> None:
@@ -411,6 +438,97 @@ def keys_retire() -> None:
     retired = retire_data_keys(path, frozenset(asyncio.run(key_ids_in_use(url))))
     _record(settings, url, kit, "keys.retire", {"ring": "data", "retired": retired})
     typer.echo(json.dumps({"retired_keys": retired}))
+
+
+@audit_cli.command("verify")
+def audit_verify(
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(help="A saved checkpoint (JSON) to verify against; may be repeated."),
+    ] = None,
+    public_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KID=BASE64 Ed25519 key to trust for checkpoints instead of the key file; "
+            "may be repeated."
+        ),
+    ] = None,
+) -> None:
+    """Verify the whole chain (contiguity, links, hashes, time order) against the stored
+    checkpoints and any saved ones. Prints a report; exits 1 at the first bad event."""
+    from app.audit.verification import Checkpoint, verify
+    from app.core.crypto import KeyConfigurationError, public_key_from_text
+
+    settings = get_settings()
+    url = _database_url(settings)
+    try:
+        saved = [Checkpoint.from_json(json.loads(path.read_text())) for path in checkpoint or []]
+        if public_key:
+            keys = {
+                kid: public_key_from_text(text)
+                for kid, _, text in (item.partition("=") for item in public_key)
+            }
+        else:
+            keys = _security(settings).audit_keys.public_keys()
+    except (ValueError, OSError, KeyConfigurationError) as error:
+        typer.echo(f"Cannot verify: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> Any:
+        connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
+        try:
+            stored = [
+                Checkpoint(r["seq"], r["head_hash"], r["signed_at"], r["key_id"], r["signature"])
+                for r in await connection.fetch("SELECT * FROM audit_checkpoint ORDER BY seq")
+            ]
+            return await verify(connection, [*stored, *saved], keys)
+        finally:
+            await connection.close()
+
+    report = asyncio.run(run())
+    typer.echo(json.dumps(report.__dict__))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_cli.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[Path | None, typer.Option(help="Also write the checkpoint here.")] = None,
+) -> None:
+    """Sign the chain's head with the audit key (after verifying what was appended since
+    the last checkpoint), store it, and print it. Keep a copy outside this system."""
+    from app.audit import service
+    from app.audit.schemas import checkpoint_read
+    from app.core.crypto import public_key_text
+    from app.core.errors import Conflict
+
+    settings = get_settings()
+    kit = _security(settings)
+
+    async def work(session: Any) -> Any:
+        return await service.checkpoint(session, kit.audit_keys)
+
+    try:
+        made = asyncio.run(_in_session(settings, _database_url(settings), kit, work))
+    except Conflict as error:
+        typer.echo(f"No checkpoint: {error.detail} {error.extensions or ''}", err=True)
+        raise typer.Exit(1) from None
+    key = kit.audit_keys.public_keys().get(made.key_id)
+    document = checkpoint_read(made, public_key_text(key) if key else None).model_dump()
+    text = json.dumps(document, indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
+@audit_cli.command("public-keys")
+def audit_public_keys() -> None:
+    """The Ed25519 keys that verify checkpoints (give them to whoever keeps checkpoints)."""
+    from app.core.crypto import public_key_text
+
+    kit = _security(get_settings())
+    keys = kit.audit_keys.public_keys()
+    typer.echo(json.dumps({kid: public_key_text(key) for kid, key in keys.items()}))
 
 
 def main() -> None:
