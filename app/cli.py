@@ -150,12 +150,29 @@ def bench(
     ] = None,
     quick: Annotated[bool, typer.Option(help="Every workload briefly at 10k.")] = False,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    verify_events: Annotated[
+        int,
+        typer.Option(help="Only measure audit verification over a chain of this many events."),
+    ] = 0,
 ) -> None:
     """Measure the API against the same SQL run raw on asyncpg (see docs/performance.md)."""
     from app.bench import harness
     from app.bench.database import SCALES
     from app.bench.workloads import ALL_WORKLOADS
 
+    if verify_events:
+        from app.bench.audit import verification_rate
+
+        settings = get_settings()
+        rate = asyncio.run(
+            verification_rate(
+                settings.data_dir, os.environ.get("BENCH_DATABASE_URL"), verify_events
+            )
+        )
+        typer.echo(json.dumps(rate))
+        if json_file is not None:
+            json_file.write_text(json.dumps(rate, indent=2) + "\n")
+        return
     if quick:
         scale, duration, warmup = "10k", 3.0, 1.0
     compare = scale_compare.split(",") if scale_compare else None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 import rfc8785
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -145,7 +146,11 @@ class Appended:
 async def append(session: AsyncSession, draft: EventDraft) -> Appended:
     """Append one event in the session's transaction. Call it last before commit: the
     head stays locked until then, and every other append waits."""
-    connection = await driver_connection(session)
+    return await append_on(await driver_connection(session), draft)
+
+
+async def append_on(connection: asyncpg.Connection, draft: EventDraft) -> Appended:
+    """The same, on a connection whose transaction is open (the benchmark's baseline)."""
     head = await connection.fetchrow(_LOCK_HEAD)
     if head is None:
         raise RuntimeError("audit_head has no row: the migrations have not run")

@@ -21,12 +21,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.audit.chain import (
+    ENCODING_VERSION,
     GENESIS_HASH,
     HASHED_COLUMNS,
     SQL_TIME_FORMAT,
     TIME_FORMAT,
     canonical,
-    document_of,
     hash_matches,
 )
 
@@ -43,8 +43,9 @@ _AS_DOCUMENT = {
     "detail": "detail::text",
     "prev_hash": "encode(prev_hash, 'hex')",
 }
+_DOCUMENT_KEYS = ("v", *HASHED_COLUMNS)
 _SELECT_BATCH = (
-    "SELECT "
+    f"SELECT {ENCODING_VERSION} AS v, "
     + ", ".join(_AS_DOCUMENT.get(column, column) for column in HASHED_COLUMNS)
     + ", hash FROM audit_event WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
 )
@@ -143,23 +144,26 @@ class _Walk:
 
     def check(self, rows: Sequence[asyncpg.Record], report: Report) -> bool:
         """Check a batch in order; False (and the report says where) at the first problem."""
+        prev_hex = self.prev_hash.hex()
         for row in rows:
-            seq = row[0]
+            seq = row[1]
             if seq != self.expected_seq:
                 report.fail(self.expected_seq, f"event {self.expected_seq} is missing")
                 return False
-            columns = dict(zip(HASHED_COLUMNS, row[:-1], strict=True))
+            # The document exactly as hashed: the encoding version, then every column.
+            document = dict(zip(_DOCUMENT_KEYS, row[:-1], strict=True))
             stored_hash: bytes = row[-1]
-            if bytes.fromhex(columns["prev_hash"]) != self.prev_hash:
+            if document["prev_hash"] != prev_hex:
                 report.fail(seq, f"event {seq} does not link to event {seq - 1}")
                 return False
-            for json_column in ("changes", "detail"):
-                if columns[json_column] is not None:
-                    columns[json_column] = orjson.loads(columns[json_column])
-            if not hash_matches(document_of(columns), stored_hash):
+            if document["changes"] is not None:
+                document["changes"] = orjson.loads(document["changes"])
+            if document["detail"] is not None:
+                document["detail"] = orjson.loads(document["detail"])
+            if not hash_matches(document, stored_hash):
                 report.fail(seq, f"event {seq} does not match its hash (it was changed)")
                 return False
-            if columns["occurred_at"] < self.prev_time:
+            if document["occurred_at"] < self.prev_time:
                 report.fail(seq, f"event {seq} is dated before event {seq - 1}")
                 return False
             for checkpoint in self.checkpoints.get(seq, ()):
@@ -172,7 +176,8 @@ class _Walk:
                     )
                     return False
                 report.checkpoints_checked += 1
-            self.prev_hash, self.prev_time = stored_hash, columns["occurred_at"]
+            self.prev_hash, self.prev_time = stored_hash, document["occurred_at"]
+            prev_hex = stored_hash.hex()
             self.expected_seq = seq + 1
             self.checked += 1
         return True
@@ -226,7 +231,7 @@ async def verify(
         rows = await pending
         pending = None
         if rows:
-            after = rows[-1][0]
+            after = rows[-1][1]
             if after < last:
                 pending = asyncio.ensure_future(statement.fetch(after, last, batch))
             if not await asyncio.to_thread(walk.check, rows, report):

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from app.audit.chain import EventDraft, append_on
 from app.cases import repository
 from app.core.clock import utcnow
 from app.core.ids import new_id
@@ -109,6 +110,34 @@ class Workload:
                 utcnow(),
             )
 
+    async def record(
+        self,
+        connection: asyncpg.Connection,
+        action: str,
+        resource_id: uuid.UUID | None,
+        changes: list[dict[str, Any]] | None = None,
+        related: Sequence[uuid.UUID] = (),
+    ) -> None:
+        """The audit event the API appends, appended the same way (last, under the chain
+        head's lock): the baseline does the work the API must do."""
+        await append_on(
+            connection,
+            EventDraft(
+                actor_type="user",
+                actor_id=self.identity.user_id if self.identity else None,
+                actor_role="coordinator",
+                action=action,
+                outcome="success",
+                resource_type=action.split(".", 1)[0],
+                resource_id=resource_id,
+                related=list(related),
+                request_id=str(new_id()),
+                client_address="127.0.0.1",
+                user_agent="habeas-bench",
+                changes=changes,
+            ),
+        )
+
     async def prepare(self, connection: asyncpg.Connection) -> None:
         """Pick the records to use; called before each phase (API, then raw)."""
 
@@ -138,9 +167,11 @@ class CaseRead(Workload):
         return Request("GET", f"{API}/cases/{rng.choice(self.ids)}")
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        case_id = rng.choice(self.ids)
         async with connection.transaction():
             await self.authenticate(connection)
-            await connection.fetchrow(repository.SQL_CASE, rng.choice(self.ids))
+            await connection.fetchrow(repository.SQL_CASE, case_id)
+            await self.record(connection, "case.read", case_id)
 
 
 class CaseList(Workload):
@@ -159,12 +190,13 @@ class CaseList(Workload):
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
         async with connection.transaction():
             await self.authenticate(connection)
-            await connection.fetch(
+            found = await connection.fetch(
                 SQL_CASE_LIST,
                 [rng.choice(FOREIGN)],
                 rng.choice(["sentenced", "detained"]),
                 PAGE_SIZE + 1,
             )
+            await self.record(connection, "case.list", None, related=[r["id"] for r in found])
 
 
 class NameSearch(Workload):
@@ -187,6 +219,7 @@ class NameSearch(Workload):
             await self.authenticate(connection)
             found = await connection.fetch(SQL_SEARCH, key, PAGE_SIZE + 1, words)
             await connection.fetch(SQL_NAMES, [row["id"] for row in found])
+            await self.record(connection, "person.list", None, related=[r["id"] for r in found])
 
 
 def _sentenced_event(
@@ -213,6 +246,31 @@ def _sentenced_event(
         [],
         collective_id,
     )
+
+
+def _case_change(case_id: uuid.UUID, version: int) -> dict[str, Any]:
+    return {
+        "type": "case",
+        "id": str(case_id),
+        "fields": {
+            "status": {"before": "sentenced", "after": "sentenced"},
+            "version": {"before": version, "after": version + 1},
+        },
+    }
+
+
+def _event_change(event_id: uuid.UUID, case_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "type": "status_event",
+        "id": str(event_id),
+        "fields": {
+            "case_file_id": {"before": None, "after": str(case_id)},
+            "to_status": {"before": None, "after": "sentenced"},
+            "confidence": {"before": None, "after": "reported"},
+            "details": {"before": None, "after": {"term_months": 24}},
+            "note": {"before": None, "after": MARK},
+        },
+    }
 
 
 def _shares(ids: Sequence[Any], workers: int) -> list[list[Any]]:
@@ -265,10 +323,9 @@ class StatusTransition(Workload):
             await self.authenticate(connection)
             case = await connection.fetchrow(repository.SQL_CASE_LOCKED, case_id)
             events = await connection.fetch(repository.SQL_EVENTS, [case_id])
-            await connection.execute(
-                repository.SQL_INSERT_EVENT,
-                *_sentenced_event(case_id, len(events), self.today, now, '{"term_months": 24}'),
-            )
+            event = _sentenced_event(case_id, len(events), self.today, now, '{"term_months": 24}')
+            event_id = event[0]
+            await connection.execute(repository.SQL_INSERT_EVENT, *event)
             await connection.fetch(
                 repository.SQL_UPDATE_STATUS,
                 [case_id],
@@ -278,6 +335,12 @@ class StatusTransition(Workload):
                 [case["detained_on"]],
                 [case["version"] + 1],
                 [now],
+            )
+            await self.record(
+                connection,
+                "case.transition",
+                case_id,
+                [_case_change(case_id, case["version"]), _event_change(event_id, case_id)],
             )
 
 
@@ -369,6 +432,13 @@ class CollectiveTransition(Workload):
                 [case["detained_on"] for case in cases],
                 [case["version"] + 1 for case in cases],
                 [now] * len(cases),
+            )
+            await self.record(
+                connection,
+                "collective.create",
+                collective_id,
+                [_case_change(case["id"], case["version"]) for case in cases],
+                related=[case["id"] for case in cases],
             )
 
 
