@@ -181,9 +181,12 @@ class Journal:
         return self._pending
 
     async def before_commit(self, session: AsyncSession) -> None:
-        draft, self._pending, self._pending_is_write = self._pending, None, False
+        draft, is_write = self._pending, self._pending_is_write
+        self._pending, self._pending_is_write = None, False
         if draft is not None:
-            await append(session, draft)
+            # Only a successful read may skip waiting for the disk (see chain.append).
+            only_read = not is_write and draft.outcome == "success"
+            await append(session, draft, durable=not only_read)
 
     def _draft(
         self, action: str, outcome: str, resource_type: str | None, resource_id: uuid.UUID | None

@@ -156,10 +156,14 @@ class _Walk:
             if document["prev_hash"] != prev_hex:
                 report.fail(seq, f"event {seq} does not link to event {seq - 1}")
                 return False
-            if document["changes"] is not None:
-                document["changes"] = orjson.loads(document["changes"])
-            if document["detail"] is not None:
-                document["detail"] = orjson.loads(document["detail"])
+            try:
+                for json_column in ("changes", "detail"):
+                    if document[json_column] is not None:
+                        document[json_column] = orjson.loads(document[json_column])
+            except (orjson.JSONDecodeError, RecursionError):
+                # Valid JSONB the application never writes (a huge number, deep nesting).
+                report.fail(seq, f"event {seq} does not match its hash (it was changed)")
+                return False
             if not hash_matches(document, stored_hash):
                 report.fail(seq, f"event {seq} does not match its hash (it was changed)")
                 return False
@@ -211,14 +215,12 @@ async def verify(
     started = time.perf_counter()
     report = Report()
     trusted: dict[int, list[Checkpoint]] = {}
+    untrusted: Checkpoint | None = None
     for checkpoint in sorted(checkpoints, key=lambda c: c.seq):
-        if not checkpoint.signed_by(public_keys):
-            report.fail(
-                checkpoint.seq,
-                f"the checkpoint at event {checkpoint.seq} is not signed by a known audit key",
-            )
-            break
-        trusted.setdefault(checkpoint.seq, []).append(checkpoint)
+        if checkpoint.signed_by(public_keys):
+            trusted.setdefault(checkpoint.seq, []).append(checkpoint)
+        elif untrusted is None:
+            untrusted = checkpoint
     last = await connection.fetchval("SELECT coalesce(max(seq), 0) FROM audit_event")
     walk = _Walk(trusted)
     after = 0
@@ -246,6 +248,15 @@ async def verify(
                 walk.expected_seq,
                 f"the chain ends at event {walk.expected_seq - 1}, but a signed checkpoint "
                 f"vouches for event {min(beyond)}: events were removed from the end",
+            )
+    if untrusted is not None:
+        # A forged checkpoint is a problem in itself; a bad event before it comes first.
+        failed_at = report.first_bad_seq
+        if failed_at is None or untrusted.seq < failed_at:
+            report.ok, report.first_bad_seq = True, None
+            report.fail(
+                untrusted.seq,
+                f"the checkpoint at event {untrusted.seq} is not signed by a known audit key",
             )
     report.events_checked = walk.checked
     report.head_seq = walk.expected_seq - 1

@@ -119,7 +119,8 @@ class Workload:
         related: Sequence[uuid.UUID] = (),
     ) -> None:
         """The audit event the API appends, appended the same way (last, under the chain
-        head's lock): the baseline does the work the API must do."""
+        head's lock; reads without waiting for the disk): the baseline does the work the
+        API must do."""
         await append_on(
             connection,
             EventDraft(
@@ -136,6 +137,7 @@ class Workload:
                 user_agent="habeas-bench",
                 changes=changes,
             ),
+            durable=changes is not None,
         )
 
     async def prepare(self, connection: asyncpg.Connection) -> None:
