@@ -53,9 +53,19 @@ def origin_of(request: Request) -> Origin:
         # Behind a trusted proxy, uvicorn has already put the client's own address here.
         client_address=request.client.host if request.client else None,
         user_agent=agent[:MAX_USER_AGENT] if agent else None,
-        route=f"{request.method} {route.path}" if route is not None else None,
+        route=_route_template(request, route.path) if route is not None else None,
         path_record=_first_id(request),
     )
+
+
+def _route_template(request: Request, template: str) -> str:
+    """The template of the path as served: routers included lazily keep their own path
+    without the prefixes above them, which are taken back from the requested path."""
+    served = request.url.path.rstrip("/").split("/")
+    own = template.rstrip("/").split("/")
+    # Both start with the empty segment before the first slash.
+    prefix = "/".join(served[: max(1, len(served) - len(own) + 1)])
+    return f"{request.method} {prefix}{template}"
 
 
 def _first_id(request: Request) -> uuid.UUID | None:

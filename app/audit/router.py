@@ -116,9 +116,12 @@ async def record_history(
     return model_response(
         RecordHistory(
             record_id=record_id,
+            # Events that touched the record without changing it (a status change of a
+            # person's case file) are not part of the person's history.
             entries=[
-                history_entry(event, service.entries_about(event, record_id))
+                history_entry(event, changes)
                 for event in found.items
+                if (changes := service.entries_about(event, record_id))
             ],
             next=next_link(request, found.next_cursor),
         )

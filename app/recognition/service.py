@@ -80,10 +80,11 @@ async def decide(
         source_ids=list(data.source_ids),
     )
     decision.decided_on = data.decided_on
+    # Read before the update below, which refreshes the loaded person.
+    previous, previous_version = person.person.recognition_status, person.person.version
     await repository.add(session, decision)
     await persons_service.set_recognition_status(session, person_id, data.status)
     journal = journal_of(session)
-    previous = person.person.recognition_status
     journal.changed(
         "recognition.decide",
         "person",
@@ -101,8 +102,8 @@ async def decide(
             change(
                 "person",
                 person_id,
-                {"recognition_status": previous, "version": person.person.version},
-                {"recognition_status": data.status, "version": person.person.version + 1},
+                {"recognition_status": previous, "version": previous_version},
+                {"recognition_status": data.status, "version": previous_version + 1},
             ),
         ],
     )
