@@ -11,32 +11,14 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.audit.chain import GENESIS_HASH, EventDraft, event_hash
+from app.audit.chain import GENESIS_HASH, HASHED_COLUMNS, EventDraft, event_hash
 from app.audit.verification import verify
 from app.core import embedded
 from app.core.ids import new_id
 from app.core.migrations import upgrade_async
 
 DATABASE = "habeas_bench_audit"
-_COLUMNS = (
-    "seq",
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "actor_role",
-    "action",
-    "resource_type",
-    "resource_id",
-    "related",
-    "outcome",
-    "request_id",
-    "client_address",
-    "user_agent",
-    "changes",
-    "detail",
-    "prev_hash",
-    "hash",
-)
+_COLUMNS = (*HASHED_COLUMNS, "hash")
 
 
 def _draft(rng: random.Random, actors: list[uuid.UUID]) -> EventDraft:
