@@ -473,8 +473,10 @@ def audit_verify(
 ) -> None:
     """Verify the whole chain (contiguity, links, hashes, time order) against the stored
     checkpoints and any saved ones. Prints a report; exits 1 at the first bad event."""
-    from app.audit.verification import Checkpoint, verify
+    from app.audit import service
+    from app.audit.verification import Checkpoint
     from app.core.crypto import KeyConfigurationError, public_key_from_text
+    from app.core.db import create_engine, session_factory
 
     settings = get_settings()
     url = _database_url(settings)
@@ -492,15 +494,14 @@ def audit_verify(
         raise typer.Exit(2) from None
 
     async def run() -> Any:
-        connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
+        # Reads only; no journal, no commit. Needs no private key: a verifier elsewhere
+        # holds just the public ones (--public-key).
+        engine = create_engine(url, settings)
         try:
-            stored = [
-                Checkpoint(r["seq"], r["head_hash"], r["signed_at"], r["key_id"], r["signature"])
-                for r in await connection.fetch("SELECT * FROM audit_checkpoint ORDER BY seq")
-            ]
-            return await verify(connection, [*stored, *saved], keys)
+            async with session_factory(engine)() as session:
+                return await service.verify_chain(session, keys, saved)
         finally:
-            await connection.close()
+            await engine.dispose()
 
     report = asyncio.run(run())
     typer.echo(json.dumps(report.__dict__))

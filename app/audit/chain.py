@@ -141,14 +141,7 @@ UPDATE audit_head SET seq = $1, hash = $17, occurred_at = $2
 """
 
 
-@dataclass(frozen=True)
-class Appended:
-    seq: int
-    hash: bytes
-    occurred_at: datetime
-
-
-async def append(session: AsyncSession, draft: EventDraft, *, durable: bool = True) -> Appended:
+async def append(session: AsyncSession, draft: EventDraft, *, durable: bool = True) -> None:
     """Append one event in the session's transaction. Call it last before commit: the
     head stays locked until then, and every other append waits.
 
@@ -158,12 +151,12 @@ async def append(session: AsyncSession, draft: EventDraft, *, durable: bool = Tr
     second of such events, never a write's, and never from the middle of the chain: the
     log is written in order, so what is lost is a suffix.
     """
-    return await append_on(await driver_connection(session), draft, durable=durable)
+    await append_on(await driver_connection(session), draft, durable=durable)
 
 
 async def append_on(
     connection: asyncpg.Connection, draft: EventDraft, *, durable: bool = True
-) -> Appended:
+) -> None:
     """The same, on a connection whose transaction is open (the benchmark's baseline)."""
     if not durable:
         await connection.execute("SET LOCAL synchronous_commit = off")
@@ -197,7 +190,6 @@ async def append_on(
         prev_hash,
         digest,
     )
-    return Appended(seq, digest, occurred_at)
 
 
 def _json(value: Sequence[Any] | Mapping[str, Any] | None) -> str | None:

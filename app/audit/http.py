@@ -12,7 +12,6 @@ from app.audit.journal import MAX_USER_AGENT, Journal, Origin
 def open_journal(request: Request) -> Journal:
     journal = Journal(request.app.state.security.audit_keys, origin_of(request))
     journal.attempted = _declared_action(request.scope.get("route"))
-    request.state.journal = journal
     return journal
 
 
@@ -76,8 +75,3 @@ def _first_id(request: Request) -> uuid.UUID | None:
         except ValueError:
             continue
     return None
-
-
-def journal(request: Request) -> Journal:
-    found: Journal = request.state.journal
-    return found

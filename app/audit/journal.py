@@ -176,10 +176,6 @@ class Journal:
 
     # The transaction --------------------------------------------------------------------
 
-    @property
-    def pending(self) -> EventDraft | None:
-        return self._pending
-
     async def before_commit(self, session: AsyncSession) -> None:
         draft, is_write = self._pending, self._pending_is_write
         self._pending, self._pending_is_write = None, False

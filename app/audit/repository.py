@@ -1,7 +1,6 @@
 """Queries on the audit trail (appends are in app/audit/chain.py)."""
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_
@@ -45,12 +44,29 @@ async def search(
     return list((await session.exec(stmt)).all())
 
 
+def _changed(record_id: uuid.UUID) -> ColumnElement[bool]:
+    """The event is about the record, or one of its changes is to the record or names it
+    as its case file or person (a status event, a new case file). An event that only
+    touched the record (a status change of a person's case file) did not change it."""
+    key = str(record_id)
+    changes = col(AuditEvent.changes)
+    return or_(
+        col(AuditEvent.resource_id) == record_id,
+        changes.contains([{"id": key}]),
+        *(
+            changes.contains([{"fields": {name: {"after": key}}}])
+            for name in ("case_file_id", "person_id")
+        ),
+    )
+
+
 async def changes_to(
     session: AsyncSession, record_id: uuid.UUID, before_seq: int | None, limit: int
 ) -> list[AuditEvent]:
-    """The successful writes that touched a record, newest first."""
+    """The successful writes that changed a record, newest first."""
     stmt = select(AuditEvent).where(
         _touching(record_id),
+        _changed(record_id),
         col(AuditEvent.outcome) == "success",
         col(AuditEvent.changes).is_not(None),
     )
@@ -94,8 +110,3 @@ async def add_checkpoint(session: AsyncSession, checkpoint: Checkpoint) -> None:
 async def checkpoint_at(session: AsyncSession, seq: int, key_id: str) -> Checkpoint | None:
     row = await session.get(AuditCheckpoint, (seq, key_id))
     return _checkpoint(row) if row is not None else None
-
-
-async def time_of(session: AsyncSession, seq: int) -> datetime | None:
-    stmt = select(AuditEvent.occurred_at).where(col(AuditEvent.seq) == seq)
-    return (await session.exec(stmt)).first()

@@ -86,7 +86,8 @@ async def verify_chain(
 ) -> Response:
     """Check the whole chain: contiguous sequence numbers, links, hashes, time order, and
     every stored signed checkpoint. Names the first event that is wrong."""
-    report = await service.verify_chain(session, request.app.state.security.audit_keys)
+    keys = request.app.state.security.audit_keys
+    report = await service.verify_chain(session, keys.public_keys())
     return model_response(verification_read(report))
 
 
@@ -116,12 +117,9 @@ async def record_history(
     return model_response(
         RecordHistory(
             record_id=record_id,
-            # Events that touched the record without changing it (a status change of a
-            # person's case file) are not part of the person's history.
             entries=[
-                history_entry(event, changes)
+                history_entry(event, service.entries_about(event, record_id))
                 for event in found.items
-                if (changes := service.entries_about(event, record_id))
             ],
             next=next_link(request, found.next_cursor),
         )

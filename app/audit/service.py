@@ -1,10 +1,12 @@
 """Use cases of the audit trail: search, verification, checkpoints, record history."""
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import repository
@@ -13,8 +15,8 @@ from app.audit.verification import Checkpoint, Report, statement_bytes, verify
 from app.core.clock import utcnow
 from app.core.crypto import AuditKeyRing
 from app.core.db import driver_connection
-from app.core.errors import Conflict, InvalidCursor
-from app.core.pagination import decode_cursor, encode_cursor, query_fingerprint
+from app.core.errors import Conflict
+from app.core.pagination import cursor_int, decode_cursor, encode_cursor, query_fingerprint
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,7 @@ def _before_seq(cursor: str | None, query: dict[str, Any]) -> tuple[int | None, 
     fingerprint = query_fingerprint(query)
     if cursor is None:
         return None, fingerprint
-    (position,) = decode_cursor(cursor, fingerprint, 1)
-    if not isinstance(position, int) or isinstance(position, bool) or position < 1:
-        raise InvalidCursor("The cursor does not point into the audit trail.")
-    return position, fingerprint
+    return cursor_int(decode_cursor(cursor, fingerprint, 1)[0]), fingerprint
 
 
 def _page(rows: list[AuditEvent], limit: int, fingerprint: str) -> EventPage:
@@ -73,10 +72,14 @@ def entries_about(event: AuditEvent, record_id: uuid.UUID) -> list[dict[str, Any
     ]
 
 
-async def verify_chain(session: AsyncSession, keys: AuditKeyRing) -> Report:
-    """The whole chain, against every stored checkpoint."""
-    checkpoints = await repository.checkpoints(session)
-    return await verify(await driver_connection(session), checkpoints, keys.public_keys())
+async def verify_chain(
+    session: AsyncSession,
+    public_keys: Mapping[str, Ed25519PublicKey],
+    saved: Sequence[Checkpoint] = (),
+) -> Report:
+    """The whole chain, against every stored checkpoint and any saved elsewhere."""
+    checkpoints = [*await repository.checkpoints(session), *saved]
+    return await verify(await driver_connection(session), checkpoints, public_keys)
 
 
 async def checkpoint(session: AsyncSession, keys: AuditKeyRing) -> Checkpoint:

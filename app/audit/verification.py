@@ -11,7 +11,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,7 +125,6 @@ class Report:
     checkpoints_checked: int = 0
     seconds: float = 0.0
     events_per_second: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
     def fail(self, seq: int, problem: str) -> None:
         if self.ok:

@@ -87,6 +87,13 @@ def cursor_uuid(value: Any) -> uuid.UUID:
         raise InvalidCursor("The cursor is damaged.") from exc
 
 
+def cursor_int(value: Any) -> int:
+    """A positive integer position (a sequence number)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidCursor("The cursor is damaged.")
+    return value
+
+
 def cursor_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, float | int):
         raise InvalidCursor("The cursor is damaged.")

@@ -83,8 +83,7 @@ async def read_person_history(
 ) -> Response:
     """Every change to the person and their recognition, field by field, newest first
     (coordinators). Confidential values appear as keyed fingerprints."""
-    view = await service.get(session, caller, person_id)
-    caller.require("person.history", view.resource)
+    view = await service.history_reader(session, caller, person_id)
     journal_of(session).viewed("person.history", "person", [person_id], view.clearance)
     return await record_history(session, request, person_id, paging)
 

@@ -197,6 +197,13 @@ async def get(
     return _view(caller, keys, person, names.get(person_id, []), links)
 
 
+async def history_reader(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> PersonView:
+    """The person, if the caller may read their field-level change history."""
+    view = await get(session, caller, person_id)
+    caller.require("person.history", view.resource)
+    return view
+
+
 async def update(
     session: AsyncSession,
     caller: Caller,
