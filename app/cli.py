@@ -3,8 +3,9 @@
 import asyncio
 import json
 import os
-import sys
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import asyncpg
@@ -50,6 +51,7 @@ async def _in_session(settings: Settings, url: str, kit: Any, work: Any) -> Any:
 
     engine = create_engine(url, settings)
     try:
+        await _require_migrated(engine)
         async with session_factory(engine)() as session:
             as_system(session, kit.audit_keys)
             result = await work(session)
@@ -57,6 +59,30 @@ async def _in_session(settings: Settings, url: str, kit: Any, work: Any) -> Any:
             return result
     finally:
         await engine.dispose()
+
+
+async def _require_migrated(engine: Any) -> None:
+    """Commands that work on records need the current schema: say how to get it, rather
+    than fail on a missing table."""
+    from sqlalchemy.exc import DBAPIError
+
+    from app.core.migrations import head_revision
+    from app.ops import repository
+
+    try:
+        revision = await repository.current_revision(engine)
+    except DBAPIError as error:
+        if "alembic_version" not in str(error.orig):
+            raise
+        revision = None
+    if revision != head_revision():
+        found = f"it is at {revision}" if revision else "it has no schema yet"
+        typer.echo(
+            f"The database is not migrated ({found}; this version needs {head_revision()}):"
+            " run `habeas migrate` first.",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def _record(settings: Settings, url: str, kit: Any, action: str, detail: dict[str, Any]) -> None:
@@ -86,6 +112,25 @@ def migrate() -> None:
 
 
 @cli.command()
+def purge() -> None:
+    """Delete expired records now (servers also do it every few minutes)."""
+    from app.core.db import create_engine, session_factory
+    from app.ops.housekeeping import purge_expired
+
+    settings = get_settings()
+    url = _database_url(settings)
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(url, settings)
+        try:
+            return await purge_expired(session_factory(engine), settings)
+        finally:
+            await engine.dispose()
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
+@cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
@@ -95,6 +140,8 @@ def serve(
     """Serve the API. Without DATABASE_URL, on the embedded PostgreSQL under .data/."""
     import uvicorn
 
+    from app.core.server import BoundedH11Protocol
+
     settings = get_settings()
     kit = _security(settings)
     _policies_or_exit()
@@ -103,8 +150,9 @@ def serve(
         upgrade(url)
     if settings.env is Environment.development:
         _first_admin(settings, url, kit)
-    # Worker processes read the URL from the environment, not from this process.
-    os.environ["DATABASE_URL"] = url
+    # Worker processes read the URL from the environment, not from this process: the
+    # application role's, never the owner's (app/ops/grants.py).
+    os.environ["DATABASE_URL"] = _application_url_or_exit(settings, url)
     get_settings.cache_clear()
     typer.echo(f"Habeas on http://{host}:{port} (docs at /docs); Ctrl-C stops it.")
     uvicorn.run(
@@ -116,11 +164,23 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
         server_header=False,
+        http=BoundedH11Protocol,
+        timeout_keep_alive=settings.keep_alive_seconds,
         # The client address (sign-in throttling) comes from X-Forwarded-For only when the
         # request arrives from a configured proxy.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
     )
+
+
+def _application_url_or_exit(settings: Settings, owner_url: str) -> str:
+    from app.ops.grants import application_database_url
+
+    try:
+        return asyncio.run(application_database_url(settings, owner_url))
+    except LookupError as error:
+        typer.echo(f"Refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @cli.command()
@@ -268,11 +328,13 @@ def _first_admin(settings: Settings, url: str, kit: Any) -> None:
         )
 
 
-def _read_password() -> str:
-    if sys.stdin.isatty():
-        password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-        return password
-    return sys.stdin.readline().rstrip("\n")
+def _invalid(error: Any) -> str:
+    """A pydantic ValidationError as "field: reason" lines. Never its own text: that quotes
+    the input back, and input can be a secret."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'input'}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False, include_context=False)
+    )
 
 
 @users_cli.command("add")
@@ -280,7 +342,11 @@ def users_add(
     username: str,
     role: Annotated[str, typer.Option(help="admin, coordinator, caseworker, analyst or auditor")],
 ) -> None:
-    """Create an account (password from stdin or a prompt); prints its TOTP secret once."""
+    """Create an account; prints its one-time enrolment code (never a password) for the
+    person, who redeems it at POST /api/v1/auth/enrolment. A role that needs approval
+    (HABEAS_ROLES_NEEDING_APPROVAL) waits for a second person's approval (`habeas users
+    approve`), except an admin made while no enabled admin exists: there would be nobody
+    to approve it."""
     from pydantic import ValidationError
 
     from app.identity import service
@@ -289,22 +355,52 @@ def users_add(
     settings = get_settings()
     kit = _security(settings)
     try:
-        data = UserCreate(username=username, role=role, password=_read_password())
+        data = UserCreate(username=username, role=role)
     except ValidationError as error:
-        typer.echo(f"Not created: {error}", err=True)
+        typer.echo(f"Not created: {_invalid(error)}", err=True)
         raise typer.Exit(2) from None
 
     async def work(session: Any) -> Any:
-        user, secret = await service.create_user(session, kit, data)
+        user, code = await service.create_user(
+            session, kit, data, requested_by=None, bootstrap=True
+        )
+        pending = await service.pending_roles(session, [user])
         return {
             "id": str(user.id),
             "username": user.username,
             "role": user.role,
-            "totp_secret": secret,
-            "totp_uri": service.enrolment_uri(user, secret),
+            "pending_role": pending.get(user.id),
+            "enrolment_code": code.value,
+            "enrolment_expires_at": code.expires_at.isoformat(),
         }
 
     typer.echo(json.dumps(asyncio.run(_in_session(settings, _database_url(settings), kit, work))))
+
+
+@users_cli.command("approve")
+def users_approve(username: str) -> None:
+    """Approve the role a user waits for, as the system: for an operator with the server's
+    keys and database (who could change anything anyway), e.g. when no second admin or
+    coordinator is there to approve. Recorded in the audit trail like any approval."""
+    from app.core.errors import DomainError
+    from app.identity import service
+
+    settings = get_settings()
+    kit = _security(settings)
+
+    async def work(session: Any) -> Any:
+        request = await service.pending_role_request_of(session, username)
+        decided, user = await service.decide_role_request(
+            session, request.id, request.version, approve=True, decider=None
+        )
+        return {"username": user.username, "role": user.role, "request": str(decided.id)}
+
+    try:
+        done = asyncio.run(_in_session(settings, _database_url(settings), kit, work))
+    except DomainError as error:
+        typer.echo(f"Not approved: {error.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(done))
 
 
 @partners_cli.command("add")
@@ -346,7 +442,10 @@ def partners_add(
                 },
             }
         )
-    except (ValidationError, ValueError, OSError) as error:
+    except ValidationError as error:
+        typer.echo(f"Not created: {_invalid(error)}", err=True)
+        raise typer.Exit(2) from None
+    except (ValueError, OSError) as error:
         typer.echo(f"Not created: {error}", err=True)
         raise typer.Exit(2) from None
 
@@ -549,7 +648,27 @@ def audit_public_keys() -> None:
     typer.echo(json.dumps({kid: public_key_text(key) for kid, key in keys.items()}))
 
 
+# Signals that end a command; their default action kills the process on the spot.
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _end_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """Unwind by an exception, as Ctrl-C does, so that an embedded PostgreSQL the command
+    started is stopped on the way out (by its exit handler) instead of left running.
+    `serve` first shuts uvicorn down gracefully: uvicorn handles SIGTERM itself and raises
+    it again once done, and a hang-up (a closed terminal) is turned into the same."""
+    if signum != signal.SIGTERM:
+        signal.raise_signal(signal.SIGTERM)
+        return
+    # A second signal must not interrupt the stopping of the database.
+    for ignored in TERMINATING_SIGNALS:
+        signal.signal(ignored, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    for terminating in TERMINATING_SIGNALS:
+        signal.signal(terminating, _end_like_ctrl_c)
     cli()
 
 

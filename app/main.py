@@ -1,12 +1,16 @@
 """The application factory: routers, middleware, error handlers and lifespan."""
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
+import structlog
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import configure_mappers
 from swagger_ui_bundle import swagger_ui_path
 
@@ -23,18 +27,28 @@ from app.core.errors import UnexpectedErrorMiddleware, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import (
     BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
 from app.identity.credentials import Passwords
 from app.identity.oidc import OidcVerifier
-from app.identity.router import auth_router, partners_router, users_router
+from app.identity.router import (
+    auth_router,
+    partners_router,
+    role_requests_router,
+    users_router,
+)
 from app.identity.service import SecurityKit
 from app.identity.tokens import AccessTokens
+from app.ops.housekeeping import run_periodically
+from app.ops.keys import check_sealed_values_open
 from app.ops.router import router as ops_router
 from app.persons.router import router as persons_router
 from app.recognition.router import router as recognition_router
 from app.sources.router import router as sources_router
+
+log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = "/docs-assets"
@@ -54,6 +68,7 @@ def api_router() -> APIRouter:
         recognition_router,
         sources_router,
         users_router,
+        role_requests_router,
         partners_router,
         audit_router,
     ):
@@ -74,6 +89,16 @@ def security_kit(settings: Settings) -> SecurityKit:
     )
 
 
+async def _check_keys_open_stored_values(engine: AsyncEngine, security: SecurityKit) -> None:
+    """Refuse to start (KeyConfigurationError) with data keys that cannot open the values
+    stored. A database that is not reachable (or not migrated) yet is checked by nobody:
+    the server starts and answers 503 until it is."""
+    try:
+        await check_sealed_values_open(engine, security.data_keys)
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("data_keys_not_checked", error=type(error).__name__)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -90,7 +115,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, settings)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
+        await _check_keys_open_stored_values(engine, security)
+        housekeeping = (
+            asyncio.create_task(run_periodically(app.state.session_factory, settings))
+            if settings.housekeeping_interval_seconds
+            else None
+        )
         yield
+        if housekeeping is not None:
+            housekeeping.cancel()
+            with suppress(asyncio.CancelledError):
+                await housekeeping
         if security.oidc is not None:
             await security.oidc.aclose()
         await engine.dispose()
@@ -115,7 +150,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added first, so innermost: the others wrap its 500s too.
     app.add_middleware(UnexpectedErrorMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.body_read_timeout_seconds,
+    )
+    # A request beyond the limit costs its refusal, with the security headers and its id.
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(SecurityHeadersMiddleware, docs_prefixes=("/docs", DOCS_ASSETS))
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -14,7 +14,9 @@ from fastapi import FastAPI
 from app.access.principal import Role
 from app.audit.journal import as_system
 from app.core.db import commit
+from app.core.errors import EnrolmentFailed
 from app.identity import service as identity_service
+from app.identity.passwords import problems_with
 from app.identity.schemas import PartnerCreate, UserCreate
 
 BASE_URL = "http://habeas.test"
@@ -45,17 +47,73 @@ def api_client(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:
 
 
 async def create_account(app: FastAPI, role: Role, username: str | None = None) -> Account:
+    """An account made the way a person gets one: created (by the system), enrolled with
+    the code (a password of their own, then the TOTP confirmed), and its role approved by
+    the system when it needs approval. One transaction."""
     username = username or f"{role.value}-{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(16)
+    while problems_with(password, username):  # a random password hardly ever breaks one
+        password = secrets.token_urlsafe(16)
+    for attempt in (1, 2):
+        try:
+            return await _enrolled_account(app, role, username, password)
+        except EnrolmentFailed:
+            # The TOTP step turned over between making the code and checking it.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _enrolled_account(app: FastAPI, role: Role, username: str, password: str) -> Account:
+    kit = app.state.security
     async with app.state.session_factory() as session:
-        as_system(session, app.state.security.audit_keys)
-        user, secret = await identity_service.create_user(
-            session,
-            app.state.security,
-            UserCreate(username=username, role=role, password=password),
+        as_system(session, kit.audit_keys)
+        data = UserCreate(username=username, role=role)
+        user, code = await identity_service.create_user(session, kit, data, requested_by=None)
+        _, secret = await identity_service.start_enrolment(
+            session, kit, code.value, password=password, address="test"
         )
+        # The previous step's code confirms, so that a sign-in right after may use the
+        # current one (each code is good once).
+        earlier = pyotp.TOTP(secret).at(time.time() - 30)
+        await identity_service.confirm_enrolment(
+            session, kit, code.value, one_time_code=earlier, address="test"
+        )
+        if role in kit.settings.roles_needing_approval:
+            request = await identity_service.pending_role_request_of(session, username)
+            await identity_service.decide_role_request(
+                session, request.id, request.version, approve=True, decider=None
+            )
         await commit(session)
     return Account(user.id, username, password, secret, role)
+
+
+@dataclass
+class NewAccount:
+    """An account as an admin just made it: not enrolled, with its enrolment code, and the
+    request for its role if that needs approval."""
+
+    id: uuid.UUID
+    username: str
+    enrolment_code: str
+    role_request_id: uuid.UUID | None
+
+
+async def new_account(app: FastAPI, role: Role) -> NewAccount:
+    """Made by the system (so that any admin or coordinator may decide its role request)."""
+    kit = app.state.security
+    async with app.state.session_factory() as session:
+        as_system(session, kit.audit_keys)
+        data = UserCreate(username=f"new-{secrets.token_hex(3)}", role=role)
+        user, code = await identity_service.create_user(session, kit, data, requested_by=None)
+        pending = await identity_service.pending_roles(session, [user])
+        request = (
+            await identity_service.pending_role_request_of(session, user.username)
+            if pending
+            else None
+        )
+        await commit(session)
+    return NewAccount(user.id, user.username, code.value, request.id if request else None)
 
 
 async def log_in(client: httpx.AsyncClient, account: Account, steps_ahead: int = 0) -> Any:

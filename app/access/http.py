@@ -33,6 +33,7 @@ AREA_ACTIONS: dict[str, str] = {
     "collective.create": "collective",
     "collective.list": "collective",
     "user.manage": "users",
+    "user.approve_role": "users",
     "partner.manage": "partners",
     "session.end": "session",
     "audit.read": "audit",

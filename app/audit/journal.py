@@ -139,15 +139,18 @@ class Journal:
         self._pending_is_write = False
         if refusal.is_denial:
             self.deny(refusal.status_code, refusal.slug)
+        elif refusal.records_absence:
+            self.deny(refusal.status_code, refusal.slug, outcome="not_found")
 
-    def deny(self, status: int, problem: str) -> None:
-        """Record a refusal of access instead of anything pending."""
+    def deny(self, status: int, problem: str, *, outcome: str = "denied") -> None:
+        """Record a refusal of access (or a request for a record that does not exist)
+        instead of anything pending."""
         action = self.attempted or "request"
         resource_type: str | None = action.split(".", 1)[0] if self.attempted else None
         resource_id = self.origin.path_record
         if self.subject is not None:
             resource_type, resource_id = self.subject
-        draft = self._draft(action, "denied", resource_type, resource_id)
+        draft = self._draft(action, outcome, resource_type, resource_id)
         draft.detail = {"status": status, "problem": problem}
         if self.origin.route is not None:
             draft.detail["route"] = self.origin.route

@@ -18,7 +18,8 @@ from sqlmodel import Field, SQLModel
 from app.core.db import one_of
 
 ACTOR_TYPES = ("user", "partner", "system", "anonymous")
-OUTCOMES = ("success", "denied")
+# "not_found": a request for a record that does not exist (probing, or a stale link).
+OUTCOMES = ("success", "denied", "not_found")
 
 
 class AuditEvent(SQLModel, table=True):

@@ -2,6 +2,7 @@
 configured keys, and every measured request is authenticated like a caseworker's."""
 
 import secrets
+import time
 import uuid
 from pathlib import Path
 
@@ -60,11 +61,21 @@ async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> Ben
     password = secrets.token_urlsafe(18)
     try:
         async with session_factory(engine)() as session:
+            # Enrolled as a person would be, and its role approved by the system.
             as_system(session, kit.audit_keys)
-            _, secret = await service.create_user(
-                session,
-                kit,
-                UserCreate(username=username, role=Role.coordinator, password=password),
+            data = UserCreate(username=username, role=Role.coordinator)
+            _, code = await service.create_user(session, kit, data, requested_by=None)
+            _, secret = await service.start_enrolment(
+                session, kit, code.value, password=password, address="bench"
+            )
+            # The previous step's code, so that the sign-in below can use the current one.
+            earlier = pyotp.TOTP(secret).at(time.time() - 30)
+            await service.confirm_enrolment(
+                session, kit, code.value, one_time_code=earlier, address="bench"
+            )
+            request = await service.pending_role_request_of(session, username)
+            await service.decide_role_request(
+                session, request.id, request.version, approve=True, decider=None
             )
             await commit(session)
     finally:
@@ -86,6 +97,10 @@ async def remove_accounts(database_url: str) -> None:
             await connection.execute(
                 "DELETE FROM refresh_token WHERE session_id IN (SELECT s.id FROM user_session s"
                 " JOIN app_user u ON u.id = s.user_id WHERE u.username LIKE 'bench-%')"
+            )
+            await connection.execute(
+                "DELETE FROM role_request WHERE user_id IN"
+                " (SELECT id FROM app_user WHERE username LIKE 'bench-%')"
             )
             await connection.execute(
                 "DELETE FROM user_session WHERE user_id IN"

@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, true
+from sqlalchemy import case as case_when
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -223,9 +224,10 @@ def person_ids_with_high_case() -> SelectOfScalar[uuid.UUID]:
     return select(CaseFile.person_id).where(col(CaseFile.confidentiality) == Confidentiality.high)
 
 
-def person_ids_assigned_to(principal: Principal) -> SelectOfScalar[uuid.UUID]:
+def person_ids_with_high_case_assigned_to(principal: Principal) -> SelectOfScalar[uuid.UUID]:
     return select(CaseFile.person_id).where(
-        col(CaseFile.assigned_caseworkers).any_() == principal.id
+        col(CaseFile.confidentiality) == Confidentiality.high,
+        col(CaseFile.assigned_caseworkers).any_() == principal.id,
     )
 
 
@@ -235,10 +237,16 @@ async def person_links(
     person_ids: list[uuid.UUID],
     recognised_person_ids: SelectOfScalar[uuid.UUID],
 ) -> dict[uuid.UUID, tuple[bool, bool, bool]]:
-    """Per person: is the principal assigned to one of their case files; is one of them
-    shared with it; is one of them high-confidentiality."""
+    """Per person: is the principal in charge of them (assigned to one of their case
+    files, or to one of their high-confidentiality ones when they have any); is one of
+    their case files shared with it; is one of them high-confidentiality."""
+    is_high = col(CaseFile.confidentiality) == Confidentiality.high
+    is_assigned = col(CaseFile.assigned_caseworkers).any_() == principal.id
     assigned = (
-        func.bool_or(col(CaseFile.assigned_caseworkers).any_() == principal.id)
+        case_when(
+            (func.bool_or(is_high), func.bool_or(and_(is_high, is_assigned))),
+            else_=func.bool_or(is_assigned),
+        )
         if not principal.is_partner
         else false()
     )
@@ -247,9 +255,8 @@ async def person_links(
         if principal.is_partner
         else false()
     )
-    high = func.bool_or(col(CaseFile.confidentiality) == Confidentiality.high)
     stmt = (
-        select(CaseFile.person_id, assigned, shared, high)
+        select(CaseFile.person_id, assigned, shared, func.bool_or(is_high))
         .where(col(CaseFile.person_id).in_(person_ids))
         .group_by(col(CaseFile.person_id))
     )
@@ -297,3 +304,22 @@ async def case_ids_of_collective(
         .order_by(col(StatusEvent.case_file_id))
     )
     return list(await session.exec(stmt))
+
+
+async def visible_counts_of_collectives(
+    session: AsyncSession,
+    principal: Principal,
+    recognised_person_ids: SelectOfScalar[uuid.UUID],
+    collective_event_ids: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, int]:
+    collective_id = col(StatusEvent.collective_event_id)
+    stmt = (
+        select(collective_id, func.count(func.distinct(StatusEvent.case_file_id)))
+        .join(CaseFile, col(CaseFile.id) == StatusEvent.case_file_id)
+        .where(
+            collective_id.in_(list(collective_event_ids)),
+            visible_to(principal, recognised_person_ids),
+        )
+        .group_by(collective_id)
+    )
+    return {row[0]: int(row[1]) for row in await session.exec(stmt) if row[0] is not None}

@@ -31,7 +31,7 @@ from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
-from app.idempotency.service import StoredResponse
+from app.idempotency.service import StoredResponse, after_check
 from app.persons.schemas import PersonFilters
 from app.recognition.criteria import RecognitionStatus
 
@@ -64,8 +64,7 @@ async def create_case(
     once: IdempotentCreateDep,
     caller: Annotated[Caller, requires("case.create")],
 ) -> Response:
-    async def produce() -> StoredResponse:
-        view = await service.create(session, caller, body)
+    def created(view: service.CaseView) -> StoredResponse:
         location = request.url_for("read_case", case_id=view.case.id).path
         return StoredResponse(
             201,
@@ -75,7 +74,19 @@ async def create_case(
             {"Location": location, "ETag": etag(view.case.version)},
         )
 
-    return await once.run(body.model_dump(mode="json"), produce)
+    async def produce() -> StoredResponse:
+        return created(await service.create(session, caller, body))
+
+    async def replay(stored: StoredResponse) -> StoredResponse:
+        # The case file as the caller may see it now, never the stored copy.
+        record_id = uuid.UUID(stored.body["id"])
+        journal = journal_of(session)
+        journal.subject = ("case", record_id)
+        view = await service.get(session, caller, record_id)
+        journal.viewed("case.read", "case", [view.case.id], view.clearance)
+        return created(view)
+
+    return await once.run(body.model_dump(mode="json"), produce, replay)
 
 
 @router.get("/{case_id}", response_model=CaseRead)
@@ -198,7 +209,7 @@ async def append_status_event(
     return await once.run(
         [body.model_dump(mode="json"), expected_version],
         produce,
-        before_replay=lambda: service.may_transition(session, caller, case_id),
+        after_check(lambda: service.may_transition(session, caller, case_id)),
     )
 
 
@@ -226,5 +237,5 @@ async def retract_status_event(
     return await once.run(
         [body.model_dump(mode="json"), expected_version],
         produce,
-        before_replay=lambda: service.may_transition(session, caller, case_id),
+        after_check(lambda: service.may_transition(session, caller, case_id)),
     )

@@ -36,13 +36,17 @@ from app.core.dates import PartialDate, Precision
 from app.core.errors import (
     CollectiveTransitionRejected,
     Conflict,
+    HiddenRecord,
+    HiddenReference,
     InvalidTransition,
     NotFound,
     PreconditionFailed,
+    UnknownReference,
     UnprocessableInput,
 )
 from app.core.ids import new_id
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.identity import service as identity_service
 from app.persons import service as persons_service
 from app.persons.schemas import PersonFilters
 from app.recognition.criteria import RecognitionStatus
@@ -227,7 +231,7 @@ class PersonCaseSets:
     """Subqueries of person ids, for the persons feature's list rules."""
 
     shared_with_caller: SelectOfScalar[uuid.UUID]
-    assigned_to_caller: SelectOfScalar[uuid.UUID]
+    high_case_assigned_to_caller: SelectOfScalar[uuid.UUID]
     with_high_case: SelectOfScalar[uuid.UUID]
 
 
@@ -235,7 +239,7 @@ def person_case_sets(caller: Caller) -> PersonCaseSets:
     recognised_ids = persons_service.ids_matching(PersonFilters(recognition_status=RECOGNISED))
     return PersonCaseSets(
         repository.person_ids_visible_to(caller.principal, recognised_ids),
-        repository.person_ids_assigned_to(caller.principal),
+        repository.person_ids_with_high_case_assigned_to(caller.principal),
         repository.person_ids_with_high_case(),
     )
 
@@ -256,8 +260,26 @@ async def _visible_person_clearance(
 ) -> Tier:
     try:
         return (await persons_service.get(session, caller, person_id)).clearance
+    except HiddenRecord as exc:
+        journal_of(session).subject = ("person", person_id)
+        raise HiddenReference(UNKNOWN_PERSON) from exc
     except NotFound as exc:
-        raise UnprocessableInput("person_id does not name a person.") from exc
+        journal_of(session).subject = ("person", person_id)
+        raise UnknownReference(UNKNOWN_PERSON) from exc
+
+
+UNKNOWN_PERSON = "person_id does not name a person."
+
+
+async def _refuse_unassignable(session: AsyncSession, user_ids: Sequence[uuid.UUID]) -> None:
+    """Only active caseworker accounts work on case files: not random ids, not admins,
+    analysts or disabled accounts."""
+    refused = await identity_service.inactive_or_not_caseworkers(session, user_ids)
+    if refused:
+        raise UnprocessableInput(
+            "assigned_caseworkers must name active caseworker accounts; these do not: "
+            + ", ".join(str(user_id) for user_id in refused)
+        )
 
 
 def _assignment(caller: Caller, data: CaseCreate, person_clearance: Tier) -> list[uuid.UUID]:
@@ -281,6 +303,7 @@ def _assignment(caller: Caller, data: CaseCreate, person_clearance: Tier) -> lis
 async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> CaseView:
     person_clearance = await _visible_person_clearance(session, caller, data.person_id)
     assigned = _assignment(caller, data, person_clearance)
+    await _refuse_unassignable(session, assigned)
     await sources_service.ensure_exist(
         session, (i for event in data.status_history for i in event.source_ids)
     )
@@ -375,12 +398,17 @@ async def update(
         caller.require("case.classify", resource)
     refuse_fields_above("case", data.model_fields_set, clearance)
     _check_version(case, expected_version)
+    if data.assigned_caseworkers is not None:
+        # Those already assigned stay even if their account was disabled since: taking
+        # them off is a decision of its own.
+        added = [i for i in data.assigned_caseworkers if i not in case.assigned_caseworkers]
+        await _refuse_unassignable(session, added)
     journal = journal_of(session)
     before = _case_snapshot(journal, case)
     for field, value in data.model_dump(mode="json", exclude_unset=True).items():
         setattr(case, field, value)
     if data.assigned_caseworkers is not None:
-        case.assigned_caseworkers = list(data.assigned_caseworkers)
+        case.assigned_caseworkers = list(dict.fromkeys(data.assigned_caseworkers))
     _bump(case)
     if not await repository.save_fields(session, case, data.model_fields_set, expected_version):
         raise PreconditionFailed("The case file changed while it was being updated.")
@@ -560,6 +588,17 @@ def _outcome_json(outcome: CollectiveOutcome) -> dict[str, Any]:
         "from_status": outcome.from_status,
         "reason": outcome.reason,
     }
+
+
+async def visible_counts_of_collectives(
+    session: AsyncSession, caller: Caller, collective_event_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """For each collective event, how many of its case files the caller may read (the
+    total would tell that there are others)."""
+    recognised_ids = persons_service.ids_matching(PersonFilters(recognition_status=RECOGNISED))
+    return await repository.visible_counts_of_collectives(
+        session, caller.principal, recognised_ids, collective_event_ids
+    )
 
 
 async def collective_results(

@@ -93,10 +93,15 @@ async def list_collective_events(
     paging: Annotated[PageRequest, Depends(page_request)],
     caller: Annotated[Caller, requires("collective.list")],
 ) -> Response:
-    found = await service.list_events(session, paging.cursor, paging.limit)
+    found = await service.list_events(session, caller, paging.cursor, paging.limit)
     return model_response(
         Page[CollectiveEventSummary](
-            items=[_summary(event) for event in found.items],
+            items=[
+                _summary(event).model_copy(
+                    update={"case_file_count": found.visible_counts.get(event.id, 0)}
+                )
+                for event in found.items
+            ],
             next=next_link(request, found.next_cursor),
         )
     )

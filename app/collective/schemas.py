@@ -69,7 +69,7 @@ class CollectiveEventSummary(BaseModel):
     destination_country: str | None
     note: str | None
     source_ids: list[uuid.UUID]
-    case_file_count: int
+    case_file_count: int = Field(description="How many of its case files the caller may see")
     recorded_at: datetime
     recorded_by: uuid.UUID | None
 

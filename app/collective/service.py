@@ -28,6 +28,8 @@ class CollectiveView:
 @dataclass(frozen=True)
 class CollectivePage:
     items: list[CollectiveEvent]
+    # Per event, how many of its case files the caller may read.
+    visible_counts: dict[uuid.UUID, int]
     next_cursor: str | None
 
 
@@ -79,12 +81,17 @@ async def get(session: AsyncSession, caller: Caller, event_id: uuid.UUID) -> Col
     return CollectiveView(event, await cases_service.collective_results(session, caller, event_id))
 
 
-async def list_events(session: AsyncSession, cursor: str | None, limit: int) -> CollectivePage:
+async def list_events(
+    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
+) -> CollectivePage:
     fingerprint = query_fingerprint({})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
     events = await repository.page(session, after, limit + 1)
     more = len(events) > limit
     events = events[:limit]
+    counts = await cases_service.visible_counts_of_collectives(
+        session, caller, [event.id for event in events]
+    )
     return CollectivePage(
-        events, encode_cursor([str(events[-1].id)], fingerprint) if more else None
+        events, counts, encode_cursor([str(events[-1].id)], fingerprint) if more else None
     )

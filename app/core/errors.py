@@ -27,6 +27,9 @@ class DomainError(Exception):
     keeps_writes: bool = False
     # Refusals of access (401, 403, a hidden record's 404) are written to the audit trail.
     is_denial: bool = False
+    # So is asking for a record that does not exist (outcome "not_found"): probing is
+    # worth knowing of, and a missing record must take as long to answer as a hidden one.
+    records_absence: bool = False
 
     def __init__(
         self, detail: str, *, headers: Mapping[str, str] | None = None, **extensions: Any
@@ -56,6 +59,7 @@ class NotFound(DomainError):
     status_code = 404
     slug = "not-found"
     title = "Not found"
+    records_absence = True
 
 
 class HiddenRecord(NotFound):
@@ -81,6 +85,17 @@ class SignInFailed(DomainError):
     status_code = 401
     slug = "sign-in-failed"
     title = "Sign-in failed"
+    keeps_writes = True
+    is_denial = True
+
+
+class EnrolmentFailed(DomainError):
+    """One answer for a wrong, expired or used enrolment code. It counts towards throttling,
+    and is recorded as a denial."""
+
+    status_code = 400
+    slug = "enrolment-failed"
+    title = "Enrolment failed"
     keeps_writes = True
     is_denial = True
 
@@ -160,6 +175,73 @@ class UnprocessableInput(DomainError):
     status_code = 422
     slug = "invalid-input"
     title = "The input is not valid"
+
+
+class RequestTimeout(DomainError):
+    status_code = 408
+    slug = "request-timeout"
+    title = "The request body arrived too slowly"
+
+
+class Overloaded(DomainError):
+    """More requests in progress than the process takes at once."""
+
+    status_code = 503
+    slug = "overloaded"
+    title = "The server is busy"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"}, **extensions)
+
+
+class DatabaseUnavailable(DomainError):
+    """The database cannot be reached, or dropped the connection before anything was
+    committed: nothing was saved, and the same request may be sent again."""
+
+    status_code = 503
+    slug = "database-unavailable"
+    title = "The database is unavailable"
+    retry_after_seconds = 2
+
+    def __init__(
+        self, detail: str = "Nothing was saved. Try again in a moment.", **extensions: Any
+    ) -> None:
+        super().__init__(
+            detail, headers={"Retry-After": str(self.retry_after_seconds)}, **extensions
+        )
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection was lost while the database committed: the change may or may not
+    have been saved, and only a retry with the same Idempotency-Key can tell."""
+
+    slug = "commit-outcome-unknown"
+    title = "Whether the change was saved is unknown"
+
+    def __init__(
+        self,
+        detail: str = (
+            "The connection to the database was lost while it saved the change, which may "
+            "or may not have been saved. Send the same request again with the same "
+            "Idempotency-Key: it is applied once, or its first answer is replayed. "
+            "An update with If-Match answers 412 if it was saved."
+        ),
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail, **extensions)
+
+
+class UnknownReference(UnprocessableInput):
+    """The input names a record that does not exist (recorded, like a missing record)."""
+
+    records_absence = True
+
+
+class HiddenReference(UnknownReference):
+    """The input names a record the caller may not see: answered exactly like an unknown
+    one, and recorded as a denial."""
+
+    is_denial = True
 
 
 class IdempotencyKeyReused(UnprocessableInput):

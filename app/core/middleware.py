@@ -1,5 +1,7 @@
-"""Pure ASGI middleware: body size limit, security headers, request id and access log."""
+"""Pure ASGI middleware: body size and read-time limits, a concurrency limit, security
+headers, request id and access log."""
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -7,7 +9,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PROBLEM_JSON, PayloadTooLarge
+from app.core.errors import PROBLEM_JSON, DomainError, Overloaded, PayloadTooLarge, RequestTimeout
 from app.core.ids import new_id
 
 log = structlog.get_logger("habeas.access")
@@ -31,71 +33,163 @@ _DOCS_CSP = (
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over `max_bytes` with a 413 before the application sees them.
+    """Refuse bodies over `max_bytes` with a 413 before the application sees them, and
+    bodies that arrive slower than one chunk per `read_timeout` seconds with a 408.
 
     A declared Content-Length is checked up front (servers deliver no more than it says).
     A body without one (chunked) is read here, up to the limit, and then replayed.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if not declared.isdigit() or int(declared) > self.max_bytes:
-                await self._refuse(scope, send)
-                return
-            await self.app(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, send)
             return
+        late = SlowBody(receive, self.read_timeout)
+        if declared is None:
+            # Chunked: read here, up to the limit, then replayed to the application.
+            body = await self._read_limited(late)
+            if body is None:
+                await (late.answer(scope, send) if late.timed_out else self._refuse(scope, send))
+                return
+            receive = _replaying(body, receive)
+        else:
+            receive = late.receive
+        await self.app(scope, receive, late.guard(send))
+        if late.timed_out:
+            await late.answer(scope, send)
 
+    async def _read_limited(self, late: "SlowBody") -> bytes | None:
+        """The whole body, or None when it is too large or too slow."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            message = await late.receive()
+            if late.timed_out:
+                return None
             if message["type"] != "http.request":
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, send)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        return b"".join(chunks)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        problem = PayloadTooLarge(
-            f"The body may be at most {self.max_bytes} bytes.", max_bytes=self.max_bytes
+        await _send_problem(
+            scope,
+            send,
+            PayloadTooLarge(
+                f"The body may be at most {self.max_bytes} bytes.", max_bytes=self.max_bytes
+            ),
         )
-        body = json.dumps(problem.to_problem(scope.get("path"))).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+
+
+class SlowBody:
+    """A body that must arrive at one chunk per `timeout` seconds at least. When a chunk
+    is late, the application is told the client left (so it stops), whatever it answers
+    is dropped, and the client gets a 408 instead."""
+
+    def __init__(self, receive: Receive, timeout: float) -> None:
+        self._receive = receive
+        self._timeout = timeout
+        self._complete = False
+        self.timed_out = False
+
+    async def receive(self) -> Message:
+        if self._complete or self.timed_out:
+            # Once the body is in, later calls wait for a disconnect, as long as they like.
+            return await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), self._timeout)
+        except TimeoutError:
+            self.timed_out = True
+            return {"type": "http.disconnect"}
+        self._complete = message["type"] != "http.request" or not message.get("more_body")
+        return message
+
+    def guard(self, send: Send) -> Send:
+        async def guarded(message: Message) -> None:
+            if not self.timed_out:
+                await send(message)
+
+        return guarded
+
+    async def answer(self, scope: Scope, send: Send) -> None:
+        await _send_problem(
+            scope,
+            send,
+            RequestTimeout(f"The body did not arrive within {self._timeout:g} seconds."),
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _send_problem(scope: Scope, send: Send, problem: DomainError) -> None:
+    """Answer from the middleware, before the application, and close the connection."""
+    body = json.dumps(problem.to_problem(scope.get("path"))).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": problem.status_code,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *(
+                    (name.lower().encode(), value.encode())
+                    for name, value in problem.headers.items()
+                ),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ConcurrencyLimitMiddleware:
+    """At most `limit` requests in progress in this process; beyond it a 503 with
+    Retry-After, at once, instead of a queue that grows until everything times out."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_progress >= self.limit:
+            log.warning("concurrency_limit_reached", limit=self.limit)
+            await _send_problem(scope, send, Overloaded("The server is busy. Try again shortly."))
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
 
 
 class SecurityHeadersMiddleware:

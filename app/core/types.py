@@ -1,38 +1,91 @@
-"""Constrained input types shared by the schemas. Every free text has a length limit and
-no control characters (PostgreSQL refuses NUL, and control characters hide content)."""
+"""Constrained input types shared by the schemas. Every text has a length limit, is stored
+in Unicode normal form C (so that "é" composed and decomposed are one name), and holds no
+character that hides content or makes one record look like another."""
 
-import re
+import unicodedata
+from collections.abc import Collection, Mapping
 from typing import Annotated, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+# Refused in every text, by Unicode general category: controls (C0 and C1; PostgreSQL
+# refuses NUL), format characters (bidirectional overrides and isolates, zero-width space,
+# joiners, soft hyphen, byte order mark…), line and paragraph separators, private-use and
+# unassigned code points (as of the Unicode version of Python's unicodedata), and lone
+# surrogates (which no database encoding can store). The zero-width (non-)joiners that
+# Persian and Indic scripts use inside words are refused as well: the names kept here are
+# Cyrillic and Latin, and in a name a joiner only makes two records look alike.
+REFUSED_CATEGORIES: Mapping[str, str] = {
+    "Cc": "a control character",
+    "Cf": "an invisible or direction-changing character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+    "Cs": "a lone surrogate",
+}
+# The line breaks and tab that free text keeps (they are controls, category Cc).
+LINE_BREAKS = frozenset("\n\r\t")
+# Refused in names and labels too: characters that display as nothing although their
+# category is not Cf (Default_Ignorable_Code_Point in Unicode's DerivedCoreProperties):
+# the combining grapheme joiner, Hangul fillers, Khmer inherent vowels and the variation
+# selectors. Free text keeps them (an emoji's variation selector, say).
+INVISIBLE_IN_NAMES = frozenset(
+    {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0}
+    | set(range(0x180B, 0x1810))
+    | set(range(0xFE00, 0xFE10))
+    | set(range(0xE0100, 0xE01F0))
+)
 
 
-def _single_line(value: str) -> str:
-    if _CONTROL_OR_NEWLINE.search(value):
-        raise ValueError("control characters and line breaks are not allowed")
-    return value
+def _refusal(character: str, *, keeps: Collection[str], invisible: Collection[int]) -> str | None:
+    if character in keeps:
+        return None
+    reason = REFUSED_CATEGORIES.get(unicodedata.category(character))
+    if reason is None and ord(character) in invisible:
+        reason = "an invisible character"
+    if reason is None:
+        return None
+    name = unicodedata.name(character, "")
+    shown = f"U+{ord(character):04X}" + (f" ({name})" if name else "")
+    return f"contains {shown}, {reason}, which is not allowed here"
 
 
-def _multi_line(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("control characters are not allowed")
-    return value
+def _clean_text(value: str, *, keeps: Collection[str], invisible: Collection[int]) -> str:
+    for character in value:
+        refusal = _refusal(character, keeps=keeps, invisible=invisible)
+        if refusal is not None:
+            raise ValueError(refusal)
+    return unicodedata.normalize("NFC", value)
+
+
+def _clean_label(value: str) -> str:
+    """A name or label: one line, nothing invisible or direction-changing, in NFC."""
+    return _clean_text(value, keeps=(), invisible=INVISIBLE_IN_NAMES)
+
+
+def _clean_label_if_text(value: object) -> object:
+    return _clean_label(value) if isinstance(value, str) else value
+
+
+def _clean_free_text(value: str) -> str:
+    """Free text: as a label, but line breaks and tabs are kept and so are variation
+    selectors."""
+    return _clean_text(value, keeps=LINE_BREAKS, invisible=())
 
 
 Label = Annotated[
-    str, StringConstraints(min_length=1, max_length=300), AfterValidator(_single_line)
+    str, StringConstraints(min_length=1, max_length=300), AfterValidator(_clean_label)
 ]
-Text = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_multi_line)]
+Text = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_clean_free_text)]
 CountryCode = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Z]{2}$"),
@@ -54,7 +107,8 @@ ScriptCode = Annotated[
 HttpUrl = Annotated[
     str,
     StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$"),
-    AfterValidator(_single_line),
+    # Before the pattern, so that a refused character is named rather than a mismatch.
+    BeforeValidator(_clean_label_if_text),
 ]
 
 INPUT = ConfigDict(extra="forbid", str_strip_whitespace=False)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.core.db import SessionDep
 from app.core.http import idempotency_key
-from app.idempotency.service import StoredResponse, fingerprint, respond_once
+from app.idempotency.service import Replay, StoredResponse, fingerprint, respond_once
 
 
 class IdempotentCreate:
@@ -22,19 +22,20 @@ class IdempotentCreate:
         self,
         request_parts: Any,
         produce: Callable[[], Awaitable[StoredResponse]],
-        before_replay: Callable[[], Awaitable[None]] | None = None,
+        replay: Replay | None = None,
     ) -> JSONResponse:
         # Keys are per caller: one caller's key can never replay another's response.
         principal = self.request.state.principal
         scope = f"{principal.audit_name} {self.request.method} {self.request.url.path}"
         stored = await respond_once(
             self.session,
+            keys=self.request.app.state.security.data_keys,
             scope=scope,
             key=self.key,
             request_fingerprint=fingerprint(request_parts),
             retention=timedelta(hours=self.request.app.state.settings.idempotency_retention_hours),
             produce=produce,
-            before_replay=before_replay,
+            replay=replay,
         )
         headers = dict(stored.headers)
         if stored.replayed:

@@ -1,8 +1,7 @@
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -21,7 +20,9 @@ class IdempotencyRecord(SQLModel, table=True):
     key: str = Field(max_length=255)
     fingerprint: str = Field(max_length=64)
     status_code: int | None = None
-    response_body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    # The response to replay, sealed with the data key ring (table idempotency_record,
+    # column response_sealed): a create's answer can hold confidential values.
+    response_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     response_headers: dict[str, str] | None = Field(default=None, sa_column=Column(JSONB))
     created_at: datetime = Field(
         default_factory=utcnow,

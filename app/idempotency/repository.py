@@ -1,9 +1,8 @@
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select, update
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
@@ -29,7 +28,7 @@ async def claim(
             "fingerprint": fresh.excluded.fingerprint,
             "created_at": fresh.excluded.created_at,
             "status_code": None,
-            "response_body": None,
+            "response_sealed": None,
             "response_headers": None,
         },
         where=col(IdempotencyRecord.created_at) < expired_before,
@@ -48,12 +47,20 @@ async def find(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord
 async def store(
     session: AsyncSession,
     record_id: uuid.UUID,
+    *,
     status_code: int,
-    body: dict[str, Any],
+    sealed_body: bytes | None,
     headers: dict[str, str],
 ) -> None:
     await session.exec(
         update(IdempotencyRecord)
         .where(col(IdempotencyRecord.id) == record_id)
-        .values(status_code=status_code, response_body=body, response_headers=headers)
+        .values(status_code=status_code, response_sealed=sealed_body, response_headers=headers)
     )
+
+
+async def delete_created_before(session: AsyncSession, cutoff: datetime) -> int:
+    result = await session.exec(
+        delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff)
+    )
+    return int(result.rowcount)

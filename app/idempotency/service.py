@@ -1,7 +1,9 @@
 """Exactly-once creates: a repeated Idempotency-Key replays the stored response.
 
 The key, the request's fingerprint and the response are stored in the request's own
-transaction, so a create and its record commit (or vanish) together.
+transaction, so a create and its record commit (or vanish) together. The response is
+sealed with the data key ring (it can hold confidential values) and bound to its row;
+records older than the retention are purged (`purge_expired`).
 """
 
 import hashlib
@@ -14,8 +16,12 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
+from app.core.crypto import DataKeyRing
 from app.core.errors import IdempotencyInFlight, IdempotencyKeyReused
 from app.idempotency import repository
+
+# Where the sealed response lives: the associated data of its envelope names it.
+SEALED_AT = ("idempotency_record", "response_sealed")
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,22 @@ class StoredResponse:
     replayed: bool = False
 
 
+# On a replay: checks that the caller may still see what the stored response shows, and
+# answers what they may see now (a create re-renders its record for the caller's present
+# clearance, which may have dropped since).
+Replay = Callable[[StoredResponse], Awaitable[StoredResponse]]
+
+
+def after_check(check: Callable[[], Awaitable[object]]) -> Replay:
+    """A replay of the stored response as it is, once `check` has passed."""
+
+    async def replay(stored: StoredResponse) -> StoredResponse:
+        await check()
+        return stored
+
+    return replay
+
+
 def fingerprint(*parts: Any) -> str:
     canonical = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -34,15 +56,16 @@ def fingerprint(*parts: Any) -> str:
 async def respond_once(
     session: AsyncSession,
     *,
+    keys: DataKeyRing,
     scope: str,
     key: str | None,
     request_fingerprint: str,
     retention: timedelta,
     produce: Callable[[], Awaitable[StoredResponse]],
-    before_replay: Callable[[], Awaitable[None]] | None = None,
+    replay: Replay | None = None,
 ) -> StoredResponse:
-    """Run `produce` once per key. A repeat gets the stored response, after `before_replay`
-    (if given) confirms the caller may still see what it holds."""
+    """Run `produce` once per key. A repeat gets the stored response, passed through
+    `replay` (if given)."""
     if key is None:
         return await produce()
     record_id = await repository.claim(
@@ -50,22 +73,31 @@ async def respond_once(
     )
     if record_id is None:
         existing = await repository.find(session, scope, key)
-        if existing is None or existing.status_code is None or existing.response_body is None:
+        if existing is None or existing.status_code is None or existing.response_sealed is None:
             raise IdempotencyInFlight("Retry in a moment.")
         if existing.fingerprint != request_fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request; use a new key."
             )
-        if before_replay is not None:
-            await before_replay()
-        return StoredResponse(
+        stored = StoredResponse(
             existing.status_code,
-            existing.response_body,
+            keys.open_json(*SEALED_AT, existing.id, existing.response_sealed),
             existing.response_headers or {},
-            replayed=True,
         )
+        if replay is not None:
+            stored = await replay(stored)
+        return StoredResponse(stored.status_code, stored.body, stored.headers, replayed=True)
     response = await produce()
     await repository.store(
-        session, record_id, response.status_code, response.body, response.headers
+        session,
+        record_id,
+        status_code=response.status_code,
+        sealed_body=keys.seal_json(*SEALED_AT, record_id, response.body),
+        headers=response.headers,
     )
     return response
+
+
+async def purge_expired(session: AsyncSession, retention: timedelta) -> int:
+    """Delete the records whose key can no longer be replayed; how many went."""
+    return await repository.delete_created_before(session, utcnow() - retention)

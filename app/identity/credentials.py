@@ -1,5 +1,7 @@
-"""Passwords (argon2id), one-time codes (TOTP, each usable once) and opaque tokens."""
+"""Passwords (argon2id), one-time codes (TOTP, each usable once), opaque tokens and
+enrolment codes."""
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -40,8 +42,8 @@ class Passwords:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    def needs_rehash(self, stored_hash: str) -> bool:
-        return self._hasher.check_needs_rehash(stored_hash)
+    def needs_rehash(self, stored_hash: str | None) -> bool:
+        return stored_hash is not None and self._hasher.check_needs_rehash(stored_hash)
 
 
 def new_totp_secret() -> str:
@@ -84,3 +86,22 @@ def new_opaque_token() -> OpaqueToken:
 def digest_of(value: str) -> bytes:
     # 256 random bits need no slow hash: SHA-256 is enough to make a stolen table useless.
     return hashlib.sha256(value.encode()).digest()
+
+
+# 160 random bits, shown as eight groups of four base32 letters and digits (easy to read
+# out or type; case, dashes and spaces do not matter when it is entered).
+ENROLMENT_CODE_BYTES = 20
+ENROLMENT_CODE_GROUP = 4
+
+
+def new_enrolment_code() -> OpaqueToken:
+    letters = base64.b32encode(secrets.token_bytes(ENROLMENT_CODE_BYTES)).decode()
+    shown = "-".join(
+        letters[start : start + ENROLMENT_CODE_GROUP]
+        for start in range(0, len(letters), ENROLMENT_CODE_GROUP)
+    )
+    return OpaqueToken(shown, enrolment_code_digest(shown))
+
+
+def enrolment_code_digest(code: str) -> bytes:
+    return digest_of("".join(code.split()).replace("-", "").upper())

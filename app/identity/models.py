@@ -3,8 +3,19 @@ organisations' API clients with their sharing agreements."""
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, ForeignKey, LargeBinary, String, Text, Uuid
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -12,6 +23,14 @@ from app.access.principal import Role, Tier
 from app.core.clock import utcnow
 from app.core.db import one_of
 from app.core.ids import new_id
+
+
+class RoleRequestStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    # Replaced by a later role change or request, or ended by a reset.
+    withdrawn = "withdrawn"
 
 
 def _timestamp(nullable: bool = False) -> Column[datetime]:
@@ -25,16 +44,62 @@ class AppUser(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     # Stored as given; uniqueness and sign-in compare it lower-cased.
     username: str = Field(max_length=64, unique=True)
-    password_hash: str = Field(sa_type=Text)
-    role: str = Field(max_length=20)
-    # confidential: sealed with the data key ring (table app_user, column totp_secret)
-    totp_secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # None until the person sets it with their enrolment code, and again after a reset.
+    password_hash: str | None = Field(default=None, sa_type=Text)
+    # The role held; None while the only role asked for waits for approval (RoleRequest).
+    role: str | None = Field(default=None, max_length=20)
+    # confidential: sealed with the data key ring (table app_user, column totp_secret).
+    # None until enrolment, like the password.
+    totp_secret: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     # The last TOTP time step accepted: a code is good once, and never an older one.
     totp_last_step: int = Field(default=0)
+    # The SHA-256 of the one open enrolment code (a new one replaces it) and when it
+    # lapses; both None once the person has confirmed their enrolment.
+    enrolment_code_hash: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, unique=True)
+    )
+    enrolment_expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     disabled: bool = Field(default=False)
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+    @property
+    def enrolled(self) -> bool:
+        """The person has set a password and proved their authenticator works."""
+        return self.password_hash is not None and self.enrolment_code_hash is None
+
+
+class RoleRequest(SQLModel, table=True):
+    """A role that needs a second person's approval before the user holds it. Who asked and
+    who decided are principals' ids, not foreign keys: staff of the external identity
+    provider have no account row."""
+
+    __tablename__ = "role_request"
+    __table_args__ = (
+        one_of("role", list(Role)),
+        one_of("status", list(RoleRequestStatus)),
+        # At most one open request per user: a new one withdraws the old.
+        Index(
+            "uq_role_request_pending_user",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("app_user.id"), nullable=False, index=True)
+    )
+    role: str = Field(max_length=20)
+    status: str = Field(default=RoleRequestStatus.pending, max_length=12)
+    # None: asked by the system (the command line).
+    requested_by: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    decided_by: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    decided_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    version: int = Field(default=1)
 
 
 class UserSession(SQLModel, table=True):
@@ -69,7 +134,8 @@ class RefreshToken(SQLModel, table=True):
 
 
 class SignInThrottle(SQLModel, table=True):
-    """Failed sign-ins per account and per client address."""
+    """Failed authentications counted under a key: an account or partner client id with a
+    client address, an address, or an account (app/identity/service.py `Throttle`)."""
 
     __tablename__ = "sign_in_throttle"
 

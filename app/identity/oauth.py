@@ -5,6 +5,10 @@ partner is therefore loaded asynchronously first (by the client id the request n
 authlib then runs the grant in a worker thread (client authentication hashes and verifies
 signatures), and the assertion's `jti` it saw is claimed in the database afterwards, in
 the same transaction: a replayed assertion gets `invalid_client` and no token.
+
+Failed client authentication is throttled like sign-in (per client id and address, per
+address; app/identity/service.py `Throttle`), and every client that fails to authenticate
+gets one answer, which costs the same argon2 verification whether the client exists or not.
 """
 
 import asyncio
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import structlog
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     ClientMixin,
@@ -33,10 +38,13 @@ from joserfc.jwk import KeySet
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.journal import Actor, Journal, journal_of
+from app.core.clock import utcnow
 from app.identity import service
 from app.identity.models import Partner
 from app.identity.schemas import PARTNER_SCOPES
 from app.identity.service import SecurityKit
+
+log = structlog.get_logger(__name__)
 
 ASSERTION_METHOD = JWTBearerClientAssertion.CLIENT_AUTH_METHOD
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
@@ -47,6 +55,11 @@ MAX_FORM_VALUE = 8192
 MAX_JTI_CHARS = 200
 # What `service.create_partner` issues; anything else is looked up nowhere.
 CLIENT_ID = re.compile(r"hbp_[0-9a-f]{1,60}")
+# Where the failures of requests that name no possible client id are counted (per address).
+UNNAMED_CLIENT = "-"
+# The one refusal of client authentication: unknown client, wrong secret, bad or replayed
+# assertion, disabled partner. Telling them apart would tell an attacker which ids exist.
+CLIENT_REFUSED = {"error": "invalid_client", "error_description": "Client authentication failed."}
 
 
 @dataclass
@@ -73,6 +86,22 @@ class PartnerClient(ClientMixin):  # type: ignore[misc]
     def get_allowed_scope(self, scope: str | None) -> str:
         requested = set((scope or "").split()) or set(self.partner.scopes)
         return " ".join(sorted(requested & set(self.partner.scopes)))
+
+
+@dataclass
+class _UnknownClient(ClientMixin):  # type: ignore[misc]
+    """Stands in for a client id that names no partner, and never authenticates. Its secret
+    is still verified, against the decoy hash, so an unknown id costs what a wrong secret
+    does."""
+
+    passwords_verify: Any
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        self.passwords_verify(None, client_secret)
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return False
 
 
 class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
@@ -103,8 +132,8 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
         self._seen.append((jti, expires + self.leeway))
         return True
 
-    def resolve_client_public_key(self, client: PartnerClient) -> KeySet:
-        if not client.partner.public_jwks:
+    def resolve_client_public_key(self, client: PartnerClient | _UnknownClient) -> KeySet:
+        if not isinstance(client, PartnerClient) or not client.partner.public_jwks:
             raise InvalidClientError(description="This client authenticates with a secret.")
         jwks: Any = client.partner.public_jwks
         return KeySet.import_key_set(jwks)
@@ -149,6 +178,7 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, client: PartnerClient | None, kit: SecurityKit, token_url: str) -> None:
         super().__init__(scopes_supported=list(PARTNER_SCOPES))
         self._client = client
+        self._unknown = _UnknownClient(kit.passwords.verify)
         self.seen_assertions: list[tuple[str, int]] = []
         self.register_grant(_Grant)
         self.register_client_auth_method(
@@ -157,10 +187,10 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         )
         self.register_token_generator(ClientCredentialsGrant.GRANT_TYPE, self._token(kit))
 
-    def query_client(self, client_id: str) -> PartnerClient | None:
+    def query_client(self, client_id: str) -> PartnerClient | _UnknownClient:
         if self._client is not None and self._client.get_client_id() == client_id:
             return self._client
-        return None
+        return self._unknown
 
     def save_token(self, token: Any, request: Any) -> None:
         # Self-contained JWTs: nothing to store; they are short and the partner's state
@@ -231,22 +261,44 @@ def _claimed_client_id(form: Mapping[str, str], headers: Mapping[str, str]) -> s
 async def token_response(
     session: AsyncSession,
     kit: SecurityKit,
+    *,
     form: Mapping[str, str],
     headers: Mapping[str, str],
     token_url: str,
+    address: str,
 ) -> _Outcome:
+    """The token endpoint's answer; raises TooManyAttempts while a block holds."""
     if any(len(value) > MAX_FORM_VALUE for value in form.values()):
         return _Outcome(400, {"error": "invalid_request", "error_description": "Too long."})
+    journal = journal_of(session)
+    journal.attempted = "auth.token"
     client_id = _named_client_id(form, headers)
+    throttle = service.partner_throttle(kit.settings, client_id or UNNAMED_CLIENT, address)
+    now = utcnow()
+    await service.enter_throttle(session, throttle, now)
     partner = await service.partner_for_client(session, client_id) if client_id else None
-    outcome = await _issue(session, kit, form, headers, token_url, partner)
-    _record(journal_of(session), outcome, partner)
+    outcome = await _issue(
+        session, kit, form=form, headers=headers, token_url=token_url, partner=partner
+    )
+    if outcome.body.get("error") == "invalid_client":
+        log.warning(
+            "partner_token_refused",
+            client=client_id,
+            address=address,
+            reason=str(outcome.body.get("error_description"))[:200],
+        )
+        await service.count_failure(session, kit.settings, throttle, now)
+        outcome = _Outcome(401, dict(CLIENT_REFUSED))
+    elif outcome.status == 200:
+        await service.forget_failures(session, throttle, now)
+    _record(journal, outcome, partner)
     return outcome
 
 
 async def _issue(
     session: AsyncSession,
     kit: SecurityKit,
+    *,
     form: Mapping[str, str],
     headers: Mapping[str, str],
     token_url: str,
@@ -277,7 +329,6 @@ async def _issue(
 
 def _record(journal: Journal, outcome: _Outcome, partner: Partner | None) -> None:
     """A token issued is recorded as the partner's; a client refused, as a denial."""
-    journal.attempted = "auth.token"
     if partner is not None:
         journal.subject = ("partner", partner.id)
     if outcome.status == 200 and partner is not None:

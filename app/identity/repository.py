@@ -1,6 +1,7 @@
 """Every SQL query of the identity feature."""
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from app.identity.models import (
     AppUser,
     Partner,
     RefreshToken,
+    RoleRequest,
+    RoleRequestStatus,
     SignInThrottle,
     UserSession,
 )
@@ -115,6 +118,75 @@ async def refresh_token(
     return (row[0], row[1], row[2]) if row is not None else None
 
 
+# Enrolment and role requests --------------------------------------------------------------
+
+
+async def user_by_enrolment_code(session: AsyncSession, digest: bytes) -> AppUser | None:
+    found = await session.exec(
+        select(AppUser).where(col(AppUser.enrolment_code_hash) == digest).with_for_update()
+    )
+    return found.first()
+
+
+async def enabled_admin_exists(session: AsyncSession) -> bool:
+    found = await session.exec(
+        select(AppUser.id).where(col(AppUser.role) == "admin", col(AppUser.disabled).is_(False))
+    )
+    return found.first() is not None
+
+
+async def usernames(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    found = await session.exec(
+        select(AppUser.id, AppUser.username).where(col(AppUser.id).in_(user_ids))
+    )
+    return dict(found.all())
+
+
+async def pending_role_request(
+    session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False
+) -> RoleRequest | None:
+    query = select(RoleRequest).where(
+        col(RoleRequest.user_id) == user_id,
+        col(RoleRequest.status) == RoleRequestStatus.pending,
+    )
+    if for_update:
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def pending_roles(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    found = await session.exec(
+        select(RoleRequest.user_id, RoleRequest.role).where(
+            col(RoleRequest.user_id).in_(user_ids),
+            col(RoleRequest.status) == RoleRequestStatus.pending,
+        )
+    )
+    return dict(found.all())
+
+
+async def role_request(
+    session: AsyncSession, request_id: uuid.UUID, *, for_update: bool = False
+) -> RoleRequest | None:
+    query = select(RoleRequest).where(col(RoleRequest.id) == request_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def pending_role_requests_page(
+    session: AsyncSession, after: uuid.UUID | None, limit: int
+) -> list[RoleRequest]:
+    query = (
+        select(RoleRequest)
+        .where(col(RoleRequest.status) == RoleRequestStatus.pending)
+        .order_by(col(RoleRequest.id))
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(col(RoleRequest.id) > after)
+    return list((await session.exec(query)).all())
+
+
 # Throttling -----------------------------------------------------------------------------
 
 _SQL_FAILURE = text("""
@@ -137,8 +209,8 @@ ON CONFLICT (key) DO UPDATE SET
 
 
 async def lock_throttle(session: AsyncSession, key: str, now: datetime) -> None:
-    """Take the account's throttle row for the rest of the sign-in, so that concurrent
-    attempts on one account are judged one after another (none slips past a block)."""
+    """Take a throttle row for the rest of the attempt, so that concurrent attempts on one
+    identity are judged one after another (none slips past a block)."""
     connection = await session.connection()
     await connection.execute(
         text(
@@ -163,6 +235,7 @@ async def blocked_until(session: AsyncSession, keys: list[str]) -> datetime | No
 async def record_failure(
     session: AsyncSession,
     key: str,
+    *,
     now: datetime,
     window_start: datetime,
     limit: int,
@@ -181,9 +254,17 @@ async def record_failure(
     )
 
 
-async def clear_failures(session: AsyncSession, key: str) -> None:
+async def clear_failures(session: AsyncSession, key: str, now: datetime) -> None:
+    # Reset, not deleted: the row may be the one concurrent attempts are waiting to lock,
+    # and a deleted row would let them through unlocked.
     connection = await session.connection()
-    await connection.execute(text("DELETE FROM sign_in_throttle WHERE key = :key"), {"key": key})
+    await connection.execute(
+        text(
+            "UPDATE sign_in_throttle SET failures = 0, window_started_at = :now,"
+            " blocked_until = NULL WHERE key = :key"
+        ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
+        {"key": key, "now": now},
+    )
 
 
 # Partners -------------------------------------------------------------------------------
@@ -232,3 +313,13 @@ async def claim_assertion(
         {"partner_id": partner_id, "jti": jti, "expires_at": expires_at},
     )
     return inserted.first() is not None
+
+
+async def active_user_ids(
+    session: AsyncSession, user_ids: Collection[uuid.UUID], role: str
+) -> set[uuid.UUID]:
+    """Which of these ids are accounts of this role that are not disabled."""
+    stmt = select(AppUser.id).where(
+        col(AppUser.id).in_(list(user_ids)), col(AppUser.role) == role, ~col(AppUser.disabled)
+    )
+    return set(await session.exec(stmt))

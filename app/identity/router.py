@@ -1,47 +1,59 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
 from app.access.http import open_route, requires
+from app.access.principal import Role
 from app.core.db import SessionDep
 from app.core.errors import MalformedJson, UnsupportedMediaType
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.identity import oauth, service
-from app.identity.models import AppUser, Partner
+from app.identity.models import AppUser, Partner, RoleRequest
 from app.identity.schemas import (
     AgreementRead,
     ClientSecret,
+    EnrolmentConfirmation,
+    EnrolmentInput,
     LoginInput,
     PartnerCreate,
     PartnerCreated,
     PartnerRead,
     PartnerUpdate,
     RefreshInput,
+    RoleRequestRead,
     TokenPair,
     TotpEnrolment,
     UserCreate,
-    UserCreated,
+    UserEnrolment,
     UserRead,
     UserUpdate,
 )
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 users_router = APIRouter(prefix="/users", tags=["users"])
+role_requests_router = APIRouter(prefix="/role-requests", tags=["users"])
 partners_router = APIRouter(prefix="/partners", tags=["partners"])
 
 OPEN = [Depends(open_route)]
+THROTTLED: dict[str, Any] = {
+    "description": "Too many failed attempts (app/core/config.py, `login_*`): a problem"
+    " document; wait the `Retry-After` seconds",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    "content": {"application/problem+json": {}},
+}
 
 
 def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@auth_router.post("/login", response_model=TokenPair, dependencies=OPEN)
+@auth_router.post("/login", response_model=TokenPair, dependencies=OPEN, responses={429: THROTTLED})
 async def login(body: LoginInput, session: SessionDep, request: Request) -> Response:
     """Sign in with username, password and the current one-time code."""
     pair = await service.sign_in(
@@ -72,9 +84,73 @@ async def logout(
     return Response(status_code=204)
 
 
+ENROLMENT_FAILED: dict[str, Any] = {
+    "description": "The enrolment code is wrong, expired or used (one answer for all), or the"
+    " authenticator's code does not match: a problem document",
+    "content": {"application/problem+json": {}},
+}
+
+
+@auth_router.post(
+    "/enrolment",
+    response_model=TotpEnrolment,
+    dependencies=OPEN,
+    responses={400: ENROLMENT_FAILED, 429: THROTTLED},
+)
+async def enrol(body: EnrolmentInput, session: SessionDep, request: Request) -> Response:
+    """Redeem an enrolment code, step one: choose your password. The answer holds the
+    secret for your authenticator app, shown only here; confirm it with its first code
+    (POST /auth/enrolment/confirmation) before the code runs out. Until then the account
+    cannot sign in, and this step can be repeated."""
+    user, secret = await service.start_enrolment(
+        session,
+        request.app.state.security,
+        body.enrolment_code,
+        password=body.password,
+        address=_client_address(request),
+    )
+    return model_response(
+        TotpEnrolment(
+            username=user.username,
+            totp_secret=secret,
+            totp_uri=service.enrolment_uri(user, secret),
+        )
+    )
+
+
+@auth_router.post(
+    "/enrolment/confirmation",
+    status_code=204,
+    dependencies=OPEN,
+    responses={400: ENROLMENT_FAILED, 429: THROTTLED},
+)
+async def confirm_enrolment(
+    body: EnrolmentConfirmation, session: SessionDep, request: Request
+) -> Response:
+    """Redeem an enrolment code, step two: the current code of your authenticator app. The
+    enrolment code is then used up, and you can sign in (once your role is approved, if it
+    needs approval)."""
+    await service.confirm_enrolment(
+        session,
+        request.app.state.security,
+        body.enrolment_code,
+        one_time_code=body.code,
+        address=_client_address(request),
+    )
+    return Response(status_code=204)
+
+
 @auth_router.post(
     "/token",
     dependencies=OPEN,
+    responses={
+        400: {"description": "An OAuth error (RFC 6749 §5.2), e.g. `invalid_scope`"},
+        401: {
+            "description": "`invalid_client`, one answer for an unknown client, a wrong"
+            " secret, a bad assertion and a disabled partner"
+        },
+        429: THROTTLED,
+    },
     openapi_extra={
         "requestBody": {
             "content": {
@@ -105,9 +181,10 @@ async def token(session: SessionDep, request: Request) -> JSONResponse:
     outcome = await oauth.token_response(
         session,
         request.app.state.security,
-        values,
-        request.headers,
-        "https://habeas" + token_url,
+        form=values,
+        headers=request.headers,
+        token_url="https://habeas" + token_url,
+        address=_client_address(request),
     )
     # authlib's own Cache-Control/Pragma are left out: every response gets them once from
     # the security headers middleware.
@@ -140,24 +217,45 @@ async def _token_form(request: Request) -> dict[str, str]:
 # Users --------------------------------------------------------------------------------------
 
 
-def _user_read(user: AppUser) -> UserRead:
-    return UserRead.model_validate(user)
+def _user_read(user: AppUser, pending: dict[uuid.UUID, Role]) -> UserRead:
+    return UserRead(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        pending_role=pending.get(user.id),
+        enrolled=user.enrolled,
+        disabled=user.disabled,
+        version=user.version,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+    )
 
 
-@users_router.post("", status_code=201, response_model=UserCreated)
+async def _one_user_read(session: AsyncSession, user: AppUser) -> UserRead:
+    return _user_read(user, await service.pending_roles(session, [user]))
+
+
+def _enrolment(read: UserRead, code: service.EnrolmentCode) -> UserEnrolment:
+    return UserEnrolment(
+        **read.model_dump(), enrolment_code=code.value, enrolment_expires_at=code.expires_at
+    )
+
+
+@users_router.post("", status_code=201, response_model=UserEnrolment)
 async def create_user(
     body: UserCreate,
     session: SessionDep,
     request: Request,
     caller: Annotated[Caller, requires("user.manage")],
 ) -> Response:
-    """Create an account; the answer holds the one-time-code secret, shown only here."""
-    user, secret = await service.create_user(session, request.app.state.security, body)
-    created = UserCreated(
-        **_user_read(user).model_dump(),
-        totp_secret=secret,
-        totp_uri=service.enrolment_uri(user, secret),
+    """Create an account. The answer holds its enrolment code, shown only here: hand it to
+    the person, who chooses their own password and gets their own TOTP secret with it
+    (POST /auth/enrolment). A role that needs approval (by default admin and every role
+    that reads case content) waits for a second person's approval (/role-requests)."""
+    user, code = await service.create_user(
+        session, request.app.state.security, body, requested_by=caller.principal.id
     )
+    created = _enrolment(await _one_user_read(session, user), code)
     location = request.url_for("read_user", user_id=user.id).path
     return model_response(created, 201, headers={"ETag": etag(user.version), "Location": location})
 
@@ -170,8 +268,11 @@ async def list_users(
     caller: Annotated[Caller, requires("user.manage")],
 ) -> Response:
     users, cursor = await service.list_users(session, paging.cursor, paging.limit)
+    pending = await service.pending_roles(session, users)
     return model_response(
-        Page[UserRead](items=[_user_read(u) for u in users], next=next_link(request, cursor))
+        Page[UserRead](
+            items=[_user_read(u, pending) for u in users], next=next_link(request, cursor)
+        )
     )
 
 
@@ -180,7 +281,7 @@ async def read_user(
     user_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("user.manage")]
 ) -> Response:
     user = await service.get_user(session, user_id)
-    return model_response(_user_read(user), headers={"ETag": etag(user.version)})
+    return model_response(await _one_user_read(session, user), headers={"ETag": etag(user.version)})
 
 
 @users_router.patch("/{user_id}", response_model=UserRead)
@@ -192,34 +293,119 @@ async def update_user(
     caller: Annotated[Caller, requires("user.manage")],
     if_match: IfMatch = None,
 ) -> Response:
-    """Change the role, disable, or set a password; each ends the user's sessions at once."""
+    """Change the role or disable; either ends the user's sessions at once. A role that
+    needs approval is asked for instead, and granted once a second person approves."""
     user = await service.update_user(
         session,
         request.app.state.security,
         user_id,
-        required_version(if_match),
-        body,
-        caller.principal,
+        expected_version=required_version(if_match),
+        data=body,
+        actor=caller.principal,
     )
-    return model_response(_user_read(user), headers={"ETag": etag(user.version)})
+    return model_response(await _one_user_read(session, user), headers={"ETag": etag(user.version)})
 
 
-@users_router.post("/{user_id}/totp", response_model=TotpEnrolment)
-async def reset_totp(
+@users_router.post("/{user_id}/reset", response_model=UserEnrolment)
+async def reset_user(
     user_id: uuid.UUID,
     session: SessionDep,
     request: Request,
     caller: Annotated[Caller, requires("user.manage")],
     if_match: IfMatch = None,
 ) -> Response:
-    """A new one-time-code secret (a lost phone); the user's sessions end."""
-    user, secret = await service.reset_totp(
-        session, request.app.state.security, user_id, required_version(if_match)
+    """A lost password or phone: clears the password and TOTP secret, ends every session at
+    once, and answers with a new enrolment code (older ones stop working). A role that
+    needs approval is suspended until a second person approves it again."""
+    user, code = await service.reset_user(
+        session,
+        request.app.state.security,
+        user_id,
+        expected_version=required_version(if_match),
+        actor=caller.principal,
     )
     return model_response(
-        TotpEnrolment(totp_secret=secret, totp_uri=service.enrolment_uri(user, secret)),
+        _enrolment(await _one_user_read(session, user), code),
         headers={"ETag": etag(user.version)},
     )
+
+
+# Role requests -------------------------------------------------------------------------------
+
+
+def _role_request_read(request: RoleRequest, username: str) -> RoleRequestRead:
+    return RoleRequestRead(
+        id=request.id,
+        user_id=request.user_id,
+        username=username,
+        role=Role(request.role),
+        status=request.status,
+        requested_by=request.requested_by,
+        requested_at=request.requested_at,
+        decided_by=request.decided_by,
+        decided_at=request.decided_at,
+        version=request.version,
+    )
+
+
+@role_requests_router.get("", response_model=Page[RoleRequestRead])
+async def list_role_requests(
+    session: SessionDep,
+    request: Request,
+    paging: Annotated[PageRequest, Depends(page_request)],
+    caller: Annotated[Caller, requires("user.approve_role")],
+) -> Response:
+    """Roles waiting for a second person's approval, oldest first."""
+    found, names, cursor = await service.list_role_requests(session, paging.cursor, paging.limit)
+    return model_response(
+        Page[RoleRequestRead](
+            items=[_role_request_read(r, names[r.user_id]) for r in found],
+            next=next_link(request, cursor),
+        )
+    )
+
+
+async def _decide(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    *,
+    if_match: str | None,
+    caller: Caller,
+    approve: bool,
+) -> Response:
+    decided, user = await service.decide_role_request(
+        session,
+        request_id,
+        required_version(if_match),
+        approve=approve,
+        decider=caller.principal,
+    )
+    return model_response(
+        _role_request_read(decided, user.username), headers={"ETag": etag(decided.version)}
+    )
+
+
+@role_requests_router.post("/{request_id}/approval", response_model=RoleRequestRead)
+async def approve_role_request(
+    request_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("user.approve_role")],
+    if_match: IfMatch = None,
+) -> Response:
+    """Grant the role. Not by the one who asked for it, nor by the one who would hold it.
+    The user's sessions end, so that the next ones carry the role."""
+    return await _decide(session, request_id, if_match=if_match, caller=caller, approve=True)
+
+
+@role_requests_router.post("/{request_id}/rejection", response_model=RoleRequestRead)
+async def reject_role_request(
+    request_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("user.approve_role")],
+    if_match: IfMatch = None,
+) -> Response:
+    """Refuse the role; the user keeps the one they hold."""
+    return await _decide(session, request_id, if_match=if_match, caller=caller, approve=False)
 
 
 # Partners -----------------------------------------------------------------------------------

@@ -19,7 +19,10 @@ Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 NewPassword = Annotated[
     str,
     StringConstraints(min_length=12, max_length=1024),
-    Field(description="At least 12 characters"),
+    Field(
+        description="At least 12 characters; not the username, a repetition, a sequence, "
+        "or a common or breached password"
+    ),
 ]
 OneTimeCode = Annotated[str, StringConstraints(min_length=1, max_length=10)]
 Scope = Literal["sync:read", "sync:write", "reports:read"]
@@ -51,19 +54,22 @@ class TokenPair(BaseModel):
 
 
 class UserCreate(BaseModel):
+    """A new account gets no password: the answer holds an enrolment code for the person."""
+
     model_config = INPUT
 
     username: Username
     role: Role
-    password: NewPassword
 
 
 class UserUpdate(PartialUpdate):
-    """Changing the role, disabling or setting a password ends the user's sessions."""
+    """Disabling or changing the role ends the user's sessions. A role that needs a second
+    person's approval (admin, coordinator) is asked for, not given: the user keeps the old
+    one until it is approved. Passwords are never set here: a reset (POST …/reset) issues
+    an enrolment code, and the person chooses their own."""
 
     role: Role | None = None
     disabled: bool | None = None
-    password: NewPassword | None = None
 
 
 class UserRead(BaseModel):
@@ -71,24 +77,63 @@ class UserRead(BaseModel):
 
     id: uuid.UUID
     username: str
-    role: Role
+    role: Role | None = Field(description="The role held; null while it awaits approval")
+    pending_role: Role | None = Field(description="A role asked for, awaiting approval")
+    enrolled: bool = Field(description="The person has set a password and confirmed a TOTP")
     disabled: bool
     version: int
     created_at: datetime
     updated_at: datetime
 
 
+class UserEnrolment(UserRead):
+    """Shown once, to the admin who created or reset the account: the code to hand to the
+    person (never a password or TOTP secret). Only its hash is kept."""
+
+    enrolment_code: str
+    enrolment_expires_at: datetime
+
+
+EnrolmentCode = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class EnrolmentInput(BaseModel):
+    model_config = INPUT
+
+    enrolment_code: EnrolmentCode
+    password: NewPassword
+
+
+class EnrolmentConfirmation(BaseModel):
+    model_config = INPUT
+
+    enrolment_code: EnrolmentCode
+    code: OneTimeCode = Field(description="The current code of the authenticator app")
+
+
 class TotpEnrolment(BaseModel):
-    """Shown once: the secret for the user's authenticator app."""
+    """Shown once, to the person enrolling: the secret for their authenticator app."""
 
     model_config = OUTPUT
 
+    username: str
     totp_secret: str
     totp_uri: str
 
 
-class UserCreated(UserRead, TotpEnrolment):
-    pass
+class RoleRequestRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    username: str
+    role: Role
+    status: Literal["pending", "approved", "rejected", "withdrawn"]
+    requested_by: uuid.UUID | None = Field(description="null: the system (command line)")
+    requested_at: datetime
+    decided_by: uuid.UUID | None
+    decided_at: datetime | None
+    version: int
 
 
 class AgreementInput(BaseModel):

@@ -4,6 +4,7 @@ rotating refresh tokens, partner clients, and turning a bearer token into a Prin
 import asyncio
 import secrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from app.core.config import Settings
 from app.core.crypto import AuditKeyRing, DataKeyRing
 from app.core.errors import (
     Conflict,
+    EnrolmentFailed,
+    Forbidden,
     NotFound,
     PreconditionFailed,
     SessionRevoked,
@@ -34,13 +37,23 @@ from app.identity import repository
 from app.identity.credentials import (
     Passwords,
     digest_of,
+    enrolment_code_digest,
     matching_totp_step,
+    new_enrolment_code,
     new_opaque_token,
     new_totp_secret,
     totp_uri,
 )
-from app.identity.models import AppUser, Partner, RefreshToken, UserSession
+from app.identity.models import (
+    AppUser,
+    Partner,
+    RefreshToken,
+    RoleRequest,
+    RoleRequestStatus,
+    UserSession,
+)
 from app.identity.oidc import OidcVerifier
+from app.identity.passwords import check_new_password
 from app.identity.schemas import (
     AgreementInput,
     Jwks,
@@ -93,6 +106,17 @@ async def _add_unique(session: AsyncSession, row: object, taken: str) -> None:
 
 
 # Accounts -------------------------------------------------------------------------------
+# Separation of duties (DESIGN §4): an admin manages accounts but never learns a password
+# or a TOTP secret. A new account, or a reset, gets a one-time enrolment code that the
+# person redeems to choose their own password and receive their own TOTP secret. The admin
+# sees that code and could redeem it, so the roles of `roles_needing_approval` (every role
+# that reads case content, and admin; app/core/config.py) are held only once a second
+# person has approved them.
+
+ENROLMENT_FAILED = (
+    "The enrolment code is wrong, has expired or was already used; ask an administrator "
+    "for a new one."
+)
 
 
 def _seal_totp(kit: SecurityKit, user_id: uuid.UUID, secret: str) -> bytes:
@@ -100,37 +124,91 @@ def _seal_totp(kit: SecurityKit, user_id: uuid.UUID, secret: str) -> bytes:
 
 
 def _open_totp(kit: SecurityKit, user: AppUser) -> str:
+    if user.totp_secret is None:
+        # Only asked for an account whose password was set, which sets the secret too.
+        raise RuntimeError("this account has no TOTP secret")
     return kit.data_keys.open("app_user", "totp_secret", user.id, user.totp_secret).decode()
 
 
-async def create_user(
-    session: AsyncSession, kit: SecurityKit, data: UserCreate
-) -> tuple[AppUser, str]:
-    if await repository.user_by_username(session, data.username) is not None:
-        raise Conflict("That username is taken.")
-    secret = new_totp_secret()
-    user = AppUser(
-        username=data.username,
-        password_hash=await _hash(kit, data.password),
-        role=data.role,
-        totp_secret=b"",
-    )
-    user.totp_secret = _seal_totp(kit, user.id, secret)
-    await _add_unique(session, user, "That username is taken.")
-    journal_of(session).changed(
-        "user.create", "user", user.id, [change("user", user.id, None, _user_snapshot(user))]
-    )
-    return user, secret
+def _may_sign_in(user: AppUser) -> bool:
+    """Enabled, enrolled (a password and a confirmed authenticator) and holding a role."""
+    return not user.disabled and user.enrolled and user.role is not None
 
 
 def _user_snapshot(user: AppUser) -> dict[str, Any]:
-    # Never the password hash or the TOTP secret; that they changed is recorded apart.
+    # Never the password hash, the TOTP secret or the enrolment code; that they changed is
+    # recorded apart, as CHANGED.
     return {
         "username": user.username,
         "role": user.role,
         "disabled": user.disabled,
+        "enrolled": user.enrolled,
         "version": user.version,
     }
+
+
+def _request_snapshot(request: RoleRequest) -> dict[str, Any]:
+    return {
+        "user_id": str(request.user_id),
+        "role": request.role,
+        "status": request.status,
+        "requested_by": str(request.requested_by) if request.requested_by else None,
+        "decided_by": str(request.decided_by) if request.decided_by else None,
+        "version": request.version,
+    }
+
+
+@dataclass(frozen=True)
+class EnrolmentCode:
+    """Shown once, to be handed to the person; only its hash is kept."""
+
+    value: str
+    expires_at: datetime
+
+
+def _issue_enrolment_code(kit: SecurityKit, user: AppUser, now: datetime) -> EnrolmentCode:
+    """A new code for the account; any older one stops working."""
+    code = new_enrolment_code()
+    expires_at = now + timedelta(hours=kit.settings.enrolment_code_hours)
+    user.enrolment_code_hash, user.enrolment_expires_at = code.digest, expires_at
+    return EnrolmentCode(code.value, expires_at)
+
+
+async def create_user(
+    session: AsyncSession,
+    kit: SecurityKit,
+    data: UserCreate,
+    *,
+    requested_by: uuid.UUID | None,
+    bootstrap: bool = False,
+) -> tuple[AppUser, EnrolmentCode]:
+    """An account without credentials, and its enrolment code. A role that needs approval
+    is asked for (`requested_by`; None: the system), not granted; with `bootstrap` (the
+    command line) the admin role is granted at once while no enabled admin exists, since
+    there would be nobody to approve it."""
+    if await repository.user_by_username(session, data.username) is not None:
+        raise Conflict("That username is taken.")
+    first_admin = (
+        bootstrap and data.role is Role.admin and not await repository.enabled_admin_exists(session)
+    )
+    needs_approval = data.role in kit.settings.roles_needing_approval and not first_admin
+    now = utcnow()
+    user = AppUser(username=data.username, role=None if needs_approval else data.role)
+    code = _issue_enrolment_code(kit, user, now)
+    await _add_unique(session, user, "That username is taken.")
+    changes = [change("user", user.id, None, {**_user_snapshot(user), "enrolment_code": CHANGED})]
+    if needs_approval:
+        changes.append(
+            await _ask_for_role(session, user.id, role=data.role, by=requested_by, now=now)
+        )
+    journal_of(session).changed(
+        "user.create",
+        "user",
+        user.id,
+        changes,
+        detail={"bootstrap": True} if first_admin else None,
+    )
+    return user, code
 
 
 def enrolment_uri(user: AppUser, secret: str) -> str:
@@ -149,13 +227,23 @@ class FirstAdmin:
 
 
 async def create_first_admin(session: AsyncSession, kit: SecurityKit) -> FirstAdmin | None:
-    """An admin with a generated password, if there is no account at all yet (the
-    development server's first start); None otherwise."""
+    """An admin with a generated password and TOTP secret, if there is no account at all yet
+    (the development server's first start); None otherwise. The one account that is not
+    enrolled by its person: there is nobody yet to hand a code over."""
     if await repository.users_page(session, None, 1):
         return None
-    password = secrets.token_urlsafe(18)
-    data = UserCreate(username=FIRST_ADMIN, role=Role.admin, password=password)
-    user, secret = await create_user(session, kit, data)
+    password, secret = secrets.token_urlsafe(18), new_totp_secret()
+    user = AppUser(username=FIRST_ADMIN, role=Role.admin, password_hash=await _hash(kit, password))
+    user.totp_secret = _seal_totp(kit, user.id, secret)
+    await _add_unique(session, user, "That username is taken.")
+    created = {**_user_snapshot(user), "password": CHANGED, "totp": CHANGED}
+    journal_of(session).changed(
+        "user.create",
+        "user",
+        user.id,
+        [change("user", user.id, None, created)],
+        detail={"first_admin": True},
+    )
     return FirstAdmin(user.username, password, secret, enrolment_uri(user, secret))
 
 
@@ -176,6 +264,12 @@ async def list_users(
     )
 
 
+async def pending_roles(session: AsyncSession, users: list[AppUser]) -> dict[uuid.UUID, Role]:
+    """The role each user waits to have approved, if any."""
+    found = await repository.pending_roles(session, [user.id for user in users])
+    return {user_id: Role(role) for user_id, role in found.items()}
+
+
 def _check_version(version: int, expected: int, what: str) -> None:
     if version != expected:
         raise PreconditionFailed(f"The {what} is at version {version}.", current_version=version)
@@ -185,66 +279,408 @@ async def update_user(
     session: AsyncSession,
     kit: SecurityKit,
     user_id: uuid.UUID,
+    *,
     expected_version: int,
     data: UserUpdate,
     actor: Principal,
 ) -> AppUser:
+    """Change the role or disable. A role that needs approval is asked for, and the user
+    keeps the old one until it is approved; any other role change withdraws an open request
+    and takes effect at once."""
     user = await get_user(session, user_id, for_update=True)
     _check_version(user.version, expected_version, "user")
     before = _user_snapshot(user)
     if user.id == actor.id and (data.disabled or (data.role and data.role != Role.admin)):
         raise Conflict("Admins cannot disable themselves or give up their own role.")
+    now = utcnow()
     ends_sessions = False
-    if data.role is not None and data.role != user.role:
-        user.role = data.role
-        ends_sessions = True
+    requests: list[dict[str, Any] | None] = []
+    if data.role is not None:
+        requests.append(await _withdraw_role_request(session, user.id, by=actor.id, now=now))
+        if data.role in kit.settings.roles_needing_approval and data.role != user.role:
+            requests.append(
+                await _ask_for_role(session, user.id, role=data.role, by=actor.id, now=now)
+            )
+        elif data.role != user.role:
+            user.role = data.role
+            ends_sessions = True
     if data.disabled is not None and data.disabled != user.disabled:
         user.disabled = data.disabled
         ends_sessions = ends_sessions or data.disabled
-    if data.password is not None:
-        user.password_hash = await _hash(kit, data.password)
-        ends_sessions = True
-    now = utcnow()
     user.version += 1
     user.updated_at = now
     await repository.save(session, user)
     if ends_sessions:
         await repository.revoke_sessions(session, user.id, now, "account_changed")
-    after = _user_snapshot(user)
-    if data.password is not None:
-        before["password"], after["password"] = None, CHANGED
     journal_of(session).changed(
-        "user.update", "user", user.id, [change("user", user.id, before, after)]
+        "user.update",
+        "user",
+        user.id,
+        [change("user", user.id, before, _user_snapshot(user)), *requests],
     )
     return user
 
 
-async def reset_totp(
-    session: AsyncSession, kit: SecurityKit, user_id: uuid.UUID, expected_version: int
-) -> tuple[AppUser, str]:
+async def reset_user(
+    session: AsyncSession,
+    kit: SecurityKit,
+    user_id: uuid.UUID,
+    *,
+    expected_version: int,
+    actor: Principal,
+) -> tuple[AppUser, EnrolmentCode]:
+    """A lost password or phone: the password and TOTP secret are cleared, every session
+    ends at once, and a new enrolment code (replacing any older one) lets the person enrol
+    again. Whoever redeems that code gets the account, so a role that needs approval is
+    suspended until a second person approves it again."""
     user = await get_user(session, user_id, for_update=True)
     _check_version(user.version, expected_version, "user")
-    before = {**_user_snapshot(user), "totp": None}
-    secret = new_totp_secret()
+    if user.id == actor.id:
+        raise Conflict("Admins cannot reset their own account; another admin can.")
+    credentials = ("password", "totp", "enrolment_code")
+    before = {**_user_snapshot(user), **dict.fromkeys(credentials)}
     now = utcnow()
+    requests: list[dict[str, Any] | None] = []
+    if user.role is not None and Role(user.role) in kit.settings.roles_needing_approval:
+        requests.append(await _withdraw_role_request(session, user.id, by=actor.id, now=now))
+        requests.append(
+            await _ask_for_role(session, user.id, role=Role(user.role), by=actor.id, now=now)
+        )
+        user.role = None
+    user.password_hash, user.totp_secret, user.totp_last_step = None, None, 0
+    code = _issue_enrolment_code(kit, user, now)
+    user.version += 1
+    user.updated_at = now
+    await repository.save(session, user)
+    await repository.revoke_sessions(session, user.id, now, "reset")
+    after = {**_user_snapshot(user), **dict.fromkeys(credentials, CHANGED)}
+    journal_of(session).changed(
+        "user.reset", "user", user.id, [change("user", user.id, before, after), *requests]
+    )
+    return user, code
+
+
+# Enrolment: two steps, both with the enrolment code. The first sets the password and
+# answers with a new TOTP secret; the second proves the authenticator works with its first
+# code, and only then is the code used up and the account usable. A mistyped secret is
+# fixed by doing the first step again, without a new code.
+
+
+def _enrolment_throttle_key(address: str) -> str:
+    return f"enrolment-address:{address}"
+
+
+async def _redeemable(
+    session: AsyncSession, kit: SecurityKit, code: str, *, address: str, now: datetime
+) -> AppUser:
+    """The account an open enrolment code belongs to; a wrong, expired or used code (or a
+    disabled account's) gets one answer, and counts towards the address's throttle."""
+    key = _enrolment_throttle_key(address)
+    blocked = await repository.blocked_until(session, [key])
+    if blocked is not None and blocked > now:
+        raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
+    user = await repository.user_by_enrolment_code(session, enrolment_code_digest(code))
+    expires_at = user.enrolment_expires_at if user is not None else None
+    if user is None or user.disabled or expires_at is None or expires_at <= now:
+        await _count_enrolment_failure(session, kit, address=address, now=now)
+        raise EnrolmentFailed(ENROLMENT_FAILED)
+    journal_of(session).subject = ("user", user.id)
+    return user
+
+
+async def _count_enrolment_failure(
+    session: AsyncSession, kit: SecurityKit, *, address: str, now: datetime
+) -> None:
+    settings = kit.settings
+    log.warning("enrolment_failed", address=address)
+    await repository.record_failure(
+        session,
+        _enrolment_throttle_key(address),
+        now=now,
+        window_start=now - timedelta(seconds=settings.login_failure_window_seconds),
+        limit=settings.login_max_failures_per_address,
+        blocked_until=now + timedelta(seconds=settings.login_block_seconds),
+    )
+
+
+async def start_enrolment(
+    session: AsyncSession, kit: SecurityKit, code: str, *, password: str, address: str
+) -> tuple[AppUser, str]:
+    """Step one: the person's own password (checked by the password rules) and a new TOTP
+    secret, returned to them only."""
+    now = utcnow()
+    journal = journal_of(session)
+    journal.attempted = "user.enrol"
+    user = await _redeemable(session, kit, code, address=address, now=now)
+    await asyncio.to_thread(check_new_password, password, user.username)
+    before = {**_user_snapshot(user), "password": None, "totp": None}
+    secret = new_totp_secret()
+    user.password_hash = await _hash(kit, password)
     user.totp_secret = _seal_totp(kit, user.id, secret)
     user.totp_last_step = 0
     user.version += 1
     user.updated_at = now
     await repository.save(session, user)
-    await repository.revoke_sessions(session, user.id, now, "totp_reset")
-    after = {**_user_snapshot(user), "totp": CHANGED}
-    journal_of(session).changed(
-        "user.reset_totp", "user", user.id, [change("user", user.id, before, after)]
-    )
+    after = {**_user_snapshot(user), "password": CHANGED, "totp": CHANGED}
+    journal.acting_as(Actor("user", user.id, user.role))
+    journal.changed("user.enrol", "user", user.id, [change("user", user.id, before, after)])
     return user, secret
 
 
+async def confirm_enrolment(
+    session: AsyncSession, kit: SecurityKit, code: str, *, one_time_code: str, address: str
+) -> AppUser:
+    """Step two: the authenticator's current code. The enrolment code is used up (it
+    cannot be redeemed again) and the account can sign in, once it holds a role."""
+    now = utcnow()
+    journal = journal_of(session)
+    journal.attempted = "user.confirm_enrolment"
+    user = await _redeemable(session, kit, code, address=address, now=now)
+    step = None
+    if user.password_hash is not None:
+        step = matching_totp_step(_open_totp(kit, user), one_time_code, user.totp_last_step)
+    if step is None:
+        await _count_enrolment_failure(session, kit, address=address, now=now)
+        raise EnrolmentFailed(
+            "The one-time code does not match the new authenticator entry (or no password "
+            "was set with this enrolment code yet)."
+        )
+    before = _user_snapshot(user)
+    # The confirming code counts as used: it cannot also sign in.
+    user.totp_last_step = step
+    user.enrolment_code_hash, user.enrolment_expires_at = None, None
+    user.version += 1
+    user.updated_at = now
+    await repository.save(session, user)
+    journal.acting_as(Actor("user", user.id, user.role))
+    journal.changed(
+        "user.confirm_enrolment",
+        "user",
+        user.id,
+        [change("user", user.id, before, _user_snapshot(user))],
+    )
+    return user
+
+
+# Role requests ---------------------------------------------------------------------------
+
+
+async def _ask_for_role(
+    session: AsyncSession, user_id: uuid.UUID, *, role: Role, by: uuid.UUID | None, now: datetime
+) -> dict[str, Any] | None:
+    request = RoleRequest(user_id=user_id, role=role, requested_by=by, requested_at=now)
+    await repository.add(session, request)
+    return change("role_request", request.id, None, _request_snapshot(request))
+
+
+async def _withdraw_role_request(
+    session: AsyncSession, user_id: uuid.UUID, *, by: uuid.UUID | None, now: datetime
+) -> dict[str, Any] | None:
+    """End the user's open request, if any (a later role change replaces it)."""
+    request = await repository.pending_role_request(session, user_id, for_update=True)
+    if request is None:
+        return None
+    before = _request_snapshot(request)
+    request.status = RoleRequestStatus.withdrawn
+    request.decided_by, request.decided_at = by, now
+    request.version += 1
+    await repository.save(session, request)
+    return change("role_request", request.id, before, _request_snapshot(request))
+
+
+async def list_role_requests(
+    session: AsyncSession, cursor: str | None, limit: int
+) -> tuple[list[RoleRequest], dict[uuid.UUID, str], str | None]:
+    """Open requests, oldest first, with the usernames they are for."""
+    requests, next_cursor = await id_keyset_page(
+        lambda after, n: repository.pending_role_requests_page(session, after, n),
+        {"role_requests": "pending"},
+        cursor,
+        limit,
+    )
+    names = await repository.usernames(session, [request.user_id for request in requests])
+    return requests, names, next_cursor
+
+
+async def get_role_request(
+    session: AsyncSession, request_id: uuid.UUID, *, for_update: bool = False
+) -> RoleRequest:
+    request = await repository.role_request(session, request_id, for_update=for_update)
+    if request is None:
+        raise NotFound("No such role request.")
+    return request
+
+
+async def pending_role_request_of(session: AsyncSession, username: str) -> RoleRequest:
+    user = await repository.user_by_username(session, username.lower())
+    request = await repository.pending_role_request(session, user.id) if user else None
+    if request is None:
+        raise NotFound("That user has no role request waiting for approval.")
+    return request
+
+
+async def decide_role_request(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    expected_version: int,
+    *,
+    approve: bool,
+    decider: Principal | None,
+) -> tuple[RoleRequest, AppUser]:
+    """Approve (the user holds the role from now on; their sessions end, so that the next
+    ones carry it) or reject. Approval needs a second person: neither the one who asked nor
+    the one it is for. `decider` None is the system (the command line, run by an operator
+    who holds the database's keys anyway)."""
+    # The user's row is locked before the request's, in the order role changes lock them.
+    subject = (await get_role_request(session, request_id)).user_id
+    user = await get_user(session, subject, for_update=True)
+    request = await get_role_request(session, request_id, for_update=True)
+    _check_version(request.version, expected_version, "role request")
+    if request.status != RoleRequestStatus.pending:
+        raise Conflict(f"This role request was already {request.status}.")
+    if approve and decider is not None and decider.id in (request.requested_by, request.user_id):
+        raise Forbidden(
+            "A role needs a second person's approval: not the one who asked for it, and not "
+            "the one who would hold it."
+        )
+    before_request, before_user = _request_snapshot(request), _user_snapshot(user)
+    now = utcnow()
+    request.status = RoleRequestStatus.approved if approve else RoleRequestStatus.rejected
+    request.decided_by, request.decided_at = (decider.id if decider else None), now
+    request.version += 1
+    if approve:
+        user.role = request.role
+    user.version += 1
+    user.updated_at = now
+    await repository.save(session, request)
+    await repository.save(session, user)
+    if approve:
+        await repository.revoke_sessions(session, user.id, now, "account_changed")
+    journal_of(session).changed(
+        "user.approve_role" if approve else "user.reject_role",
+        "role_request",
+        request.id,
+        [
+            change("role_request", request.id, before_request, _request_snapshot(request)),
+            change("user", user.id, before_user, _user_snapshot(user)),
+        ],
+        related=[user.id],
+    )
+    return request, user
+
+
+# Throttling of failed authentication ------------------------------------------------------
+# What the settings describe (app/core/config.py): per identity and address, per address,
+# and per identity from everywhere; sign-in and the partner token endpoint share it.
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Failures counted under `key` within the window; the `max_failures`-th, and each one
+    after it in the window, blocks the key for `block_seconds`."""
+
+    key: str
+    max_failures: int
+    block_seconds: int
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """The counters one authentication attempt is judged by and, if it fails, counts to."""
+
+    address: Limit
+    # The identity (account or client id) from this address: a success clears it, so the
+    # owner's own typos are forgiven; others' failures elsewhere are not.
+    pair: Limit
+    # The identity from every address, if it has such a limit.
+    identity: Limit | None = None
+
+    @property
+    def serial_key(self) -> str:
+        """The row locked for the rest of the attempt: concurrent attempts on one identity
+        are judged one after another, so none slips past a block."""
+        return (self.identity or self.pair).key
+
+    @property
+    def identity_limits(self) -> list[Limit]:
+        return [limit for limit in (self.pair, self.identity) if limit is not None]
+
+
+def _sign_in_throttle(settings: Settings, username: str, address: str) -> Throttle:
+    account = username.lower()
+    return Throttle(
+        address=Limit(
+            f"address:{address}",
+            settings.login_max_failures_per_address,
+            settings.login_block_seconds,
+        ),
+        pair=Limit(
+            f"account|address:{account}|{address}",
+            settings.login_max_failures_per_account_and_address,
+            settings.login_block_seconds,
+        ),
+        identity=Limit(
+            f"account:{account}",
+            settings.login_max_failures_per_account,
+            settings.login_account_block_seconds,
+        ),
+    )
+
+
+def partner_throttle(settings: Settings, client_id: str, address: str) -> Throttle:
+    """The token endpoint's counters; the address's are apart from sign-in's."""
+    return Throttle(
+        address=Limit(
+            f"token-address:{address}",
+            settings.login_max_failures_per_address,
+            settings.login_block_seconds,
+        ),
+        pair=Limit(
+            f"token-client|address:{client_id}|{address}",
+            settings.login_max_failures_per_account_and_address,
+            settings.login_block_seconds,
+        ),
+    )
+
+
+async def enter_throttle(session: AsyncSession, throttle: Throttle, now: datetime) -> None:
+    """Refuse an attempt a block holds back (429); else hold the identity's row until the
+    attempt is judged."""
+    # A blocked address is refused before anything is written for the identity it names,
+    # so that a flood of invented names leaves no rows behind.
+    address_blocked = await repository.blocked_until(session, [throttle.address.key])
+    _refuse_if_blocked(throttle, address_blocked, now)
+    await repository.lock_throttle(session, throttle.serial_key, now)
+    keys = [limit.key for limit in throttle.identity_limits]
+    _refuse_if_blocked(throttle, await repository.blocked_until(session, keys), now)
+
+
+async def count_failure(
+    session: AsyncSession, settings: Settings, throttle: Throttle, now: datetime
+) -> None:
+    window_start = now - timedelta(seconds=settings.login_failure_window_seconds)
+    for limit in [throttle.address, *throttle.identity_limits]:
+        await repository.record_failure(
+            session,
+            limit.key,
+            now=now,
+            window_start=window_start,
+            limit=limit.max_failures,
+            blocked_until=now + timedelta(seconds=limit.block_seconds),
+        )
+
+
+async def forget_failures(session: AsyncSession, throttle: Throttle, now: datetime) -> None:
+    await repository.clear_failures(session, throttle.pair.key, now)
+
+
+def _refuse_if_blocked(throttle: Throttle, blocked: datetime | None, now: datetime) -> None:
+    if blocked is not None and blocked > now:
+        log.warning("authentication_throttled", attempt=throttle.pair.key[:200])
+        raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
+
+
 # Sign-in and sessions --------------------------------------------------------------------
-
-
-def _throttle_keys(username: str, address: str) -> tuple[str, str]:
-    return f"account:{username.lower()}", f"address:{address}"
 
 
 async def sign_in(
@@ -259,12 +695,8 @@ async def sign_in(
     now = utcnow()
     journal = journal_of(session)
     journal.attempted = "auth.sign_in"
-    account_key, address_key = _throttle_keys(username, address)
-    # A blocked address is refused before anything is written for the account it names,
-    # so that a flood of invented usernames leaves no rows behind.
-    _refuse_if_blocked(await repository.blocked_until(session, [address_key]), now, username)
-    await repository.lock_throttle(session, account_key, now)
-    _refuse_if_blocked(await repository.blocked_until(session, [account_key]), now, username)
+    throttle = _sign_in_throttle(settings, username, address)
+    await enter_throttle(session, throttle, now)
 
     user = await repository.user_by_username(session, username.lower())
     if user is not None:
@@ -274,18 +706,10 @@ async def sign_in(
         kit.passwords.verify, user.password_hash if user else None, password
     )
     step = None
-    if user is not None and password_ok and not user.disabled:
+    if user is not None and password_ok and _may_sign_in(user):
         step = matching_totp_step(_open_totp(kit, user), code, user.totp_last_step)
     if user is None or step is None:
-        window_start = now - timedelta(seconds=settings.login_failure_window_seconds)
-        until = now + timedelta(seconds=settings.login_block_seconds)
-        limits = {
-            account_key: settings.login_max_failures,
-            # Many staff may share one office address; it gets more room than an account.
-            address_key: settings.login_max_failures * 4,
-        }
-        for key, limit in limits.items():
-            await repository.record_failure(session, key, now, window_start, limit, until)
+        await count_failure(session, settings, throttle, now)
         log.warning("sign_in_failed", account=username[:64], address=address)
         raise SignInFailed("The username, password or code is not right.")
 
@@ -293,7 +717,7 @@ async def sign_in(
     if kit.passwords.needs_rehash(user.password_hash):
         user.password_hash = await _hash(kit, password)
     await repository.save(session, user)
-    await repository.clear_failures(session, account_key)
+    await forget_failures(session, throttle, now)
     user_session = UserSession(
         user_id=user.id, expires_at=now + timedelta(days=settings.session_max_days)
     )
@@ -302,12 +726,6 @@ async def sign_in(
     journal.acting_as(Actor("user", user.id, user.role))
     journal.changed("auth.sign_in", "user_session", user_session.id, [], related=[user.id])
     return await _token_pair(session, kit, user, user_session, now)
-
-
-def _refuse_if_blocked(blocked: datetime | None, now: datetime, username: str) -> None:
-    if blocked is not None and blocked > now:
-        log.warning("sign_in_throttled", account=username[:64])
-        raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
 
 
 async def _token_pair(
@@ -587,3 +1005,12 @@ async def claim_assertion(
     session: AsyncSession, partner_id: uuid.UUID, jti: str, expires_at: datetime
 ) -> bool:
     return await repository.claim_assertion(session, partner_id, jti, expires_at, utcnow())
+
+
+async def inactive_or_not_caseworkers(
+    session: AsyncSession, user_ids: Collection[uuid.UUID]
+) -> list[uuid.UUID]:
+    """The ids that do not name an active caseworker account (who may not be assigned to a
+    case file), in the order given."""
+    active = await repository.active_user_ids(session, user_ids, Role.caseworker)
+    return [user_id for user_id in user_ids if user_id not in active]

@@ -4,10 +4,17 @@ the audit trail.
 Migrations run as the owner of the tables. The API and workers connect as a separate
 role (`habeas db grant ROLE`), which may read and write the working tables but may only
 read and append to the audit trail: no UPDATE, DELETE or TRUNCATE there, on top of the
-triggers that refuse them to everyone.
+triggers that refuse them to everyone. `habeas serve` on the embedded server does the
+same for development, with a role it creates.
 """
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
+from sqlalchemy.engine import make_url
+
+from app.core import embedded
+from app.core.config import Settings
 
 # Append-only for the application: rows are added, never changed.
 APPEND_ONLY_TABLES = ("audit_event", "audit_checkpoint")
@@ -35,3 +42,42 @@ async def grant_application_role(connection: asyncpg.Connection, role: str) -> l
         for statement in statements:
             await connection.execute(statement)
     return statements
+
+
+# A role that can log in and do nothing else to the cluster.
+PLAIN_LOGIN = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+
+
+async def provision_application_role(connection: asyncpg.Connection, role: str) -> None:
+    """Create `role` as a plain login role, or take back any power it was given since, and
+    grant it what the application needs. For the embedded server, which trusts connections
+    on its private socket, so the role needs no password."""
+    quoted = await connection.fetchval("SELECT quote_ident($1)", role)
+    exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    await connection.execute(f"{'ALTER' if exists else 'CREATE'} ROLE {quoted} {PLAIN_LOGIN}")
+    await grant_application_role(connection, role)
+
+
+async def application_database_url(settings: Settings, owner_url: str) -> str:
+    """The URL the API connects with, its role granted (see Settings.app_database_url).
+    `owner_url` is the owner's, which migrates and grants."""
+    if settings.app_database_url is not None:
+        role = make_url(settings.app_database_url).username
+        if not role:
+            raise LookupError("HABEAS_APP_DATABASE_URL names no user")
+        await _as_owner(owner_url, grant_application_role, role)
+        return settings.app_database_url
+    if settings.database_url is not None:
+        return settings.database_url
+    await _as_owner(owner_url, provision_application_role, settings.app_database_role)
+    return embedded.with_user(owner_url, settings.app_database_role)
+
+
+async def _as_owner(
+    owner_url: str, work: Callable[[asyncpg.Connection, str], Awaitable[object]], role: str
+) -> None:
+    connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(owner_url))
+    try:
+        await work(connection, role)
+    finally:
+        await connection.close()

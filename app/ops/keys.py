@@ -9,9 +9,11 @@ pick the new active key up from the key file on their own (app/core/crypto.py).
 from dataclasses import dataclass
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import embedded
-from app.core.crypto import DataKeyRing, key_id_of
+from app.core.crypto import DataKeyRing, KeyConfigurationError, UndecryptableValue, key_id_of
 
 # Every sealed column: (table, column). A new confidential column must be listed here, or
 # rotation would leave it under an old key (tests/ops/test_keys.py checks the models).
@@ -21,6 +23,7 @@ SEALED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("person", "address"),
     ("source", "witness"),
     ("app_user", "totp_secret"),
+    ("idempotency_record", "response_sealed"),
 )
 BATCH = 500
 
@@ -102,3 +105,32 @@ async def key_ids_in_use(database_url: str) -> set[str]:
         return kids
     finally:
         await connection.close()
+
+
+async def check_sealed_values_open(engine: AsyncEngine, ring: DataKeyRing) -> None:
+    """Refuse to serve with data keys that cannot open what the database holds (a wrong or
+    missing key file, a key retired too early): better than answering 500 at the first
+    sign-in. Opens the oldest and the newest value of every sealed column, by primary key
+    (two index look-ups each), so the check costs the same on any amount of data."""
+    async with engine.connect() as connection:
+        for table, column in SEALED_COLUMNS:
+            for order in ("ASC", "DESC"):
+                row = (
+                    await connection.execute(
+                        text(
+                            f"SELECT id, {column} AS value FROM {table}"  # noqa: S608
+                            f" WHERE {column} IS NOT NULL ORDER BY id {order} LIMIT 1"
+                        )
+                    )
+                ).first()
+                if row is None:
+                    break
+                try:
+                    ring.open(table, column, row.id, bytes(row.value))
+                except UndecryptableValue:
+                    raise KeyConfigurationError(
+                        f"data keys: {table}.{column} holds values sealed under key"
+                        f" {key_id_of(bytes(row.value))!r}, which the configured data key"
+                        f" ring does not hold or which does not open them (is"
+                        f" HABEAS_DATA_KEY_FILE the key file of this database?)"
+                    ) from None

@@ -8,6 +8,7 @@ skeleton is for matching only and is never shown.
 """
 
 import re
+import unicodedata
 
 from anyascii import anyascii
 
@@ -53,7 +54,9 @@ def tokens(key: str) -> list[str]:
 
 def skeleton(name: str) -> str:
     """The matching key of a name: lower-case Latin letters and single spaces."""
-    text = _NOT_LETTER.sub(" ", anyascii(name).lower())
+    # Composed and decomposed spellings are one name (the API's input types already give
+    # NFC; the seed loader and other callers may not).
+    text = _NOT_LETTER.sub(" ", anyascii(unicodedata.normalize("NFC", name)).lower())
     text = _SPACES.sub(" ", text).strip()
     folded = _fold(text)
     # Folding can expose a new pattern (a collapsed double, say); repeat until stable.

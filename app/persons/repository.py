@@ -88,19 +88,18 @@ def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
 def visible_to(
     principal: Principal,
     shared_ids: SelectOfScalar[uuid.UUID],
-    assigned_ids: SelectOfScalar[uuid.UUID],
+    high_assigned_ids: SelectOfScalar[uuid.UUID],
     high_ids: SelectOfScalar[uuid.UUID],
 ) -> ColumnElement[bool] | None:
-    """The persons a principal may read, as SQL (None: every one)."""
+    """The persons a principal may read, as SQL (None: every one). A person with a
+    high-confidentiality case file is seen only by the caseworkers of such a case file."""
     not_high = col(Person.id).not_in(high_ids)
     if principal.is_partner:
         return and_(col(Person.id).in_(shared_ids), not_high)
     if principal.role is Role.coordinator:
         return None
     if principal.role is Role.caseworker:
-        return or_(
-            not_high, col(Person.id).in_(assigned_ids), col(Person.recorded_by) == principal.id
-        )
+        return or_(not_high, col(Person.id).in_(high_assigned_ids))
     if principal.role is Role.analyst:
         return not_high
     return false()

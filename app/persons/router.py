@@ -17,7 +17,14 @@ from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
 from app.persons import service
-from app.persons.schemas import PersonCreate, PersonFilters, PersonRead, PersonUpdate, person_read
+from app.persons.schemas import (
+    NameSearch,
+    PersonCreate,
+    PersonFilters,
+    PersonRead,
+    PersonUpdate,
+    person_read,
+)
 from app.recognition.criteria import RecognitionStatus
 
 router = APIRouter(prefix="/persons", tags=["persons"])
@@ -49,8 +56,7 @@ async def create_person(
     keys: DataKeys,
     caller: Annotated[Caller, requires("person.create")],
 ) -> Response:
-    async def produce() -> StoredResponse:
-        view = await service.create(session, caller, keys, body)
+    def created(view: service.PersonView) -> StoredResponse:
         location = request.url_for("read_person", person_id=view.person.id).path
         return StoredResponse(
             201,
@@ -58,7 +64,19 @@ async def create_person(
             {"Location": location, "ETag": etag(view.person.version)},
         )
 
-    return await once.run(body.model_dump(mode="json"), produce)
+    async def produce() -> StoredResponse:
+        return created(await service.create(session, caller, keys, body))
+
+    async def replay(stored: StoredResponse) -> StoredResponse:
+        # The person as the caller may see them now, never the stored copy.
+        record_id = uuid.UUID(stored.body["id"])
+        journal = journal_of(session)
+        journal.subject = ("person", record_id)
+        view = await service.get(session, caller, record_id, keys)
+        journal.viewed("person.read", "person", [view.person.id], view.clearance)
+        return created(view)
+
+    return await once.run(body.model_dump(mode="json"), produce, replay)
 
 
 @router.get("/{person_id}", response_model=PersonRead)
@@ -109,8 +127,7 @@ async def list_persons(
     keys: DataKeys,
     caller: Annotated[Caller, requires("person.list")],
     q: Annotated[
-        str | None,
-        Query(min_length=1, max_length=200, description="Any spelling of a name, in any script"),
+        NameSearch | None, Query(description="Any spelling of a name, in any script")
     ] = None,
     citizenship: CountryCode | None = None,
     recognition_status: RecognitionStatus | None = None,

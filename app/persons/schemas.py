@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from app.access.principal import Tier
 from app.core.clock import today
@@ -21,6 +21,9 @@ from app.core.types import (
 )
 from app.persons.models import Gender, NameKind, Person, PersonName, SpecialRisk
 from app.recognition.criteria import RecognitionStatus
+
+# A name searched for is cleaned and normalised as a stored name is, so that both meet.
+NameSearch = Annotated[Label, StringConstraints(max_length=200)]
 
 
 @dataclass(frozen=True)

@@ -129,8 +129,10 @@ def _view(
     resource = Resource(
         "Person",
         confidentiality="high" if high else "normal",
+        # Who recorded a person is in charge of them until a high-confidentiality case
+        # file closes them: then only that case file's caseworkers are (DESIGN §4).
         assigned_to_caller=not principal.is_partner
-        and (assigned or person.recorded_by == principal.id),
+        and (assigned or (person.recorded_by == principal.id and not high)),
         shared_with_caller=principal.is_partner and shared,
     )
     clearance = caller.clearance("person", resource)
@@ -342,5 +344,8 @@ async def _visible_ids(caller: Caller) -> ColumnElement[bool] | None:
 
     sets = cases_service.person_case_sets(caller)
     return repository.visible_to(
-        caller.principal, sets.shared_with_caller, sets.assigned_to_caller, sets.with_high_case
+        caller.principal,
+        sets.shared_with_caller,
+        sets.high_case_assigned_to_caller,
+        sets.with_high_case,
     )

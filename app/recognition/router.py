@@ -10,7 +10,7 @@ from app.audit.journal import journal_of
 from app.core.db import SessionDep
 from app.core.http import IfMatch, etag, model_response, required_version
 from app.idempotency.http import IdempotentCreateDep
-from app.idempotency.service import StoredResponse
+from app.idempotency.service import StoredResponse, after_check
 from app.recognition import service
 from app.recognition.schemas import DecisionCreate, DecisionRead, RecognitionRead
 
@@ -72,5 +72,5 @@ async def decide_recognition(
     return await once.run(
         [body.model_dump(mode="json"), expected_version],
         produce,
-        before_replay=lambda: service.may_decide(session, caller, person_id),
+        after_check(lambda: service.may_decide(session, caller, person_id)),
     )

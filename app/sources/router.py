@@ -29,8 +29,7 @@ async def create_source(
     keys: DataKeys,
     caller: Annotated[Caller, requires("source.create")],
 ) -> Response:
-    async def produce() -> StoredResponse:
-        view = await service.create(session, caller, keys, body)
+    def created(view: service.SourceView) -> StoredResponse:
         location = request.url_for("read_source", source_id=view.source.id).path
         return StoredResponse(
             201,
@@ -38,7 +37,19 @@ async def create_source(
             {"Location": location, "ETag": etag(view.source.version)},
         )
 
-    return await once.run(body.model_dump(mode="json"), produce)
+    async def produce() -> StoredResponse:
+        return created(await service.create(session, caller, keys, body))
+
+    async def replay(stored: StoredResponse) -> StoredResponse:
+        # The source as the caller may see it now, never the stored copy.
+        record_id = uuid.UUID(stored.body["id"])
+        journal = journal_of(session)
+        journal.subject = ("source", record_id)
+        view = await service.get(session, caller, keys, record_id)
+        journal.viewed("source.read", "source", [view.source.id], view.clearance)
+        return created(view)
+
+    return await once.run(body.model_dump(mode="json"), produce, replay)
 
 
 @router.get("/{source_id}", response_model=SourceRead)

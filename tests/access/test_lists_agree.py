@@ -14,14 +14,21 @@ from app.access.principal import Role
 from tests.auth import SignedIn, api_client, create_partner, partner_token
 from tests.factories import API, case_body, create_person, event
 
-record = st.fixed_dictionaries(
+case_file = st.fixed_dictionaries(
     {
         "jurisdiction": st.sampled_from(["BY", "RU"]),
         "confidentiality": st.sampled_from(["normal", "high"]),
         "assigned_to_caseworker": st.booleans(),
-        "recognised": st.booleans(),
         "listed_for_partner": st.booleans(),
+    }
+)
+# A person with one or two case files (a re-arrest is a new case file), so that a person
+# can have a normal case file in a caseworker's care and a high one that is not.
+record = st.fixed_dictionaries(
+    {
+        "recognised": st.booleans(),
         "documented_by_caseworker": st.booleans(),
+        "case_files": st.lists(case_file, min_size=1, max_size=2),
     }
 )
 agreement = st.fixed_dictionaries(
@@ -90,22 +97,23 @@ async def test_a_record_is_listed_exactly_when_it_may_be_read(
                 headers={"If-Match": '"0"'},
             )
             assert decided.status_code == 201, decided.text
-        response = await coordinator.post(
-            f"{API}/cases",
-            json=case_body(
-                person["id"],
-                [event("detained", "2021-08-10")],
-                jurisdiction=item["jurisdiction"],
-                confidentiality=item["confidentiality"],
-                assigned_caseworkers=(
-                    [str(caseworker.account.id)] if item["assigned_to_caseworker"] else []
+        for case in item["case_files"]:
+            response = await coordinator.post(
+                f"{API}/cases",
+                json=case_body(
+                    person["id"],
+                    [event("detained", "2021-08-10")],
+                    jurisdiction=case["jurisdiction"],
+                    confidentiality=case["confidentiality"],
+                    assigned_caseworkers=(
+                        [str(caseworker.account.id)] if case["assigned_to_caseworker"] else []
+                    ),
                 ),
-            ),
-        )
-        assert response.status_code == 201, response.text
-        case_ids.append(response.json()["id"])
-        if item["listed_for_partner"]:
-            listed_ids.append(uuid.UUID(response.json()["id"]))
+            )
+            assert response.status_code == 201, response.text
+            case_ids.append(response.json()["id"])
+            if case["listed_for_partner"]:
+                listed_ids.append(uuid.UUID(response.json()["id"]))
 
     partner, secret = await create_partner(
         app,
@@ -128,5 +136,18 @@ async def test_a_record_is_listed_exactly_when_it_may_be_read(
                 listed = await _listed(caller, path)
                 readable = await _readable(caller, path, ids)
                 assert listed == readable, (name, path, records, terms)
+        # And both follow DESIGN §4: a person with a high-confidentiality case file is
+        # seen by a caseworker only when assigned to such a case file, whoever recorded
+        # them; any other person is seen.
+        expected = {
+            person_id
+            for person_id, item in zip(person_ids, records, strict=True)
+            if all(c["confidentiality"] == "normal" for c in item["case_files"])
+            or any(
+                c["confidentiality"] == "high" and c["assigned_to_caseworker"]
+                for c in item["case_files"]
+            )
+        }
+        assert await _listed(caseworker.client, f"{API}/persons") == expected, records
     finally:
         await partner_client.aclose()

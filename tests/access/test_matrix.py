@@ -9,7 +9,7 @@ The world, for each principal:
   (whose agreement covers every BY case file), and its person;
 - "foreign": a normal case file in RU, assigned to nobody, not shared, and its person;
 - "high": a high-confidentiality case file in BY assigned to another caseworker, and its
-  person (whose only case file is that one).
+  person (whose only case file is that one), whom the caseworker recorded.
 """
 
 import uuid
@@ -24,7 +24,14 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.access.http import Requires, open_route
 from app.access.principal import Role
-from tests.auth import SignedIn, api_client, create_account, create_partner, partner_token
+from tests.auth import (
+    SignedIn,
+    api_client,
+    create_account,
+    create_partner,
+    new_account,
+    partner_token,
+)
 from tests.factories import API, case_body, create_person, event
 
 ROLES = ("admin", "coordinator", "caseworker", "analyst", "auditor", "partner")
@@ -39,6 +46,8 @@ class World:
     collective_id: str
     user_id: str
     partner_id: str
+    # The pending role request of the account `user_id` (asked for by the system).
+    role_request_id: str = ""
 
 
 def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
@@ -98,6 +107,8 @@ DOCUMENT = expect(coordinator=201, caseworker=201, others=403)
 COORDINATE = expect(coordinator=201, others=403)
 ADMIN_CREATE = expect(admin=201, others=403)
 ADMIN = expect(admin=200, others=403)
+# The second person for a role that needs approval.
+APPROVER = expect(admin=200, coordinator=200, others=403)
 SIGNED_IN = expect(partner=403, others=204)
 # Field-level history: coordinators only; others who may see the record get a 403.
 HISTORY = expect(
@@ -222,11 +233,7 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         ADMIN_CREATE,
         lambda c, w, k: c.post(
             f"{API}/users",
-            json={
-                "username": f"new-{uuid.uuid4().hex[:8]}",
-                "role": "analyst",
-                "password": "a long enough password",
-            },
+            json={"username": f"new-{uuid.uuid4().hex[:8]}", "role": "analyst"},
         ),
     ),
     ("GET", "/api/v1/users"): (ADMIN, lambda c, w, k: c.get(f"{API}/users")),
@@ -237,9 +244,22 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             f"{API}/users/{w.user_id}", json={"role": "auditor"}, headers={"If-Match": '"1"'}
         ),
     ),
-    ("POST", "/api/v1/users/{user_id}/totp"): (
+    ("POST", "/api/v1/users/{user_id}/reset"): (
         ADMIN,
-        lambda c, w, k: c.post(f"{API}/users/{w.user_id}/totp", headers={"If-Match": '"1"'}),
+        lambda c, w, k: c.post(f"{API}/users/{w.user_id}/reset", headers={"If-Match": '"1"'}),
+    ),
+    ("GET", "/api/v1/role-requests"): (APPROVER, lambda c, w, k: c.get(f"{API}/role-requests")),
+    ("POST", "/api/v1/role-requests/{request_id}/approval"): (
+        APPROVER,
+        lambda c, w, k: c.post(
+            f"{API}/role-requests/{w.role_request_id}/approval", headers={"If-Match": '"1"'}
+        ),
+    ),
+    ("POST", "/api/v1/role-requests/{request_id}/rejection"): (
+        APPROVER,
+        lambda c, w, k: c.post(
+            f"{API}/role-requests/{w.role_request_id}/rejection", headers={"If-Match": '"1"'}
+        ),
     ),
     ("POST", "/api/v1/partners"): (
         ADMIN_CREATE,
@@ -288,9 +308,12 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
     ),
 }
 
-# Reachable without a token, on purpose: signing in and getting tokens.
+# Reachable without a token, on purpose: signing in, getting tokens, and enrolling with a
+# one-time enrolment code.
 OPEN_ROUTES = {
     ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/enrolment"),
+    ("POST", "/api/v1/auth/enrolment/confirmation"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/token"),
 }
@@ -352,17 +375,24 @@ def test_every_route_declares_its_action_or_is_marked_open(app: FastAPI) -> None
                 assert len(actions) == 1, f"{method} {route.path} declares {actions}"
 
 
-async def _build_world(coordinator: httpx.AsyncClient, caseworker_id: uuid.UUID) -> World:
-    other_caseworker = str(uuid.uuid4())
-    persons = {kind: await create_person(coordinator) for kind in KINDS}
+async def _build_world(
+    coordinator: httpx.AsyncClient, caseworker: SignedIn, other_caseworker_id: uuid.UUID
+) -> World:
+    # The high-confidentiality person was first recorded by the caseworker: recording a
+    # person does not keep them open once a case file that is not theirs closes them.
+    persons = {
+        "own": await create_person(coordinator),
+        "foreign": await create_person(coordinator),
+        "high": await create_person(caseworker.client),
+    }
     cases = {}
     setups = {
-        "own": {"jurisdiction": "BY", "assigned_caseworkers": [str(caseworker_id)]},
+        "own": {"jurisdiction": "BY", "assigned_caseworkers": [str(caseworker.account.id)]},
         "foreign": {"jurisdiction": "RU"},
         "high": {
             "jurisdiction": "BY",
             "confidentiality": "high",
-            "assigned_caseworkers": [other_caseworker],
+            "assigned_caseworkers": [str(other_caseworker_id)],
         },
     }
     for kind, overrides in setups.items():
@@ -408,6 +438,7 @@ async def test_matrix(
     callers: dict[str, httpx.AsyncClient] = {"coordinator": coordinator}
     caseworker = await sign_in_as(Role.caseworker)
     callers["caseworker"] = caseworker.client
+    other_caseworker = await create_account(app, Role.caseworker)
     for role in (Role.admin, Role.analyst, Role.auditor):
         callers[role.value] = (await sign_in_as(role)).client
     partner, secret = await create_partner(
@@ -426,8 +457,11 @@ async def test_matrix(
                 # Writes change versions and statuses: they get a fresh world (and target
                 # account and partner) per attempt; reads share one.
                 if world is None or method != "GET":
-                    world = await _build_world(coordinator, caseworker.account.id)
-                    world.user_id = str((await create_account(app, Role.analyst)).id)
+                    world = await _build_world(coordinator, caseworker, other_caseworker.id)
+                    # An account whose coordinator role awaits approval (version 1).
+                    target = await new_account(app, Role.coordinator)
+                    world.user_id = str(target.id)
+                    world.role_request_id = str(target.role_request_id)
                     world.partner_id = str((await create_partner(app, scopes=["sync:read"]))[0].id)
                 caller = callers[role]
                 response = await call(caller, world, kind)
@@ -437,7 +471,12 @@ async def test_matrix(
                 )
                 if method == "POST" and path.endswith("/logout"):
                     # The caller just signed out; sign in again for the next attempt.
-                    callers[role] = await _fresh(app, sign_in_as, role, partner, secret)
+                    if role == "caseworker":
+                        # The world is built with this caseworker's own account.
+                        caseworker = await sign_in_as(Role.caseworker)
+                        callers[role] = caseworker.client
+                    else:
+                        callers[role] = await _fresh(app, sign_in_as, role, partner, secret)
                     if role == "coordinator":
                         coordinator = callers[role]
     finally:

@@ -173,6 +173,6 @@ async def test_a_client_id_with_a_nul_byte_is_an_oauth_error_not_a_500(
             content=form.encode(),
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
-        # authlib answers an unknown client with 400 invalid_client (RFC 6749 §5.2).
-        assert response.status_code == 400, response.text
+        # The one answer for a client that fails to authenticate (RFC 6749 §5.2).
+        assert response.status_code == 401, response.text
         assert response.json()["error"] == "invalid_client"

@@ -59,7 +59,7 @@ def test_writing_a_field_above_the_clearance_is_refused() -> None:
 async def _world(sign_in_as: SignIn) -> dict[str, Any]:
     coordinator = (await sign_in_as(Role.coordinator)).client
     caseworker = await sign_in_as(Role.caseworker)
-    people = {}
+    people, bodies = {}, {}
     for kind in ("assigned", "other"):
         body = person_body(
             relatives=[{"name": SECRET_RELATIVE, "relation": "sister"}],
@@ -75,9 +75,13 @@ async def _world(sign_in_as: SignIn) -> dict[str, Any]:
                 },
             ],
         )
-        response = await coordinator.post(f"{API}/persons", json=body)
+        # With an Idempotency-Key, so that the stored response is among what is checked.
+        response = await coordinator.post(
+            f"{API}/persons", json=body, headers={"Idempotency-Key": f"person-{kind}"}
+        )
         assert response.status_code == 201, response.text
         people[kind] = response.json()
+        bodies[kind] = body
     cases = {}
     for kind, assigned in (("assigned", [str(caseworker.account.id)]), ("other", [])):
         response = await coordinator.post(
@@ -91,7 +95,13 @@ async def _world(sign_in_as: SignIn) -> dict[str, Any]:
         )
         assert response.status_code == 201, response.text
         cases[kind] = response.json()
-    return {"coordinator": coordinator, "caseworker": caseworker, "people": people, "cases": cases}
+    return {
+        "coordinator": coordinator,
+        "caseworker": caseworker,
+        "people": people,
+        "bodies": bodies,
+        "cases": cases,
+    }
 
 
 async def test_each_role_receives_the_fields_of_its_clearance(
@@ -224,18 +234,35 @@ async def test_only_coordinators_lower_confidentiality_or_move_jurisdiction(
     assert lowered.status_code == 200, lowered.text
 
 
-async def _all_stored_text(db: asyncpg.Connection) -> str:
+async def _all_stored_text(
+    db: asyncpg.Connection, skip_tables: frozenset[str] = frozenset()
+) -> str:
+    """Every value of every column of every table, found in the catalogue (so a table or
+    column added later is covered without listing it): text as it is stored, binary
+    values decoded as UTF-8, so plain text hidden inside either is found."""
+    columns = await db.fetch(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+    )
+    assert {"idempotency_record", "audit_event", "person", "source"} <= {
+        column["table_name"] for column in columns
+    }
     dumps = []
-    for table in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
-        rows = await db.fetch(f'SELECT t::text AS row FROM "{table["tablename"]}" t')
-        dumps.extend(row["row"] for row in rows)
-    # bytea columns render as hex: decode them too, so plain text inside is found.
-    text = "\n".join(dumps)
-    decoded = [
-        bytes.fromhex(match).decode("utf-8", errors="replace")
-        for match in re.findall(r"\\\\x([0-9a-f]+)", text)
-    ]
-    return text + "\n".join(decoded)
+    for column in columns:
+        table, name = column["table_name"], column["column_name"]
+        if table in skip_tables:
+            continue
+        if column["data_type"] == "bytea":
+            values = await db.fetch(
+                f'SELECT "{name}" AS v FROM "{table}" WHERE "{name}" IS NOT NULL'
+            )
+            dumps.extend(bytes(row["v"]).decode("utf-8", errors="replace") for row in values)
+        else:
+            values = await db.fetch(
+                f'SELECT "{name}"::text AS v FROM "{table}" WHERE "{name}" IS NOT NULL'
+            )
+            dumps.extend(row["v"] for row in values)
+    return "\n".join(dumps)
 
 
 async def test_the_database_holds_no_confidential_value_in_plain_text(
@@ -245,6 +272,7 @@ async def test_the_database_holds_no_confidential_value_in_plain_text(
     coordinator = world["coordinator"]
     source = await coordinator.post(
         f"{API}/sources",
+        headers={"Idempotency-Key": "source-1"},
         json={
             "publisher": "Monitor",
             "title": "Interview",
@@ -255,11 +283,14 @@ async def test_the_database_holds_no_confidential_value_in_plain_text(
         },
     )
     assert source.status_code == 201 and source.json()["witness"] == SECRET_WITNESS
+    assert await db.fetchval("SELECT count(*) FROM idempotency_record") == 3
     stored = await _all_stored_text(db)
     for secret in (SECRET_RELATIVE, SECRET_ADDRESS, SECRET_WITNESS, "Zyabli", "Luh 7"):
         assert secret not in stored
     totp = world["caseworker"].account.totp_secret
     assert totp not in stored
+    # A private name is kept in plain text only where name search needs it.
+    assert "Psieŭdanim" not in await _all_stored_text(db, frozenset({"person_name"}))
     # Only sealed envelopes: version byte 1, then the key id.
     envelope = await db.fetchval("SELECT address FROM person WHERE address IS NOT NULL LIMIT 1")
     assert envelope[0] == 1
@@ -313,6 +344,7 @@ async def test_keys_rotate_reseals_everything_while_the_app_keeps_serving(
         assert report["remaining_under_old_keys"] == 0
         assert report["resealed"]["person.address"] == 2
         assert report["resealed"]["app_user.totp_secret"] >= 2
+        assert report["resealed"]["idempotency_record.response_sealed"] == 2
         new_kid = report["active_key"]
         retired = subprocess.run(
             [sys.executable, "-m", "app.cli", "keys", "retire"],
@@ -332,6 +364,15 @@ async def test_keys_rotate_reseals_everything_while_the_app_keeps_serving(
         caseworker = world["caseworker"].client
         person = await caseworker.get(f"{API}/persons/{world['people']['assigned']['id']}")
         assert person.status_code == 200 and person.json()["address"] == SECRET_ADDRESS
+        # A create retried with its key still replays: its record was re-sealed too.
+        replayed = await world["coordinator"].post(
+            f"{API}/persons",
+            json=world["bodies"]["assigned"],
+            headers={"Idempotency-Key": "person-assigned"},
+        )
+        assert replayed.status_code == 201, replayed.text
+        assert replayed.headers["Idempotent-Replayed"] == "true"
+        assert replayed.json()["address"] == SECRET_ADDRESS
     finally:
         # Other tests' processes share this key directory: leave a ring that holds both.
         current = json.loads(key_file.read_text())

@@ -8,7 +8,7 @@ The rules protected here (the issue's wording):
 - Confidential values never reach the trail in plain text: they are keyed fingerprints
   (`hmac-sha256:…`), the same value giving the same fingerprint.
 - Refusals of access (401, 403, a hidden record's 404) are recorded as denials; other
-  refusals (404 of a missing record, 412, 422, 428) record nothing.
+  refusals (412, 422, 428) record nothing; a missing record is recorded as not found.
 - A request that fails after its write leaves neither the change nor its audit event.
 - Reads of restricted data by a caseworker are logged; reads of public data are not, and a
   read that ends in a write is covered by the write's one event.
@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pyotp
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -33,7 +34,14 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from app.access.principal import Role, Tier
 from app.audit.journal import Actor, Journal, Origin, attach, change
 from app.core.db import commit
-from tests.auth import SignedIn, api_client, create_account, create_partner, partner_token
+from tests.auth import (
+    SignedIn,
+    api_client,
+    create_account,
+    create_partner,
+    new_account,
+    partner_token,
+)
 from tests.factories import API, case_body, create_case, create_person, event, person_body
 
 SignIn = Callable[..., Awaitable[SignedIn]]
@@ -445,78 +453,177 @@ async def check_source(w: World, e: Event, a: Attempt, r: httpx.Response) -> Non
 # accounts
 
 
+async def _user_version(db: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    return int(await db.fetchval("SELECT version FROM app_user WHERE id = $1", user_id))
+
+
 async def prepare_user_create(w: World) -> Attempt:
     admin = await w.sign_in_as(Role.admin)
-    password = "a long enough password " + secrets.token_hex(4)
-    body = {"username": f"new-{secrets.token_hex(4)}", "role": "analyst", "password": password}
+    body = {"username": f"new-{secrets.token_hex(4)}", "role": "auditor"}
     return Attempt(
         admin.client,
         lambda c: c.post(f"{API}/users", json=body),
         201,
         _user(admin),
         _response_id,
-        secrets=[password],
         facts={"username": body["username"]},
-    )
-
-
-async def _password_hash(db: asyncpg.Connection, user_id: str) -> str:
-    return str(
-        await db.fetchval("SELECT password_hash FROM app_user WHERE id = $1", uuid.UUID(user_id))
     )
 
 
 async def check_user_create(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
     user = created(change_of(e, "user", r.json()["id"]))
-    assert user["username"] == a.facts["username"] and user["role"] == "analyst"
-    assert not {"password", "password_hash", "totp_secret"} & set(user)
-    assert_no_plain(e, (await _password_hash(w.db, r.json()["id"]), r.json()["totp_secret"]))
+    assert user == {
+        "username": a.facts["username"],
+        "role": "auditor",
+        "disabled": False,
+        "enrolled": False,
+        "version": 1,
+        "enrolment_code": "changed",
+    }
+    code = r.json()["enrolment_code"]
+    assert_no_plain(e, (code, code.replace("-", "")))
 
 
 async def prepare_user_update(w: World) -> Attempt:
     admin = await w.sign_in_as(Role.admin)
     target = await create_account(w.app, Role.analyst)
-    password = "another long password " + secrets.token_hex(4)
+    version = await _user_version(w.db, target.id)
     return Attempt(
         admin.client,
         lambda c: c.patch(
-            f"{API}/users/{target.id}", json={"password": password}, headers=_if_match(1)
+            f"{API}/users/{target.id}", json={"role": "auditor"}, headers=_if_match(version)
         ),
         200,
         _user(admin),
         _fixed(target.id),
-        secrets=[password, target.password],
+        secrets=[target.password, target.totp_secret],
+        facts={"version": version},
     )
 
 
 async def check_user_update(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    version = a.facts["version"]
     assert change_of(e, "user", r.json()["id"]) == {
-        "password": {"before": None, "after": "changed"},
-        "version": {"before": 1, "after": 2},
+        "role": {"before": "analyst", "after": "auditor"},
+        "version": {"before": version, "after": version + 1},
     }
-    assert_no_plain(e, (await _password_hash(w.db, r.json()["id"]),))
 
 
-async def prepare_totp_reset(w: World) -> Attempt:
+async def prepare_user_reset(w: World) -> Attempt:
     admin = await w.sign_in_as(Role.admin)
-    target = await create_account(w.app, Role.analyst)
+    target = await create_account(w.app, Role.auditor)
+    version = await _user_version(w.db, target.id)
     return Attempt(
         admin.client,
-        lambda c: c.post(f"{API}/users/{target.id}/totp", headers=_if_match(1)),
+        lambda c: c.post(f"{API}/users/{target.id}/reset", headers=_if_match(version)),
         200,
         _user(admin),
         _fixed(target.id),
-        secrets=[target.totp_secret],
-        facts={"user_id": target.id},
+        secrets=[target.password, target.totp_secret],
+        facts={"user_id": target.id, "version": version},
     )
 
 
-async def check_totp_reset(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+async def check_user_reset(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    version = a.facts["version"]
     assert change_of(e, "user", a.facts["user_id"]) == {
+        "password": {"before": None, "after": "changed"},
+        "totp": {"before": None, "after": "changed"},
+        "enrolment_code": {"before": None, "after": "changed"},
+        "enrolled": {"before": True, "after": False},
+        "version": {"before": version, "after": version + 1},
+    }
+    assert_no_plain(e, (r.json()["enrolment_code"],))
+
+
+async def prepare_enrol(w: World) -> Attempt:
+    account = await new_account(w.app, Role.auditor)
+    password = "a pass phrase of one's own " + secrets.token_hex(4)
+    body = {"enrolment_code": account.enrolment_code, "password": password}
+    return Attempt(
+        w.anonymous,
+        lambda c: c.post(f"{API}/auth/enrolment", json=body),
+        200,
+        ("user", account.id, "auditor"),
+        _fixed(account.id),
+        secrets=[account.enrolment_code, password],
+        facts={"user_id": account.id},
+    )
+
+
+async def check_enrol(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    assert change_of(e, "user", a.facts["user_id"]) == {
+        "password": {"before": None, "after": "changed"},
         "totp": {"before": None, "after": "changed"},
         "version": {"before": 1, "after": 2},
     }
     assert_no_plain(e, (r.json()["totp_secret"],))
+
+
+async def prepare_confirm_enrolment(w: World) -> Attempt:
+    account = await new_account(w.app, Role.auditor)
+    password = "a pass phrase of one's own " + secrets.token_hex(4)
+    started = await w.anonymous.post(
+        f"{API}/auth/enrolment",
+        json={"enrolment_code": account.enrolment_code, "password": password},
+    )
+    assert started.status_code == 200, started.text
+    secret = started.json()["totp_secret"]
+    return Attempt(
+        w.anonymous,
+        lambda c: c.post(
+            f"{API}/auth/enrolment/confirmation",
+            json={"enrolment_code": account.enrolment_code, "code": pyotp.TOTP(secret).now()},
+        ),
+        204,
+        ("user", account.id, "auditor"),
+        _fixed(account.id),
+        secrets=[account.enrolment_code, password, secret],
+        facts={"user_id": account.id},
+    )
+
+
+async def check_confirm_enrolment(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    assert change_of(e, "user", a.facts["user_id"]) == {
+        "enrolled": {"before": False, "after": True},
+        "version": {"before": 2, "after": 3},
+    }
+
+
+def _prepare_role_decision(verdict: str) -> Prepare:
+    async def prepare(w: World) -> Attempt:
+        admin = await w.sign_in_as(Role.admin)
+        account = await new_account(w.app, Role.coordinator)
+        assert account.role_request_id is not None
+        return Attempt(
+            admin.client,
+            lambda c: c.post(
+                f"{API}/role-requests/{account.role_request_id}/{verdict}", headers=_if_match(1)
+            ),
+            200,
+            _user(admin),
+            _fixed(account.role_request_id),
+            secrets=[account.enrolment_code],
+            facts={"user_id": account.id, "request_id": account.role_request_id, "by": admin},
+        )
+
+    return prepare
+
+
+def _check_role_decision(status: str, role: str | None) -> Check:
+    async def check(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+        decided_by = str(a.facts["by"].account.id)
+        assert change_of(e, "role_request", a.facts["request_id"]) == {
+            "status": {"before": "pending", "after": status},
+            "decided_by": {"before": None, "after": decided_by},
+            "version": {"before": 1, "after": 2},
+        }
+        user = change_of(e, "user", a.facts["user_id"])
+        assert user.pop("version") == {"before": 1, "after": 2}
+        assert user == ({"role": {"before": None, "after": role}} if role else {})
+        assert e["related"] == [a.facts["user_id"]]
+
+    return check
 
 
 # partners
@@ -721,8 +828,24 @@ WRITES: dict[tuple[str, str], Write] = {
     ("PATCH", "/api/v1/users/{user_id}"): Write(
         prepare_user_update, "user.update", "user", check_user_update
     ),
-    ("POST", "/api/v1/users/{user_id}/totp"): Write(
-        prepare_totp_reset, "user.reset_totp", "user", check_totp_reset
+    ("POST", "/api/v1/users/{user_id}/reset"): Write(
+        prepare_user_reset, "user.reset", "user", check_user_reset
+    ),
+    ("POST", "/api/v1/auth/enrolment"): Write(prepare_enrol, "user.enrol", "user", check_enrol),
+    ("POST", "/api/v1/auth/enrolment/confirmation"): Write(
+        prepare_confirm_enrolment, "user.confirm_enrolment", "user", check_confirm_enrolment
+    ),
+    ("POST", "/api/v1/role-requests/{request_id}/approval"): Write(
+        _prepare_role_decision("approval"),
+        "user.approve_role",
+        "role_request",
+        _check_role_decision("approved", "coordinator"),
+    ),
+    ("POST", "/api/v1/role-requests/{request_id}/rejection"): Write(
+        _prepare_role_decision("rejection"),
+        "user.reject_role",
+        "role_request",
+        _check_role_decision("rejected", None),
     ),
     ("POST", "/api/v1/partners"): Write(
         prepare_partner_create, "partner.create", "partner", check_partner_create
@@ -912,11 +1035,12 @@ async def test_a_forbidden_write_is_recorded_and_changes_nothing(
     assert json.loads(stored["detention_places"]) == []
 
 
-async def test_a_hidden_record_is_a_denial_and_a_missing_one_is_not(
+async def test_a_hidden_record_is_a_denial_and_a_missing_one_is_recorded_apart(
     sign_in_as: SignIn, db: asyncpg.Connection
 ) -> None:
     """An analyst asking for a high-confidentiality case file gets the same 404 as for one
-    that does not exist; only the first, a record it may not see, is recorded."""
+    that does not exist; the first is recorded as a denial, the second as not found (both
+    are recorded, so that one does not answer more slowly than the other)."""
     coordinator = (await sign_in_as(Role.coordinator)).client
     analyst = await sign_in_as(Role.analyst)
     person = await create_person(coordinator)
@@ -924,12 +1048,18 @@ async def test_a_hidden_record_is_a_denial_and_a_missing_one_is_not(
         coordinator,
         person["id"],
         confidentiality="high",
-        assigned_caseworkers=[str(uuid.uuid4())],
+        assigned_caseworkers=[],
     )
     before = await head_seq(db)
+    missing_id = uuid.uuid4()
+    missing = await analyst.client.get(f"{API}/cases/{missing_id}")
+    assert missing.status_code == 404
+    absence = await only_event_after(db, before)
+    assert (absence["outcome"], absence["action"]) == ("not_found", "case.read")
+    assert absence["resource_id"] == missing_id and absence["actor_id"] == analyst.account.id
+    before = await head_seq(db)
     hidden = await analyst.client.get(f"{API}/cases/{high['id']}")
-    missing = await analyst.client.get(f"{API}/cases/{uuid.uuid4()}")
-    assert hidden.status_code == missing.status_code == 404
+    assert hidden.status_code == 404
     assert hidden.json()["detail"] == missing.json()["detail"]
     denial = await only_event_after(db, before)
     assert denial["outcome"] == "denied" and denial["action"] == "case.read"
@@ -976,8 +1106,8 @@ async def test_a_failed_sign_in_is_recorded_against_the_account(
 async def test_refusals_that_are_not_about_access_record_nothing(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    """422 (invalid input), 412 (stale If-Match), 428 (no If-Match) and the 404 of a
-    record that does not exist are not denials of access: nothing is recorded."""
+    """422 (invalid input), 412 (stale If-Match) and 428 (no If-Match) are not denials of
+    access: nothing is recorded. (A record that does not exist is: see above.)"""
     person = await create_person(client)
     url = f"{API}/persons/{person['id']}"
     before = await head_seq(db)
@@ -985,7 +1115,6 @@ async def test_refusals_that_are_not_about_access_record_nothing(
         (422, url, {"notes": 5}, _if_match(1)),
         (412, url, {"notes": "x"}, _if_match(7)),
         (428, url, {"notes": "x"}, {}),
-        (404, f"{API}/persons/{uuid.uuid4()}", {"notes": "x"}, _if_match(1)),
     ]
     for status, target, body, headers in attempts:
         response = await client.patch(target, json=body, headers=headers)

@@ -4,6 +4,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app.access.principal import Role
 from tests.conftest import row_counts
 from tests.factories import API, create_case, event
 
@@ -139,3 +140,27 @@ class TestReadCollectiveEvents:
         listing = (await client.get(f"{API}/collective-events")).json()
         assert [e["id"] for e in listing["items"]] == [created["id"]]
         assert (await client.get(f"{API}/collective-events/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_the_list_counts_only_the_case_files_the_caller_may_see(
+    client: httpx.AsyncClient, sign_in_as: Any
+) -> None:
+    """Reading one event shows only the visible case files; the list must not give the
+    others away through its count."""
+    normal = await sentenced_cases(client, 2)
+    high = await create_case(
+        client,
+        history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")],
+        confidentiality="high",
+    )
+    created = await client.post(
+        f"{API}/collective-events", json=batch([c["id"] for c in [*normal, high]])
+    )
+    assert created.status_code == 201, created.text
+    analyst = (await sign_in_as(Role.analyst)).client
+    listed = (await analyst.get(f"{API}/collective-events")).json()["items"]
+    assert [item["case_file_count"] for item in listed] == [2]
+    read = (await analyst.get(f"{API}/collective-events/{created.json()['id']}")).json()
+    assert read["case_file_count"] == len(read["results"]) == 2
+    coordinator_list = (await client.get(f"{API}/collective-events")).json()["items"]
+    assert [item["case_file_count"] for item in coordinator_list] == [3]

@@ -61,21 +61,38 @@ def live_server(database_url: str) -> Iterator[str]:
 
 
 def _coordinator_token(base_url: str, env: dict[str, str]) -> str:
-    """A coordinator made with the real CLI and signed in through the real endpoint."""
+    """A coordinator made with the real CLI (its role approved there), enrolled and signed
+    in through the real endpoints."""
     username = f"fuzz-{os.getpid()}"
     password = "fuzzing-password-long-enough"
-    created = subprocess.run(  # noqa: S603 (our own CLI)
-        [sys.executable, "-m", "app.cli", "users", "add", username, "--role", "coordinator"],
-        env=env,
-        input=password,
-        capture_output=True,
-        text=True,
-        check=True,
+
+    def habeas(*args: str) -> dict[str, str]:
+        done = subprocess.run(  # noqa: S603 (our own CLI)
+            [sys.executable, "-m", "app.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        printed: dict[str, str] = json.loads(done.stdout)
+        return printed
+
+    code = habeas("users", "add", username, "--role", "coordinator")["enrolment_code"]
+    habeas("users", "approve", username)
+    started = httpx.post(
+        f"{base_url}/api/v1/auth/enrolment",
+        json={"enrolment_code": code, "password": password},
     )
-    secret = json.loads(created.stdout)["totp_secret"]
+    started.raise_for_status()
+    totp = pyotp.TOTP(started.json()["totp_secret"])
+    httpx.post(
+        f"{base_url}/api/v1/auth/enrolment/confirmation",
+        json={"enrolment_code": code, "code": totp.now()},
+    ).raise_for_status()
     response = httpx.post(
         f"{base_url}/api/v1/auth/login",
-        json={"username": username, "password": password, "code": pyotp.TOTP(secret).now()},
+        # The next step's code: the current one confirmed the enrolment.
+        json={"username": username, "password": password, "code": totp.at(time.time() + 30)},
     )
     response.raise_for_status()
     return str(response.json()["access_token"])

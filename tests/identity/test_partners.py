@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -25,8 +26,15 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from app.access.principal import Role
-from tests.auth import SignedIn, while_an_uncommitted_insert_holds_the_name
+from tests.auth import (
+    SignedIn,
+    api_client,
+    create_partner,
+    while_an_uncommitted_insert_holds_the_name,
+)
 from tests.conftest import TEST_KEYS_DIR
+from tests.identity.addresses import ATTACKER, client_at
+from tests.identity.test_auth import separate_app
 
 API = "/api/v1"
 TOKEN = f"{API}/auth/token"
@@ -555,7 +563,140 @@ async def test_an_overlong_assertion_id_is_refused_without_a_500(
     assert response.status_code in (200, 400, 401), response.text
 
 
-# 4. Scopes per endpoint -------------------------------------------------------------------------
+# 4. One answer for every refused client, and throttling -----------------------------------------
+
+
+async def test_every_refused_client_gets_the_identical_answer(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    with_secret = await register(admin)
+    with_key = await register_with_key(admin)
+    disabled = await register(admin)
+    switched_off = await admin.patch(
+        f"{PARTNERS}/{disabled['id']}", json={"disabled": True}, headers={"If-Match": '"1"'}
+    )
+    assert switched_off.status_code == 200, switched_off.text
+    client_id, secret = with_secret["client_id"], with_secret["client_secret"]
+    unknown = "hbp_" + "0" * 24
+    used = assertion_form(assertion(with_key["client_id"]))
+    assert (await request_token(anonymous, used)).status_code == 200
+
+    attempts: dict[str, tuple[dict[str, str], tuple[str, str] | None]] = {
+        "unknown client id": ({}, (unknown, secret)),
+        "wrong secret": ({}, (client_id, secret + "x")),
+        "unknown client id in the form": ({"client_id": unknown, "client_secret": secret}, None),
+        "wrong secret in the form": ({"client_id": client_id, "client_secret": "guess"}, None),
+        "not a client id at all": ({}, ("someone", secret)),
+        "disabled partner, right secret": ({}, (disabled["client_id"], disabled["client_secret"])),
+        "key partner, a secret": ({}, (with_key["client_id"], secret)),
+        "assertion by another key": (
+            assertion_form(assertion(with_key["client_id"], OTHER_KEY)),
+            None,
+        ),
+        "assertion for an unknown client": (
+            assertion_form(assertion(unknown, iss=unknown)),
+            None,
+        ),
+        "assertion for a secret partner": (assertion_form(assertion(client_id)), None),
+        "replayed assertion": (used, None),
+    }
+    answers = {}
+    for name, (form, auth) in attempts.items():
+        response = await request_token(anonymous, form, auth)
+        answers[name] = (response.status_code, response.headers["content-type"], response.content)
+    first = answers["unknown client id"]
+    assert first[0] == 401
+    assert json.loads(first[2])["error"] == "invalid_client"
+    for name, answer in answers.items():
+        assert answer == first, name
+
+
+async def test_an_unknown_client_costs_as_much_as_a_wrong_secret(
+    database_url: str, clean_tables: None
+) -> None:
+    # As for sign-in (tests/identity/test_auth.py): a verification costs ~50 ms here, so
+    # refusing an unknown client without one would be several times faster.
+    async with separate_app(
+        database_url,
+        password_time_cost=2,
+        password_memory_kib=32768,
+        login_max_failures_per_account_and_address=100,
+        login_max_failures_per_address=100,
+    ) as slow_app:
+        partner, secret = await create_partner(slow_app, scopes=["sync:read"])
+        async with api_client(slow_app) as client:
+
+            async def timed(client_id: str) -> float:
+                started = time.perf_counter()
+                response = await request_token(client, {}, (client_id, f"{secret}x"))
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 401, response.text
+                return elapsed
+
+            await timed("hbp_" + "e" * 24)  # warm-up
+            unknown, wrong = [], []
+            for attempt in range(5):
+                unknown.append(await timed(f"hbp_{attempt:024x}"))
+                wrong.append(await timed(partner.client_id))
+    fast, slow = sorted([statistics.median(unknown), statistics.median(wrong)])
+    assert slow <= 3 * fast or slow - fast <= 0.020, (unknown, wrong)
+
+
+async def test_failed_client_authentication_is_throttled_per_client_and_address(
+    app: FastAPI, admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    settings = app.state.settings
+    partner = await register(admin)
+    right = (partner["client_id"], partner["client_secret"])
+    wrong = (partner["client_id"], "guess")
+    unknown = ("hbp_" + "a" * 24, "guess")
+    async with client_at(app, ATTACKER) as attacker:
+        for _ in range(settings.login_max_failures_per_account_and_address):
+            assert_oauth_error(await request_token(attacker, {}, wrong), "invalid_client", 401)
+            # An unknown client id is held back after as many failures as a known one.
+            assert_oauth_error(await request_token(attacker, {}, unknown), "invalid_client", 401)
+        for auth in (right, unknown):
+            blocked = await request_token(attacker, {}, auth)
+            assert blocked.status_code == 429, blocked.text
+            assert blocked.headers["content-type"] == "application/problem+json"
+            assert blocked.json()["type"] == "urn:habeas:problem:too-many-attempts"
+            assert 0 < int(blocked.headers["retry-after"]) <= settings.login_block_seconds + 1
+    # The partner's own system, elsewhere, still gets its token, and its success lifts no
+    # block on the attacker.
+    assert (await request_token(anonymous, {}, right)).status_code == 200
+    async with client_at(app, ATTACKER) as attacker:
+        assert (await request_token(attacker, {}, right)).status_code == 429
+
+
+async def test_a_blocked_address_is_refused_for_every_client_and_writes_nothing(
+    app: FastAPI,
+    admin: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    db: asyncpg.Connection,
+) -> None:
+    settings = app.state.settings
+    partner = await register(admin)
+    right = (partner["client_id"], partner["client_secret"])
+    per_client = settings.login_max_failures_per_account_and_address
+    async with client_at(app, ATTACKER) as attacker:
+        # Fewer failures on each invented id than its own limit; together they reach the
+        # address's.
+        for attempt in range(settings.login_max_failures_per_address):
+            guess = (f"hbp_{attempt // (per_client - 1):024x}", "guess")
+            assert_oauth_error(await request_token(attacker, {}, guess), "invalid_client", 401)
+        rows = await db.fetchval("SELECT count(*) FROM sign_in_throttle")
+        for attempt in range(5):
+            invented = (f"hbp_{attempt + 1000:024x}", "guess")
+            assert (await request_token(attacker, {}, invented)).status_code == 429
+        assert (await request_token(attacker, {}, right)).status_code == 429
+        assert await db.fetchval("SELECT count(*) FROM sign_in_throttle") == rows
+        # Staff sign-in from that address counts apart.
+        login = {"username": "someone", "password": "guess", "code": "123456"}
+        assert (await attacker.post(f"{API}/auth/login", json=login)).status_code == 401
+    assert (await request_token(anonymous, {}, right)).status_code == 200
+
+
+# 5. Scopes per endpoint -------------------------------------------------------------------------
 
 
 async def test_reading_case_files_needs_the_sync_read_scope(
@@ -583,7 +724,7 @@ async def test_reading_case_files_needs_the_sync_read_scope(
     assert (await anonymous.get(CASES, headers=bearer(sync))).status_code == 403
 
 
-# 5. The command line -----------------------------------------------------------------------------
+# 6. The command line -----------------------------------------------------------------------------
 
 
 async def test_the_cli_registers_a_partner_whose_secret_works(
