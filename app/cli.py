@@ -28,17 +28,20 @@ keys_cli = typer.Typer(no_args_is_help=True, help="Encryption and token-signing 
 cli.add_typer(keys_cli, name="keys")
 audit_cli = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
 cli.add_typer(audit_cli, name="audit")
+backup_cli = typer.Typer(no_args_is_help=True, help="Encrypted, verified database backups.")
+cli.add_typer(backup_cli, name="backup")
 
 
 def _security(settings: Settings) -> Any:
     """The keys and hashing the server would use; refuses (exit 2) when they are missing
     or malformed, and in production never falls back to generated development keys."""
+    from app.core.config import InvalidSetting
     from app.core.crypto import KeyConfigurationError
     from app.main import security_kit
 
     try:
         return security_kit(settings)
-    except KeyConfigurationError as error:
+    except (KeyConfigurationError, InvalidSetting) as error:
         typer.echo(f"Refusing to start: {error}", err=True)
         raise typer.Exit(2) from None
 
@@ -381,7 +384,8 @@ def users_add(
 def users_approve(username: str) -> None:
     """Approve the role a user waits for, as the system: for an operator with the server's
     keys and database (who could change anything anyway), e.g. when no second admin or
-    coordinator is there to approve. Recorded in the audit trail like any approval."""
+    coordinator is there to approve. Only once the person has enrolled (confirm with them
+    that it was them). Recorded in the audit trail like any approval."""
     from app.core.errors import DomainError
     from app.identity import service
 
@@ -419,11 +423,13 @@ def partners_add(
     max_tier: Annotated[str, typer.Option(help="public or restricted")] = "public",
     read_write: Annotated[bool, typer.Option(help="May push changes (sync).")] = False,
 ) -> None:
-    """Register a partner system; prints its client id (and client secret, once)."""
+    """Register a partner system with its sharing agreement, approved by the system (the
+    operator holds the database and the keys; through the API only a coordinator approves
+    an agreement); prints its client id (and client secret, once)."""
     from pydantic import ValidationError
 
     from app.identity import service
-    from app.identity.schemas import PartnerCreate
+    from app.identity.schemas import AgreementInput, PartnerCreate
 
     settings = get_settings()
     kit = _security(settings)
@@ -434,12 +440,14 @@ def partners_add(
                 "scopes": scopes.split(),
                 "auth_method": "private_key_jwt" if jwks else "client_secret",
                 "public_jwks": json.loads(jwks.read_text()) if jwks else None,
-                "agreement": {
-                    "jurisdiction": jurisdiction,
-                    "recognised_only": not all_case_files,
-                    "max_tier": max_tier,
-                    "read_write": read_write,
-                },
+            }
+        )
+        agreement = AgreementInput.model_validate(
+            {
+                "jurisdiction": jurisdiction,
+                "recognised_only": not all_case_files,
+                "max_tier": max_tier,
+                "read_write": read_write,
             }
         )
     except ValidationError as error:
@@ -450,7 +458,9 @@ def partners_add(
         raise typer.Exit(2) from None
 
     async def work(session: Any) -> Any:
-        partner, secret = await service.create_partner(session, kit, data)
+        partner, secret = await service.create_partner(
+            session, kit, data, system_agreement=agreement
+        )
         return {
             "id": str(partner.id),
             "name": partner.name,
@@ -646,6 +656,148 @@ def audit_public_keys() -> None:
     kit = _security(get_settings())
     keys = kit.audit_keys.public_keys()
     typer.echo(json.dumps({kid: public_key_text(key) for kid, key in keys.items()}))
+
+
+def _backup_keys_or_exit(settings: Settings) -> Any:
+    from app.core.crypto import KeyConfigurationError, backup_key_ring
+
+    try:
+        return backup_key_ring(settings)
+    except KeyConfigurationError as error:
+        typer.echo(f"Refusing: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@backup_cli.command("create")
+def backup_create(
+    out: Annotated[Path, typer.Option("--out", help="The backup file to write (a new file).")],
+) -> None:
+    """Dump the database (pg_dump of the server's version, custom format) encrypted under
+    the backup key, with an authenticated manifest: schema revision, audit head, the key
+    ids a restore needs, row counts, the dump's SHA-256. Keys are never in it. The backup
+    is recorded in the audit trail."""
+    from app.audit.journal import journal_of
+    from app.ops.backup import BackupError, create
+
+    settings = get_settings()
+    kit = _security(settings)
+    keys = _backup_keys_or_exit(settings)
+    url = _database_url(settings)
+    try:
+        manifest = asyncio.run(
+            create(
+                database_url=url,
+                out=out,
+                keys=keys,
+                audit_key_ids=kit.audit_keys.public_keys(),
+            )
+        )
+    except BackupError as error:
+        typer.echo(f"No backup: {error}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, asyncpg.PostgresError) as error:
+        typer.echo(f"No backup: {type(error).__name__}: {error}", err=True)
+        raise typer.Exit(1) from None
+    summary = {
+        "file": str(out),
+        "file_bytes": out.stat().st_size,
+        "backup_id": manifest["backup_id"],
+        "backup_key_id": manifest["backup_key_id"],
+        "dump_bytes": manifest["dump"]["bytes"],
+        "dump_sha256": manifest["dump"]["sha256"],
+        "dump_seconds": manifest["dump"]["seconds"],
+        "audit_head": manifest["audit_head"],
+        "data_key_ids": manifest["data_key_ids"],
+    }
+
+    async def work(session: Any) -> None:
+        journal_of(session).changed("backup.create", "database", None, [], detail=summary)
+
+    asyncio.run(_in_session(settings, url, kit, work))
+    typer.echo(json.dumps(summary))
+
+
+@backup_cli.command("restore")
+def backup_restore(
+    file: Path,
+    database: Annotated[
+        str | None,
+        typer.Option(help="Create this new database on the server and restore into it."),
+    ] = None,
+) -> None:
+    """Restore a backup into the configured database, which must be empty, or into a new
+    one (--database). The whole file is authenticated first; after pg_restore, the audit
+    chain is verified, its head and the row counts compared with the manifest, and every
+    sealed value opened with the configured data keys. Prints a report; exits 1 when
+    anything does not hold, 2 when nothing was restored."""
+    from app.ops.backup import BackupError, RestoreKeys, key_places, restore
+
+    settings = get_settings()
+    kit = _security(settings)
+    keys = RestoreKeys(
+        backup=_backup_keys_or_exit(settings),
+        data=kit.data_keys,
+        audit=kit.audit_keys.public_keys(),
+        places=key_places(settings),
+    )
+    try:
+        report = asyncio.run(
+            restore(
+                source=file,
+                database_url=_database_url(settings),
+                new_database=database,
+                keys=keys,
+                settings=settings,
+            )
+        )
+    except BackupError as error:
+        typer.echo(f"Not restored: {error}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, asyncpg.PostgresError) as error:
+        typer.echo(f"Not restored: {type(error).__name__}: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(report.__dict__))
+    if not report.ok:
+        typer.echo(
+            f"The restored database {report.database} does not verify; do not serve it"
+            f" (it is kept for inspection): {'; '.join(report.problems)}",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+@backup_cli.command("show")
+def backup_show(file: Path) -> None:
+    """Print a backup's manifest, once it is authenticated with the backup key."""
+    from app.ops.backup import BackupError, key_places, open_backup, read_manifest
+
+    settings = get_settings()
+    keys = _backup_keys_or_exit(settings)
+    try:
+        manifest = read_manifest(open_backup(file), keys, key_places(settings)["backup"])
+    except BackupError as error:
+        typer.echo(f"Cannot read: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(manifest, indent=2))
+
+
+@backup_cli.command("rotate-key")
+def backup_rotate_key() -> None:
+    """Add a new backup key and make it the one new backups are made with. The old keys
+    stay in the file: they open the backups made before; remove one only when no backup
+    you keep names it (`habeas backup show`)."""
+    from app.core.crypto import rotate_backup_key_file
+
+    settings = get_settings()
+    kit = _security(settings)
+    if settings.backup_keys is not None:
+        typer.echo("Backup keys come from HABEAS_BACKUP_KEYS; rotate them there.", err=True)
+        raise typer.Exit(2)
+    _backup_keys_or_exit(settings)
+    path = settings.backup_key_file or settings.keys_dir / "backup.json"
+    kid = rotate_backup_key_file(path)
+    _record(settings, _database_url(settings), kit, "keys.rotate", {"ring": "backup", "key": kid})
+    typer.echo(json.dumps({"backup_key": kid, "file": str(path)}))
 
 
 # Signals that end a command; their default action kills the process on the spot.

@@ -20,7 +20,7 @@ from app.audit.http import open_journal
 from app.audit.router import router as audit_router
 from app.cases.router import router as cases_router
 from app.collective.router import router as collective_router
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.crypto import audit_key_ring, data_key_ring, signing_key_ring
 from app.core.db import create_engine, session_factory
 from app.core.errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -33,6 +33,7 @@ from app.core.middleware import (
 )
 from app.identity.credentials import Passwords
 from app.identity.oidc import OidcVerifier
+from app.identity.roles import roles_needing_approval
 from app.identity.router import (
     auth_router,
     partners_router,
@@ -41,6 +42,7 @@ from app.identity.router import (
 )
 from app.identity.service import SecurityKit
 from app.identity.tokens import AccessTokens
+from app.ops.grants import refuse_unsafe_role
 from app.ops.housekeeping import run_periodically
 from app.ops.keys import check_sealed_values_open
 from app.ops.router import router as ops_router
@@ -77,8 +79,9 @@ def api_router() -> APIRouter:
 
 
 def security_kit(settings: Settings) -> SecurityKit:
-    """Keys, hashing parameters and the external provider, read once at start-up; missing
-    or malformed keys stop the start (KeyConfigurationError)."""
+    """Keys, hashing parameters, the external provider and the roles needing approval,
+    read once at start-up; missing or malformed keys (KeyConfigurationError) or an unknown
+    role (InvalidSetting) stop the start."""
     return SecurityKit(
         settings=settings,
         passwords=Passwords(settings),
@@ -86,17 +89,20 @@ def security_kit(settings: Settings) -> SecurityKit:
         data_keys=data_key_ring(settings),
         audit_keys=audit_key_ring(settings),
         oidc=OidcVerifier(settings) if settings.oidc_issuer else None,
+        roles_needing_approval=roles_needing_approval(settings.roles_needing_approval),
     )
 
 
-async def _check_keys_open_stored_values(engine: AsyncEngine, security: SecurityKit) -> None:
-    """Refuse to start (KeyConfigurationError) with data keys that cannot open the values
-    stored. A database that is not reachable (or not migrated) yet is checked by nobody:
-    the server starts and answers 503 until it is."""
+async def _check_database(engine: AsyncEngine, settings: Settings, security: SecurityKit) -> None:
+    """Refuse to start with data keys that cannot open the values stored
+    (KeyConfigurationError), or in production as a role that can rewrite the audit trail
+    (UnsafeDatabaseRole). A database that is not reachable (or not migrated) yet is
+    checked by nobody: the server starts and answers 503 until it is."""
     try:
         await check_sealed_values_open(engine, security.data_keys)
+        await refuse_unsafe_role(engine, production=settings.env is Environment.production)
     except (SQLAlchemyError, OSError) as error:
-        log.warning("data_keys_not_checked", error=type(error).__name__)
+        log.warning("database_not_checked", error=type(error).__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -115,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, settings)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
-        await _check_keys_open_stored_values(engine, security)
+        await _check_database(engine, settings, security)
         housekeeping = (
             asyncio.create_task(run_periodically(app.state.session_factory, settings))
             if settings.housekeeping_interval_seconds
@@ -154,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         read_timeout=settings.body_read_timeout_seconds,
+        total_timeout=settings.body_total_timeout_seconds,
     )
     # A request beyond the limit costs its refusal, with the security headers and its id.
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)

@@ -17,7 +17,7 @@ from app.core.db import commit
 from app.core.errors import EnrolmentFailed
 from app.identity import service as identity_service
 from app.identity.passwords import problems_with
-from app.identity.schemas import PartnerCreate, UserCreate
+from app.identity.schemas import AgreementInput, PartnerCreate, UserCreate
 
 BASE_URL = "http://habeas.test"
 
@@ -51,9 +51,7 @@ async def create_account(app: FastAPI, role: Role, username: str | None = None) 
     the code (a password of their own, then the TOTP confirmed), and its role approved by
     the system when it needs approval. One transaction."""
     username = username or f"{role.value}-{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(16)
-    while problems_with(password, username):  # a random password hardly ever breaks one
-        password = secrets.token_urlsafe(16)
+    password = _new_password(username)
     for attempt in (1, 2):
         try:
             return await _enrolled_account(app, role, username, password)
@@ -64,22 +62,35 @@ async def create_account(app: FastAPI, role: Role, username: str | None = None) 
     raise AssertionError("unreachable")
 
 
+def _new_password(username: str) -> str:
+    password = secrets.token_urlsafe(16)
+    while problems_with(password, username):  # a random password hardly ever breaks one
+        password = secrets.token_urlsafe(16)
+    return password
+
+
+async def _enrol(session: Any, kit: Any, code: str, password: str) -> str:
+    """Both steps of enrolment, as the person; their TOTP secret."""
+    _, secret = await identity_service.start_enrolment(
+        session, kit, code, password=password, address="test"
+    )
+    # The previous step's code confirms, so that a sign-in right after may use the current
+    # one (each code is good once).
+    earlier = pyotp.TOTP(secret).at(time.time() - 30)
+    await identity_service.confirm_enrolment(
+        session, kit, code, one_time_code=earlier, address="test", user_agent=None
+    )
+    return secret
+
+
 async def _enrolled_account(app: FastAPI, role: Role, username: str, password: str) -> Account:
     kit = app.state.security
     async with app.state.session_factory() as session:
         as_system(session, kit.audit_keys)
         data = UserCreate(username=username, role=role)
         user, code = await identity_service.create_user(session, kit, data, requested_by=None)
-        _, secret = await identity_service.start_enrolment(
-            session, kit, code.value, password=password, address="test"
-        )
-        # The previous step's code confirms, so that a sign-in right after may use the
-        # current one (each code is good once).
-        earlier = pyotp.TOTP(secret).at(time.time() - 30)
-        await identity_service.confirm_enrolment(
-            session, kit, code.value, one_time_code=earlier, address="test"
-        )
-        if role in kit.settings.roles_needing_approval:
+        secret = await _enrol(session, kit, code.value, password)
+        if role in kit.roles_needing_approval:
             request = await identity_service.pending_role_request_of(session, username)
             await identity_service.decide_role_request(
                 session, request.id, request.version, approve=True, decider=None
@@ -116,6 +127,26 @@ async def new_account(app: FastAPI, role: Role) -> NewAccount:
     return NewAccount(user.id, user.username, code.value, request.id if request else None)
 
 
+async def enrolled_awaiting_approval(app: FastAPI, role: Role) -> NewAccount:
+    """A new account (made by the system) that its person has enrolled, its role waiting
+    for approval: a role is approved only once the account is enrolled."""
+    created = await new_account(app, role)
+    kit = app.state.security
+    for attempt in (1, 2):
+        try:
+            async with app.state.session_factory() as session:
+                as_system(session, kit.audit_keys)
+                password = _new_password(created.username)
+                await _enrol(session, kit, created.enrolment_code, password)
+                await commit(session)
+            return created
+        except EnrolmentFailed:
+            # The TOTP step turned over between making the code and checking it.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def log_in(client: httpx.AsyncClient, account: Account, steps_ahead: int = 0) -> Any:
     response = await client.post(
         "/api/v1/auth/login",
@@ -129,13 +160,20 @@ async def log_in(client: httpx.AsyncClient, account: Account, steps_ahead: int =
     return response.json()
 
 
-async def create_partner(app: FastAPI, **fields: Any) -> tuple[Any, str | None]:
+async def create_partner(
+    app: FastAPI, agreement: dict[str, Any] | None = None, **fields: Any
+) -> tuple[Any, str | None]:
+    """A partner made by the system, as `habeas partners add` makes one: its sharing
+    agreement (the narrowest when none is given) approved at once, at version 1."""
     data = PartnerCreate.model_validate(
         {"name": f"partner-{secrets.token_hex(3)}", "auth_method": "client_secret", **fields}
     )
+    terms = AgreementInput.model_validate(agreement or {})
     async with app.state.session_factory() as session:
         as_system(session, app.state.security.audit_keys)
-        partner, secret = await identity_service.create_partner(session, app.state.security, data)
+        partner, secret = await identity_service.create_partner(
+            session, app.state.security, data, system_agreement=terms
+        )
         await commit(session)
     return partner, secret
 

@@ -35,6 +35,8 @@ AREA_ACTIONS: dict[str, str] = {
     "user.manage": "users",
     "user.approve_role": "users",
     "partner.manage": "partners",
+    "partner.read": "partners",
+    "partner.share": "partners",
     "session.end": "session",
     "audit.read": "audit",
     "audit.verify": "audit",

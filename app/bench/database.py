@@ -10,6 +10,9 @@ from app.seed.loader import load
 
 SCALES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 BENCH_SEED = 42
+# The server under test connects as an application role, as in production (which refuses
+# to serve as one that could rewrite the audit trail); `habeas serve` grants it.
+APP_ROLE = "habeas_bench_app"
 
 
 async def prepare(scale: str, data_dir: Path, server_url: str | None) -> str:
@@ -22,6 +25,8 @@ async def prepare(scale: str, data_dir: Path, server_url: str | None) -> str:
     connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
     try:
         persons = await connection.fetchval("SELECT count(*) FROM person")
+        if not await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE):
+            await connection.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
     finally:
         await connection.close()
     if persons != SCALES[scale]:
@@ -32,3 +37,8 @@ async def prepare(scale: str, data_dir: Path, server_url: str | None) -> str:
         print(f"seeding {SCALES[scale]} persons (once per scale) ...", flush=True)  # noqa: T201
         print(await load(url, persons=SCALES[scale], seed=BENCH_SEED), flush=True)  # noqa: T201
     return url
+
+
+def application_url(url: str) -> str:
+    """The bench database as the server's application role."""
+    return embedded.with_user(url, APP_ROLE)

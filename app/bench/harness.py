@@ -29,7 +29,7 @@ class Plan:
 async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
     keys = identity.key_env(plan.data_dir)
     url = await database.prepare(scale, plan.data_dir, plan.server_url)
-    server = Server(url, keys)
+    server = Server(url, database.application_url(url), keys)
     results = []
     try:
         await server.wait_ready()

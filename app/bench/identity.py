@@ -71,7 +71,7 @@ async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> Ben
             # The previous step's code, so that the sign-in below can use the current one.
             earlier = pyotp.TOTP(secret).at(time.time() - 30)
             await service.confirm_enrolment(
-                session, kit, code.value, one_time_code=earlier, address="bench"
+                session, kit, code.value, one_time_code=earlier, address="bench", user_agent=None
             )
             request = await service.pending_role_request_of(session, username)
             await service.decide_role_request(
@@ -98,10 +98,11 @@ async def remove_accounts(database_url: str) -> None:
                 "DELETE FROM refresh_token WHERE session_id IN (SELECT s.id FROM user_session s"
                 " JOIN app_user u ON u.id = s.user_id WHERE u.username LIKE 'bench-%')"
             )
-            await connection.execute(
-                "DELETE FROM role_request WHERE user_id IN"
-                " (SELECT id FROM app_user WHERE username LIKE 'bench-%')"
-            )
+            for table in ("role_request", "known_sign_in_address"):
+                await connection.execute(
+                    f"DELETE FROM {table} WHERE user_id IN"  # noqa: S608 (names from above)
+                    " (SELECT id FROM app_user WHERE username LIKE 'bench-%')"
+                )
             await connection.execute(
                 "DELETE FROM user_session WHERE user_id IN"
                 " (SELECT id FROM app_user WHERE username LIKE 'bench-%')"

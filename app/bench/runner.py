@@ -69,13 +69,16 @@ def _free_port() -> int:
 class Server:
     """The real server: `habeas serve` with production settings and 2 workers."""
 
-    def __init__(self, database_url: str, key_env: dict[str, str], workers: int = 2) -> None:
+    def __init__(
+        self, database_url: str, app_database_url: str, key_env: dict[str, str], workers: int = 2
+    ) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
             **key_env,
             "DATABASE_URL": database_url,
+            "HABEAS_APP_DATABASE_URL": app_database_url,
             "HABEAS_ENV": "production",
             "HABEAS_LOG_LEVEL": "WARNING",
             "HABEAS_LOG_JSON": "true",

@@ -4,6 +4,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, true
@@ -184,7 +185,11 @@ def visible_to(
 ) -> ColumnElement[bool]:
     """The case files a principal may read, as SQL: the rules of policies/*.cedar for
     `case.read`, restated for lists (tests/access proves they agree)."""
-    normal = col(CaseFile.confidentiality) == Confidentiality.normal
+    # Normal, and not the case file of a person who has a high-confidentiality one.
+    normal = and_(
+        col(CaseFile.confidentiality) == Confidentiality.normal,
+        col(CaseFile.person_id).not_in(person_ids_with_high_case()),
+    )
     agreement = principal.agreement
     if agreement is not None:
         if "sync:read" not in principal.scopes:
@@ -229,6 +234,36 @@ def person_ids_with_high_case_assigned_to(principal: Principal) -> SelectOfScala
         col(CaseFile.confidentiality) == Confidentiality.high,
         col(CaseFile.assigned_caseworkers).any_() == principal.id,
     )
+
+
+@dataclass(frozen=True)
+class PersonAccessFacts:
+    has_high_case: bool
+    recognised: bool
+
+
+async def person_access_facts(
+    session: AsyncSession,
+    person_ids: Sequence[uuid.UUID],
+    recognised_person_ids: SelectOfScalar[uuid.UUID],
+) -> dict[uuid.UUID, PersonAccessFacts]:
+    """Per person: has a high-confidentiality case file; is a recognised political
+    prisoner."""
+    if not person_ids:
+        return {}
+    person_id = col(CaseFile.person_id)
+    stmt = (
+        select(
+            person_id,
+            func.bool_or(col(CaseFile.confidentiality) == Confidentiality.high),
+            person_id.in_(recognised_person_ids),
+        )
+        .where(person_id.in_(list(person_ids)))
+        .group_by(person_id)
+    )
+    return {
+        row[0]: PersonAccessFacts(bool(row[1]), bool(row[2])) for row in await session.exec(stmt)
+    }
 
 
 async def person_links(

@@ -181,10 +181,17 @@ async def _save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> None
 RECOGNISED = RecognitionStatus.political_prisoner
 
 
-def agreement_covers(agreement: SharingAgreement, case: CaseFile, person_recognised: bool) -> bool:
-    """Whether a partner's sharing agreement covers a case file. The same rule, in SQL, is
+def _recognised_ids() -> SelectOfScalar[uuid.UUID]:
+    return persons_service.ids_matching(PersonFilters(recognition_status=RECOGNISED))
+
+
+def agreement_covers(
+    agreement: SharingAgreement, case: CaseFile, *, person_recognised: bool, closed: bool
+) -> bool:
+    """Whether a partner's sharing agreement covers a case file (`closed`: the case file
+    or another of its person's is high-confidentiality). The same rule, in SQL, is
     `repository.visible_to`; tests/access proves the two agree."""
-    if case.confidentiality != Confidentiality.normal:
+    if closed:
         return False
     if case.id in agreement.case_file_ids:
         return True
@@ -196,21 +203,39 @@ def agreement_covers(agreement: SharingAgreement, case: CaseFile, person_recogni
 
 
 async def case_resource(session: AsyncSession, caller: Caller, case: CaseFile) -> Resource:
+    return (await case_resources(session, caller, [case]))[0]
+
+
+async def case_resources(
+    session: AsyncSession, caller: Caller, cases: Sequence[CaseFile]
+) -> list[Resource]:
+    """What the policies need to know of each case file, with one query for all of them.
+
+    A case file is closed (treated as high-confidentiality) when it is high, or when its
+    person has a high-confidentiality case file: such a person is as closed as that case
+    file (DESIGN §4), and their other case files would otherwise show them.
+    """
     principal = caller.principal
-    shared = False
-    if principal.agreement is not None and case.confidentiality == Confidentiality.normal:
-        recognised = (
-            await persons_service.recognition_status(session, case.person_id) == RECOGNISED
-            if principal.agreement.recognised_only
-            else False
-        )
-        shared = agreement_covers(principal.agreement, case, recognised)
-    return Resource(
-        "CaseFile",
-        confidentiality=case.confidentiality,
-        assigned_to_caller=not principal.is_partner and principal.id in case.assigned_caseworkers,
-        shared_with_caller=shared,
+    facts = await repository.person_access_facts(
+        session, list({case.person_id for case in cases}), _recognised_ids()
     )
+    resources = []
+    for case in cases:
+        person = facts.get(case.person_id, repository.PersonAccessFacts(False, False))
+        closed = case.confidentiality != Confidentiality.normal or person.has_high_case
+        shared = principal.agreement is not None and agreement_covers(
+            principal.agreement, case, person_recognised=person.recognised, closed=closed
+        )
+        resources.append(
+            Resource(
+                "CaseFile",
+                confidentiality=Confidentiality.high if closed else Confidentiality.normal,
+                assigned_to_caller=not principal.is_partner
+                and principal.id in case.assigned_caseworkers,
+                shared_with_caller=shared,
+            )
+        )
+    return resources
 
 
 async def person_links(
@@ -356,6 +381,9 @@ async def _visible(
     """The case file, if the caller may see it; otherwise NotFound, as if it did not exist."""
     case = await repository.get(session, case_id, for_update=for_update)
     if case is None:
+        # The query a visible or hidden case file would cost, so that a hidden one takes
+        # as long to refuse as one that does not exist.
+        await repository.person_access_facts(session, [case_id], _recognised_ids())
         raise NotFound("No such case file.")
     resource = await case_resource(session, caller, case)
     return case, resource, caller.clearance("case", resource)
@@ -530,14 +558,15 @@ async def apply_collective(
     histories = await repository.events_of(session, list(cases))
     journal = journal_of(session)
     before = {case_id: _case_snapshot(journal, case) for case_id, case in cases.items()}
+    resources = dict(
+        zip(cases, await case_resources(session, caller, list(cases.values())), strict=True)
+    )
     outcomes: list[CollectiveOutcome] = []
     new_events: list[StatusEvent] = []
     changed: list[CaseFile] = []
     for case_id in case_ids:
         case = cases.get(case_id)
-        if case is None or not caller.may(
-            "case.transition", await case_resource(session, caller, case)
-        ):
+        if case is None or not caller.may("case.transition", resources[case_id]):
             outcomes.append(CollectiveOutcome(case_id, "not_found", reason="no such case file"))
             continue
         records = histories.get(case_id, [])
@@ -606,12 +635,14 @@ async def collective_results(
 ) -> list[CollectiveOutcome]:
     """Each case file's event from a collective event, with the status it followed; only
     for the case files the caller may read."""
+    cases = await repository.get_many(
+        session, await repository.case_ids_of_collective(session, collective_event_id)
+    )
+    resources = await case_resources(session, caller, cases)
     case_ids = [
         case.id
-        for case in await repository.get_many(
-            session, await repository.case_ids_of_collective(session, collective_event_id)
-        )
-        if caller.may("case.read", await case_resource(session, caller, case))
+        for case, resource in zip(cases, resources, strict=True)
+        if caller.may("case.read", resource)
     ]
     histories = await repository.events_of(session, case_ids)
     return [
@@ -648,8 +679,9 @@ async def list_cases(
     cases = cases[:limit]
     # The query returned only what the caller may read; each item still gets its own
     # clearance (a caseworker sees more of the case files assigned to them).
+    resources = await case_resources(session, caller, cases)
     views = [
-        CaseView(case, caller.clearance("case", await case_resource(session, caller, case)))
-        for case in cases
+        CaseView(case, caller.clearance("case", resource))
+        for case, resource in zip(cases, resources, strict=True)
     ]
     return CasePage(views, encode_cursor([str(cases[-1].id)], fingerprint) if more else None)

@@ -3,12 +3,9 @@
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from app.access.principal import Role
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Environment(StrEnum):
@@ -17,9 +14,9 @@ class Environment(StrEnum):
     production = "production"
 
 
-# Roles an admin could otherwise use to approve a role for an account of their own making:
-# they always need a second person's approval, whatever the setting below says.
-ALWAYS_NEEDING_APPROVAL = frozenset({Role.admin, Role.coordinator})
+class InvalidSetting(ValueError):
+    """A setting that a feature reads at start-up is not valid: the server must not start.
+    The message is one line that names the setting and the value."""
 
 
 class Settings(BaseSettings):
@@ -52,11 +49,13 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Connection limits (app/core/server.py, app/core/middleware.py): a client has this
-    # long to send a request's headers, and each chunk of its body; an idle kept-alive
-    # connection is closed after `keep_alive_seconds`; a process takes at most
-    # `max_concurrent_requests` requests at once and answers 503 beyond.
+    # long to send a request's headers, and each chunk of its body (and all of it in
+    # `body_total_timeout_seconds`); an idle kept-alive connection is closed after
+    # `keep_alive_seconds`; a process takes at most `max_concurrent_requests` requests at
+    # once and answers 503 beyond.
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_total_timeout_seconds: float = Field(default=120.0, gt=0)
     keep_alive_seconds: int = Field(default=5, ge=1)
     max_concurrent_requests: int = Field(default=200, ge=1)
     default_page_size: int = Field(default=50, ge=1)
@@ -81,6 +80,10 @@ class Settings(BaseSettings):
     # Signs audit checkpoints and keys the fingerprints of confidential values in the trail.
     audit_keys: str | None = None
     audit_key_file: Path | None = None
+    # Encrypts backups (`habeas backup create`). Kept apart from the dumps and from the
+    # other keys: whoever holds a dump and the data keys still cannot read a backup.
+    backup_keys: str | None = None
+    backup_key_file: Path | None = None
 
     # Tokens
     token_issuer: str = "habeas"  # noqa: S105 (a name, not a secret)
@@ -93,12 +96,10 @@ class Settings(BaseSettings):
     # How long an enrolment code (a new account's, or a reset's) can be redeemed.
     enrolment_code_hours: int = Field(default=72, ge=1, le=720)
     # Roles held only once a second person approves them, on a new account, a role change
-    # or after a reset (comma-separated). An admin sees every new account's enrolment code
-    # and could redeem it: every role that reads case content is here, so that an admin
-    # never reads it through an account of their own making (DESIGN §4).
-    roles_needing_approval: Annotated[frozenset[Role], NoDecode] = frozenset(
-        {Role.admin, Role.coordinator, Role.caseworker, Role.analyst}
-    )
+    # or after a reset, besides those that always are (admin and every role that reads
+    # case content; app/identity/roles.py): comma-separated, e.g. "auditor". Checked at
+    # start-up.
+    roles_needing_approval: str = ""
 
     # Passwords (argon2id)
     password_time_cost: int = Field(default=3, ge=1)
@@ -109,16 +110,20 @@ class Settings(BaseSettings):
     # counted within a window, three ways: per account and client address together (tight:
     # one place guessing one password), per address (broader: an office shares one) and
     # per account from every address (high, blocking only briefly, and each failure past
-    # it blocks again: guessing spread over many addresses stays bounded, while failures
-    # from a few other addresses cannot lock the owner out). The partner token endpoint
-    # counts the same way, the client id in place of the account, without the account-wide
-    # count (a client secret or key cannot be guessed; the limit is on hashing work).
+    # it blocks again: guessing spread over many addresses stays bounded). The
+    # account-wide block does not hold back an address the account signed in from within
+    # `login_known_address_days`, so that failures from elsewhere, however many, cannot
+    # lock the owner out. IPv6 addresses count by their /64 (one host's share). The
+    # partner token endpoint counts the same way, the client id in place of the account,
+    # without the account-wide count (a client secret or key cannot be guessed; the limit
+    # is on hashing work).
     login_failure_window_seconds: int = Field(default=900, ge=1)
     login_max_failures_per_account_and_address: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_block_seconds: int = Field(default=300, ge=1)
     login_max_failures_per_account: int = Field(default=50, ge=1)
     login_account_block_seconds: int = Field(default=60, ge=1)
+    login_known_address_days: int = Field(default=30, ge=1, le=365)
 
     # An external OpenID Connect provider whose access tokens are accepted as well.
     oidc_issuer: str | None = None
@@ -131,25 +136,6 @@ class Settings(BaseSettings):
     # tokens are still refused by their claims.
     oidc_require_at_jwt: bool = True
     oidc_jwks_min_refresh_seconds: int = Field(default=60, ge=0)
-
-    @field_validator("roles_needing_approval", mode="before")
-    @classmethod
-    def _split_roles(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(name.strip() for name in value.split(",") if name.strip())
-        return value
-
-    @field_validator("roles_needing_approval")
-    @classmethod
-    def _keep_the_approval_of_admins(cls, value: frozenset[Role]) -> frozenset[Role]:
-        missing = ALWAYS_NEEDING_APPROVAL - value
-        if missing:
-            names = ", ".join(sorted(missing))
-            raise ValueError(
-                f"must include {names}: admins and coordinators approve roles, so an admin "
-                "who could make such an account for themselves could approve any role"
-            )
-        return value
 
     @property
     def keys_dir(self) -> Path:

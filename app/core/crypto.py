@@ -132,6 +132,17 @@ def new_data_key() -> str:
     return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
 
+def _symmetric_key(what: str, kid: str, material: Any) -> bytes:
+    """A 256-bit key given in base64, under a short ASCII key id."""
+    try:
+        raw = base64.b64decode(material, validate=True)
+    except (ValueError, TypeError):
+        raw = b""
+    if len(raw) != KEY_BYTES or not kid.isascii() or not 0 < len(kid) < 64:
+        raise KeyConfigurationError(f"{what}: key {kid!r} is not valid.")
+    return raw
+
+
 def _associated_data(table: str, column: str, row_id: object, kid: str) -> bytes:
     # Binding the place and the key id means a value copied to another row or column, or
     # relabelled with another key id, fails authentication instead of decrypting.
@@ -145,15 +156,10 @@ class DataKeyRing:
 
     def _load(self) -> None:
         document = self._source.read()
-        keys: dict[str, AESGCM] = {}
-        for kid, material in document.keys.items():
-            try:
-                raw = base64.b64decode(material, validate=True)
-            except (ValueError, TypeError):
-                raw = b""
-            if len(raw) != KEY_BYTES or not kid.isascii() or not 0 < len(kid) < 64:
-                raise KeyConfigurationError(f"{self._source.what}: key {kid!r} is not valid.")
-            keys[kid] = AESGCM(raw)
+        keys = {
+            kid: AESGCM(_symmetric_key(self._source.what, kid, material))
+            for kid, material in document.keys.items()
+        }
         self._keys = keys
         self.active_kid = document.active
 
@@ -358,6 +364,17 @@ class AuditKeyRing:
         self._refresh()
         return {kid: key.signing.public_key() for kid, key in self._keys.items()}
 
+    def digests(self, value: bytes) -> list[str]:
+        """Keyed SHA-256 digests (hex) of a value under every key, the active key's first:
+        comparable with one made before a rotation, and useless to anyone guessing values
+        without the key."""
+        self._refresh()
+        ordered = [self.active_kid, *(kid for kid in self._keys if kid != self.active_kid)]
+        return [
+            hmac.new(self._keys[kid].fingerprint, value, hashlib.sha256).hexdigest()
+            for kid in ordered
+        ]
+
     def fingerprint(self, canonical_value: bytes) -> str:
         self._refresh()
         kid = self.active_kid
@@ -392,4 +409,47 @@ def rotate_audit_key_file(path: Path) -> str:
     document = _parse(path.read_text(), str(path))
     kid = _new_kid()
     write_key_file(path, {"active": kid, "keys": {**document.keys, kid: new_audit_key()}})
+    return kid
+
+
+# Backups -------------------------------------------------------------------------------
+#
+# Backups (app/ops/backup.py) are encrypted under keys of their own, kept apart from the
+# dumps and from the other keys. Old keys stay in the ring: they open older backups.
+
+
+class BackupKeyRing:
+    def __init__(self, source: _RingSource) -> None:
+        document = source.read()
+        self.what = source.what
+        self.active_kid = document.active
+        self._keys = {
+            kid: _symmetric_key(source.what, kid, material)
+            for kid, material in document.keys.items()
+        }
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def key(self, kid: str) -> bytes | None:
+        return self._keys.get(kid)
+
+
+def backup_key_ring(settings: Settings) -> BackupKeyRing:
+    source = _source(
+        settings, settings.backup_keys, settings.backup_key_file, "backup.json", "backup keys"
+    )
+    if source.path is not None and not source.path.exists() and settings.backup_key_file is None:
+        kid = _new_kid()
+        write_key_file(source.path, {"active": kid, "keys": {kid: new_data_key()}})
+    return BackupKeyRing(source)
+
+
+def rotate_backup_key_file(path: Path) -> str:
+    """A new active key for the backups made from now on; the old ones stay, to open the
+    backups made before."""
+    document = _parse(path.read_text(), str(path))
+    kid = _new_kid()
+    write_key_file(path, {"active": kid, "keys": {**document.keys, kid: new_data_key()}})
     return kid

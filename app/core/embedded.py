@@ -94,6 +94,19 @@ async def ensure_database(admin_url: str, database: str) -> None:
         await connection.close()
 
 
+async def create_new_database(admin_url: str, database: str) -> None:
+    """Create `database`; FileExistsError if it exists already."""
+    _checked_name(database)
+    dsn = make_url(admin_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(**_connect_kwargs(dsn.render_as_string(False)))
+    try:
+        await connection.execute(f'CREATE DATABASE "{database}"')
+    except asyncpg.DuplicateDatabaseError:
+        raise FileExistsError(f"the database {database!r} exists already") from None
+    finally:
+        await connection.close()
+
+
 async def drop_database(admin_url: str, database: str) -> None:
     _checked_name(database)
     dsn = make_url(admin_url).set(drivername="postgresql")
@@ -120,6 +133,11 @@ def _connect_kwargs(url: str) -> dict[str, object]:
 
 def asyncpg_connect_kwargs(url: str) -> dict[str, object]:
     return _connect_kwargs(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+
+
+def client_programs_dir() -> Path:
+    """Where the embedded server's own pg_dump and pg_restore are."""
+    return Path(POSTGRES_BIN_PATH)
 
 
 def embedded_pgdata(data_dir: Path) -> Path:

@@ -40,10 +40,13 @@ class BodyLimitMiddleware:
     A body without one (chunked) is read here, up to the limit, and then replayed.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, read_timeout: float, total_timeout: float
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
+        self.total_timeout = total_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +56,7 @@ class BodyLimitMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._refuse(scope, send)
             return
-        late = SlowBody(receive, self.read_timeout)
+        late = SlowBody(receive, self.read_timeout, self.total_timeout)
         if declared is None:
             # Chunked: read here, up to the limit, then replayed to the application.
             body = await self._read_limited(late)
@@ -97,13 +100,15 @@ class BodyLimitMiddleware:
 
 
 class SlowBody:
-    """A body that must arrive at one chunk per `timeout` seconds at least. When a chunk
-    is late, the application is told the client left (so it stops), whatever it answers
-    is dropped, and the client gets a 408 instead."""
+    """A body whose chunks must each arrive within `chunk_timeout` seconds, and all of it
+    within `total_timeout` (else a trickle of one byte per chunk timeout could hold a
+    request slot for ever). When it is late, the application is told the client left (so
+    it stops), whatever it answers is dropped, and the client gets a 408 instead."""
 
-    def __init__(self, receive: Receive, timeout: float) -> None:
+    def __init__(self, receive: Receive, chunk_timeout: float, total_timeout: float) -> None:
         self._receive = receive
-        self._timeout = timeout
+        self._chunk_timeout = chunk_timeout
+        self._deadline = time.monotonic() + total_timeout
         self._complete = False
         self.timed_out = False
 
@@ -111,8 +116,9 @@ class SlowBody:
         if self._complete or self.timed_out:
             # Once the body is in, later calls wait for a disconnect, as long as they like.
             return await self._receive()
+        wait = min(self._chunk_timeout, max(0.0, self._deadline - time.monotonic()))
         try:
-            message = await asyncio.wait_for(self._receive(), self._timeout)
+            message = await asyncio.wait_for(self._receive(), wait)
         except TimeoutError:
             self.timed_out = True
             return {"type": "http.disconnect"}
@@ -130,7 +136,7 @@ class SlowBody:
         await _send_problem(
             scope,
             send,
-            RequestTimeout(f"The body did not arrive within {self._timeout:g} seconds."),
+            RequestTimeout("The body arrived too slowly; send it again, faster."),
         )
 
 

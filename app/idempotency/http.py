@@ -32,7 +32,9 @@ class IdempotentCreate:
             keys=self.request.app.state.security.data_keys,
             scope=scope,
             key=self.key,
-            request_fingerprint=fingerprint(request_parts),
+            request_fingerprint=fingerprint(
+                self.request.app.state.security.audit_keys, request_parts
+            ),
             retention=timedelta(hours=self.request.app.state.settings.idempotency_retention_hours),
             produce=produce,
             replay=replay,

@@ -6,7 +6,6 @@ sealed with the data key ring (it can hold confidential values) and bound to its
 records older than the retention are purged (`purge_expired`).
 """
 
-import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.crypto import DataKeyRing
+from app.core.crypto import AuditKeyRing, DataKeyRing
 from app.core.errors import IdempotencyInFlight, IdempotencyKeyReused
 from app.idempotency import repository
 
@@ -48,9 +47,20 @@ def after_check(check: Callable[[], Awaitable[object]]) -> Replay:
     return replay
 
 
-def fingerprint(*parts: Any) -> str:
+@dataclass(frozen=True)
+class RequestFingerprint:
+    """A keyed digest of a request (its body can hold confidential values, which a plain
+    hash would let anyone holding a copy of the database confirm by guessing). `stored`
+    is kept; a retry matches if its digest under any key in the ring is the stored one."""
+
+    stored: str
+    accepted: frozenset[str]
+
+
+def fingerprint(keys: AuditKeyRing, *parts: Any) -> RequestFingerprint:
     canonical = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    digests = keys.digests(canonical.encode())
+    return RequestFingerprint(digests[0], frozenset(digests))
 
 
 async def respond_once(
@@ -59,7 +69,7 @@ async def respond_once(
     keys: DataKeyRing,
     scope: str,
     key: str | None,
-    request_fingerprint: str,
+    request_fingerprint: RequestFingerprint,
     retention: timedelta,
     produce: Callable[[], Awaitable[StoredResponse]],
     replay: Replay | None = None,
@@ -69,13 +79,13 @@ async def respond_once(
     if key is None:
         return await produce()
     record_id = await repository.claim(
-        session, scope, key, request_fingerprint, expired_before=utcnow() - retention
+        session, scope, key, request_fingerprint.stored, expired_before=utcnow() - retention
     )
     if record_id is None:
         existing = await repository.find(session, scope, key)
         if existing is None or existing.status_code is None or existing.response_sealed is None:
             raise IdempotencyInFlight("Retry in a moment.")
-        if existing.fingerprint != request_fingerprint:
+        if existing.fingerprint not in request_fingerprint.accepted:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request; use a new key."
             )

@@ -59,6 +59,12 @@ class AppUser(SQLModel, table=True):
         default=None, sa_column=Column(LargeBinary, unique=True)
     )
     enrolment_expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    # When, and from which client address and user agent, the current enrolment was
+    # confirmed; None until then and after a reset (and for accounts enrolled before this
+    # was recorded). An approver checks them with the person before approving a role.
+    enrolled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    enrolled_from_address: str | None = Field(default=None, max_length=64)
+    enrolled_user_agent: str | None = Field(default=None, max_length=300)
     disabled: bool = Field(default=False)
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
@@ -145,6 +151,17 @@ class SignInThrottle(SQLModel, table=True):
     blocked_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
+class KnownSignInAddress(SQLModel, table=True):
+    """An address (an IPv6 address's /64) an account signed in from, and when it last did:
+    the account-wide throttle does not hold it back for `login_known_address_days`."""
+
+    __tablename__ = "known_sign_in_address"
+
+    user_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("app_user.id"), primary_key=True))
+    address: str = Field(primary_key=True, max_length=64)
+    last_signed_in_at: datetime = Field(sa_column=_timestamp())
+
+
 class Partner(SQLModel, table=True):
     __tablename__ = "partner"
     __table_args__ = (
@@ -172,9 +189,22 @@ class Partner(SQLModel, table=True):
     )
     max_tier: str = Field(default=Tier.public.name, max_length=12)
     read_write: bool = Field(default=False)
+    # What a partner sees is a coordinator's decision, not the admin's who holds its
+    # credentials: the agreement is honoured only while approved. Who approved it (a
+    # principal's id, as for role requests; None with a time: the system, on the command
+    # line) and when; both None until a coordinator approves, and again once a change of
+    # credentials suspends the approval.
+    agreement_approved_by: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    agreement_approved_at: datetime | None = Field(
+        default=None, sa_column=_timestamp(nullable=True)
+    )
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+    @property
+    def agreement_approved(self) -> bool:
+        return self.agreement_approved_at is not None
 
 
 class ClientAssertionUse(SQLModel, table=True):

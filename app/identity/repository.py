@@ -5,13 +5,16 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, bindparam, text, update
+from sqlalchemy import DateTime, Integer, bindparam, delete, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db import driver_connection
 from app.identity.models import (
     AppUser,
+    ClientAssertionUse,
+    KnownSignInAddress,
     Partner,
     RefreshToken,
     RoleRequest,
@@ -29,7 +32,7 @@ WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $
 """
 SQL_LIVE_PARTNER = """
 SELECT scopes, share_jurisdiction, share_recognised_only, share_case_file_ids, max_tier,
-       read_write
+       read_write, agreement_approved_at
 FROM partner WHERE id = $1 AND NOT disabled
 """
 
@@ -135,11 +138,9 @@ async def enabled_admin_exists(session: AsyncSession) -> bool:
     return found.first() is not None
 
 
-async def usernames(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    found = await session.exec(
-        select(AppUser.id, AppUser.username).where(col(AppUser.id).in_(user_ids))
-    )
-    return dict(found.all())
+async def users_by_id(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, AppUser]:
+    found = await session.exec(select(AppUser).where(col(AppUser.id).in_(user_ids)))
+    return {user.id: user for user in found.all()}
 
 
 async def pending_role_request(
@@ -265,6 +266,68 @@ async def clear_failures(session: AsyncSession, key: str, now: datetime) -> None
         ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
         {"key": key, "now": now},
     )
+
+
+async def is_known_address(
+    session: AsyncSession, username: str, address: str, since: datetime
+) -> bool:
+    """Whether the account of that name signed in from the address since then."""
+    found = await session.exec(
+        select(KnownSignInAddress.user_id)
+        .join(AppUser, col(AppUser.id) == col(KnownSignInAddress.user_id))
+        .where(
+            col(AppUser.username) == username,
+            col(KnownSignInAddress.address) == address,
+            col(KnownSignInAddress.last_signed_in_at) > since,
+        )
+    )
+    return found.first() is not None
+
+
+async def remember_address(
+    session: AsyncSession, user_id: uuid.UUID, address: str, now: datetime
+) -> None:
+    statement = insert(KnownSignInAddress).values(
+        user_id=user_id, address=address, last_signed_in_at=now
+    )
+    await session.exec(
+        statement.on_conflict_do_update(
+            index_elements=["user_id", "address"], set_={"last_signed_in_at": now}
+        )
+    )
+
+
+async def purge_throttles(session: AsyncSession, *, window_start: datetime, now: datetime) -> int:
+    """Delete the counters whose window has passed and that block nothing; rows a running
+    attempt holds (lock_throttle) are left for the next purge."""
+    connection = await session.connection()
+    deleted = await connection.execute(
+        text(
+            "DELETE FROM sign_in_throttle WHERE key IN (SELECT key FROM sign_in_throttle"
+            " WHERE window_started_at < :window_start"
+            " AND (blocked_until IS NULL OR blocked_until <= :now)"
+            " FOR UPDATE SKIP LOCKED)"
+        ).bindparams(
+            bindparam("window_start", type_=DateTime(timezone=True)),
+            bindparam("now", type_=DateTime(timezone=True)),
+        ),
+        {"window_start": window_start, "now": now},
+    )
+    return deleted.rowcount
+
+
+async def purge_known_addresses(session: AsyncSession, before: datetime) -> int:
+    deleted = await session.exec(
+        delete(KnownSignInAddress).where(col(KnownSignInAddress.last_signed_in_at) <= before)
+    )
+    return deleted.rowcount
+
+
+async def purge_assertion_uses(session: AsyncSession, now: datetime) -> int:
+    deleted = await session.exec(
+        delete(ClientAssertionUse).where(col(ClientAssertionUse.expires_at) < now)
+    )
+    return deleted.rowcount
 
 
 # Partners -------------------------------------------------------------------------------

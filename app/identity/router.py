@@ -16,6 +16,7 @@ from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.identity import oauth, service
 from app.identity.models import AppUser, Partner, RoleRequest
 from app.identity.schemas import (
+    AgreementInput,
     AgreementRead,
     ClientSecret,
     EnrolmentConfirmation,
@@ -136,6 +137,7 @@ async def confirm_enrolment(
         body.enrolment_code,
         one_time_code=body.code,
         address=_client_address(request),
+        user_agent=request.headers.get("user-agent"),
     )
     return Response(status_code=204)
 
@@ -294,7 +296,9 @@ async def update_user(
     if_match: IfMatch = None,
 ) -> Response:
     """Change the role or disable; either ends the user's sessions at once. A role that
-    needs approval is asked for instead, and granted once a second person approves."""
+    needs approval and grants more than the current one is asked for instead, and granted
+    once a second person approves; one that reads no more case content takes effect at
+    once."""
     user = await service.update_user(
         session,
         request.app.state.security,
@@ -316,7 +320,8 @@ async def reset_user(
 ) -> Response:
     """A lost password or phone: clears the password and TOTP secret, ends every session at
     once, and answers with a new enrolment code (older ones stop working). A role that
-    needs approval is suspended until a second person approves it again."""
+    needs approval is suspended, and any role request is withdrawn and filed anew: a second
+    person approves it once the person has enrolled again."""
     user, code = await service.reset_user(
         session,
         request.app.state.security,
@@ -333,17 +338,20 @@ async def reset_user(
 # Role requests -------------------------------------------------------------------------------
 
 
-def _role_request_read(request: RoleRequest, username: str) -> RoleRequestRead:
+def _role_request_read(request: RoleRequest, user: AppUser) -> RoleRequestRead:
     return RoleRequestRead(
         id=request.id,
         user_id=request.user_id,
-        username=username,
+        username=user.username,
         role=Role(request.role),
         status=request.status,
         requested_by=request.requested_by,
         requested_at=request.requested_at,
         decided_by=request.decided_by,
         decided_at=request.decided_at,
+        enrolled_at=user.enrolled_at,
+        enrolled_from_address=user.enrolled_from_address,
+        enrolled_user_agent=user.enrolled_user_agent,
         version=request.version,
     )
 
@@ -355,11 +363,12 @@ async def list_role_requests(
     paging: Annotated[PageRequest, Depends(page_request)],
     caller: Annotated[Caller, requires("user.approve_role")],
 ) -> Response:
-    """Roles waiting for a second person's approval, oldest first."""
-    found, names, cursor = await service.list_role_requests(session, paging.cursor, paging.limit)
+    """Roles waiting for a second person's approval, oldest first, with when and from where
+    each account enrolled: confirm with the person, out of band, that it was them."""
+    found, users, cursor = await service.list_role_requests(session, paging.cursor, paging.limit)
     return model_response(
         Page[RoleRequestRead](
-            items=[_role_request_read(r, names[r.user_id]) for r in found],
+            items=[_role_request_read(r, users[r.user_id]) for r in found],
             next=next_link(request, cursor),
         )
     )
@@ -381,7 +390,7 @@ async def _decide(
         decider=caller.principal,
     )
     return model_response(
-        _role_request_read(decided, user.username), headers={"ETag": etag(decided.version)}
+        _role_request_read(decided, user), headers={"ETag": etag(decided.version)}
     )
 
 
@@ -392,8 +401,11 @@ async def approve_role_request(
     caller: Annotated[Caller, requires("user.approve_role")],
     if_match: IfMatch = None,
 ) -> Response:
-    """Grant the role. Not by the one who asked for it, nor by the one who would hold it.
-    The user's sessions end, so that the next ones carry the role."""
+    """Grant the role. Not by the one who asked for it, nor by the one who would hold it,
+    and only once the account is enrolled (409 before): first confirm with the person, out
+    of band, that they enrolled (`enrolled_at`, `enrolled_from_address`,
+    `enrolled_user_agent`). The user's sessions end, so that the next ones carry the
+    role."""
     return await _decide(session, request_id, if_match=if_match, caller=caller, approve=True)
 
 
@@ -419,12 +431,16 @@ def _partner_read(partner: Partner) -> PartnerRead:
         auth_method=partner.auth_method,
         scopes=partner.scopes,
         disabled=partner.disabled,
+        key_thumbprints=service.key_thumbprints(partner),
         agreement=AgreementRead(
             jurisdiction=partner.share_jurisdiction,
             recognised_only=partner.share_recognised_only,
             case_file_ids=partner.share_case_file_ids,
             max_tier=partner.max_tier,
             read_write=partner.read_write,
+            approved=partner.agreement_approved,
+            approved_by=partner.agreement_approved_by,
+            approved_at=partner.agreement_approved_at,
         ),
         version=partner.version,
         created_at=partner.created_at,
@@ -439,7 +455,8 @@ async def create_partner(
     request: Request,
     caller: Annotated[Caller, requires("partner.manage")],
 ) -> Response:
-    """Register a partner system; a client secret, if any, is shown only here."""
+    """Register a partner system; a client secret, if any, is shown only here. It has no
+    sharing agreement, and sees nothing, until a coordinator sets one (PUT …/agreement)."""
     partner, secret = await service.create_partner(session, request.app.state.security, body)
     created = PartnerCreated(**_partner_read(partner).model_dump(), client_secret=secret)
     location = request.url_for("read_partner", partner_id=partner.id).path
@@ -453,8 +470,9 @@ async def list_partners(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
-    caller: Annotated[Caller, requires("partner.manage")],
+    caller: Annotated[Caller, requires("partner.read")],
 ) -> Response:
+    """Partner systems and what each is shared (admins and coordinators)."""
     partners, cursor = await service.list_partners(session, paging.cursor, paging.limit)
     return model_response(
         Page[PartnerRead](
@@ -467,7 +485,7 @@ async def list_partners(
 async def read_partner(
     partner_id: uuid.UUID,
     session: SessionDep,
-    caller: Annotated[Caller, requires("partner.manage")],
+    caller: Annotated[Caller, requires("partner.read")],
 ) -> Response:
     partner = await service.get_partner(session, partner_id)
     return model_response(_partner_read(partner), headers={"ETag": etag(partner.version)})
@@ -481,7 +499,8 @@ async def update_partner(
     caller: Annotated[Caller, requires("partner.manage")],
     if_match: IfMatch = None,
 ) -> Response:
-    """Change scopes, keys or the sharing agreement, or disable (its tokens stop at once)."""
+    """Change scopes or keys, or disable (its tokens stop at once). New keys suspend the
+    sharing agreement until a coordinator approves it again."""
     partner = await service.update_partner(session, partner_id, required_version(if_match), body)
     return model_response(_partner_read(partner), headers={"ETag": etag(partner.version)})
 
@@ -494,8 +513,49 @@ async def new_secret(
     caller: Annotated[Caller, requires("partner.manage")],
     if_match: IfMatch = None,
 ) -> Response:
-    """Replace a client secret; the old one stops working. Shown only here."""
+    """Replace a client secret; the old one stops working. Shown only here. The sharing
+    agreement is suspended until a coordinator approves it again."""
     secret = await service.new_partner_secret(
         session, request.app.state.security, partner_id, required_version(if_match)
     )
     return model_response(ClientSecret(client_secret=secret))
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {}}}
+
+
+@partners_router.put(
+    "/{partner_id}/agreement",
+    response_model=PartnerRead,
+    responses={
+        200: {"headers": {"ETag": {"schema": {"type": "string"}}}},
+        401: _problem("No valid access token"),
+        403: _problem("Only coordinators decide what a partner is shared"),
+        404: _problem("No such partner"),
+        412: _problem(
+            "The partner changed since it was read (e.g. its credentials): read it again"
+            " and decide on what it is now"
+        ),
+        422: _problem("The agreement is not valid"),
+        428: _problem("If-Match is missing"),
+    },
+)
+async def share_with_partner(
+    partner_id: uuid.UUID,
+    body: AgreementInput,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("partner.share")],
+    if_match: IfMatch = None,
+) -> Response:
+    """Set the partner's whole sharing agreement, and so approve it; with the agreement it
+    has, to approve it again after a change of its credentials. For a private_key_jwt
+    partner, confirm its `key_thumbprints` with the partner first."""
+    partner = await service.share_with_partner(
+        session,
+        partner_id,
+        expected_version=required_version(if_match),
+        agreement=body,
+        approved_by=caller.principal.id,
+    )
+    return model_response(_partner_read(partner), headers={"ETag": etag(partner.version)})

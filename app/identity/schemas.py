@@ -7,14 +7,16 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 from app.access.principal import Role
 from app.core.types import INPUT, OUTPUT, CountryCode, Label, PartialUpdate
 
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
 Username = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$"),
+    StringConstraints(pattern=USERNAME_PATTERN),
     Field(description="3–64 lower-case letters, digits, dots, dashes or underscores"),
 ]
-# Sign-in takes any string (a wrong one is just a failed sign-in, not a 422 that would
-# answer differently); only the length is bounded.
-LoginUsername = Annotated[Label, StringConstraints(max_length=64)]
+# Sign-in takes any string: one that cannot be a username (a forbidden character, too
+# long) fails like a wrong password (401, the same answer), never a 422 that would answer
+# differently. The bound only keeps the request small.
+LoginUsername = Annotated[str, StringConstraints(max_length=1024)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 NewPassword = Annotated[
     str,
@@ -64,9 +66,11 @@ class UserCreate(BaseModel):
 
 class UserUpdate(PartialUpdate):
     """Disabling or changing the role ends the user's sessions. A role that needs a second
-    person's approval (admin, coordinator) is asked for, not given: the user keeps the old
-    one until it is approved. Passwords are never set here: a reset (POST …/reset) issues
-    an enrolment code, and the person chooses their own."""
+    person's approval (admin and every role that reads case content) is asked for, not
+    given, when it grants more than the current one: the user keeps the old one until it
+    is approved. A role that reads no more case content (and administers only if the old
+    one did) takes effect at once. Passwords are never set here: a reset (POST …/reset)
+    issues an enrolment code, and the person chooses their own."""
 
     role: Role | None = None
     disabled: bool | None = None
@@ -133,10 +137,26 @@ class RoleRequestRead(BaseModel):
     requested_at: datetime
     decided_by: uuid.UUID | None
     decided_at: datetime | None
+    # What an approver checks with the person, out of band, before approving: that it was
+    # them who enrolled, then and from there.
+    enrolled_at: datetime | None = Field(
+        description="When the account's current enrolment was confirmed; null: not enrolled"
+        " (a role is approved only once it is), or enrolled before this was recorded"
+    )
+    enrolled_from_address: str | None = Field(
+        description="The client address the enrolment was confirmed from"
+    )
+    enrolled_user_agent: str | None = Field(
+        description="The user agent the enrolment was confirmed with"
+    )
     version: int
 
 
 class AgreementInput(BaseModel):
+    """A partner's whole sharing agreement, set (and so approved) by a coordinator. What is
+    left out shares the least: no jurisdiction, recognised political prisoners only, the
+    public tier, read only."""
+
     model_config = INPUT
 
     jurisdiction: CountryCode | None = None
@@ -154,6 +174,15 @@ class AgreementRead(BaseModel):
     case_file_ids: list[uuid.UUID]
     max_tier: Literal["public", "restricted"]
     read_write: bool
+    approved: bool = Field(
+        description="Honoured only when approved: until a coordinator approves it, and again"
+        " after a change of the partner's credentials, the partner sees nothing"
+    )
+    approved_by: uuid.UUID | None = Field(
+        description="The coordinator who approved it; null when approved by the system"
+        " (command line) or not approved"
+    )
+    approved_at: datetime | None
 
 
 class Jwks(BaseModel):
@@ -163,13 +192,15 @@ class Jwks(BaseModel):
 
 
 class PartnerCreate(BaseModel):
+    """A partner client, without a sharing agreement: it sees nothing until a coordinator
+    sets one (PUT /partners/{id}/agreement)."""
+
     model_config = INPUT
 
     name: Annotated[Label, StringConstraints(max_length=200)]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)]
     auth_method: Literal["private_key_jwt", "client_secret"] = "private_key_jwt"
     public_jwks: Jwks | None = None
-    agreement: AgreementInput = AgreementInput()
 
     @model_validator(mode="after")
     def _keys_fit_the_method(self) -> Self:
@@ -179,10 +210,12 @@ class PartnerCreate(BaseModel):
 
 
 class PartnerUpdate(PartialUpdate):
+    """The client's administration. New public keys suspend the sharing agreement until a
+    coordinator approves it again; the agreement itself is not changed here."""
+
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)] | None = None
     disabled: bool | None = None
     public_jwks: Jwks | None = None
-    agreement: AgreementInput | None = None
 
 
 class PartnerRead(BaseModel):
@@ -194,6 +227,10 @@ class PartnerRead(BaseModel):
     auth_method: Literal["private_key_jwt", "client_secret"]
     scopes: list[str]
     disabled: bool
+    key_thumbprints: list[str] = Field(
+        description="The SHA-256 JWK thumbprints (RFC 7638) of the public keys of a"
+        " private_key_jwt partner: to confirm with the partner before approving its agreement"
+    )
     agreement: AgreementRead
     version: int
     created_at: datetime

@@ -2,6 +2,9 @@
 rotating refresh tokens, partner clients, and turning a bearer token into a Principal."""
 
 import asyncio
+import hashlib
+import ipaddress
+import re
 import secrets
 import uuid
 from collections.abc import Collection
@@ -54,7 +57,9 @@ from app.identity.models import (
 )
 from app.identity.oidc import OidcVerifier
 from app.identity.passwords import check_new_password
+from app.identity.roles import needs_approval
 from app.identity.schemas import (
+    USERNAME_PATTERN,
     AgreementInput,
     Jwks,
     PartnerCreate,
@@ -85,6 +90,8 @@ class SecurityKit:
     data_keys: DataKeyRing
     audit_keys: AuditKeyRing
     oidc: OidcVerifier | None
+    # Checked at start-up from the setting (app/identity/roles.py).
+    roles_needing_approval: frozenset[Role]
 
 
 # What the trail records for a credential that was replaced (never the credential).
@@ -109,9 +116,12 @@ async def _add_unique(session: AsyncSession, row: object, taken: str) -> None:
 # Separation of duties (DESIGN §4): an admin manages accounts but never learns a password
 # or a TOTP secret. A new account, or a reset, gets a one-time enrolment code that the
 # person redeems to choose their own password and receive their own TOTP secret. The admin
-# sees that code and could redeem it, so the roles of `roles_needing_approval` (every role
-# that reads case content, and admin; app/core/config.py) are held only once a second
-# person has approved them.
+# sees that code and could redeem it, so the roles that need approval (every role that
+# reads case content, and admin; app/identity/roles.py) are held only once a second person
+# has approved them, and only once the account is enrolled: the approval vouches for
+# whoever enrolled, which the approver confirms with the person. A new code (a reset)
+# withdraws any request and files it again, so that no approval outlives the enrolment it
+# was given for.
 
 ENROLMENT_FAILED = (
     "The enrolment code is wrong, has expired or was already used; ask an administrator "
@@ -191,13 +201,13 @@ async def create_user(
     first_admin = (
         bootstrap and data.role is Role.admin and not await repository.enabled_admin_exists(session)
     )
-    needs_approval = data.role in kit.settings.roles_needing_approval and not first_admin
+    waits = needs_approval(data.role, None, kit.roles_needing_approval) and not first_admin
     now = utcnow()
-    user = AppUser(username=data.username, role=None if needs_approval else data.role)
+    user = AppUser(username=data.username, role=None if waits else data.role)
     code = _issue_enrolment_code(kit, user, now)
     await _add_unique(session, user, "That username is taken.")
     changes = [change("user", user.id, None, {**_user_snapshot(user), "enrolment_code": CHANGED})]
-    if needs_approval:
+    if waits:
         changes.append(
             await _ask_for_role(session, user.id, role=data.role, by=requested_by, now=now)
         )
@@ -233,7 +243,12 @@ async def create_first_admin(session: AsyncSession, kit: SecurityKit) -> FirstAd
     if await repository.users_page(session, None, 1):
         return None
     password, secret = secrets.token_urlsafe(18), new_totp_secret()
-    user = AppUser(username=FIRST_ADMIN, role=Role.admin, password_hash=await _hash(kit, password))
+    user = AppUser(
+        username=FIRST_ADMIN,
+        role=Role.admin,
+        password_hash=await _hash(kit, password),
+        enrolled_at=utcnow(),
+    )
     user.totp_secret = _seal_totp(kit, user.id, secret)
     await _add_unique(session, user, "That username is taken.")
     created = {**_user_snapshot(user), "password": CHANGED, "totp": CHANGED}
@@ -284,9 +299,10 @@ async def update_user(
     data: UserUpdate,
     actor: Principal,
 ) -> AppUser:
-    """Change the role or disable. A role that needs approval is asked for, and the user
-    keeps the old one until it is approved; any other role change withdraws an open request
-    and takes effect at once."""
+    """Change the role or disable. A role that needs approval and grants more than the
+    current one is asked for, and the user keeps the old one until it is approved; any
+    other role change (e.g. one that reads less case content) withdraws an open request and
+    takes effect at once."""
     user = await get_user(session, user_id, for_update=True)
     _check_version(user.version, expected_version, "user")
     before = _user_snapshot(user)
@@ -297,11 +313,12 @@ async def update_user(
     requests: list[dict[str, Any] | None] = []
     if data.role is not None:
         requests.append(await _withdraw_role_request(session, user.id, by=actor.id, now=now))
-        if data.role in kit.settings.roles_needing_approval and data.role != user.role:
+        held = Role(user.role) if user.role is not None else None
+        if data.role != held and needs_approval(data.role, held, kit.roles_needing_approval):
             requests.append(
                 await _ask_for_role(session, user.id, role=data.role, by=actor.id, now=now)
             )
-        elif data.role != user.role:
+        elif data.role != held:
             user.role = data.role
             ends_sessions = True
     if data.disabled is not None and data.disabled != user.disabled:
@@ -332,7 +349,9 @@ async def reset_user(
     """A lost password or phone: the password and TOTP secret are cleared, every session
     ends at once, and a new enrolment code (replacing any older one) lets the person enrol
     again. Whoever redeems that code gets the account, so a role that needs approval is
-    suspended until a second person approves it again."""
+    suspended, and a role request is withdrawn and filed again (for the role it asked for,
+    else the suspended one): a second person approves it once the account is enrolled
+    again, never with an approval given before."""
     user = await get_user(session, user_id, for_update=True)
     _check_version(user.version, expected_version, "user")
     if user.id == actor.id:
@@ -340,14 +359,20 @@ async def reset_user(
     credentials = ("password", "totp", "enrolment_code")
     before = {**_user_snapshot(user), **dict.fromkeys(credentials)}
     now = utcnow()
+    held = Role(user.role) if user.role is not None else None
+    suspended = held is not None and held in kit.roles_needing_approval
+    open_request = await repository.pending_role_request(session, user.id, for_update=True)
+    asked = held if suspended else None
+    if open_request is not None:
+        asked = Role(open_request.role)
     requests: list[dict[str, Any] | None] = []
-    if user.role is not None and Role(user.role) in kit.settings.roles_needing_approval:
+    if asked is not None:
         requests.append(await _withdraw_role_request(session, user.id, by=actor.id, now=now))
-        requests.append(
-            await _ask_for_role(session, user.id, role=Role(user.role), by=actor.id, now=now)
-        )
+        requests.append(await _ask_for_role(session, user.id, role=asked, by=actor.id, now=now))
+    if suspended:
         user.role = None
     user.password_hash, user.totp_secret, user.totp_last_step = None, None, 0
+    user.enrolled_at, user.enrolled_from_address, user.enrolled_user_agent = None, None, None
     code = _issue_enrolment_code(kit, user, now)
     user.version += 1
     user.updated_at = now
@@ -367,7 +392,7 @@ async def reset_user(
 
 
 def _enrolment_throttle_key(address: str) -> str:
-    return f"enrolment-address:{address}"
+    return f"enrolment-address:{address_group(address)}"
 
 
 async def _redeemable(
@@ -427,11 +452,23 @@ async def start_enrolment(
     return user, secret
 
 
+# Kept with the enrolment for approvers to check with the person, not as evidence: a
+# client sets its own user agent.
+ADDRESS_CHARS, USER_AGENT_CHARS = 64, 300
+
+
 async def confirm_enrolment(
-    session: AsyncSession, kit: SecurityKit, code: str, *, one_time_code: str, address: str
+    session: AsyncSession,
+    kit: SecurityKit,
+    code: str,
+    *,
+    one_time_code: str,
+    address: str,
+    user_agent: str | None,
 ) -> AppUser:
     """Step two: the authenticator's current code. The enrolment code is used up (it
-    cannot be redeemed again) and the account can sign in, once it holds a role."""
+    cannot be redeemed again) and the account can sign in, once it holds a role. When and
+    from where this happened is kept for whoever approves the account's role."""
     now = utcnow()
     journal = journal_of(session)
     journal.attempted = "user.confirm_enrolment"
@@ -449,6 +486,9 @@ async def confirm_enrolment(
     # The confirming code counts as used: it cannot also sign in.
     user.totp_last_step = step
     user.enrolment_code_hash, user.enrolment_expires_at = None, None
+    user.enrolled_at = now
+    user.enrolled_from_address = address[:ADDRESS_CHARS]
+    user.enrolled_user_agent = user_agent[:USER_AGENT_CHARS] if user_agent else None
     user.version += 1
     user.updated_at = now
     await repository.save(session, user)
@@ -490,16 +530,16 @@ async def _withdraw_role_request(
 
 async def list_role_requests(
     session: AsyncSession, cursor: str | None, limit: int
-) -> tuple[list[RoleRequest], dict[uuid.UUID, str], str | None]:
-    """Open requests, oldest first, with the usernames they are for."""
+) -> tuple[list[RoleRequest], dict[uuid.UUID, AppUser], str | None]:
+    """Open requests, oldest first, with the accounts they are for."""
     requests, next_cursor = await id_keyset_page(
         lambda after, n: repository.pending_role_requests_page(session, after, n),
         {"role_requests": "pending"},
         cursor,
         limit,
     )
-    names = await repository.usernames(session, [request.user_id for request in requests])
-    return requests, names, next_cursor
+    users = await repository.users_by_id(session, [request.user_id for request in requests])
+    return requests, users, next_cursor
 
 
 async def get_role_request(
@@ -519,6 +559,13 @@ async def pending_role_request_of(session: AsyncSession, username: str) -> RoleR
     return request
 
 
+NOT_ENROLLED = (
+    "The account has not enrolled yet (or was reset and has not enrolled again): a role is "
+    "approved only once the person has enrolled, and after confirming with them, out of "
+    "band, that it was them (see enrolled_at, enrolled_from_address and enrolled_user_agent)."
+)
+
+
 async def decide_role_request(
     session: AsyncSession,
     request_id: uuid.UUID,
@@ -529,8 +576,10 @@ async def decide_role_request(
 ) -> tuple[RoleRequest, AppUser]:
     """Approve (the user holds the role from now on; their sessions end, so that the next
     ones carry it) or reject. Approval needs a second person: neither the one who asked nor
-    the one it is for. `decider` None is the system (the command line, run by an operator
-    who holds the database's keys anyway)."""
+    the one it is for; and an enrolled account: an approval vouches for the person who
+    enrolled, so it is never given ahead to whoever will redeem a code. `decider` None is
+    the system (the command line, run by an operator who holds the database's keys
+    anyway)."""
     # The user's row is locked before the request's, in the order role changes lock them.
     subject = (await get_role_request(session, request_id)).user_id
     user = await get_user(session, subject, for_update=True)
@@ -543,6 +592,8 @@ async def decide_role_request(
             "A role needs a second person's approval: not the one who asked for it, and not "
             "the one who would hold it."
         )
+    if approve and not user.enrolled:
+        raise Conflict(NOT_ENROLLED)
     before_request, before_user = _request_snapshot(request), _user_snapshot(user)
     now = utcnow()
     request.status = RoleRequestStatus.approved if approve else RoleRequestStatus.rejected
@@ -571,7 +622,27 @@ async def decide_role_request(
 
 # Throttling of failed authentication ------------------------------------------------------
 # What the settings describe (app/core/config.py): per identity and address, per address,
-# and per identity from everywhere; sign-in and the partner token endpoint share it.
+# and per identity from everywhere (not holding back addresses the account signed in from
+# lately); sign-in and the partner token endpoint share it.
+
+# One host commonly holds a whole IPv6 /64, so its addresses count as one.
+IPV6_HOST_PREFIX = 64
+
+
+def address_group(address: str) -> str:
+    """What throttling counts a client address as: an IPv4 address itself (also written
+    IPv4-mapped), an IPv6 address its /64, anything else (no address) as given."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:ADDRESS_CHARS]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        host_bits = 128 - IPV6_HOST_PREFIX
+        network = ipaddress.IPv6Network((int(parsed) >> host_bits << host_bits, IPV6_HOST_PREFIX))
+        return str(network)
+    return str(parsed)
 
 
 @dataclass(frozen=True)
@@ -594,6 +665,9 @@ class Throttle:
     pair: Limit
     # The identity from every address, if it has such a limit.
     identity: Limit | None = None
+    # The identity's block does not hold back this address (the owner's lately); its
+    # failures still count.
+    identity_block_waived: bool = False
 
     @property
     def serial_key(self) -> str:
@@ -605,9 +679,29 @@ class Throttle:
     def identity_limits(self) -> list[Limit]:
         return [limit for limit in (self.pair, self.identity) if limit is not None]
 
+    @property
+    def blocking_limits(self) -> list[Limit]:
+        """The identity's limits whose blocks refuse this attempt."""
+        if self.identity_block_waived:
+            return [self.pair]
+        return self.identity_limits
 
-def _sign_in_throttle(settings: Settings, username: str, address: str) -> Throttle:
+
+def _account_key(username: str) -> str:
+    """The account a sign-in names, as throttling counts it: a name that cannot be a
+    username (a forbidden character, too long) is counted by its digest, like any unknown
+    name, but keeps no such characters in the table."""
     account = username.lower()
+    if re.fullmatch(USERNAME_PATTERN, account):
+        return account
+    digest = hashlib.sha256(username.encode()).hexdigest()
+    return f"~{digest[:32]}"
+
+
+def _sign_in_throttle(
+    settings: Settings, account: str, address: str, *, address_known: bool
+) -> Throttle:
+    """`address`: as grouped by `address_group`."""
     return Throttle(
         address=Limit(
             f"address:{address}",
@@ -624,11 +718,13 @@ def _sign_in_throttle(settings: Settings, username: str, address: str) -> Thrott
             settings.login_max_failures_per_account,
             settings.login_account_block_seconds,
         ),
+        identity_block_waived=address_known,
     )
 
 
 def partner_throttle(settings: Settings, client_id: str, address: str) -> Throttle:
     """The token endpoint's counters; the address's are apart from sign-in's."""
+    address = address_group(address)
     return Throttle(
         address=Limit(
             f"token-address:{address}",
@@ -651,7 +747,7 @@ async def enter_throttle(session: AsyncSession, throttle: Throttle, now: datetim
     address_blocked = await repository.blocked_until(session, [throttle.address.key])
     _refuse_if_blocked(throttle, address_blocked, now)
     await repository.lock_throttle(session, throttle.serial_key, now)
-    keys = [limit.key for limit in throttle.identity_limits]
+    keys = [limit.key for limit in throttle.blocking_limits]
     _refuse_if_blocked(throttle, await repository.blocked_until(session, keys), now)
 
 
@@ -680,6 +776,21 @@ def _refuse_if_blocked(throttle: Throttle, blocked: datetime | None, now: dateti
         raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
 
 
+async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, int]:
+    """Delete what throttling and replay protection no longer need (the counters' keys
+    hold names people typed); how many rows of each kind went."""
+    now = utcnow()
+    window_start = now - timedelta(seconds=settings.login_failure_window_seconds)
+    known_since = now - timedelta(days=settings.login_known_address_days)
+    return {
+        "sign_in_throttles": await repository.purge_throttles(
+            session, window_start=window_start, now=now
+        ),
+        "known_sign_in_addresses": await repository.purge_known_addresses(session, known_since),
+        "client_assertion_uses": await repository.purge_assertion_uses(session, now),
+    }
+
+
 # Sign-in and sessions --------------------------------------------------------------------
 
 
@@ -695,10 +806,13 @@ async def sign_in(
     now = utcnow()
     journal = journal_of(session)
     journal.attempted = "auth.sign_in"
-    throttle = _sign_in_throttle(settings, username, address)
+    account, group = _account_key(username), address_group(address)
+    since = now - timedelta(days=settings.login_known_address_days)
+    known = await repository.is_known_address(session, account, group, since)
+    throttle = _sign_in_throttle(settings, account, group, address_known=known)
     await enter_throttle(session, throttle, now)
 
-    user = await repository.user_by_username(session, username.lower())
+    user = await repository.user_by_username(session, account)
     if user is not None:
         journal.subject = ("user", user.id)
     # Every path verifies one argon2 hash, so an unknown user costs what a known one does.
@@ -710,7 +824,7 @@ async def sign_in(
         step = matching_totp_step(_open_totp(kit, user), code, user.totp_last_step)
     if user is None or step is None:
         await count_failure(session, settings, throttle, now)
-        log.warning("sign_in_failed", account=username[:64], address=address)
+        log.warning("sign_in_failed", account=account, address=address)
         raise SignInFailed("The username, password or code is not right.")
 
     user.totp_last_step = step
@@ -718,6 +832,7 @@ async def sign_in(
         user.password_hash = await _hash(kit, password)
     await repository.save(session, user)
     await forget_failures(session, throttle, now)
+    await repository.remember_address(session, user.id, group, now)
     user_session = UserSession(
         user_id=user.id, expires_at=now + timedelta(days=settings.session_max_days)
     )
@@ -808,7 +923,11 @@ async def end_session(session: AsyncSession, principal: Principal) -> None:
 # Bearer tokens -> principals ---------------------------------------------------------------
 
 
-def _agreement(row: dict[str, Any]) -> SharingAgreement:
+def _agreement(row: dict[str, Any]) -> SharingAgreement | None:
+    """The partner's sharing agreement, if a coordinator (or the system) approved it; an
+    agreement not approved shares nothing."""
+    if row["agreement_approved_at"] is None:
+        return None
     return SharingAgreement(
         jurisdiction=row["share_jurisdiction"],
         recognised_only=row["share_recognised_only"],
@@ -875,24 +994,46 @@ def _checked_jwks(jwks: Jwks) -> dict[str, Any]:
     return {"keys": [key.as_dict(private=False) for key in key_set.keys]}
 
 
-def _apply_agreement(partner: Partner, agreement: AgreementInput) -> None:
+# What a partner sees is a data-sharing decision: a coordinator's (`partner.share`), never
+# the admin's alone, who creates the partner and handles its credentials (DESIGN §4). An
+# agreement is honoured only while approved, and a change of credentials by an admin
+# suspends the approval: the admin then holds a secret (or chose keys) that the agreement
+# would otherwise honour.
+
+
+def _approve_agreement(
+    partner: Partner, agreement: AgreementInput, *, approved_by: uuid.UUID | None, now: datetime
+) -> None:
     partner.share_jurisdiction = agreement.jurisdiction
     partner.share_recognised_only = agreement.recognised_only
     partner.share_case_file_ids = sorted(set(agreement.case_file_ids))
     partner.max_tier = agreement.max_tier
     partner.read_write = agreement.read_write
+    partner.agreement_approved_by, partner.agreement_approved_at = approved_by, now
+
+
+def _suspend_agreement(partner: Partner) -> None:
+    partner.agreement_approved_by, partner.agreement_approved_at = None, None
 
 
 async def create_partner(
-    session: AsyncSession, kit: SecurityKit, data: PartnerCreate
+    session: AsyncSession,
+    kit: SecurityKit,
+    data: PartnerCreate,
+    *,
+    system_agreement: AgreementInput | None = None,
 ) -> tuple[Partner, str | None]:
+    """A partner client that sees nothing until a coordinator approves its agreement. The
+    command line, run by an operator who holds the database and the keys anyway, may give
+    the agreement at once (`system_agreement`), approved by the system."""
     partner = Partner(
         name=data.name,
         client_id="hbp_" + secrets.token_hex(12),
         auth_method=data.auth_method,
         scopes=sorted(set(data.scopes)),
     )
-    _apply_agreement(partner, data.agreement)
+    if system_agreement is not None:
+        _approve_agreement(partner, system_agreement, approved_by=None, now=utcnow())
     secret = None
     if data.public_jwks is not None:
         partner.public_jwks = _checked_jwks(data.public_jwks)
@@ -924,9 +1065,22 @@ def _partner_snapshot(partner: Partner) -> dict[str, Any]:
         "share_case_file_ids": [str(i) for i in partner.share_case_file_ids],
         "max_tier": partner.max_tier,
         "read_write": partner.read_write,
+        "agreement_approved": partner.agreement_approved,
+        "agreement_approved_by": (
+            str(partner.agreement_approved_by) if partner.agreement_approved_by else None
+        ),
         "public_jwks": partner.public_jwks,
         "version": partner.version,
     }
+
+
+def key_thumbprints(partner: Partner) -> list[str]:
+    """The RFC 7638 SHA-256 thumbprints of the partner's public keys: what a coordinator
+    confirms with the partner, out of band, before approving its agreement."""
+    jwks: Any = partner.public_jwks
+    if not jwks:
+        return []
+    return [key.thumbprint() for key in KeySet.import_key_set(jwks).keys]
 
 
 async def get_partner(
@@ -952,6 +1106,7 @@ async def list_partners(
 async def update_partner(
     session: AsyncSession, partner_id: uuid.UUID, expected_version: int, data: PartnerUpdate
 ) -> Partner:
+    """Scopes, keys, disabling. New keys suspend the sharing agreement."""
     partner = await get_partner(session, partner_id, for_update=True)
     _check_version(partner.version, expected_version, "partner")
     before = _partner_snapshot(partner)
@@ -962,9 +1117,10 @@ async def update_partner(
     if data.public_jwks is not None:
         if partner.auth_method != "private_key_jwt":
             raise UnprocessableInput("This partner authenticates with a client secret.")
-        partner.public_jwks = _checked_jwks(data.public_jwks)
-    if data.agreement is not None:
-        _apply_agreement(partner, data.agreement)
+        keys = _checked_jwks(data.public_jwks)
+        if keys != partner.public_jwks:
+            partner.public_jwks = keys
+            _suspend_agreement(partner)
     partner.version += 1
     partner.updated_at = utcnow()
     await repository.save(session, partner)
@@ -987,6 +1143,7 @@ async def new_partner_secret(
     before = {**_partner_snapshot(partner), "secret": None}
     secret = secrets.token_urlsafe(32)
     partner.secret_hash = await _hash(kit, secret)
+    _suspend_agreement(partner)
     partner.version += 1
     partner.updated_at = utcnow()
     await repository.save(session, partner)
@@ -995,6 +1152,34 @@ async def new_partner_secret(
         "partner.new_secret", "partner", partner.id, [change("partner", partner.id, before, after)]
     )
     return secret
+
+
+async def share_with_partner(
+    session: AsyncSession,
+    partner_id: uuid.UUID,
+    *,
+    expected_version: int,
+    agreement: AgreementInput,
+    approved_by: uuid.UUID,
+) -> Partner:
+    """A coordinator sets the partner's whole sharing agreement, and so approves it (again,
+    after a change of credentials). The version binds the approval to the credentials the
+    coordinator saw: a change since then is a 412."""
+    partner = await get_partner(session, partner_id, for_update=True)
+    _check_version(partner.version, expected_version, "partner")
+    before = _partner_snapshot(partner)
+    now = utcnow()
+    _approve_agreement(partner, agreement, approved_by=approved_by, now=now)
+    partner.version += 1
+    partner.updated_at = now
+    await repository.save(session, partner)
+    journal_of(session).changed(
+        "partner.share",
+        "partner",
+        partner.id,
+        [change("partner", partner.id, before, _partner_snapshot(partner))],
+    )
+    return partner
 
 
 async def partner_for_client(session: AsyncSession, client_id: str) -> Partner | None:

@@ -11,10 +11,15 @@ same for development, with a role it creates.
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import structlog
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import embedded
 from app.core.config import Settings
+
+log = structlog.get_logger(__name__)
 
 # Append-only for the application: rows are added, never changed.
 APPEND_ONLY_TABLES = ("audit_event", "audit_checkpoint")
@@ -81,3 +86,34 @@ async def _as_owner(
         await work(connection, role)
     finally:
         await connection.close()
+
+
+class UnsafeDatabaseRole(RuntimeError):
+    """The API would connect as a role that can rewrite the audit trail."""
+
+
+async def refuse_unsafe_role(engine: AsyncEngine, *, production: bool) -> None:
+    """The API's role must not be a superuser, nor the owner of the audit trail (or a
+    member of the owner's role): either could switch its triggers off. In production that
+    stops the start; elsewhere (a developer's own server, the tests) it is a warning."""
+    async with engine.connect() as connection:
+        unsafe = (
+            await connection.execute(
+                text(
+                    "SELECT r.rolsuper OR pg_has_role(current_user, c.relowner, 'MEMBER')"
+                    " FROM pg_roles r, pg_class c"
+                    " WHERE r.rolname = current_user AND c.oid = 'audit_event'::regclass"
+                )
+            )
+        ).scalar_one()
+        user = (await connection.execute(text("SELECT current_user"))).scalar_one()
+    if not unsafe:
+        return
+    message = (
+        f"the API connects to the database as {user!r}, which can switch the audit trail's"
+        " triggers off; connect as a role granted by `habeas db grant ROLE`"
+        " (see HABEAS_APP_DATABASE_URL)"
+    )
+    if production:
+        raise UnsafeDatabaseRole(f"Refusing to start: {message}.")
+    log.warning("unsafe_database_role", detail=message)

@@ -1,6 +1,8 @@
-"""Housekeeping: remove what is kept only for a while. Today that is idempotency records,
-whose stored responses (sealed, but still copies of case data) must not outlive the
-window in which a client may retry.
+"""Housekeeping: remove what is kept only for a while: idempotency records, whose stored
+responses (sealed, but still copies of case data) must not outlive the window in which a
+client may retry; sign-in throttle counters whose window has passed (their keys hold the
+names people typed), addresses accounts have not signed in from lately, and the ids of
+client assertions that have expired.
 
 Every API process runs it every `housekeeping_interval_seconds`; the deletes are
 idempotent, so several processes running it at once only repeat each other.
@@ -17,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.idempotency import service as idempotency_service
+from app.identity import service as identity_service
 
 log = structlog.get_logger(__name__)
 
@@ -29,8 +32,9 @@ async def purge_expired(
         purged = await idempotency_service.purge_expired(
             session, timedelta(hours=settings.idempotency_retention_hours)
         )
+        identity = await identity_service.purge_expired(session, settings)
         await session.commit()
-    return {"idempotency_records": purged}
+    return {"idempotency_records": purged, **identity}
 
 
 async def run_periodically(factory: async_sessionmaker[AsyncSession], settings: Settings) -> None:

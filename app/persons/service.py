@@ -192,10 +192,12 @@ async def get(
     """The person, if the caller may see them; otherwise NotFound. Without `keys`,
     confidential values stay sealed (for callers that only need to know the person)."""
     person = await repository.get(session, person_id, for_update=for_update)
-    if person is None:
-        raise NotFound("No such person.")
+    # The same queries run whether the person exists or not: a person the caller may not
+    # see must take as long to refuse as one that does not exist.
     links = (await _links(session, caller, [person_id])).get(person_id, NO_CASE_FILES)
     names = await repository.names_of(session, [person_id])
+    if person is None:
+        raise NotFound("No such person.")
     return _view(caller, keys, person, names.get(person_id, []), links)
 
 

@@ -3,8 +3,13 @@
 An account is created, or reset, with a one-time enrolment code (stored as its SHA-256)
 instead of a password and TOTP secret; both stay empty until the person redeems the code.
 A role that needs a second person's approval waits in `role_request`, and until then the
-account holds no role (or keeps its old one). Existing accounts keep their credentials and
-roles.
+account holds no role (or keeps its old one); `enrolled_at`, `enrolled_from_address` and
+`enrolled_user_agent` say when and from where the current enrolment was confirmed, for the
+approver to check with the person (unknown, so empty, for existing accounts). Existing
+accounts keep their credentials and roles.
+
+`known_sign_in_address` remembers where each account signed in from: the account-wide
+sign-in throttle does not hold those addresses back.
 
 Downgrading cannot express an account without a role or an unconfirmed enrolment: such
 accounts are disabled, with the auditor role (the one without case content), and role
@@ -44,6 +49,29 @@ def upgrade() -> None:
     )
     op.create_unique_constraint(
         op.f("uq_app_user_enrolment_code_hash"), "app_user", ["enrolment_code_hash"]
+    )
+    op.add_column("app_user", sa.Column("enrolled_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "app_user",
+        sa.Column(
+            "enrolled_from_address", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+    )
+    op.add_column(
+        "app_user",
+        sa.Column(
+            "enrolled_user_agent", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True
+        ),
+    )
+    op.create_table(
+        "known_sign_in_address",
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("address", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("last_signed_in_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["app_user.id"], name=op.f("fk_known_sign_in_address_user_id_app_user")
+        ),
+        sa.PrimaryKeyConstraint("user_id", "address", name=op.f("pk_known_sign_in_address")),
     )
     op.create_table(
         "role_request",
@@ -95,10 +123,14 @@ def downgrade() -> None:
     )
     op.drop_index(op.f("ix_role_request_user_id"), table_name="role_request")
     op.drop_table("role_request")
+    op.drop_table("known_sign_in_address")
     op.execute(
         "UPDATE app_user SET disabled = true, role = coalesce(role, 'auditor')"
         " WHERE role IS NULL OR enrolment_code_hash IS NOT NULL"
     )
+    op.drop_column("app_user", "enrolled_user_agent")
+    op.drop_column("app_user", "enrolled_from_address")
+    op.drop_column("app_user", "enrolled_at")
     op.drop_constraint(op.f("uq_app_user_enrolment_code_hash"), "app_user", type_="unique")
     op.drop_column("app_user", "enrolment_expires_at")
     op.drop_column("app_user", "enrolment_code_hash")

@@ -40,6 +40,16 @@ agreement = st.fixed_dictionaries(
 )
 
 
+def _cases_of(records: list[dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]:
+    """Every case file in creation order, with whether its person is closed (has a
+    high-confidentiality case file)."""
+    return [
+        (any(c["confidentiality"] == "high" for c in item["case_files"]), case)
+        for item in records
+        for case in item["case_files"]
+    ]
+
+
 async def _listed(client: httpx.AsyncClient, path: str) -> set[str]:
     found: set[str] = set()
     url: str | None = f"{path}?limit=200"
@@ -149,5 +159,13 @@ async def test_a_record_is_listed_exactly_when_it_may_be_read(
             )
         }
         assert await _listed(caseworker.client, f"{API}/persons") == expected, records
+        # A case file of such a person is as closed as they are: a caseworker sees it only
+        # when assigned to it, an analyst never.
+        seen_by_caseworker = {
+            case_id
+            for case_id, (person_closed, case) in zip(case_ids, _cases_of(records), strict=True)
+            if case["assigned_to_caseworker"] or not person_closed
+        }
+        assert await _listed(caseworker.client, f"{API}/cases") == seen_by_caseworker, records
     finally:
         await partner_client.aclose()

@@ -29,6 +29,7 @@ from tests.auth import (
     api_client,
     create_account,
     create_partner,
+    enrolled_awaiting_approval,
     new_account,
     partner_token,
 )
@@ -46,7 +47,7 @@ class World:
     collective_id: str
     user_id: str
     partner_id: str
-    # The pending role request of the account `user_id` (asked for by the system).
+    # A pending role request (asked for by the system) of an enrolled account.
     role_request_id: str = ""
 
 
@@ -109,6 +110,10 @@ ADMIN_CREATE = expect(admin=201, others=403)
 ADMIN = expect(admin=200, others=403)
 # The second person for a role that needs approval.
 APPROVER = expect(admin=200, coordinator=200, others=403)
+# Partners: admins manage the clients, coordinators decide what each is shared; both see
+# them.
+PARTNER_READ = expect(admin=200, coordinator=200, others=403)
+PARTNER_SHARE = expect(coordinator=200, others=403)
 SIGNED_IN = expect(partner=403, others=204)
 # Field-level history: coordinators only; others who may see the record get a 403.
 HISTORY = expect(
@@ -272,10 +277,18 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             },
         ),
     ),
-    ("GET", "/api/v1/partners"): (ADMIN, lambda c, w, k: c.get(f"{API}/partners")),
+    ("GET", "/api/v1/partners"): (PARTNER_READ, lambda c, w, k: c.get(f"{API}/partners")),
     ("GET", "/api/v1/partners/{partner_id}"): (
-        ADMIN,
+        PARTNER_READ,
         lambda c, w, k: c.get(f"{API}/partners/{w.partner_id}"),
+    ),
+    ("PUT", "/api/v1/partners/{partner_id}/agreement"): (
+        PARTNER_SHARE,
+        lambda c, w, k: c.put(
+            f"{API}/partners/{w.partner_id}/agreement",
+            json={"jurisdiction": "BY", "max_tier": "restricted"},
+            headers={"If-Match": '"1"'},
+        ),
     ),
     ("PATCH", "/api/v1/partners/{partner_id}"): (
         ADMIN,
@@ -458,10 +471,12 @@ async def test_matrix(
                 # account and partner) per attempt; reads share one.
                 if world is None or method != "GET":
                     world = await _build_world(coordinator, caseworker, other_caseworker.id)
-                    # An account whose coordinator role awaits approval (version 1).
+                    # An account whose coordinator role awaits approval (version 1), and
+                    # one its person enrolled, whose request can be approved (version 1).
                     target = await new_account(app, Role.coordinator)
                     world.user_id = str(target.id)
-                    world.role_request_id = str(target.role_request_id)
+                    enrolled = await enrolled_awaiting_approval(app, Role.coordinator)
+                    world.role_request_id = str(enrolled.role_request_id)
                     world.partner_id = str((await create_partner(app, scopes=["sync:read"]))[0].id)
                 caller = callers[role]
                 response = await call(caller, world, kind)

@@ -39,6 +39,7 @@ from tests.auth import (
     api_client,
     create_account,
     create_partner,
+    enrolled_awaiting_approval,
     new_account,
     partner_token,
 )
@@ -593,7 +594,7 @@ async def check_confirm_enrolment(w: World, e: Event, a: Attempt, r: httpx.Respo
 def _prepare_role_decision(verdict: str) -> Prepare:
     async def prepare(w: World) -> Attempt:
         admin = await w.sign_in_as(Role.admin)
-        account = await new_account(w.app, Role.coordinator)
+        account = await enrolled_awaiting_approval(w.app, Role.coordinator)
         assert account.role_request_id is not None
         return Attempt(
             admin.client,
@@ -619,7 +620,8 @@ def _check_role_decision(status: str, role: str | None) -> Check:
             "version": {"before": 1, "after": 2},
         }
         user = change_of(e, "user", a.facts["user_id"])
-        assert user.pop("version") == {"before": 1, "after": 2}
+        # Version 3: made, then enrolled in two steps.
+        assert user.pop("version") == {"before": 3, "after": 4}
         assert user == ({"role": {"before": None, "after": role}} if role else {})
         assert e["related"] == [a.facts["user_id"]]
 
@@ -698,11 +700,51 @@ async def prepare_partner_secret(w: World) -> Attempt:
 
 async def check_partner_secret(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
     partner_id = a.facts["partner_id"]
+    # A new secret suspends the agreement (approved by the system when it was made).
     assert change_of(e, "partner", partner_id) == {
         "secret": {"before": None, "after": "changed"},
+        "agreement_approved": {"before": True, "after": False},
         "version": {"before": 1, "after": 2},
     }
     assert_no_plain(e, (r.json()["client_secret"], await _secret_hash(w.db, partner_id)))
+
+
+async def prepare_partner_share(w: World) -> Attempt:
+    admin = await w.sign_in_as(Role.admin)
+    registered = await admin.client.post(
+        f"{API}/partners",
+        json={
+            "name": f"Partner {secrets.token_hex(4)}",
+            "scopes": ["sync:read"],
+            "auth_method": "client_secret",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    partner = registered.json()
+    coordinator = await w.coordinator()
+    agreement = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "restricted"}
+    return Attempt(
+        coordinator.client,
+        lambda c: c.put(
+            f"{API}/partners/{partner['id']}/agreement", json=agreement, headers=_if_match(1)
+        ),
+        200,
+        _user(coordinator),
+        _fixed(partner["id"]),
+        secrets=[partner["client_secret"]],
+        facts={"partner_id": partner["id"], "by": coordinator},
+    )
+
+
+async def check_partner_share(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    assert change_of(e, "partner", a.facts["partner_id"]) == {
+        "share_jurisdiction": {"before": None, "after": "BY"},
+        "share_recognised_only": {"before": True, "after": False},
+        "max_tier": {"before": "public", "after": "restricted"},
+        "agreement_approved": {"before": False, "after": True},
+        "agreement_approved_by": {"before": None, "after": str(a.facts["by"].account.id)},
+        "version": {"before": 1, "after": 2},
+    }
 
 
 # sign-in, tokens, sign-out
@@ -855,6 +897,9 @@ WRITES: dict[tuple[str, str], Write] = {
     ),
     ("POST", "/api/v1/partners/{partner_id}/secret"): Write(
         prepare_partner_secret, "partner.new_secret", "partner", check_partner_secret
+    ),
+    ("PUT", "/api/v1/partners/{partner_id}/agreement"): Write(
+        prepare_partner_share, "partner.share", "partner", check_partner_share
     ),
     ("POST", "/api/v1/auth/logout"): Write(
         prepare_logout, "auth.sign_out", "user_session", check_logout

@@ -157,3 +157,30 @@ async def test_requests_beyond_the_concurrency_limit_are_a_503_at_once(
             writer.close()
         served = await _request(port, HEALTHZ)
         assert served.startswith(b"HTTP/1.1 200")
+
+
+async def test_a_body_trickled_in_time_chunk_by_chunk_still_has_a_deadline(
+    database_url: str,
+) -> None:
+    application = create_app(
+        settings_for(database_url, body_read_timeout_seconds=0.5, body_total_timeout_seconds=1.0)
+    )
+    async with application.router.lifespan_context(application), serving(application) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        )
+
+        async def trickle() -> None:
+            with contextlib.suppress(ConnectionError):
+                for _ in range(20):
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(0.3)
+
+        trickling = asyncio.create_task(trickle())
+        answer = await asyncio.wait_for(reader.read(), 5)
+        trickling.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer

@@ -61,8 +61,8 @@ def live_server(database_url: str) -> Iterator[str]:
 
 
 def _coordinator_token(base_url: str, env: dict[str, str]) -> str:
-    """A coordinator made with the real CLI (its role approved there), enrolled and signed
-    in through the real endpoints."""
+    """A coordinator made with the real CLI, enrolled through the real endpoints, its role
+    approved on the CLI, and signed in."""
     username = f"fuzz-{os.getpid()}"
     password = "fuzzing-password-long-enough"
 
@@ -78,7 +78,6 @@ def _coordinator_token(base_url: str, env: dict[str, str]) -> str:
         return printed
 
     code = habeas("users", "add", username, "--role", "coordinator")["enrolment_code"]
-    habeas("users", "approve", username)
     started = httpx.post(
         f"{base_url}/api/v1/auth/enrolment",
         json={"enrolment_code": code, "password": password},
@@ -89,6 +88,8 @@ def _coordinator_token(base_url: str, env: dict[str, str]) -> str:
         f"{base_url}/api/v1/auth/enrolment/confirmation",
         json={"enrolment_code": code, "code": totp.now()},
     ).raise_for_status()
+    # Approved once enrolled (an approval vouches for whoever enrolled).
+    habeas("users", "approve", username)
     response = httpx.post(
         f"{base_url}/api/v1/auth/login",
         # The next step's code: the current one confirmed the enrolment.

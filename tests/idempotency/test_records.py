@@ -2,6 +2,8 @@
 as the caller may see it now, and expired records are purged."""
 
 import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -12,14 +14,14 @@ from fastapi import FastAPI
 from sqlalchemy import LargeBinary
 
 from app.access.principal import Role
-from app.core.crypto import UndecryptableValue
+from app.core.crypto import UndecryptableValue, new_audit_key
 from app.core.db import metadata
 from app.idempotency.service import SEALED_AT
 from app.main import create_app
 from app.ops.housekeeping import purge_expired
 from app.ops.keys import SEALED_COLUMNS
-from tests.auth import SignedIn
-from tests.conftest import settings_for
+from tests.auth import SignedIn, api_client
+from tests.conftest import TEST_KEYS_DIR, settings_for
 from tests.factories import API, case_body, person_body
 
 SignIn = Callable[..., Awaitable[SignedIn]]
@@ -193,7 +195,7 @@ async def test_expired_records_are_purged(
         retention + timedelta(minutes=1),
     )
     purged = await purge_expired(app.state.session_factory, app.state.settings)
-    assert purged == {"idempotency_records": 1}
+    assert purged["idempotency_records"] == 1
     assert [row["key"] for row in await db.fetch("SELECT key FROM idempotency_record")] == ["fresh"]
     # The purged key is free again: the same key now creates a new person.
     again = await coordinator.post(
@@ -220,3 +222,35 @@ async def test_servers_purge_on_their_own(
             await asyncio.sleep(0.1)
     assert await db.fetchval("SELECT count(*) FROM idempotency_record") == 0
     assert uuid.UUID(response.json()["id"])
+
+
+async def test_the_request_fingerprint_is_keyed_and_survives_a_key_rotation(
+    sign_in_as: SignIn, db: asyncpg.Connection, database_url: str
+) -> None:
+    """A plain hash of a request would let anyone with a copy of the database confirm a
+    guessed address or witness; the stored digest is keyed, and a retry after the audit
+    keys rotated still matches it."""
+    signed_in = await sign_in_as(Role.coordinator)
+    body = _person_with_secrets()
+    created = await signed_in.client.post(
+        f"{API}/persons", json=body, headers={"Idempotency-Key": "keyed"}
+    )
+    assert created.status_code == 201, created.text
+    stored = await db.fetchval("SELECT fingerprint FROM idempotency_record")
+    plain = json.dumps([body], sort_keys=True, default=str, separators=(",", ":"))
+    assert stored != hashlib.sha256(plain.encode()).hexdigest()
+
+    ring = json.loads((TEST_KEYS_DIR / "keys" / "audit.json").read_text())
+    rotated = {"active": "rotated", "keys": {**ring["keys"], "rotated": new_audit_key()}}
+    application = create_app(settings_for(database_url, audit_keys=json.dumps(rotated)))
+    async with application.router.lifespan_context(application), api_client(application) as client:
+        client.headers["Authorization"] = signed_in.client.headers["Authorization"]
+        replayed = await client.post(
+            f"{API}/persons", json=body, headers={"Idempotency-Key": "keyed"}
+        )
+        assert replayed.status_code == 201, replayed.text
+        assert replayed.headers["Idempotent-Replayed"] == "true"
+        other = await client.post(
+            f"{API}/persons", json=person_body(), headers={"Idempotency-Key": "keyed"}
+        )
+        assert other.status_code == 422, other.text

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,21 @@ from joserfc.jwk import ECKey
 
 from app.access.principal import Role
 from app.main import create_app
+from app.ops.housekeeping import purge_expired
 from tests.auth import (
     Account,
     SignedIn,
     api_client,
     create_account,
+    create_partner,
     log_in,
     while_an_uncommitted_insert_holds_the_name,
 )
 from tests.conftest import TEST_KEYS_DIR, settings_for
 from tests.identity.addresses import OWNER, client_at
+
+# An address the account never signed in from.
+NEW_PLACE = "198.51.100.77"
 
 API = "/api/v1"
 LOGIN = f"{API}/auth/login"
@@ -213,6 +219,33 @@ async def test_every_failed_sign_in_gets_the_identical_answer(
         assert answer == first, name
 
 
+@pytest.mark.parametrize(
+    "username",
+    ["ad\u202emin", "nul\x00name", "zero\u200bwidth", "", "x" * 65, "Ünïcode"],
+    ids=["bidi-override", "nul", "zero-width", "empty", "too-long", "not-ascii"],
+)
+async def test_a_name_that_cannot_be_a_username_fails_like_a_wrong_password(
+    app: FastAPI, anonymous: httpx.AsyncClient, db: asyncpg.Connection, username: str
+) -> None:
+    """Not a 422: sign-in tells an attacker nothing a wrong password does not. The name is
+    counted by the throttle like any unknown one, without its characters in the table."""
+    account = await create_account(app, Role.caseworker)
+    wrong = await anonymous.post(LOGIN, json=login_body(account, password="not-it"))
+    odd = await anonymous.post(
+        LOGIN,
+        content=json.dumps(login_body(account, username=username)).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert (odd.status_code, odd.headers["content-type"], odd.content) == (
+        wrong.status_code,
+        wrong.headers["content-type"],
+        wrong.content,
+    )
+    keys = [row["key"] for row in await db.fetch("SELECT key FROM sign_in_throttle")]
+    assert len(keys) == 5  # the pair, account and address of each attempt (address shared)
+    assert all(key.isprintable() and username not in key for key in keys if username)
+
+
 async def test_an_unknown_user_costs_as_much_as_a_wrong_password(
     database_url: str, clean_tables: None
 ) -> None:
@@ -332,6 +365,9 @@ async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(
 async def test_guessing_spread_over_many_addresses_is_bounded_for_the_account(
     app: FastAPI, anonymous: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
+    """The review's attack: ten addresses fail five times each, then one failure per block
+    (timed by Retry-After) keeps the account blocked for ever. Guessing stays at one try
+    per block; the owner, from where they signed in before, is not held back."""
     settings = app.state.settings
     per_address = settings.login_max_failures_per_account_and_address
     account_wide = settings.login_max_failures_per_account
@@ -339,6 +375,8 @@ async def test_guessing_spread_over_many_addresses_is_bounded_for_the_account(
     account = await create_account(app, Role.caseworker)
     bystander = await create_account(app, Role.caseworker)
     account_key = f"account:{account.username}"
+    async with client_at(app, OWNER) as owner:
+        await log_in(owner, account)
 
     async def fail_from(address: str, times: int) -> None:
         async with client_at(app, address) as attacker:
@@ -346,14 +384,11 @@ async def test_guessing_spread_over_many_addresses_is_bounded_for_the_account(
                 response = await attacker.post(LOGIN, json=login_body(account, password="x"))
                 assert_problem(response, 401, "sign-in-failed")
 
-    for n in range(account_wide // per_address):
-        await fail_from(f"203.0.113.{n + 1}", per_address)
-    row = await throttle_row(db, account_key)
-    assert row["failures"] == account_wide and row["blocked_until"] is not None
-
-    async def owner_signs_in() -> httpx.Response:
-        async with client_at(app, OWNER) as owner:
-            return await owner.post(LOGIN, json=login_body(account))
+    async def signs_in_from(address: str) -> httpx.Response:
+        # Each code is good once, and the test signs in more often than codes change.
+        await db.execute("UPDATE app_user SET totp_last_step = 0 WHERE id = $1", account.id)
+        async with client_at(app, address) as client:
+            return await client.post(LOGIN, json=login_body(account))
 
     async def block_passes() -> None:
         await db.execute(
@@ -362,19 +397,81 @@ async def test_guessing_spread_over_many_addresses_is_bounded_for_the_account(
             account_key,
         )
 
-    # Now the account is held back everywhere, briefly; other accounts are not.
-    blocked = await owner_signs_in()
+    for n in range(account_wide // per_address):
+        await fail_from(f"203.0.113.{n + 1}", per_address)
+    row = await throttle_row(db, account_key)
+    assert row["failures"] == account_wide and row["blocked_until"] is not None
+
+    # Now the account is held back, briefly, from everywhere it never signed in from,
+    # the right credentials too; other accounts are not.
+    blocked = await signs_in_from(NEW_PLACE)
     assert_problem(blocked, 429, "too-many-attempts")
     assert 0 < int(blocked.headers["retry-after"]) <= settings.login_account_block_seconds + 1
-    async with client_at(app, OWNER) as owner:
-        assert (await log_in(owner, bystander))["access_token"]
+    async with client_at(app, NEW_PLACE) as elsewhere:
+        assert (await log_in(elsewhere, bystander))["access_token"]
+    # The owner, at a known address, signs in during the block.
+    assert (await signs_in_from(OWNER)).status_code == 200
     # When the short block has passed, each further failure from anywhere blocks again:
-    # guessing stays at one try per block.
+    # guessing stays at one try per block, and the owner signs in each time.
+    for _ in range(2):
+        await block_passes()
+        await fail_from("192.0.2.99", 1)
+        assert_problem(await signs_in_from(NEW_PLACE), 429, "too-many-attempts")
+        assert (await signs_in_from(OWNER)).status_code == 200
     await block_passes()
-    await fail_from("192.0.2.99", 1)
-    assert_problem(await owner_signs_in(), 429, "too-many-attempts")
-    await block_passes()
-    assert (await owner_signs_in()).status_code == 200
+    assert (await signs_in_from(NEW_PLACE)).status_code == 200
+
+
+async def test_a_known_address_keeps_its_own_limits_and_is_known_for_a_while(
+    app: FastAPI, db: asyncpg.Connection, clean_tables: None
+) -> None:
+    settings = app.state.settings
+    account = await create_account(app, Role.caseworker)
+    async with client_at(app, OWNER) as owner:
+        await log_in(owner, account)
+    await db.execute(
+        "UPDATE sign_in_throttle SET failures = $2, blocked_until = now() + interval '1 minute'"
+        " WHERE key = $1",
+        f"account:{account.username}",
+        settings.login_max_failures_per_account,
+    )
+    async with client_at(app, OWNER) as owner:
+        signed_in = await owner.post(LOGIN, json=login_body(account, code=account.code(1)))
+        assert signed_in.status_code == 200, signed_in.text
+        # Its own failures still block it: five from the owner's address.
+        for _ in range(settings.login_max_failures_per_account_and_address):
+            wrong = await owner.post(LOGIN, json=login_body(account, password="x"))
+            assert_problem(wrong, 401, "sign-in-failed")
+        right = await owner.post(LOGIN, json=login_body(account, code=account.code(2)))
+        assert_problem(right, 429, "too-many-attempts")
+    # An address signed in from longer ago than the setting says is not known any more.
+    await db.execute("DELETE FROM sign_in_throttle WHERE key LIKE 'account|address:%'")
+    await db.execute(
+        "UPDATE known_sign_in_address SET last_signed_in_at = now() - $1::interval",
+        timedelta(days=settings.login_known_address_days, minutes=1),
+    )
+    async with client_at(app, OWNER) as owner:
+        late = await owner.post(LOGIN, json=login_body(account, code=account.code(2)))
+        assert_problem(late, 429, "too-many-attempts")
+
+
+async def test_ipv6_addresses_in_one_64_share_a_counter(
+    app: FastAPI, db: asyncpg.Connection, clean_tables: None
+) -> None:
+    """A host holds a whole /64: changing the last 64 bits is not a new address."""
+    account = await create_account(app, Role.caseworker)
+    per_address = app.state.settings.login_max_failures_per_account_and_address
+    for n in range(per_address):
+        async with client_at(app, f"2001:db8:1:2::{n + 1:x}") as attacker:
+            response = await attacker.post(LOGIN, json=login_body(account, password="x"))
+            assert_problem(response, 401, "sign-in-failed")
+    row = await throttle_row(db, pair_key(account, "2001:db8:1:2::/64"))
+    assert row["failures"] == per_address and row["blocked_until"] is not None
+    async with client_at(app, "2001:db8:1:2:ffff:ffff:ffff:fffe") as same_host:
+        blocked = await same_host.post(LOGIN, json=login_body(account))
+        assert_problem(blocked, 429, "too-many-attempts")
+    async with client_at(app, "2001:db8:1:3::1") as other_network:
+        assert (await log_in(other_network, account))["access_token"]
 
 
 async def test_unknown_accounts_are_throttled_like_known_ones(
@@ -401,6 +498,62 @@ async def test_twenty_failures_from_one_address_block_every_account_from_it(
     # From anywhere else the owner signs in.
     async with client_at(app, OWNER) as owner:
         assert (await log_in(owner, account))["access_token"]
+
+
+async def test_expired_throttles_known_addresses_and_assertions_are_purged(
+    app: FastAPI, anonymous: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """The throttle's keys hold whatever names were typed: they go once their window has
+    passed and they block nothing, like known addresses and client assertion ids past
+    their time."""
+    settings = app.state.settings
+    account = await create_account(app, Role.caseworker)
+    await log_in(anonymous, account)
+    for name in ("old-typo", "blocked-typo", "fresh-typo"):
+        body = {"username": name, "password": "x", "code": "123456"}
+        assert_problem(await anonymous.post(LOGIN, json=body), 401, "sign-in-failed")
+    window = timedelta(seconds=settings.login_failure_window_seconds, minutes=1)
+    await db.execute(
+        "UPDATE sign_in_throttle SET window_started_at = now() - $1::interval"
+        " WHERE key LIKE '%old-typo%' OR key LIKE '%blocked-typo%'",
+        window,
+    )
+    await db.execute(
+        "UPDATE sign_in_throttle SET blocked_until = now() + interval '1 minute'"
+        " WHERE key = 'account:blocked-typo'"
+    )
+    other = await create_account(app, Role.analyst)
+    async with client_at(app, OWNER) as owner:
+        await log_in(owner, other)
+    await db.execute(
+        "UPDATE known_sign_in_address SET last_signed_in_at = now() - $1::interval"
+        " WHERE user_id = $2",
+        timedelta(days=settings.login_known_address_days, minutes=1),
+        other.id,
+    )
+    partner, _ = await create_partner(app, scopes=["sync:read"])
+    await db.executemany(
+        "INSERT INTO client_assertion_use (partner_id, jti, expires_at)"
+        " VALUES ($1, $2, now() + $3::interval)",
+        [(partner.id, "spent", timedelta(minutes=-1)), (partner.id, "live", timedelta(minutes=5))],
+    )
+
+    purged = await purge_expired(app.state.session_factory, settings)
+    assert {key: purged[key] for key in purged if key != "idempotency_records"} == {
+        "sign_in_throttles": 3,
+        "known_sign_in_addresses": 1,
+        "client_assertion_uses": 1,
+    }
+    keys = {row["key"] for row in await db.fetch("SELECT key FROM sign_in_throttle")}
+    assert not any("old-typo" in key for key in keys)
+    assert {"account:blocked-typo", "account:fresh-typo"} <= keys
+    assert "account|address:blocked-typo|127.0.0.1" not in keys
+    known = await db.fetch("SELECT user_id, address FROM known_sign_in_address")
+    assert [(row["user_id"], row["address"]) for row in known] == [(account.id, ADDRESS)]
+    assert await db.fetchval("SELECT array_agg(jti) FROM client_assertion_use") == ["live"]
+    # Done again, there is nothing left to purge.
+    again = await purge_expired(app.state.session_factory, settings)
+    assert not any(again.values())
 
 
 # 5. Refresh-token rotation --------------------------------------------------------------------

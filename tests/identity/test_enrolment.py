@@ -7,6 +7,7 @@ secrets.
 Only set-up (an expired code) and the "what was stored" checks touch the database directly.
 """
 
+import ast
 import json
 import secrets
 import uuid
@@ -19,14 +20,17 @@ import asyncpg
 import httpx
 import pyotp
 import pytest
-from pydantic import ValidationError
 
 from app.access.principal import Role
-from app.core.config import Settings
+from app.core import config as config_module
+from app.core.config import InvalidSetting
 from app.identity.passwords import problems_with
+from app.identity.roles import ALWAYS_NEEDING_APPROVAL, roles_needing_approval
+from app.main import create_app
 from tests.auth import Account, SignedIn, api_client, log_in
-from tests.conftest import TEST_KEYS_DIR
+from tests.conftest import TEST_KEYS_DIR, settings_for
 from tests.factories import create_case
+from tests.identity.addresses import ATTACKER, OWNER, client_at
 from tests.identity.test_auth import (
     _cli_env,
     assert_problem,
@@ -251,44 +255,58 @@ async def test_an_admin_who_redeems_the_code_of_a_reader_of_case_files_reads_non
     assert read.status_code == 200, read.text
 
 
-async def test_the_roles_needing_approval_are_a_setting(
+async def test_the_setting_adds_roles_needing_approval_and_drops_none(
     sign_in_as: SignInAs, database_url: str
 ) -> None:
-    """Read from the settings at each decision: here auditor is added and caseworker left
-    out, the reverse of the default."""
-    async with separate_app(
-        database_url, roles_needing_approval="admin,coordinator,auditor"
-    ) as configured:
-        admin = await sign_in_as(Role.admin)
-        async with api_client(configured, headers=admin.client.headers) as client:
-            auditor = await create(client, "waiting.auditor", "auditor")
-            assert auditor["role"] is None and auditor["pending_role"] == "auditor"
-            caseworker = await create(client, "granted.caseworker", "caseworker")
-            assert caseworker["role"] == "caseworker" and caseworker["pending_role"] is None
+    """The setting can add a role (here auditor), never drop one that reads case content
+    or administers, even when it names only some of them."""
+    admin = await sign_in_as(Role.admin)
+    for setting in ("auditor", "admin,coordinator,auditor"):
+        async with (
+            separate_app(database_url, roles_needing_approval=setting) as configured,
+            api_client(configured, headers=admin.client.headers) as client,
+        ):
+            for role in ("auditor", "caseworker", "analyst", "coordinator", "admin"):
+                created = await create(client, f"{role}.{secrets.token_hex(2)}", role)
+                assert created["role"] is None and created["pending_role"] == role, setting
 
 
-def test_admin_and_coordinator_always_need_approval(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Leaving either out would let an admin make an approver for themselves: the server
-    refuses to start with such settings."""
-    variable = "HABEAS_ROLES_NEEDING_APPROVAL"
-    monkeypatch.delenv(variable, raising=False)
-    default = {Role.admin, Role.coordinator, Role.caseworker, Role.analyst}
-    assert Settings(_env_file=None).roles_needing_approval == default
-    monkeypatch.setenv(variable, " admin, coordinator ,auditor")
-    assert Settings(_env_file=None).roles_needing_approval == {
-        Role.admin,
-        Role.coordinator,
-        Role.auditor,
-    }
-    for refused, reason in [
-        ("admin,caseworker,analyst", "must include coordinator"),
-        ("coordinator", "must include admin"),
-        ("", "must include admin, coordinator"),
-        ("admin,coordinator,gardener", "Input should be"),
-    ]:
-        monkeypatch.setenv(variable, refused)
-        with pytest.raises(ValidationError, match=reason):
-            Settings(_env_file=None)
+def test_every_role_that_reads_case_content_and_admin_always_need_approval() -> None:
+    assert {Role.admin, Role.coordinator, Role.caseworker, Role.analyst} == ALWAYS_NEEDING_APPROVAL
+    assert roles_needing_approval("") == ALWAYS_NEEDING_APPROVAL
+    assert roles_needing_approval(" Auditor, admin ,") == ALWAYS_NEEDING_APPROVAL | {Role.auditor}
+
+
+async def test_an_unknown_role_in_the_setting_stops_the_start(
+    database_url: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidSetting, match="'gardener' is not a role"):
+        create_app(settings_for(database_url, roles_needing_approval="auditor,gardener"))
+    env = _cli_env(
+        DATABASE_URL=database_url,
+        HABEAS_DATA_DIR=str(TEST_KEYS_DIR),
+        HABEAS_ROLES_NEEDING_APPROVAL="auditor,gardener",
+    )
+    done = await run_cli(["users", "add", "never.made", "--role", "analyst"], env, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "Refusing to start: HABEAS_ROLES_NEEDING_APPROVAL: 'gardener' is not a role"
+        " (one of admin, coordinator, caseworker, analyst, auditor)."
+    ]
+
+
+def test_the_settings_know_no_feature() -> None:
+    """app/core imports no feature: the roles in the setting are plain names, checked by
+    app/identity at start-up."""
+    tree = ast.parse(Path(config_module.__file__).read_text())
+    imported = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    features = [n for n in imported if n and n.startswith("app.") and not n.startswith("app.core")]
+    assert features == []
 
 
 # 2. Role changes of existing users ----------------------------------------------------------
@@ -409,6 +427,231 @@ async def test_deciding_needs_the_version_and_only_admins_and_coordinators_may(
         assert_problem(await client.get(ROLE_REQUESTS), 403, "forbidden")
         assert_problem(await decide(client, request, "approval"), 403, "forbidden")
     assert (await pending_request(admin, created["id"]))["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("held", "given"),
+    [
+        (Role.coordinator, Role.caseworker),
+        (Role.caseworker, Role.analyst),
+        (Role.coordinator, Role.auditor),
+        (Role.admin, Role.auditor),
+    ],
+)
+async def test_a_role_that_reads_no_more_takes_effect_at_once(
+    sign_in_as: SignInAs, anonymous: httpx.AsyncClient, held: Role, given: Role
+) -> None:
+    """A demotion waits for no one: the user does not keep the old role meanwhile."""
+    admin = (await sign_in_as(Role.admin)).client
+    target = await sign_in_as(held)
+    changed = await admin.patch(
+        f"{USERS}/{target.account.id}",
+        json={"role": given.value},
+        headers={"If-Match": await etag_of(admin, target.account.id)},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["role"] == given.value and changed.json()["pending_role"] is None
+    assert (await admin.get(ROLE_REQUESTS)).json()["items"] == []
+    # The old session, with the old role, ends at once.
+    assert_problem(await target.client.get(ROLE_REQUESTS), 401, "unauthenticated")
+    tokens = await log_in(anonymous, target.account, 1)
+    assert unverified(tokens["access_token"])[1]["role"] == given.value
+
+
+@pytest.mark.parametrize(
+    ("held", "given"),
+    [
+        (Role.analyst, Role.caseworker),
+        (Role.caseworker, Role.coordinator),
+        (Role.coordinator, Role.admin),
+        (Role.admin, Role.coordinator),
+        (Role.admin, Role.analyst),
+    ],
+)
+async def test_a_role_that_reads_more_or_administers_waits_for_approval(
+    sign_in_as: SignInAs, held: Role, given: Role
+) -> None:
+    admin = (await sign_in_as(Role.admin)).client
+    target = await sign_in_as(held)
+    asked = await admin.patch(
+        f"{USERS}/{target.account.id}",
+        json={"role": given.value},
+        headers={"If-Match": await etag_of(admin, target.account.id)},
+    )
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["role"] == held.value and asked.json()["pending_role"] == given.value
+    # Still signed in, with the old role.
+    assert (await target.client.get(ROLE_REQUESTS)).status_code != 401
+    read = (await admin.get(f"{USERS}/{target.account.id}")).json()
+    assert read["role"] == held.value
+
+
+# Approval vouches for whoever enrolled ------------------------------------------------------
+
+ALICE_PHONE = "Mozilla/5.0 (Alice's phone)"
+
+
+async def confirm_from(
+    app: Any, address: str, code: str, user_agent: str, password: str = GOOD_PASSWORD
+) -> str:
+    """Both steps of enrolment from a client at `address`; the TOTP secret."""
+    async with client_at(app, address) as person:
+        person.headers["User-Agent"] = user_agent
+        started = await person.post(ENROL, json={"enrolment_code": code, "password": password})
+        assert started.status_code == 200, started.text
+        secret: str = started.json()["totp_secret"]
+        confirmed = await person.post(
+            CONFIRM, json={"enrolment_code": code, "code": pyotp.TOTP(secret).now()}
+        )
+        assert confirmed.status_code == 204, confirmed.text
+    return secret
+
+
+def assert_not_enrolled(response: httpx.Response) -> None:
+    assert_problem(response, 409, "conflict")
+    assert "has not enrolled" in response.json()["detail"]
+    assert "out of band" in response.json()["detail"]
+
+
+async def test_a_role_is_approved_only_once_the_account_is_enrolled(
+    app: Any, sign_in_as: SignInAs, anonymous: httpx.AsyncClient
+) -> None:
+    """The review's case: an admin makes "alice-new" a coordinator and keeps the code; a
+    coordinator approves before anyone enrolled; the admin redeems the code and is a
+    coordinator. Approval now waits for the enrolment, and shows the approver when and
+    from where it happened, to check with Alice."""
+    admin = (await sign_in_as(Role.admin)).client
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    created = await create(admin, "alice-new", "coordinator")
+    request = await pending_request(coordinator, created["id"])
+    assert request["enrolled_at"] is None and request["enrolled_from_address"] is None
+    assert_not_enrolled(await decide(coordinator, request, "approval"))
+
+    # Halfway (a password set, the authenticator not confirmed) is not enrolled either.
+    started = await anonymous.post(
+        ENROL, json={"enrolment_code": created["enrolment_code"], "password": GOOD_PASSWORD}
+    )
+    assert started.status_code == 200, started.text
+    assert_not_enrolled(await decide(coordinator, request, "approval"))
+    # Refusing needs no enrolment.
+    assert (await pending_request(coordinator, created["id"]))["status"] == "pending"
+
+    before = datetime.now(UTC)
+    secret = await confirm_from(app, OWNER, created["enrolment_code"], ALICE_PHONE)
+    request = await pending_request(coordinator, created["id"])
+    assert before <= datetime.fromisoformat(request["enrolled_at"]) <= datetime.now(UTC)
+    assert request["enrolled_from_address"] == OWNER
+    assert request["enrolled_user_agent"] == ALICE_PHONE
+    approved = await decide(coordinator, request, "approval")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["enrolled_from_address"] == OWNER
+    account = Account(
+        uuid.UUID(created["id"]), "alice-new", GOOD_PASSWORD, secret, Role.coordinator
+    )
+    tokens = await log_in(anonymous, account, 1)
+    assert unverified(tokens["access_token"])[1]["role"] == "coordinator"
+    # Not on the public record of the account.
+    assert "enrolled_from_address" not in (await admin.get(f"{USERS}/{created['id']}")).json()
+
+
+async def reset(admin: httpx.AsyncClient, user_id: object) -> dict[str, Any]:
+    response = await admin.post(
+        f"{USERS}/{user_id}/reset", headers={"If-Match": await etag_of(admin, user_id)}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_reset_withdraws_a_request_waiting_for_a_new_account(
+    app: Any, sign_in_as: SignInAs, db: asyncpg.Connection
+) -> None:
+    """An account that holds no role yet, enrolled and waiting: a reset (a new code) must
+    not let an approval of that request reach whoever redeems the new code."""
+    admin = (await sign_in_as(Role.admin)).client
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    created = await create(admin, "waits.for.approval", "coordinator")
+    await confirm_from(app, OWNER, created["enrolment_code"], ALICE_PHONE)
+    earlier = await pending_request(coordinator, created["id"])
+    assert earlier["enrolled_from_address"] == OWNER
+
+    after_reset = await reset(admin, created["id"])
+    assert after_reset["role"] is None and after_reset["pending_role"] == "coordinator"
+    fresh = await pending_request(coordinator, created["id"])
+    assert fresh["id"] != earlier["id"] and fresh["role"] == "coordinator"
+    assert fresh["enrolled_at"] is None and fresh["enrolled_from_address"] is None
+    withdrawn = await db.fetchval(
+        "SELECT status FROM role_request WHERE id = $1", uuid.UUID(earlier["id"])
+    )
+    assert withdrawn == "withdrawn"
+    # The approval someone was about to give (the request they read) is not reused: it
+    # changed since, and is withdrawn.
+    assert_problem(await decide(coordinator, earlier, "approval"), 412, "stale-version")
+    refused = await decide(coordinator, {**earlier, "version": 2}, "approval")
+    assert_problem(refused, 409, "conflict")
+    assert "withdrawn" in refused.json()["detail"]
+    assert_not_enrolled(await decide(coordinator, fresh, "approval"))
+
+    # The admin redeems the new code: the approver sees that enrolment, not the old one.
+    await confirm_from(app, ATTACKER, after_reset["enrolment_code"], "admin-laptop")
+    shown = await pending_request(coordinator, created["id"])
+    assert shown["enrolled_from_address"] == ATTACKER
+    assert shown["enrolled_user_agent"] == "admin-laptop"
+    assert (await admin.get(f"{USERS}/{created['id']}")).json()["role"] is None
+
+
+async def test_a_reset_withdraws_the_request_of_an_auditor_waiting_for_a_content_role(
+    app: Any, sign_in_as: SignInAs, anonymous: httpx.AsyncClient
+) -> None:
+    admin = (await sign_in_as(Role.admin)).client
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    auditor = await sign_in_as(Role.auditor)
+    await admin.patch(
+        f"{USERS}/{auditor.account.id}",
+        json={"role": "caseworker"},
+        headers={"If-Match": await etag_of(admin, auditor.account.id)},
+    )
+    earlier = await pending_request(coordinator, auditor.account.id)
+
+    after_reset = await reset(admin, auditor.account.id)
+    # Auditor needs no approval, so it is kept; the request is filed afresh.
+    assert after_reset["role"] == "auditor" and after_reset["pending_role"] == "caseworker"
+    fresh = await pending_request(coordinator, auditor.account.id)
+    assert fresh["id"] != earlier["id"] and fresh["role"] == "caseworker"
+    assert_problem(
+        await decide(coordinator, {**earlier, "version": 2}, "approval"), 409, "conflict"
+    )
+    assert_not_enrolled(await decide(coordinator, fresh, "approval"))
+    # Once the person enrols again, it can be approved.
+    secret = await confirm_from(app, OWNER, after_reset["enrolment_code"], ALICE_PHONE)
+    assert (await decide(coordinator, fresh, "approval")).status_code == 200
+    account = Account(
+        auditor.account.id, auditor.account.username, GOOD_PASSWORD, secret, Role.caseworker
+    )
+    tokens = await log_in(anonymous, account, 1)
+    assert unverified(tokens["access_token"])[1]["role"] == "caseworker"
+
+
+async def test_an_admin_who_resets_another_admin_gets_no_approval_ahead_of_enrolment(
+    app: Any, sign_in_as: SignInAs
+) -> None:
+    """Escalation: admin A resets admin B, and a colleague approves what looks like a
+    routine request before anyone enrolled. Refused; once someone enrols, the request shows
+    when and from where, for the colleague to check with B."""
+    first = await sign_in_as(Role.admin)
+    second = await sign_in_as(Role.admin)
+    colleague = (await sign_in_as(Role.coordinator)).client
+    after_reset = await reset(first.client, second.account.id)
+    assert after_reset["role"] is None and after_reset["pending_role"] == "admin"
+    request = await pending_request(colleague, second.account.id)
+    assert request["requested_by"] == str(first.account.id)
+    assert_not_enrolled(await decide(colleague, request, "approval"))
+
+    await confirm_from(app, ATTACKER, after_reset["enrolment_code"], "admin-a-laptop")
+    request = await pending_request(colleague, second.account.id)
+    assert request["enrolled_from_address"] == ATTACKER
+    assert request["enrolled_user_agent"] == "admin-a-laptop"
+    assert_problem(await decide(first.client, request, "approval"), 403, "forbidden")
 
 
 # 3. Codes: single use, expiry, reset -----------------------------------------------------------
@@ -759,13 +1002,20 @@ async def test_the_cli_grants_the_admin_role_at_once_only_while_there_is_no_admi
     assert waiting.keys() == {"next.admin", "cli.coord"}
     assert waiting["cli.coord"]["requested_by"] is None
     request = waiting["cli.coord"]
-    approved = await anonymous.post(
-        f"{ROLE_REQUESTS}/{request['id']}/approval",
-        headers={**as_admin, "If-Match": f'"{request["version"]}"'},
-    )
+    url = f"{ROLE_REQUESTS}/{request['id']}/approval"
+    headers = {**as_admin, "If-Match": f'"{request["version"]}"'}
+    # Once the person has enrolled.
+    assert_problem(await anonymous.post(url, headers=headers), 409, "conflict")
+    await enrol(anonymous, coordinator["enrolment_code"])
+    approved = await anonymous.post(url, headers=headers)
     assert approved.status_code == 200, approved.text
 
-    # The operator's break-glass: approve from the command line, as the system.
+    # The operator's break-glass: approve from the command line, as the system; it too
+    # waits for the enrolment.
+    early = await run_cli(["users", "approve", "next.admin"], env, tmp_path)
+    assert early.returncode == 1
+    assert early.stderr.startswith("Not approved: The account has not enrolled yet")
+    await enrol(anonymous, second["enrolment_code"])
     done = _cli_json(await run_cli(["users", "approve", "next.admin"], env, tmp_path))
     assert done["role"] == "admin"
     actor = await db.fetchval(

@@ -26,6 +26,8 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from app.access.principal import Role
+from app.core import embedded
+from app.core.migrations import downgrade, upgrade
 from tests.auth import (
     SignedIn,
     api_client,
@@ -33,6 +35,7 @@ from tests.auth import (
     while_an_uncommitted_insert_holds_the_name,
 )
 from tests.conftest import TEST_KEYS_DIR
+from tests.factories import create_case, create_person
 from tests.identity.addresses import ATTACKER, client_at
 from tests.identity.test_auth import separate_app
 
@@ -152,6 +155,19 @@ async def admin(sign_in_as: SignInAs) -> httpx.AsyncClient:
     return (await sign_in_as(Role.admin)).client
 
 
+# A partner as an admin registers it: an agreement that shares nothing, not approved.
+NO_AGREEMENT = {
+    "jurisdiction": None,
+    "recognised_only": True,
+    "case_file_ids": [],
+    "max_tier": "public",
+    "read_write": False,
+    "approved": False,
+    "approved_by": None,
+    "approved_at": None,
+}
+
+
 # 1. Registration ----------------------------------------------------------------------------
 
 
@@ -164,7 +180,6 @@ async def test_a_client_secret_is_shown_once_and_stored_hashed(
             "name": "Viasna",
             "scopes": ["sync:read", "reports:read"],
             "auth_method": "client_secret",
-            "agreement": {"jurisdiction": "BY", "max_tier": "restricted"},
         },
     )
     assert response.status_code == 201, response.text
@@ -173,7 +188,8 @@ async def test_a_client_secret_is_shown_once_and_stored_hashed(
     assert secret and len(secret) >= 32
     assert created["client_id"].startswith("hbp_")
     assert created["scopes"] == ["reports:read", "sync:read"]
-    assert created["agreement"]["jurisdiction"] == "BY"
+    assert created["key_thumbprints"] == []
+    assert created["agreement"] == NO_AGREEMENT
     assert response.headers["location"] == f"{PARTNERS}/{created['id']}"
     assert response.headers["etag"] == '"1"'
 
@@ -195,11 +211,14 @@ async def test_a_client_secret_is_shown_once_and_stored_hashed(
 
 
 @pytest.mark.parametrize("role", [r for r in Role if r is not Role.admin])
-async def test_only_admins_manage_partners(sign_in_as: SignInAs, role: Role) -> None:
+async def test_only_admins_manage_partners_and_coordinators_read_them(
+    sign_in_as: SignInAs, role: Role
+) -> None:
     client = (await sign_in_as(role)).client
     body = {"name": "x", "scopes": ["sync:read"], "auth_method": "client_secret"}
-    for response in (await client.get(PARTNERS), await client.post(PARTNERS, json=body)):
-        assert response.status_code == 403, response.text
+    listed = await client.get(PARTNERS)
+    assert listed.status_code == (200 if role is Role.coordinator else 403), listed.text
+    assert (await client.post(PARTNERS, json=body)).status_code == 403
 
 
 async def test_partner_administration_needs_a_token(anonymous: httpx.AsyncClient) -> None:
@@ -224,9 +243,10 @@ BAD_REGISTRATIONS = {
     "private_key_jwt without keys": {"auth_method": "private_key_jwt"},
     "unknown scope": {"auth_method": "client_secret", "scopes": ["admin"]},
     "no scope": {"auth_method": "client_secret", "scopes": []},
-    "confidential tier": {
+    # Only a coordinator gives a partner an agreement (PUT …/agreement).
+    "an agreement": {
         "auth_method": "client_secret",
-        "agreement": {"max_tier": "confidential"},
+        "agreement": {"jurisdiction": "BY", "recognised_only": False, "max_tier": "restricted"},
     },
 }
 
@@ -728,18 +748,23 @@ async def test_reading_case_files_needs_the_sync_read_scope(
 
 
 async def test_the_cli_registers_a_partner_whose_secret_works(
-    app: FastAPI,
+    sign_in_as: SignInAs,
     anonymous: httpx.AsyncClient,
     database_url: str,
     db: asyncpg.Connection,
     tmp_path: Path,
 ) -> None:
+    """The operator (who holds the database and the keys) gives the agreement at once; it
+    is recorded as approved by the system, and honoured."""
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    person_id, case_id = await _documented_person(coordinator)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("HABEAS_")},
         "DATABASE_URL": database_url,
         "HABEAS_DATA_DIR": str(TEST_KEYS_DIR),
     }
     args = ["partners", "add", "Cli Partner", "--scopes", "sync:read reports:read"]
+    args += ["--jurisdiction", "BY", "--all-case-files", "--max-tier", "restricted"]
     done = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "app.cli", *args],
@@ -760,5 +785,266 @@ async def test_the_cli_registers_a_partner_whose_secret_works(
     )
     assert printed["client_secret"] not in stored
 
+    approval = await db.fetchrow(
+        "SELECT agreement_approved_by, agreement_approved_at FROM partner WHERE client_id = $1",
+        printed["client_id"],
+    )
+    assert approval["agreement_approved_by"] is None
+    assert approval["agreement_approved_at"] is not None
+    recorded = await db.fetchrow(
+        "SELECT e.actor_type, e.changes::text FROM audit_event e JOIN partner p"
+        " ON p.id = e.resource_id WHERE e.action = 'partner.create' AND p.client_id = $1",
+        printed["client_id"],
+    )
+    assert recorded["actor_type"] == "system"
+    assert '"agreement_approved"' in recorded["changes"]
+
     token = await secret_token(anonymous, printed, "sync:read")
-    assert (await anonymous.get(CASES, headers=bearer(token))).status_code == 200
+    seen = await _reads(anonymous, token, person_id, case_id)
+    assert (seen["person"], seen["case"]) == (200, 200), seen
+    assert seen["person_body"]["health"] == "Needs insulin"
+
+
+# 7. Sharing agreements are a coordinator's decision ------------------------------------------
+# An admin manages partner clients but never decides what they see: otherwise an admin could
+# register a partner with a generous agreement, take its secret and read case content
+# (DESIGN §4). A change of credentials suspends the agreement until a coordinator approves
+# it again, since the admin then holds what the agreement would honour.
+
+PERSONS = f"{API}/persons"
+BY_RESTRICTED = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "restricted"}
+
+
+async def _documented_person(coordinator: httpx.AsyncClient) -> tuple[str, str]:
+    """A person with restricted fields and a normal BY case file: (person id, case id)."""
+    person = await create_person(
+        coordinator,
+        birth_date="1979-03-14",
+        health="Needs insulin",
+        lawyer="Advocate Kavaliova",
+        notes="Transferred twice",
+    )
+    case = await create_case(coordinator, person["id"])
+    return person["id"], case["id"]
+
+
+async def _reads(
+    client: httpx.AsyncClient, token: str, person_id: str, case_id: str
+) -> dict[str, Any]:
+    """What a partner token reaches: the person and case file alone, and both lists."""
+    headers = bearer(token)
+    person = await client.get(f"{PERSONS}/{person_id}", headers=headers)
+    case = await client.get(f"{CASES}/{case_id}", headers=headers)
+    persons = await client.get(PERSONS, headers=headers)
+    cases = await client.get(CASES, headers=headers)
+    assert persons.status_code == cases.status_code == 200, (persons.text, cases.text)
+    return {
+        "person": person.status_code,
+        "case": case.status_code,
+        "person_body": person.json(),
+        "persons": [p["id"] for p in persons.json()["items"]],
+        "cases": [c["id"] for c in cases.json()["items"]],
+    }
+
+
+def _sees_nothing(seen: dict[str, Any]) -> None:
+    assert (seen["person"], seen["case"]) == (404, 404), seen
+    assert seen["persons"] == seen["cases"] == [], seen
+
+
+async def _share(
+    coordinator: httpx.AsyncClient, partner_id: str, version: int, agreement: dict[str, Any]
+) -> httpx.Response:
+    return await coordinator.put(
+        f"{PARTNERS}/{partner_id}/agreement",
+        json=agreement,
+        headers={"If-Match": f'"{version}"'},
+    )
+
+
+async def test_an_admin_cannot_give_a_partner_an_agreement(
+    admin: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """The review's attack, step one: the agreement field is refused on create and on
+    update, and the agreement route is a coordinator's."""
+    body = {
+        "name": "x",
+        "auth_method": "client_secret",
+        "scopes": ["sync:read"],
+        "agreement": BY_RESTRICTED,
+    }
+    created = await admin.post(PARTNERS, json=body)
+    assert created.status_code == 422, created.text
+    assert created.headers["content-type"] == "application/problem+json"
+    assert await db.fetchval("SELECT count(*) FROM partner") == 0
+
+    partner = await register(admin)
+    url = f"{PARTNERS}/{partner['id']}"
+    patched = await admin.patch(url, json={"agreement": BY_RESTRICTED}, headers={"If-Match": '"1"'})
+    assert patched.status_code == 422, patched.text
+    shared = await _share(admin, partner["id"], 1, BY_RESTRICTED)
+    assert shared.status_code == 403, shared.text
+    assert shared.json()["type"] == "urn:habeas:problem:forbidden"
+    stored = await admin.get(url)
+    assert stored.json()["agreement"] == NO_AGREEMENT
+    assert stored.json()["version"] == 1
+
+
+async def test_an_admin_made_partner_reads_nothing_until_a_coordinator_shares(
+    sign_in_as: SignInAs, admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    """The attack story: an admin registers a partner and takes its token; it reads nothing
+    until a coordinator shares; the admin's new secret suspends the agreement (for the old
+    token and the new secret alike) until a coordinator approves it again."""
+    coordinator = await sign_in_as(Role.coordinator)
+    person_id, case_id = await _documented_person(coordinator.client)
+
+    partner = await register(admin)
+    token = await secret_token(anonymous, partner)
+    _sees_nothing(await _reads(anonymous, token, person_id, case_id))
+
+    shared = await _share(coordinator.client, partner["id"], 1, BY_RESTRICTED)
+    assert shared.status_code == 200, shared.text
+    assert shared.headers["etag"] == '"2"'
+    agreement = shared.json()["agreement"]
+    assert agreement["jurisdiction"] == "BY" and agreement["max_tier"] == "restricted"
+    assert agreement["approved"] is True
+    assert agreement["approved_by"] == str(coordinator.account.id)
+    assert agreement["approved_at"] is not None
+    # The same token: the agreement is read on every request.
+    seen = await _reads(anonymous, token, person_id, case_id)
+    assert (seen["person"], seen["case"]) == (200, 200), seen
+    assert seen["person_body"]["health"] == "Needs insulin"
+    assert seen["persons"] == [person_id] and seen["cases"] == [case_id]
+
+    rotated = await admin.post(f"{PARTNERS}/{partner['id']}/secret", headers={"If-Match": '"2"'})
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["client_secret"]
+    new_token = await secret_token(anonymous, {**partner, "client_secret": new_secret})
+    for held in (token, new_token):
+        _sees_nothing(await _reads(anonymous, held, person_id, case_id))
+    suspended = (await admin.get(f"{PARTNERS}/{partner['id']}")).json()
+    assert suspended["version"] == 3
+    # The terms stay for the coordinator to see; they are not honoured.
+    assert suspended["agreement"]["jurisdiction"] == "BY"
+    assert suspended["agreement"]["approved"] is False
+    assert suspended["agreement"]["approved_by"] is None
+
+    confirmed = await _share(coordinator.client, partner["id"], 3, BY_RESTRICTED)
+    assert confirmed.status_code == 200, confirmed.text
+    seen = await _reads(anonymous, new_token, person_id, case_id)
+    assert (seen["person"], seen["persons"]) == (200, [person_id]), seen
+
+
+async def test_new_keys_suspend_the_agreement(
+    sign_in_as: SignInAs, admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    coordinator = await sign_in_as(Role.coordinator)
+    person_id, case_id = await _documented_person(coordinator.client)
+    partner = await register_with_key(admin)
+    assert (await _share(coordinator.client, partner["id"], 1, BY_RESTRICTED)).status_code == 200
+
+    def key_token(key: ECKey) -> Awaitable[httpx.Response]:
+        return request_token(anonymous, assertion_form(assertion(partner["client_id"], key)))
+
+    token = (await key_token(PARTNER_KEY)).json()["access_token"]
+    assert (await _reads(anonymous, token, person_id, case_id))["person"] == 200
+
+    # The same keys again change nothing; other keys suspend the agreement.
+    url = f"{PARTNERS}/{partner['id']}"
+    same = {"public_jwks": {"keys": [PARTNER_KEY.as_dict(private=False)]}}
+    kept = await admin.patch(url, json=same, headers={"If-Match": '"2"'})
+    assert kept.json()["agreement"]["approved"] is True
+    other = {"public_jwks": {"keys": [OTHER_KEY.as_dict(private=False)]}}
+    replaced = await admin.patch(url, json=other, headers={"If-Match": '"3"'})
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["agreement"]["approved"] is False
+    assert replaced.json()["key_thumbprints"] == [OTHER_KEY.thumbprint()]
+    other_token = (await key_token(OTHER_KEY)).json()["access_token"]
+    _sees_nothing(await _reads(anonymous, other_token, person_id, case_id))
+
+
+async def test_an_approval_is_of_the_partner_as_the_coordinator_read_it(
+    sign_in_as: SignInAs, admin: httpx.AsyncClient
+) -> None:
+    """If-Match binds the approval to the credentials the coordinator saw: a secret changed
+    in between makes it a 412, and nothing is approved."""
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    partner = await register(admin)
+    url = f"{PARTNERS}/{partner['id']}"
+    read = await coordinator.get(url)
+    assert read.status_code == 200 and read.headers["etag"] == '"1"'
+    assert "client_secret" not in read.json()
+
+    missing = await coordinator.put(f"{url}/agreement", json=BY_RESTRICTED)
+    assert missing.status_code == 428, missing.text
+    assert (await admin.post(f"{url}/secret", headers={"If-Match": '"1"'})).status_code == 200
+    stale = await _share(coordinator, partner["id"], 1, BY_RESTRICTED)
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert (await coordinator.get(url)).json()["agreement"]["approved"] is False
+
+    confidential = await _share(coordinator, partner["id"], 2, {"max_tier": "confidential"})
+    assert confidential.status_code == 422, confidential.text
+    unknown = await _share(coordinator, str(uuid.uuid4()), 1, BY_RESTRICTED)
+    assert unknown.status_code == 404, unknown.text
+
+
+async def test_coordinators_see_the_key_thumbprints_to_confirm(
+    sign_in_as: SignInAs, admin: httpx.AsyncClient
+) -> None:
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    await register_with_key(admin)
+    listed = (await coordinator.get(PARTNERS)).json()["items"]
+    assert [p["key_thumbprints"] for p in listed] == [[PARTNER_KEY.thumbprint()]]
+
+
+async def test_the_agreement_route_is_documented_with_every_status(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    schema = (await anonymous.get("/openapi.json")).json()
+    operation = schema["paths"][f"{PARTNERS}/{{partner_id}}/agreement"]["put"]
+    assert set(operation["responses"]) == {"200", "401", "403", "404", "412", "422", "428"}
+    for status in ("401", "403", "404", "412", "422", "428"):
+        assert "application/problem+json" in operation["responses"][status]["content"]
+    assert "agreement" not in schema["components"]["schemas"]["PartnerCreate"]["properties"]
+    assert "agreement" not in schema["components"]["schemas"]["PartnerUpdate"]["properties"]
+
+
+async def test_migration_0007_leaves_agreements_unapproved_and_its_downgrade_empties_them(
+    admin_url: str,
+) -> None:
+    """Agreements made before 0007 were an admin's alone: they start unapproved. Going back
+    to 0006, which honours every agreement, empties those no coordinator approved."""
+    name = f"habeas_test_partner_0007_{os.getpid()}"
+    await embedded.drop_database(admin_url, name)
+    await embedded.ensure_database(admin_url, name)
+    url = embedded.with_database(admin_url, name)
+    insert = (
+        "INSERT INTO partner (id, name, client_id, auth_method, scopes, disabled,"
+        " share_jurisdiction, share_recognised_only, share_case_file_ids, max_tier, read_write,"
+        " version, created_at, updated_at) VALUES ($1, $2, $2, 'client_secret', '{sync:read}',"
+        " false, 'BY', false, '{}', 'restricted', true, 1, now(), now())"
+    )
+    terms = "SELECT share_jurisdiction, share_recognised_only, max_tier, read_write FROM partner"
+    try:
+        await asyncio.to_thread(upgrade, url, "0006")
+        connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
+        try:
+            await connection.execute(insert, uuid.uuid4(), "before")
+            await asyncio.to_thread(upgrade, url, "0007")
+            assert await connection.fetchval("SELECT agreement_approved_at FROM partner") is None
+            approved = uuid.uuid4()
+            await connection.execute(insert, approved, "approved")
+            await connection.execute(
+                "UPDATE partner SET agreement_approved_at = now() WHERE id = $1", approved
+            )
+            await asyncio.to_thread(downgrade, url, "0006")
+            kept = await connection.fetchrow(f"{terms} WHERE id = $1", approved)
+            emptied = await connection.fetchrow(f"{terms} WHERE name = 'before'")
+        finally:
+            await connection.close()
+    finally:
+        await embedded.drop_database(admin_url, name)
+    assert tuple(kept) == ("BY", False, "restricted", True)
+    assert tuple(emptied) == (None, True, "public", False)

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.core import embedded
-from app.core.config import Settings
+from app.core.config import Environment, Settings
 from app.main import create_app
-from app.ops.grants import application_database_url
+from app.ops.grants import UnsafeDatabaseRole, application_database_url
 from tests.auth import api_client
-from tests.conftest import settings_for
+from tests.conftest import TEST_KEYS_DIR, settings_for
 
 REFUSED_TO_THE_API = [
     "ALTER TABLE audit_event DISABLE TRIGGER ALL",
@@ -112,3 +112,28 @@ async def test_an_application_url_beside_database_url_is_granted_and_used(
     assert await application_database_url(settings, database_url) == app_url
     assert await db.fetchval("SELECT has_table_privilege($1, 'person', 'UPDATE')", role)
     assert not await db.fetchval("SELECT has_table_privilege($1, 'audit_event', 'UPDATE')", role)
+
+
+async def test_production_refuses_to_serve_as_a_role_that_can_rewrite_the_trail(
+    database_url: str, role: str
+) -> None:
+    keys = TEST_KEYS_DIR / "keys"
+    production = {
+        "env": Environment.production,
+        "jwt_key_file": keys / "jwt.json",
+        "data_key_file": keys / "data.json",
+        "audit_key_file": keys / "audit.json",
+    }
+    # The tests' own connection is a superuser's.
+    as_superuser = create_app(settings_for(database_url, **production))
+    with pytest.raises(UnsafeDatabaseRole, match="Refusing to start"):
+        async with as_superuser.router.lifespan_context(as_superuser):
+            pass
+    # The application's role, granted as `habeas db grant` does, starts.
+    app_url = await application_database_url(embedded_settings(role), database_url)
+    as_application = create_app(settings_for(app_url, **production))
+    async with (
+        as_application.router.lifespan_context(as_application),
+        api_client(as_application) as client,
+    ):
+        assert (await client.get("/readyz")).status_code == 200
