@@ -1,7 +1,9 @@
 """Fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL), the real migrations and the
 real ASGI app. Each test starts from empty tables."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -44,6 +46,8 @@ async def database_url(admin_url: str) -> AsyncIterator[str]:
 
 
 TEST_KEYS_DIR = Path(tempfile.mkdtemp(prefix="habeas-test-keys-"))
+# Keys, even throwaway ones, do not outlive the run.
+atexit.register(shutil.rmtree, TEST_KEYS_DIR, ignore_errors=True)
 
 
 def settings_for(database_url: str, **overrides: object) -> Settings:
