@@ -216,8 +216,11 @@ async def case_resources(
     file (DESIGN §4), and their other case files would otherwise show them.
     """
     principal = caller.principal
+    agreement = principal.agreement
     facts = await repository.person_access_facts(
-        session, list({case.person_id for case in cases}), _recognised_ids()
+        session,
+        list({case.person_id for case in cases}),
+        _recognised_ids() if agreement is not None and agreement.recognised_only else None,
     )
     resources = []
     for case in cases:
@@ -383,7 +386,7 @@ async def _visible(
     if case is None:
         # The query a visible or hidden case file would cost, so that a hidden one takes
         # as long to refuse as one that does not exist.
-        await repository.person_access_facts(session, [case_id], _recognised_ids())
+        await repository.person_access_facts(session, [case_id], None)
         raise NotFound("No such case file.")
     resource = await case_resource(session, caller, case)
     return case, resource, caller.clearance("case", resource)

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
-from zxcvbn import zxcvbn
-
 from app.core.errors import UnprocessableInput
 
 MIN_DISTINCT_CHARACTERS = 5
@@ -89,6 +87,10 @@ def problems_with(password: str, username: str) -> list[PasswordProblem]:
     ]
     if broken:
         return broken
+    # Imported here: its dictionaries cost every server process ~14 MB, and only the
+    # rare password change needs them.
+    from zxcvbn import zxcvbn
+
     estimate = zxcvbn(password[:GUESSABILITY_PREFIX], user_inputs=[username, *SERVICE_WORDS])
     if estimate["score"] >= MIN_GUESSABILITY_SCORE:
         return []
