@@ -50,6 +50,19 @@ THROTTLED: dict[str, Any] = {
 }
 
 
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {}}}
+
+
+# The refusals every decision on an account or a role request can meet.
+DECISION_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: _problem("No valid access token"),
+    404: _problem("No such user or request"),
+    412: _problem("It changed since it was read: read it again"),
+    428: _problem("If-Match is missing"),
+}
+
+
 def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -310,7 +323,15 @@ async def update_user(
     return model_response(await _one_user_read(session, user), headers={"ETag": etag(user.version)})
 
 
-@users_router.post("/{user_id}/reset", response_model=UserEnrolment)
+@users_router.post(
+    "/{user_id}/reset",
+    response_model=UserEnrolment,
+    responses={
+        **DECISION_REFUSALS,
+        403: _problem("Only admins reset accounts"),
+        409: _problem("Admins cannot reset their own account"),
+    },
+)
 async def reset_user(
     user_id: uuid.UUID,
     session: SessionDep,
@@ -394,7 +415,15 @@ async def _decide(
     )
 
 
-@role_requests_router.post("/{request_id}/approval", response_model=RoleRequestRead)
+@role_requests_router.post(
+    "/{request_id}/approval",
+    response_model=RoleRequestRead,
+    responses={
+        **DECISION_REFUSALS,
+        403: _problem("Not an admin or coordinator, or the one who asked or would hold it"),
+        409: _problem("The request is decided already, or the account is not enrolled yet"),
+    },
+)
 async def approve_role_request(
     request_id: uuid.UUID,
     session: SessionDep,
@@ -409,7 +438,15 @@ async def approve_role_request(
     return await _decide(session, request_id, if_match=if_match, caller=caller, approve=True)
 
 
-@role_requests_router.post("/{request_id}/rejection", response_model=RoleRequestRead)
+@role_requests_router.post(
+    "/{request_id}/rejection",
+    response_model=RoleRequestRead,
+    responses={
+        **DECISION_REFUSALS,
+        403: _problem("Not an admin or coordinator, or the one who asked or would hold it"),
+        409: _problem("The request is decided already"),
+    },
+)
 async def reject_role_request(
     request_id: uuid.UUID,
     session: SessionDep,
@@ -519,10 +556,6 @@ async def new_secret(
         session, request.app.state.security, partner_id, required_version(if_match)
     )
     return model_response(ClientSecret(client_secret=secret))
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {}}}
 
 
 @partners_router.put(

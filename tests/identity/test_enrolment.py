@@ -1026,3 +1026,23 @@ async def test_the_cli_grants_the_admin_role_at_once_only_while_there_is_no_admi
     assert actor == "system"
     nothing = await run_cli(["users", "approve", "next.admin"], env, tmp_path)
     assert nothing.returncode == 1 and "no role request" in nothing.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/api/v1/users/{user_id}/reset", "post"),
+        ("/api/v1/role-requests/{request_id}/approval", "post"),
+        ("/api/v1/role-requests/{request_id}/rejection", "post"),
+    ],
+)
+async def test_decisions_document_every_refusal(
+    anonymous: httpx.AsyncClient, path: str, method: str
+) -> None:
+    """A generated client learns from the schema every refusal these routes can answer,
+    each as a problem document."""
+    operation = (await anonymous.get("/openapi.json")).json()["paths"][path][method]
+    refusals = {"401", "403", "404", "409", "412", "428"}
+    assert refusals <= set(operation["responses"])
+    for status in refusals:
+        assert "application/problem+json" in operation["responses"][status]["content"]
