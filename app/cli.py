@@ -134,6 +134,45 @@ def purge() -> None:
 
 
 @cli.command()
+def worker() -> None:
+    """Run the scheduled jobs until SIGTERM or Ctrl-C: every HABEAS_INTEGRITY_SCHEDULE,
+    verify the audit chain, sign a checkpoint and write it to HABEAS_CHECKPOINT_EXPORT_DIR;
+    every HABEAS_PURGE_SCHEDULE, purge expired records. Any number of workers may run; each
+    run happens once. Needs the audit key, and a migrated database (`habeas migrate`)."""
+    from app.core.crypto import KeyConfigurationError, audit_key_ring
+    from app.core.db import create_engine
+    from app.core.logging import configure_logging
+    from app.jobs.worker import run_until_signalled, schedules
+    from app.ops.grants import UnsafeDatabaseRole, refuse_unsafe_role
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        audit_keys = audit_key_ring(settings)
+        schedules(settings)
+    except (KeyConfigurationError, ValueError) as error:
+        typer.echo(f"Refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
+    owner_url = _database_url(settings)
+
+    async def check(url: str) -> None:
+        engine = create_engine(url, settings)
+        try:
+            await _require_migrated(engine)
+            await refuse_unsafe_role(engine, production=settings.env is Environment.production)
+        finally:
+            await engine.dispose()
+
+    url = _application_url_or_exit(settings, owner_url)
+    try:
+        asyncio.run(check(url))
+    except UnsafeDatabaseRole as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    asyncio.run(run_until_signalled(url, settings, audit_keys))
+
+
+@cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
@@ -625,8 +664,6 @@ def audit_checkpoint(
     """Sign the chain's head with the audit key (after verifying what was appended since
     the last checkpoint), store it, and print it. Keep a copy outside this system."""
     from app.audit import service
-    from app.audit.schemas import checkpoint_read
-    from app.core.crypto import public_key_text
     from app.core.errors import Conflict
 
     settings = get_settings()
@@ -640,9 +677,7 @@ def audit_checkpoint(
     except Conflict as error:
         typer.echo(f"No checkpoint: {error.detail} {error.extensions or ''}", err=True)
         raise typer.Exit(1) from None
-    key = kit.audit_keys.public_keys().get(made.key_id)
-    document = checkpoint_read(made, public_key_text(key) if key else None).model_dump()
-    text = json.dumps(document, indent=2)
+    text = json.dumps(service.checkpoint_document(made, kit.audit_keys), indent=2)
     if out is not None:
         out.write_text(text + "\n")
     typer.echo(text)

@@ -11,9 +11,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import repository
 from app.audit.models import AuditEvent
+from app.audit.schemas import checkpoint_read
 from app.audit.verification import Checkpoint, Report, statement_bytes, verify
 from app.core.clock import utcnow
-from app.core.crypto import AuditKeyRing
+from app.core.crypto import AuditKeyRing, public_key_text
 from app.core.db import driver_connection
 from app.core.errors import Conflict
 from app.core.pagination import cursor_int, decode_cursor, encode_cursor, query_fingerprint
@@ -114,3 +115,11 @@ async def checkpoint(session: AsyncSession, keys: AuditKeyRing) -> Checkpoint:
     await repository.add_checkpoint(session, made)
     stored = await repository.checkpoint_at(session, made.seq, key_id)
     return stored or made
+
+
+def checkpoint_document(made: Checkpoint, keys: AuditKeyRing) -> dict[str, Any]:
+    """A checkpoint as it is handed out to be kept elsewhere (`habeas audit checkpoint
+    --out`, the worker's export): the signed statement and the public key that verifies it
+    (whoever keeps it pins that key rather than trusting it from the file)."""
+    key = keys.public_keys().get(made.key_id)
+    return checkpoint_read(made, public_key_text(key) if key else None).model_dump()

@@ -62,7 +62,20 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=200, ge=1)
     idempotency_retention_hours: int = Field(default=24, ge=1)
     # How often each API process purges expired records (app/ops/housekeeping.py); 0: never.
+    # `habeas worker` purges on its own schedule (below); where a worker runs, the API's
+    # loop can be switched off (docker-compose.yml does), or kept: the deletes only repeat.
     housekeeping_interval_seconds: int = Field(default=600, ge=0)
+
+    # `habeas worker` (app/jobs/): cron expressions (five fields, or six with seconds
+    # last) of its scheduled jobs; an empty one switches that job off. The integrity job
+    # verifies the whole audit chain, signs a checkpoint of its head and writes it to
+    # `checkpoint_export_dir` (none: the checkpoint is only stored in the database).
+    integrity_schedule: str = "*/15 * * * *"
+    purge_schedule: str = "*/10 * * * *"
+    checkpoint_export_dir: Path | None = None
+    # Jobs that failed stay in the queue (status `failed`, counted by the job health
+    # figures) for this long, then the purge job removes them.
+    failed_job_retention_days: int = Field(default=7, ge=1)
 
     # Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated), so
     # that sign-in throttling sees each client's own address behind a TLS proxy.

@@ -5,6 +5,7 @@ from app.cases import models as cases_models
 from app.collective import models as collective_models
 from app.idempotency import models as idempotency_models
 from app.identity import models as identity_models
+from app.jobs import models as jobs_models
 from app.persons import models as persons_models
 from app.recognition import models as recognition_models
 from app.sources import models as sources_models
@@ -15,6 +16,7 @@ TABLE_MODULES = (
     collective_models,
     identity_models,
     idempotency_models,
+    jobs_models,
     persons_models,
     recognition_models,
     sources_models,

@@ -4,9 +4,11 @@ client may retry; sign-in throttle counters whose window has passed (their keys 
 names people typed), addresses accounts have not signed in from lately, and the ids of
 client assertions that have expired.
 
-Every API process runs it every `housekeeping_interval_seconds`; the deletes are
-idempotent, so several processes running it at once only repeat each other.
-`habeas purge` runs it once.
+`habeas worker` runs it on its schedule (app/jobs/, HABEAS_PURGE_SCHEDULE). Every API
+process runs it too, every `housekeeping_interval_seconds`, so that a deployment without a
+worker (a development server) still purges; where a worker runs, that loop can be set to 0
+(docker-compose.yml does). The deletes are idempotent, so several processes running it at
+once only repeat each other. `habeas purge` runs it once.
 """
 
 import asyncio

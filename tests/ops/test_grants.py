@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from app.core import embedded
 from app.core.config import Environment, Settings
+from app.jobs.queue import QUEUE_TABLES
 from app.main import create_app
 from app.ops.grants import UnsafeDatabaseRole, application_database_url
 from tests.auth import api_client
@@ -63,9 +64,15 @@ async def test_the_api_role_on_the_embedded_server_cannot_touch_the_audit_trail(
         for statement in REFUSED_TO_THE_API:
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await connection.execute(statement)
-        # What the API needs, it has.
+        # What the API needs, it has; and what `habeas worker` needs: pgqueuer's tables
+        # (migration 0008) and the record of integrity checks (tests/jobs run a worker so).
         assert await connection.fetchval("SELECT count(*) FROM person") is not None
         assert await connection.fetchval("SELECT count(*) FROM audit_event") is not None
+        for table in sorted(QUEUE_TABLES | {"integrity_check"}):
+            for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+                assert await connection.fetchval(
+                    "SELECT has_table_privilege($1, $2)", table, privilege
+                ), (table, privilege)
     finally:
         await connection.close()
 

@@ -1,0 +1,1 @@
+"""Scheduled and queued background work, run by `habeas worker` on pgqueuer."""

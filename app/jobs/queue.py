@@ -1,0 +1,71 @@
+"""pgqueuer, bound to the objects migration 0008 created.
+
+pgqueuer reads its table, channel and function names from `PGQUEUER_*` environment
+variables (and a few bare legacy ones, such as `CHANNEL`); here every name is given, so
+that nothing in a worker's environment can point it at tables the migrations did not make.
+The tables are created by Alembic (migration 0008, pgqueuer's install SQL as of the
+pinned release), never by `pgq install`; a pgqueuer upgrade that changes them comes with a
+migration of its own (tests/jobs/test_queue_schema.py notices).
+"""
+
+import asyncpg
+from pgqueuer import PgQueuer
+from pgqueuer.adapters.persistence.qb import (
+    QueryBuilderEnvironment,
+    QueryQueueBuilder,
+    QuerySchedulerBuilder,
+)
+from pgqueuer.db import AsyncpgDriver
+from pgqueuer.domain.settings import DBSettings, Durability
+from pgqueuer.domain.types import Channel
+from pgqueuer.queries import Queries
+
+QUEUE_NAMES = DBSettings(
+    prefix="",
+    db_schema=None,
+    channel=Channel("ch_pgqueuer"),
+    function="fn_pgqueuer_changed",
+    statistics_table="pgqueuer_statistics",
+    queue_status_type="pgqueuer_status",
+    queue_table="pgqueuer",
+    queue_table_log="pgqueuer_log",
+    trigger="tg_pgqueuer_changed",
+    schedules_table="pgqueuer_schedules",
+    durability=Durability.durable,
+)
+QUEUE_TABLE = QUEUE_NAMES.queue_table
+# Every table pgqueuer owns: not in the application's metadata (Alembic's comparison
+# leaves them alone), granted to the application's role like the others.
+QUEUE_TABLES = frozenset(
+    {
+        QUEUE_NAMES.queue_table,
+        QUEUE_NAMES.queue_table_log,
+        QUEUE_NAMES.statistics_table,
+        QUEUE_NAMES.schedules_table,
+    }
+)
+
+
+def queries(connection: asyncpg.Connection) -> Queries:
+    return Queries(
+        AsyncpgDriver(connection),
+        qbe=QueryBuilderEnvironment(QUEUE_NAMES),
+        qbq=QueryQueueBuilder(QUEUE_NAMES),
+        qbs=QuerySchedulerBuilder(QUEUE_NAMES),
+    )
+
+
+def queuer(connection: asyncpg.Connection) -> PgQueuer:
+    """A queue manager and scheduler on one dedicated connection (it LISTENs on it)."""
+    bound = queries(connection)
+    return PgQueuer(connection=bound.driver, channel=Channel(QUEUE_NAMES.channel), queries=bound)
+
+
+async def enqueue(connection: asyncpg.Connection, entrypoint: str) -> bool:
+    """Queue a run of `entrypoint` unless one is already waiting or running (the
+    entrypoint's name is its dedupe key): a schedule firing on several workers, or an
+    operator asking while a run is under way, adds no second run. True if queued."""
+    added = await queries(connection).enqueue(
+        entrypoint, None, dedupe_key=entrypoint, on_conflict="skip"
+    )
+    return added[0] is not None

@@ -1,0 +1,148 @@
+"""`habeas worker`: the jobs that run on a schedule, on pgqueuer (DESIGN §6).
+
+Each schedule (a cron expression from the settings) only *queues* a run of its job; any
+worker claims queued runs with SELECT … FOR UPDATE SKIP LOCKED. Any number of workers may
+run: pgqueuer's schedule rows are claimed the same way (one worker fires each tick), the
+job's name is its dedupe key (a tick that finds a run still waiting or running adds none),
+and each job has a concurrency limit of one across all workers, enforced in the database.
+A run whose worker died (no heartbeat for 30 s) is taken over by another.
+
+A job that raises stays in the queue as `failed` (pgqueuer's on_failure="hold", counted by
+service.job_health) until the purge job removes it after HABEAS_FAILED_JOB_RETENTION_DAYS;
+pgqueuer logs its traceback. A chain that does not verify is not a failed job: the check
+ran, recorded its finding and raised the alert.
+"""
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+
+import asyncpg
+import croniter
+import structlog
+from pgqueuer import PgQueuer
+from pgqueuer.models import Job, Schedule
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core import embedded
+from app.core.config import InvalidSetting, Settings
+from app.core.crypto import AuditKeyRing
+from app.core.db import create_engine, session_factory
+from app.jobs import service
+from app.jobs.queue import enqueue, queuer
+
+log = structlog.get_logger(__name__)
+
+INTEGRITY = "audit_integrity"
+PURGE = "purge_expired"
+ENTRYPOINTS = (INTEGRITY, PURGE)
+
+# Signals that stop a worker: it finishes the runs it has started, then exits.
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def schedules(settings: Settings) -> dict[str, str]:
+    """Each scheduled job's cron expression; InvalidSetting for one that is not."""
+    configured = {
+        INTEGRITY: ("HABEAS_INTEGRITY_SCHEDULE", settings.integrity_schedule.strip()),
+        PURGE: ("HABEAS_PURGE_SCHEDULE", settings.purge_schedule.strip()),
+    }
+    for name, expression in configured.values():
+        if expression and not croniter.croniter.is_valid(expression):
+            raise InvalidSetting(f"{name}={expression!r} is not a cron expression")
+    return {job: expression for job, (_, expression) in configured.items() if expression}
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """What the jobs need: sessions on the database, the settings, the audit keys."""
+
+    factory: async_sessionmaker[AsyncSession]
+    settings: Settings
+    audit_keys: AuditKeyRing
+
+    async def check_integrity(self) -> None:
+        await service.check_integrity(
+            self.factory, self.audit_keys, self.settings.checkpoint_export_dir
+        )
+
+    async def purge(self) -> None:
+        await service.purge(self.factory, self.settings)
+
+
+def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
+    """The queue manager and the scheduler of one worker, on its own connection."""
+    queue = queuer(connection)
+    handlers: dict[str, Callable[[], Awaitable[None]]] = {
+        INTEGRITY: jobs.check_integrity,
+        PURGE: jobs.purge,
+    }
+    for entrypoint, handler in handlers.items():
+        queue.entrypoint(entrypoint, concurrency_limit=1, on_failure="hold")(_run(handler))
+    for entrypoint, expression in schedules(jobs.settings).items():
+        # clean_old: a schedule whose expression was changed in the settings is replaced.
+        queue.schedule(entrypoint, expression, clean_old=True)(_enqueue(connection, entrypoint))
+    return queue
+
+
+def _run(handler: Callable[[], Awaitable[None]]) -> Callable[[Job], Awaitable[None]]:
+    async def run(job: Job) -> None:
+        await handler()
+
+    return run
+
+
+def _enqueue(
+    connection: asyncpg.Connection, entrypoint: str
+) -> Callable[[Schedule], Awaitable[None]]:
+    async def tick(schedule: Schedule) -> None:
+        await enqueue(connection, entrypoint)
+
+    return tick
+
+
+async def run(url: str, settings: Settings, audit_keys: AuditKeyRing, stop: asyncio.Event) -> None:
+    """Run the jobs on the database at `url` until `stop` is set, then let the runs under
+    way finish. Raises when the database connection is lost (the supervisor restarts it)."""
+    engine = create_engine(url, settings)
+    connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
+    try:
+        queue = build(connection, Jobs(session_factory(engine), settings, audit_keys))
+        running = asyncio.create_task(queue.run(shutdown_on_listener_failure=True))
+        stopping = asyncio.create_task(stop.wait())
+        log.info(
+            "worker_started",
+            schedules=schedules(settings),
+            checkpoint_export_dir=str(settings.checkpoint_export_dir or ""),
+        )
+        if settings.checkpoint_export_dir is None:
+            log.warning("checkpoint_export_disabled", setting="HABEAS_CHECKPOINT_EXPORT_DIR")
+        await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
+        queue.shutdown.set()
+        stopping.cancel()
+        with suppress(asyncio.CancelledError):
+            await stopping
+        await running
+        log.info("worker_stopped")
+    finally:
+        await connection.close()
+        await engine.dispose()
+
+
+async def run_until_signalled(url: str, settings: Settings, audit_keys: AuditKeyRing) -> None:
+    """`run`, stopped by SIGTERM, SIGINT (Ctrl-C) or SIGHUP. The signals' previous handlers
+    come back afterwards (the command's own, which stop an embedded database)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    previous = {stopping: signal.getsignal(stopping) for stopping in STOPPING_SIGNALS}
+    for stopping in STOPPING_SIGNALS:
+        loop.add_signal_handler(stopping, stop.set)
+    try:
+        await run(url, settings, audit_keys, stop)
+    finally:
+        for stopping, handler in previous.items():
+            loop.remove_signal_handler(stopping)
+            signal.signal(stopping, handler)
