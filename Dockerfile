@@ -1,4 +1,5 @@
-# The API image: hash-pinned dependencies, a non-root user, no embedded database in use.
+# The API and worker image: hash-pinned dependencies, a non-root user, no embedded database
+# in use. /var/lib/habeas/checkpoints is where the worker exports checkpoints (a volume).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -12,7 +13,8 @@ COPY app ./app
 COPY migrations ./migrations
 COPY policies ./policies
 RUN pip install --no-cache-dir --no-deps . \
-    && useradd --system --home-dir /srv/habeas habeas
+    && useradd --system --home-dir /srv/habeas habeas \
+    && install -d -o habeas -m 0755 /var/lib/habeas/checkpoints
 USER habeas
 
 EXPOSE 8000
