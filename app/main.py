@@ -31,6 +31,7 @@ from app.core.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from app.core.openapi import install_contract
 from app.identity.credentials import Passwords
 from app.identity.oidc import OidcVerifier
 from app.identity.roles import roles_needing_approval
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(api_router())
     _mount_offline_docs(app)
+    install_contract(app, settings.max_page_size)
 
     # Added first, so innermost: the others wrap its 500s too.
     app.add_middleware(UnexpectedErrorMiddleware)

@@ -1,7 +1,6 @@
 """/audit: search the trail, verify it, get signed checkpoints (auditors)."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -22,8 +21,8 @@ from app.audit.schemas import (
     verification_read,
 )
 from app.core.crypto import public_key_text
+from app.core.dates import IsoMoment
 from app.core.db import SessionDep
-from app.core.errors import UnprocessableInput
 from app.core.http import model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import Label
@@ -42,14 +41,11 @@ async def search_events(
     resource_type: Label | None = None,
     action: Label | None = None,
     outcome: Label | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoMoment | None = None,
+    until: IsoMoment | None = None,
 ) -> Response:
     """Events newest first. `resource_id` finds the events about a record and those that
     touched or showed it among others (a collective event, a page of a list)."""
-    for moment in (since, until):
-        if moment is not None and moment.tzinfo is None:
-            raise UnprocessableInput("since and until need a time zone (e.g. 2026-01-01T00:00Z).")
     conditions: dict[str, Any] = {
         name: value
         for name, value in {

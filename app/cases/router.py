@@ -1,5 +1,4 @@
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,8 +25,17 @@ from app.cases.schemas import (
     event_read,
 )
 from app.cases.statuses import Status
+from app.core.dates import IsoDate
 from app.core.db import SessionDep
-from app.core.http import IfMatch, etag, model_response, required_version
+from app.core.http import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
+    IfMatch,
+    documented_headers,
+    etag,
+    model_response,
+    required_version,
+)
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
@@ -56,7 +64,12 @@ def _case_response(view: service.CaseView, status_code: int = 200) -> Response:
     )
 
 
-@router.post("", status_code=201, response_model=CaseRead)
+@router.post(
+    "",
+    status_code=201,
+    response_model=CaseRead,
+    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+)
 async def create_case(
     body: CaseCreate,
     session: SessionDep,
@@ -89,7 +102,7 @@ async def create_case(
     return await once.run(body.model_dump(mode="json"), produce, replay)
 
 
-@router.get("/{case_id}", response_model=CaseRead)
+@router.get("/{case_id}", response_model=CaseRead, responses=documented_headers(200, ETAG_HEADER))
 async def read_case(
     case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
 ) -> Response:
@@ -98,7 +111,7 @@ async def read_case(
     return _case_response(view)
 
 
-@router.patch("/{case_id}", response_model=CaseRead)
+@router.patch("/{case_id}", response_model=CaseRead, responses=documented_headers(200, ETAG_HEADER))
 async def update_case(
     case_id: uuid.UUID,
     body: CaseUpdate,
@@ -121,8 +134,8 @@ async def list_cases(
     article: Article | None = None,
     citizenship: CountryCode | None = None,
     recognition_status: RecognitionStatus | None = None,
-    detained_from: date | None = None,
-    detained_to: date | None = None,
+    detained_from: IsoDate | None = None,
+    detained_to: IsoDate | None = None,
     person_id: uuid.UUID | None = None,
 ) -> Response:
     filters = CaseFilters(
@@ -189,7 +202,12 @@ async def read_status_history(
     )
 
 
-@router.post("/{case_id}/status-events", status_code=201, response_model=StatusChange)
+@router.post(
+    "/{case_id}/status-events",
+    status_code=201,
+    response_model=StatusChange,
+    responses=documented_headers(201, ETAG_HEADER),
+)
 async def append_status_event(
     case_id: uuid.UUID,
     body: StatusEventInput,
@@ -204,7 +222,11 @@ async def append_status_event(
 
     async def produce() -> StoredResponse:
         change = await service.append(session, caller, case_id, expected_version, body)
-        return StoredResponse(201, _status_change(change).model_dump(mode="json"))
+        return StoredResponse(
+            201,
+            _status_change(change).model_dump(mode="json"),
+            {"ETag": etag(change.case.version)},
+        )
 
     return await once.run(
         [body.model_dump(mode="json"), expected_version],
@@ -214,7 +236,10 @@ async def append_status_event(
 
 
 @router.post(
-    "/{case_id}/status-events/{event_id}/retraction", status_code=201, response_model=StatusChange
+    "/{case_id}/status-events/{event_id}/retraction",
+    status_code=201,
+    response_model=StatusChange,
+    responses=documented_headers(201, ETAG_HEADER),
 )
 async def retract_status_event(
     case_id: uuid.UUID,
@@ -232,7 +257,11 @@ async def retract_status_event(
         change = await service.retract(
             session, caller, case_id, event_id, expected_version, body.reason
         )
-        return StoredResponse(201, _status_change(change).model_dump(mode="json"))
+        return StoredResponse(
+            201,
+            _status_change(change).model_dump(mode="json"),
+            {"ETag": etag(change.case.version)},
+        )
 
     return await once.run(
         [body.model_dump(mode="json"), expected_version],

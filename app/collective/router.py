@@ -15,7 +15,7 @@ from app.collective.schemas import (
 )
 from app.core.dates import PartialDate, Precision
 from app.core.db import SessionDep
-from app.core.http import model_response
+from app.core.http import LOCATION_HEADER, documented_headers, model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
@@ -57,7 +57,10 @@ def _read(view: service.CollectiveView) -> CollectiveEventRead:
     "",
     status_code=201,
     response_model=CollectiveEventRead,
-    responses={409: {"description": "A case file cannot transition; nothing changed"}},
+    responses={
+        **documented_headers(201, LOCATION_HEADER),
+        409: {"description": "A case file cannot transition; nothing changed"},
+    },
 )
 async def create_collective_event(
     body: CollectiveEventCreate,

@@ -11,7 +11,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 _PATTERN = re.compile(r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?$")
 EARLIEST_YEAR = 1900
@@ -65,10 +65,47 @@ def _valid_partial_date(text: str) -> str:
     return text
 
 
+# Years from 1900; days that exist, 29 February in leap years only. (Whether a date is in
+# the future depends on the day asked, which no pattern can say.)
+_YEAR = r"(?:19[0-9]{2}|[2-9][0-9]{3})"
+_DIVISIBLE_BY_4 = r"(?:0[48]|[2468][048]|[13579][26])"
+_LEAP_YEAR = rf"(?:19{_DIVISIBLE_BY_4}|[2-9][0-9]{_DIVISIBLE_BY_4}|(?:[2468][048]|[3579][26])00)"
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
+)
+DAY_PATTERN = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+PARTIAL_DATE_PATTERN = rf"^(?:{DAY_PATTERN}|{_YEAR}-(?:0[1-9]|1[0-2])|{_YEAR})$"
+
 PartialDateText = Annotated[
     str,
-    Field(
-        pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$", examples=["2021-08-15", "2021-08", "2021"]
-    ),
+    Field(pattern=PARTIAL_DATE_PATTERN, examples=["2021-08-15", "2021-08", "2021"]),
     AfterValidator(_valid_partial_date),
 ]
+
+_ISO_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_ISO_MOMENT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def _iso_day_only(value: object) -> object:
+    """pydantic reads a number (or a text of digits) as seconds since 1970: `?date=0`
+    would mean 1 January 1970. Only ISO 8601 is a date here."""
+    if isinstance(value, str) and not _ISO_DAY.match(value):
+        raise ValueError("use an ISO 8601 date: YYYY-MM-DD")
+    if isinstance(value, int | float):
+        raise ValueError("use an ISO 8601 date: YYYY-MM-DD")
+    return value
+
+
+def _iso_moment_only(value: object) -> object:
+    if isinstance(value, str) and not _ISO_MOMENT.match(value):
+        raise ValueError("use an ISO 8601 date and time with a zone: 2026-01-01T00:00:00Z")
+    if isinstance(value, int | float):
+        raise ValueError("use an ISO 8601 date and time with a zone: 2026-01-01T00:00:00Z")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_day_only)]
+# With a time zone: a moment without one is ambiguous by hours.
+IsoMoment = Annotated[AwareDatetime, BeforeValidator(_iso_moment_only)]

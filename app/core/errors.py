@@ -1,12 +1,13 @@
 """Typed domain errors and their single rendering as RFC 9457 problem+json."""
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -306,8 +307,36 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem_response(error.to_problem(request.url.path))
 
 
-async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method the published contract serves at this path (Starlette's own 405
+    names only the first matching route's, while GET and PATCH of one record are separate
+    routes), with HEAD beside GET and OPTIONS, which every path answers."""
+    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
+        request.app.state, "methods_by_path", None
+    )
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\{[^/}]+\\}", "[^/]+", re.escape(path)) + "$"),
+                frozenset(method.upper() for method in operations),
+            )
+            for path, operations in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.methods_by_path = table
+    methods = {"OPTIONS"}
+    for pattern, served in table:
+        if pattern.match(request.url.path):
+            methods |= served | ({"HEAD"} if "GET" in served else set())
+    return ", ".join(sorted(methods))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=headers)
     titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
     body = problem_body(
         exc.status_code,
@@ -316,7 +345,7 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         str(exc.detail),
         request.url.path,
     )
-    return problem_response(body, exc.headers)
+    return problem_response(body, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

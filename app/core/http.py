@@ -62,3 +62,26 @@ def model_response(
         media_type="application/json",
         headers=headers,
     )
+
+
+# For the OpenAPI document: the headers a route's answer carries.
+ETAG_HEADER: dict[str, Any] = {
+    "ETag": {
+        "description": "The record's version: send it back as If-Match to change it",
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+}
+LOCATION_HEADER: dict[str, Any] = {
+    "Location": {
+        "description": "The path of the record made",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def documented_headers(status: int, *headers: dict[str, Any]) -> dict[int | str, Any]:
+    """`responses=` for a route whose `status` answer carries these headers."""
+    merged: dict[str, Any] = {}
+    for header in headers:
+        merged |= header
+    return {status: {"headers": merged}}

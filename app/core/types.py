@@ -4,7 +4,7 @@ character that hides content or makes one record look like another."""
 
 import unicodedata
 from collections.abc import Collection, Mapping
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -82,10 +82,42 @@ def _clean_free_text(value: str) -> str:
     return _clean_text(value, keeps=LINE_BREAKS, invisible=())
 
 
+# The formats of text the API accepts, published in the OpenAPI document (JSON Schema
+# lets an API name its own formats). A pattern could state the same rule only as a class
+# of some 700 ranges of code points: too heavy for every client and fuzzer that reads it.
+LABEL_FORMAT = "habeas-label"
+TEXT_FORMAT = "habeas-text"
+TEXT_FORMATS = {
+    LABEL_FORMAT: "One line of text in Unicode NFC, with no control, format (invisible or"
+    " direction-changing), private-use or unassigned character, line or paragraph"
+    " separator, variation selector or other character that displays as nothing.",
+    TEXT_FORMAT: "Text in Unicode NFC with no control character but line breaks and tabs,"
+    " and no format (invisible or direction-changing), private-use or unassigned"
+    " character, line or paragraph separator.",
+}
+
+
+def _label_schema(schema: dict[str, Any]) -> None:
+    schema["format"] = LABEL_FORMAT
+
+
+def _text_schema(schema: dict[str, Any]) -> None:
+    schema["format"] = TEXT_FORMAT
+
+
+# The character rules are enforced by the validators, whose messages name the character.
 Label = Annotated[
-    str, StringConstraints(min_length=1, max_length=300), AfterValidator(_clean_label)
+    str,
+    StringConstraints(min_length=1, max_length=300),
+    AfterValidator(_clean_label),
+    Field(json_schema_extra=_label_schema),
 ]
-Text = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_clean_free_text)]
+Text = Annotated[
+    str,
+    StringConstraints(max_length=20_000),
+    AfterValidator(_clean_free_text),
+    Field(json_schema_extra=_text_schema),
+]
 CountryCode = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Z]{2}$"),
@@ -115,11 +147,32 @@ INPUT = ConfigDict(extra="forbid", str_strip_whitespace=False)
 OUTPUT = ConfigDict(extra="forbid", from_attributes=True)
 
 
+def not_nullable(schema: dict[str, Any], names: Collection[str]) -> None:
+    """Publish `names` as properties that may be left out but not sent as null (their
+    Python type says `| None` only so that "absent" has a value)."""
+    for name in names:
+        prop = schema.get("properties", {}).get(name)
+        if prop is None or "anyOf" not in prop:
+            continue
+        kept = [option for option in prop["anyOf"] if option.get("type") != "null"]
+        del prop["anyOf"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+        if prop.get("default", ...) is None:
+            del prop["default"]
+
+
+def _no_property_nullable(schema: dict[str, Any]) -> None:
+    not_nullable(schema, list(schema.get("properties", {})))
+
+
 class PartialUpdate(BaseModel):
     """Input of a PATCH: an absent field stays as it is; sending null is refused, because
     none of these fields may be cleared."""
 
-    model_config = INPUT
+    model_config = ConfigDict(**INPUT, json_schema_extra=_no_property_nullable)
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:

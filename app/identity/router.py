@@ -11,7 +11,15 @@ from app.access.http import open_route, requires
 from app.access.principal import Role
 from app.core.db import SessionDep
 from app.core.errors import MalformedJson, UnsupportedMediaType
-from app.core.http import IfMatch, etag, model_response, required_version
+from app.core.http import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
+    IfMatch,
+    documented_headers,
+    etag,
+    model_response,
+    required_version,
+)
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.identity import oauth, service
 from app.identity.models import AppUser, Partner, RoleRequest
@@ -47,6 +55,17 @@ THROTTLED: dict[str, Any] = {
     " document; wait the `Retry-After` seconds",
     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     "content": {"application/problem+json": {}},
+}
+
+
+# RFC 6749 §5.2: the token endpoint answers refusals in OAuth's own format.
+OAUTH_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "examples": ["invalid_client"]},
+        "error_description": {"type": "string"},
+    },
 }
 
 
@@ -159,10 +178,18 @@ async def confirm_enrolment(
     "/token",
     dependencies=OPEN,
     responses={
-        400: {"description": "An OAuth error (RFC 6749 §5.2), e.g. `invalid_scope`"},
+        400: {
+            "description": "An OAuth error (RFC 6749 §5.2), e.g. `invalid_scope`; or a form"
+            " that cannot be read (a problem document)",
+            "content": {
+                "application/json": {"schema": OAUTH_ERROR},
+                "application/problem+json": {},
+            },
+        },
         401: {
             "description": "`invalid_client`, one answer for an unknown client, a wrong"
-            " secret, a bad assertion and a disabled partner"
+            " secret, a bad assertion and a disabled partner",
+            "content": {"application/json": {"schema": OAUTH_ERROR}},
         },
         429: THROTTLED,
     },
@@ -256,7 +283,12 @@ def _enrolment(read: UserRead, code: service.EnrolmentCode) -> UserEnrolment:
     )
 
 
-@users_router.post("", status_code=201, response_model=UserEnrolment)
+@users_router.post(
+    "",
+    status_code=201,
+    response_model=UserEnrolment,
+    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+)
 async def create_user(
     body: UserCreate,
     session: SessionDep,
@@ -291,7 +323,9 @@ async def list_users(
     )
 
 
-@users_router.get("/{user_id}", response_model=UserRead)
+@users_router.get(
+    "/{user_id}", response_model=UserRead, responses=documented_headers(200, ETAG_HEADER)
+)
 async def read_user(
     user_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("user.manage")]
 ) -> Response:
@@ -299,7 +333,9 @@ async def read_user(
     return model_response(await _one_user_read(session, user), headers={"ETag": etag(user.version)})
 
 
-@users_router.patch("/{user_id}", response_model=UserRead)
+@users_router.patch(
+    "/{user_id}", response_model=UserRead, responses=documented_headers(200, ETAG_HEADER)
+)
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
@@ -327,6 +363,7 @@ async def update_user(
     "/{user_id}/reset",
     response_model=UserEnrolment,
     responses={
+        **documented_headers(200, ETAG_HEADER),
         **DECISION_REFUSALS,
         403: _problem("Only admins reset accounts"),
         409: _problem("Admins cannot reset their own account"),
@@ -419,6 +456,7 @@ async def _decide(
     "/{request_id}/approval",
     response_model=RoleRequestRead,
     responses={
+        **documented_headers(200, ETAG_HEADER),
         **DECISION_REFUSALS,
         403: _problem("Not an admin or coordinator, or the one who asked or would hold it"),
         409: _problem("The request is decided already, or the account is not enrolled yet"),
@@ -442,6 +480,7 @@ async def approve_role_request(
     "/{request_id}/rejection",
     response_model=RoleRequestRead,
     responses={
+        **documented_headers(200, ETAG_HEADER),
         **DECISION_REFUSALS,
         403: _problem("Not an admin or coordinator, or the one who asked or would hold it"),
         409: _problem("The request is decided already"),
@@ -485,7 +524,12 @@ def _partner_read(partner: Partner) -> PartnerRead:
     )
 
 
-@partners_router.post("", status_code=201, response_model=PartnerCreated)
+@partners_router.post(
+    "",
+    status_code=201,
+    response_model=PartnerCreated,
+    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+)
 async def create_partner(
     body: PartnerCreate,
     session: SessionDep,
@@ -518,7 +562,9 @@ async def list_partners(
     )
 
 
-@partners_router.get("/{partner_id}", response_model=PartnerRead)
+@partners_router.get(
+    "/{partner_id}", response_model=PartnerRead, responses=documented_headers(200, ETAG_HEADER)
+)
 async def read_partner(
     partner_id: uuid.UUID,
     session: SessionDep,
@@ -528,7 +574,9 @@ async def read_partner(
     return model_response(_partner_read(partner), headers={"ETag": etag(partner.version)})
 
 
-@partners_router.patch("/{partner_id}", response_model=PartnerRead)
+@partners_router.patch(
+    "/{partner_id}", response_model=PartnerRead, responses=documented_headers(200, ETAG_HEADER)
+)
 async def update_partner(
     partner_id: uuid.UUID,
     body: PartnerUpdate,
@@ -542,7 +590,11 @@ async def update_partner(
     return model_response(_partner_read(partner), headers={"ETag": etag(partner.version)})
 
 
-@partners_router.post("/{partner_id}/secret", response_model=ClientSecret)
+@partners_router.post(
+    "/{partner_id}/secret",
+    response_model=ClientSecret,
+    responses=documented_headers(200, ETAG_HEADER),
+)
 async def new_secret(
     partner_id: uuid.UUID,
     session: SessionDep,
@@ -562,7 +614,7 @@ async def new_secret(
     "/{partner_id}/agreement",
     response_model=PartnerRead,
     responses={
-        200: {"headers": {"ETag": {"schema": {"type": "string"}}}},
+        **documented_headers(200, ETAG_HEADER),
         401: _problem("No valid access token"),
         403: _problem("Only coordinators decide what a partner is shared"),
         404: _problem("No such partner"),

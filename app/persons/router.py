@@ -11,7 +11,15 @@ from app.audit.journal import journal_of
 from app.audit.router import record_history
 from app.audit.schemas import RecordHistory
 from app.core.db import SessionDep
-from app.core.http import IfMatch, etag, model_response, required_version
+from app.core.http import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
+    IfMatch,
+    documented_headers,
+    etag,
+    model_response,
+    required_version,
+)
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
@@ -46,7 +54,7 @@ def _person_response(view: service.PersonView) -> Response:
     "",
     status_code=201,
     response_model=PersonRead,
-    responses={201: {"headers": {"ETag": {}, "Location": {}}}},
+    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
 )
 async def create_person(
     body: PersonCreate,
@@ -79,7 +87,9 @@ async def create_person(
     return await once.run(body.model_dump(mode="json"), produce, replay)
 
 
-@router.get("/{person_id}", response_model=PersonRead)
+@router.get(
+    "/{person_id}", response_model=PersonRead, responses=documented_headers(200, ETAG_HEADER)
+)
 async def read_person(
     person_id: uuid.UUID,
     session: SessionDep,
@@ -106,7 +116,9 @@ async def read_person_history(
     return await record_history(session, request, person_id, paging)
 
 
-@router.patch("/{person_id}", response_model=PersonRead)
+@router.patch(
+    "/{person_id}", response_model=PersonRead, responses=documented_headers(200, ETAG_HEADER)
+)
 async def update_person(
     person_id: uuid.UUID,
     body: PersonUpdate,

@@ -1,10 +1,18 @@
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from app.access.principal import Tier
 from app.core.clock import today
@@ -18,12 +26,34 @@ from app.core.types import (
     RegionCode,
     ScriptCode,
     Text,
+    not_nullable,
 )
 from app.persons.models import Gender, NameKind, Person, PersonName, SpecialRisk
 from app.recognition.criteria import RecognitionStatus
 
 # A name searched for is cleaned and normalised as a stored name is, so that both meet.
-NameSearch = Annotated[Label, StringConstraints(max_length=200)]
+MIN_SEARCH_LETTERS = 3
+_LETTER = re.compile(r"[^\W\d_]")
+# Published as a pattern (in regular expressions' sense of a letter).
+_THREE_LETTERS = rf"(?:[^\W\d_].*){{{MIN_SEARCH_LETTERS}}}"
+
+
+def _enough_letters(value: str) -> str:
+    if len(_LETTER.findall(value)) < MIN_SEARCH_LETTERS:
+        raise ValueError(f"give at least {MIN_SEARCH_LETTERS} letters of a name")
+    return value
+
+
+def _three_letters_schema(schema: dict[str, Any]) -> None:
+    schema["pattern"] = _THREE_LETTERS
+
+
+NameSearch = Annotated[
+    Label,
+    StringConstraints(min_length=MIN_SEARCH_LETTERS, max_length=200),
+    AfterValidator(_enough_letters),
+    Field(json_schema_extra=_three_letters_schema),
+]
 
 
 @dataclass(frozen=True)
@@ -106,6 +136,17 @@ class PersonCreate(PersonFields):
     publish_consent: bool
 
 
+# What a person always has: a PATCH may leave these out but not clear them.
+NOT_CLEARABLE = (
+    "names",
+    "publish_consent",
+    "gender",
+    "citizenships",
+    "affiliations",
+    "special_risk",
+)
+
+
 class PersonUpdate(PersonFields):
     names: Annotated[list[NameInput], Field(min_length=1, max_length=30)] | None = None
     publish_consent: bool | None = None
@@ -114,16 +155,13 @@ class PersonUpdate(PersonFields):
     affiliations: Annotated[list[Label], Field(max_length=20)] | None = None  # type: ignore[assignment]
     special_risk: Annotated[list[SpecialRisk], Field(max_length=4)] | None = None  # type: ignore[assignment]
 
+    model_config = ConfigDict(
+        **INPUT, json_schema_extra=lambda schema: not_nullable(schema, NOT_CLEARABLE)
+    )
+
     @model_validator(mode="after")
     def _required_fields_not_cleared(self) -> Self:
-        for name in (
-            "names",
-            "publish_consent",
-            "gender",
-            "citizenships",
-            "affiliations",
-            "special_risk",
-        ):
+        for name in NOT_CLEARABLE:
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self

@@ -8,7 +8,14 @@ from app.access.http import requires
 from app.access.tiers import exclusion
 from app.audit.journal import journal_of
 from app.core.db import SessionDep
-from app.core.http import IfMatch, etag, model_response, required_version
+from app.core.http import (
+    ETAG_HEADER,
+    IfMatch,
+    documented_headers,
+    etag,
+    model_response,
+    required_version,
+)
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
 from app.recognition import service
@@ -33,7 +40,7 @@ def _exclude(recognition: service.Recognition) -> dict[str, Any]:
     return {"current": hidden, "history": {"__all__": hidden}} if hidden else {}
 
 
-@router.get("", response_model=RecognitionRead)
+@router.get("", response_model=RecognitionRead, responses=documented_headers(200, ETAG_HEADER))
 async def read_recognition(
     person_id: uuid.UUID,
     session: SessionDep,
@@ -48,7 +55,12 @@ async def read_recognition(
     )
 
 
-@router.post("", status_code=201, response_model=RecognitionRead)
+@router.post(
+    "",
+    status_code=201,
+    response_model=RecognitionRead,
+    responses=documented_headers(201, ETAG_HEADER),
+)
 async def decide_recognition(
     person_id: uuid.UUID,
     body: DecisionCreate,

@@ -9,7 +9,7 @@ from app.access.principal import Tier
 from app.access.tiers import hidden_fields
 from app.audit.journal import journal_of
 from app.core.db import SessionDep
-from app.core.http import etag, model_response
+from app.core.http import ETAG_HEADER, LOCATION_HEADER, documented_headers, etag, model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import Label
 from app.idempotency.http import IdempotentCreateDep
@@ -20,7 +20,12 @@ from app.sources.schemas import SourceCreate, SourceRead
 router = APIRouter(prefix="/sources", tags=["sources"])
 
 
-@router.post("", status_code=201, response_model=SourceRead)
+@router.post(
+    "",
+    status_code=201,
+    response_model=SourceRead,
+    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+)
 async def create_source(
     body: SourceCreate,
     session: SessionDep,
@@ -52,7 +57,9 @@ async def create_source(
     return await once.run(body.model_dump(mode="json"), produce, replay)
 
 
-@router.get("/{source_id}", response_model=SourceRead)
+@router.get(
+    "/{source_id}", response_model=SourceRead, responses=documented_headers(200, ETAG_HEADER)
+)
 async def read_source(
     source_id: uuid.UUID,
     session: SessionDep,

@@ -1,0 +1,224 @@
+"""The published contract: FastAPI's OpenAPI document, completed with what the routes do
+not declare one by one.
+
+Every refusal is an RFC 9457 problem document (app/core/errors.py), and which refusals an
+operation can meet follows from what it takes: a bearer token (401, 403), a record in its
+path (404), a body (400 malformed, 408 slow, 413 too large, 415 not JSON, 422 invalid),
+If-Match (412 stale, 428 missing), an Idempotency-Key (409 while the first is in flight),
+a cursor (400), and the database behind every operation (503). Those rules are data
+(`REFUSALS_BY_INPUT`); a route declares only what is its own (409 for a transition the
+history does not allow, 429 for throttled sign-in …), with a description that wins over the
+generic one.
+"""
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.core.errors import PROBLEM_JSON
+from app.core.types import TEXT_FORMATS
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": (
+        "RFC 9457 problem details. `type` is a URN naming the refusal "
+        "(`urn:habeas:problem:<slug>`); some refusals add members of their own "
+        "(`errors` for invalid input, `max_page_size`, …)."
+    ),
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "examples": ["urn:habeas:problem:invalid-input"]},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The path of the request"},
+        "errors": {
+            "type": "array",
+            "description": "For invalid input: where and why, never the value sent.",
+            "items": {"$ref": "#/components/schemas/InputError"},
+        },
+    },
+    "additionalProperties": True,
+}
+
+INPUT_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "InputError",
+    "type": "object",
+    "required": ["loc", "msg", "type"],
+    "properties": {
+        "loc": {
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "description": 'Where: e.g. ["body", "names", 0, "value"] or ["query", "limit"]',
+        },
+        "msg": {"type": "string"},
+        "type": {"type": "string", "description": "A machine-readable reason"},
+    },
+    "additionalProperties": False,
+}
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the request again",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+# What each refusal means when a route says nothing more specific.
+MEANINGS: dict[int, str] = {
+    400: "The body is not well-formed, or the cursor is not one this query issued",
+    401: "No valid access token",
+    403: "The caller's role may not do this",
+    404: "No such record, or one the caller may not see",
+    408: "The request body arrived too slowly",
+    409: "Conflicts with the current state, or a request with this Idempotency-Key is"
+    " still in progress",
+    412: "The record changed since it was read (or If-Match is not one strong ETag): read it again",
+    413: "The request body is too large",
+    415: "The request body is not application/json",
+    422: "The input is not valid: `errors` says where and why",
+    428: "If-Match is missing: send the ETag of the version read",
+    429: "Too many attempts: wait the Retry-After seconds",
+    503: "The database is unavailable or the server is busy: nothing was saved (unless the"
+    " type is `commit-outcome-unknown`: then retry with the same Idempotency-Key)",
+}
+
+HEADERS_BY_STATUS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "Bearer",
+            "schema": {"type": "string"},
+        }
+    },
+    429: RETRY_AFTER,
+    503: RETRY_AFTER,
+}
+
+# An operation that takes … can answer these.
+REFUSALS_BY_INPUT: dict[str, tuple[int, ...]] = {
+    "anything": (503,),
+    "bearer token": (401, 403),
+    "path parameter": (404, 422),
+    "query parameter": (422,),
+    "cursor": (400,),
+    "body": (400, 408, 413, 415, 422),
+    "If-Match": (412, 428),
+    "Idempotency-Key": (409, 422),
+}
+
+IF_MATCH_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": '^"[0-9]{1,9}"$',
+    "description": 'The ETag of the version read, e.g. "3"',
+    "examples": ['"1"'],
+}
+
+
+def _inputs(operation: dict[str, Any]) -> list[str]:
+    taken = ["anything"]
+    if operation.get("security"):
+        taken.append("bearer token")
+    for parameter in operation.get("parameters", []):
+        where, name = parameter["in"], parameter["name"]
+        if where == "path":
+            taken.append("path parameter")
+        elif where == "query":
+            taken.append("query parameter")
+            if name == "cursor":
+                taken.append("cursor")
+        elif where == "header" and name in REFUSALS_BY_INPUT:
+            taken.append(name)
+    if "requestBody" in operation:
+        taken.append("body")
+    return taken
+
+
+def _problem_response(status: int, declared: dict[str, Any] | None) -> dict[str, Any]:
+    response = dict(declared or {})
+    if not response.get("description") or response["description"] == "Validation Error":
+        response["description"] = MEANINGS.get(status, "Refused")
+    content = response.get("content") or {}
+    # A route may answer in another documented format (the token endpoint's OAuth
+    # errors); FastAPI's own validation schema is replaced by the problem document.
+    if not content or ("application/json" in content and _is_fastapi_validation(content)):
+        response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
+    elif PROBLEM_JSON in content and not content[PROBLEM_JSON].get("schema"):
+        content[PROBLEM_JSON] = {"schema": PROBLEM_REF}
+    headers = {**HEADERS_BY_STATUS.get(status, {}), **response.get("headers", {})}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _is_fastapi_validation(content: dict[str, Any]) -> bool:
+    ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+    return bool(ref.endswith("/HTTPValidationError"))
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query or header parameter is absent or has a value: it cannot be null."""
+    options = schema.get("anyOf")
+    if not options:
+        return schema
+    kept = [option for option in options if option.get("type") != "null"]
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    if len(kept) == 1:
+        return {**kept[0], **rest}
+    return {**rest, "anyOf": kept}
+
+
+def _complete_operation(operation: dict[str, Any], max_page_size: int) -> None:
+    for parameter in operation.get("parameters", []):
+        parameter["schema"] = _without_null(parameter["schema"])
+        if parameter["in"] == "header" and parameter["name"] == "If-Match":
+            parameter["required"] = True
+            parameter["schema"] = {**IF_MATCH_SCHEMA}
+            parameter["description"] = IF_MATCH_SCHEMA["description"]
+        if parameter["in"] == "query" and parameter["name"] == "limit":
+            parameter["schema"]["maximum"] = max_page_size
+    responses = operation.setdefault("responses", {})
+    statuses = {status for taken in _inputs(operation) for status in REFUSALS_BY_INPUT[taken]}
+    statuses |= {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+    for status in sorted(statuses):
+        responses[str(status)] = _problem_response(status, responses.get(str(status)))
+
+
+def build_contract(app: FastAPI, max_page_size: int) -> dict[str, Any]:
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+    )
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            _complete_operation(operation, max_page_size)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
+    schemas["InputError"] = copy.deepcopy(INPUT_ERROR_SCHEMA)
+    document["info"]["description"] = _formats_described(document["info"].get("description"))
+    return document
+
+
+def _formats_described(description: str | None) -> str:
+    formats = "\n".join(f"- `{name}`: {meaning}" for name, meaning in TEXT_FORMATS.items())
+    return f"{description or ''}\n\nString formats of this API:\n\n{formats}".strip()
+
+
+def install_contract(app: FastAPI, max_page_size: int) -> None:
+    """Serve the completed document at /openapi.json, built once on first request."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_contract(app, max_page_size)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
