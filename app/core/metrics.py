@@ -183,10 +183,10 @@ def forget_dead_workers(directory: Path) -> None:
     """Drop the live gauges of worker processes that are gone (killed, or restarted by
     the server): otherwise their last pool figures would count for ever."""
     for path in directory.glob("gauge_live*_*.db"):
-        pid = int(path.stem.rsplit("_", 1)[1])
-        if not _alive(pid):
+        pid = path.stem.rsplit("_", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
             prometheus_multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
-                pid, str(directory)
+                int(pid), str(directory)
             )
 
 

@@ -309,10 +309,23 @@ async def test_scrape_hooks_add_figures_read_at_scrape_time(
     metrics_app.state.scrape_hooks.extend([broken, backends])
     try:
         exposition = await scrape(metrics_app, token)
+        async with api_client(metrics_app) as client:
+            # Prometheus may ask for OpenMetrics: one document, hooks' families included.
+            openmetrics = await client.get(
+                "/metrics",
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Accept": "application/openmetrics-text; version=1.0.0",
+                },
+            )
     finally:
         del metrics_app.state.scrape_hooks[-2:]
     assert value(exposition, "habeas_test_backends") >= 1
     assert "habeas_http_requests_total" in exposition
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.endswith("# EOF\n")
+    assert openmetrics.text.count("# EOF") == 1
+    assert "habeas_test_backends" in openmetrics.text
 
 
 # Several worker processes -----------------------------------------------------------------
