@@ -3,7 +3,9 @@
 import asyncio
 import json
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -187,6 +189,7 @@ def serve(
     settings = get_settings()
     kit = _security(settings)
     _policies_or_exit()
+    metrics_dir = _metrics_across_workers(settings, workers)
     url = _database_url(settings)
     if migrate_first:
         upgrade(url)
@@ -197,22 +200,50 @@ def serve(
     os.environ["DATABASE_URL"] = _application_url_or_exit(settings, url)
     get_settings.cache_clear()
     typer.echo(f"Habeas on http://{host}:{port} (docs at /docs); Ctrl-C stops it.")
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        server_header=False,
-        http=BoundedH11Protocol,
-        timeout_keep_alive=settings.keep_alive_seconds,
-        # The client address (sign-in throttling) comes from X-Forwarded-For only when the
-        # request arrives from a configured proxy.
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies or None,
-    )
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            server_header=False,
+            http=BoundedH11Protocol,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            # The client address (sign-in throttling) comes from X-Forwarded-For only when
+            # the request arrives from a configured proxy.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_across_workers(settings: Settings, workers: int) -> Path | None:
+    """Refuse (exit 2) a metrics token file that cannot serve. With several workers, each
+    keeps its metrics in files under PROMETHEUS_MULTIPROC_DIR and a scrape, whichever
+    worker answers it, adds them all up: the directory is the operator's if they set it
+    (emptied of a previous run's files), else a temporary one this returns, to remove at
+    the end."""
+    from app.core.config import InvalidSetting
+    from app.core.metrics import MULTIPROCESS_DIR_VARIABLE, prepare_multiprocess_dir, read_token
+
+    try:
+        token = read_token(settings.metrics_token_file)
+    except InvalidSetting as error:
+        typer.echo(f"Refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
+    given = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if token is None or (workers == 1 and not given):
+        return None
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="habeas-metrics-"))
+    prepare_multiprocess_dir(directory)
+    # Worker processes read it from the environment when they import prometheus_client.
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = str(directory)
+    return None if given else directory
 
 
 def _application_url_or_exit(settings: Settings, owner_url: str) -> str:

@@ -25,6 +25,7 @@ from app.core.crypto import audit_key_ring, data_key_ring, signing_key_ring
 from app.core.db import create_engine, session_factory
 from app.core.errors import UnexpectedErrorMiddleware, install_error_handlers
 from app.core.logging import configure_logging
+from app.core.metrics import forget_this_worker, read_token
 from app.core.middleware import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
@@ -46,6 +47,8 @@ from app.identity.tokens import AccessTokens
 from app.ops.grants import refuse_unsafe_role
 from app.ops.housekeeping import run_periodically
 from app.ops.keys import check_sealed_values_open
+from app.ops.metrics import SCRAPE_HOOKS
+from app.ops.router import metrics_router
 from app.ops.router import router as ops_router
 from app.persons.router import router as persons_router
 from app.recognition.router import router as recognition_router
@@ -114,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Both refuse to start on broken policy files or missing production keys.
     policy = PolicyEngine()
     security = security_kit(settings)
+    # An unreadable or short token file stops the start (InvalidSetting).
+    metrics_token = read_token(settings.metrics_token_file)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if security.oidc is not None:
             await security.oidc.aclose()
         await engine.dispose()
+        forget_this_worker()
 
     app = FastAPI(
         title="Habeas",
@@ -150,8 +156,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.security = security
     # Every request's unit of work carries an audit journal (app/core/db.py).
     app.state.open_journal = open_journal
+    app.state.metrics_token = metrics_token
+    app.state.scrape_hooks = list(SCRAPE_HOOKS)
     install_error_handlers(app)
     app.include_router(ops_router)
+    if metrics_token is not None:
+        app.include_router(metrics_router)
     app.include_router(api_router())
     _mount_offline_docs(app)
     install_contract(app, settings.max_page_size)
@@ -167,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A request beyond the limit costs its refusal, with the security headers and its id.
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(SecurityHeadersMiddleware, docs_prefixes=("/docs", DOCS_ASSETS))
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, count_requests=metrics_token is not None)
     return app
 
 

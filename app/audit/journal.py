@@ -25,6 +25,7 @@ from app.audit.chain import EventDraft, append, canonical
 from app.core.crypto import AuditKeyRing
 from app.core.db import JOURNAL
 from app.core.errors import DomainError
+from app.core.metrics import AuditAppendTimer
 
 # Bookkeeping that changes with every write and says nothing the event does not.
 _UNTRACKED_FIELDS = frozenset({"updated_at", "created_at", "recorded_at"})
@@ -185,7 +186,9 @@ class Journal:
         if draft is not None:
             # Only a successful read may skip waiting for the disk (see chain.append).
             only_read = not is_write and draft.outcome == "success"
-            await append(session, draft, durable=not only_read)
+            kind = "write" if is_write else "read" if only_read else "refusal"
+            with AuditAppendTimer(kind):
+                await append(session, draft, durable=not only_read)
 
     def _draft(
         self, action: str, outcome: str, resource_type: str | None, resource_id: uuid.UUID | None

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # /metrics (Prometheus) is served only when this names a file holding the bearer token
+    # a scrape must present (one word, at least 32 characters); read at start-up. Without
+    # it, /metrics answers 404 like any unknown path.
+    metrics_token_file: Path | None = None
+
     # Keys. In development they are generated under `data_dir/keys` on first use; in
     # production they must be given (inline JSON or a file), or the server refuses to start.
     jwt_keys: str | None = None

@@ -1,6 +1,6 @@
 """Engine, per-request session and the shared table metadata."""
 
-import socket
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import suppress
 from typing import Annotated, Any, Protocol
@@ -10,14 +10,23 @@ import structlog
 from fastapi import Depends, Request
 from sqlalchemy import CheckConstraint, MetaData, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core import metrics
 from app.core.config import Settings
-from app.core.errors import CommitOutcomeUnknown, DatabaseUnavailable, DomainError
+from app.core.database_errors import (
+    CONNECTION_ERRORS,
+    UNAVAILABLE_KINDS,
+    DatabaseErrorKind,
+    classify,
+    report,
+)
+from app.core.errors import CommitOutcomeUnknown, DatabaseBusy, DatabaseUnavailable, DomainError
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +56,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # for free (below).
         pool_pre_ping=False,
         pool_timeout=settings.pool_timeout_seconds,
+        poolclass=MeasuredPool,
         connect_args={
             "server_settings": {"application_name": "habeas", "timezone": "UTC"},
             "timeout": settings.connect_timeout_seconds,
@@ -54,6 +64,50 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
     )
     event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
     return engine
+
+
+class MeasuredPool(AsyncAdaptedQueuePool):
+    """An async engine's usual pool that publishes its figures (app/core/metrics.py)
+    whenever they change, and times the checkouts that find it exhausted."""
+
+    def __init__(self, creator: Any, *, max_overflow: int = 10, **kwargs: Any) -> None:
+        super().__init__(creator, max_overflow=max_overflow, **kwargs)
+        self._allowed_overflow = max_overflow
+        self._publish()
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        exhausted = self.checkedin() == 0 and self.overflow() >= self._allowed_overflow
+        if not exhausted:
+            try:
+                return super()._do_get()
+            finally:
+                self._publish()
+        metrics.POOL_WAITING.inc()
+        started = time.perf_counter()
+        try:
+            return super()._do_get()
+        except PoolTimeout:
+            metrics.POOL_TIMEOUTS.inc()
+            raise
+        finally:
+            metrics.POOL_WAITING.dec()
+            metrics.POOL_WAIT.observe(time.perf_counter() - started)
+            self._publish()
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        try:
+            super()._do_return_conn(record)
+        finally:
+            self._publish()
+
+    def _publish(self) -> None:
+        metrics.publish_pool(
+            size=self.size(),
+            max_overflow=self._allowed_overflow,
+            in_use=self.checkedout(),
+            idle=self.checkedin(),
+            overflow=self.overflow(),
+        )
 
 
 def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -98,54 +152,15 @@ async def commit(session: AsyncSession) -> None:
     except Exception as error:
         if is_unavailable(error):
             # The COMMIT was sent, or may have been: whether it took effect is unknown.
-            log.warning("database_commit_outcome_unknown", error=_describe(error))
+            report(error, DatabaseErrorKind.commit_outcome_unknown)
             raise CommitOutcomeUnknown() from error
         raise
-
-
-# The database's own words for "I am going away or not here yet" (SQLSTATE classes 08,
-# connection exceptions, and 57P01-57P03, shutdowns and start-up) and "too many clients".
-_UNAVAILABLE_DRIVER_ERRORS = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError,
-    # The driver's protocol state after a connection broke in the middle of an operation.
-    asyncpg.InternalClientError,
-)
-
-
-# The network's: refused, reset or timed-out connections, a host name that does not
-# resolve, and a Unix socket whose server is not running.
-_UNREACHABLE = (ConnectionError, TimeoutError, socket.gaierror, FileNotFoundError)
 
 
 def is_unavailable(error: BaseException) -> bool:
     """Whether an error means the database could not be reached or dropped the
     connection (as opposed to refusing a statement): the request may succeed later."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, (DisconnectionError, PoolTimeout, *_UNREACHABLE)):
-            return True
-        if isinstance(current, _UNAVAILABLE_DRIVER_ERRORS):
-            return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
-    return False
-
-
-def _describe(error: BaseException) -> str:
-    """What the database error was, for the logs: its class and SQLSTATE, never its
-    message (which may quote data)."""
-    original = getattr(error, "orig", None) or error.__cause__ or error
-    sqlstate = getattr(original, "sqlstate", None)
-    return type(original).__name__ + (f" ({sqlstate})" if sqlstate else "")
+    return classify(error) in UNAVAILABLE_KINDS
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -168,19 +183,25 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await _commit_or_unavailable(session)
             raise
         except Exception as error:
-            if is_unavailable(error):
-                await _discard_connection(session, error)
-                log.warning("database_unavailable", error=_describe(error))
+            kind = classify(error)
+            if kind in UNAVAILABLE_KINDS:
+                await _abandon(session, error, kind)
+                report(error, kind)
                 raise DatabaseUnavailable() from error
             try:
                 await session.rollback()
             except Exception as rollback_error:
-                if not is_unavailable(rollback_error):
+                rollback_kind = classify(rollback_error)
+                if rollback_kind not in UNAVAILABLE_KINDS:
                     raise
                 # The failure broke the connection too: the request can be tried again.
-                await _discard_connection(session, rollback_error)
-                log.warning("database_unavailable", error=_describe(rollback_error))
+                await _abandon(session, rollback_error, rollback_kind)
+                report(rollback_error, rollback_kind)
                 raise DatabaseUnavailable() from error
+            if kind is not None:
+                # Undone by the database (a deadlock, a timeout …): nothing was saved.
+                report(error, kind)
+                raise DatabaseBusy() from error
             raise
         except BaseException:
             await session.rollback()
@@ -194,11 +215,18 @@ async def _commit_or_unavailable(session: AsyncSession) -> None:
     except CommitOutcomeUnknown:
         raise
     except Exception as error:
-        if not is_unavailable(error):
+        kind = classify(error)
+        if kind is None:
             raise
-        await _discard_connection(session, error)
-        log.warning("database_unavailable", error=_describe(error))
-        raise DatabaseUnavailable() from error
+        if kind in UNAVAILABLE_KINDS:
+            await _abandon(session, error, kind)
+            report(error, kind)
+            raise DatabaseUnavailable() from error
+        # The database answered, so nothing was committed (a serialization failure or a
+        # deadlock found at COMMIT, a lock timeout in the audit append before it).
+        await _rollback_quietly(session)
+        report(error, kind)
+        raise DatabaseBusy() from error
 
 
 async def _rollback_quietly(session: AsyncSession) -> None:
@@ -211,12 +239,22 @@ async def _rollback_quietly(session: AsyncSession) -> None:
             raise
 
 
+async def _abandon(session: AsyncSession, error: BaseException, kind: DatabaseErrorKind) -> None:
+    """End a unit of work that met an unavailable database."""
+    if kind is DatabaseErrorKind.connection_lost:
+        await _discard_connection(session, error)
+    else:
+        # No connection was had (none came free in time, or none could be made): asking
+        # the session for one to discard would wait for it all over again.
+        await _rollback_quietly(session)
+
+
 async def _discard_connection(session: AsyncSession, error: BaseException) -> None:
     """A connection that failed this way is never given to another request: it may be
     closed, or open with the driver in the middle of an interrupted operation."""
     # A session that can no longer hand out its connection (it awaits a rollback) leaves
     # it to the pool, which invalidates a connection whose reset fails.
-    with suppress(SQLAlchemyError, *_UNAVAILABLE_DRIVER_ERRORS, *_UNREACHABLE):
+    with suppress(SQLAlchemyError, *CONNECTION_ERRORS):
         if session.in_transaction():
             await (await session.connection()).invalidate(error)
     await _rollback_quietly(session)

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.database_errors import UNAVAILABLE_KINDS, classify, report
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:habeas:problem:"
 
@@ -232,6 +234,16 @@ class CommitOutcomeUnknown(DatabaseUnavailable):
         super().__init__(detail, **extensions)
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    """The database undid the request's transaction because of a concurrent one (a
+    serialization failure, a deadlock), or could not finish it in time (a lock or statement
+    timeout, resources exhausted): nothing was saved, and the same request may be sent
+    again."""
+
+    slug = "database-busy"
+    title = "The database could not complete the request now"
+
+
 class UnknownReference(UnprocessableInput):
     """The input names a record that does not exist (recorded, like a missing record)."""
 
@@ -355,10 +367,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class UnexpectedErrorMiddleware:
-    """Turn an unexpected exception into a generic 500 problem.
+    """Turn an unexpected exception into a generic 500 problem; a database error that
+    escaped the request's unit of work is logged as what it is and answered 503.
 
-    It sits inside the other middleware, so the 500 still gets the security headers and
-    the request id (Starlette's own handler runs outside them all).
+    It sits inside the other middleware, so the answer still gets the security headers
+    and the request id (Starlette's own handler runs outside them all).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -377,15 +390,25 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled_error", path=scope.get("path"))
+        except Exception as error:
+            kind = classify(error)
+            if kind is None:
+                log.exception("unhandled_error", path=scope.get("path"))
+            else:
+                report(error, kind, path=scope.get("path"))
             if started:
                 raise
-            body = problem_body(
-                500,
-                "internal-error",
-                "Internal error",
-                "The request failed; nothing was saved.",
-                scope.get("path"),
+            if kind is None:
+                body = problem_body(
+                    500,
+                    "internal-error",
+                    "Internal error",
+                    "The request failed; nothing was saved.",
+                    scope.get("path"),
+                )
+                await problem_response(body)(scope, receive, send)
+                return
+            refusal = DatabaseUnavailable() if kind in UNAVAILABLE_KINDS else DatabaseBusy()
+            await problem_response(refusal.to_problem(scope.get("path")), refusal.headers)(
+                scope, receive, send
             )
-            await problem_response(body)(scope, receive, send)

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PROBLEM_JSON, DomainError, Overloaded, PayloadTooLarge, RequestTimeout
 from app.core.ids import new_id
+from app.core.metrics import describe_route, record_request
 
 log = structlog.get_logger("habeas.access")
 
@@ -223,14 +224,16 @@ class SecurityHeadersMiddleware:
 
 
 class RequestContextMiddleware:
-    """Give every request an id (echoed as X-Request-ID) and log one line per request.
+    """Give every request an id (echoed as X-Request-ID) and log one line per request;
+    with `count_requests`, count and time it for /metrics by its route's template.
 
     Only method, path, status and timing are logged: never bodies or query strings, which
     can carry names.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, count_requests: bool = False) -> None:
         self.app = app
+        self.count_requests = count_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -257,11 +260,16 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            if self.count_requests:
+                # The router leaves the route it matched in the scope (none: "unmatched").
+                route = describe_route(scope.get("route"), scope["path"])
+                record_request(route, scope["method"], status["code"], seconds)
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status["code"],
-                ms=round((time.perf_counter() - started) * 1000, 2),
+                ms=round(seconds * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.principal import Principal, PrincipalKind, Role, SharingAgreement, Tier
 from app.audit.journal import Actor, change, journal_of
+from app.core import metrics
 from app.core.clock import utcnow
 from app.core.config import Settings
 from app.core.crypto import AuditKeyRing, DataKeyRing
@@ -403,6 +404,7 @@ async def _redeemable(
     key = _enrolment_throttle_key(address)
     blocked = await repository.blocked_until(session, [key])
     if blocked is not None and blocked > now:
+        metrics.sign_in_throttled(ENROLMENT_FLOW)
         raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
     user = await repository.user_by_enrolment_code(session, enrolment_code_digest(code))
     expires_at = user.enrolment_expires_at if user is not None else None
@@ -418,6 +420,7 @@ async def _count_enrolment_failure(
 ) -> None:
     settings = kit.settings
     log.warning("enrolment_failed", address=address)
+    metrics.sign_in_failed(ENROLMENT_FLOW)
     await repository.record_failure(
         session,
         _enrolment_throttle_key(address),
@@ -645,6 +648,11 @@ def address_group(address: str) -> str:
     return str(parsed)
 
 
+# The ways in that failures are counted for (labels of the sign-in metrics: never a name
+# or an address).
+USER_FLOW, PARTNER_FLOW, ENROLMENT_FLOW = "user", "partner", "enrolment"
+
+
 @dataclass(frozen=True)
 class Limit:
     """Failures counted under `key` within the window; the `max_failures`-th, and each one
@@ -659,6 +667,8 @@ class Limit:
 class Throttle:
     """The counters one authentication attempt is judged by and, if it fails, counts to."""
 
+    # Which way in this is, for the metrics: USER_FLOW or PARTNER_FLOW.
+    flow: str
     address: Limit
     # The identity (account or client id) from this address: a success clears it, so the
     # owner's own typos are forgiven; others' failures elsewhere are not.
@@ -703,6 +713,7 @@ def _sign_in_throttle(
 ) -> Throttle:
     """`address`: as grouped by `address_group`."""
     return Throttle(
+        flow=USER_FLOW,
         address=Limit(
             f"address:{address}",
             settings.login_max_failures_per_address,
@@ -726,6 +737,7 @@ def partner_throttle(settings: Settings, client_id: str, address: str) -> Thrott
     """The token endpoint's counters; the address's are apart from sign-in's."""
     address = address_group(address)
     return Throttle(
+        flow=PARTNER_FLOW,
         address=Limit(
             f"token-address:{address}",
             settings.login_max_failures_per_address,
@@ -754,6 +766,7 @@ async def enter_throttle(session: AsyncSession, throttle: Throttle, now: datetim
 async def count_failure(
     session: AsyncSession, settings: Settings, throttle: Throttle, now: datetime
 ) -> None:
+    metrics.sign_in_failed(throttle.flow)
     window_start = now - timedelta(seconds=settings.login_failure_window_seconds)
     for limit in [throttle.address, *throttle.identity_limits]:
         await repository.record_failure(
@@ -773,6 +786,7 @@ async def forget_failures(session: AsyncSession, throttle: Throttle, now: dateti
 def _refuse_if_blocked(throttle: Throttle, blocked: datetime | None, now: datetime) -> None:
     if blocked is not None and blocked > now:
         log.warning("authentication_throttled", attempt=throttle.pair.key[:200])
+        metrics.sign_in_throttled(throttle.flow)
         raise TooManyAttempts(max(1, int((blocked - now).total_seconds()) + 1))
 
 
