@@ -182,11 +182,15 @@ def serve(
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
 ) -> None:
     """Serve the API. Without DATABASE_URL, on the embedded PostgreSQL under .data/."""
+    import structlog
     import uvicorn
 
+    from app.core.logging import configure_logging
     from app.core.server import BoundedH11Protocol
 
     settings = get_settings()
+    # This process too logs (uvicorn's supervisor of the worker processes).
+    configure_logging(settings.log_level, settings.log_json)
     kit = _security(settings)
     _policies_or_exit()
     metrics_dir = _metrics_across_workers(settings, workers)
@@ -199,7 +203,10 @@ def serve(
     # application role's, never the owner's (app/ops/grants.py).
     os.environ["DATABASE_URL"] = _application_url_or_exit(settings, url)
     get_settings.cache_clear()
-    typer.echo(f"Habeas on http://{host}:{port} (docs at /docs); Ctrl-C stops it.")
+    if settings.log_json:  # a log collector reads every line as JSON
+        structlog.get_logger(__name__).info("serving", host=host, port=port, workers=workers)
+    else:
+        typer.echo(f"Habeas on http://{host}:{port} (docs at /docs); Ctrl-C stops it.")
     try:
         uvicorn.run(
             "app.main:create_app",
@@ -208,6 +215,9 @@ def serve(
             port=port,
             workers=workers,
             log_level=settings.log_level.lower(),
+            # uvicorn's records go to the root logger, rendered as ours (JSON lines with
+            # HABEAS_LOG_JSON), not through uvicorn's own plain-text handlers.
+            log_config=None,
             access_log=False,
             server_header=False,
             http=BoundedH11Protocol,

@@ -75,9 +75,12 @@ class MeasuredPool(AsyncAdaptedQueuePool):
         self._allowed_overflow = max_overflow
         self._publish()
 
+    def exhausted(self) -> bool:
+        """Whether a checkout now would wait for a connection someone else holds."""
+        return self.checkedin() == 0 and self.overflow() >= self._allowed_overflow
+
     def _do_get(self) -> ConnectionPoolEntry:
-        exhausted = self.checkedin() == 0 and self.overflow() >= self._allowed_overflow
-        if not exhausted:
+        if not self.exhausted():
             try:
                 return super()._do_get()
             finally:
@@ -108,6 +111,13 @@ class MeasuredPool(AsyncAdaptedQueuePool):
             idle=self.checkedin(),
             overflow=self.overflow(),
         )
+
+
+def pool_exhausted(engine: AsyncEngine) -> bool:
+    """Whether taking a connection from the engine's pool now would mean waiting in line
+    with the requests."""
+    pool = engine.pool
+    return isinstance(pool, MeasuredPool) and pool.exhausted()
 
 
 def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:

@@ -25,8 +25,15 @@ from app.ops.housekeeping import purge_expired
 
 log = structlog.get_logger(__name__)
 
-# pgqueuer's status of a job that failed and is held for inspection (on_failure="hold").
-FAILED = "failed"
+# The jobs' names: pgqueuer's entrypoints, and the label values of the job metrics.
+INTEGRITY = "audit_integrity"
+PURGE = "purge_expired"
+ENTRYPOINTS = (INTEGRITY, PURGE)
+
+# pgqueuer's statuses of a job in its queue table: waiting, running, and failed and held
+# for inspection (on_failure="hold"). Finished jobs leave the table.
+QUEUED, PICKED, FAILED = "queued", "picked", "failed"
+QUEUE_STATUSES = (QUEUED, PICKED, FAILED)
 
 
 async def check_integrity(

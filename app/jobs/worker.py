@@ -33,12 +33,9 @@ from app.core.crypto import AuditKeyRing
 from app.core.db import create_engine, session_factory
 from app.jobs import service
 from app.jobs.queue import enqueue, queuer
+from app.jobs.service import INTEGRITY, PURGE
 
 log = structlog.get_logger(__name__)
-
-INTEGRITY = "audit_integrity"
-PURGE = "purge_expired"
-ENTRYPOINTS = (INTEGRITY, PURGE)
 
 # Signals that stop a worker: it finishes the runs it has started, then exits.
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)

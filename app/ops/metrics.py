@@ -4,33 +4,104 @@ at scrape time.
 
 A scrape hook is where a figure that lives in the database goes (the same whatever
 worker answers, so it needs no multiprocess bookkeeping): an async function given the
-engine that returns metric families, e.g. the job queue's depth once the worker exists:
-
-    async def job_queue(engine: AsyncEngine) -> list[Metric]:
-        depth = GaugeMetricFamily("habeas_jobs_queued", "Jobs waiting.", labels=["entrypoint"])
-        ...  # one query; depth.add_metric([name], count)
-        return [depth]
-
-and add it to SCRAPE_HOOKS. A hook that fails (the database is away) is logged and left
-out of that scrape; the rest is still served.
+engine that returns metric families, listed in SCRAPE_HOOKS (`job_figures` below is one).
+A hook that fails (the database is away) or takes longer than HOOK_SECONDS is logged and
+left out of that scrape; the rest is still served.
 """
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 
 import structlog
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import metrics
+from app.core.db import pool_exhausted
+from app.jobs import service as jobs
 
 log = structlog.get_logger(__name__)
 
 ScrapeHook = Callable[[AsyncEngine], Awaitable[Iterable[Metric]]]
 
-SCRAPE_HOOKS: tuple[ScrapeHook, ...] = ()
+# Prometheus gives up on a scrape after 10 s by default; a database that hangs must not
+# take the other figures down with it.
+HOOK_SECONDS = 2.0
+
+# The last integrity run's outcome when there has been none (1: verified, 0: did not).
+NEVER_RUN = -1
+
+
+class PoolExhausted(Exception):
+    """Requests are waiting for the pool's connections: a scrape does not queue behind
+    them (its wait would count as theirs, and it would answer after Prometheus gave up)."""
+
+
+async def job_figures(engine: AsyncEngine) -> list[Metric]:
+    """The worker's figures (app/jobs/service.py, job_health): jobs in the queue, failed
+    jobs, the last integrity run and when the chain last verified. Two small queries (three
+    while the last check failed: when it last held)."""
+    if pool_exhausted(engine):
+        raise PoolExhausted()
+    async with AsyncSession(engine) as session:
+        health = await jobs.job_health(session)
+    return job_families(health)
+
+
+def job_families(health: jobs.JobHealth) -> list[Metric]:
+    queued = GaugeMetricFamily(
+        "habeas_jobs_queued",
+        "Jobs in the queue by entrypoint and status: queued (waiting), picked (running), "
+        "failed (held for inspection until purged).",
+        labels=["entrypoint", "status"],
+    )
+    # Every job and status has a series, 0 included: a sum over an empty queue is 0, not
+    # nothing, and a job of another release still shows.
+    depth = {
+        (entrypoint, status): 0 for entrypoint in jobs.ENTRYPOINTS for status in jobs.QUEUE_STATUSES
+    } | health.queue_depth
+    for (entrypoint, status), count in sorted(depth.items()):
+        queued.add_metric([entrypoint, status], count)
+    last = health.last_integrity_check
+    ok = NEVER_RUN if last is None else int(last.ok)
+    return [
+        queued,
+        GaugeMetricFamily(
+            "habeas_jobs_failed",
+            "Failed jobs held in the queue (any entrypoint).",
+            value=health.failed_jobs,
+        ),
+        GaugeMetricFamily(
+            "habeas_audit_integrity_last_run_ok",
+            "Whether the last scheduled integrity check found the audit chain whole: "
+            "1 verified, 0 did not verify (the alert), -1 no check has run yet.",
+            value=ok,
+        ),
+        GaugeMetricFamily(
+            "habeas_audit_integrity_last_run_timestamp_seconds",
+            "When the last integrity check finished (Unix time; 0 if none has run).",
+            value=_timestamp(last.finished_at if last else None),
+        ),
+        GaugeMetricFamily(
+            "habeas_audit_last_verified_timestamp_seconds",
+            "When an integrity check last found the whole chain verified (Unix time; 0 if "
+            "never, so that an alert on its age fires).",
+            value=_timestamp(health.last_verified_at),
+        ),
+    ]
+
+
+def _timestamp(moment: datetime | None) -> float:
+    return moment.timestamp() if moment is not None else 0.0
+
+
+SCRAPE_HOOKS: tuple[ScrapeHook, ...] = (job_figures,)
 
 
 def token_matches(authorization: str | None, token: bytes) -> bool:
@@ -61,7 +132,8 @@ async def scrape(
     families: list[Metric] = []
     for hook in hooks:
         try:
-            families.extend(await hook(engine))
+            async with asyncio.timeout(HOOK_SECONDS):
+                families.extend(await hook(engine))
         except Exception as error:
             log.warning(
                 "metrics_hook_failed",

@@ -76,6 +76,8 @@ async def test_a_worker_process_runs_queued_and_scheduled_jobs_and_stops_on_sigt
         "HABEAS_INTEGRITY_SCHEDULE": "",
         "HABEAS_PURGE_SCHEDULE": "* * * * * *",
         "HABEAS_LOG_JSON": "true",
+        # pgqueuer says at debug level when it dispatches a schedule: a library's line.
+        "HABEAS_LOG_LEVEL": "DEBUG",
     }
     process = subprocess.Popen(  # noqa: ASYNC220 (started once; waited for below)
         [sys.executable, "-m", "app.cli", "worker"],
@@ -105,8 +107,11 @@ async def test_a_worker_process_runs_queued_and_scheduled_jobs_and_stops_on_sigt
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.to_thread(process.communicate, timeout=DEADLINE_SECONDS)
     assert process.returncode == 0, output
-    events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
+    # Every line is JSON, pgqueuer's own included (app/core/logging.py).
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    events = [line["event"] for line in lines]
     assert "worker_started" in events and events[-1] == "worker_stopped", output
+    assert any(line.get("logger") == "pgqueuer" for line in lines), output
     # Nothing is left claimed by the stopped worker.
     assert not await db.fetchval("SELECT count(*) FROM pgqueuer WHERE status = 'picked'")
 

@@ -99,7 +99,8 @@ def test_the_readme_names_every_variable_the_compose_file_needs() -> None:
 
 def test_the_readme_names_every_secret_file_the_services_read() -> None:
     section = readme_compose_section()
-    assert secret_files() >= {"jwt.json", "data.json", "audit.json"}
+    # The metrics token too: /metrics carries the integrity alert's gauge.
+    assert secret_files() >= {"jwt.json", "data.json", "audit.json", "metrics-token"}
     missing = {name for name in secret_files() if f"`{name}`" not in section}
     assert not missing, f"name these in the README's compose section: {sorted(missing)}"
 

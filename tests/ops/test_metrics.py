@@ -4,6 +4,7 @@ id), the pool, sign-in failures and throttles, audit append latency; and, with s
 worker processes, one sum over all of them whichever worker answers the scrape."""
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -231,6 +232,10 @@ async def test_an_exhausted_pool_counts_the_wait_and_the_timeout(
     assert int(response.headers["Retry-After"]) >= 1
     assert value(during, "habeas_db_pool_waiting") == 1
     assert value(after, "habeas_db_pool_waiting") == 0
+    # A scrape does not queue for a connection behind the requests (its wait would count
+    # as theirs): the figures it reads from the database wait for the next scrape.
+    assert "habeas_jobs_queued" not in during
+    assert "habeas_jobs_queued" in after
     for name, labels in (
         ("habeas_db_pool_checkout_timeouts_total", {}),
         ("habeas_db_pool_checkout_wait_seconds_count", {}),
@@ -387,7 +392,9 @@ def test_several_workers_answer_one_sum_whichever_answers(
         "DATABASE_URL": database_url,
         "HABEAS_ENV": "test",
         "HABEAS_DATA_DIR": str(TEST_KEYS_DIR),
-        "HABEAS_LOG_LEVEL": "WARNING",
+        # uvicorn's own lines (a worker died) are logged at info, as JSON like ours.
+        "HABEAS_LOG_LEVEL": "INFO",
+        "HABEAS_LOG_JSON": "true",
         "HABEAS_POOL_SIZE": str(pool_size),
         "HABEAS_METRICS_TOKEN_FILE": str(path),
         "HABEAS_HOUSEKEEPING_INTERVAL_SECONDS": "0",
@@ -444,6 +451,11 @@ def test_several_workers_answer_one_sum_whichever_answers(
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+    # Every line of the parent and its workers is JSON, uvicorn's included (app/core/logging.py).
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    uvicorn = {line["event"] for line in lines if str(line.get("logger")).startswith("uvicorn")}
+    assert f"Child process [{victim.pid}] died" in uvicorn, uvicorn
+    assert any(event.startswith("Started server process") for event in uvicorn), uvicorn
 
 
 def _published_pool_size(directory: Path, pid: int) -> float:
