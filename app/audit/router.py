@@ -87,7 +87,16 @@ async def verify_chain(
     return model_response(verification_read(report))
 
 
-@router.get("/checkpoints/latest", response_model=CheckpointRead)
+@router.get(
+    "/checkpoints/latest",
+    response_model=CheckpointRead,
+    responses={
+        409: {
+            "description": "The trail does not verify (`first_bad_seq`, `problem`) or is"
+            " empty: nothing was signed"
+        }
+    },
+)
 async def latest_checkpoint(
     session: SessionDep, request: Request, caller: Annotated[Caller, requires("audit.verify")]
 ) -> Response:

@@ -2,11 +2,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from app.cases.models import (
     CaseFile,
@@ -17,7 +16,16 @@ from app.cases.models import (
 )
 from app.cases.statuses import IN_CUSTODY, Confidence, Status
 from app.core.dates import PartialDate, PartialDateText, Precision
-from app.core.types import INPUT, OUTPUT, CountryCode, Label, PartialUpdate, Text
+from app.core.types import (
+    INPUT,
+    OUTPUT,
+    CountryCode,
+    Label,
+    Money,
+    PartialUpdate,
+    Text,
+    inline_schema,
+)
 
 Article = Annotated[
     str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$", examples=["342", "361-1"])
@@ -50,9 +58,9 @@ class CourtDecision(BaseModel):
 
     court: Label
     decided_on: PartialDateText
-    term_months: Annotated[int, Field(ge=0, le=1200)] | None = None
+    term_months: Annotated[StrictInt, Field(ge=0, le=1200)] | None = None
     regime: Label | None = None
-    fine_amount: Annotated[Decimal, Field(ge=0, le=10**12, decimal_places=2)] | None = None
+    fine_amount: Money | None = None
     fine_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
 
 
@@ -82,7 +90,7 @@ class DetainedDetails(BaseModel):
 class SentencedDetails(BaseModel):
     model_config = INPUT
 
-    term_months: Annotated[int, Field(ge=0, le=1200)] | None = None
+    term_months: Annotated[StrictInt, Field(ge=0, le=1200)] | None = None
     regime: Label | None = None
     court: Label | None = None
 
@@ -128,8 +136,30 @@ def validated_details(status: Status, details: dict[str, Any]) -> dict[str, Any]
     return model.model_dump(mode="json", exclude_none=True)
 
 
+def _has_required_field(model: type[BaseModel]) -> bool:
+    return any(field.is_required() for field in model.model_fields.values())
+
+
+def _details_by_status_schema(schema: dict[str, Any]) -> None:
+    """Publish what `details` holds for each status (DETAILS_BY_STATUS)."""
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"to_status": {"const": status.value}}, "required": ["to_status"]},
+            "then": {
+                "properties": {"details": inline_schema(model)},
+                # Details with a required field cannot be left out.
+                "required": ["details"] if _has_required_field(model) else [],
+            },
+        }
+        for status, model in DETAILS_BY_STATUS.items()
+    ]
+    schema["properties"]["details"]["description"] = (
+        "What the event says about itself; its fields depend on to_status."
+    )
+
+
 class StatusEventInput(BaseModel):
-    model_config = INPUT
+    model_config = ConfigDict(**INPUT, json_schema_extra=_details_by_status_schema)
 
     to_status: Status
     effective_date: PartialDateText

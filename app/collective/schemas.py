@@ -8,7 +8,7 @@ from app.cases.schemas import SourceIds, StatusEventInput, validated_details
 from app.cases.statuses import Confidence, Status
 from app.collective.models import CollectiveKind
 from app.core.dates import PartialDateText
-from app.core.types import INPUT, OUTPUT, CountryCode, Label, Text
+from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, CountryCode, Label, Text
 
 MAX_CASE_FILES = 2000
 
@@ -25,7 +25,9 @@ class CollectiveEventCreate(BaseModel):
     note: Text | None = None
     source_ids: SourceIds = []
     details: dict[str, Any] = {}
-    case_file_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_CASE_FILES)]
+    case_file_ids: Annotated[
+        list[uuid.UUID], Field(min_length=1, max_length=MAX_CASE_FILES), UNIQUE_ITEMS
+    ]
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -6,6 +6,7 @@ kept with the date instead of inventing a day.
 
 import calendar
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -76,6 +77,10 @@ _MONTH_DAY = (
     r"|(?:0[13578]|1[02])-31)"
 )
 DAY_PATTERN = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+# The same from 1990 (recognition decisions: the centre's practice began then).
+_YEAR_FROM_1990 = r"(?:199[0-9]|[2-9][0-9]{3})"
+_LEAP_YEAR_FROM_1990 = rf"(?:199[26]|[2-9][0-9]{_DIVISIBLE_BY_4}|(?:[2468][048]|[3579][26])00)"
+DAY_FROM_1990_PATTERN = rf"^(?:{_YEAR_FROM_1990}-{_MONTH_DAY}|{_LEAP_YEAR_FROM_1990}-02-29)$"
 PARTIAL_DATE_PATTERN = rf"^(?:{DAY_PATTERN}|{_YEAR}-(?:0[1-9]|1[0-2])|{_YEAR})$"
 
 PartialDateText = Annotated[
@@ -107,5 +112,27 @@ def _iso_moment_only(value: object) -> object:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_day_only)]
+
+
+def _not_before(first: date) -> Callable[[date], date]:
+    def check(value: date) -> date:
+        if value < first:
+            raise ValueError(f"dates before {first.isoformat()} are not accepted")
+        return value
+
+    return check
+
+
+# Whole days from a first year on, their range published as a pattern.
+DayFrom1900 = Annotated[
+    IsoDate,
+    AfterValidator(_not_before(date(EARLIEST_YEAR, 1, 1))),
+    Field(json_schema_extra={"pattern": f"^{DAY_PATTERN}$"}),
+]
+DayFrom1990 = Annotated[
+    IsoDate,
+    AfterValidator(_not_before(date(1990, 1, 1))),
+    Field(json_schema_extra={"pattern": DAY_FROM_1990_PATTERN}),
+]
 # With a time zone: a moment without one is ambiguous by hours.
 IsoMoment = Annotated[AwareDatetime, BeforeValidator(_iso_moment_only)]

@@ -31,16 +31,29 @@ def required_version(if_match: str | None) -> int:
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag of the version read")]
 
 
+# Visible ASCII, spaces only inside (HTTP drops them at either end), at most 255.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
 async def idempotency_key(
     key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", description="Repeat a create safely (kept 24 h)."),
+        Header(
+            alias="Idempotency-Key",
+            description="Repeat a write safely (kept 24 h): e.g. a UUID made for the request.",
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": 255},
+        ),
     ] = None,
 ) -> str | None:
+    # Checked here rather than by the header's declared pattern so that the refusal
+    # says what a key may be.
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise UnprocessableInput("Idempotency-Key must be 1 to 255 printable characters.")
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise UnprocessableInput(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (spaces only inside)."
+        )
     return key
 
 

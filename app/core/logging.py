@@ -71,4 +71,11 @@ def _route_standard_logging(
     root.addHandler(handler)
     root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level]))
     for name in READ_LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(level)
+        library = logging.getLogger(name)
+        library.setLevel(level)
+        # uvicorn's own configuration (when something ran it with its defaults) gives its
+        # loggers handlers of their own and stops them at themselves: undone, so that
+        # their records reach the one handler above.
+        library.handlers.clear()
+        library.propagate = True
+        library.disabled = False

@@ -12,6 +12,7 @@ generic one.
 """
 
 import copy
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -188,6 +189,108 @@ def _complete_operation(operation: dict[str, Any], max_page_size: int) -> None:
         responses[str(status)] = _problem_response(status, responses.get(str(status)))
 
 
+# Links the rule below cannot see: a status event made, and its retraction; a person made,
+# and a case file for them; a case file made, and a collective event over it.
+EXTRA_LINKS: list[dict[str, Any]] = [
+    {
+        "from": ("/api/v1/cases/{case_id}/status-events", "post", "201"),
+        "to": ("/api/v1/cases/{case_id}/status-events/{event_id}/retraction", "post"),
+        "parameters": {
+            "case_id": "$request.path.case_id",
+            "event_id": "$response.body#/event/id",
+            "header.If-Match": "$response.header.ETag",
+        },
+    },
+    {
+        "from": ("/api/v1/persons", "post", "201"),
+        "to": ("/api/v1/cases", "post"),
+        "requestBody": {"person_id": "$response.body#/id"},
+    },
+    {
+        "from": ("/api/v1/cases", "post", "201"),
+        "to": ("/api/v1/collective-events", "post"),
+        "requestBody": {"case_file_ids": ["$response.body#/id"]},
+    },
+]
+
+
+def _takes_if_match(operation: dict[str, Any]) -> bool:
+    return any(
+        parameter["in"] == "header" and parameter["name"] == "If-Match"
+        for parameter in operation.get("parameters", [])
+    )
+
+
+def _gives_etag(operations: dict[str, Any]) -> bool:
+    read = operations.get("get")
+    return read is not None and "ETag" in read["responses"].get("200", {}).get("headers", {})
+
+
+def _link(
+    source: dict[str, Any],
+    status: str,
+    target: dict[str, Any],
+    parameters: dict[str, str] | None = None,
+    request_body: Any = None,
+) -> None:
+    link: dict[str, Any] = {"operationId": target["operationId"]}
+    if parameters:
+        link["parameters"] = parameters
+    if request_body is not None:
+        link["requestBody"] = request_body
+    source["responses"][status].setdefault("links", {})[target["operationId"]] = link
+
+
+def _add_links(document: dict[str, Any]) -> None:
+    """OpenAPI links, so that a client (and a stateful fuzzer) knows where a record's id
+    and version go next: a record made at a collection (201 with its id and ETag) is
+    read, changed and acted on at the paths below it; a record read (200 with its ETag)
+    is changed with that ETag as If-Match."""
+    paths: dict[str, dict[str, Any]] = document["paths"]
+    for collection, item in paths.items():
+        create = item.get("post")
+        if create is None or "201" not in create["responses"]:
+            continue
+        gives_version = "ETag" in create["responses"]["201"].get("headers", {})
+        below = re.compile(re.escape(collection) + r"/\{(\w+)\}(/.*)?$")
+        for path, operations in paths.items():
+            match = below.match(path)
+            if match is None:
+                continue
+            record_id = match.group(1)
+            if len(re.findall(r"\{\w+\}", path)) > 1:
+                continue  # needs an id the record made does not give (EXTRA_LINKS)
+            # A sub-resource read with its own ETag (a recognition) has its own version.
+            own_version = path != f"{collection}/{{{record_id}}}" and _gives_etag(operations)
+            for target in operations.values():
+                parameters = {record_id: "$response.body#/id"}
+                if _takes_if_match(target):
+                    if own_version or not gives_version:
+                        continue
+                    parameters["header.If-Match"] = "$response.header.ETag"
+                _link(create, "201", target, parameters)
+    for path, operations in paths.items():
+        if not _gives_etag(operations):
+            continue
+        read = operations["get"]
+        names = re.findall(r"\{(\w+)\}", path)
+        for method, target in operations.items():
+            if method != "get" and _takes_if_match(target):
+                parameters = {name: f"$request.path.{name}" for name in names}
+                parameters["header.If-Match"] = "$response.header.ETag"
+                _link(read, "200", target, parameters)
+    for extra in EXTRA_LINKS:
+        source_path, source_method, status = extra["from"]
+        target_path, target_method = extra["to"]
+        _link(
+            paths[source_path][source_method],
+            status,
+            paths[target_path][target_method],
+            extra.get("parameters"),
+            extra.get("requestBody"),
+        )
+
+
 def build_contract(app: FastAPI, max_page_size: int) -> dict[str, Any]:
     document = get_openapi(
         title=app.title,
@@ -199,6 +302,7 @@ def build_contract(app: FastAPI, max_page_size: int) -> dict[str, Any]:
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             _complete_operation(operation, max_page_size)
+    _add_links(document)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

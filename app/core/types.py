@@ -2,8 +2,10 @@
 in Unicode normal form C (so that "é" composed and decomposed are one name), and holds no
 character that hides content or makes one record look like another."""
 
+import re
 import unicodedata
 from collections.abc import Collection, Mapping
+from decimal import Decimal
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -13,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -143,8 +146,47 @@ HttpUrl = Annotated[
     BeforeValidator(_clean_label_if_text),
 ]
 
+# An amount of money, as text so that no float rounds it: up to 999,999,999,999.99.
+MONEY_PATTERN = r"^(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,2})?$"
+_MONEY = re.compile(MONEY_PATTERN)
+
+
+def _money_text(value: object) -> object:
+    if not isinstance(value, str) or not _MONEY.match(value):
+        raise ValueError('give the amount as text, e.g. "1500.00"')
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money_text),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["1500.00"]}),
+]
+# For lists whose items must differ (published as uniqueItems; each model checks it).
+UNIQUE_ITEMS = Field(json_schema_extra={"uniqueItems": True})
+
 INPUT = ConfigDict(extra="forbid", str_strip_whitespace=False)
 OUTPUT = ConfigDict(extra="forbid", from_attributes=True)
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its own definitions put in place, to nest it in another
+    model's schema (whose definitions it cannot reach)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def not_nullable(schema: dict[str, Any], names: Collection[str]) -> None:

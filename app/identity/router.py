@@ -86,7 +86,18 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@auth_router.post("/login", response_model=TokenPair, dependencies=OPEN, responses={429: THROTTLED})
+@auth_router.post(
+    "/login",
+    response_model=TokenPair,
+    dependencies=OPEN,
+    responses={
+        401: _problem(
+            "`sign-in-failed`: one answer for an unknown user, a wrong password and a wrong"
+            " or reused code"
+        ),
+        429: THROTTLED,
+    },
+)
 async def login(body: LoginInput, session: SessionDep, request: Request) -> Response:
     """Sign in with username, password and the current one-time code."""
     pair = await service.sign_in(
@@ -100,7 +111,17 @@ async def login(body: LoginInput, session: SessionDep, request: Request) -> Resp
     return model_response(pair)
 
 
-@auth_router.post("/refresh", response_model=TokenPair, dependencies=OPEN)
+@auth_router.post(
+    "/refresh",
+    response_model=TokenPair,
+    dependencies=OPEN,
+    responses={
+        401: _problem(
+            "The refresh token is not valid, has expired or was used already (which ends"
+            " its session)"
+        )
+    },
+)
 async def refresh(body: RefreshInput, session: SessionDep, request: Request) -> Response:
     """Exchange a refresh token (once) for a new access token and refresh token."""
     return model_response(
@@ -208,6 +229,8 @@ async def confirm_enrolment(
                             "client_assertion": {"type": "string"},
                         },
                         "required": ["grant_type"],
+                        # Others are ignored (RFC 6749 §3.2), but none may be repeated.
+                        "additionalProperties": {"type": "string"},
                     }
                 }
             },
@@ -287,7 +310,10 @@ def _enrolment(read: UserRead, code: service.EnrolmentCode) -> UserEnrolment:
     "",
     status_code=201,
     response_model=UserEnrolment,
-    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+    responses={
+        **documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+        409: _problem("The username is taken"),
+    },
 )
 async def create_user(
     body: UserCreate,
@@ -334,7 +360,12 @@ async def read_user(
 
 
 @users_router.patch(
-    "/{user_id}", response_model=UserRead, responses=documented_headers(200, ETAG_HEADER)
+    "/{user_id}",
+    response_model=UserRead,
+    responses={
+        **documented_headers(200, ETAG_HEADER),
+        409: _problem("Admins cannot disable themselves or give up their own role"),
+    },
 )
 async def update_user(
     user_id: uuid.UUID,
@@ -528,7 +559,10 @@ def _partner_read(partner: Partner) -> PartnerRead:
     "",
     status_code=201,
     response_model=PartnerCreated,
-    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+    responses={
+        **documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+        409: _problem("A partner with that name exists"),
+    },
 )
 async def create_partner(
     body: PartnerCreate,

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from app.access.principal import Role
 from app.core.types import INPUT, OUTPUT, CountryCode, Label, PartialUpdate
@@ -73,7 +73,7 @@ class UserUpdate(PartialUpdate):
     issues an enrolment code, and the person chooses their own."""
 
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
 
 
 class UserRead(BaseModel):
@@ -160,10 +160,10 @@ class AgreementInput(BaseModel):
     model_config = INPUT
 
     jurisdiction: CountryCode | None = None
-    recognised_only: bool = True
+    recognised_only: StrictBool = True
     case_file_ids: Annotated[list[uuid.UUID], Field(max_length=10_000)] = []
     max_tier: Literal["public", "restricted"] = "public"
-    read_write: bool = False
+    read_write: StrictBool = False
 
 
 class AgreementRead(BaseModel):
@@ -188,14 +188,41 @@ class AgreementRead(BaseModel):
 class Jwks(BaseModel):
     model_config = INPUT
 
-    keys: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
+    # Public JSON Web Keys (RFC 7517); whether each is a usable key only the server says.
+    keys: Annotated[
+        list[dict[str, Any]],
+        Field(
+            min_length=1,
+            max_length=5,
+            json_schema_extra={
+                "items": {
+                    "type": "object",
+                    "required": ["kty"],
+                    "properties": {"kty": {"type": "string", "examples": ["EC", "RSA", "OKP"]}},
+                }
+            },
+        ),
+    ]
+
+
+def _keys_by_method_schema(schema: dict[str, Any]) -> None:
+    """Publish the rule of `_keys_fit_the_method`."""
+    schema["if"] = {
+        "properties": {"auth_method": {"const": "client_secret"}},
+        "required": ["auth_method"],
+    }
+    schema["then"] = {"properties": {"public_jwks": {"type": "null"}}}
+    schema["else"] = {
+        "required": ["public_jwks"],
+        "properties": {"public_jwks": {"$ref": "#/components/schemas/Jwks"}},
+    }
 
 
 class PartnerCreate(BaseModel):
     """A partner client, without a sharing agreement: it sees nothing until a coordinator
     sets one (PUT /partners/{id}/agreement)."""
 
-    model_config = INPUT
+    model_config = ConfigDict(**INPUT, json_schema_extra=_keys_by_method_schema)
 
     name: Annotated[Label, StringConstraints(max_length=200)]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)]
@@ -214,7 +241,7 @@ class PartnerUpdate(PartialUpdate):
     coordinator approves it again; the agreement itself is not changed here."""
 
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)] | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
     public_jwks: Jwks | None = None
 
 

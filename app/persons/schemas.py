@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -20,6 +21,7 @@ from app.core.dates import PartialDate, PartialDateText, Precision
 from app.core.types import (
     INPUT,
     OUTPUT,
+    UNIQUE_ITEMS,
     CountryCode,
     Label,
     LanguageCode,
@@ -63,13 +65,20 @@ class PersonFilters:
 
 
 class NameInput(BaseModel):
-    model_config = INPUT
+    # Published as well: a hidden name has is_public false.
+    model_config = ConfigDict(
+        **INPUT,
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "hidden"}}, "required": ["kind"]},
+            "then": {"properties": {"is_public": {"const": False}}, "required": ["is_public"]},
+        },
+    )
 
     value: Label
     script: ScriptCode
     language: LanguageCode | None = None
     kind: NameKind
-    is_public: bool = True
+    is_public: StrictBool = True
 
     @model_validator(mode="after")
     def _hidden_names_are_never_public(self) -> Self:
@@ -106,11 +115,11 @@ class PersonFields(BaseModel):
 
     birth_date: PartialDateText | None = None
     gender: Gender = Gender.unknown
-    citizenships: Annotated[list[CountryCode], Field(max_length=5)] = []
+    citizenships: Annotated[list[CountryCode], Field(max_length=5), UNIQUE_ITEMS] = []
     region: RegionCode | None = None
     occupation: Label | None = None
     affiliations: Annotated[list[Label], Field(max_length=20)] = []
-    special_risk: Annotated[list[SpecialRisk], Field(max_length=4)] = []
+    special_risk: Annotated[list[SpecialRisk], Field(max_length=4), UNIQUE_ITEMS] = []
     health: Text | None = None
     lawyer: Label | None = None
     notes: Text | None = None
@@ -133,7 +142,7 @@ class PersonFields(BaseModel):
 class PersonCreate(PersonFields):
     names: Annotated[list[NameInput], Field(min_length=1, max_length=30)]
     # Families may ask that a person is not listed publicly; the caseworker must say.
-    publish_consent: bool
+    publish_consent: StrictBool
 
 
 # What a person always has: a PATCH may leave these out but not clear them.
@@ -149,11 +158,11 @@ NOT_CLEARABLE = (
 
 class PersonUpdate(PersonFields):
     names: Annotated[list[NameInput], Field(min_length=1, max_length=30)] | None = None
-    publish_consent: bool | None = None
+    publish_consent: StrictBool | None = None
     gender: Gender | None = None  # type: ignore[assignment]
-    citizenships: Annotated[list[CountryCode], Field(max_length=5)] | None = None  # type: ignore[assignment]
+    citizenships: Annotated[list[CountryCode], Field(max_length=5), UNIQUE_ITEMS] | None = None  # type: ignore[assignment]
     affiliations: Annotated[list[Label], Field(max_length=20)] | None = None  # type: ignore[assignment]
-    special_risk: Annotated[list[SpecialRisk], Field(max_length=4)] | None = None  # type: ignore[assignment]
+    special_risk: Annotated[list[SpecialRisk], Field(max_length=4), UNIQUE_ITEMS] | None = None  # type: ignore[assignment]
 
     model_config = ConfigDict(
         **INPUT, json_schema_extra=lambda schema: not_nullable(schema, NOT_CLEARABLE)

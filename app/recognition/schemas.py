@@ -1,24 +1,38 @@
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.cases.schemas import SourceIds
 from app.core.clock import today
-from app.core.types import INPUT, OUTPUT, Label, Text
+from app.core.dates import DayFrom1990
+from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, Label, Text
 from app.recognition.criteria import CRITERIA, REQUIRES_CRITERIA, RecognitionStatus
 
-CriterionCode = Annotated[str, Field(max_length=10, examples=["G3.1a", "PACE-a"])]
+CriterionCode = Annotated[
+    str,
+    Field(max_length=10, examples=["G3.1a", "PACE-a"], json_schema_extra={"enum": list(CRITERIA)}),
+]
+
+
+def _decision_schema(schema: dict[str, Any]) -> None:
+    """Publish the rule between status and criteria: some decisions must cite one."""
+    schema["if"] = {
+        "properties": {"status": {"enum": sorted(REQUIRES_CRITERIA)}},
+        "required": ["status"],
+    }
+    schema["then"] = {"properties": {"criteria": {"minItems": 1}}, "required": ["criteria"]}
 
 
 class DecisionCreate(BaseModel):
-    model_config = INPUT
+    model_config = ConfigDict(**INPUT, json_schema_extra=_decision_schema)
 
     status: RecognitionStatus
-    criteria: Annotated[list[CriterionCode], Field(max_length=len(CRITERIA))] = []
+    criteria: Annotated[list[CriterionCode], Field(max_length=len(CRITERIA)), UNIQUE_ITEMS] = []
     co_signers: Annotated[list[Label], Field(max_length=30)] = []
-    decided_on: Annotated[date, Field(ge=date(1990, 1, 1))]
+    # From 1990 (the centre's practice began then), and not after today.
+    decided_on: DayFrom1990
     rationale: Text | None = None
     exclusion_reason: Text | None = None
     source_ids: SourceIds = []

@@ -2,9 +2,10 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
 
 from app.core.clock import today
+from app.core.dates import DayFrom1900
 from app.core.types import INPUT, OUTPUT, HttpUrl, Label, Text
 from app.sources.models import Reliability
 
@@ -15,10 +16,10 @@ class SourceCreate(BaseModel):
     publisher: Label
     title: Label
     url: HttpUrl | None = None
-    published_on: Annotated[date, Field(ge=date(1900, 1, 1))] | None = None
+    published_on: DayFrom1900 | None = None
     reliability: Reliability
-    credibility: Annotated[int, Field(ge=1, le=6)]
-    is_public: bool
+    credibility: Annotated[StrictInt, Field(ge=1, le=6)]
+    is_public: StrictBool
     witness: Text | None = None
 
     @model_validator(mode="after")
