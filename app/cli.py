@@ -71,13 +71,24 @@ async def _require_migrated(engine: Any) -> None:
     than fail on a missing table."""
     from sqlalchemy.exc import DBAPIError
 
+    from app.core.database_errors import UNAVAILABLE_KINDS, classify
     from app.core.migrations import head_revision
     from app.ops import repository
 
     try:
         revision = await repository.current_revision(engine)
-    except DBAPIError as error:
-        if "alembic_version" not in str(error.orig):
+    except Exception as error:
+        kind = classify(error)
+        if kind in UNAVAILABLE_KINDS:
+            # A worker restarted while the database is still away says so, and its
+            # supervisor (compose's restart policy) tries again.
+            typer.echo(
+                f"The database cannot be reached ({kind}, {type(error).__name__}): start it,"
+                " or check DATABASE_URL.",
+                err=True,
+            )
+            raise typer.Exit(3) from None
+        if not isinstance(error, DBAPIError) or "alembic_version" not in str(error.orig):
             raise
         revision = None
     if revision != head_revision():

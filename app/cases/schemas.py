@@ -5,7 +5,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.cases.models import (
     CaseFile,
@@ -18,6 +18,7 @@ from app.cases.statuses import IN_CUSTODY, Confidence, Status
 from app.core.dates import PartialDate, PartialDateText, Precision
 from app.core.types import (
     INPUT,
+    NOT_TEXT,
     OUTPUT,
     CountryCode,
     Label,
@@ -58,7 +59,7 @@ class CourtDecision(BaseModel):
 
     court: Label
     decided_on: PartialDateText
-    term_months: Annotated[StrictInt, Field(ge=0, le=1200)] | None = None
+    term_months: Annotated[int, Field(ge=0, le=1200), NOT_TEXT] | None = None
     regime: Label | None = None
     fine_amount: Money | None = None
     fine_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
@@ -90,7 +91,7 @@ class DetainedDetails(BaseModel):
 class SentencedDetails(BaseModel):
     model_config = INPUT
 
-    term_months: Annotated[StrictInt, Field(ge=0, le=1200)] | None = None
+    term_months: Annotated[int, Field(ge=0, le=1200), NOT_TEXT] | None = None
     regime: Label | None = None
     court: Label | None = None
 
@@ -140,19 +141,22 @@ def _has_required_field(model: type[BaseModel]) -> bool:
     return any(field.is_required() for field in model.model_fields.values())
 
 
+def details_by_status(status: Status) -> dict[str, Any]:
+    """For a schema with `to_status` and `details`: the condition and what then holds."""
+    model = DETAILS_BY_STATUS[status]
+    return {
+        "if": {"properties": {"to_status": {"const": status.value}}, "required": ["to_status"]},
+        "then": {
+            "properties": {"details": inline_schema(model)},
+            # Details with a required field cannot be left out.
+            **({"required": ["details"]} if _has_required_field(model) else {}),
+        },
+    }
+
+
 def _details_by_status_schema(schema: dict[str, Any]) -> None:
     """Publish what `details` holds for each status (DETAILS_BY_STATUS)."""
-    schema["allOf"] = [
-        {
-            "if": {"properties": {"to_status": {"const": status.value}}, "required": ["to_status"]},
-            "then": {
-                "properties": {"details": inline_schema(model)},
-                # Details with a required field cannot be left out.
-                "required": ["details"] if _has_required_field(model) else [],
-            },
-        }
-        for status, model in DETAILS_BY_STATUS.items()
-    ]
+    schema["allOf"] = [details_by_status(status) for status in DETAILS_BY_STATUS]
     schema["properties"]["details"]["description"] = (
         "What the event says about itself; its fields depend on to_status."
     )

@@ -304,7 +304,7 @@ async def _refuse_unassignable(session: AsyncSession, user_ids: Sequence[uuid.UU
     analysts or disabled accounts."""
     refused = await identity_service.inactive_or_not_caseworkers(session, user_ids)
     if refused:
-        raise UnprocessableInput(
+        raise UnknownReference(
             "assigned_caseworkers must name active caseworker accounts; these do not: "
             + ", ".join(str(user_id) for user_id in refused)
         )

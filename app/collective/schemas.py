@@ -2,9 +2,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.cases.schemas import SourceIds, StatusEventInput, validated_details
+from app.cases.schemas import SourceIds, StatusEventInput, details_by_status, validated_details
 from app.cases.statuses import Confidence, Status
 from app.collective.models import CollectiveKind
 from app.core.dates import PartialDateText
@@ -13,8 +13,35 @@ from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, CountryCode, Label, Text
 MAX_CASE_FILES = 2000
 
 
+def _collective_schema(schema: dict[str, Any]) -> None:
+    """Publish the rules of `_consistent`: details by status, as for one status event, and
+    a deportation's country given once, at the top or in `details`."""
+    deported = details_by_status(Status.deported)
+    deported["then"] = {
+        "oneOf": [
+            {
+                "required": ["destination_country"],
+                "properties": {
+                    "destination_country": {"type": "string"},
+                    "details": {"type": "object", "maxProperties": 0},
+                },
+            },
+            {
+                **deported["then"],
+                "properties": {
+                    **deported["then"]["properties"],
+                    "destination_country": {"type": "null"},
+                },
+            },
+        ]
+    }
+    schema["allOf"] = [
+        deported if status is Status.deported else details_by_status(status) for status in Status
+    ]
+
+
 class CollectiveEventCreate(BaseModel):
-    model_config = INPUT
+    model_config = ConfigDict(**INPUT, json_schema_extra=_collective_schema)
 
     title: Label
     kind: CollectiveKind
@@ -34,9 +61,9 @@ class CollectiveEventCreate(BaseModel):
         if len(set(self.case_file_ids)) != len(self.case_file_ids):
             raise ValueError("case_file_ids lists a case file twice")
         if self.to_status is Status.deported and self.destination_country is not None:
-            named = self.details.setdefault("destination_country", self.destination_country)
-            if named != self.destination_country:
-                raise ValueError("details.destination_country differs from destination_country")
+            if "destination_country" in self.details:
+                raise ValueError("give destination_country once: at the top or in details")
+            self.details = {**self.details, "destination_country": self.destination_country}
         self.details = validated_details(self.to_status, self.details)
         return self
 

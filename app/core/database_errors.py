@@ -2,6 +2,7 @@
 the driver's or the network's exception) mapped to a kind that logs, metrics and answers
 use. Never the error's message, which can quote the data a statement carried."""
 
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,20 +90,15 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 # The kinds that mean the database could not be reached or dropped the connection (as
 # opposed to refusing or undoing one statement): the connection is not to be reused.
 UNAVAILABLE_KINDS = frozenset({K.connection_lost, K.unavailable, K.pool_timeout})
-# The kinds that a later attempt of the same request can get past: answered 503 with
-# Retry-After, nothing saved.
-TRANSIENT_KINDS = UNAVAILABLE_KINDS | {
-    K.serialization_failure,
-    K.deadlock,
-    K.lock_timeout,
-    K.statement_timeout,
-    K.insufficient_resources,
-}
+# Where the database's code lives: a bare network error (the driver raises them as they
+# are when it cannot connect) counts only when raised in there. A missing key file's
+# FileNotFoundError, or a TimeoutError of our own, is a bug to report, not an outage.
+_DRIVER_PACKAGES = (f"{os.sep}asyncpg{os.sep}", f"{os.sep}sqlalchemy{os.sep}")
 
 
 def classify(error: BaseException) -> DatabaseErrorKind | None:
-    """The kind of database error `error` is, or wraps; None for anything else (a bug, a
-    constraint's refusal)."""
+    """The kind of database error `error` is, or was caused by; None for anything else
+    (a bug, a constraint's refusal)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -110,8 +106,28 @@ def classify(error: BaseException) -> DatabaseErrorKind | None:
         kind = _kind_of(current)
         if kind is not None:
             return kind
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+        current = _cause(current)
     return None
+
+
+def _cause(error: BaseException) -> BaseException | None:
+    """What `error` wraps (SQLAlchemy's `orig`) or was raised from; the error being
+    handled when it was raised only if it was not disowned (`raise ... from None`)."""
+    wrapped = getattr(error, "orig", None)
+    if isinstance(wrapped, BaseException):
+        return wrapped
+    if error.__cause__ is not None:
+        return error.__cause__
+    return None if error.__suppress_context__ else error.__context__
+
+
+def _raised_by_the_driver(error: BaseException) -> bool:
+    trace = error.__traceback__
+    while trace is not None:
+        if any(package in trace.tb_frame.f_code.co_filename for package in _DRIVER_PACKAGES):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def _kind_of(error: BaseException) -> DatabaseErrorKind | None:
@@ -124,6 +140,8 @@ def _kind_of(error: BaseException) -> DatabaseErrorKind | None:
             return kind
     for types, kind in _EXCEPTION_KINDS:
         if isinstance(error, types):
+            if type(error).__module__ == "builtins" and not _raised_by_the_driver(error):
+                return None
             return kind
     return None
 

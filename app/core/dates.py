@@ -16,6 +16,8 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 _PATTERN = re.compile(r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?$")
 EARLIEST_YEAR = 1900
+# The error type of a date after today: whether one is depends on the day it is asked.
+DATE_IN_FUTURE = "date_in_future"
 
 
 class Precision(StrEnum):

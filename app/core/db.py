@@ -57,6 +57,9 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_pre_ping=False,
         pool_timeout=settings.pool_timeout_seconds,
         poolclass=MeasuredPool,
+        # A statement's parameters can hold names: never in an error's text, so never in
+        # a logged traceback either.
+        hide_parameters=True,
         connect_args={
             "server_settings": {"application_name": "habeas", "timezone": "UTC"},
             "timeout": settings.connect_timeout_seconds,

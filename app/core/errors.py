@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.database_errors import UNAVAILABLE_KINDS, classify, report
@@ -247,6 +248,8 @@ class DatabaseBusy(DatabaseUnavailable):
 class UnknownReference(UnprocessableInput):
     """The input names a record that does not exist (recorded, like a missing record)."""
 
+    slug = "unknown-reference"
+    title = "The input names a record that does not exist"
     records_absence = True
 
 
@@ -255,6 +258,11 @@ class HiddenReference(UnknownReference):
     one, and recorded as a denial."""
 
     is_denial = True
+
+
+class InvalidKeySet(UnprocessableInput):
+    slug = "invalid-key-set"
+    title = "The keys are not usable public keys"
 
 
 class IdempotencyKeyReused(UnprocessableInput):
@@ -327,19 +335,26 @@ def _allowed_methods(request: Request) -> str:
         request.app.state, "methods_by_path", None
     )
     if table is None:
+        by_path: dict[str, set[str]] = {}
+        for path, operations in request.app.openapi().get("paths", {}).items():
+            by_path.setdefault(path, set()).update(method.upper() for method in operations)
+        # The operator's and the documentation's routes, outside the contract.
+        for route in request.app.router.routes:
+            if isinstance(route, Route) and route.methods:
+                by_path.setdefault(route.path, set()).update(route.methods)
         table = [
             (
                 re.compile("^" + re.sub(r"\\{[^/}]+\\}", "[^/]+", re.escape(path)) + "$"),
-                frozenset(method.upper() for method in operations),
+                frozenset(methods),
             )
-            for path, operations in request.app.openapi().get("paths", {}).items()
+            for path, methods in by_path.items()
         ]
         request.app.state.methods_by_path = table
-    methods = {"OPTIONS"}
-    for pattern, served in table:
+    allowed = {"OPTIONS"}
+    for pattern, methods in table:
         if pattern.match(request.url.path):
-            methods |= served | ({"HEAD"} if "GET" in served else set())
-    return ", ".join(sorted(methods))
+            allowed |= methods | ({"HEAD"} if "GET" in methods else set())
+    return ", ".join(sorted(allowed))
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:

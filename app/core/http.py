@@ -8,7 +8,9 @@ from pydantic import BaseModel
 
 from app.core.errors import PreconditionFailed, PreconditionRequired, UnprocessableInput
 
-_STRONG_VERSION_ETAG = re.compile(r'^"([0-9]{1,9})"$')
+# A version as a strong ETag: what records answer with and If-Match carries back.
+ETAG_PATTERN = r'^"([0-9]{1,9})"$'
+_STRONG_VERSION_ETAG = re.compile(ETAG_PATTERN)
 
 
 def etag(version: int) -> str:
@@ -22,7 +24,7 @@ def required_version(if_match: str | None) -> int:
     """
     if if_match is None or not if_match.strip():
         raise PreconditionRequired("Send If-Match with the ETag of the version you read.")
-    match = _STRONG_VERSION_ETAG.match(if_match.strip())
+    match = _STRONG_VERSION_ETAG.fullmatch(if_match.strip())
     if match is None:
         raise PreconditionFailed('If-Match must be one strong ETag such as "3".')
     return int(match.group(1))
@@ -50,7 +52,7 @@ async def idempotency_key(
     # says what a key may be.
     if key is None:
         return None
-    if not _IDEMPOTENCY_KEY.match(key):
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise UnprocessableInput(
             "Idempotency-Key must be 1 to 255 visible ASCII characters (spaces only inside)."
         )
@@ -81,7 +83,7 @@ def model_response(
 ETAG_HEADER: dict[str, Any] = {
     "ETag": {
         "description": "The record's version: send it back as If-Match to change it",
-        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+        "schema": {"type": "string", "pattern": ETAG_PATTERN},
     }
 }
 LOCATION_HEADER: dict[str, Any] = {

@@ -71,11 +71,16 @@ def _route_standard_logging(
     root.addHandler(handler)
     root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level]))
     for name in READ_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    # uvicorn's own configuration (when something ran it with its defaults) gives its
+    # loggers levels and handlers of their own and stops them at themselves: undone, so
+    # that their records reach the one handler above at the level set here.
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] not in READ_LIBRARY_LOGGERS:
+            continue
         library = logging.getLogger(name)
-        library.setLevel(level)
-        # uvicorn's own configuration (when something ran it with its defaults) gives its
-        # loggers handlers of their own and stops them at themselves: undone, so that
-        # their records reach the one handler above.
+        if name not in READ_LIBRARY_LOGGERS:
+            library.setLevel(logging.NOTSET)
         library.handlers.clear()
         library.propagate = True
         library.disabled = False

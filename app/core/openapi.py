@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.core.errors import PROBLEM_JSON
+from app.core.http import ETAG_PATTERN
 from app.core.types import TEXT_FORMATS
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -114,7 +115,7 @@ REFUSALS_BY_INPUT: dict[str, tuple[int, ...]] = {
 
 IF_MATCH_SCHEMA: dict[str, Any] = {
     "type": "string",
-    "pattern": '^"[0-9]{1,9}"$',
+    "pattern": ETAG_PATTERN,
     "description": 'The ETag of the version read, e.g. "3"',
     "examples": ['"1"'],
 }

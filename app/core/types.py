@@ -90,6 +90,7 @@ def _clean_free_text(value: str) -> str:
 # of some 700 ranges of code points: too heavy for every client and fuzzer that reads it.
 LABEL_FORMAT = "habeas-label"
 TEXT_FORMAT = "habeas-text"
+NAME_SEARCH_FORMAT = "habeas-name-search"
 TEXT_FORMATS = {
     LABEL_FORMAT: "One line of text in Unicode NFC, with no control, format (invisible or"
     " direction-changing), private-use or unassigned character, line or paragraph"
@@ -97,6 +98,7 @@ TEXT_FORMATS = {
     TEXT_FORMAT: "Text in Unicode NFC with no control character but line breaks and tabs,"
     " and no format (invisible or direction-changing), private-use or unassigned"
     " character, line or paragraph separator.",
+    NAME_SEARCH_FORMAT: f"A {LABEL_FORMAT} with at least three letters, of any script.",
 }
 
 
@@ -139,9 +141,11 @@ ScriptCode = Annotated[
     StringConstraints(pattern=r"^[A-Z][a-z]{3}$"),
     Field(description="ISO 15924", examples=["Cyrl"]),
 ]
+# An address as it travels: visible ASCII (a name in another script is sent
+# percent-encoded, a host in punycode), so that it looks like what it is.
 HttpUrl = Annotated[
     str,
-    StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$"),
+    StringConstraints(max_length=2000, pattern=r"^https?://[!-~]+$"),
     # Before the pattern, so that a refused character is named rather than a mismatch.
     BeforeValidator(_clean_label_if_text),
 ]
@@ -152,7 +156,7 @@ _MONEY = re.compile(MONEY_PATTERN)
 
 
 def _money_text(value: object) -> object:
-    if not isinstance(value, str) or not _MONEY.match(value):
+    if not isinstance(value, str) or not _MONEY.fullmatch(value):
         raise ValueError('give the amount as text, e.g. "1500.00"')
     return value
 
@@ -162,6 +166,18 @@ Money = Annotated[
     BeforeValidator(_money_text),
     WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["1500.00"]}),
 ]
+
+
+def _number_not_text(value: object) -> object:
+    # JSON's 12 and 12.0 are one integer (as in JSON Schema); "12" and true are not.
+    if isinstance(value, str | bool):
+        raise ValueError("give a number, not text or true/false")
+    return value
+
+
+# After the bounds in an Annotated integer (`Annotated[int, Field(ge=0), NOT_TEXT]`), so
+# that the bounds stay in its JSON schema.
+NOT_TEXT = BeforeValidator(_number_not_text)
 # For lists whose items must differ (published as uniqueItems; each model checks it).
 UNIQUE_ITEMS = Field(json_schema_extra={"uniqueItems": True})
 

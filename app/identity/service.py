@@ -28,13 +28,13 @@ from app.core.errors import (
     Conflict,
     EnrolmentFailed,
     Forbidden,
+    InvalidKeySet,
     NotFound,
     PreconditionFailed,
     SessionRevoked,
     SignInFailed,
     TooManyAttempts,
     Unauthenticated,
-    UnprocessableInput,
 )
 from app.core.pagination import id_keyset_page
 from app.identity import repository
@@ -1001,10 +1001,10 @@ def _checked_jwks(jwks: Jwks) -> dict[str, Any]:
     try:
         key_set = KeySet.import_key_set({"keys": jwks.keys})
     except (JoseError, ValueError, TypeError, KeyError) as error:
-        raise UnprocessableInput(f"public_jwks is not a valid key set: {error}") from None
+        raise InvalidKeySet(f"public_jwks is not a valid key set: {error}") from None
     for key in key_set.keys:
         if key.key_type not in ASYMMETRIC_KEY_TYPES or key.is_private:
-            raise UnprocessableInput("public_jwks must hold public RSA, EC or OKP keys only.")
+            raise InvalidKeySet("public_jwks must hold public RSA, EC or OKP keys only.")
     return {"keys": [key.as_dict(private=False) for key in key_set.keys]}
 
 
@@ -1130,7 +1130,7 @@ async def update_partner(
         partner.disabled = data.disabled
     if data.public_jwks is not None:
         if partner.auth_method != "private_key_jwt":
-            raise UnprocessableInput("This partner authenticates with a client secret.")
+            raise Conflict("This partner authenticates with a client secret.")
         keys = _checked_jwks(data.public_jwks)
         if keys != partner.public_jwks:
             partner.public_jwks = keys
@@ -1153,7 +1153,7 @@ async def new_partner_secret(
     partner = await get_partner(session, partner_id, for_update=True)
     _check_version(partner.version, expected_version, "partner")
     if partner.auth_method != "client_secret":
-        raise UnprocessableInput("This partner authenticates with a private-key JWT.")
+        raise Conflict("This partner authenticates with a private-key JWT.")
     before = {**_partner_snapshot(partner), "secret": None}
     secret = secrets.token_urlsafe(32)
     partner.secret_hash = await _hash(kit, secret)

@@ -14,12 +14,14 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from app.access.principal import Tier
 from app.core.clock import today
-from app.core.dates import PartialDate, PartialDateText, Precision
+from app.core.dates import DATE_IN_FUTURE, PartialDate, PartialDateText, Precision
 from app.core.types import (
     INPUT,
+    NAME_SEARCH_FORMAT,
     OUTPUT,
     UNIQUE_ITEMS,
     CountryCode,
@@ -36,8 +38,6 @@ from app.recognition.criteria import RecognitionStatus
 # A name searched for is cleaned and normalised as a stored name is, so that both meet.
 MIN_SEARCH_LETTERS = 3
 _LETTER = re.compile(r"[^\W\d_]")
-# Published as a pattern (in regular expressions' sense of a letter).
-_THREE_LETTERS = rf"(?:[^\W\d_].*){{{MIN_SEARCH_LETTERS}}}"
 
 
 def _enough_letters(value: str) -> str:
@@ -46,15 +46,17 @@ def _enough_letters(value: str) -> str:
     return value
 
 
-def _three_letters_schema(schema: dict[str, Any]) -> None:
-    schema["pattern"] = _THREE_LETTERS
+def _name_search_schema(schema: dict[str, Any]) -> None:
+    # A format of the API's own rather than a pattern: no regular expression means "a
+    # letter of any script" alike in JSON Schema's dialect and in Python's.
+    schema["format"] = NAME_SEARCH_FORMAT
 
 
 NameSearch = Annotated[
     Label,
     StringConstraints(min_length=MIN_SEARCH_LETTERS, max_length=200),
     AfterValidator(_enough_letters),
-    Field(json_schema_extra=_three_letters_schema),
+    Field(json_schema_extra=_name_search_schema),
 ]
 
 
@@ -105,7 +107,7 @@ class Contact(BaseModel):
 
 def _not_in_future(value: str | None) -> None:
     if value is not None and PartialDate.parse(value).start > today():
-        raise ValueError("birth_date is in the future")
+        raise PydanticCustomError(DATE_IN_FUTURE, "birth_date is in the future")
 
 
 class PersonFields(BaseModel):

@@ -3,10 +3,11 @@ from datetime import date, datetime
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.cases.schemas import SourceIds
 from app.core.clock import today
-from app.core.dates import DayFrom1990
+from app.core.dates import DATE_IN_FUTURE, DayFrom1990
 from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, Label, Text
 from app.recognition.criteria import CRITERIA, REQUIRES_CRITERIA, RecognitionStatus
 
@@ -49,7 +50,7 @@ class DecisionCreate(BaseModel):
         if self.status in REQUIRES_CRITERIA and not self.criteria:
             raise ValueError(f"a '{self.status}' decision must cite at least one criterion")
         if self.decided_on > today():
-            raise ValueError("decided_on is in the future")
+            raise PydanticCustomError(DATE_IN_FUTURE, "decided_on is in the future")
         return self
 
 

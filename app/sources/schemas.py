@@ -2,11 +2,12 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.core.clock import today
-from app.core.dates import DayFrom1900
-from app.core.types import INPUT, OUTPUT, HttpUrl, Label, Text
+from app.core.dates import DATE_IN_FUTURE, DayFrom1900
+from app.core.types import INPUT, NOT_TEXT, OUTPUT, HttpUrl, Label, Text
 from app.sources.models import Reliability
 
 
@@ -18,14 +19,14 @@ class SourceCreate(BaseModel):
     url: HttpUrl | None = None
     published_on: DayFrom1900 | None = None
     reliability: Reliability
-    credibility: Annotated[StrictInt, Field(ge=1, le=6)]
+    credibility: Annotated[int, Field(ge=1, le=6), NOT_TEXT]
     is_public: StrictBool
     witness: Text | None = None
 
     @model_validator(mode="after")
     def _published_in_the_past(self) -> Self:
         if self.published_on is not None and self.published_on > today():
-            raise ValueError("published_on is in the future")
+            raise PydanticCustomError(DATE_IN_FUTURE, "published_on is in the future")
         return self
 
 

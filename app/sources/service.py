@@ -9,7 +9,7 @@ from app.access.policy import Resource
 from app.access.principal import Tier
 from app.audit.journal import change, journal_of
 from app.core.crypto import DataKeyRing
-from app.core.errors import NotFound, UnprocessableInput
+from app.core.errors import NotFound, UnknownReference
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.sources import repository
 from app.sources.models import Source
@@ -99,7 +99,7 @@ async def ensure_exist(session: AsyncSession, source_ids: Iterable[uuid.UUID]) -
         return
     unknown = wanted - await repository.existing_ids(session, wanted)
     if unknown:
-        raise UnprocessableInput(
+        raise UnknownReference(
             "Some cited sources do not exist.", unknown_source_ids=sorted(str(i) for i in unknown)
         )
 

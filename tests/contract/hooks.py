@@ -1,33 +1,44 @@
 """Schemathesis hooks for the contract run: the API's own string formats
-(app/core/types.py), generated as the API defines them."""
+(app/core/types.py), generated as the API defines them; a fresh Idempotency-Key for each
+request, as a client makes one; and the refusals of schema-valid input that only the
+server can judge, recognised by their machine-readable type, never by status alone."""
 
 import re
 import uuid
+from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
+from schemathesis.core.failures import Failure
+from schemathesis.core.transport import Response
 
+from app.core.dates import DATE_IN_FUTURE
+from app.core.errors import PROBLEM_TYPE_BASE, InvalidKeySet, UnknownReference
 from app.core.http import IDEMPOTENCY_KEY_PATTERN
 from app.core.types import (
     INVISIBLE_IN_NAMES,
     LABEL_FORMAT,
     LINE_BREAKS,
+    NAME_SEARCH_FORMAT,
     REFUSED_CATEGORIES,
     TEXT_FORMAT,
 )
+from app.persons.schemas import MIN_SEARCH_LETTERS
 
 _REFUSED = list(REFUSED_CATEGORIES)
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
+_LABEL_CHARACTERS = st.characters(
+    exclude_categories=_REFUSED,  # type: ignore[arg-type]
+    exclude_characters="".join(chr(point) for point in INVISIBLE_IN_NAMES),
+)
+_LETTER = re.compile(r"[^\W\d_]")
+
+schemathesis.openapi.format(LABEL_FORMAT, st.text(_LABEL_CHARACTERS, min_size=1, max_size=60))
 schemathesis.openapi.format(
-    LABEL_FORMAT,
-    st.text(
-        st.characters(
-            exclude_categories=_REFUSED,  # type: ignore[arg-type]
-            exclude_characters="".join(chr(point) for point in INVISIBLE_IN_NAMES),
-        ),
-        min_size=1,
-        max_size=60,
+    NAME_SEARCH_FORMAT,
+    st.text(_LABEL_CHARACTERS, min_size=MIN_SEARCH_LETTERS, max_size=60).filter(
+        lambda text: len(_LETTER.findall(text)) >= MIN_SEARCH_LETTERS
     ),
 )
 schemathesis.openapi.format(
@@ -43,13 +54,45 @@ schemathesis.openapi.format(
 
 
 @schemathesis.hook
-def map_headers(
-    context: schemathesis.HookContext, headers: dict[str, str] | None
-) -> dict[str, str] | None:
+def before_call(
+    context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]
+) -> None:
     """A client makes a new Idempotency-Key for each request it means (and sends it again
     only with the same request). A generated key that is well formed is replaced by a new
-    one, so that two different generated requests never share a key; a malformed one is
-    kept, to be refused."""
-    if headers and _IDEMPOTENCY_KEY.match(str(headers.get("Idempotency-Key", ""))):
-        headers["Idempotency-Key"] = str(uuid.uuid4())
-    return headers
+    one just before it is sent, in every phase, so that two different generated requests
+    never share one; a malformed one is kept, to be refused."""
+    headers = case.headers or {}
+    if _IDEMPOTENCY_KEY.fullmatch(str(headers.get("Idempotency-Key", ""))):
+        case.headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+
+
+# Problem types that refuse schema-valid input for what only the server knows: a record
+# named that does not exist (or is hidden), keys that are not usable keys.
+_SERVER_JUDGED_TYPES = {
+    PROBLEM_TYPE_BASE + UnknownReference.slug,
+    PROBLEM_TYPE_BASE + InvalidKeySet.slug,
+}
+# Input errors of the same nature: a date after today, a password the server finds weak.
+_SERVER_JUDGED_ERRORS = re.compile(rf"^({DATE_IN_FUTURE}|password_\w+)$")
+
+
+@schemathesis.hook
+def filter_failure(
+    context: schemathesis.HookContext,
+    failure: Failure,
+    case: schemathesis.Case,
+    response: Response,
+) -> bool:
+    """Keep every failure but a 422 for valid input whose reason the schema cannot hold."""
+    if failure.code != "ST202" or response.status_code != 422:
+        return True
+    try:
+        problem = response.json()
+    except ValueError:
+        return True
+    if problem.get("type") in _SERVER_JUDGED_TYPES:
+        return False
+    if problem.get("violation") == DATE_IN_FUTURE:  # a status event's effective date
+        return False
+    kinds = [error.get("type", "") for error in problem.get("errors", [])]
+    return not (kinds and all(_SERVER_JUDGED_ERRORS.match(kind) for kind in kinds))

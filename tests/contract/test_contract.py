@@ -150,8 +150,6 @@ def _schemathesis(server: Server, token: str, report: str, *selection: str) -> N
         EXAMPLES,
         "--seed",
         SEED,
-        "--header",
-        f"Authorization: Bearer {token}",
         "--report",
         "junit",
         "--report-junit-path",
@@ -161,7 +159,11 @@ def _schemathesis(server: Server, token: str, report: str, *selection: str) -> N
     done = subprocess.run(  # noqa: S603 (the test dependency's own CLI)
         command,
         cwd=ROOT,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.contract.hooks"},
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.contract.hooks",
+            "HABEAS_CONTRACT_TOKEN": token,
+        },
         capture_output=True,
         text=True,
         timeout=900,

@@ -151,6 +151,10 @@ class TestWhatTheApiAnswers:
         assert refused.headers["content-type"] == PROBLEM
         events = await anonymous.options(f"{path}/status-events")
         assert events.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+        # Routes outside the contract too.
+        document = await anonymous.post("/openapi.json")
+        assert document.status_code == 405
+        assert document.headers["allow"] == "GET, HEAD, OPTIONS"
 
     async def test_a_transition_answers_with_the_case_files_new_etag(
         self, client: httpx.AsyncClient
@@ -181,6 +185,35 @@ class TestWhatTheApiAnswers:
                 json=case_body(person["id"], court_decisions=[{**decision, "fine_amount": amount}]),
             )
             assert response.status_code == status, (amount, response.text)
+
+    async def test_counts_are_numbers_and_whole_floats_count(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """JSON Schema's integer: 12 and 12.0 are one; "12" and true are not numbers."""
+        person = await create_person(client)
+        decision = {"court": "Minsk City Court", "decided_on": "2022-03"}
+        for months, status in ((12, 201), (12.0, 201), ("12", 422), (True, 422), (12.5, 422)):
+            response = await client.post(
+                f"{API}/cases",
+                json=case_body(person["id"], court_decisions=[{**decision, "term_months": months}]),
+            )
+            assert response.status_code == status, (months, response.text)
+
+    async def test_a_deportations_country_is_given_once(self, client: httpx.AsyncClient) -> None:
+        case = await create_case(client)
+        body = {
+            "title": "Expulsion",
+            "kind": "pardon",
+            "effective_date": "2025-09-11",
+            "to_status": "deported",
+            "confidence": "confirmed",
+            "case_file_ids": [case["id"]],
+        }
+        twice = {**body, "destination_country": "LT", "details": {"destination_country": "LT"}}
+        assert (await client.post(f"{API}/collective-events", json=twice)).status_code == 422
+        once = {**body, "details": {"destination_country": "LT"}}
+        made = await client.post(f"{API}/collective-events", json=once)
+        assert made.status_code == 201, made.text
 
     async def test_an_idempotency_key_is_visible_ascii(self, client: httpx.AsyncClient) -> None:
         for key, status in (("ключ-1", 422), ("a" * 256, 422), ("req 1", 201), ("a" * 255, 201)):

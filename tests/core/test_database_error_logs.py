@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Receive, Scope, Send
 
 from app.access.principal import Role
@@ -200,3 +202,38 @@ async def test_a_database_error_that_escapes_is_named_and_answered_503(
     assert answers["lost"].json()["type"] == "urn:habeas:problem:database-unavailable"
     assert answers["bug"].status_code == 500
     assert answers["bug"].json()["type"] == "urn:habeas:problem:internal-error"
+
+
+def _raised(error: BaseException, during: BaseException | None = None) -> BaseException:
+    try:
+        try:
+            if during is not None:
+                raise during
+        finally:
+            raise error
+    except BaseException as caught:
+        return caught
+
+
+async def test_only_the_drivers_network_errors_are_the_database(db: asyncpg.Connection) -> None:
+    """A key file that went missing (FileNotFoundError), a timeout of our own, a bug while
+    handling either, or one raised `from None` past a database error: bugs (500, logged
+    with their traceback), not an outage. The same network errors raised by the driver
+    when it cannot connect are one."""
+    unreachable = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(ConnectionRefusedError) as refused:
+            async with unreachable.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    finally:
+        await unreachable.dispose()
+    assert classify(refused.value) is DatabaseErrorKind.unavailable
+
+    lost = await _raised_by_the_server(db, "08006")
+    assert classify(_raised(ValueError("bug"), during=lost)) is DatabaseErrorKind.connection_lost
+    assert classify(_raised(FileNotFoundError("data.json"))) is None
+    assert classify(_raised(TimeoutError())) is None
+    assert classify(_raised(KeyError("x"), during=TimeoutError())) is None
+    disowned = _raised(ValueError("x"), during=lost)
+    disowned.__suppress_context__ = True
+    assert classify(disowned) is None

@@ -21,6 +21,17 @@ from tests.factories import API, person_body
 SignIn = Callable[..., Awaitable[SignedIn]]
 
 
+def _habeas(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (our own CLI)
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 async def test_the_server_refuses_to_start_with_keys_that_do_not_open_the_data(
     sign_in_as: SignIn, database_url: str
 ) -> None:
@@ -47,16 +58,24 @@ async def test_commands_on_an_unmigrated_database_say_to_migrate(admin_url: str)
             "DATABASE_URL": embedded.with_database(admin_url, name),
             "HABEAS_DATA_DIR": str(TEST_KEYS_DIR),
         }
-        result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "users", "add", "someone", "--role", "caseworker"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = _habeas(env, "users", "add", "someone", "--role", "caseworker")
         assert result.returncode == 2, result.stderr
         assert "run `habeas migrate`" in result.stderr
         assert "Traceback" not in result.stderr
     finally:
         await embedded.drop_database(admin_url, name)
+
+
+@pytest.mark.parametrize("command", [["worker"], ["users", "add", "someone", "--role", "analyst"]])
+def test_commands_on_a_database_that_is_away_say_so(command: list[str]) -> None:
+    """A worker restarted while PostgreSQL is still down (compose restarts it) says what
+    is wrong and exits, instead of a traceback."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/habeas",
+        "HABEAS_DATA_DIR": str(TEST_KEYS_DIR),
+    }
+    result = _habeas(env, *command)
+    assert result.returncode == 3, result.stderr
+    assert "The database cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr
