@@ -22,7 +22,7 @@ from app.cases.router import router as cases_router
 from app.collective.router import router as collective_router
 from app.core.config import Environment, Settings, get_settings
 from app.core.crypto import audit_key_ring, data_key_ring, signing_key_ring
-from app.core.db import create_engine, session_factory
+from app.core.db import create_engine, publish_pool_figures_periodically, session_factory
 from app.core.errors import UnexpectedErrorMiddleware, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import forget_this_worker, read_token
@@ -128,16 +128,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
         await _check_database(engine, settings, security)
-        housekeeping = (
-            asyncio.create_task(run_periodically(app.state.session_factory, settings))
-            if settings.housekeeping_interval_seconds
-            else None
-        )
+        background = []
+        if settings.housekeeping_interval_seconds:
+            background.append(
+                asyncio.create_task(run_periodically(app.state.session_factory, settings))
+            )
+        if metrics_token is not None:
+            background.append(asyncio.create_task(publish_pool_figures_periodically(engine)))
         yield
-        if housekeeping is not None:
-            housekeeping.cancel()
+        for task in background:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await housekeeping
+                await task
         if security.oidc is not None:
             await security.oidc.aclose()
         await engine.dispose()

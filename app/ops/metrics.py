@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import metrics
-from app.core.db import pool_exhausted
+from app.core.db import pool_exhausted, publish_pool_figures
 from app.jobs import service as jobs
 
 log = structlog.get_logger(__name__)
@@ -129,6 +129,8 @@ async def scrape(
 ) -> tuple[bytes, str]:
     """The exposition in the format the scraper accepts (Prometheus' text format, or
     OpenMetrics), and its content type."""
+    # This worker's pool as it is now (the others' are at most a second old).
+    publish_pool_figures(engine)
     families: list[Metric] = []
     for hook in hooks:
         try:
