@@ -84,3 +84,9 @@ def _route_standard_logging(
         library.handlers.clear()
         library.propagate = True
         library.disabled = False
+    # Never uvicorn's access log: its lines carry query strings, which can hold names
+    # (our own `request` line says method, path, status and time).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True

@@ -81,3 +81,18 @@ def test_without_json_logs_library_records_are_readable_lines(
     output = capsys.readouterr().out
     assert "Shutdown flush failed, 2 items remaining" in output
     assert not output.lstrip().startswith("{")
+
+
+def test_uvicorns_access_log_never_comes_out(
+    json_logs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its lines carry query strings (`?q=` holds names); our own `request` line does not,
+    and nothing that ran uvicorn before (its own logging set-up) turns it back on."""
+    import uvicorn
+
+    uvicorn.Config(app="app.main:create_app", access_log=True)  # configures uvicorn's loggers
+    configure_logging("INFO", as_json=True)
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/api/v1/persons?q=Labanovich", "1.1", 200
+    )
+    assert "Labanovich" not in capsys.readouterr().out
