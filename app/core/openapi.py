@@ -5,7 +5,8 @@ Every refusal is an RFC 9457 problem document (app/core/errors.py), and which re
 operation can meet follows from what it takes: a bearer token (401, 403), a record in its
 path (404), a body (400 malformed, 408 slow, 413 too large, 415 not JSON, 422 invalid),
 If-Match (412 stale, 428 missing), an Idempotency-Key (409 while the first is in flight),
-a cursor (400), and the database behind every operation (503). Those rules are data
+a cursor (400), an authenticated write (409, a state that refuses it), and the database
+behind every operation (503). Those rules are data
 (`REFUSALS_BY_INPUT`); a route declares only what is its own (409 for a transition the
 history does not allow, 429 for throttled sign-in …), with a description that wins over the
 generic one.
@@ -111,7 +112,11 @@ REFUSALS_BY_INPUT: dict[str, tuple[int, ...]] = {
     "body": (400, 408, 413, 415, 422),
     "If-Match": (412, 428),
     "Idempotency-Key": (409, 422),
+    # A change that the record's present state refuses (a name taken, a request decided
+    # already, a credential of the other kind): whatever the route says besides.
+    "authenticated write": (409,),
 }
+WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 
 IF_MATCH_SCHEMA: dict[str, Any] = {
     "type": "string",
@@ -121,10 +126,12 @@ IF_MATCH_SCHEMA: dict[str, Any] = {
 }
 
 
-def _inputs(operation: dict[str, Any]) -> list[str]:
+def _inputs(method: str, operation: dict[str, Any]) -> list[str]:
     taken = ["anything"]
     if operation.get("security"):
         taken.append("bearer token")
+        if method in WRITE_METHODS:
+            taken.append("authenticated write")
     for parameter in operation.get("parameters", []):
         where, name = parameter["in"], parameter["name"]
         if where == "path":
@@ -174,7 +181,7 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {**rest, "anyOf": kept}
 
 
-def _complete_operation(operation: dict[str, Any], max_page_size: int) -> None:
+def _complete_operation(method: str, operation: dict[str, Any], max_page_size: int) -> None:
     for parameter in operation.get("parameters", []):
         parameter["schema"] = _without_null(parameter["schema"])
         if parameter["in"] == "header" and parameter["name"] == "If-Match":
@@ -184,7 +191,9 @@ def _complete_operation(operation: dict[str, Any], max_page_size: int) -> None:
         if parameter["in"] == "query" and parameter["name"] == "limit":
             parameter["schema"]["maximum"] = max_page_size
     responses = operation.setdefault("responses", {})
-    statuses = {status for taken in _inputs(operation) for status in REFUSALS_BY_INPUT[taken]}
+    statuses = {
+        status for taken in _inputs(method, operation) for status in REFUSALS_BY_INPUT[taken]
+    }
     statuses |= {int(code) for code in responses if code.isdigit() and int(code) >= 400}
     for status in sorted(statuses):
         responses[str(status)] = _problem_response(status, responses.get(str(status)))
@@ -301,8 +310,8 @@ def build_contract(app: FastAPI, max_page_size: int) -> dict[str, Any]:
         routes=app.routes,
     )
     for path_item in document.get("paths", {}).values():
-        for operation in path_item.values():
-            _complete_operation(operation, max_page_size)
+        for method, operation in path_item.items():
+            _complete_operation(method, operation, max_page_size)
     _add_links(document)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):

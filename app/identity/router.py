@@ -609,7 +609,12 @@ async def read_partner(
 
 
 @partners_router.patch(
-    "/{partner_id}", response_model=PartnerRead, responses=documented_headers(200, ETAG_HEADER)
+    "/{partner_id}",
+    response_model=PartnerRead,
+    responses={
+        **documented_headers(200, ETAG_HEADER),
+        409: _problem("New public keys for a partner that authenticates with a secret"),
+    },
 )
 async def update_partner(
     partner_id: uuid.UUID,
@@ -627,7 +632,10 @@ async def update_partner(
 @partners_router.post(
     "/{partner_id}/secret",
     response_model=ClientSecret,
-    responses=documented_headers(200, ETAG_HEADER),
+    responses={
+        **documented_headers(200, ETAG_HEADER),
+        409: _problem("The partner authenticates with a private-key JWT: it has no secret"),
+    },
 )
 async def new_secret(
     partner_id: uuid.UUID,

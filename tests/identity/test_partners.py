@@ -1006,7 +1006,7 @@ async def test_the_agreement_route_is_documented_with_every_status(
     operation = schema["paths"][f"{PARTNERS}/{{partner_id}}/agreement"]["put"]
     # Its own refusals, and those every body and every operation can meet (app/core/openapi.py).
     own = {"200", "401", "403", "404", "412", "422", "428"}
-    assert set(operation["responses"]) == own | {"400", "408", "413", "415", "503"}
+    assert set(operation["responses"]) == own | {"400", "408", "409", "413", "415", "503"}
     for status in ("401", "403", "404", "412", "422", "428"):
         assert "application/problem+json" in operation["responses"][status]["content"]
     assert "agreement" not in schema["components"]["schemas"]["PartnerCreate"]["properties"]
