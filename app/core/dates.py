@@ -95,22 +95,20 @@ _ISO_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _ISO_MOMENT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
 
-def _iso_day_only(value: object) -> object:
+def _iso_8601_only(form: re.Pattern[str], expected: str) -> Callable[[object], object]:
     """pydantic reads a number (or a text of digits) as seconds since 1970: `?date=0`
-    would mean 1 January 1970. Only ISO 8601 is a date here."""
-    if isinstance(value, str) and not _ISO_DAY.match(value):
-        raise ValueError("use an ISO 8601 date: YYYY-MM-DD")
-    if isinstance(value, int | float):
-        raise ValueError("use an ISO 8601 date: YYYY-MM-DD")
-    return value
+    would mean 1 January 1970. Only ISO 8601 is a date or a moment here."""
+
+    def check(value: object) -> object:
+        if isinstance(value, int | float) or (isinstance(value, str) and not form.match(value)):
+            raise ValueError(f"use ISO 8601: {expected}")
+        return value
+
+    return check
 
 
-def _iso_moment_only(value: object) -> object:
-    if isinstance(value, str) and not _ISO_MOMENT.match(value):
-        raise ValueError("use an ISO 8601 date and time with a zone: 2026-01-01T00:00:00Z")
-    if isinstance(value, int | float):
-        raise ValueError("use an ISO 8601 date and time with a zone: 2026-01-01T00:00:00Z")
-    return value
+_iso_day_only = _iso_8601_only(_ISO_DAY, "a date, YYYY-MM-DD")
+_iso_moment_only = _iso_8601_only(_ISO_MOMENT, "a date and time with a zone, 2026-01-01T00:00Z")
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_day_only)]
