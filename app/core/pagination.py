@@ -113,6 +113,28 @@ class _HasId(Protocol):
 Row = TypeVar("Row", bound=_HasId)
 
 
+Item = TypeVar("Item")
+
+
+def id_position(row: _HasId) -> list[str]:
+    """What a cursor remembers of a list ordered by id."""
+    return [str(row.id)]
+
+
+def trim_page(
+    rows: list[Item],
+    *,
+    limit: int,
+    fingerprint: str,
+    position: Callable[[Item], Sequence[Any]],
+) -> tuple[list[Item], str | None]:
+    """A page from up to `limit + 1` fetched rows: the first `limit`, and a cursor after the
+    last of them when there were more (`position` says what the cursor remembers)."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(position(rows[-1]), fingerprint) if more else None
+
+
 async def id_keyset_page(
     fetch: Callable[[uuid.UUID | None, int], Awaitable[list[Row]]],
     query: dict[str, Any],
@@ -124,6 +146,4 @@ async def id_keyset_page(
     fingerprint = query_fingerprint(query)
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
     rows = await fetch(after, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor([str(rows[-1].id)], fingerprint) if more else None
+    return trim_page(rows, limit=limit, fingerprint=fingerprint, position=id_position)
