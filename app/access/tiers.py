@@ -6,7 +6,7 @@ A test checks that every field of every response model is listed here, so a new 
 cannot be added without deciding its tier.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from app.access.principal import Tier
@@ -125,6 +125,12 @@ def exclusion(kind: str, clearance: Tier) -> dict[str, Any]:
 def hidden_fields(kind: str, clearance: Tier) -> set[str]:
     """The fields of a `kind` record that a caller with this clearance does not receive."""
     return set(_HIDDEN[kind][clearance])
+
+
+def page_exclusion(kind: str, clearances: Sequence[Tier]) -> dict[str, Any]:
+    """What to leave out of each item of a page of `kind` records, as pydantic's `exclude`
+    of a `Page`: each item by the caller's clearance on that record."""
+    return {"items": {index: hidden_fields(kind, tier) for index, tier in enumerate(clearances)}}
 
 
 _HIDDEN: Mapping[str, Mapping[Tier, frozenset[str]]] = {

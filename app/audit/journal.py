@@ -13,7 +13,7 @@ Confidential values never reach the trail: they are replaced by a keyed fingerpr
 
 import getpass
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,24 @@ class Journal:
             if single is not None:
                 return
         _add_related(self._pending, ids)
+
+    def viewed_page(
+        self,
+        action: str,
+        resource_type: str,
+        seen: Sequence[tuple[uuid.UUID, Tier]],
+        *,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A page of records read, each with the caller's clearance on it: recorded as one
+        read at the highest of those clearances."""
+        self.viewed(
+            action,
+            resource_type,
+            [record_id for record_id, _ in seen],
+            max((tier for _, tier in seen), default=Tier.public),
+            detail=detail,
+        )
 
     def refused(self, refusal: DomainError) -> None:
         """The unit of work ends in a refusal: nothing it did is recorded, and a denial of

@@ -17,7 +17,7 @@ from app.core.clock import utcnow
 from app.core.crypto import AuditKeyRing, public_key_text
 from app.core.db import driver_connection
 from app.core.errors import Conflict
-from app.core.pagination import cursor_int, decode_cursor, encode_cursor, query_fingerprint
+from app.core.pagination import cursor_int, decode_cursor, query_fingerprint, trim_page
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,10 @@ def _before_seq(cursor: str | None, query: dict[str, Any]) -> tuple[int | None, 
 
 
 def _page(rows: list[AuditEvent], limit: int, fingerprint: str) -> EventPage:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return EventPage(rows, encode_cursor([rows[-1].seq], fingerprint) if more else None)
+    events, next_cursor = trim_page(
+        rows, limit=limit, fingerprint=fingerprint, position=lambda event: [event.seq]
+    )
+    return EventPage(events, next_cursor)
 
 
 async def search(

@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 from app.cases.statuses import Confidence, Status
 from app.core.clock import utcnow
 from app.core.dates import Precision
-from app.core.db import one_of
+from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
 
 
@@ -61,17 +61,19 @@ class CaseFile(SQLModel, table=True):
     person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
     reference: str = Field(max_length=20, unique=True)
     jurisdiction: str = Field(max_length=2, index=True)
-    deprivation_type: str = Field(max_length=30)
-    confidentiality: str = Field(default=Confidentiality.normal, max_length=10)
+    deprivation_type: DeprivationType = Field(sa_type=TextEnum(DeprivationType, 30))
+    confidentiality: Confidentiality = Field(
+        default=Confidentiality.normal, sa_type=TextEnum(Confidentiality, 10)
+    )
     assigned_caseworkers: list[uuid.UUID] = _uuid_array()
     charges: list[dict[str, Any]] = _jsonb_list()
     court_decisions: list[dict[str, Any]] = _jsonb_list()
     # restricted: where the person is held, and every transfer
     detention_places: list[dict[str, Any]] = _jsonb_list()
     # Derived from the status path by the cases service; never written by a client.
-    status: str = Field(max_length=20)
+    status: Status = Field(sa_type=TextEnum(Status, 20))
     status_since: date
-    status_since_precision: str = Field(max_length=5)
+    status_since_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
     detained_on: date = Field(index=True)
     version: int = Field(default=1)
     created_at: datetime = Field(
@@ -97,14 +99,14 @@ class StatusEvent(SQLModel, table=True):
     case_file_id: uuid.UUID = Field(foreign_key="case_file.id")
     # Order of recording within the case file; the path is the unretracted events in order.
     position: int
-    to_status: str = Field(max_length=20)
+    to_status: Status = Field(sa_type=TextEnum(Status, 20))
     effective_date: date
-    effective_precision: str = Field(max_length=5)
+    effective_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
     recorded_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     recorded_by: uuid.UUID | None = None
-    confidence: str = Field(max_length=12)
+    confidence: Confidence = Field(sa_type=TextEnum(Confidence, 12))
     note: str | None = Field(default=None, sa_type=Text)
     details: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")

@@ -4,20 +4,17 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, true
-from sqlalchemy import case as case_when
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.access.principal import Principal, Role
-from app.cases.models import CaseFile, Confidentiality, StatusEvent, StatusEventRetraction
+from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
 from app.cases.schemas import CaseFilters, CaseUpdate
-from app.core.db import driver_connection
+from app.core.db import TextEnum, driver_connection
 
 EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
 
@@ -44,6 +41,11 @@ _EVENT_FIELDS = [c.name for c in _EVENTS.c]
 _RETRACTION_FIELDS = [c.name for c in _RETRACTIONS.c]
 _JSONB_CASE_FIELDS = {c.name for c in _CASES.c if isinstance(c.type, JSONB)}
 _JSONB_EVENT_FIELDS = {c.name for c in _EVENTS.c if isinstance(c.type, JSONB)}
+# The columns the driver returns as text that the models type as enums.
+_CASE_ENUMS = {c.name: c.type.enum for c in _CASES.c if isinstance(c.type, TextEnum)}
+_EVENT_ENUMS = {c.name: c.type.enum for c in _EVENTS.c if isinstance(c.type, TextEnum)}
+# Stored as JSON: what a client sends for them is written in its JSON form.
+JSON_COLUMNS = frozenset(_JSONB_CASE_FIELDS)
 CASE_LIST = ", ".join(_CASE_FIELDS)
 SQL_CASE = f"SELECT {CASE_LIST} FROM case_file WHERE id = $1"
 SQL_CASE_LOCKED = SQL_CASE + " FOR UPDATE"
@@ -82,8 +84,17 @@ def _json_text(value: Any, is_jsonb: bool) -> Any:
     return json.dumps(value) if is_jsonb else value
 
 
+def _typed(
+    row: Mapping[str, Any], names: Sequence[str], enums: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        name: enums[name](row[name]) if name in enums and row[name] is not None else row[name]
+        for name in names
+    }
+
+
 def _case(row: Mapping[str, Any]) -> CaseFile:
-    return CaseFile(**dict(row))
+    return CaseFile(**_typed(row, _CASE_FIELDS, _CASE_ENUMS))
 
 
 async def get(
@@ -113,7 +124,7 @@ async def events_of(
     grouped: dict[uuid.UUID, list[EventRecord]] = defaultdict(list)
     for row in await driver.fetch(SQL_EVENTS, list(case_ids)):
         # History rows are only read, so they skip the (costly) validating constructor.
-        event = StatusEvent.model_construct(**{name: row[name] for name in _EVENT_FIELDS})
+        event = StatusEvent.model_construct(**_typed(row, _EVENT_FIELDS, _EVENT_ENUMS))
         retraction = (
             StatusEventRetraction.model_construct(
                 **{n: row[f"retraction_{n}"] for n in _RETRACTION_FIELDS}
@@ -180,147 +191,18 @@ async def save_fields(
     return str(result) == "UPDATE 1"
 
 
-def visible_to(
-    principal: Principal, recognised_person_ids: SelectOfScalar[uuid.UUID]
-) -> ColumnElement[bool]:
-    """The case files a principal may read, as SQL: the rules of policies/*.cedar for
-    `case.read`, restated for lists (tests/access proves they agree)."""
-    # Normal, and not the case file of a person who has a high-confidentiality one.
-    normal = and_(
-        col(CaseFile.confidentiality) == Confidentiality.normal,
-        col(CaseFile.person_id).not_in(person_ids_with_high_case()),
-    )
-    agreement = principal.agreement
-    if agreement is not None:
-        if "sync:read" not in principal.scopes:
-            return false()
-        by_rule = (
-            and_(
-                col(CaseFile.jurisdiction) == agreement.jurisdiction,
-                col(CaseFile.person_id).in_(recognised_person_ids)
-                if agreement.recognised_only
-                else true(),
-            )
-            if agreement.jurisdiction is not None
-            else false()
-        )
-        listed = (
-            col(CaseFile.id).in_(list(agreement.case_file_ids))
-            if agreement.case_file_ids
-            else false()
-        )
-        return and_(normal, or_(listed, by_rule))
-    if principal.role is Role.coordinator:
-        return true()
-    if principal.role is Role.caseworker:
-        return or_(normal, col(CaseFile.assigned_caseworkers).any_() == principal.id)
-    if principal.role is Role.analyst:
-        return normal
-    return false()
-
-
-def person_ids_visible_to(
-    principal: Principal, recognised_person_ids: SelectOfScalar[uuid.UUID]
-) -> SelectOfScalar[uuid.UUID]:
-    return select(CaseFile.person_id).where(visible_to(principal, recognised_person_ids))
-
-
-def person_ids_with_high_case() -> SelectOfScalar[uuid.UUID]:
-    return select(CaseFile.person_id).where(col(CaseFile.confidentiality) == Confidentiality.high)
-
-
-def person_ids_with_high_case_assigned_to(principal: Principal) -> SelectOfScalar[uuid.UUID]:
-    return select(CaseFile.person_id).where(
-        col(CaseFile.confidentiality) == Confidentiality.high,
-        col(CaseFile.assigned_caseworkers).any_() == principal.id,
-    )
-
-
-@dataclass(frozen=True)
-class PersonAccessFacts:
-    has_high_case: bool
-    recognised: bool
-
-
-# Which of the given persons have a high-confidentiality case file: on the case read's
-# hot path, so straight on the driver (docs/performance.md).
-SQL_PERSONS_WITH_HIGH_CASE = (
-    "SELECT DISTINCT person_id FROM case_file"
-    " WHERE person_id = ANY($1::uuid[]) AND confidentiality = 'high'"
-)
-
-
-async def person_access_facts(
-    session: AsyncSession,
-    person_ids: Sequence[uuid.UUID],
-    recognised_person_ids: SelectOfScalar[uuid.UUID] | None,
-) -> dict[uuid.UUID, PersonAccessFacts]:
-    """Per person: has a high-confidentiality case file; is a recognised political
-    prisoner (only asked, with `recognised_person_ids`, when a decision depends on it)."""
-    if not person_ids:
-        return {}
-    driver = await driver_connection(session)
-    closed = {row[0] for row in await driver.fetch(SQL_PERSONS_WITH_HIGH_CASE, list(person_ids))}
-    recognised: set[uuid.UUID] = set()
-    if recognised_person_ids is not None:
-        person_id = col(CaseFile.person_id)
-        stmt = (
-            select(person_id)
-            .where(person_id.in_(list(person_ids)), person_id.in_(recognised_person_ids))
-            .distinct()
-        )
-        recognised = set(await session.exec(stmt))
-    return {
-        person_id: PersonAccessFacts(person_id in closed, person_id in recognised)
-        for person_id in person_ids
-    }
-
-
-async def person_links(
-    session: AsyncSession,
-    principal: Principal,
-    person_ids: list[uuid.UUID],
-    recognised_person_ids: SelectOfScalar[uuid.UUID],
-) -> dict[uuid.UUID, tuple[bool, bool, bool]]:
-    """Per person: is the principal in charge of them (assigned to one of their case
-    files, or to one of their high-confidentiality ones when they have any); is one of
-    their case files shared with it; is one of them high-confidentiality."""
-    is_high = col(CaseFile.confidentiality) == Confidentiality.high
-    is_assigned = col(CaseFile.assigned_caseworkers).any_() == principal.id
-    assigned = (
-        case_when(
-            (func.bool_or(is_high), func.bool_or(and_(is_high, is_assigned))),
-            else_=func.bool_or(is_assigned),
-        )
-        if not principal.is_partner
-        else false()
-    )
-    shared = (
-        func.bool_or(visible_to(principal, recognised_person_ids))
-        if principal.is_partner
-        else false()
-    )
-    stmt = (
-        select(CaseFile.person_id, assigned, shared, func.bool_or(is_high))
-        .where(col(CaseFile.person_id).in_(person_ids))
-        .group_by(col(CaseFile.person_id))
-    )
-    rows = await session.exec(stmt)
-    return {row[0]: (bool(row[1]), bool(row[2]), bool(row[3])) for row in rows}
-
-
 async def page(
     session: AsyncSession,
+    *,
+    readable: ColumnElement[bool],
     filters: CaseFilters,
     person_ids: SelectOfScalar[uuid.UUID] | None,
-    principal: Principal,
-    recognised_person_ids: SelectOfScalar[uuid.UUID],
     after: uuid.UUID | None,
     limit: int,
 ) -> list[CaseFile]:
-    """A page of the case files the principal may read; `person_ids` (from the persons
-    feature) narrows by person."""
-    stmt = select(CaseFile).where(visible_to(principal, recognised_person_ids))
+    """A page of the case files that `readable` (app/access/visibility.py) lets through;
+    `person_ids` (from the persons feature) narrows by person."""
+    stmt = select(CaseFile).where(readable)
     if person_ids is not None:
         stmt = stmt.where(col(CaseFile.person_id).in_(person_ids))
     if filters.status is not None:
@@ -351,19 +233,20 @@ async def case_ids_of_collective(
     return list(await session.exec(stmt))
 
 
-async def visible_counts_of_collectives(
+async def counts_of_collectives(
     session: AsyncSession,
-    principal: Principal,
-    recognised_person_ids: SelectOfScalar[uuid.UUID],
     collective_event_ids: Sequence[uuid.UUID],
+    *,
+    readable: ColumnElement[bool],
 ) -> dict[uuid.UUID, int]:
+    """For each collective event, how many of its case files `readable` lets through."""
     collective_id = col(StatusEvent.collective_event_id)
     stmt = (
         select(collective_id, func.count(func.distinct(StatusEvent.case_file_id)))
         .join(CaseFile, col(CaseFile.id) == StatusEvent.case_file_id)
         .where(
             collective_id.in_(list(collective_event_ids)),
-            visible_to(principal, recognised_person_ids),
+            readable,
         )
         .group_by(collective_id)
     )

@@ -5,12 +5,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
 from app.access.http import requires
-from app.access.principal import Tier
-from app.access.tiers import exclusion, hidden_fields
+from app.access.tiers import exclusion, hidden_fields, page_exclusion
 from app.audit.journal import journal_of
 from app.audit.router import record_history
 from app.audit.schemas import RecordHistory
-from app.cases import service
+from app.cases import service, transitions
 from app.cases.schemas import (
     Article,
     CaseCreate,
@@ -46,11 +45,11 @@ from app.recognition.criteria import RecognitionStatus
 router = APIRouter(prefix="/cases", tags=["cases"])
 
 
-def _status_change(change: service.StatusChange) -> StatusChange:
+def _status_change(change: transitions.StatusChange) -> StatusChange:
     entry = change.entry
     return StatusChange(
         event=event_read(entry.event, entry.retraction, entry.from_status),
-        case_status=Status(change.case.status),
+        case_status=change.case.status,
         case_version=change.case.version,
     )
 
@@ -119,7 +118,9 @@ async def update_case(
     caller: Annotated[Caller, requires("case.update")],
     if_match: IfMatch = None,
 ) -> Response:
-    view = await service.update(session, caller, case_id, required_version(if_match), body)
+    view = await service.update(
+        session, caller, case_id, expected_version=required_version(if_match), data=body
+    )
     return _case_response(view)
 
 
@@ -148,25 +149,22 @@ async def list_cases(
     )
     person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_cases(
-        session, caller, filters, person_filters, paging.cursor, paging.limit
+        session,
+        caller,
+        filters=filters,
+        person_filters=person_filters,
+        cursor=paging.cursor,
+        limit=paging.limit,
     )
-    journal_of(session).viewed(
-        "case.list",
-        "case",
-        [view.case.id for view in found.items],
-        max((view.clearance for view in found.items), default=Tier.public),
+    journal_of(session).viewed_page(
+        "case.list", "case", [(view.case.id, view.clearance) for view in found.items]
     )
     return model_response(
         Page[CaseRead](
             items=[case_read(view.case) for view in found.items],
             next=next_link(request, found.next_cursor),
         ),
-        exclude={
-            "items": {
-                index: hidden_fields("case", view.clearance)
-                for index, view in enumerate(found.items)
-            }
-        },
+        exclude=page_exclusion("case", [view.clearance for view in found.items]),
     )
 
 
@@ -195,7 +193,7 @@ async def read_status_history(
     return model_response(
         CaseHistory(
             case_file_id=view.case.id,
-            status=Status(view.case.status),
+            status=view.case.status,
             events=[event_read(e.event, e.retraction, e.from_status) for e in entries],
         ),
         exclude={"events": {"__all__": hidden}} if hidden else None,
@@ -221,7 +219,9 @@ async def append_status_event(
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
-        change = await service.append(session, caller, case_id, expected_version, body)
+        change = await transitions.append(
+            session, caller, case_id, expected_version=expected_version, data=body
+        )
         return StoredResponse(
             201,
             _status_change(change).model_dump(mode="json"),
@@ -231,7 +231,7 @@ async def append_status_event(
     return await once.run(
         [body.model_dump(mode="json"), expected_version],
         produce,
-        after_check(lambda: service.may_transition(session, caller, case_id)),
+        after_check(lambda: transitions.may_transition(session, caller, case_id)),
     )
 
 
@@ -254,8 +254,13 @@ async def retract_status_event(
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
-        change = await service.retract(
-            session, caller, case_id, event_id, expected_version, body.reason
+        change = await transitions.retract(
+            session,
+            caller,
+            case_id,
+            event_id=event_id,
+            expected_version=expected_version,
+            reason=body.reason,
         )
         return StoredResponse(
             201,
@@ -266,5 +271,5 @@ async def retract_status_event(
     return await once.run(
         [body.model_dump(mode="json"), expected_version],
         produce,
-        after_check(lambda: service.may_transition(session, caller, case_id)),
+        after_check(lambda: transitions.may_transition(session, caller, case_id)),
     )

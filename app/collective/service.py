@@ -5,17 +5,23 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.access import visibility
 from app.access.caller import Caller
-from app.access.policy import Resource
 from app.audit.journal import change, journal_of
-from app.cases import service as cases_service
-from app.cases.service import CollectiveOutcome
+from app.cases import transitions
+from app.cases.transitions import CollectiveOutcome
 from app.collective import repository
 from app.collective.models import CollectiveEvent
 from app.collective.schemas import CollectiveEventCreate
 from app.core.dates import PartialDate
 from app.core.errors import HiddenRecord, NotFound
-from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.core.pagination import (
+    cursor_uuid,
+    decode_cursor,
+    id_position,
+    query_fingerprint,
+    trim_page,
+)
 from app.sources import service as sources_service
 
 
@@ -66,8 +72,12 @@ async def create(
         ],
     )
     # Raises, and so rolls the whole request back, if any one case file cannot transition.
-    results = await cases_service.apply_collective(
-        session, caller, data.case_file_ids, data.transition(), event.id
+    results = await transitions.apply_collective(
+        session,
+        caller,
+        data.case_file_ids,
+        data=data.transition(),
+        collective_event_id=event.id,
     )
     return CollectiveView(event, results)
 
@@ -76,9 +86,9 @@ async def get(session: AsyncSession, caller: Caller, event_id: uuid.UUID) -> Col
     event = await repository.get(session, event_id)
     if event is None:
         raise NotFound("No such collective event.")
-    if not caller.may("collective.read", Resource("CollectiveEvent")):
+    if not caller.may("collective.read", visibility.COLLECTIVE_EVENT):
         raise HiddenRecord("No such collective event.")
-    return CollectiveView(event, await cases_service.collective_results(session, caller, event_id))
+    return CollectiveView(event, await transitions.collective_results(session, caller, event_id))
 
 
 async def list_events(
@@ -86,12 +96,11 @@ async def list_events(
 ) -> CollectivePage:
     fingerprint = query_fingerprint({})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-    events = await repository.page(session, after, limit + 1)
-    more = len(events) > limit
-    events = events[:limit]
-    counts = await cases_service.visible_counts_of_collectives(
+    rows = await repository.page(session, after, limit + 1)
+    events, next_cursor = trim_page(
+        rows, limit=limit, fingerprint=fingerprint, position=id_position
+    )
+    counts = await transitions.readable_counts_of_collectives(
         session, caller, [event.id for event in events]
     )
-    return CollectivePage(
-        events, counts, encode_cursor([str(events[-1].id)], fingerprint) if more else None
-    )
+    return CollectivePage(events, counts, next_cursor)

@@ -4,12 +4,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import suppress
+from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
 import asyncpg
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy import CheckConstraint, MetaData, event
+from sqlalchemy import CheckConstraint, Dialect, MetaData, String, TypeDecorator, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -323,3 +324,21 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if not driver.is_in_transaction():
         raise RuntimeError("the request's transaction is not open on its connection")
     return driver
+
+
+class TextEnum(TypeDecorator[Any]):
+    """A StrEnum kept as text (its values held by a `one_of` CHECK) and read back as the
+    enum, so that a loaded row's fields have the types the model declares."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)

@@ -4,12 +4,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Float, and_, cast, false, func, literal, or_, tuple_
+from sqlalchemy import ColumnElement, Float, cast, func, literal, tuple_
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.access.principal import Principal, Role
 from app.core.clock import utcnow
 from app.persons.models import Person, PersonName
 from app.persons.names import tokens
@@ -85,30 +84,6 @@ def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
     return select(Person.id).where(*_conditions(filters))
 
 
-def visible_to(
-    principal: Principal,
-    shared_ids: SelectOfScalar[uuid.UUID],
-    high_assigned_ids: SelectOfScalar[uuid.UUID],
-    high_ids: SelectOfScalar[uuid.UUID],
-) -> ColumnElement[bool] | None:
-    """The persons a principal may read, as SQL (None: every one). A person with a
-    high-confidentiality case file is seen only by the caseworkers of such a case file."""
-    not_high = col(Person.id).not_in(high_ids)
-    if principal.is_partner:
-        return and_(col(Person.id).in_(shared_ids), not_high)
-    if principal.role is Role.coordinator:
-        return None
-    if principal.role is Role.caseworker:
-        return or_(not_high, col(Person.id).in_(high_assigned_ids))
-    if principal.role is Role.analyst:
-        return not_high
-    return false()
-
-
-def _visible(visible: ColumnElement[bool] | None) -> list[ColumnElement[bool]]:
-    return [visible] if visible is not None else []
-
-
 async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str | None:
     stmt = select(Person.recognition_status).where(col(Person.id) == person_id)
     return (await session.exec(stmt)).first()
@@ -116,13 +91,14 @@ async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str
 
 async def page(
     session: AsyncSession,
+    *,
+    readable: ColumnElement[bool],
     filters: PersonFilters,
-    visible_ids: ColumnElement[bool] | None,
     after: uuid.UUID | None,
     limit: int,
 ) -> list[Person]:
-    """A page of persons; `visible_ids` (None: all) limits it to those the caller may see."""
-    stmt = select(Person).where(*_conditions(filters), *_visible(visible_ids))
+    """A page of the persons that `readable` (app/access/visibility.py) lets through."""
+    stmt = select(Person).where(*_conditions(filters), readable)
     if after is not None:
         stmt = stmt.where(Person.id > after)
     stmt = stmt.order_by(col(Person.id)).limit(limit)
@@ -131,13 +107,13 @@ async def page(
 
 async def search(
     session: AsyncSession,
+    *,
     key: str,
     whole_words: bool,
     filters: PersonFilters,
-    visible_ids: ColumnElement[bool] | None,
+    readable: ColumnElement[bool],
     after: tuple[float, uuid.UUID] | None,
     limit: int,
-    *,
     public_names_only: bool,
 ) -> list[tuple[Person, float]]:
     """Persons any of whose names resembles `key` (a skeleton), best match first.
@@ -160,7 +136,7 @@ async def search(
     )
     stmt = (
         select(Person, matches.c.score)
-        .where(*_conditions(filters), *_visible(visible_ids))
+        .where(*_conditions(filters), readable)
         .join(matches, matches.c.person_id == Person.id)
     )
     if after is not None:

@@ -5,8 +5,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
 from app.access.http import DataKeys, requires
-from app.access.principal import Tier
-from app.access.tiers import hidden_fields
+from app.access.tiers import hidden_fields, page_exclusion
 from app.audit.journal import journal_of
 from app.audit.router import record_history
 from app.audit.schemas import RecordHistory
@@ -127,7 +126,14 @@ async def update_person(
     caller: Annotated[Caller, requires("person.update")],
     if_match: IfMatch = None,
 ) -> Response:
-    view = await service.update(session, caller, keys, person_id, required_version(if_match), body)
+    view = await service.update(
+        session,
+        caller,
+        keys,
+        person_id,
+        expected_version=required_version(if_match),
+        data=body,
+    )
     return _person_response(view)
 
 
@@ -146,14 +152,13 @@ async def list_persons(
 ) -> Response:
     filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_persons(
-        session, caller, keys, filters, q, paging.cursor, paging.limit
+        session, caller, keys, filters=filters, q=q, cursor=paging.cursor, limit=paging.limit
     )
     journal = journal_of(session)
-    journal.viewed(
+    journal.viewed_page(
         "person.list",
         "person",
-        [view.person.id for view in found.items],
-        max((view.clearance for view in found.items), default=Tier.public),
+        [(view.person.id, view.clearance) for view in found.items],
         # A name searched for is itself sensitive: kept only as a fingerprint.
         detail={"q": journal.fingerprint(q)} if q is not None else None,
     )
@@ -162,10 +167,5 @@ async def list_persons(
             items=[_read(view) for view in found.items],
             next=next_link(request, found.next_cursor),
         ),
-        exclude={
-            "items": {
-                index: hidden_fields("person", view.clearance)
-                for index, view in enumerate(found.items)
-            }
-        },
+        exclude=page_exclusion("person", [view.clearance for view in found.items]),
     )

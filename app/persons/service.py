@@ -2,29 +2,31 @@
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.access import visibility
 from app.access.caller import Caller
 from app.access.policy import Resource
-from app.access.principal import Role, Tier
+from app.access.principal import Tier
 from app.access.tiers import hidden_fields, refuse_fields_above
 from app.audit.journal import Journal, change, journal_of
-from app.core.clock import utcnow
 from app.core.crypto import DataKeyRing
 from app.core.dates import PartialDate
-from app.core.errors import NotFound, PreconditionFailed
+from app.core.errors import NotFound
 from app.core.ids import new_id
 from app.core.pagination import (
     cursor_float,
     cursor_uuid,
     decode_cursor,
-    encode_cursor,
+    id_position,
     query_fingerprint,
+    trim_page,
 )
+from app.core.versioning import bump, check_version
 from app.persons import repository
 from app.persons.models import Person, PersonName
 from app.persons.names import skeleton, tokens
@@ -40,9 +42,6 @@ from app.persons.schemas import (
 # The matching key's letters a search needs (the query's own rule is in schemas.py).
 MIN_SEARCH_KEY = 3
 
-
-# What a person without case files is: nobody assigned, not shared, not high.
-NO_CASE_FILES = (False, False, False)
 
 # Sealed at rest (app/core/crypto.py); the JSON value of each is what the API shows.
 CONFIDENTIAL_COLUMNS = ("relatives", "contacts", "address")
@@ -109,33 +108,14 @@ def _column_values(
     return values
 
 
-async def _links(
-    session: AsyncSession, caller: Caller, person_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[bool, bool, bool]]:
-    # Imported here: the cases feature imports this one at module level.
-    from app.cases import service as cases_service
-
-    return await cases_service.person_links(session, caller, person_ids)
-
-
 def _view(
     caller: Caller,
     keys: DataKeyRing | None,
     person: Person,
+    *,
     names: list[PersonName],
-    links: tuple[bool, bool, bool],
+    resource: Resource,
 ) -> PersonView:
-    principal = caller.principal
-    assigned, shared, high = links
-    resource = Resource(
-        "Person",
-        confidentiality="high" if high else "normal",
-        # Who recorded a person is in charge of them until a high-confidentiality case
-        # file closes them: then only that case file's caseworkers are (DESIGN §4).
-        assigned_to_caller=not principal.is_partner
-        and (assigned or (person.recorded_by == principal.id and not high)),
-        shared_with_caller=principal.is_partner and shared,
-    )
     clearance = caller.clearance("person", resource)
     confidential: dict[str, Any] = {}
     if clearance >= Tier.confidential and keys is not None:
@@ -171,7 +151,10 @@ async def create(
     )
     names = _name_rows(person.id, data.names)
     await repository.add(session, person, names)
-    view = _view(caller, keys, person, names, NO_CASE_FILES)
+    resource = visibility.person_resource(
+        caller.principal, recorded_by=person.recorded_by, links=visibility.NO_CASE_FILES
+    )
+    view = _view(caller, keys, person, names=names, resource=resource)
     journal = journal_of(session)
     journal.changed(
         "person.create",
@@ -195,11 +178,15 @@ async def get(
     person = await repository.get(session, person_id, for_update=for_update)
     # The same queries run whether the person exists or not: a person the caller may not
     # see must take as long to refuse as one that does not exist.
-    links = (await _links(session, caller, [person_id])).get(person_id, NO_CASE_FILES)
+    resources = await visibility.person_resources(
+        session, caller.principal, {person_id: person.recorded_by if person else None}
+    )
     names = await repository.names_of(session, [person_id])
     if person is None:
         raise NotFound("No such person.")
-    return _view(caller, keys, person, names.get(person_id, []), links)
+    return _view(
+        caller, keys, person, names=names.get(person_id, []), resource=resources[person_id]
+    )
 
 
 async def history_reader(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> PersonView:
@@ -214,6 +201,7 @@ async def update(
     caller: Caller,
     keys: DataKeyRing,
     person_id: uuid.UUID,
+    *,
     expected_version: int,
     data: PersonUpdate,
 ) -> PersonView:
@@ -223,14 +211,10 @@ async def update(
     before = audit_snapshot(journal, view)
     refuse_fields_above("person", data.model_fields_set, view.clearance)
     person = view.person
-    if person.version != expected_version:
-        raise PreconditionFailed(
-            f"The person is at version {person.version}.", current_version=person.version
-        )
+    check_version(person.version, expected_version, what="person")
     for field, value in _column_values(data, data.model_fields_set, keys, person_id).items():
         setattr(person, field, value)
-    person.version += 1
-    person.updated_at = utcnow()
+    bump(person)
     await repository.save(session, person)
     if data.names is not None:
         await repository.replace_names(session, person_id, _name_rows(person_id, data.names))
@@ -266,22 +250,22 @@ async def list_persons(
     session: AsyncSession,
     caller: Caller,
     keys: DataKeyRing,
+    *,
     filters: PersonFilters,
     q: str | None,
     cursor: str | None,
     limit: int,
 ) -> PersonPage:
-    visible = await _visible_ids(caller)
-    # Names the family asked to keep private are confidential: only coordinators, who hold
-    # that clearance on every person, can search by them.
-    public_only = caller.principal.role is not Role.coordinator
+    readable = visibility.readable_persons(caller.principal)
     if q is None:
         fingerprint = query_fingerprint({"filters": filters.__dict__})
         after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-        persons = await repository.page(session, filters, visible, after, limit + 1)
-        more = len(persons) > limit
-        persons = persons[:limit]
-        next_cursor = encode_cursor([str(persons[-1].id)], fingerprint) if more else None
+        rows = await repository.page(
+            session, readable=readable, filters=filters, after=after, limit=limit + 1
+        )
+        persons, next_cursor = trim_page(
+            rows, limit=limit, fingerprint=fingerprint, position=id_position
+        )
     else:
         key = skeleton(q)
         if len(key.replace(" ", "")) < MIN_SEARCH_KEY:
@@ -290,68 +274,44 @@ async def list_persons(
             # name can be told apart by so little.
             return PersonPage([], None)
         fingerprint = query_fingerprint({"filters": filters.__dict__, "q": key})
+        search = partial(
+            repository.search,
+            session,
+            key=key,
+            filters=filters,
+            readable=readable,
+            public_names_only=not visibility.searches_private_names(caller.principal),
+            limit=limit + 1,
+        )
         if cursor:
             score, person_id, whole_words = decode_cursor(cursor, fingerprint, 3)
             after_match = (cursor_float(score), cursor_uuid(person_id))
-            found = await repository.search(
-                session,
-                key,
-                whole_words is True,
-                filters,
-                visible,
-                after_match,
-                limit + 1,
-                public_names_only=public_only,
-            )
+            found = await search(whole_words=whole_words is True, after=after_match)
         else:
             # Names holding every word of the query are found through the token index;
             # only when there are none (a typo, a fragment) does the slower trigram
             # match run. The cursor remembers which of the two a search is paging.
             whole_words = True
-            found = await repository.search(
-                session, key, True, filters, visible, None, limit + 1, public_names_only=public_only
-            )
+            found = await search(whole_words=True, after=None)
             if not found:
                 whole_words = False
-                found = await repository.search(
-                    session,
-                    key,
-                    False,
-                    filters,
-                    visible,
-                    None,
-                    limit + 1,
-                    public_names_only=public_only,
-                )
-        more = len(found) > limit
-        found = found[:limit]
-        persons = [person for person, _ in found]
-        next_cursor = (
-            encode_cursor([found[-1][1], str(found[-1][0].id), whole_words], fingerprint)
-            if more
-            else None
+                found = await search(whole_words=False, after=None)
+        matches, next_cursor = trim_page(
+            found,
+            limit=limit,
+            fingerprint=fingerprint,
+            position=lambda match: [match[1], str(match[0].id), whole_words],
         )
+        persons = [person for person, _ in matches]
     ids = [person.id for person in persons]
     names = await repository.names_of(session, ids)
-    links = await _links(session, caller, ids)
+    resources = await visibility.person_resources(
+        session, caller.principal, {person.id: person.recorded_by for person in persons}
+    )
     return PersonPage(
         [
-            _view(caller, keys, p, names.get(p.id, []), links.get(p.id, NO_CASE_FILES))
+            _view(caller, keys, p, names=names.get(p.id, []), resource=resources[p.id])
             for p in persons
         ],
         next_cursor,
-    )
-
-
-async def _visible_ids(caller: Caller) -> ColumnElement[bool] | None:
-    """The persons the caller may list, as SQL (None: all): the rules of policies/*.cedar
-    for `person.read`, restated for lists (tests/access proves they agree)."""
-    from app.cases import service as cases_service
-
-    sets = cases_service.person_case_sets(caller)
-    return repository.visible_to(
-        caller.principal,
-        sets.shared_with_caller,
-        sets.high_case_assigned_to_caller,
-        sets.with_high_case,
     )

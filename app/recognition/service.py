@@ -8,7 +8,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.access.caller import Caller
 from app.access.principal import Tier
 from app.audit.journal import change, journal_of
-from app.core.errors import Conflict, HiddenRecord, PreconditionFailed
+from app.core.errors import Conflict, HiddenRecord
+from app.core.versioning import check_version
 from app.persons import service as persons_service
 from app.recognition import repository
 from app.recognition.criteria import RecognitionStatus
@@ -62,10 +63,7 @@ async def decide(
     person = await persons_service.lock(session, caller, person_id)
     caller.require("recognition.decide", person.resource)
     current = Recognition(person_id, await repository.decisions_of(session, person_id))
-    if current.version != expected_version:
-        raise PreconditionFailed(
-            f"The recognition is at version {current.version}.", current_version=current.version
-        )
+    check_version(current.version, expected_version, what="recognition")
     if current.decisions and data.decided_on < current.decisions[0].decided_on:
         raise Conflict(
             "decided_on is before the current decision's date; decisions are kept in order.",

@@ -5,8 +5,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
 from app.access.http import DataKeys, requires
-from app.access.principal import Tier
-from app.access.tiers import hidden_fields
+from app.access.tiers import hidden_fields, page_exclusion
 from app.audit.journal import journal_of
 from app.core.db import SessionDep
 from app.core.http import ETAG_HEADER, LOCATION_HEADER, documented_headers, etag, model_response
@@ -87,21 +86,13 @@ async def list_sources(
     found = await service.list_sources(
         session, caller, keys, publisher, paging.cursor, paging.limit
     )
-    journal_of(session).viewed(
-        "source.list",
-        "source",
-        [view.source.id for view in found.items],
-        max((view.clearance for view in found.items), default=Tier.public),
+    journal_of(session).viewed_page(
+        "source.list", "source", [(view.source.id, view.clearance) for view in found.items]
     )
     return model_response(
         Page[SourceRead](
             items=[view.read() for view in found.items],
             next=next_link(request, found.next_cursor),
         ),
-        exclude={
-            "items": {
-                index: hidden_fields("source", view.clearance)
-                for index, view in enumerate(found.items)
-            }
-        },
+        exclude=page_exclusion("source", [view.clearance for view in found.items]),
     )

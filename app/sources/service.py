@@ -4,13 +4,19 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.access import visibility
 from app.access.caller import Caller
-from app.access.policy import Resource
 from app.access.principal import Tier
 from app.audit.journal import change, journal_of
 from app.core.crypto import DataKeyRing
 from app.core.errors import NotFound, UnknownReference
-from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.core.pagination import (
+    cursor_uuid,
+    decode_cursor,
+    id_position,
+    query_fingerprint,
+    trim_page,
+)
 from app.sources import repository
 from app.sources.models import Source
 from app.sources.schemas import SourceCreate, SourceRead
@@ -45,11 +51,7 @@ class SourcePage:
 
 
 def _view(caller: Caller, keys: DataKeyRing, source: Source) -> SourceView:
-    principal = caller.principal
-    resource = Resource(
-        "Source",
-        recorded_by_caller=not principal.is_partner and source.recorded_by == principal.id,
-    )
+    resource = visibility.source_resource(caller.principal, recorded_by=source.recorded_by)
     clearance = caller.clearance("source", resource)
     witness = None
     if clearance >= Tier.confidential and source.witness is not None:
@@ -114,10 +116,8 @@ async def list_sources(
 ) -> SourcePage:
     fingerprint = query_fingerprint({"publisher": publisher})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-    sources = await repository.page(session, publisher, after, limit + 1)
-    more = len(sources) > limit
-    sources = sources[:limit]
-    return SourcePage(
-        [_view(caller, keys, source) for source in sources],
-        encode_cursor([str(sources[-1].id)], fingerprint) if more else None,
+    rows = await repository.page(session, publisher, after, limit + 1)
+    sources, next_cursor = trim_page(
+        rows, limit=limit, fingerprint=fingerprint, position=id_position
     )
+    return SourcePage([_view(caller, keys, source) for source in sources], next_cursor)

@@ -441,7 +441,7 @@ async def test_a_rolled_back_request_leaves_no_status_write(
     from app.access.caller import Caller
     from app.access.principal import Principal, PrincipalKind, Role
     from app.audit.journal import as_system
-    from app.cases import service
+    from app.cases import transitions
     from app.cases.schemas import StatusEventInput
 
     case = await create_case(client)
@@ -453,12 +453,12 @@ async def test_a_rolled_back_request_leaves_no_status_write(
     events_before = await db.fetchval("SELECT count(*) FROM audit_event")
     async with factory() as session:
         as_system(session, app.state.security.audit_keys)  # type: ignore[attr-defined]
-        await service.append(
+        await transitions.append(
             session,
             coordinator,
             uuid.UUID(case["id"]),
-            1,
-            StatusEventInput(
+            expected_version=1,
+            data=StatusEventInput(
                 to_status="released",
                 effective_date="2022-01-01",
                 confidence="confirmed",

@@ -1,0 +1,280 @@
+"""Who may see which record: the one place that says so.
+
+For every kind of record this module gives the two forms of one rule, side by side:
+
+- the **facts** the Cedar policies (policies/*.cedar) decide on, for one record or a whole
+  page of them, each fetched with one query whatever the number of records; the caller's
+  `Caller.clearance` / `Caller.may` then asks the policies;
+- the **SQL predicate** that lists use, so that a page holds only what the caller may read.
+
+tests/access proves that the two agree (a record is listed exactly when reading it alone is
+allowed) and the authorization matrix proves the decisions. Features ask this module; none
+of them states a visibility rule of its own.
+
+The rules (DESIGN §4): a coordinator sees everything; a caseworker or analyst sees normal
+case files and the persons who have no high-confidentiality one, and a caseworker also what
+they are assigned to (or documented, until a high case file closes the person); a partner
+sees what its sharing agreement shares, never anything high. A person with a
+high-confidentiality case file is as closed as that case file: their other case files
+would otherwise show them.
+"""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, true
+from sqlalchemy import case as case_when
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from app.access.policy import Resource
+from app.access.principal import Principal, Role, SharingAgreement
+from app.cases.models import CaseFile, Confidentiality
+from app.core.db import driver_connection
+from app.persons.models import Person
+from app.recognition.criteria import RecognitionStatus
+
+# What a partner's `recognised_only` agreement requires of a person.
+RECOGNISED = RecognitionStatus.political_prisoner
+
+
+# Case files -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """What a case file's access depends on beyond the case file itself: its person."""
+
+    # one of the person's case files is high-confidentiality
+    closed: bool
+    recognised: bool
+
+
+NO_PERSON = PersonFacts(closed=False, recognised=False)
+
+# On the case read's hot path, so straight on the driver (docs/performance.md).
+SQL_PERSON_FACTS = """
+SELECT p.id,
+       EXISTS (SELECT 1 FROM case_file c
+               WHERE c.person_id = p.id AND c.confidentiality = 'high') AS closed,
+       p.recognition_status = $2 AS recognised
+FROM person p
+WHERE p.id = ANY($1::uuid[])
+"""
+
+
+async def person_facts(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, PersonFacts]:
+    """For each person, the facts their case files' access needs: one query for all."""
+    if not person_ids:
+        return {}
+    driver = await driver_connection(session)
+    rows = await driver.fetch(SQL_PERSON_FACTS, list(person_ids), RECOGNISED.value)
+    return {row["id"]: PersonFacts(row["closed"], row["recognised"]) for row in rows}
+
+
+async def spend_as_for_a_case(session: AsyncSession, case_id: uuid.UUID) -> None:
+    """The query a visible or hidden case file would cost, for one that does not exist:
+    a hidden case file takes as long to refuse as a missing one."""
+    await person_facts(session, [case_id])
+
+
+def agreement_covers(
+    agreement: SharingAgreement, case: CaseFile, *, person: PersonFacts, closed: bool
+) -> bool:
+    """Whether a partner's sharing agreement covers a case file (`closed`: the case file or
+    another of its person's is high-confidentiality). In SQL: `readable_cases`."""
+    if closed:
+        return False
+    if case.id in agreement.case_file_ids:
+        return True
+    return (
+        agreement.jurisdiction is not None
+        and case.jurisdiction == agreement.jurisdiction
+        and (person.recognised or not agreement.recognised_only)
+    )
+
+
+def case_resource(principal: Principal, case: CaseFile, person: PersonFacts) -> Resource:
+    """What the policies know of one case file, given its person's facts."""
+    closed = case.confidentiality != Confidentiality.normal or person.closed
+    agreement = principal.agreement
+    return Resource(
+        "CaseFile",
+        confidentiality=Confidentiality.high if closed else Confidentiality.normal,
+        assigned_to_caller=not principal.is_partner and principal.id in case.assigned_caseworkers,
+        shared_with_caller=agreement is not None
+        and agreement_covers(agreement, case, person=person, closed=closed),
+    )
+
+
+async def case_resources(
+    session: AsyncSession, principal: Principal, cases: Sequence[CaseFile]
+) -> list[Resource]:
+    """What the policies know of each case file, in order, with one query for the page."""
+    facts = await person_facts(session, list({case.person_id for case in cases}))
+    return [case_resource(principal, case, facts.get(case.person_id, NO_PERSON)) for case in cases]
+
+
+def _recognised_person_ids() -> SelectOfScalar[uuid.UUID]:
+    return select(Person.id).where(col(Person.recognition_status) == RECOGNISED)
+
+
+def _persons_with_high_case() -> SelectOfScalar[uuid.UUID]:
+    return select(CaseFile.person_id).where(col(CaseFile.confidentiality) == Confidentiality.high)
+
+
+def readable_cases(principal: Principal) -> ColumnElement[bool]:
+    """The case files a principal may read (`case.read`), as SQL on `case_file`."""
+    # Normal, and not the case file of a person who has a high-confidentiality one.
+    normal = and_(
+        col(CaseFile.confidentiality) == Confidentiality.normal,
+        col(CaseFile.person_id).not_in(_persons_with_high_case()),
+    )
+    agreement = principal.agreement
+    if agreement is not None:
+        if "sync:read" not in principal.scopes:
+            return false()
+        by_rule = (
+            and_(
+                col(CaseFile.jurisdiction) == agreement.jurisdiction,
+                col(CaseFile.person_id).in_(_recognised_person_ids())
+                if agreement.recognised_only
+                else true(),
+            )
+            if agreement.jurisdiction is not None
+            else false()
+        )
+        listed = (
+            col(CaseFile.id).in_(list(agreement.case_file_ids))
+            if agreement.case_file_ids
+            else false()
+        )
+        return and_(normal, or_(listed, by_rule))
+    if principal.role is Role.coordinator:
+        return true()
+    if principal.role is Role.caseworker:
+        return or_(normal, col(CaseFile.assigned_caseworkers).any_() == principal.id)
+    if principal.role is Role.analyst:
+        return normal
+    return false()
+
+
+# Persons --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonLinks:
+    """How a caller is linked to a person through the person's case files."""
+
+    # assigned to one of them (to one of the high ones, when there are any)
+    assigned: bool
+    # one of them is shared with the caller (a partner)
+    shared: bool
+    # one of them is high-confidentiality
+    closed: bool
+
+
+NO_CASE_FILES = PersonLinks(assigned=False, shared=False, closed=False)
+
+
+async def _person_links(
+    session: AsyncSession, principal: Principal, person_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, PersonLinks]:
+    is_high = col(CaseFile.confidentiality) == Confidentiality.high
+    is_assigned = col(CaseFile.assigned_caseworkers).any_() == principal.id
+    assigned = (
+        case_when(
+            (func.bool_or(is_high), func.bool_or(and_(is_high, is_assigned))),
+            else_=func.bool_or(is_assigned),
+        )
+        if not principal.is_partner
+        else false()
+    )
+    shared = func.bool_or(readable_cases(principal)) if principal.is_partner else false()
+    stmt = (
+        select(CaseFile.person_id, assigned, shared, func.bool_or(is_high))
+        .where(col(CaseFile.person_id).in_(person_ids))
+        .group_by(col(CaseFile.person_id))
+    )
+    return {
+        row[0]: PersonLinks(bool(row[1]), bool(row[2]), bool(row[3]))
+        for row in await session.exec(stmt)
+    }
+
+
+def person_resource(
+    principal: Principal, *, recorded_by: uuid.UUID | None, links: PersonLinks
+) -> Resource:
+    """What the policies know of one person."""
+    return Resource(
+        "Person",
+        confidentiality=Confidentiality.high if links.closed else Confidentiality.normal,
+        # Who recorded a person is in charge of them until a high-confidentiality case
+        # file closes them: then only that case file's caseworkers are (DESIGN §4).
+        assigned_to_caller=not principal.is_partner
+        and (links.assigned or (recorded_by == principal.id and not links.closed)),
+        shared_with_caller=principal.is_partner and links.shared,
+    )
+
+
+async def person_resources(
+    session: AsyncSession,
+    principal: Principal,
+    recorded_by: Mapping[uuid.UUID, uuid.UUID | None],
+) -> dict[uuid.UUID, Resource]:
+    """What the policies know of each person (person id -> who documented them), with one
+    query for the page. The query runs for an id that names no person too, so that a
+    hidden person takes as long to refuse as a missing one."""
+    if not recorded_by:
+        return {}
+    links = await _person_links(session, principal, list(recorded_by))
+    return {
+        person_id: person_resource(
+            principal, recorded_by=recorder, links=links.get(person_id, NO_CASE_FILES)
+        )
+        for person_id, recorder in recorded_by.items()
+    }
+
+
+def readable_persons(principal: Principal) -> ColumnElement[bool]:
+    """The persons a principal may read (`person.read`), as SQL on `person`."""
+    closed = col(Person.id).in_(_persons_with_high_case())
+    if principal.is_partner:
+        shared = select(CaseFile.person_id).where(readable_cases(principal))
+        return and_(col(Person.id).in_(shared), ~closed)
+    if principal.role is Role.coordinator:
+        return true()
+    if principal.role is Role.caseworker:
+        high_in_their_care = select(CaseFile.person_id).where(
+            col(CaseFile.confidentiality) == Confidentiality.high,
+            col(CaseFile.assigned_caseworkers).any_() == principal.id,
+        )
+        return or_(~closed, col(Person.id).in_(high_in_their_care))
+    if principal.role is Role.analyst:
+        return ~closed
+    return false()
+
+
+def searches_private_names(principal: Principal) -> bool:
+    """Names the family asked to keep private are confidential: only coordinators, who hold
+    that clearance on every person, may find a person by them."""
+    return principal.role is Role.coordinator
+
+
+# Sources and collective events ----------------------------------------------------------
+
+
+def source_resource(principal: Principal, *, recorded_by: uuid.UUID | None) -> Resource:
+    """What the policies know of a source: who recorded it (they keep its witness)."""
+    return Resource(
+        "Source", recorded_by_caller=not principal.is_partner and recorded_by == principal.id
+    )
+
+
+# A collective event shows only how many case files it moved; each case file's own
+# result is shown by the case file's rules.
+COLLECTIVE_EVENT = Resource("CollectiveEvent")
