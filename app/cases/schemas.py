@@ -27,11 +27,11 @@ from app.core.types import (
     Text,
     inline_schema,
 )
+from app.sources.schemas import SourceIds
 
 Article = Annotated[
     str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$", examples=["342", "361-1"])
 ]
-SourceIds = Annotated[list[uuid.UUID], Field(max_length=50)]
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.cases.schemas import SourceIds, StatusEventInput, details_by_status, validated_details
+from app.cases.schemas import StatusEventInput, details_by_status, validated_details
 from app.cases.statuses import Confidence, Status
 from app.collective.models import CollectiveKind
 from app.core.dates import PartialDateText
 from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, CountryCode, Label, Text
+from app.sources.schemas import SourceIds
 
 MAX_CASE_FILES = 2000
 

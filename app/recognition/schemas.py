@@ -5,11 +5,11 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from app.cases.schemas import SourceIds
 from app.core.clock import today
 from app.core.dates import DATE_IN_FUTURE, DayFrom1990
 from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, Label, Text
 from app.recognition.criteria import CRITERIA, REQUIRES_CRITERIA, RecognitionStatus
+from app.sources.schemas import SourceIds
 
 CriterionCode = Annotated[
     str,

@@ -10,6 +10,9 @@ from app.core.dates import DATE_IN_FUTURE, DayFrom1900
 from app.core.types import INPUT, NOT_TEXT, OUTPUT, HttpUrl, Label, Text
 from app.sources.models import Reliability
 
+# The sources a record cites (each must be on record).
+SourceIds = Annotated[list[uuid.UUID], Field(max_length=50)]
+
 
 class SourceCreate(BaseModel):
     model_config = INPUT
