@@ -20,7 +20,7 @@ def _touching(record_id: uuid.UUID) -> ColumnElement[bool]:
 
 
 async def search(
-    session: AsyncSession, conditions: dict[str, Any], before_seq: int | None, limit: int
+    session: AsyncSession, conditions: dict[str, Any], *, before_seq: int | None, limit: int
 ) -> list[AuditEvent]:
     """Newest first. `conditions` holds the filters that are set."""
     stmt = select(AuditEvent)
@@ -61,7 +61,7 @@ def _changed(record_id: uuid.UUID) -> ColumnElement[bool]:
 
 
 async def changes_to(
-    session: AsyncSession, record_id: uuid.UUID, before_seq: int | None, limit: int
+    session: AsyncSession, record_id: uuid.UUID, *, before_seq: int | None, limit: int
 ) -> list[AuditEvent]:
     """The successful writes that changed a record, newest first."""
     stmt = select(AuditEvent).where(

@@ -59,7 +59,7 @@ async def search_events(
         }.items()
         if value is not None
     }
-    found = await service.search(session, conditions, paging.cursor, paging.limit)
+    found = await service.search(session, conditions, cursor=paging.cursor, limit=paging.limit)
     # Reading the trail is itself on the record: who looked for whom.
     journal_of(session).viewed(
         "audit.search",
@@ -118,7 +118,7 @@ async def record_history(
     paging: PageRequest,
 ) -> Response:
     """The field-level history of a record (for the cases and persons routers)."""
-    found = await service.changes_to(session, record_id, paging.cursor, paging.limit)
+    found = await service.changes_to(session, record_id, cursor=paging.cursor, limit=paging.limit)
     return model_response(
         RecordHistory(
             record_id=record_id,

@@ -41,19 +41,19 @@ def _page(rows: list[AuditEvent], limit: int, fingerprint: str) -> EventPage:
 
 
 async def search(
-    session: AsyncSession, conditions: dict[str, Any], cursor: str | None, limit: int
+    session: AsyncSession, conditions: dict[str, Any], *, cursor: str | None, limit: int
 ) -> EventPage:
     query = {name: str(value) for name, value in conditions.items()}
     before, fingerprint = _before_seq(cursor, {"audit": query})
-    rows = await repository.search(session, conditions, before, limit + 1)
+    rows = await repository.search(session, conditions, before_seq=before, limit=limit + 1)
     return _page(rows, limit, fingerprint)
 
 
 async def changes_to(
-    session: AsyncSession, record_id: uuid.UUID, cursor: str | None, limit: int
+    session: AsyncSession, record_id: uuid.UUID, *, cursor: str | None, limit: int
 ) -> EventPage:
     before, fingerprint = _before_seq(cursor, {"history": str(record_id)})
-    rows = await repository.changes_to(session, record_id, before, limit + 1)
+    rows = await repository.changes_to(session, record_id, before_seq=before, limit=limit + 1)
     return _page(rows, limit, fingerprint)
 
 

@@ -172,7 +172,7 @@ async def save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> bool:
 
 
 async def save_fields(
-    session: AsyncSession, case: CaseFile, fields: Collection[str], read_version: int
+    session: AsyncSession, case: CaseFile, *, fields: Collection[str], read_version: int
 ) -> bool:
     """Write the given editable fields, the version and the time of a case file read
     earlier; False if it had changed since."""

@@ -228,7 +228,9 @@ async def update(
     if data.assigned_caseworkers is not None:
         case.assigned_caseworkers = list(dict.fromkeys(data.assigned_caseworkers))
     bump(case)
-    if not await repository.save_fields(session, case, data.model_fields_set, expected_version):
+    if not await repository.save_fields(
+        session, case, fields=data.model_fields_set, read_version=expected_version
+    ):
         raise PreconditionFailed("The case file changed while it was being updated.")
     journal.changed(
         "case.update",

@@ -15,7 +15,9 @@ async def get(session: AsyncSession, event_id: uuid.UUID) -> CollectiveEvent | N
     return await session.get(CollectiveEvent, event_id)
 
 
-async def page(session: AsyncSession, after: uuid.UUID | None, limit: int) -> list[CollectiveEvent]:
+async def page(
+    session: AsyncSession, *, after: uuid.UUID | None, limit: int
+) -> list[CollectiveEvent]:
     stmt = select(CollectiveEvent)
     if after is not None:
         stmt = stmt.where(CollectiveEvent.id > after)

@@ -96,7 +96,7 @@ async def list_collective_events(
     paging: Annotated[PageRequest, Depends(page_request)],
     caller: Annotated[Caller, requires("collective.list")],
 ) -> Response:
-    found = await service.list_events(session, caller, paging.cursor, paging.limit)
+    found = await service.list_events(session, caller, cursor=paging.cursor, limit=paging.limit)
     return model_response(
         Page[CollectiveEventSummary](
             items=[

@@ -92,11 +92,11 @@ async def get(session: AsyncSession, caller: Caller, event_id: uuid.UUID) -> Col
 
 
 async def list_events(
-    session: AsyncSession, caller: Caller, cursor: str | None, limit: int
+    session: AsyncSession, caller: Caller, *, cursor: str | None, limit: int
 ) -> CollectivePage:
     fingerprint = query_fingerprint({})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-    rows = await repository.page(session, after, limit + 1)
+    rows = await repository.page(session, after=after, limit=limit + 1)
     events, next_cursor = trim_page(
         rows, limit=limit, fingerprint=fingerprint, position=id_position
     )

@@ -79,7 +79,7 @@ async def create_person(
         record_id = uuid.UUID(stored.body["id"])
         journal = journal_of(session)
         journal.subject = ("person", record_id)
-        view = await service.get(session, caller, record_id, keys)
+        view = await service.get(session, caller, record_id, keys=keys)
         journal.viewed("person.read", "person", [view.person.id], view.clearance)
         return created(view)
 
@@ -95,7 +95,7 @@ async def read_person(
     keys: DataKeys,
     caller: Annotated[Caller, requires("person.read")],
 ) -> Response:
-    view = await service.get(session, caller, person_id, keys)
+    view = await service.get(session, caller, person_id, keys=keys)
     journal_of(session).viewed("person.read", "person", [person_id], view.clearance)
     return _person_response(view)
 

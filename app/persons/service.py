@@ -86,7 +86,7 @@ def _name_rows(person_id: uuid.UUID, names: list[NameInput]) -> list[PersonName]
 
 
 def _column_values(
-    data: PersonFields, fields: set[str], keys: DataKeyRing, person_id: uuid.UUID
+    data: PersonFields, fields: set[str], *, keys: DataKeyRing, person_id: uuid.UUID
 ) -> dict[str, Any]:
     """Table values for the given input fields (partial dates split into date + precision,
     confidential values sealed to this row)."""
@@ -146,7 +146,7 @@ async def create(
     person_id = new_id()
     person = Person(
         id=person_id,
-        **_column_values(data, fields, keys, person_id),
+        **_column_values(data, fields, keys=keys, person_id=person_id),
         recorded_by=None if caller.principal.is_partner else caller.principal.id,
     )
     names = _name_rows(person.id, data.names)
@@ -169,8 +169,8 @@ async def get(
     session: AsyncSession,
     caller: Caller,
     person_id: uuid.UUID,
-    keys: DataKeyRing | None = None,
     *,
+    keys: DataKeyRing | None = None,
     for_update: bool = False,
 ) -> PersonView:
     """The person, if the caller may see them; otherwise NotFound. Without `keys`,
@@ -205,20 +205,21 @@ async def update(
     expected_version: int,
     data: PersonUpdate,
 ) -> PersonView:
-    view = await get(session, caller, person_id, keys, for_update=True)
+    view = await get(session, caller, person_id, keys=keys, for_update=True)
     caller.require("person.update", view.resource)
     journal = journal_of(session)
     before = audit_snapshot(journal, view)
     refuse_fields_above("person", data.model_fields_set, view.clearance)
     person = view.person
     check_version(person.version, expected_version, what="person")
-    for field, value in _column_values(data, data.model_fields_set, keys, person_id).items():
+    changes = _column_values(data, data.model_fields_set, keys=keys, person_id=person_id)
+    for field, value in changes.items():
         setattr(person, field, value)
     bump(person)
     await repository.save(session, person)
     if data.names is not None:
         await repository.replace_names(session, person_id, _name_rows(person_id, data.names))
-    updated = await get(session, caller, person_id, keys)
+    updated = await get(session, caller, person_id, keys=keys)
     journal.changed(
         "person.update",
         "person",

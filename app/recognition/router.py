@@ -74,7 +74,9 @@ async def decide_recognition(
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
-        recognition = await service.decide(session, caller, person_id, expected_version, body)
+        recognition = await service.decide(
+            session, caller, person_id, expected_version=expected_version, data=body
+        )
         return StoredResponse(
             201,
             _read(recognition).model_dump(mode="json", exclude=_exclude(recognition) or None),

@@ -56,6 +56,7 @@ async def decide(
     session: AsyncSession,
     caller: Caller,
     person_id: uuid.UUID,
+    *,
     expected_version: int,
     data: DecisionCreate,
 ) -> Recognition:

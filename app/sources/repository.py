@@ -22,7 +22,7 @@ async def existing_ids(session: AsyncSession, ids: Collection[uuid.UUID]) -> set
 
 
 async def page(
-    session: AsyncSession, publisher: str | None, after: uuid.UUID | None, limit: int
+    session: AsyncSession, *, publisher: str | None, after: uuid.UUID | None, limit: int
 ) -> list[Source]:
     stmt = select(Source)
     if publisher is not None:

@@ -116,7 +116,7 @@ async def list_sources(
 ) -> SourcePage:
     fingerprint = query_fingerprint({"publisher": publisher})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
-    rows = await repository.page(session, publisher, after, limit + 1)
+    rows = await repository.page(session, publisher=publisher, after=after, limit=limit + 1)
     sources, next_cursor = trim_page(
         rows, limit=limit, fingerprint=fingerprint, position=id_position
     )
