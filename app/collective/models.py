@@ -8,7 +8,7 @@ from sqlmodel import Field, SQLModel
 from app.cases.statuses import Status
 from app.core.clock import utcnow
 from app.core.dates import Precision
-from app.core.db import one_of
+from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
 
 
@@ -33,10 +33,10 @@ class CollectiveEvent(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     title: str = Field(sa_type=Text)
-    kind: str = Field(max_length=20)
-    to_status: str = Field(max_length=20)
+    kind: CollectiveKind = Field(sa_type=TextEnum(CollectiveKind, 20))
+    to_status: Status = Field(sa_type=TextEnum(Status, 20))
     effective_date: date
-    effective_precision: str = Field(max_length=5)
+    effective_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
     destination_country: str | None = Field(default=None, max_length=2)
     note: str | None = Field(default=None, sa_type=Text)
     source_ids: list[uuid.UUID] = Field(

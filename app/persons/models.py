@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
 from app.core.dates import Precision
-from app.core.db import all_of, one_of
+from app.core.db import TextEnum, all_of, one_of
 from app.core.ids import new_id
 from app.recognition.criteria import RecognitionStatus
 
@@ -50,8 +50,8 @@ class Person(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     # public: year; restricted: the full date
     birth_date: date | None = None
-    birth_date_precision: str | None = Field(default=None, max_length=5)
-    gender: str = Field(default=Gender.unknown, max_length=10)
+    birth_date_precision: Precision | None = Field(default=None, sa_type=TextEnum(Precision, 5))
+    gender: Gender = Field(default=Gender.unknown, sa_type=TextEnum(Gender, 10))
     citizenships: list[str] = Field(
         default_factory=list,
         sa_column=Column(ARRAY(String(2)), nullable=False, server_default="{}"),
@@ -76,8 +76,10 @@ class Person(SQLModel, table=True):
     # The staff member who documented the person; they keep access to what they wrote.
     recorded_by: uuid.UUID | None = None
     # A projection of the latest recognition decision, kept by the recognition feature.
-    recognition_status: str = Field(
-        default=RecognitionStatus.not_assessed, max_length=30, index=True
+    recognition_status: RecognitionStatus = Field(
+        default=RecognitionStatus.not_assessed,
+        sa_type=TextEnum(RecognitionStatus, 30),
+        index=True,
     )
     version: int = Field(default=1)
     created_at: datetime = Field(
@@ -107,7 +109,7 @@ class PersonName(SQLModel, table=True):
     value: str = Field(sa_type=Text)
     script: str = Field(max_length=4)
     language: str | None = Field(default=None, max_length=3)
-    kind: str = Field(max_length=20)
+    kind: NameKind = Field(sa_type=TextEnum(NameKind, 20))
     # public flag: a name the family asked to keep out of public lists is false
     is_public: bool
     # The romanised skeleton that name search matches against (see app/persons/names.py).

@@ -5,7 +5,7 @@ from sqlalchemy import ARRAY, Column, DateTime, Text, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
-from app.core.db import one_of
+from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
 from app.recognition.criteria import RecognitionStatus
 
@@ -22,7 +22,7 @@ class RecognitionDecision(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     person_id: uuid.UUID = Field(foreign_key="person.id")
     version: int
-    status: str = Field(max_length=30)
+    status: RecognitionStatus = Field(sa_type=TextEnum(RecognitionStatus, 30))
     criteria: list[str] = Field(
         default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
     )

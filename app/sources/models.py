@@ -6,7 +6,7 @@ from sqlalchemy import CheckConstraint, Column, DateTime, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
-from app.core.db import one_of
+from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
 
 
@@ -33,7 +33,7 @@ class Source(SQLModel, table=True):
     title: str = Field(sa_type=Text)
     url: str | None = Field(default=None, sa_type=Text)
     published_on: date | None = None
-    reliability: str = Field(max_length=1)
+    reliability: Reliability = Field(sa_type=TextEnum(Reliability, 1))
     # Admiralty grading of the information: 1 confirmed … 6 cannot be judged.
     credibility: int
     is_public: bool
