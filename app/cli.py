@@ -519,7 +519,7 @@ def partners_add(
     an agreement); prints its client id (and client secret, once)."""
     from pydantic import ValidationError
 
-    from app.identity import service
+    from app.identity import partners
     from app.identity.schemas import AgreementInput, PartnerCreate
 
     settings = get_settings()
@@ -549,7 +549,7 @@ def partners_add(
         raise typer.Exit(2) from None
 
     async def work(session: Any) -> Any:
-        partner, secret = await service.create_partner(
+        partner, secret = await partners.create_partner(
             session, kit, data, system_agreement=agreement
         )
         return {

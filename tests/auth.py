@@ -15,6 +15,7 @@ from app.access.principal import Role
 from app.audit.journal import as_system
 from app.core.db import commit
 from app.core.errors import EnrolmentFailed
+from app.identity import partners
 from app.identity import service as identity_service
 from app.identity.passwords import problems_with
 from app.identity.schemas import AgreementInput, PartnerCreate, UserCreate
@@ -171,7 +172,7 @@ async def create_partner(
     terms = AgreementInput.model_validate(agreement or {})
     async with app.state.session_factory() as session:
         as_system(session, app.state.security.audit_keys)
-        partner, secret = await identity_service.create_partner(
+        partner, secret = await partners.create_partner(
             session, app.state.security, data, system_agreement=terms
         )
         await commit(session)
