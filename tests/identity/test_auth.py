@@ -1152,7 +1152,7 @@ async def test_the_cli_never_prints_rejected_input_back(
 def test_validation_errors_are_shown_without_their_input() -> None:
     from pydantic import ValidationError
 
-    from app.cli import _invalid
+    from app.cli.common import validation_problems
     from app.identity.schemas import EnrolmentInput, PartnerCreate
 
     for model, data in (
@@ -1162,7 +1162,7 @@ def test_validation_errors_are_shown_without_their_input() -> None:
         with pytest.raises(ValidationError) as raised:
             model.model_validate(data)
         assert "Sekret" in str(raised.value)  # what used to be printed
-        shown = _invalid(raised.value)
+        shown = validation_problems(raised.value)
         assert "Sekret" not in shown
         assert ": " in shown
 
