@@ -5,10 +5,9 @@ for a route without one). The dependency authenticates the bearer token, and for
 on an area (create, list, administration) decides at once; for actions on one record the
 service decides once it has loaded the record, so a record the caller may not see is a 404.
 
-Dependencies here are `async def` although they do not wait: FastAPI runs plain `def`
-dependencies in a thread pool, which costs more than the check itself. The two that run on
-every request read the application's state through `security_of`/`policy_of` rather than
-through dependencies of their own, which FastAPI would resolve on every request too.
+`authenticate` and `Requires` run on every request: they read the application's state
+through `security_of` and `policy_of` rather than through dependencies of their own, which
+FastAPI would resolve on every request as well.
 """
 
 from typing import Annotated, Any
@@ -82,7 +81,10 @@ async def authenticate(
 
 
 class Requires:
-    """The dependency of a route: authenticate, then check the route's action."""
+    """The dependency of a route: authenticate, then check the route's action.
+
+    Dependencies here are `async def` although they do not wait: FastAPI runs plain `def`
+    dependencies in a thread pool, which costs more than the check itself."""
 
     def __init__(self, action: str) -> None:
         self.action = action

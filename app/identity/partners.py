@@ -228,4 +228,6 @@ async def partner_for_client(session: AsyncSession, client_id: str) -> Partner |
 async def claim_assertion(
     session: AsyncSession, partner_id: uuid.UUID, *, jti: str, expires_at: datetime
 ) -> bool:
-    return await repository.claim_assertion(session, partner_id, jti, expires_at, utcnow())
+    return await repository.claim_assertion(
+        session, partner_id, jti=jti, expires_at=expires_at, now=utcnow()
+    )

@@ -59,7 +59,9 @@ async def _local_principal(session: AsyncSession, kit: SecurityKit, token: str) 
     subject = _uuid_claim(claims, "sub")
     if claims.get("client_id") == USER_CLIENT_ID:
         session_id = _uuid_claim(claims, "sid")
-        role = await repository.live_session_role(session, session_id, subject, utcnow())
+        role = await repository.live_session_role(
+            session, session_id, user_id=subject, now=utcnow()
+        )
         if role is None:
             raise Unauthenticated("The session has ended; sign in again.")
         return Principal(

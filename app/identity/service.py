@@ -230,7 +230,7 @@ async def update_user(
     bump(user, at=now)
     await repository.save(session, user)
     if ends_sessions:
-        await repository.revoke_sessions(session, user.id, now, "account_changed")
+        await repository.revoke_sessions(session, user.id, now=now, reason="account_changed")
     journal_of(session).changed(
         "user.update",
         "user",
@@ -278,7 +278,7 @@ async def reset_user(
     code = _issue_enrolment_code(kit, user, now)
     bump(user, at=now)
     await repository.save(session, user)
-    await repository.revoke_sessions(session, user.id, now, "reset")
+    await repository.revoke_sessions(session, user.id, now=now, reason="reset")
     after = {**_user_snapshot(user), **dict.fromkeys(credentials, CHANGED)}
     journal_of(session).changed(
         "user.reset", "user", user.id, [change("user", user.id, before, after), *requests]
@@ -506,7 +506,7 @@ async def decide_role_request(
     await repository.save(session, request)
     await repository.save(session, user)
     if approve:
-        await repository.revoke_sessions(session, user.id, now, "account_changed")
+        await repository.revoke_sessions(session, user.id, now=now, reason="account_changed")
     journal_of(session).changed(
         "user.approve_role" if approve else "user.reject_role",
         "role_request",

@@ -49,7 +49,7 @@ async def sign_in(
     journal.attempted = "auth.sign_in"
     account, group = account_key(username), address_group(address)
     since = now - timedelta(days=settings.login_known_address_days)
-    known = await repository.is_known_address(session, account, group, since)
+    known = await repository.is_known_address(session, account, address=group, since=since)
     throttle = sign_in_throttle(settings, account, group, address_known=known)
     await enter_throttle(session, throttle, now)
 
@@ -73,7 +73,7 @@ async def sign_in(
         user.password_hash = await kit.hash_secret(password)
     await repository.save(session, user)
     await forget_failures(session, throttle, now)
-    await repository.remember_address(session, user.id, group, now)
+    await repository.remember_address(session, user.id, address=group, now=now)
     user_session = UserSession(
         user_id=user.id, expires_at=now + timedelta(days=settings.session_max_days)
     )
@@ -130,7 +130,9 @@ async def refresh(session: AsyncSession, kit: SecurityKit, token: str) -> TokenP
     if stored.used_at is not None:
         # A refresh token is good once. Seeing it again means two parties hold it, so the
         # whole session ends for both (OAuth 2.0 Security BCP §4.14).
-        await repository.revoke_session(session, user_session.id, now, "refresh_token_reuse")
+        await repository.revoke_session(
+            session, user_session.id, now=now, reason="refresh_token_reuse"
+        )
         log.warning("refresh_token_reused", user=str(user.id), session=str(user_session.id))
         raise SessionRevoked("This refresh token was already used; the session is ended.")
     if (
@@ -150,7 +152,7 @@ async def refresh(session: AsyncSession, kit: SecurityKit, token: str) -> TokenP
 async def end_session(session: AsyncSession, principal: Principal) -> None:
     if principal.session_id is not None:
         now = utcnow()
-        await repository.revoke_session(session, principal.session_id, now, "signed_out")
+        await repository.revoke_session(session, principal.session_id, now=now, reason="signed_out")
         journal_of(session).changed(
             "auth.sign_out",
             "user_session",
