@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import configure_mappers
 from swagger_ui_bundle import swagger_ui_path
 
-from app.access.http import authenticate
 from app.access.policy import PolicyEngine
 from app.audit.http import open_journal
 from app.audit.router import router as audit_router
@@ -34,6 +33,8 @@ from app.core.middleware import (
 )
 from app.core.openapi import install_contract
 from app.identity.credentials import Passwords
+from app.identity.http import authenticate
+from app.identity.kit import SecurityKit
 from app.identity.oidc import OidcVerifier
 from app.identity.roles import roles_needing_approval
 from app.identity.router import (
@@ -42,7 +43,6 @@ from app.identity.router import (
     role_requests_router,
     users_router,
 )
-from app.identity.service import SecurityKit
 from app.identity.tokens import AccessTokens
 from app.ops.grants import refuse_unsafe_role
 from app.ops.housekeeping import run_periodically
@@ -156,6 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.policy = policy
     app.state.security = security
+    # Also apart, for the features that sign or seal without authenticating anyone.
+    app.state.audit_keys = security.audit_keys
+    app.state.data_keys = security.data_keys
     # Every request's unit of work carries an audit journal (app/core/db.py).
     app.state.open_journal = open_journal
     app.state.metrics_token = metrics_token

@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-import app.core.models  # noqa: F401  (registers every table)
+import app.tables  # noqa: F401  (registers every table)
 from app.core.db import async_url, metadata
 from app.jobs.queue import QUEUE_TABLES
 

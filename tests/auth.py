@@ -1,10 +1,18 @@
-"""Accounts and sign-in for tests, through the real identity service and endpoints."""
+"""Accounts and sign-in for tests, through the real identity service and endpoints; reading
+tokens and refusals; and the `habeas` command as an operator runs it."""
 
 import asyncio
+import base64
+import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +23,7 @@ from app.access.principal import Role
 from app.audit.journal import as_system
 from app.core.db import commit
 from app.core.errors import EnrolmentFailed
+from app.identity import partners
 from app.identity import service as identity_service
 from app.identity.passwords import problems_with
 from app.identity.schemas import AgreementInput, PartnerCreate, UserCreate
@@ -171,7 +180,7 @@ async def create_partner(
     terms = AgreementInput.model_validate(agreement or {})
     async with app.state.session_factory() as session:
         as_system(session, app.state.security.audit_keys)
-        partner, secret = await identity_service.create_partner(
+        partner, secret = await partners.create_partner(
             session, app.state.security, data, system_agreement=terms
         )
         await commit(session)
@@ -204,3 +213,89 @@ async def while_an_uncommitted_insert_holds_the_name(
             request.cancel()
             raise AssertionError("the API's insert never waited on the other transaction")
     return await request
+
+
+# Tokens and refusals --------------------------------------------------------------------------
+
+PROBLEM = "urn:habeas:problem:"
+# Any role but admin may list persons: the probe for "does this token work".
+PROBE = "/api/v1/persons"
+
+SignInAs = Callable[..., Awaitable[SignedIn]]
+
+
+def decode_part(part: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return decoded
+
+
+def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, read without checking anything."""
+    header, payload, _ = token.split(".")
+    return decode_part(header), decode_part(payload)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def probe(client: httpx.AsyncClient, token: str) -> int:
+    return (await client.get(PROBE, headers=bearer(token))).status_code
+
+
+def login_body(account: Account, **overrides: str) -> dict[str, str]:
+    return {
+        "username": account.username,
+        "password": account.password,
+        "code": account.code(),
+        **overrides,
+    }
+
+
+def wrong_code(account: Account) -> str:
+    """A well-formed code that matches none of the steps the server accepts."""
+    totp = pyotp.TOTP(account.totp_secret)
+    accepted = {totp.at(time.time() + 30 * offset) for offset in (-2, -1, 0, 1, 2)}
+    return next(c for c in (f"{n:06d}" for n in range(0, 10**6, 7919)) if c not in accepted)
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == PROBLEM + slug
+
+
+async def etag_of(admin: httpx.AsyncClient, user_id: object) -> str:
+    response = await admin.get(f"/api/v1/users/{user_id}")
+    assert response.status_code == 200, response.text
+    return response.headers["etag"]
+
+
+# The command line -------------------------------------------------------------------------------
+
+
+def cli_env(**values: str) -> dict[str, str]:
+    """The inherited environment without any Habeas settings, plus the given ones."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("HABEAS_") and name != "DATABASE_URL"
+    }
+    return {**inherited, **values}
+
+
+async def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    # cwd is an empty directory, so no stray .env file feeds the settings.
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )

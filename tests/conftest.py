@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -65,6 +66,14 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def separate_app(database_url: str, **overrides: object) -> AsyncIterator[FastAPI]:
+    """A second app on the same test database, for settings the shared app does not have."""
+    application = create_app(settings_for(database_url, **overrides))
+    async with application.router.lifespan_context(application):
+        yield application
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import Request
 
 from app.audit.journal import MAX_USER_AGENT, Journal, Origin
+from app.core.http import audit_keys_of
 
 
 def open_journal(request: Request) -> Journal:
-    journal = Journal(request.app.state.security.audit_keys, origin_of(request))
+    journal = Journal(audit_keys_of(request), origin_of(request))
     journal.attempted = _declared_action(request.scope.get("route"))
     return journal
 

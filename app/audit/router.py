@@ -6,7 +6,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
-from app.access.http import requires
 from app.access.principal import Tier
 from app.audit import service
 from app.audit.journal import journal_of
@@ -23,9 +22,10 @@ from app.audit.schemas import (
 from app.core.crypto import public_key_text
 from app.core.dates import IsoMoment
 from app.core.db import SessionDep
-from app.core.http import model_response
+from app.core.http import AuditKeys, model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import Label
+from app.identity.http import requires
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -78,11 +78,10 @@ async def search_events(
 
 @router.get("/verify", response_model=VerificationRead)
 async def verify_chain(
-    session: SessionDep, request: Request, caller: Annotated[Caller, requires("audit.verify")]
+    session: SessionDep, keys: AuditKeys, caller: Annotated[Caller, requires("audit.verify")]
 ) -> Response:
     """Check the whole chain: contiguous sequence numbers, links, hashes, time order, and
     every stored signed checkpoint. Names the first event that is wrong."""
-    keys = request.app.state.security.audit_keys
     report = await service.verify_chain(session, keys.public_keys())
     return model_response(verification_read(report))
 
@@ -98,12 +97,11 @@ async def verify_chain(
     },
 )
 async def latest_checkpoint(
-    session: SessionDep, request: Request, caller: Annotated[Caller, requires("audit.verify")]
+    session: SessionDep, keys: AuditKeys, caller: Annotated[Caller, requires("audit.verify")]
 ) -> Response:
     """A signed statement of the chain's head now (made if the head moved since the last
     one, after verifying what was appended since). Keep it outside this system: a history
     rewritten after it will not verify against it."""
-    keys = request.app.state.security.audit_keys
     made = await service.checkpoint(session, keys)
     public_key = keys.public_keys().get(made.key_id)
     return model_response(

@@ -4,7 +4,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
-from app.access.http import requires
 from app.access.tiers import exclusion, hidden_fields, page_exclusion
 from app.audit.journal import journal_of
 from app.audit.router import record_history
@@ -39,6 +38,7 @@ from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
+from app.identity.http import requires
 from app.persons.schemas import PersonFilters
 from app.recognition.criteria import RecognitionStatus
 

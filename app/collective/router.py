@@ -4,7 +4,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
-from app.access.http import requires
 from app.collective import service
 from app.collective.models import CollectiveEvent
 from app.collective.schemas import (
@@ -19,6 +18,7 @@ from app.core.http import LOCATION_HEADER, documented_headers, model_response
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
+from app.identity.http import requires
 
 router = APIRouter(prefix="/collective-events", tags=["collective events"])
 

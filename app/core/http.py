@@ -1,12 +1,48 @@
-"""HTTP conventions shared by the routers: ETags, If-Match and Idempotency-Key."""
+"""HTTP conventions shared by the routers: ETags, If-Match and Idempotency-Key, and what
+the application holds for every request (settings, key rings) with its type."""
 
 import re
 from typing import Annotated, Any
 
-from fastapi import Header, Response
+from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
+from app.core.config import Settings
+from app.core.crypto import AuditKeyRing, DataKeyRing
 from app.core.errors import PreconditionFailed, PreconditionRequired, UnprocessableInput
+
+# What create_app() puts on the application's state, read back with its type. Dependencies
+# are `async def` although they do not wait: FastAPI runs plain `def` dependencies in a
+# thread pool, which costs more than reading an attribute.
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def audit_keys_of(request: Request) -> AuditKeyRing:
+    keys: AuditKeyRing = request.app.state.audit_keys
+    return keys
+
+
+def data_keys_of(request: Request) -> DataKeyRing:
+    keys: DataKeyRing = request.app.state.data_keys
+    return keys
+
+
+async def _audit_keys(request: Request) -> AuditKeyRing:
+    return audit_keys_of(request)
+
+
+async def _data_keys(request: Request) -> DataKeyRing:
+    return data_keys_of(request)
+
+
+# The ring that signs the audit trail and its checkpoints.
+AuditKeys = Annotated[AuditKeyRing, Depends(_audit_keys)]
+# The ring that seals and opens confidential values, for the services that handle them.
+DataKeys = Annotated[DataKeyRing, Depends(_data_keys)]
 
 # A version as a strong ETag: what records answer with and If-Match carries back.
 ETAG_PATTERN = r'^"([0-9]{1,9})"$'

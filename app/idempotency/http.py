@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from app.core.db import SessionDep
-from app.core.http import idempotency_key
+from app.core.http import audit_keys_of, data_keys_of, idempotency_key, settings_of
 from app.idempotency.service import Replay, StoredResponse, fingerprint, respond_once
 
 
@@ -29,13 +29,11 @@ class IdempotentCreate:
         scope = f"{principal.audit_name} {self.request.method} {self.request.url.path}"
         stored = await respond_once(
             self.session,
-            keys=self.request.app.state.security.data_keys,
+            keys=data_keys_of(self.request),
             scope=scope,
             key=self.key,
-            request_fingerprint=fingerprint(
-                self.request.app.state.security.audit_keys, request_parts
-            ),
-            retention=timedelta(hours=self.request.app.state.settings.idempotency_retention_hours),
+            request_fingerprint=fingerprint(audit_keys_of(self.request), request_parts),
+            retention=timedelta(hours=settings_of(self.request).idempotency_retention_hours),
             produce=produce,
             replay=replay,
         )

@@ -141,7 +141,7 @@ class RefreshToken(SQLModel, table=True):
 
 class SignInThrottle(SQLModel, table=True):
     """Failed authentications counted under a key: an account or partner client id with a
-    client address, an address, or an account (app/identity/service.py `Throttle`)."""
+    client address, an address, or an account (app/identity/throttling.py `Throttle`)."""
 
     __tablename__ = "sign_in_throttle"
 

@@ -7,7 +7,7 @@ signatures), and the assertion's `jti` it saw is claimed in the database afterwa
 the same transaction: a replayed assertion gets `invalid_client` and no token.
 
 Failed client authentication is throttled like sign-in (per client id and address, per
-address; app/identity/service.py `Throttle`), and every client that fails to authenticate
+address; app/identity/throttling.py), and every client that fails to authenticate
 gets one answer, which costs the same argon2 verification whether the client exists or not.
 """
 
@@ -39,10 +39,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.journal import Actor, Journal, journal_of
 from app.core.clock import utcnow
-from app.identity import service
+from app.identity import partners, throttling
+from app.identity.kit import SecurityKit
 from app.identity.models import Partner
 from app.identity.schemas import PARTNER_SCOPES
-from app.identity.service import SecurityKit
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,7 @@ ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 MAX_ASSERTION_LIFETIME_SECONDS = 600
 MAX_FORM_VALUE = 8192
 MAX_JTI_CHARS = 200
-# What `service.create_partner` issues; anything else is looked up nowhere.
+# What `partners.create_partner` issues; anything else is looked up nowhere.
 CLIENT_ID = re.compile(r"hbp_[0-9a-f]{1,60}")
 # Where the failures of requests that name no possible client id are counted (per address).
 UNNAMED_CLIENT = "-"
@@ -273,10 +273,10 @@ async def token_response(
     journal = journal_of(session)
     journal.attempted = "auth.token"
     client_id = _named_client_id(form, headers)
-    throttle = service.partner_throttle(kit.settings, client_id or UNNAMED_CLIENT, address)
+    throttle = throttling.partner_throttle(kit.settings, client_id or UNNAMED_CLIENT, address)
     now = utcnow()
-    await service.enter_throttle(session, throttle, now)
-    partner = await service.partner_for_client(session, client_id) if client_id else None
+    await throttling.enter_throttle(session, throttle, now)
+    partner = await partners.partner_for_client(session, client_id) if client_id else None
     outcome = await _issue(
         session, kit, form=form, headers=headers, token_url=token_url, partner=partner
     )
@@ -287,10 +287,10 @@ async def token_response(
             address=address,
             reason=str(outcome.body.get("error_description"))[:200],
         )
-        await service.count_failure(session, kit.settings, throttle, now)
+        await throttling.count_failure(session, kit.settings, throttle, now=now)
         outcome = _Outcome(401, dict(CLIENT_REFUSED))
     elif outcome.status == 200:
-        await service.forget_failures(session, throttle, now)
+        await throttling.forget_failures(session, throttle, now)
     _record(journal, outcome, partner)
     return outcome
 
@@ -316,8 +316,8 @@ async def _issue(
         )
     if outcome.status == 200 and partner is not None:
         for jti, expires in server.seen_assertions:
-            fresh = await service.claim_assertion(
-                session, partner.id, jti, datetime.fromtimestamp(expires, UTC)
+            fresh = await partners.claim_assertion(
+                session, partner.id, jti=jti, expires_at=datetime.fromtimestamp(expires, UTC)
             )
             if not fresh:
                 return _Outcome(

@@ -38,7 +38,7 @@ FROM partner WHERE id = $1 AND NOT disabled
 
 
 async def live_session_role(
-    session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    session: AsyncSession, session_id: uuid.UUID, *, user_id: uuid.UUID, now: datetime
 ) -> str | None:
     driver = await driver_connection(session)
     role: str | None = await driver.fetchval(SQL_LIVE_SESSION, session_id, user_id, now)
@@ -88,7 +88,7 @@ async def save(session: AsyncSession, row: object) -> None:
 
 
 async def revoke_sessions(
-    session: AsyncSession, user_id: uuid.UUID, now: datetime, reason: str
+    session: AsyncSession, user_id: uuid.UUID, *, now: datetime, reason: str
 ) -> None:
     await session.exec(
         update(UserSession)
@@ -98,7 +98,7 @@ async def revoke_sessions(
 
 
 async def revoke_session(
-    session: AsyncSession, session_id: uuid.UUID, now: datetime, reason: str
+    session: AsyncSession, session_id: uuid.UUID, *, now: datetime, reason: str
 ) -> None:
     await session.exec(
         update(UserSession)
@@ -269,7 +269,7 @@ async def clear_failures(session: AsyncSession, key: str, now: datetime) -> None
 
 
 async def is_known_address(
-    session: AsyncSession, username: str, address: str, since: datetime
+    session: AsyncSession, username: str, *, address: str, since: datetime
 ) -> bool:
     """Whether the account of that name signed in from the address since then."""
     found = await session.exec(
@@ -285,7 +285,7 @@ async def is_known_address(
 
 
 async def remember_address(
-    session: AsyncSession, user_id: uuid.UUID, address: str, now: datetime
+    session: AsyncSession, user_id: uuid.UUID, *, address: str, now: datetime
 ) -> None:
     statement = insert(KnownSignInAddress).values(
         user_id=user_id, address=address, last_signed_in_at=now
@@ -361,7 +361,7 @@ async def partners_page(
 
 
 async def claim_assertion(
-    session: AsyncSession, partner_id: uuid.UUID, jti: str, expires_at: datetime, now: datetime
+    session: AsyncSession, partner_id: uuid.UUID, *, jti: str, expires_at: datetime, now: datetime
 ) -> bool:
     """Record a client assertion's `jti`; False when it was already used (a replay)."""
     connection = await session.connection()

@@ -7,7 +7,6 @@ from fastapi.responses import JSONResponse
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
-from app.access.http import open_route, requires
 from app.access.principal import Role
 from app.core.db import SessionDep
 from app.core.errors import MalformedJson, UnsupportedMediaType
@@ -21,7 +20,8 @@ from app.core.http import (
     required_version,
 )
 from app.core.pagination import Page, PageRequest, next_link, page_request
-from app.identity import oauth, service
+from app.identity import oauth, partners, service, signin
+from app.identity.http import Security, open_route, requires
 from app.identity.models import AppUser, Partner, RoleRequest
 from app.identity.schemas import (
     AgreementInput,
@@ -98,15 +98,15 @@ def _client_address(request: Request) -> str:
         429: THROTTLED,
     },
 )
-async def login(body: LoginInput, session: SessionDep, request: Request) -> Response:
+async def login(body: LoginInput, session: SessionDep, kit: Security, request: Request) -> Response:
     """Sign in with username, password and the current one-time code."""
-    pair = await service.sign_in(
+    pair = await signin.sign_in(
         session,
-        request.app.state.security,
-        body.username,
-        body.password,
-        body.code,
-        _client_address(request),
+        kit,
+        username=body.username,
+        password=body.password,
+        code=body.code,
+        address=_client_address(request),
     )
     return model_response(pair)
 
@@ -122,11 +122,9 @@ async def login(body: LoginInput, session: SessionDep, request: Request) -> Resp
         )
     },
 )
-async def refresh(body: RefreshInput, session: SessionDep, request: Request) -> Response:
+async def refresh(body: RefreshInput, session: SessionDep, kit: Security) -> Response:
     """Exchange a refresh token (once) for a new access token and refresh token."""
-    return model_response(
-        await service.refresh(session, request.app.state.security, body.refresh_token)
-    )
+    return model_response(await signin.refresh(session, kit, body.refresh_token))
 
 
 @auth_router.post("/logout", status_code=204)
@@ -134,7 +132,7 @@ async def logout(
     session: SessionDep, caller: Annotated[Caller, requires("session.end")]
 ) -> Response:
     """End this session: its access and refresh tokens stop working at once."""
-    await service.end_session(session, caller.principal)
+    await signin.end_session(session, caller.principal)
     return Response(status_code=204)
 
 
@@ -151,14 +149,16 @@ ENROLMENT_FAILED: dict[str, Any] = {
     dependencies=OPEN,
     responses={400: ENROLMENT_FAILED, 429: THROTTLED},
 )
-async def enrol(body: EnrolmentInput, session: SessionDep, request: Request) -> Response:
+async def enrol(
+    body: EnrolmentInput, session: SessionDep, kit: Security, request: Request
+) -> Response:
     """Redeem an enrolment code, step one: choose your password. The answer holds the
     secret for your authenticator app, shown only here; confirm it with its first code
     (POST /auth/enrolment/confirmation) before the code runs out. Until then the account
     cannot sign in, and this step can be repeated."""
     user, secret = await service.start_enrolment(
         session,
-        request.app.state.security,
+        kit,
         body.enrolment_code,
         password=body.password,
         address=_client_address(request),
@@ -179,14 +179,14 @@ async def enrol(body: EnrolmentInput, session: SessionDep, request: Request) -> 
     responses={400: ENROLMENT_FAILED, 429: THROTTLED},
 )
 async def confirm_enrolment(
-    body: EnrolmentConfirmation, session: SessionDep, request: Request
+    body: EnrolmentConfirmation, session: SessionDep, kit: Security, request: Request
 ) -> Response:
     """Redeem an enrolment code, step two: the current code of your authenticator app. The
     enrolment code is then used up, and you can sign in (once your role is approved, if it
     needs approval)."""
     await service.confirm_enrolment(
         session,
-        request.app.state.security,
+        kit,
         body.enrolment_code,
         one_time_code=body.code,
         address=_client_address(request),
@@ -238,14 +238,14 @@ async def confirm_enrolment(
         }
     },
 )
-async def token(session: SessionDep, request: Request) -> JSONResponse:
+async def token(session: SessionDep, kit: Security, request: Request) -> JSONResponse:
     """OAuth 2.0 client credentials for partner systems (RFC 6749 §4.4), authenticated by
     private-key JWT (RFC 7523) or client secret."""
     values = await _token_form(request)
     token_url = str(request.url_for("token").path)
     outcome = await oauth.token_response(
         session,
-        request.app.state.security,
+        kit,
         form=values,
         headers=request.headers,
         token_url="https://habeas" + token_url,
@@ -318,6 +318,7 @@ def _enrolment(read: UserRead, code: service.EnrolmentCode) -> UserEnrolment:
 async def create_user(
     body: UserCreate,
     session: SessionDep,
+    kit: Security,
     request: Request,
     caller: Annotated[Caller, requires("user.manage")],
 ) -> Response:
@@ -325,9 +326,7 @@ async def create_user(
     the person, who chooses their own password and gets their own TOTP secret with it
     (POST /auth/enrolment). A role that needs approval (by default admin and every role
     that reads case content) waits for a second person's approval (/role-requests)."""
-    user, code = await service.create_user(
-        session, request.app.state.security, body, requested_by=caller.principal.id
-    )
+    user, code = await service.create_user(session, kit, body, requested_by=caller.principal.id)
     created = _enrolment(await _one_user_read(session, user), code)
     location = request.url_for("read_user", user_id=user.id).path
     return model_response(created, 201, headers={"ETag": etag(user.version), "Location": location})
@@ -371,7 +370,7 @@ async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
     session: SessionDep,
-    request: Request,
+    kit: Security,
     caller: Annotated[Caller, requires("user.manage")],
     if_match: IfMatch = None,
 ) -> Response:
@@ -381,7 +380,7 @@ async def update_user(
     once."""
     user = await service.update_user(
         session,
-        request.app.state.security,
+        kit,
         user_id,
         expected_version=required_version(if_match),
         data=body,
@@ -403,7 +402,7 @@ async def update_user(
 async def reset_user(
     user_id: uuid.UUID,
     session: SessionDep,
-    request: Request,
+    kit: Security,
     caller: Annotated[Caller, requires("user.manage")],
     if_match: IfMatch = None,
 ) -> Response:
@@ -413,7 +412,7 @@ async def reset_user(
     person approves it once the person has enrolled again."""
     user, code = await service.reset_user(
         session,
-        request.app.state.security,
+        kit,
         user_id,
         expected_version=required_version(if_match),
         actor=caller.principal,
@@ -538,7 +537,7 @@ def _partner_read(partner: Partner) -> PartnerRead:
         auth_method=partner.auth_method,
         scopes=partner.scopes,
         disabled=partner.disabled,
-        key_thumbprints=service.key_thumbprints(partner),
+        key_thumbprints=partners.key_thumbprints(partner),
         agreement=AgreementRead(
             jurisdiction=partner.share_jurisdiction,
             recognised_only=partner.share_recognised_only,
@@ -567,12 +566,13 @@ def _partner_read(partner: Partner) -> PartnerRead:
 async def create_partner(
     body: PartnerCreate,
     session: SessionDep,
+    kit: Security,
     request: Request,
     caller: Annotated[Caller, requires("partner.manage")],
 ) -> Response:
     """Register a partner system; a client secret, if any, is shown only here. It has no
     sharing agreement, and sees nothing, until a coordinator sets one (PUT …/agreement)."""
-    partner, secret = await service.create_partner(session, request.app.state.security, body)
+    partner, secret = await partners.create_partner(session, kit, body)
     created = PartnerCreated(**_partner_read(partner).model_dump(), client_secret=secret)
     location = request.url_for("read_partner", partner_id=partner.id).path
     return model_response(
@@ -588,11 +588,9 @@ async def list_partners(
     caller: Annotated[Caller, requires("partner.read")],
 ) -> Response:
     """Partner systems and what each is shared (admins and coordinators)."""
-    partners, cursor = await service.list_partners(session, paging.cursor, paging.limit)
+    found, cursor = await partners.list_partners(session, paging.cursor, paging.limit)
     return model_response(
-        Page[PartnerRead](
-            items=[_partner_read(p) for p in partners], next=next_link(request, cursor)
-        )
+        Page[PartnerRead](items=[_partner_read(p) for p in found], next=next_link(request, cursor))
     )
 
 
@@ -604,7 +602,7 @@ async def read_partner(
     session: SessionDep,
     caller: Annotated[Caller, requires("partner.read")],
 ) -> Response:
-    partner = await service.get_partner(session, partner_id)
+    partner = await partners.get_partner(session, partner_id)
     return model_response(_partner_read(partner), headers={"ETag": etag(partner.version)})
 
 
@@ -625,7 +623,9 @@ async def update_partner(
 ) -> Response:
     """Change scopes or keys, or disable (its tokens stop at once). New keys suspend the
     sharing agreement until a coordinator approves it again."""
-    partner = await service.update_partner(session, partner_id, required_version(if_match), body)
+    partner = await partners.update_partner(
+        session, partner_id, expected_version=required_version(if_match), data=body
+    )
     return model_response(_partner_read(partner), headers={"ETag": etag(partner.version)})
 
 
@@ -640,14 +640,14 @@ async def update_partner(
 async def new_secret(
     partner_id: uuid.UUID,
     session: SessionDep,
-    request: Request,
+    kit: Security,
     caller: Annotated[Caller, requires("partner.manage")],
     if_match: IfMatch = None,
 ) -> Response:
     """Replace a client secret; the old one stops working. Shown only here. The sharing
     agreement is suspended until a coordinator approves it again."""
-    secret = await service.new_partner_secret(
-        session, request.app.state.security, partner_id, required_version(if_match)
+    secret = await partners.new_partner_secret(
+        session, kit, partner_id, expected_version=required_version(if_match)
     )
     return model_response(ClientSecret(client_secret=secret))
 
@@ -678,7 +678,7 @@ async def share_with_partner(
     """Set the partner's whole sharing agreement, and so approve it; with the agreement it
     has, to approve it again after a change of its credentials. For a private_key_jwt
     partner, confirm its `key_thumbprints` with the partner first."""
-    partner = await service.share_with_partner(
+    partner = await partners.share_with_partner(
         session,
         partner_id,
         expected_version=required_version(if_match),

@@ -23,6 +23,8 @@ from app.core.crypto import SIGNING_ALGORITHM, SigningKeyRing
 from app.core.errors import Unauthenticated
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type)
+# The client id of the tokens issued to users who sign in (partners have their own).
+USER_CLIENT_ID = "habeas"
 FORBIDDEN_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
 CLOCK_LEEWAY_SECONDS = 30
 VERIFIED_CACHE_SIZE = 10_000

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.idempotency import service as idempotency_service
-from app.identity import service as identity_service
+from app.identity import throttling
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ async def purge_expired(
         purged = await idempotency_service.purge_expired(
             session, timedelta(hours=settings.idempotency_retention_hours)
         )
-        identity = await identity_service.purge_expired(session, settings)
+        identity = await throttling.purge_expired(session, settings)
         await session.commit()
     return {"idempotency_records": purged, **identity}
 

@@ -4,7 +4,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
-from app.access.http import DataKeys, requires
 from app.access.tiers import hidden_fields, page_exclusion
 from app.audit.journal import journal_of
 from app.audit.router import record_history
@@ -13,6 +12,7 @@ from app.core.db import SessionDep
 from app.core.http import (
     ETAG_HEADER,
     LOCATION_HEADER,
+    DataKeys,
     IfMatch,
     documented_headers,
     etag,
@@ -23,6 +23,7 @@ from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
+from app.identity.http import requires
 from app.persons import service
 from app.persons.schemas import (
     NameSearch,

@@ -4,7 +4,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 
 from app.access.caller import Caller
-from app.access.http import requires
 from app.access.tiers import exclusion
 from app.audit.journal import journal_of
 from app.core.db import SessionDep
@@ -18,6 +17,7 @@ from app.core.http import (
 )
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
+from app.identity.http import requires
 from app.recognition import service
 from app.recognition.schemas import DecisionCreate, DecisionRead, RecognitionRead
 

@@ -4,15 +4,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
-from app.access.http import DataKeys, requires
 from app.access.tiers import hidden_fields, page_exclusion
 from app.audit.journal import journal_of
 from app.core.db import SessionDep
-from app.core.http import ETAG_HEADER, LOCATION_HEADER, documented_headers, etag, model_response
+from app.core.http import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
+    DataKeys,
+    documented_headers,
+    etag,
+    model_response,
+)
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import Label
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
+from app.identity.http import requires
 from app.sources import service
 from app.sources.schemas import SourceCreate, SourceRead
 

@@ -22,8 +22,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from app.access.http import Requires, open_route
 from app.access.principal import Role
+from app.identity.http import Requires, open_route
 from tests.auth import (
     SignedIn,
     api_client,

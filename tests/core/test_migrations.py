@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import app.core.models  # noqa: F401
+import app.tables  # noqa: F401
 from app.core import embedded
 from app.core.db import async_url, metadata
 from app.core.migrations import downgrade, head_revision, upgrade

@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from app.access.principal import Role
-from app.cli import _first_admin
+from app.cli.server import first_admin
 from app.main import security_kit
 from tests.auth import Account, api_client, create_account, log_in
 from tests.conftest import settings_for
@@ -20,12 +20,12 @@ async def test_first_start_in_development_makes_one_admin_and_shows_it_once(
 ) -> None:
     settings = settings_for(database_url)
     kit = security_kit(settings)
-    await asyncio.to_thread(_first_admin, settings, database_url, kit)
+    await asyncio.to_thread(first_admin, settings, database_url, kit)
     shown = capsys.readouterr().out
     assert "username: admin" in shown
     password = shown.split("password: ")[1].split()[0]
     secret = shown.split("TOTP secret: ")[1].split()[0]
-    await asyncio.to_thread(_first_admin, settings, database_url, kit)
+    await asyncio.to_thread(first_admin, settings, database_url, kit)
     assert capsys.readouterr().out == ""  # never again once an account exists
 
     admin = Account(uuid.uuid4(), "admin", password, secret, Role.admin)

@@ -27,18 +27,20 @@ from app.core.config import InvalidSetting
 from app.identity.passwords import problems_with
 from app.identity.roles import ALWAYS_NEEDING_APPROVAL, roles_needing_approval
 from app.main import create_app
-from tests.auth import Account, SignedIn, api_client, log_in
-from tests.conftest import TEST_KEYS_DIR, settings_for
-from tests.factories import create_case
-from tests.identity.addresses import ATTACKER, OWNER, client_at
-from tests.identity.test_auth import (
-    _cli_env,
+from tests.auth import (
+    Account,
+    SignedIn,
+    api_client,
     assert_problem,
+    cli_env,
     etag_of,
+    log_in,
     run_cli,
-    separate_app,
     unverified,
 )
+from tests.conftest import TEST_KEYS_DIR, separate_app, settings_for
+from tests.factories import create_case
+from tests.identity.addresses import ATTACKER, OWNER, client_at
 
 API = "/api/v1"
 USERS = f"{API}/users"
@@ -282,7 +284,7 @@ async def test_an_unknown_role_in_the_setting_stops_the_start(
 ) -> None:
     with pytest.raises(InvalidSetting, match="'gardener' is not a role"):
         create_app(settings_for(database_url, roles_needing_approval="auditor,gardener"))
-    env = _cli_env(
+    env = cli_env(
         DATABASE_URL=database_url,
         HABEAS_DATA_DIR=str(TEST_KEYS_DIR),
         HABEAS_ROLES_NEEDING_APPROVAL="auditor,gardener",
@@ -971,7 +973,7 @@ def _cli_json(done: Any) -> dict[str, Any]:
 async def test_the_cli_grants_the_admin_role_at_once_only_while_there_is_no_admin(
     anonymous: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    env = _cli_env(DATABASE_URL=database_url, HABEAS_DATA_DIR=str(TEST_KEYS_DIR))
+    env = cli_env(DATABASE_URL=database_url, HABEAS_DATA_DIR=str(TEST_KEYS_DIR))
     first = _cli_json(
         await run_cli(["users", "add", "root.admin", "--role", "admin"], env, tmp_path)
     )

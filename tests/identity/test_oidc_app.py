@@ -10,7 +10,7 @@ from app.main import create_app
 from tests.auth import api_client
 from tests.conftest import settings_for
 from tests.factories import API
-from tests.identity.test_oidc import AUDIENCE, ROLE_MAP, Provider
+from tests.identity.conftest import AUDIENCE, ROLE_MAP, Provider
 
 
 @pytest.fixture

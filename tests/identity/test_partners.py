@@ -31,13 +31,13 @@ from app.core.migrations import downgrade, upgrade
 from tests.auth import (
     SignedIn,
     api_client,
+    bearer,
     create_partner,
     while_an_uncommitted_insert_holds_the_name,
 )
-from tests.conftest import TEST_KEYS_DIR
+from tests.conftest import TEST_KEYS_DIR, separate_app
 from tests.factories import create_case, create_person
 from tests.identity.addresses import ATTACKER, client_at
-from tests.identity.test_auth import separate_app
 
 API = "/api/v1"
 TOKEN = f"{API}/auth/token"
@@ -71,10 +71,6 @@ def claims_of(token: str) -> dict[str, Any]:
         base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     )
     return claims
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def register(admin: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
@@ -634,7 +630,7 @@ async def test_every_refused_client_gets_the_identical_answer(
 async def test_an_unknown_client_costs_as_much_as_a_wrong_secret(
     database_url: str, clean_tables: None
 ) -> None:
-    # As for sign-in (tests/identity/test_auth.py): a verification costs ~50 ms here, so
+    # As for sign-in (tests/identity/test_sign_in.py): a verification costs ~50 ms here, so
     # refusing an unknown client without one would be several times faster.
     async with separate_app(
         database_url,

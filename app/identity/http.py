@@ -4,6 +4,10 @@ Every route under /api/v1 declares its action with `requires("case.read")` (a te
 for a route without one). The dependency authenticates the bearer token, and for actions
 on an area (create, list, administration) decides at once; for actions on one record the
 service decides once it has loaded the record, so a record the caller may not see is a 404.
+
+`authenticate` and `Requires` run on every request: they read the application's state
+through `security_of` and `policy_of` rather than through dependencies of their own, which
+FastAPI would resolve on every request as well.
 """
 
 from typing import Annotated, Any
@@ -12,13 +16,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.access.caller import Caller
-from app.access.policy import area
+from app.access.policy import PolicyEngine, area
 from app.access.principal import Principal
 from app.audit.journal import journal_of
-from app.core.crypto import DataKeyRing
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, Unauthenticated
-from app.identity import service as identity_service
+from app.identity import principals
+from app.identity.kit import SecurityKit
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth")
 
@@ -43,6 +47,24 @@ AREA_ACTIONS: dict[str, str] = {
 }
 
 
+def security_of(request: Request) -> SecurityKit:
+    security: SecurityKit = request.app.state.security
+    return security
+
+
+def policy_of(request: Request) -> PolicyEngine:
+    policy: PolicyEngine = request.app.state.policy
+    return policy
+
+
+async def _security(request: Request) -> SecurityKit:
+    return security_of(request)
+
+
+# The keys and verifiers built at start-up, for the routes of sign-in, accounts and partners.
+Security = Annotated[SecurityKit, Depends(_security)]
+
+
 async def authenticate(
     request: Request,
     session: SessionDep,
@@ -50,8 +72,8 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("Send an access token: Authorization: Bearer <token>.")
-    principal = await identity_service.authenticate(
-        session, request.app.state.security, credentials.credentials
+    principal = await principals.authenticate(
+        session, security_of(request), credentials.credentials
     )
     request.state.principal = principal
     journal_of(session).identify(principal)
@@ -70,7 +92,7 @@ class Requires:
     async def __call__(
         self, request: Request, principal: Annotated[Principal, Depends(authenticate)]
     ) -> Caller:
-        caller = Caller(principal, request.app.state.policy)
+        caller = Caller(principal, policy_of(request))
         area_name = AREA_ACTIONS.get(self.action)
         if area_name is not None and not caller.may(self.action, area(area_name)):
             raise Forbidden("You may not do this.")
@@ -84,12 +106,3 @@ def requires(action: str) -> Any:
 async def open_route() -> None:
     """Marks a route that is deliberately reachable without a token (sign-in, tokens)."""
     return None
-
-
-async def _data_keys(request: Request) -> DataKeyRing:
-    keys: DataKeyRing = request.app.state.security.data_keys
-    return keys
-
-
-# The ring that seals and opens confidential values, for the services that handle them.
-DataKeys = Annotated[DataKeyRing, Depends(_data_keys)]
