@@ -44,8 +44,8 @@ from app.identity.router import (
     users_router,
 )
 from app.identity.tokens import AccessTokens
+from app.jobs.housekeeping import run_periodically
 from app.ops.grants import refuse_unsafe_role
-from app.ops.housekeeping import run_periodically
 from app.ops.keys import check_sealed_values_open
 from app.ops.metrics import SCRAPE_HOOKS
 from app.ops.router import metrics_router

@@ -1,13 +1,18 @@
-"""The journal of an HTTP request: where it came from, filled in before any dependency."""
+"""The audit trail over HTTP: the journal of a request (where it came from, filled in
+before any dependency), and a record's field-level history for the routers that show it."""
 
 import uuid
 import weakref
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 
+from app.audit import service
 from app.audit.journal import MAX_USER_AGENT, Journal, Origin
-from app.core.http import audit_keys_of
+from app.audit.schemas import RecordHistory, history_entry
+from app.core.db import SessionDep
+from app.core.http import audit_keys_of, model_response
+from app.core.pagination import PageRequest, next_link
 
 
 def open_journal(request: Request) -> Journal:
@@ -76,3 +81,23 @@ def _first_id(request: Request) -> uuid.UUID | None:
         except ValueError:
             continue
     return None
+
+
+async def record_history(
+    session: SessionDep,
+    request: Request,
+    record_id: uuid.UUID,
+    paging: PageRequest,
+) -> Response:
+    """The field-level history of a record (for the cases and persons routers)."""
+    found = await service.changes_to(session, record_id, cursor=paging.cursor, limit=paging.limit)
+    return model_response(
+        RecordHistory(
+            record_id=record_id,
+            entries=[
+                history_entry(event, service.entries_about(event, record_id))
+                for event in found.items
+            ],
+            next=next_link(request, found.next_cursor),
+        )
+    )

@@ -12,11 +12,9 @@ from app.audit.journal import journal_of
 from app.audit.schemas import (
     AuditEventRead,
     CheckpointRead,
-    RecordHistory,
     VerificationRead,
     checkpoint_read,
     event_read,
-    history_entry,
     verification_read,
 )
 from app.core.crypto import public_key_text
@@ -106,24 +104,4 @@ async def latest_checkpoint(
     public_key = keys.public_keys().get(made.key_id)
     return model_response(
         checkpoint_read(made, public_key_text(public_key) if public_key is not None else None)
-    )
-
-
-async def record_history(
-    session: SessionDep,
-    request: Request,
-    record_id: uuid.UUID,
-    paging: PageRequest,
-) -> Response:
-    """The field-level history of a record (for the cases and persons routers)."""
-    found = await service.changes_to(session, record_id, cursor=paging.cursor, limit=paging.limit)
-    return model_response(
-        RecordHistory(
-            record_id=record_id,
-            entries=[
-                history_entry(event, service.entries_about(event, record_id))
-                for event in found.items
-            ],
-            next=next_link(request, found.next_cursor),
-        )
     )

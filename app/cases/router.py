@@ -5,8 +5,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.access.caller import Caller
 from app.access.tiers import exclusion, hidden_fields, page_exclusion
+from app.audit.http import record_history
 from app.audit.journal import journal_of
-from app.audit.router import record_history
 from app.audit.schemas import RecordHistory
 from app.cases import service, transitions
 from app.cases.schemas import (

@@ -64,11 +64,10 @@ async def require_migrated(engine: "AsyncEngine") -> None:
     from sqlalchemy.exc import DBAPIError
 
     from app.core.database_errors import UNAVAILABLE_KINDS, classify
-    from app.core.migrations import head_revision
-    from app.ops import repository
+    from app.core.migrations import current_revision, head_revision
 
     try:
-        revision = await repository.current_revision(engine)
+        revision = await current_revision(engine)
     except Exception as error:
         kind = classify(error)
         if kind in UNAVAILABLE_KINDS:

@@ -35,7 +35,7 @@ def migrate() -> None:
 def purge() -> None:
     """Delete expired records now (servers also do it every few minutes)."""
     from app.core.db import create_engine, session_factory
-    from app.ops.housekeeping import purge_expired
+    from app.jobs.housekeeping import purge_expired
 
     settings = get_settings()
     url = database_url(settings)

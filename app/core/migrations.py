@@ -6,6 +6,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,3 +37,11 @@ def downgrade(url: str, revision: str) -> None:
 async def upgrade_async(url: str, revision: str = "head") -> None:
     # env.py runs its own event loop, so it must not run on the caller's.
     await asyncio.to_thread(upgrade, url, revision)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema's Alembic revision; raises if the database cannot be reached."""
+    async with engine.connect() as connection:
+        result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+        revision: str | None = result.scalar_one_or_none()
+        return revision

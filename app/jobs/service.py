@@ -20,8 +20,8 @@ from app.core.config import Settings
 from app.core.crypto import AuditKeyRing
 from app.core.errors import Conflict
 from app.jobs import repository
+from app.jobs.housekeeping import purge_expired
 from app.jobs.models import IntegrityCheck
-from app.ops.housekeeping import purge_expired
 
 log = structlog.get_logger(__name__)
 
@@ -141,7 +141,7 @@ def export_checkpoint(document: dict[str, object], made: Checkpoint, export_dir:
 
 
 async def purge(factory: async_sessionmaker[AsyncSession], settings: Settings) -> dict[str, int]:
-    """Expired records (app/ops/housekeeping.py), and failed jobs held past their days."""
+    """Expired records (app/jobs/housekeeping.py), and failed jobs held past their days."""
     purged = await purge_expired(factory, settings)
     async with factory() as session:
         purged["failed_jobs"] = await repository.delete_failed_jobs(

@@ -6,8 +6,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.errors import Unauthenticated
-from app.core.migrations import head_revision
-from app.ops import repository
+from app.core.migrations import current_revision, head_revision
 from app.ops.metrics import scrape, token_matches
 
 router = APIRouter(tags=["operations"])
@@ -25,7 +24,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     expected = head_revision()
     try:
-        current = await repository.current_revision(request.app.state.engine)
+        current = await current_revision(request.app.state.engine)
     except (SQLAlchemyError, OSError):
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     if current != expected:

@@ -5,8 +5,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
 from app.access.tiers import hidden_fields, page_exclusion
+from app.audit.http import record_history
 from app.audit.journal import journal_of
-from app.audit.router import record_history
 from app.audit.schemas import RecordHistory
 from app.core.db import SessionDep
 from app.core.http import (

@@ -17,8 +17,8 @@ from app.access.principal import Role
 from app.core.crypto import UndecryptableValue, new_audit_key
 from app.core.db import metadata
 from app.idempotency.service import SEALED_AT
+from app.jobs.housekeeping import purge_expired
 from app.main import create_app
-from app.ops.housekeeping import purge_expired
 from app.ops.keys import SEALED_COLUMNS
 from tests.auth import SignedIn, api_client
 from tests.conftest import TEST_KEYS_DIR, settings_for

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.access.principal import Role
-from app.ops.housekeeping import purge_expired
+from app.jobs.housekeeping import purge_expired
 from tests.auth import (
     Account,
     assert_problem,
