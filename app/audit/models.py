@@ -10,11 +10,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, DateTime, Index, LargeBinary
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, Index, LargeBinary
 from sqlalchemy import Text as SqlText
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field, SQLModel
 
+from app.core.columns import moment_column
 from app.core.db import one_of
 
 ACTOR_TYPES = ("user", "partner", "system", "anonymous")
@@ -37,7 +38,7 @@ class AuditEvent(SQLModel, table=True):
     )
 
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    occurred_at: datetime = Field(sa_column=moment_column())
     actor_type: str = Field(sa_type=SqlText)
     actor_id: uuid.UUID | None = Field(default=None)
     actor_role: str | None = Field(default=None, sa_type=SqlText)
@@ -69,9 +70,7 @@ class AuditHead(SQLModel, table=True):
     singleton: bool = Field(default=True, sa_column=Column(Boolean, primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    occurred_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
+    occurred_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
 
 
 class AuditCheckpoint(SQLModel, table=True):
@@ -83,5 +82,5 @@ class AuditCheckpoint(SQLModel, table=True):
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     key_id: str = Field(sa_column=Column(SqlText, primary_key=True))
     head_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    signed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    signed_at: datetime = Field(sa_column=moment_column())
     signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

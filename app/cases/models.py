@@ -5,12 +5,13 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ARRAY, Column, DateTime, ForeignKey, Index, Text, UniqueConstraint, Uuid
+from sqlalchemy import ARRAY, Column, ForeignKey, Index, Text, UniqueConstraint, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from app.cases.statuses import Confidence, Status
 from app.core.clock import utcnow
+from app.core.columns import moment_column
 from app.core.dates import Precision
 from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
@@ -76,12 +77,8 @@ class CaseFile(SQLModel, table=True):
     status_since_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
     detained_on: date = Field(index=True)
     version: int = Field(default=1)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
 
 
 class StatusEvent(SQLModel, table=True):
@@ -102,9 +99,7 @@ class StatusEvent(SQLModel, table=True):
     to_status: Status = Field(sa_type=TextEnum(Status, 20))
     effective_date: date
     effective_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
-    recorded_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     recorded_by: uuid.UUID | None = None
     confidence: Confidence = Field(sa_type=TextEnum(Confidence, 12))
     note: str | None = Field(default=None, sa_type=Text)
@@ -127,7 +122,5 @@ class StatusEventRetraction(SQLModel, table=True):
     event_id: uuid.UUID = Field(foreign_key="status_event.id", unique=True)
     case_file_id: uuid.UUID = Field(foreign_key="case_file.id", index=True)
     reason: str = Field(sa_type=Text)
-    recorded_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     recorded_by: uuid.UUID | None = None

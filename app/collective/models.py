@@ -2,11 +2,12 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import ARRAY, Column, DateTime, Text, Uuid
+from sqlalchemy import ARRAY, Column, Text, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.cases.statuses import Status
 from app.core.clock import utcnow
+from app.core.columns import moment_column
 from app.core.dates import Precision
 from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
@@ -43,7 +44,5 @@ class CollectiveEvent(SQLModel, table=True):
         default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
     )
     case_file_count: int
-    recorded_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     recorded_by: uuid.UUID | None = None

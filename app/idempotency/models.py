@@ -1,11 +1,12 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
+from app.core.columns import moment_column
 from app.core.ids import new_id
 
 
@@ -26,5 +27,5 @@ class IdempotencyRecord(SQLModel, table=True):
     response_headers: dict[str, str] | None = Field(default=None, sa_column=Column(JSONB))
     created_at: datetime = Field(
         default_factory=utcnow,
-        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
+        sa_column=moment_column(index=True),
     )

@@ -7,7 +7,6 @@ from enum import StrEnum
 
 from sqlalchemy import (
     Column,
-    DateTime,
     ForeignKey,
     Index,
     LargeBinary,
@@ -21,6 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from app.access.principal import Role, Tier
 from app.core.clock import utcnow
+from app.core.columns import moment_column
 from app.core.db import one_of
 from app.core.ids import new_id
 
@@ -31,10 +31,6 @@ class RoleRequestStatus(StrEnum):
     rejected = "rejected"
     # Replaced by a later role change or request, or ended by a reset.
     withdrawn = "withdrawn"
-
-
-def _timestamp(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
 
 
 class AppUser(SQLModel, table=True):
@@ -58,17 +54,19 @@ class AppUser(SQLModel, table=True):
     enrolment_code_hash: bytes | None = Field(
         default=None, sa_column=Column(LargeBinary, unique=True)
     )
-    enrolment_expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    enrolment_expires_at: datetime | None = Field(
+        default=None, sa_column=moment_column(nullable=True)
+    )
     # When, and from which client address and user agent, the current enrolment was
     # confirmed; None until then and after a reset (and for accounts enrolled before this
     # was recorded). An approver checks them with the person before approving a role.
-    enrolled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    enrolled_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
     enrolled_from_address: str | None = Field(default=None, max_length=64)
     enrolled_user_agent: str | None = Field(default=None, max_length=300)
     disabled: bool = Field(default=False)
     version: int = Field(default=1)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
 
     @property
     def enrolled(self) -> bool:
@@ -102,9 +100,9 @@ class RoleRequest(SQLModel, table=True):
     status: str = Field(default=RoleRequestStatus.pending, max_length=12)
     # None: asked by the system (the command line).
     requested_by: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
-    requested_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     decided_by: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
-    decided_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    decided_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
     version: int = Field(default=1)
 
 
@@ -117,9 +115,9 @@ class UserSession(SQLModel, table=True):
     user_id: uuid.UUID = Field(
         sa_column=Column(Uuid, ForeignKey("app_user.id"), nullable=False, index=True)
     )
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
-    expires_at: datetime = Field(sa_column=_timestamp())
-    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    expires_at: datetime = Field(sa_column=moment_column())
+    revoked_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
     revoked_reason: str | None = Field(default=None, max_length=40)
 
 
@@ -134,9 +132,9 @@ class RefreshToken(SQLModel, table=True):
         sa_column=Column(Uuid, ForeignKey("user_session.id"), nullable=False, index=True)
     )
     token_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
-    issued_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
-    expires_at: datetime = Field(sa_column=_timestamp())
-    used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    issued_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    expires_at: datetime = Field(sa_column=moment_column())
+    used_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
 
 
 class SignInThrottle(SQLModel, table=True):
@@ -147,8 +145,8 @@ class SignInThrottle(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=300)
     failures: int = Field(default=0)
-    window_started_at: datetime = Field(sa_column=_timestamp())
-    blocked_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    window_started_at: datetime = Field(sa_column=moment_column())
+    blocked_until: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
 
 
 class KnownSignInAddress(SQLModel, table=True):
@@ -159,7 +157,7 @@ class KnownSignInAddress(SQLModel, table=True):
 
     user_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("app_user.id"), primary_key=True))
     address: str = Field(primary_key=True, max_length=64)
-    last_signed_in_at: datetime = Field(sa_column=_timestamp())
+    last_signed_in_at: datetime = Field(sa_column=moment_column())
 
 
 class Partner(SQLModel, table=True):
@@ -196,11 +194,11 @@ class Partner(SQLModel, table=True):
     # credentials suspends the approval.
     agreement_approved_by: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
     agreement_approved_at: datetime | None = Field(
-        default=None, sa_column=_timestamp(nullable=True)
+        default=None, sa_column=moment_column(nullable=True)
     )
     version: int = Field(default=1)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
 
     @property
     def agreement_approved(self) -> bool:
@@ -216,4 +214,4 @@ class ClientAssertionUse(SQLModel, table=True):
         sa_column=Column(Uuid, ForeignKey("partner.id"), primary_key=True)
     )
     jti: str = Field(primary_key=True, max_length=200)
-    expires_at: datetime = Field(sa_column=_timestamp())
+    expires_at: datetime = Field(sa_column=moment_column())

@@ -5,10 +5,11 @@ read the latest; the history shows since when a problem has been seen."""
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index
+from sqlalchemy import BigInteger, Column, Index
 from sqlalchemy import Text as SqlText
 from sqlmodel import Field, SQLModel
 
+from app.core.columns import moment_column
 from app.core.ids import new_id
 
 
@@ -17,8 +18,8 @@ class IntegrityCheck(SQLModel, table=True):
     __table_args__ = (Index("ix_integrity_check_finished_at", "finished_at"),)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    finished_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    started_at: datetime = Field(sa_column=moment_column())
+    finished_at: datetime = Field(sa_column=moment_column())
     # The chain verified: every event, link, hash, time and signed checkpoint.
     ok: bool
     events_checked: int = Field(sa_column=Column(BigInteger, nullable=False))

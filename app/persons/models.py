@@ -4,11 +4,12 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, String, Text
+from sqlalchemy import Column, Index, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
+from app.core.columns import moment_column
 from app.core.dates import Precision
 from app.core.db import TextEnum, all_of, one_of
 from app.core.ids import new_id
@@ -82,12 +83,8 @@ class Person(SQLModel, table=True):
         index=True,
     )
     version: int = Field(default=1)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
 
 
 class PersonName(SQLModel, table=True):

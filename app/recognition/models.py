@@ -1,10 +1,11 @@
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ARRAY, Column, DateTime, Text, UniqueConstraint, Uuid
+from sqlalchemy import ARRAY, Column, Text, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
+from app.core.columns import moment_column
 from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
 from app.recognition.criteria import RecognitionStatus
@@ -36,6 +37,4 @@ class RecognitionDecision(SQLModel, table=True):
         default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
     )
     decided_by: uuid.UUID | None = None
-    recorded_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())

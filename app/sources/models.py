@@ -2,10 +2,11 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Column, DateTime, LargeBinary, Text
+from sqlalchemy import CheckConstraint, Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
+from app.core.columns import moment_column
 from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
 
@@ -41,6 +42,4 @@ class Source(SQLModel, table=True):
     witness: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     recorded_by: uuid.UUID | None = None
     version: int = Field(default=1)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
