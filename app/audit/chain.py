@@ -60,6 +60,12 @@ def event_hash(document: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(canonical(document)).digest()
 
 
+def fast_event_hash(document: Mapping[str, Any]) -> bytes:
+    """`event_hash` by orjson with sorted keys: the same for what events hold (see
+    `hash_matches`). Raises orjson.JSONEncodeError where orjson cannot encode."""
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).digest()
+
+
 def hash_matches(document: Mapping[str, Any], stored: bytes) -> bool:
     """Whether the document hashes to `stored`.
 
@@ -69,11 +75,10 @@ def hash_matches(document: Mapping[str, Any], stored: bytes) -> bool:
     are the same JSON value, so the fast path can never accept a changed event.
     """
     try:
-        fast = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        if fast_event_hash(document) == stored:
+            return True
     except (orjson.JSONEncodeError, RecursionError):
-        fast = b""
-    if fast and hashlib.sha256(fast).digest() == stored:
-        return True
+        pass
     try:
         return event_hash(document) == stored
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError):
@@ -98,6 +103,30 @@ class EventDraft:
     user_agent: str | None = None
     changes: list[dict[str, Any]] | None = None
     detail: dict[str, Any] | None = None
+
+    def row(
+        self, *, seq: int, occurred_at: datetime, prev_hash: bytes, digest: bytes
+    ) -> tuple[Any, ...]:
+        """The values of `audit_event`'s columns: HASHED_COLUMNS in order, then the hash."""
+        return (
+            seq,
+            occurred_at,
+            self.actor_type,
+            self.actor_id,
+            self.actor_role,
+            self.action,
+            self.resource_type,
+            self.resource_id,
+            self.related,
+            self.outcome,
+            self.request_id,
+            self.client_address,
+            self.user_agent,
+            _json(self.changes),
+            _json(self.detail),
+            prev_hash,
+            digest,
+        )
 
     def document(self, seq: int, occurred_at: datetime, prev_hash: bytes) -> dict[str, Any]:
         """The JSON the hash covers: every column, as the verifier reads it back."""
@@ -171,24 +200,7 @@ async def append_on(
     prev_hash: bytes = head["hash"]
     digest = event_hash(draft.document(seq, occurred_at, prev_hash))
     await connection.execute(
-        _APPEND,
-        seq,
-        occurred_at,
-        draft.actor_type,
-        draft.actor_id,
-        draft.actor_role,
-        draft.action,
-        draft.resource_type,
-        draft.resource_id,
-        draft.related,
-        draft.outcome,
-        draft.request_id,
-        draft.client_address,
-        draft.user_agent,
-        _json(draft.changes),
-        _json(draft.detail),
-        prev_hash,
-        digest,
+        _APPEND, *draft.row(seq=seq, occurred_at=occurred_at, prev_hash=prev_hash, digest=digest)
     )
 
 
