@@ -6,6 +6,32 @@ import httpx
 
 API = "/api/v1"
 
+# Synthetic confidential values: tests of what must never show them look for them.
+SECRET_RELATIVE = "Aliaksandra Zyablitskaya"
+SECRET_PHONE = "+375 29 555 01 23"
+SECRET_ADDRESS = "Vulitsa Zialiony Luh 7, flat 12"
+SECRET_NAME = "Tajny Psieudanim"
+SECRET_WITNESS = "cellmate Yanka, via his mother"
+PERSON_SECRETS = (SECRET_RELATIVE, SECRET_PHONE, SECRET_ADDRESS, SECRET_NAME)
+
+SOURCE = {
+    "publisher": "Regional human rights monitor",
+    "title": "Weekly bulletin no. 12",
+    "url": "https://monitor.example/bulletins/12",
+    "published_on": "2024-03-22",
+    "reliability": "B",
+    "credibility": 2,
+    "is_public": True,
+}
+
+RECOGNISED = {
+    "status": "political_prisoner",
+    "criteria": ["G3.1a", "PACE-a"],
+    "co_signers": ["Partner Human Rights Centre"],
+    "decided_on": "2022-03-01",
+    "rationale": "Prosecuted for peaceful participation in protests.",
+}
+
 
 def person_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -33,6 +59,26 @@ def person_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def confidential_person_body(**overrides: Any) -> dict[str, Any]:
+    """A person with every kind of confidential value: relatives, contacts, an address and
+    a name kept out of public view."""
+    body = person_body(
+        relatives=[{"name": SECRET_RELATIVE, "relation": "sister"}],
+        contacts=[{"kind": "phone", "value": SECRET_PHONE}],
+        address=SECRET_ADDRESS,
+        names=[
+            *person_body()["names"],
+            {"value": SECRET_NAME, "script": "Latn", "kind": "hidden", "is_public": False},
+        ],
+    )
+    body.update(overrides)
+    return body
+
+
+def if_match(version: int) -> dict[str, str]:
+    return {"If-Match": f'"{version}"'}
 
 
 def event(to_status: str, effective_date: str, **extra: Any) -> dict[str, Any]:
@@ -95,4 +141,37 @@ async def transition(
         f"{API}/cases/{case['id']}/status-events",
         json=event(to_status, effective_date, **extra),
         headers={"If-Match": f'"{version if version is not None else case["version"]}"'},
+    )
+
+
+async def sentenced_cases(client: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
+    return [
+        await create_case(
+            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
+        )
+        for _ in range(count)
+    ]
+
+
+def batch(case_ids: list[str], **overrides: Any) -> dict[str, Any]:
+    """A collective event's body: one transition for all these case files."""
+    body: dict[str, Any] = {
+        "title": "Pardon and expulsion of 3 prisoners",
+        "kind": "pardon",
+        "effective_date": "2025-09-11",
+        "to_status": "deported",
+        "destination_country": "LT",
+        "confidence": "confirmed",
+        "case_file_ids": case_ids,
+    }
+    body.update(overrides)
+    return body
+
+
+async def decide(
+    client: httpx.AsyncClient, person_id: str, body: dict[str, object], version: int
+) -> httpx.Response:
+    """A recognition decision; `version` is the person's recognition version."""
+    return await client.post(
+        f"{API}/persons/{person_id}/recognition", json=body, headers={"If-Match": f'"{version}"'}
     )

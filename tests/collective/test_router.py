@@ -6,30 +6,7 @@ import httpx
 
 from app.access.principal import Role
 from tests.conftest import row_counts
-from tests.factories import API, create_case, event
-
-
-def batch(case_ids: list[str], **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "title": "Pardon and expulsion of 3 prisoners",
-        "kind": "pardon",
-        "effective_date": "2025-09-11",
-        "to_status": "deported",
-        "destination_country": "LT",
-        "confidence": "confirmed",
-        "case_file_ids": case_ids,
-    }
-    body.update(overrides)
-    return body
-
-
-async def sentenced_cases(client: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
-    return [
-        await create_case(
-            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
-        )
-        for _ in range(count)
-    ]
+from tests.factories import API, batch, create_case, event, sentenced_cases
 
 
 class TestCreateCollectiveEvent:

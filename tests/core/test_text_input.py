@@ -20,8 +20,7 @@ from app.core.types import Label, Text
 from app.identity.schemas import Username
 from tests.auth import SignedIn
 from tests.conftest import row_counts
-from tests.factories import API, case_body, create_case, create_person, event, person_body
-from tests.sources.test_router import SOURCE
+from tests.factories import API, SOURCE, case_body, create_case, create_person, event, person_body
 
 # One example of each class, by what it is.
 REFUSED_EVERYWHERE = {

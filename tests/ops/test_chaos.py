@@ -35,9 +35,8 @@ import pytest
 
 from app.access.principal import Role
 from tests.auth import SignedIn
-from tests.collective.test_router import batch
 from tests.conftest import TEST_KEYS_DIR
-from tests.factories import API, case_body, create_case, create_person, event, person_body
+from tests.factories import API, batch, case_body, create_case, create_person, event, person_body
 
 SignIn = Callable[..., Awaitable[SignedIn]]
 

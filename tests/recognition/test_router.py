@@ -6,23 +6,7 @@ import httpx
 
 from app.core.clock import today
 from tests.conftest import row_counts
-from tests.factories import API, create_case, create_person
-
-RECOGNISED = {
-    "status": "political_prisoner",
-    "criteria": ["G3.1a", "PACE-a"],
-    "co_signers": ["Partner Human Rights Centre"],
-    "decided_on": "2022-03-01",
-    "rationale": "Prosecuted for peaceful participation in protests.",
-}
-
-
-async def decide(
-    client: httpx.AsyncClient, person_id: str, body: dict[str, object], version: int
-) -> httpx.Response:
-    return await client.post(
-        f"{API}/persons/{person_id}/recognition", json=body, headers={"If-Match": f'"{version}"'}
-    )
+from tests.factories import API, RECOGNISED, create_case, create_person, decide
 
 
 class TestRecognition:

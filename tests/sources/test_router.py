@@ -4,17 +4,7 @@ import asyncpg
 import httpx
 
 from tests.conftest import row_counts
-from tests.factories import API, create_case, event
-
-SOURCE = {
-    "publisher": "Regional human rights monitor",
-    "title": "Weekly bulletin no. 12",
-    "url": "https://monitor.example/bulletins/12",
-    "published_on": "2024-03-22",
-    "reliability": "B",
-    "credibility": 2,
-    "is_public": True,
-}
+from tests.factories import API, SOURCE, create_case, event
 
 
 class TestSources:
