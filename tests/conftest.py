@@ -68,6 +68,11 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+def embedded_settings(role: str, **values: object) -> Settings:
+    """What `habeas serve` reads when no DATABASE_URL is given."""
+    return Settings(_env_file=None, database_url=None, app_database_role=role, **values)  # type: ignore[arg-type]
+
+
 @asynccontextmanager
 async def separate_app(database_url: str, **overrides: object) -> AsyncIterator[FastAPI]:
     """A second app on the same test database, for settings the shared app does not have."""

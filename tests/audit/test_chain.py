@@ -12,13 +12,11 @@ import base64
 import dataclasses
 import hashlib
 import json
-import os
 import secrets
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,49 +36,25 @@ from app.audit.verification import Checkpoint, verify
 from app.core.clock import utcnow
 from app.core.crypto import public_key_text
 from app.main import create_app
-from tests.auth import SignedIn, api_client
-from tests.conftest import TEST_KEYS_DIR, settings_for
+from tests.audit.chain import (
+    PERSONS,
+    build_chain,
+    bypassing_triggers,
+    cli_env,
+    key_file,
+    pinned_public_key,
+)
+from tests.auth import SignIn, api_client
+from tests.conftest import settings_for
 from tests.factories import create_case, create_person, person_body, transition
 
 API = "/api/v1"
 VERIFY = f"{API}/audit/verify"
 LATEST = f"{API}/audit/checkpoints/latest"
 PROBLEM_JSON = "application/problem+json"
-PERSONS = 12
-
-SignIn = Callable[..., Awaitable[SignedIn]]
 
 
 # Helpers ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Chain:
-    auditor: httpx.AsyncClient
-    coordinator: httpx.AsyncClient
-    # The sequence numbers of the person creations, in order.
-    person_seqs: list[int]
-
-    @property
-    def middle(self) -> int:
-        """An event with events before and after it."""
-        return self.person_seqs[len(self.person_seqs) // 2]
-
-
-async def build_chain(sign_in_as: SignIn, db: asyncpg.Connection, persons: int = PERSONS) -> Chain:
-    """Accounts signing in, then `persons` person creations: one event each."""
-    auditor = (await sign_in_as(Role.auditor)).client
-    coordinator = (await sign_in_as(Role.coordinator)).client
-    for _ in range(persons):
-        await create_person(coordinator)
-    seqs = [
-        row["seq"]
-        for row in await db.fetch(
-            "SELECT seq FROM audit_event WHERE action = 'person.create' ORDER BY seq"
-        )
-    ]
-    assert len(seqs) == persons
-    return Chain(auditor, coordinator, seqs)
 
 
 async def event_count(db: asyncpg.Connection) -> int:
@@ -101,15 +75,6 @@ def assert_fails_at(report: Any, seq: int, problem: str) -> None:
     assert values["ok"] is False, values
     assert values["first_bad_seq"] == seq, values
     assert problem in values["problem"], values
-
-
-@asynccontextmanager
-async def bypassing_triggers(db: asyncpg.Connection) -> AsyncIterator[None]:
-    """What the owner of the tables, or a superuser, can do: a transaction in which the
-    append-only triggers do not fire."""
-    async with db.transaction():
-        await db.execute("SET LOCAL session_replication_role = replica")
-        yield
 
 
 _DRAFT_FIELDS = tuple(field.name for field in dataclasses.fields(EventDraft))
@@ -161,26 +126,6 @@ async def rewrite_from(
 def ring_public_keys(app: FastAPI) -> dict[str, Any]:
     keys: dict[str, Any] = app.state.security.audit_keys.public_keys()
     return keys
-
-
-def key_file() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((TEST_KEYS_DIR / "keys" / "audit.json").read_text())
-    return document
-
-
-def pinned_public_key(kid: str) -> Any:
-    """The public key derived from the key file itself, not from anything the API says."""
-    seed = base64.b64decode(key_file()["keys"][kid]["signing"])
-    return Ed25519PrivateKey.from_private_bytes(seed).public_key()
-
-
-def cli_env(database_url: str) -> dict[str, str]:
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("HABEAS_") and name != "DATABASE_URL"
-    }
-    return {**inherited, "DATABASE_URL": database_url, "HABEAS_DATA_DIR": str(TEST_KEYS_DIR)}
 
 
 async def run_cli(

@@ -18,7 +18,8 @@ from app.audit.verification import Checkpoint
 from app.core.clock import utcnow
 from app.core.crypto import public_key_text
 from app.jobs import service
-from tests.audit.test_chain import SignIn, build_chain, bypassing_triggers, pinned_public_key
+from tests.audit.chain import build_chain, bypassing_triggers, pinned_public_key
+from tests.auth import SignIn
 
 
 def exported(directory: Path) -> list[Path]:

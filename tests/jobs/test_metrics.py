@@ -23,9 +23,10 @@ from app.jobs.queue import enqueue
 from app.main import create_app
 from app.ops import metrics as scrape_hooks
 from app.ops.metrics import HOOK_SECONDS
-from tests.audit.test_chain import SignIn, build_chain, bypassing_triggers
+from tests.audit.chain import build_chain, bypassing_triggers
+from tests.auth import SignIn
 from tests.conftest import settings_for
-from tests.ops.test_metrics import samples, scrape, value, write_token
+from tests.ops.metrics import samples, scrape, value, write_token
 
 JOB_FAMILIES = (
     "habeas_jobs_queued",

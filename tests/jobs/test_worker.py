@@ -27,9 +27,9 @@ from app.core.config import Settings
 from app.jobs import worker
 from app.jobs.queue import enqueue, queries
 from app.ops.grants import application_database_url
-from tests.audit.test_chain import SignIn, build_chain, cli_env
-from tests.conftest import settings_for
-from tests.ops.test_grants import embedded_settings
+from tests.audit.chain import build_chain, cli_env
+from tests.auth import SignIn
+from tests.conftest import embedded_settings, settings_for
 
 DEADLINE_SECONDS = 30.0
 

@@ -14,7 +14,7 @@ from app.jobs.queue import QUEUE_TABLES
 from app.main import create_app
 from app.ops.grants import UnsafeDatabaseRole, application_database_url
 from tests.auth import api_client
-from tests.conftest import TEST_KEYS_DIR, settings_for
+from tests.conftest import TEST_KEYS_DIR, embedded_settings, settings_for
 
 REFUSED_TO_THE_API = [
     "ALTER TABLE audit_event DISABLE TRIGGER ALL",
@@ -26,11 +26,6 @@ REFUSED_TO_THE_API = [
     "ALTER ROLE CURRENT_USER SUPERUSER",
     "CREATE ROLE habeas_intruder SUPERUSER LOGIN",
 ]
-
-
-def embedded_settings(role: str, **values: object) -> Settings:
-    """What `habeas serve` reads when no DATABASE_URL is given."""
-    return Settings(_env_file=None, database_url=None, app_database_role=role, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,6 @@ import httpx
 import psutil
 import pytest
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.access.principal import Role
 from app.core.config import InvalidSetting
@@ -30,15 +28,9 @@ from app.main import create_app
 from tests.auth import api_client, create_account, log_in
 from tests.conftest import PROJECT_ROOT, TEST_KEYS_DIR, settings_for
 from tests.factories import API, create_case, person_body
+from tests.ops.metrics import samples, scrape, value, write_token
 
 UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def write_token(directory: Path) -> tuple[Path, str]:
-    token = secrets.token_urlsafe(32)
-    path = directory / "metrics.token"
-    path.write_text(token + "\n")  # an editor's trailing newline is not part of the token
-    return path, token
 
 
 @pytest.fixture(scope="module")
@@ -59,30 +51,6 @@ async def metrics_app(database_url: str, metrics_token: tuple[Path, str]) -> Asy
     application = create_app(settings_for(database_url, metrics_token_file=metrics_token[0]))
     async with application.router.lifespan_context(application):
         yield application
-
-
-async def scrape(app: FastAPI, token: str) -> str:
-    async with api_client(app) as client:
-        response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return response.text
-
-
-def samples(exposition: str) -> list[tuple[str, dict[str, str], float]]:
-    return [
-        (sample.name, sample.labels, sample.value)
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-    ]
-
-
-def value(exposition: str, name: str, **labels: str) -> float:
-    """The sample's value; 0 for a labelled series not seen yet (counters start at 0)."""
-    for sample_name, sample_labels, sample_value in samples(exposition):
-        if sample_name == name and sample_labels == labels:
-            return sample_value
-    return 0.0
 
 
 async def test_without_a_token_file_metrics_is_not_served(anonymous: httpx.AsyncClient) -> None:
