@@ -50,10 +50,6 @@ class SignedIn:
     tokens: dict[str, Any]
 
 
-# The `sign_in_as` fixture (tests/conftest.py).
-SignIn = Callable[..., Awaitable[SignedIn]]
-
-
 def api_client(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url=BASE_URL, **kwargs)

@@ -6,7 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.access.principal import Role
-from tests.auth import SignIn, api_client, create_partner, partner_token
+from tests.auth import SignInAs, api_client, create_partner, partner_token
 from tests.factories import API, case_body, create_person, event
 
 
@@ -69,7 +69,7 @@ async def test_public_partners_get_no_internal_reasons(
 
 
 async def test_a_stored_answer_is_not_replayed_to_a_caller_who_lost_access(
-    client: httpx.AsyncClient, sign_in_as: SignIn
+    client: httpx.AsyncClient, sign_in_as: SignInAs
 ) -> None:
     caseworker = await sign_in_as(Role.caseworker)
     person = await create_person(client)

@@ -14,7 +14,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.access.principal import Role
-from tests.auth import SignIn
+from tests.auth import SignInAs
 from tests.conftest import TEST_KEYS_DIR
 from tests.factories import create_person
 
@@ -34,7 +34,9 @@ class Chain:
         return self.person_seqs[len(self.person_seqs) // 2]
 
 
-async def build_chain(sign_in_as: SignIn, db: asyncpg.Connection, persons: int = PERSONS) -> Chain:
+async def build_chain(
+    sign_in_as: SignInAs, db: asyncpg.Connection, persons: int = PERSONS
+) -> Chain:
     """Accounts signing in, then `persons` person creations: one event each."""
     auditor = (await sign_in_as(Role.auditor)).client
     coordinator = (await sign_in_as(Role.coordinator)).client

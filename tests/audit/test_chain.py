@@ -44,7 +44,7 @@ from tests.audit.chain import (
     key_file,
     pinned_public_key,
 )
-from tests.auth import SignIn, api_client
+from tests.auth import SignInAs, api_client
 from tests.conftest import settings_for
 from tests.factories import create_case, create_person, person_body, transition
 
@@ -181,7 +181,7 @@ def independent_hash(row: asyncpg.Record) -> bytes:
 
 async def test_a_clean_chain_verifies_through_the_api_the_cli_and_the_verifier(
     app: FastAPI,
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     database_url: str,
     tmp_path: Path,
@@ -248,7 +248,7 @@ REFUSED_TO_EVERYONE = [
 
 @pytest.mark.parametrize(("statement", "table", "operation"), REFUSED_TO_EVERYONE)
 async def test_the_database_refuses_changes_to_the_trail_even_to_a_superuser(
-    sign_in_as: SignIn, db: asyncpg.Connection, statement: str, table: str, operation: str
+    sign_in_as: SignInAs, db: asyncpg.Connection, statement: str, table: str, operation: str
 ) -> None:
     chain = await build_chain(sign_in_as, db, persons=2)
     assert (await chain.auditor.get(LATEST)).status_code == 200
@@ -294,7 +294,7 @@ CHANGED_FIELDS = [
 
 @pytest.mark.parametrize(("assignment", "problem"), CHANGED_FIELDS)
 async def test_a_changed_field_is_caught_at_its_event(
-    sign_in_as: SignIn, db: asyncpg.Connection, assignment: str, problem: str
+    sign_in_as: SignInAs, db: asyncpg.Connection, assignment: str, problem: str
 ) -> None:
     chain = await build_chain(sign_in_as, db)
     assert (await verify_api(chain.auditor))["ok"] is True
@@ -312,7 +312,7 @@ async def test_a_changed_field_is_caught_at_its_event(
 @pytest.mark.parametrize("which", ["first", "middle", "second-to-last"])
 async def test_a_deleted_event_is_reported_missing(
     app: FastAPI,
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     database_url: str,
     tmp_path: Path,
@@ -335,7 +335,7 @@ async def test_a_deleted_event_is_reported_missing(
 
 
 async def test_two_swapped_events_are_caught_at_the_first_of_them(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     chain = await build_chain(sign_in_as, db)
     first = chain.middle
@@ -356,7 +356,7 @@ async def test_two_swapped_events_are_caught_at_the_first_of_them(
 
 
 async def test_time_going_backwards_is_caught_even_when_everything_is_rehashed(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     chain = await build_chain(sign_in_as, db)
     bad = chain.middle
@@ -376,7 +376,7 @@ async def test_time_going_backwards_is_caught_even_when_everything_is_rehashed(
 
 async def test_a_rewritten_and_rehashed_history_is_caught_only_against_a_checkpoint(
     app: FastAPI,
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     database_url: str,
     tmp_path: Path,
@@ -447,7 +447,7 @@ async def test_a_rewritten_and_rehashed_history_is_caught_only_against_a_checkpo
 
 @pytest.mark.parametrize("removed", [1, 5])
 async def test_a_removed_tail_is_caught_against_a_checkpoint_that_vouches_for_it(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection, removed: int
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection, removed: int
 ) -> None:
     chain = await build_chain(sign_in_as, db)
     response = await chain.auditor.get(LATEST)
@@ -497,7 +497,7 @@ def _forged(kind: str, seq: int, head_hash: bytes, kid: str) -> Checkpoint:
     "kind", ["random-signature", "unknown-key", "stranger-under-our-key-id", "altered-hash"]
 )
 async def test_a_forged_checkpoint_row_fails_verification(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection, kind: str
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection, kind: str
 ) -> None:
     chain = await build_chain(sign_in_as, db)
     at = chain.middle
@@ -542,7 +542,7 @@ def _person(n: int) -> dict[str, Any]:
 
 
 async def test_fifty_concurrent_writers_leave_a_contiguous_valid_chain(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     auditor = (await sign_in_as(Role.auditor)).client
     first = (await sign_in_as(Role.coordinator)).client
@@ -636,7 +636,7 @@ REFUSED_TO_THE_APPLICATION = [
 
 async def test_the_application_role_may_append_to_the_trail_but_never_change_it(
     app: FastAPI,
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     database_url: str,
     tmp_path: Path,
@@ -709,7 +709,7 @@ async def test_the_application_role_may_append_to_the_trail_but_never_change_it(
 
 
 async def test_a_checkpoint_is_an_ed25519_signed_statement_of_the_head(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     chain = await build_chain(sign_in_as, db, persons=3)
     response = await chain.auditor.get(LATEST)
@@ -748,7 +748,9 @@ async def test_a_checkpoint_is_an_ed25519_signed_statement_of_the_head(
     assert report["ok"] is True and report["checkpoints_checked"] == 2
 
 
-async def test_an_empty_chain_has_no_checkpoint(sign_in_as: SignIn, db: asyncpg.Connection) -> None:
+async def test_an_empty_chain_has_no_checkpoint(
+    sign_in_as: SignInAs, db: asyncpg.Connection
+) -> None:
     auditor = (await sign_in_as(Role.auditor)).client
     await empty_audit_trail(db)
     response = await auditor.get(LATEST)
@@ -761,7 +763,7 @@ async def test_an_empty_chain_has_no_checkpoint(sign_in_as: SignIn, db: asyncpg.
 
 
 async def test_the_audit_keys_are_nowhere_in_the_database(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     chain = await build_chain(sign_in_as, db, persons=2)
     assert (await chain.auditor.get(LATEST)).status_code == 200
@@ -804,7 +806,7 @@ async def test_the_audit_keys_are_nowhere_in_the_database(
 
 @pytest.mark.parametrize("role", [Role.coordinator, Role.caseworker, Role.analyst, Role.admin])
 async def test_only_auditors_verify_and_get_checkpoints(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection, role: Role
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection, role: Role
 ) -> None:
     chain = await build_chain(sign_in_as, db, persons=1)
     other = (await sign_in_as(role)).client
@@ -846,7 +848,7 @@ UNREADABLE_VALUES = [
 
 @pytest.mark.parametrize("assignment", UNREADABLE_VALUES)
 async def test_a_value_the_json_libraries_refuse_is_reported_not_a_crash(
-    sign_in_as: SignIn, db: asyncpg.Connection, assignment: str
+    sign_in_as: SignInAs, db: asyncpg.Connection, assignment: str
 ) -> None:
     chain = await build_chain(sign_in_as, db, persons=4)
     bad = chain.middle
@@ -858,7 +860,7 @@ async def test_a_value_the_json_libraries_refuse_is_reported_not_a_crash(
 
 
 async def test_an_unsigned_checkpoint_does_not_hide_an_earlier_changed_event(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     chain = await build_chain(sign_in_as, db)
     bad, later = chain.middle, chain.person_seqs[-1]

@@ -15,7 +15,7 @@ from tests.audit.trail import (
     only_event_after,
 )
 from tests.auth import (
-    SignIn,
+    SignInAs,
 )
 from tests.factories import (
     API,
@@ -57,7 +57,7 @@ async def test_confidential_values_are_fingerprinted_consistently(
 
 
 async def test_a_name_searched_for_is_kept_only_as_a_fingerprint(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     """A search by name is logged with the persons it showed, the name as a fingerprint."""
     coordinator = (await sign_in_as(Role.coordinator)).client

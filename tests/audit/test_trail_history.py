@@ -12,7 +12,7 @@ from tests.audit.trail import (
     only_event_after,
 )
 from tests.auth import (
-    SignIn,
+    SignInAs,
 )
 from tests.factories import (
     API,
@@ -41,7 +41,7 @@ async def _all_pages(client: httpx.AsyncClient, url: str) -> tuple[list[dict[str
 
 
 async def test_case_history_lists_every_write_newest_first(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     """A case file's history (coordinators): every write that changed it, newest first,
     field by field, a collective event's change to it included (and nothing of the other
@@ -184,7 +184,9 @@ async def test_person_history_pages_are_full_until_the_last(client: httpx.AsyncC
     assert pages == [["case.create"], ["person.create"]]
 
 
-async def test_history_is_for_coordinators_only(sign_in_as: SignIn, db: asyncpg.Connection) -> None:
+async def test_history_is_for_coordinators_only(
+    sign_in_as: SignInAs, db: asyncpg.Connection
+) -> None:
     """A caseworker who may read the case file is refused its history (403); an auditor,
     who may not see case content at all, gets a 404 as for any hidden record. Both are
     recorded as denials."""

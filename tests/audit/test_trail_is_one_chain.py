@@ -8,7 +8,7 @@ from tests.audit.trail import (
     search_events,
 )
 from tests.auth import (
-    SignIn,
+    SignInAs,
 )
 from tests.factories import (
     API,
@@ -17,7 +17,7 @@ from tests.factories import (
 
 
 async def test_the_chain_still_verifies_after_all_kinds_of_events(
-    sign_in_as: SignIn, anonymous: httpx.AsyncClient, db: asyncpg.Connection
+    sign_in_as: SignInAs, anonymous: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     """Writes, reads, denials and searches all link into one chain that verifies, with
     contiguous sequence numbers."""

@@ -29,7 +29,7 @@ from tests.audit.trail import (
 )
 from tests.auth import (
     SignedIn,
-    SignIn,
+    SignInAs,
     create_account,
     create_partner,
     enrolled_awaiting_approval,
@@ -54,7 +54,7 @@ WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 class World:
     app: FastAPI
     db: asyncpg.Connection
-    sign_in_as: SignIn
+    sign_in_as: SignInAs
     anonymous: httpx.AsyncClient
     _coordinator: SignedIn | None = None
 
@@ -849,7 +849,7 @@ def test_every_write_route_is_in_the_table(app: FastAPI) -> None:
 
 @pytest.fixture
 async def world(
-    app: FastAPI, db: asyncpg.Connection, sign_in_as: SignIn, anonymous: httpx.AsyncClient
+    app: FastAPI, db: asyncpg.Connection, sign_in_as: SignInAs, anonymous: httpx.AsyncClient
 ) -> World:
     return World(app, db, sign_in_as, anonymous)
 

@@ -19,7 +19,7 @@ from tests.audit.trail import (
     only_event_after,
 )
 from tests.auth import (
-    SignIn,
+    SignInAs,
     create_account,
 )
 from tests.factories import (
@@ -77,7 +77,7 @@ async def test_a_denial_names_the_route_as_served(
 
 
 async def test_a_forbidden_write_is_recorded_and_changes_nothing(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     """A caseworker's 403 on a case file it may see but is not assigned: one denial with
     the caller and the case file, and the case file as it was."""
@@ -110,7 +110,7 @@ async def test_a_forbidden_write_is_recorded_and_changes_nothing(
 
 
 async def test_a_hidden_record_is_a_denial_and_a_missing_one_is_recorded_apart(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     """An analyst asking for a high-confidentiality case file gets the same 404 as for one
     that does not exist; the first is recorded as a denial, the second as not found (both

@@ -17,7 +17,7 @@ from tests.audit.trail import (
     only_event_after,
 )
 from tests.auth import (
-    SignIn,
+    SignInAs,
     api_client,
     create_partner,
     partner_token,
@@ -31,7 +31,7 @@ from tests.factories import (
 
 
 async def test_reads_of_restricted_data_by_a_caseworker_are_logged(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     """Each read that shows more than the public tier is one event: the record read, or
     for a page, the records on it."""
@@ -84,7 +84,7 @@ async def test_reads_of_restricted_data_by_a_caseworker_are_logged(
 
 
 async def test_reads_of_public_data_are_not_logged(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     """A partner whose agreement stops at the public tier reads shared records without a
     trace; the same reads by a partner cleared for the restricted tier are logged (so the

@@ -18,7 +18,7 @@ from tests.audit.trail import (
     search_events,
 )
 from tests.auth import (
-    SignIn,
+    SignInAs,
 )
 from tests.factories import (
     API,
@@ -36,7 +36,7 @@ async def _seqs(db: asyncpg.Connection, where: str, *args: Any) -> list[int]:
 
 
 async def test_audit_search_filters_pages_and_shows_no_values(
-    sign_in_as: SignIn, db: asyncpg.Connection
+    sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     """Auditors search the trail newest first by actor, record (also where the record is
     one of several an event touched), action, outcome and time; the answer names the
@@ -141,7 +141,7 @@ async def test_audit_search_filters_pages_and_shows_no_values(
     assert search["detail"] == {"resource_id": person["id"], "action": "person.update"}
 
 
-async def test_only_auditors_search_the_trail(sign_in_as: SignIn, db: asyncpg.Connection) -> None:
+async def test_only_auditors_search_the_trail(sign_in_as: SignInAs, db: asyncpg.Connection) -> None:
     """Every other role is refused the trail (403), and the refusal is recorded."""
     for role in (Role.coordinator, Role.caseworker, Role.analyst, Role.admin):
         signed = await sign_in_as(role)
@@ -162,7 +162,7 @@ async def test_only_auditors_search_the_trail(sign_in_as: SignIn, db: asyncpg.Co
     ],
 )
 async def test_a_damaged_or_foreign_cursor_is_a_clear_400(
-    sign_in_as: SignIn, client: httpx.AsyncClient, cursor: str | None
+    sign_in_as: SignInAs, client: httpx.AsyncClient, cursor: str | None
 ) -> None:
     """Bad paging input gets a problem+json 400 from the search and the history, never a
     500 or another query's page."""

@@ -19,7 +19,7 @@ from app.core.clock import utcnow
 from app.core.crypto import public_key_text
 from app.jobs import service
 from tests.audit.chain import build_chain, bypassing_triggers, pinned_public_key
-from tests.auth import SignIn
+from tests.auth import SignInAs
 
 
 def exported(directory: Path) -> list[Path]:
@@ -31,7 +31,7 @@ async def integrity_rows(db: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def test_a_chain_that_holds_is_checkpointed_and_exported(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection, export_dir: Path
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection, export_dir: Path
 ) -> None:
     await build_chain(sign_in_as, db, persons=3)
     head = await db.fetchval("SELECT max(seq) FROM audit_event")
@@ -74,7 +74,7 @@ async def test_a_chain_that_holds_is_checkpointed_and_exported(
 
 
 async def test_a_tampered_chain_raises_the_alert_and_nothing_is_signed(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection, export_dir: Path
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection, export_dir: Path
 ) -> None:
     chain = await build_chain(sign_in_as, db, persons=5)
     keys = app.state.security.audit_keys
@@ -113,7 +113,7 @@ async def test_a_tampered_chain_raises_the_alert_and_nothing_is_signed(
 
 
 async def test_an_export_that_fails_fails_the_run_and_is_recorded(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection, tmp_path: Path
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     await build_chain(sign_in_as, db, persons=1)
     not_a_directory = tmp_path / "taken"
@@ -131,7 +131,7 @@ async def test_an_export_that_fails_fails_the_run_and_is_recorded(
 
 
 async def test_without_an_export_directory_the_checkpoint_is_only_stored(
-    app: FastAPI, sign_in_as: SignIn, db: asyncpg.Connection
+    app: FastAPI, sign_in_as: SignInAs, db: asyncpg.Connection
 ) -> None:
     await build_chain(sign_in_as, db, persons=1)
     check = await service.check_integrity(

@@ -24,7 +24,7 @@ from app.main import create_app
 from app.ops import metrics as scrape_hooks
 from app.ops.metrics import HOOK_SECONDS
 from tests.audit.chain import build_chain, bypassing_triggers
-from tests.auth import SignIn
+from tests.auth import SignInAs
 from tests.conftest import settings_for
 from tests.ops.metrics import samples, scrape, value, write_token
 
@@ -82,7 +82,7 @@ async def test_the_gauge_says_ok_then_failed_when_the_chain_is_tampered_with(
     metrics_app: FastAPI,
     metrics_token: tuple[Path, str],
     app: FastAPI,
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     export_dir: Path,
 ) -> None:

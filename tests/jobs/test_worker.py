@@ -28,7 +28,7 @@ from app.jobs import worker
 from app.jobs.queue import enqueue, queries
 from app.ops.grants import application_database_url
 from tests.audit.chain import build_chain, cli_env
-from tests.auth import SignIn
+from tests.auth import SignInAs
 from tests.conftest import embedded_settings, settings_for
 
 DEADLINE_SECONDS = 30.0
@@ -60,7 +60,7 @@ async def expired_idempotency_record(db: asyncpg.Connection, settings: Settings)
 
 async def test_a_worker_process_runs_queued_and_scheduled_jobs_and_stops_on_sigterm(
     app: FastAPI,
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     database_url: str,
     empty_queue: None,
@@ -145,7 +145,7 @@ async def run_workers(
 
 
 async def test_two_workers_run_each_scheduled_tick_once(
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     database_url: str,
     empty_queue: None,
@@ -196,7 +196,7 @@ async def role(db: asyncpg.Connection) -> AsyncIterator[str]:
 
 async def test_the_application_role_can_run_the_jobs(
     app: FastAPI,
-    sign_in_as: SignIn,
+    sign_in_as: SignInAs,
     db: asyncpg.Connection,
     database_url: str,
     empty_queue: None,
