@@ -15,8 +15,7 @@ from sqlalchemy import Text as SqlText
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field, SQLModel
 
-from app.core.columns import moment_column
-from app.core.db import one_of
+from app.core.columns import moment_column, one_of
 
 ACTOR_TYPES = ("user", "partner", "system", "anonymous")
 # "not_found": a request for a record that does not exist (probing, or a stale link).

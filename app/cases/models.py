@@ -11,9 +11,8 @@ from sqlmodel import Field, SQLModel
 
 from app.cases.statuses import Confidence, Status
 from app.core.clock import utcnow
-from app.core.columns import moment_column
+from app.core.columns import TextEnum, moment_column, one_of
 from app.core.dates import Precision
-from app.core.db import TextEnum, one_of
 from app.core.ids import new_id
 
 

@@ -14,7 +14,8 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
 from app.cases.schemas import CaseFilters, CaseUpdate
-from app.core.db import TextEnum, driver_connection
+from app.core.columns import TextEnum
+from app.core.db import driver_connection
 
 EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
 

@@ -2,15 +2,14 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import suppress
-from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
 import asyncpg
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy import CheckConstraint, Dialect, MetaData, String, TypeDecorator, event
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -283,20 +282,6 @@ async def _discard_connection(session: AsyncSession, error: BaseException) -> No
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
 
-def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
-    """A CHECK that keeps a text column within an enumeration (easier to evolve than ENUM)."""
-    allowed = ", ".join(f"'{value}'" for value in values)
-    return CheckConstraint(f"{column} IN ({allowed})", name=name or f"{column}_allowed")
-
-
-def all_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
-    """A CHECK that keeps every element of a text[] column within an enumeration."""
-    allowed = ", ".join(f"'{value}'" for value in values)
-    return CheckConstraint(
-        f"{column} <@ ARRAY[{allowed}]::text[]", name=name or f"{column}_allowed"
-    )
-
-
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under the session, inside the session's transaction.
 
@@ -324,21 +309,3 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if not driver.is_in_transaction():
         raise RuntimeError("the request's transaction is not open on its connection")
     return driver
-
-
-class TextEnum(TypeDecorator[Any]):
-    """A StrEnum kept as text (its values held by a `one_of` CHECK) and read back as the
-    enum, so that a loaded row's fields have the types the model declares."""
-
-    impl = String
-    cache_ok = True
-
-    def __init__(self, enum: type[StrEnum], length: int) -> None:
-        super().__init__(length)
-        self.enum = enum
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else self.enum(value).value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
-        return None if value is None else self.enum(value)

@@ -20,8 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from app.access.principal import Role, Tier
 from app.core.clock import utcnow
-from app.core.columns import moment_column
-from app.core.db import one_of
+from app.core.columns import moment_column, one_of
 from app.core.ids import new_id
 
 

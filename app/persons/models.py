@@ -9,9 +9,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
-from app.core.columns import moment_column
+from app.core.columns import TextEnum, all_of, moment_column, one_of
 from app.core.dates import Precision
-from app.core.db import TextEnum, all_of, one_of
 from app.core.ids import new_id
 from app.recognition.criteria import RecognitionStatus
 

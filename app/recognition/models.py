@@ -5,8 +5,7 @@ from sqlalchemy import ARRAY, Column, Text, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
-from app.core.columns import moment_column
-from app.core.db import TextEnum, one_of
+from app.core.columns import TextEnum, moment_column, one_of
 from app.core.ids import new_id
 from app.recognition.criteria import RecognitionStatus
 

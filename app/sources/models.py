@@ -6,8 +6,7 @@ from sqlalchemy import CheckConstraint, Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
-from app.core.columns import moment_column
-from app.core.db import TextEnum, one_of
+from app.core.columns import TextEnum, moment_column, one_of
 from app.core.ids import new_id
 
 
