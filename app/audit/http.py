@@ -87,6 +87,7 @@ async def record_history(
     session: SessionDep,
     request: Request,
     record_id: uuid.UUID,
+    *,
     paging: PageRequest,
 ) -> Response:
     """The field-level history of a record (for the cases and persons routers)."""

@@ -91,8 +91,8 @@ class Journal:
         action: str,
         resource_type: str,
         resource_id: uuid.UUID | None,
-        changes: Iterable[dict[str, Any] | None],
         *,
+        changes: Iterable[dict[str, Any] | None],
         related: Iterable[uuid.UUID] = (),
         detail: Mapping[str, Any] | None = None,
     ) -> None:
@@ -100,7 +100,9 @@ class Journal:
         later ones add their changes to the same event."""
         entries = [entry for entry in changes if entry is not None]
         if self._pending is None or not self._pending_is_write:
-            self._pending = self._draft(action, "success", resource_type, resource_id)
+            self._pending = self._draft(
+                action, "success", resource_type=resource_type, resource_id=resource_id
+            )
             self._pending.changes = []
             self._pending_is_write = True
         draft = self._pending
@@ -115,8 +117,8 @@ class Journal:
         action: str,
         resource_type: str,
         resource_ids: Iterable[uuid.UUID],
-        clearance: Tier,
         *,
+        clearance: Tier,
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         """A read. Only reads that show more than the public tier are recorded; a write in
@@ -126,7 +128,9 @@ class Journal:
         ids = list(resource_ids)
         if self._pending is None:
             single = ids[0] if len(ids) == 1 else None
-            self._pending = self._draft(action, "success", resource_type, single)
+            self._pending = self._draft(
+                action, "success", resource_type=resource_type, resource_id=single
+            )
             if detail:
                 self._pending.detail = dict(detail)
             if single is not None:
@@ -147,7 +151,7 @@ class Journal:
             action,
             resource_type,
             [record_id for record_id, _ in seen],
-            max((tier for _, tier in seen), default=Tier.public),
+            clearance=max((tier for _, tier in seen), default=Tier.public),
             detail=detail,
         )
 
@@ -169,7 +173,7 @@ class Journal:
         resource_id = self.origin.path_record
         if self.subject is not None:
             resource_type, resource_id = self.subject
-        draft = self._draft(action, outcome, resource_type, resource_id)
+        draft = self._draft(action, outcome, resource_type=resource_type, resource_id=resource_id)
         draft.detail = {"status": status, "problem": problem}
         if self.origin.route is not None:
             draft.detail["route"] = self.origin.route
@@ -209,7 +213,7 @@ class Journal:
                 await append(session, draft, durable=not only_read)
 
     def _draft(
-        self, action: str, outcome: str, resource_type: str | None, resource_id: uuid.UUID | None
+        self, action: str, outcome: str, *, resource_type: str | None, resource_id: uuid.UUID | None
     ) -> EventDraft:
         return EventDraft(
             actor_type=self.actor.type,
@@ -228,6 +232,7 @@ class Journal:
 def change(
     kind: str,
     record_id: uuid.UUID,
+    *,
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any] | None,
 ) -> dict[str, Any] | None:

@@ -63,7 +63,7 @@ async def search_events(
         "audit.search",
         "audit_event",
         [],
-        Tier.restricted,
+        clearance=Tier.restricted,
         detail={name: str(value) for name, value in conditions.items()},
     )
     return model_response(

@@ -108,7 +108,7 @@ async def checkpoint(session: AsyncSession, keys: AuditKeyRing) -> Checkpoint:
     # The key id is part of the statement, so it is chosen before signing.
     key_id = keys.active_kid
     signing_kid, signature = keys.sign(
-        statement_bytes(report.head_seq, head_hash, signed_at, key_id)
+        statement_bytes(report.head_seq, head_hash, signed_at=signed_at, key_id=key_id)
     )
     if signing_kid != key_id:  # the key file changed between the two calls; try again later
         raise Conflict("The audit key changed while signing; try again.")

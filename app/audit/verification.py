@@ -63,7 +63,9 @@ class Checkpoint:
 
     def statement(self) -> bytes:
         """The bytes that are signed (RFC 8785 JSON)."""
-        return statement_bytes(self.seq, self.head_hash, self.signed_at, self.key_id)
+        return statement_bytes(
+            self.seq, self.head_hash, signed_at=self.signed_at, key_id=self.key_id
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,7 +104,7 @@ class Checkpoint:
         return True
 
 
-def statement_bytes(seq: int, head_hash: bytes, signed_at: datetime, key_id: str) -> bytes:
+def statement_bytes(seq: int, head_hash: bytes, *, signed_at: datetime, key_id: str) -> bytes:
     return canonical(
         {
             "log": CHECKPOINT_LOG,
@@ -187,7 +189,7 @@ class _Walk:
 
 
 async def _start_after(
-    connection: asyncpg.Connection, since: Checkpoint, walk: _Walk, report: Report
+    connection: asyncpg.Connection, since: Checkpoint, *, walk: _Walk, report: Report
 ) -> None:
     row = await connection.fetchrow(
         f"SELECT hash, to_char(occurred_at AT TIME ZONE 'UTC', {SQL_TIME_FORMAT}) AS at "
@@ -224,7 +226,7 @@ async def verify(
     walk = _Walk(trusted)
     after = 0
     if since is not None and report.ok:
-        await _start_after(connection, since, walk, report)
+        await _start_after(connection, since, walk=walk, report=report)
         after = since.seq
     statement = await connection.prepare(_SELECT_BATCH)
     pending = asyncio.ensure_future(statement.fetch(after, last, batch)) if report.ok else None

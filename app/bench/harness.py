@@ -29,7 +29,7 @@ class Plan:
 async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
     keys = identity.key_env(plan.data_dir)
     url = await database.prepare(scale, plan.data_dir, plan.server_url)
-    server = Server(url, database.application_url(url), keys)
+    server = Server(url, database.application_url(url), key_env=keys)
     results = []
     try:
         await server.wait_ready()
@@ -39,9 +39,11 @@ async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
             workload = ALL_WORKLOADS[name]()
             workload.identity = signed_in
             print(f"  {scale} {name}: API ...", end="", flush=True)  # noqa: T201
-            api, rss_mb = await run_api(workload, server, url, plan.warmup, plan.duration)
+            api, rss_mb = await run_api(
+                workload, server, url, warmup=plan.warmup, duration=plan.duration
+            )
             print(" raw ...", end="", flush=True)  # noqa: T201
-            raw = await run_raw(workload, url, plan.warmup, plan.duration)
+            raw = await run_raw(workload, url, warmup=plan.warmup, duration=plan.duration)
             result = Result(name, api, raw, rss_mb)
             print(f" {result.as_json()['ratio']}x", flush=True)  # noqa: T201
             results.append(result)

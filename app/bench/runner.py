@@ -70,7 +70,7 @@ class Server:
     """The real server: `habeas serve` with production settings and 2 workers."""
 
     def __init__(
-        self, database_url: str, app_database_url: str, key_env: dict[str, str], workers: int = 2
+        self, database_url: str, app_database_url: str, *, key_env: dict[str, str], workers: int = 2
     ) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -147,6 +147,7 @@ async def peak_rss(server: Server) -> AsyncIterator[list[int]]:
 async def _drive(
     concurrency: int,
     warmup: float,
+    *,
     duration: float,
     one: Callable[[int, random.Random], Awaitable[bool]],
 ) -> Measurement:
@@ -178,7 +179,7 @@ async def _drive(
 
 
 async def run_api(
-    workload: Workload, server: Server, database_url: str, warmup: float, duration: float
+    workload: Workload, server: Server, database_url: str, *, warmup: float, duration: float
 ) -> tuple[Measurement, float]:
     connection = await asyncpg.connect(**asyncpg_connect_kwargs(database_url))
     try:
@@ -202,7 +203,7 @@ async def run_api(
                 return response.status == workload.expected_status
 
         async with peak_rss(server) as peak:
-            measured = await _drive(workload.concurrency, warmup, duration, one)
+            measured = await _drive(workload.concurrency, warmup, duration=duration, one=one)
     await _clean_up(workload, database_url)
     return measured, peak[0] / 1_048_576
 
@@ -216,7 +217,7 @@ async def _clean_up(workload: Workload, database_url: str) -> None:
 
 
 async def run_raw(
-    workload: Workload, database_url: str, warmup: float, duration: float
+    workload: Workload, database_url: str, *, warmup: float, duration: float
 ) -> Measurement:
     pool = await asyncpg.create_pool(
         **asyncpg_connect_kwargs(database_url),
@@ -232,7 +233,7 @@ async def run_raw(
                 await workload.raw(connection, worker, rng)
             return True
 
-        measured = await _drive(workload.concurrency, warmup, duration, one)
+        measured = await _drive(workload.concurrency, warmup, duration=duration, one=one)
     finally:
         await pool.close()
     await _clean_up(workload, database_url)

@@ -115,6 +115,7 @@ class Workload:
         connection: asyncpg.Connection,
         action: str,
         resource_id: uuid.UUID | None,
+        *,
         changes: list[dict[str, Any]] | None = None,
         related: Sequence[uuid.UUID] = (),
     ) -> None:
@@ -227,6 +228,7 @@ class NameSearch(Workload):
 def _sentenced_event(
     case_id: uuid.UUID,
     position: int,
+    *,
     today: date,
     now: datetime,
     details: str,
@@ -325,7 +327,9 @@ class StatusTransition(Workload):
             await self.authenticate(connection)
             case = await connection.fetchrow(repository.SQL_CASE_LOCKED, case_id)
             events = await connection.fetch(repository.SQL_EVENTS, [case_id])
-            event = _sentenced_event(case_id, len(events), self.today, now, '{"term_months": 24}')
+            event = _sentenced_event(
+                case_id, len(events), today=self.today, now=now, details='{"term_months": 24}'
+            )
             event_id = event[0]
             await connection.execute(repository.SQL_INSERT_EVENT, *event)
             await connection.fetch(
@@ -342,7 +346,7 @@ class StatusTransition(Workload):
                 connection,
                 "case.transition",
                 case_id,
-                [_case_change(case_id, case["version"]), _event_change(event_id, case_id)],
+                changes=[_case_change(case_id, case["version"]), _event_change(event_id, case_id)],
             )
 
 
@@ -417,10 +421,10 @@ class CollectiveTransition(Workload):
                     _sentenced_event(
                         case["id"],
                         counts.get(case["id"], 0),
-                        self.today,
-                        now,
-                        "{}",
-                        collective_id,
+                        today=self.today,
+                        now=now,
+                        details="{}",
+                        collective_id=collective_id,
                     )
                     for case in cases
                 ],
@@ -439,7 +443,7 @@ class CollectiveTransition(Workload):
                 connection,
                 "collective.create",
                 collective_id,
-                [_case_change(case["id"], case["version"]) for case in cases],
+                changes=[_case_change(case["id"], case["version"]) for case in cases],
                 related=[case["id"] for case in cases],
             )
 

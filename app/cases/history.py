@@ -125,4 +125,4 @@ def event_snapshot(journal: Journal, entry: HistoryEntry) -> dict[str, Any]:
 
 
 def new_event_change(journal: Journal, entry: HistoryEntry) -> dict[str, Any] | None:
-    return change("status_event", entry.event.id, None, event_snapshot(journal, entry))
+    return change("status_event", entry.event.id, before=None, after=event_snapshot(journal, entry))

@@ -57,7 +57,7 @@ def _status_change(change: transitions.StatusChange) -> StatusChange:
 def _case_response(view: service.CaseView, status_code: int = 200) -> Response:
     return model_response(
         case_read(view.case),
-        status_code,
+        status_code=status_code,
         headers={"ETag": etag(view.case.version)},
         exclude=hidden_fields("case", view.clearance),
     )
@@ -95,7 +95,7 @@ async def create_case(
         journal = journal_of(session)
         journal.subject = ("case", record_id)
         view = await service.get(session, caller, record_id)
-        journal.viewed("case.read", "case", [view.case.id], view.clearance)
+        journal.viewed("case.read", "case", [view.case.id], clearance=view.clearance)
         return created(view)
 
     return await once.run(body.model_dump(mode="json"), produce, replay)
@@ -106,7 +106,7 @@ async def read_case(
     case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
 ) -> Response:
     view = await service.get(session, caller, case_id)
-    journal_of(session).viewed("case.read", "case", [case_id], view.clearance)
+    journal_of(session).viewed("case.read", "case", [case_id], clearance=view.clearance)
     return _case_response(view)
 
 
@@ -179,8 +179,8 @@ async def read_case_history(
     """Every change to the case file and its status events, field by field, newest first:
     who, when, from which request (coordinators)."""
     view = await service.history_reader(session, caller, case_id)
-    journal_of(session).viewed("case.history", "case", [case_id], view.clearance)
-    return await record_history(session, request, case_id, paging)
+    journal_of(session).viewed("case.history", "case", [case_id], clearance=view.clearance)
+    return await record_history(session, request, case_id, paging=paging)
 
 
 @router.get("/{case_id}/status-events", response_model=CaseHistory)
@@ -188,7 +188,9 @@ async def read_status_history(
     case_id: uuid.UUID, session: SessionDep, caller: Annotated[Caller, requires("case.read")]
 ) -> Response:
     view, entries = await service.history(session, caller, case_id)
-    journal_of(session).viewed("case.read_status_events", "case", [case_id], view.clearance)
+    journal_of(session).viewed(
+        "case.read_status_events", "case", [case_id], clearance=view.clearance
+    )
     hidden = exclusion("status_event", view.clearance)
     return model_response(
         CaseHistory(

@@ -171,8 +171,8 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
         "case.create",
         "case",
         case.id,
-        [
-            change("case", case.id, None, case_snapshot(journal, case)),
+        changes=[
+            change("case", case.id, before=None, after=case_snapshot(journal, case)),
             *(
                 new_event_change(journal, entry)
                 for entry in history_entries([(event, None) for event in events])
@@ -236,7 +236,7 @@ async def update(
         "case.update",
         "case",
         case_id,
-        [change("case", case_id, before, case_snapshot(journal, case))],
+        changes=[change("case", case_id, before=before, after=case_snapshot(journal, case))],
         related=[case.person_id],
     )
     return CaseView(case, found.clearance)

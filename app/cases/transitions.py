@@ -96,8 +96,8 @@ async def append(
         "case.transition",
         "case",
         case_id,
-        [
-            change("case", case_id, before, case_snapshot(journal, case)),
+        changes=[
+            change("case", case_id, before=before, after=case_snapshot(journal, case)),
             new_event_change(journal, entry),
         ],
         related=[case.person_id],
@@ -142,9 +142,11 @@ async def retract(
         "case.retract",
         "case",
         case_id,
-        [
-            change("case", case_id, case_before, case_snapshot(journal, case)),
-            change("status_event", event_id, event_before, event_snapshot(journal, entry)),
+        changes=[
+            change("case", case_id, before=case_before, after=case_snapshot(journal, case)),
+            change(
+                "status_event", event_id, before=event_before, after=event_snapshot(journal, entry)
+            ),
         ],
         related=[case.person_id],
     )
@@ -215,11 +217,11 @@ async def apply_collective(
         "collective.create",
         "collective_event",
         collective_event_id,
-        [
+        changes=[
             entry
             for case, event in zip(changed, new_events, strict=True)
             for entry in (
-                change("case", case.id, before[case.id], case_snapshot(journal, case)),
+                change("case", case.id, before=before[case.id], after=case_snapshot(journal, case)),
                 new_event_change(journal, HistoryEntry(event, None, from_statuses[case.id])),
             )
         ],

@@ -72,7 +72,7 @@ def backup_create(
     }
 
     async def work(session: "AsyncSession") -> None:
-        journal_of(session).changed("backup.create", "database", None, [], detail=summary)
+        journal_of(session).changed("backup.create", "database", None, changes=[], detail=summary)
 
     asyncio.run(in_session(settings, url, kit=kit, work=work))
     typer.echo(json.dumps(summary))

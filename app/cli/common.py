@@ -99,7 +99,7 @@ def record_operation(
     from app.audit.journal import journal_of
 
     async def work(session: "AsyncSession") -> None:
-        journal_of(session).changed(action, "key_ring", None, [], detail=detail)
+        journal_of(session).changed(action, "key_ring", None, changes=[], detail=detail)
 
     asyncio.run(in_session(settings, url, kit=kit, work=work))
 

@@ -62,12 +62,12 @@ async def create(
         "collective.create",
         "collective_event",
         event.id,
-        [
+        changes=[
             change(
                 "collective_event",
                 event.id,
-                None,
-                journal.snapshot("collective_event", event.model_dump(mode="json")),
+                before=None,
+                after=journal.snapshot("collective_event", event.model_dump(mode="json")),
             )
         ],
     )

@@ -112,7 +112,7 @@ class _RingSource:
 
 
 def _source(
-    settings: Settings, inline: str | None, path: Path | None, default_name: str, what: str
+    settings: Settings, inline: str | None, *, path: Path | None, default_name: str, what: str
 ) -> _RingSource:
     if inline is not None:
         return _RingSource(inline, None, what)
@@ -143,7 +143,7 @@ def _symmetric_key(what: str, kid: str, material: Any) -> bytes:
     return raw
 
 
-def _associated_data(table: str, column: str, row_id: object, kid: str) -> bytes:
+def _associated_data(table: str, column: str, row_id: object, *, kid: str) -> bytes:
     # Binding the place and the key id means a value copied to another row or column, or
     # relabelled with another key id, fails authentication instead of decrypting.
     return f"habeas|{table}|{column}|{row_id}|{kid}".encode()
@@ -171,17 +171,17 @@ class DataKeyRing:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
-    def seal(self, table: str, column: str, row_id: object, plaintext: bytes) -> bytes:
+    def seal(self, table: str, column: str, row_id: object, *, plaintext: bytes) -> bytes:
         self._refresh()
         kid = self.active_kid
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = self._keys[kid].encrypt(
-            nonce, plaintext, _associated_data(table, column, row_id, kid)
+            nonce, plaintext, _associated_data(table, column, row_id, kid=kid)
         )
         header = bytes([ENVELOPE_VERSION, len(kid)]) + kid.encode()
         return header + nonce + sealed
 
-    def open(self, table: str, column: str, row_id: object, envelope: bytes) -> bytes:
+    def open(self, table: str, column: str, row_id: object, *, envelope: bytes) -> bytes:
         kid = key_id_of(envelope)
         if kid not in self._keys:
             # A key added by a rotation since this process loaded the ring.
@@ -192,22 +192,22 @@ class DataKeyRing:
         start = 2 + len(kid)
         nonce, sealed = envelope[start : start + NONCE_BYTES], envelope[start + NONCE_BYTES :]
         try:
-            return key.decrypt(nonce, sealed, _associated_data(table, column, row_id, kid))
+            return key.decrypt(nonce, sealed, _associated_data(table, column, row_id, kid=kid))
         except InvalidTag:
             raise UndecryptableValue(
                 f"{table}.{column} of {row_id} failed authentication"
             ) from None
 
-    def seal_json(self, table: str, column: str, row_id: object, value: Any) -> bytes | None:
+    def seal_json(self, table: str, column: str, row_id: object, *, value: Any) -> bytes | None:
         if value is None:
             return None
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        return self.seal(table, column, row_id, text.encode())
+        return self.seal(table, column, row_id, plaintext=text.encode())
 
-    def open_json(self, table: str, column: str, row_id: object, envelope: bytes | None) -> Any:
+    def open_json(self, table: str, column: str, row_id: object, *, envelope: bytes | None) -> Any:
         if envelope is None:
             return None
-        return json.loads(self.open(table, column, row_id, envelope))
+        return json.loads(self.open(table, column, row_id, envelope=envelope))
 
 
 def key_id_of(envelope: bytes) -> str:
@@ -218,7 +218,13 @@ def key_id_of(envelope: bytes) -> str:
 
 
 def data_key_ring(settings: Settings) -> DataKeyRing:
-    source = _source(settings, settings.data_keys, settings.data_key_file, "data.json", "data keys")
+    source = _source(
+        settings,
+        settings.data_keys,
+        path=settings.data_key_file,
+        default_name="data.json",
+        what="data keys",
+    )
     if source.path is not None and not source.path.exists() and settings.data_key_file is None:
         kid = _new_kid()
         write_key_file(source.path, {"active": kid, "keys": {kid: new_data_key()}})
@@ -290,7 +296,13 @@ class SigningKeyRing:
 
 
 def signing_key_ring(settings: Settings) -> SigningKeyRing:
-    source = _source(settings, settings.jwt_keys, settings.jwt_key_file, "jwt.json", "JWT keys")
+    source = _source(
+        settings,
+        settings.jwt_keys,
+        path=settings.jwt_key_file,
+        default_name="jwt.json",
+        what="JWT keys",
+    )
     if source.path is not None and not source.path.exists() and settings.jwt_key_file is None:
         key = new_signing_key()
         write_key_file(source.path, {"active": key["kid"], "keys": {key["kid"]: key}})
@@ -395,7 +407,11 @@ def public_key_from_text(text: str) -> Ed25519PublicKey:
 
 def audit_key_ring(settings: Settings) -> AuditKeyRing:
     source = _source(
-        settings, settings.audit_keys, settings.audit_key_file, "audit.json", "audit keys"
+        settings,
+        settings.audit_keys,
+        path=settings.audit_key_file,
+        default_name="audit.json",
+        what="audit keys",
     )
     if source.path is not None and not source.path.exists() and settings.audit_key_file is None:
         kid = _new_kid()
@@ -438,7 +454,11 @@ class BackupKeyRing:
 
 def backup_key_ring(settings: Settings) -> BackupKeyRing:
     source = _source(
-        settings, settings.backup_keys, settings.backup_key_file, "backup.json", "backup keys"
+        settings,
+        settings.backup_keys,
+        path=settings.backup_key_file,
+        default_name="backup.json",
+        what="backup keys",
     )
     if source.path is not None and not source.path.exists() and settings.backup_key_file is None:
         kid = _new_kid()

@@ -45,7 +45,12 @@ class DomainError(Exception):
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         return problem_body(
-            self.status_code, self.slug, self.title, self.detail, instance, self.extensions
+            self.status_code,
+            self.slug,
+            self.title,
+            detail=self.detail,
+            instance=instance,
+            extensions=self.extensions,
         )
 
 
@@ -274,6 +279,7 @@ def problem_body(
     status: int,
     slug: str,
     title: str,
+    *,
     detail: str | None,
     instance: str | None = None,
     extensions: Mapping[str, Any] | None = None,
@@ -369,8 +375,8 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
         exc.status_code,
         f"http-{exc.status_code}",
         titles.get(exc.status_code, "HTTP error"),
-        str(exc.detail),
-        request.url.path,
+        detail=str(exc.detail),
+        instance=request.url.path,
     )
     return problem_response(body, headers)
 
@@ -418,8 +424,8 @@ class UnexpectedErrorMiddleware:
                     500,
                     "internal-error",
                     "Internal error",
-                    "The request failed; nothing was saved.",
-                    scope.get("path"),
+                    detail="The request failed; nothing was saved.",
+                    instance=scope.get("path"),
                 )
                 await problem_response(body)(scope, receive, send)
                 return

@@ -97,6 +97,7 @@ async def idempotency_key(
 
 def model_response(
     model: BaseModel,
+    *,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
     exclude: Any = None,

@@ -114,7 +114,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 UNMATCHED_ROUTE = "unmatched"
 
 
-def record_request(route: str, method: str, status: int, seconds: float) -> None:
+def record_request(route: str, method: str, *, status: int, seconds: float) -> None:
     method = method if method in _METHODS else "OTHER"
     HTTP_REQUESTS.labels(route, method, str(status)).inc()
     HTTP_LATENCY.labels(route, method).observe(seconds)

@@ -264,7 +264,7 @@ class RequestContextMiddleware:
             if self.count_requests:
                 # The router leaves the route it matched in the scope (none: "unmatched").
                 route = describe_route(scope.get("route"), scope["path"])
-                record_request(route, scope["method"], status["code"], seconds)
+                record_request(route, scope["method"], status=status["code"], seconds=seconds)
             log.info(
                 "request",
                 method=scope["method"],

@@ -239,6 +239,7 @@ def _gives_etag(operations: dict[str, Any]) -> bool:
 def _link(
     source: dict[str, Any],
     status: str,
+    *,
     target: dict[str, Any],
     parameters: dict[str, str] | None = None,
     request_body: Any = None,
@@ -278,7 +279,7 @@ def _add_links(document: dict[str, Any]) -> None:
                     if own_version or not gives_version:
                         continue
                     parameters["header.If-Match"] = "$response.header.ETag"
-                _link(create, "201", target, parameters)
+                _link(create, "201", target=target, parameters=parameters)
     for path, operations in paths.items():
         if not _gives_etag(operations):
             continue
@@ -288,16 +289,16 @@ def _add_links(document: dict[str, Any]) -> None:
             if method != "get" and _takes_if_match(target):
                 parameters = {name: f"$request.path.{name}" for name in names}
                 parameters["header.If-Match"] = "$response.header.ETag"
-                _link(read, "200", target, parameters)
+                _link(read, "200", target=target, parameters=parameters)
     for extra in EXTRA_LINKS:
         source_path, source_method, status = extra["from"]
         target_path, target_method = extra["to"]
         _link(
             paths[source_path][source_method],
             status,
-            paths[target_path][target_method],
-            extra.get("parameters"),
-            extra.get("requestBody"),
+            target=paths[target_path][target_method],
+            parameters=extra.get("parameters"),
+            request_body=extra.get("requestBody"),
         )
 
 

@@ -138,6 +138,7 @@ def trim_page(
 async def id_keyset_page(
     fetch: Callable[[uuid.UUID | None, int], Awaitable[list[Row]]],
     query: dict[str, Any],
+    *,
     cursor: str | None,
     limit: int,
 ) -> tuple[list[Row], str | None]:

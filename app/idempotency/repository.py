@@ -11,7 +11,7 @@ from app.idempotency.models import IdempotencyRecord
 
 
 async def claim(
-    session: AsyncSession, scope: str, key: str, fingerprint: str, expired_before: datetime
+    session: AsyncSession, scope: str, key: str, *, fingerprint: str, expired_before: datetime
 ) -> uuid.UUID | None:
     """Insert the key (or take over an expired record of it); None if a live one exists.
 

@@ -79,7 +79,11 @@ async def respond_once(
     if key is None:
         return await produce()
     record_id = await repository.claim(
-        session, scope, key, request_fingerprint.stored, expired_before=utcnow() - retention
+        session,
+        scope,
+        key,
+        fingerprint=request_fingerprint.stored,
+        expired_before=utcnow() - retention,
     )
     if record_id is None:
         existing = await repository.find(session, scope, key)
@@ -91,7 +95,7 @@ async def respond_once(
             )
         stored = StoredResponse(
             existing.status_code,
-            keys.open_json(*SEALED_AT, existing.id, existing.response_sealed),
+            keys.open_json(*SEALED_AT, existing.id, envelope=existing.response_sealed),
             existing.response_headers or {},
         )
         if replay is not None:
@@ -102,7 +106,7 @@ async def respond_once(
         session,
         record_id,
         status_code=response.status_code,
-        sealed_body=keys.seal_json(*SEALED_AT, record_id, response.body),
+        sealed_body=keys.seal_json(*SEALED_AT, record_id, value=response.body),
         headers=response.headers,
     )
     return response

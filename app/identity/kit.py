@@ -41,13 +41,15 @@ class SecurityKit:
         return await asyncio.to_thread(self.passwords.hash, secret)
 
     def seal_totp(self, user_id: uuid.UUID, secret: str) -> bytes:
-        return self.data_keys.seal("app_user", "totp_secret", user_id, secret.encode())
+        return self.data_keys.seal("app_user", "totp_secret", user_id, plaintext=secret.encode())
 
     def open_totp(self, user: AppUser) -> str:
         if user.totp_secret is None:
             # Only asked for an account whose password was set, which sets the secret too.
             raise RuntimeError("this account has no TOTP secret")
-        return self.data_keys.open("app_user", "totp_secret", user.id, user.totp_secret).decode()
+        return self.data_keys.open(
+            "app_user", "totp_secret", user.id, envelope=user.totp_secret
+        ).decode()
 
 
 async def add_unique(session: AsyncSession, row: object, taken: str) -> None:

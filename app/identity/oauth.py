@@ -333,6 +333,6 @@ def _record(journal: Journal, outcome: _Outcome, partner: Partner | None) -> Non
         journal.subject = ("partner", partner.id)
     if outcome.status == 200 and partner is not None:
         journal.acting_as(Actor("partner", partner.id, "partner"))
-        journal.changed("auth.token", "partner", partner.id, [])
+        journal.changed("auth.token", "partner", partner.id, changes=[])
     elif outcome.status == 401:
         journal.deny(401, str(outcome.body.get("error", "invalid_client")))

@@ -89,7 +89,7 @@ async def create_partner(
         "partner.create",
         "partner",
         partner.id,
-        [change("partner", partner.id, None, _partner_snapshot(partner))],
+        changes=[change("partner", partner.id, before=None, after=_partner_snapshot(partner))],
     )
     return partner, secret
 
@@ -140,8 +140,8 @@ async def list_partners(
     return await id_keyset_page(
         lambda after, n: repository.partners_page(session, after, n),
         {"partners": True},
-        cursor,
-        limit,
+        cursor=cursor,
+        limit=limit,
     )
 
 
@@ -169,7 +169,7 @@ async def update_partner(
         "partner.update",
         "partner",
         partner.id,
-        [change("partner", partner.id, before, _partner_snapshot(partner))],
+        changes=[change("partner", partner.id, before=before, after=_partner_snapshot(partner))],
     )
     return partner
 
@@ -189,7 +189,10 @@ async def new_partner_secret(
     await repository.save(session, partner)
     after = {**_partner_snapshot(partner), "secret": CHANGED}
     journal_of(session).changed(
-        "partner.new_secret", "partner", partner.id, [change("partner", partner.id, before, after)]
+        "partner.new_secret",
+        "partner",
+        partner.id,
+        changes=[change("partner", partner.id, before=before, after=after)],
     )
     return secret
 
@@ -216,7 +219,7 @@ async def share_with_partner(
         "partner.share",
         "partner",
         partner.id,
-        [change("partner", partner.id, before, _partner_snapshot(partner))],
+        changes=[change("partner", partner.id, before=before, after=_partner_snapshot(partner))],
     )
     return partner
 

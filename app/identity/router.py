@@ -329,7 +329,9 @@ async def create_user(
     user, code = await service.create_user(session, kit, body, requested_by=caller.principal.id)
     created = _enrolment(await _one_user_read(session, user), code)
     location = request.url_for("read_user", user_id=user.id).path
-    return model_response(created, 201, headers={"ETag": etag(user.version), "Location": location})
+    return model_response(
+        created, status_code=201, headers={"ETag": etag(user.version), "Location": location}
+    )
 
 
 @users_router.get("", response_model=Page[UserRead])
@@ -576,7 +578,7 @@ async def create_partner(
     created = PartnerCreated(**_partner_read(partner).model_dump(), client_secret=secret)
     location = request.url_for("read_partner", partner_id=partner.id).path
     return model_response(
-        created, 201, headers={"ETag": etag(partner.version), "Location": location}
+        created, status_code=201, headers={"ETag": etag(partner.version), "Location": location}
     )
 
 

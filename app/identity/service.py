@@ -114,7 +114,11 @@ async def create_user(
     user = AppUser(username=data.username, role=None if waits else data.role)
     code = _issue_enrolment_code(kit, user, now)
     await add_unique(session, user, "That username is taken.")
-    changes = [change("user", user.id, None, {**_user_snapshot(user), "enrolment_code": CHANGED})]
+    changes = [
+        change(
+            "user", user.id, before=None, after={**_user_snapshot(user), "enrolment_code": CHANGED}
+        )
+    ]
     if waits:
         changes.append(
             await _ask_for_role(session, user.id, role=data.role, by=requested_by, now=now)
@@ -123,7 +127,7 @@ async def create_user(
         "user.create",
         "user",
         user.id,
-        changes,
+        changes=changes,
         detail={"bootstrap": True} if first_admin else None,
     )
     return user, code
@@ -164,7 +168,7 @@ async def create_first_admin(session: AsyncSession, kit: SecurityKit) -> FirstAd
         "user.create",
         "user",
         user.id,
-        [change("user", user.id, None, created)],
+        changes=[change("user", user.id, before=None, after=created)],
         detail={"first_admin": True},
     )
     return FirstAdmin(user.username, password, secret, enrolment_uri(user, secret))
@@ -183,7 +187,10 @@ async def list_users(
     session: AsyncSession, cursor: str | None, limit: int
 ) -> tuple[list[AppUser], str | None]:
     return await id_keyset_page(
-        lambda after, n: repository.users_page(session, after, n), {"users": True}, cursor, limit
+        lambda after, n: repository.users_page(session, after, n),
+        {"users": True},
+        cursor=cursor,
+        limit=limit,
     )
 
 
@@ -235,7 +242,7 @@ async def update_user(
         "user.update",
         "user",
         user.id,
-        [change("user", user.id, before, _user_snapshot(user)), *requests],
+        changes=[change("user", user.id, before=before, after=_user_snapshot(user)), *requests],
     )
     return user
 
@@ -281,7 +288,10 @@ async def reset_user(
     await repository.revoke_sessions(session, user.id, now=now, reason="reset")
     after = {**_user_snapshot(user), **dict.fromkeys(credentials, CHANGED)}
     journal_of(session).changed(
-        "user.reset", "user", user.id, [change("user", user.id, before, after), *requests]
+        "user.reset",
+        "user",
+        user.id,
+        changes=[change("user", user.id, before=before, after=after), *requests],
     )
     return user, code
 
@@ -350,7 +360,9 @@ async def start_enrolment(
     await repository.save(session, user)
     after = {**_user_snapshot(user), "password": CHANGED, "totp": CHANGED}
     journal.acting_as(Actor("user", user.id, user.role))
-    journal.changed("user.enrol", "user", user.id, [change("user", user.id, before, after)])
+    journal.changed(
+        "user.enrol", "user", user.id, changes=[change("user", user.id, before=before, after=after)]
+    )
     return user, secret
 
 
@@ -398,7 +410,7 @@ async def confirm_enrolment(
         "user.confirm_enrolment",
         "user",
         user.id,
-        [change("user", user.id, before, _user_snapshot(user))],
+        changes=[change("user", user.id, before=before, after=_user_snapshot(user))],
     )
     return user
 
@@ -411,7 +423,7 @@ async def _ask_for_role(
 ) -> dict[str, Any] | None:
     request = RoleRequest(user_id=user_id, role=role, requested_by=by, requested_at=now)
     await repository.add(session, request)
-    return change("role_request", request.id, None, _request_snapshot(request))
+    return change("role_request", request.id, before=None, after=_request_snapshot(request))
 
 
 async def _withdraw_role_request(
@@ -426,7 +438,7 @@ async def _withdraw_role_request(
     request.decided_by, request.decided_at = by, now
     request.version += 1
     await repository.save(session, request)
-    return change("role_request", request.id, before, _request_snapshot(request))
+    return change("role_request", request.id, before=before, after=_request_snapshot(request))
 
 
 async def list_role_requests(
@@ -436,8 +448,8 @@ async def list_role_requests(
     requests, next_cursor = await id_keyset_page(
         lambda after, n: repository.pending_role_requests_page(session, after, n),
         {"role_requests": "pending"},
-        cursor,
-        limit,
+        cursor=cursor,
+        limit=limit,
     )
     users = await repository.users_by_id(session, [request.user_id for request in requests])
     return requests, users, next_cursor
@@ -511,9 +523,11 @@ async def decide_role_request(
         "user.approve_role" if approve else "user.reject_role",
         "role_request",
         request.id,
-        [
-            change("role_request", request.id, before_request, _request_snapshot(request)),
-            change("user", user.id, before_user, _user_snapshot(user)),
+        changes=[
+            change(
+                "role_request", request.id, before=before_request, after=_request_snapshot(request)
+            ),
+            change("user", user.id, before=before_user, after=_user_snapshot(user)),
         ],
         related=[user.id],
     )

@@ -80,7 +80,7 @@ async def sign_in(
     await repository.add(session, user_session)
     log.info("signed_in", user=str(user.id), session=str(user_session.id))
     journal.acting_as(Actor("user", user.id, user.role))
-    journal.changed("auth.sign_in", "user_session", user_session.id, [], related=[user.id])
+    journal.changed("auth.sign_in", "user_session", user_session.id, changes=[], related=[user.id])
     return await _token_pair(session, kit, user=user, user_session=user_session, now=now)
 
 
@@ -145,7 +145,7 @@ async def refresh(session: AsyncSession, kit: SecurityKit, token: str) -> TokenP
     stored.used_at = now
     await repository.save(session, stored)
     journal.acting_as(Actor("user", user.id, user.role))
-    journal.changed("auth.refresh", "user_session", user_session.id, [], related=[user.id])
+    journal.changed("auth.refresh", "user_session", user_session.id, changes=[], related=[user.id])
     return await _token_pair(session, kit, user=user, user_session=user_session, now=now)
 
 
@@ -157,12 +157,12 @@ async def end_session(session: AsyncSession, principal: Principal) -> None:
             "auth.sign_out",
             "user_session",
             principal.session_id,
-            [
+            changes=[
                 change(
                     "user_session",
                     principal.session_id,
-                    {"revoked_reason": None},
-                    {"revoked_reason": "signed_out"},
+                    before={"revoked_reason": None},
+                    after={"revoked_reason": "signed_out"},
                 )
             ],
         )

@@ -101,7 +101,9 @@ def _enqueue(
     return tick
 
 
-async def run(url: str, settings: Settings, audit_keys: AuditKeyRing, stop: asyncio.Event) -> None:
+async def run(
+    url: str, settings: Settings, *, audit_keys: AuditKeyRing, stop: asyncio.Event
+) -> None:
     """Run the jobs on the database at `url` until `stop` is set, then let the runs under
     way finish. Raises when the database connection is lost (the supervisor restarts it)."""
     engine = create_engine(url, settings)
@@ -138,7 +140,7 @@ async def run_until_signalled(url: str, settings: Settings, audit_keys: AuditKey
     for stopping in STOPPING_SIGNALS:
         loop.add_signal_handler(stopping, stop.set)
     try:
-        await run(url, settings, audit_keys, stop)
+        await run(url, settings, audit_keys=audit_keys, stop=stop)
     finally:
         for stopping, handler in previous.items():
             loop.remove_signal_handler(stopping)

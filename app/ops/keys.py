@@ -40,9 +40,14 @@ async def reseal_all(database_url: str, ring: DataKeyRing) -> RotationReport:
     try:
         resealed = {}
         for table, column in SEALED_COLUMNS:
-            resealed[f"{table}.{column}"] = await _reseal_column(connection, ring, table, column)
+            resealed[f"{table}.{column}"] = await _reseal_column(
+                connection, ring, table=table, column=column
+            )
         remaining = sum(
-            [await _count_old(connection, ring, table, column) for table, column in SEALED_COLUMNS]
+            [
+                await _count_old(connection, ring, table=table, column=column)
+                for table, column in SEALED_COLUMNS
+            ]
         )
     finally:
         await connection.close()
@@ -55,7 +60,7 @@ def _active_prefix(ring: DataKeyRing) -> bytes:
 
 
 async def _reseal_column(
-    connection: asyncpg.Connection, ring: DataKeyRing, table: str, column: str
+    connection: asyncpg.Connection, ring: DataKeyRing, *, table: str, column: str
 ) -> int:
     prefix = _active_prefix(ring)
     done = 0
@@ -72,15 +77,15 @@ async def _reseal_column(
             return done
         async with connection.transaction():
             for row in rows:
-                plain = ring.open(table, column, row["id"], row["value"])
-                sealed = ring.seal(table, column, row["id"], plain)
+                plain = ring.open(table, column, row["id"], envelope=row["value"])
+                sealed = ring.seal(table, column, row["id"], plaintext=plain)
                 status = await connection.execute(update, sealed, row["id"], row["value"])
                 done += status == "UPDATE 1"
         after = rows[-1]["id"]
 
 
 async def _count_old(
-    connection: asyncpg.Connection, ring: DataKeyRing, table: str, column: str
+    connection: asyncpg.Connection, ring: DataKeyRing, *, table: str, column: str
 ) -> int:
     prefix = _active_prefix(ring)
     count: int = await connection.fetchval(
@@ -168,7 +173,7 @@ async def _open_column(
         for row in rows:
             value = bytes(row["value"])
             try:
-                ring.open(table, column, row["id"], value)
+                ring.open(table, column, row["id"], envelope=value)
             except UndecryptableValue:
                 report.failed += 1
                 if len(report.failures) < FAILURES_SHOWN:
@@ -201,7 +206,7 @@ async def check_sealed_values_open(engine: AsyncEngine, ring: DataKeyRing) -> No
                 if row is None:
                     break
                 try:
-                    ring.open(table, column, row.id, bytes(row.value))
+                    ring.open(table, column, row.id, envelope=bytes(row.value))
                 except UndecryptableValue:
                     raise KeyConfigurationError(
                         f"data keys: {table}.{column} holds values sealed under key"

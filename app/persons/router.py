@@ -39,7 +39,7 @@ router = APIRouter(prefix="/persons", tags=["persons"])
 
 
 def _read(view: service.PersonView) -> PersonRead:
-    return person_read(view.person, view.names, view.clearance, view.confidential)
+    return person_read(view.person, view.names, view.clearance, confidential=view.confidential)
 
 
 def _person_response(view: service.PersonView) -> Response:
@@ -73,7 +73,7 @@ async def create_person(
         )
 
     async def produce() -> StoredResponse:
-        return created(await service.create(session, caller, keys, body))
+        return created(await service.create(session, caller, keys=keys, data=body))
 
     async def replay(stored: StoredResponse) -> StoredResponse:
         # The person as the caller may see them now, never the stored copy.
@@ -81,7 +81,7 @@ async def create_person(
         journal = journal_of(session)
         journal.subject = ("person", record_id)
         view = await service.get(session, caller, record_id, keys=keys)
-        journal.viewed("person.read", "person", [view.person.id], view.clearance)
+        journal.viewed("person.read", "person", [view.person.id], clearance=view.clearance)
         return created(view)
 
     return await once.run(body.model_dump(mode="json"), produce, replay)
@@ -97,7 +97,7 @@ async def read_person(
     caller: Annotated[Caller, requires("person.read")],
 ) -> Response:
     view = await service.get(session, caller, person_id, keys=keys)
-    journal_of(session).viewed("person.read", "person", [person_id], view.clearance)
+    journal_of(session).viewed("person.read", "person", [person_id], clearance=view.clearance)
     return _person_response(view)
 
 
@@ -112,8 +112,8 @@ async def read_person_history(
     """Every change to the person and their recognition, field by field, newest first
     (coordinators). Confidential values appear as keyed fingerprints."""
     view = await service.history_reader(session, caller, person_id)
-    journal_of(session).viewed("person.history", "person", [person_id], view.clearance)
-    return await record_history(session, request, person_id, paging)
+    journal_of(session).viewed("person.history", "person", [person_id], clearance=view.clearance)
+    return await record_history(session, request, person_id, paging=paging)
 
 
 @router.patch(
@@ -130,8 +130,8 @@ async def update_person(
     view = await service.update(
         session,
         caller,
-        keys,
         person_id,
+        keys=keys,
         expected_version=required_version(if_match),
         data=body,
     )

@@ -221,6 +221,7 @@ def person_read(
     person: Person,
     names: Sequence[PersonName],
     clearance: Tier,
+    *,
     confidential: Mapping[str, Any],
 ) -> PersonRead:
     """The person as the caller may see them. Names the family asked to keep private are

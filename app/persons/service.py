@@ -96,7 +96,7 @@ def _column_values(
         if field == "names":
             continue
         if field in CONFIDENTIAL_COLUMNS:
-            values[field] = keys.seal_json("person", field, person_id, dumped[field])
+            values[field] = keys.seal_json("person", field, person_id, value=dumped[field])
             continue
         if field == "birth_date":
             birth = data.birth_date
@@ -120,7 +120,7 @@ def _view(
     confidential: dict[str, Any] = {}
     if clearance >= Tier.confidential and keys is not None:
         confidential = {
-            column: keys.open_json("person", column, person.id, getattr(person, column))
+            column: keys.open_json("person", column, person.id, envelope=getattr(person, column))
             for column in CONFIDENTIAL_COLUMNS
         }
     return PersonView(person, names, clearance, resource, confidential)
@@ -129,9 +129,9 @@ def _view(
 def audit_snapshot(journal: Journal, view: PersonView) -> dict[str, Any]:
     """The person as the audit trail keeps them: what the caller could see, confidential
     values (private names among them) as fingerprints."""
-    values = person_read(view.person, view.names, view.clearance, view.confidential).model_dump(
-        mode="json", exclude=hidden_fields("person", view.clearance)
-    )
+    values = person_read(
+        view.person, view.names, view.clearance, confidential=view.confidential
+    ).model_dump(mode="json", exclude=hidden_fields("person", view.clearance))
     values["names"] = [
         name if name["is_public"] else {**name, "value": journal.fingerprint(name["value"])}
         for name in values["names"]
@@ -140,7 +140,7 @@ def audit_snapshot(journal: Journal, view: PersonView) -> dict[str, Any]:
 
 
 async def create(
-    session: AsyncSession, caller: Caller, keys: DataKeyRing, data: PersonCreate
+    session: AsyncSession, caller: Caller, *, keys: DataKeyRing, data: PersonCreate
 ) -> PersonView:
     fields = set(PersonCreate.model_fields)
     person_id = new_id()
@@ -160,7 +160,7 @@ async def create(
         "person.create",
         "person",
         person_id,
-        [change("person", person_id, None, audit_snapshot(journal, view))],
+        changes=[change("person", person_id, before=None, after=audit_snapshot(journal, view))],
     )
     return view
 
@@ -199,9 +199,9 @@ async def history_reader(session: AsyncSession, caller: Caller, person_id: uuid.
 async def update(
     session: AsyncSession,
     caller: Caller,
-    keys: DataKeyRing,
     person_id: uuid.UUID,
     *,
+    keys: DataKeyRing,
     expected_version: int,
     data: PersonUpdate,
 ) -> PersonView:
@@ -224,7 +224,9 @@ async def update(
         "person.update",
         "person",
         person_id,
-        [change("person", person_id, before, audit_snapshot(journal, updated))],
+        changes=[
+            change("person", person_id, before=before, after=audit_snapshot(journal, updated))
+        ],
     )
     return updated
 

@@ -47,7 +47,9 @@ async def read_recognition(
     caller: Annotated[Caller, requires("recognition.read")],
 ) -> Response:
     recognition = await service.get(session, caller, person_id)
-    journal_of(session).viewed("recognition.read", "person", [person_id], recognition.clearance)
+    journal_of(session).viewed(
+        "recognition.read", "person", [person_id], clearance=recognition.clearance
+    )
     return model_response(
         _read(recognition),
         headers={"ETag": etag(recognition.version)},

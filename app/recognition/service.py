@@ -88,12 +88,12 @@ async def decide(
         "recognition.decide",
         "person",
         person_id,
-        [
+        changes=[
             change(
                 "recognition_decision",
                 decision.id,
-                None,
-                journal.snapshot(
+                before=None,
+                after=journal.snapshot(
                     "recognition_decision",
                     DecisionRead.model_validate(decision).model_dump(mode="json"),
                 ),
@@ -101,8 +101,8 @@ async def decide(
             change(
                 "person",
                 person_id,
-                {"recognition_status": previous, "version": previous_version},
-                {"recognition_status": data.status, "version": previous_version + 1},
+                before={"recognition_status": previous, "version": previous_version},
+                after={"recognition_status": data.status, "version": previous_version + 1},
             ),
         ],
     )

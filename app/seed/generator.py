@@ -346,7 +346,7 @@ class _Generator:
                 created,
             )
         )
-        self.make_cases(person_id, detained_first, created, foreign)
+        self.make_cases(person_id, detained_first, created=created, foreign=foreign)
 
     def make_names(self, person_id: uuid.UUID, female: bool) -> None:
         rng = self.rng
@@ -449,7 +449,7 @@ class _Generator:
         return statuses
 
     def make_cases(
-        self, person_id: uuid.UUID, first_detention: date, created: datetime, foreign: bool
+        self, person_id: uuid.UUID, first_detention: date, *, created: datetime, foreign: bool
     ) -> None:
         rng = self.rng
         wanted = rng.choices([1, 2, 3], weights=[70, 22, 8])[0]

@@ -49,15 +49,15 @@ async def create_source(
         )
 
     async def produce() -> StoredResponse:
-        return created(await service.create(session, caller, keys, body))
+        return created(await service.create(session, caller, keys=keys, data=body))
 
     async def replay(stored: StoredResponse) -> StoredResponse:
         # The source as the caller may see it now, never the stored copy.
         record_id = uuid.UUID(stored.body["id"])
         journal = journal_of(session)
         journal.subject = ("source", record_id)
-        view = await service.get(session, caller, keys, record_id)
-        journal.viewed("source.read", "source", [view.source.id], view.clearance)
+        view = await service.get(session, caller, record_id, keys=keys)
+        journal.viewed("source.read", "source", [view.source.id], clearance=view.clearance)
         return created(view)
 
     return await once.run(body.model_dump(mode="json"), produce, replay)
@@ -72,8 +72,8 @@ async def read_source(
     keys: DataKeys,
     caller: Annotated[Caller, requires("source.read")],
 ) -> Response:
-    view = await service.get(session, caller, keys, source_id)
-    journal_of(session).viewed("source.read", "source", [source_id], view.clearance)
+    view = await service.get(session, caller, source_id, keys=keys)
+    journal_of(session).viewed("source.read", "source", [source_id], clearance=view.clearance)
     return model_response(
         view.read(),
         headers={"ETag": etag(view.source.version)},
@@ -91,7 +91,7 @@ async def list_sources(
     publisher: Label | None = None,
 ) -> Response:
     found = await service.list_sources(
-        session, caller, keys, publisher, paging.cursor, paging.limit
+        session, caller, keys=keys, publisher=publisher, cursor=paging.cursor, limit=paging.limit
     )
     journal_of(session).viewed_page(
         "source.list", "source", [(view.source.id, view.clearance) for view in found.items]

@@ -55,7 +55,7 @@ def _view(caller: Caller, keys: DataKeyRing, source: Source) -> SourceView:
     clearance = caller.clearance("source", resource)
     witness = None
     if clearance >= Tier.confidential and source.witness is not None:
-        witness = keys.open(WITNESS[0], WITNESS[1], source.id, source.witness).decode()
+        witness = keys.open(WITNESS[0], WITNESS[1], source.id, envelope=source.witness).decode()
     return SourceView(source, witness, clearance)
 
 
@@ -63,14 +63,16 @@ WITNESS = ("source", "witness")
 
 
 async def create(
-    session: AsyncSession, caller: Caller, keys: DataKeyRing, data: SourceCreate
+    session: AsyncSession, caller: Caller, *, keys: DataKeyRing, data: SourceCreate
 ) -> SourceView:
     source = Source(
         **data.model_dump(exclude={"witness"}),
         recorded_by=None if caller.principal.is_partner else caller.principal.id,
     )
     if data.witness is not None:
-        source.witness = keys.seal(WITNESS[0], WITNESS[1], source.id, data.witness.encode())
+        source.witness = keys.seal(
+            WITNESS[0], WITNESS[1], source.id, plaintext=data.witness.encode()
+        )
     await repository.add(session, source)
     view = _view(caller, keys, source)
     journal = journal_of(session)
@@ -80,13 +82,15 @@ async def create(
         "source.create",
         "source",
         source.id,
-        [change("source", source.id, None, journal.snapshot("source", values))],
+        changes=[
+            change("source", source.id, before=None, after=journal.snapshot("source", values))
+        ],
     )
     return view
 
 
 async def get(
-    session: AsyncSession, caller: Caller, keys: DataKeyRing, source_id: uuid.UUID
+    session: AsyncSession, caller: Caller, source_id: uuid.UUID, *, keys: DataKeyRing
 ) -> SourceView:
     source = await repository.get(session, source_id)
     if source is None:
@@ -109,6 +113,7 @@ async def ensure_exist(session: AsyncSession, source_ids: Iterable[uuid.UUID]) -
 async def list_sources(
     session: AsyncSession,
     caller: Caller,
+    *,
     keys: DataKeyRing,
     publisher: str | None,
     cursor: str | None,

@@ -305,17 +305,17 @@ async def test_a_sealed_value_copied_to_another_row_does_not_open(
 
     sealed = await db.fetchval("SELECT address FROM person WHERE id = $1", uuid.UUID(first))
     ring = app.state.security.data_keys
-    assert ring.open_json("person", "address", uuid.UUID(first), sealed) == SECRET_ADDRESS
+    assert ring.open_json("person", "address", uuid.UUID(first), envelope=sealed) == SECRET_ADDRESS
     with pytest.raises(UndecryptableValue):
-        ring.open("person", "address", uuid.UUID(second), sealed)
+        ring.open("person", "address", uuid.UUID(second), envelope=sealed)
     with pytest.raises(UndecryptableValue):
-        ring.open("person", "contacts", uuid.UUID(first), sealed)
+        ring.open("person", "contacts", uuid.UUID(first), envelope=sealed)
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
     with pytest.raises(UndecryptableValue):
-        ring.open("person", "address", uuid.UUID(first), tampered)
+        ring.open("person", "address", uuid.UUID(first), envelope=tampered)
     # Two seals of one value differ (a fresh nonce each time).
-    assert ring.seal("person", "address", first, b"x") != ring.seal(
-        "person", "address", first, b"x"
+    assert ring.seal("person", "address", first, plaintext=b"x") != ring.seal(
+        "person", "address", first, plaintext=b"x"
     )
     await db.execute("UPDATE person SET address = $1 WHERE id = $2", sealed, uuid.UUID(second))
     async with api_client(app) as client:

@@ -160,14 +160,14 @@ async def test_a_read_that_ends_in_a_write_is_covered_by_the_write(
                 Actor("user", coordinator_id, "coordinator"),
             ),
         )
-        journal.viewed("person.read", "person", [person_id], Tier.confidential)
+        journal.viewed("person.read", "person", [person_id], clearance=Tier.confidential)
         journal.changed(
             "case.update",
             "case",
             case_id,
-            [change("case", case_id, {"version": 1}, {"version": 2})],
+            changes=[change("case", case_id, before={"version": 1}, after={"version": 2})],
         )
-        journal.viewed("case.list", "case", [case_id, other_id], Tier.confidential)
+        journal.viewed("case.list", "case", [case_id, other_id], clearance=Tier.confidential)
         await commit(session)
     event_row = await only_event_after(db, before)
     assert (event_row["action"], event_row["resource_id"]) == ("case.update", case_id)

@@ -84,11 +84,11 @@ async def test_a_stored_response_is_sealed_and_bound_to_its_record(
             assert secret.encode() not in raw
     ring = app.state.security.data_keys
     first, second = rows
-    opened = ring.open_json(*SEALED_AT, first["id"], first["response_sealed"])
+    opened = ring.open_json(*SEALED_AT, first["id"], envelope=first["response_sealed"])
     assert opened["id"] in (created.json()["id"], source.json()["id"])
     # Copied onto another record it does not open.
     with pytest.raises(UndecryptableValue):
-        ring.open(*SEALED_AT, second["id"], first["response_sealed"])
+        ring.open(*SEALED_AT, second["id"], envelope=first["response_sealed"])
 
 
 def test_every_binary_column_is_sealed_and_rotated_or_a_digest() -> None:

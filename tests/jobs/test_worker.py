@@ -132,8 +132,8 @@ async def run_workers(
                     worker.run(
                         url,
                         settings_for(url, **settings),
-                        app.state.security.audit_keys,
-                        stop,
+                        audit_keys=app.state.security.audit_keys,
+                        stop=stop,
                     )
                 )
             )
