@@ -61,5 +61,10 @@ class Principal:
         return self.kind is PrincipalKind.partner
 
     @property
+    def staff_id(self) -> uuid.UUID | None:
+        """Who a record says recorded it: a staff member (a partner's system is not one)."""
+        return None if self.is_partner else self.id
+
+    @property
     def audit_name(self) -> str:
         return f"{self.kind.value}:{self.id}"

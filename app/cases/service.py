@@ -90,11 +90,6 @@ async def visible(
     return VisibleCase(case, resource, caller.clearance("case", resource))
 
 
-def recorder(caller: Caller) -> uuid.UUID | None:
-    """Who a record says recorded it: the staff member (a partner's system is not one)."""
-    return None if caller.principal.is_partner else caller.principal.id
-
-
 async def _visible_person_clearance(
     session: AsyncSession, caller: Caller, person_id: uuid.UUID
 ) -> Tier:
@@ -160,7 +155,7 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
         **opening_status(),
     )
     events = [
-        new_event(item, case_id=case.id, position=position, recorded_by=recorder(caller))
+        new_event(item, case_id=case.id, position=position, recorded_by=caller.principal.staff_id)
         for position, item in enumerate(data.status_history)
     ]
     refuse_invalid(events, what="The status history is not a valid path")

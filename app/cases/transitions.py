@@ -31,7 +31,7 @@ from app.cases.history import (
 )
 from app.cases.models import CaseFile, StatusEventRetraction
 from app.cases.schemas import StatusEventInput
-from app.cases.service import recorder, visible
+from app.cases.service import visible
 from app.cases.statuses import Status
 from app.core.errors import CollectiveTransitionRejected, Conflict, NotFound, PreconditionFailed
 from app.core.versioning import bump, check_version
@@ -82,7 +82,9 @@ async def append(
     await sources_service.ensure_exist(session, data.source_ids)
     records = (await repository.events_of(session, [case_id])).get(case_id, [])
     active = active_events(records)
-    event = new_event(data, case_id=case_id, position=len(records), recorded_by=recorder(caller))
+    event = new_event(
+        data, case_id=case_id, position=len(records), recorded_by=caller.principal.staff_id
+    )
     path = [*active, event]
     refuse_invalid(path, what="This status change is not allowed")
     journal = journal_of(session)
@@ -128,7 +130,10 @@ async def retract(
     remaining = [event for event in active_events(records) if event.id != event_id]
     refuse_invalid(remaining, what="Retracting this event would leave an invalid history")
     retraction = StatusEventRetraction(
-        event_id=event_id, case_file_id=case_id, reason=reason, recorded_by=recorder(caller)
+        event_id=event_id,
+        case_file_id=case_id,
+        reason=reason,
+        recorded_by=caller.principal.staff_id,
     )
     journal = journal_of(session)
     case_before = case_snapshot(journal, case)
@@ -189,7 +194,7 @@ async def apply_collective(
             data,
             case_id=case_id,
             position=len(records),
-            recorded_by=recorder(caller),
+            recorded_by=caller.principal.staff_id,
             collective_event_id=collective_event_id,
         )
         path = [*active_events(records), event]

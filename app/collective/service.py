@@ -54,7 +54,7 @@ async def create(
         note=data.note,
         source_ids=list(data.source_ids),
         case_file_count=len(data.case_file_ids),
-        recorded_by=None if caller.principal.is_partner else caller.principal.id,
+        recorded_by=caller.principal.staff_id,
     )
     await repository.add(session, event)
     journal = journal_of(session)

@@ -147,7 +147,7 @@ async def create(
     person = Person(
         id=person_id,
         **_column_values(data, fields, keys=keys, person_id=person_id),
-        recorded_by=None if caller.principal.is_partner else caller.principal.id,
+        recorded_by=caller.principal.staff_id,
     )
     names = _name_rows(person.id, data.names)
     await repository.add(session, person, names)

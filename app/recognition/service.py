@@ -73,7 +73,7 @@ async def decide(
     await sources_service.ensure_exist(session, data.source_ids)
     decision = RecognitionDecision(
         person_id=person_id,
-        decided_by=None if caller.principal.is_partner else caller.principal.id,
+        decided_by=caller.principal.staff_id,
         version=current.version + 1,
         **data.model_dump(mode="json", exclude={"source_ids"}),
         source_ids=list(data.source_ids),

@@ -67,7 +67,7 @@ async def create(
 ) -> SourceView:
     source = Source(
         **data.model_dump(exclude={"witness"}),
-        recorded_by=None if caller.principal.is_partner else caller.principal.id,
+        recorded_by=caller.principal.staff_id,
     )
     if data.witness is not None:
         source.witness = keys.seal(
