@@ -14,12 +14,15 @@ Create Date: 2026-11-25 04:57:47.672076
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+if TYPE_CHECKING:
+    from app.core.crypto import DataKeyRing
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -158,7 +161,7 @@ CONFIDENTIAL: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _ring() -> Any:
+def _ring() -> "DataKeyRing":
     from app.core.config import get_settings
     from app.core.crypto import data_key_ring
 
@@ -167,7 +170,7 @@ def _ring() -> Any:
 
 def _seal_columns() -> None:
     bind = op.get_bind()
-    ring = None
+    ring: DataKeyRing | None = None
     for table, column, _ in CONFIDENTIAL:
         op.alter_column(table, column, new_column_name=f"{column}_plain")
         op.add_column(table, sa.Column(column, sa.LargeBinary(), nullable=True))
@@ -177,9 +180,9 @@ def _seal_columns() -> None:
         for row_id, plain in rows:
             ring = ring or _ring()
             sealed = (
-                ring.seal(table, column, row_id, plain.encode())
+                ring.seal(table, column, row_id, plaintext=plain.encode())
                 if table == "source"
-                else ring.seal_json(table, column, row_id, plain)
+                else ring.seal_json(table, column, row_id, value=plain)
             )
             bind.execute(
                 sa.text(f"UPDATE {table} SET {column} = :sealed WHERE id = :id"),
@@ -190,7 +193,7 @@ def _seal_columns() -> None:
 
 def _unseal_columns() -> None:
     bind = op.get_bind()
-    ring = None
+    ring: DataKeyRing | None = None
     for table, column, plain_type in CONFIDENTIAL:
         column_type = postgresql.JSONB() if plain_type == "jsonb" else sa.Text()
         op.add_column(table, sa.Column(f"{column}_plain", column_type, nullable=True))
@@ -200,9 +203,9 @@ def _unseal_columns() -> None:
         for row_id, sealed in rows:
             ring = ring or _ring()
             if table == "source":
-                plain: Any = ring.open(table, column, row_id, sealed).decode()
+                plain: Any = ring.open(table, column, row_id, envelope=sealed).decode()
             else:
-                plain = ring.open_json(table, column, row_id, sealed)
+                plain = ring.open_json(table, column, row_id, envelope=sealed)
             if plain_type == "jsonb":
                 plain = json.dumps(plain)
             bind.execute(

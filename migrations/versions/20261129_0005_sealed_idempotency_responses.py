@@ -15,11 +15,14 @@ Create Date: 2026-11-29 13:20:00
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+if TYPE_CHECKING:
+    from app.core.crypto import DataKeyRing
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -30,7 +33,7 @@ TABLE = "idempotency_record"
 SEALED = "response_sealed"
 
 
-def _ring() -> Any:
+def _ring() -> "DataKeyRing":
     from app.core.config import get_settings
     from app.core.crypto import data_key_ring
 
@@ -52,9 +55,10 @@ def upgrade() -> None:
     ).all()
     ring = _ring() if rows else None
     for row_id, body in rows:
+        assert ring is not None
         bind.execute(
             sa.text(f"UPDATE {TABLE} SET {SEALED} = :sealed WHERE id = :id"),
-            {"sealed": ring.seal_json(TABLE, SEALED, row_id, body), "id": row_id},
+            {"sealed": ring.seal_json(TABLE, SEALED, row_id, value=body), "id": row_id},
         )
     op.drop_column(TABLE, "response_body")
 
@@ -77,8 +81,12 @@ def downgrade() -> None:
     ).all()
     ring = _ring() if rows else None
     for row_id, sealed in rows:
+        assert ring is not None
         bind.execute(
             sa.text(f"UPDATE {TABLE} SET response_body = CAST(:body AS jsonb) WHERE id = :id"),
-            {"body": json.dumps(ring.open_json(TABLE, SEALED, row_id, sealed)), "id": row_id},
+            {
+                "body": json.dumps(ring.open_json(TABLE, SEALED, row_id, envelope=sealed)),
+                "id": row_id,
+            },
         )
     op.drop_column(TABLE, SEALED)

@@ -24,7 +24,7 @@ Create Date: 2026-11-29 15:00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0006"

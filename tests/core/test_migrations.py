@@ -1,6 +1,7 @@
 """The schema is made only by migrations, and the migrations match the models."""
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
@@ -10,8 +11,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.tables  # noqa: F401
 from app.core import embedded
+from app.core.config import get_settings
+from app.core.crypto import data_key_ring
 from app.core.db import async_url, metadata
 from app.core.migrations import downgrade, head_revision, upgrade
+from app.idempotency.service import SEALED_AT
 from app.jobs.queue import QUEUE_TABLES
 
 
@@ -62,3 +66,38 @@ async def test_models_and_migrations_agree(database_url: str) -> None:
         await engine.dispose()
     assert differences == []
     assert revision == head_revision()
+
+
+async def test_sealed_values_survive_a_downgrade_and_an_upgrade(scratch_url: str) -> None:
+    """Migrations 0003 and 0005 seal and open existing values with the data key ring: a
+    database with such values must go down past them and up again with nothing lost."""
+    ring = data_key_ring(get_settings())
+    source_id, record_id = uuid.uuid4(), uuid.uuid4()
+    witness, response = "A neighbour who saw the arrest", {"id": str(source_id), "ok": True}
+    await asyncio.to_thread(upgrade, scratch_url)
+    connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(scratch_url))
+    try:
+        await connection.execute(
+            "INSERT INTO source (id, publisher, title, reliability, credibility, is_public,"
+            " witness, version, created_at) VALUES ($1, 'Local monitor', 'Arrest report', 'B',"
+            " 2, false, $2, 1, now())",
+            source_id,
+            ring.seal("source", "witness", source_id, plaintext=witness.encode()),
+        )
+        await connection.execute(
+            "INSERT INTO idempotency_record (id, scope, key, fingerprint, status_code,"
+            " response_sealed, created_at) VALUES ($1, 'sources', 'k-1', 'f', 201, $2, now())",
+            record_id,
+            ring.seal_json(*SEALED_AT, record_id, value=response),
+        )
+        await asyncio.to_thread(downgrade, scratch_url, "0002")
+        assert await connection.fetchval("SELECT witness FROM source") == witness
+        await asyncio.to_thread(upgrade, scratch_url)
+        sealed_witness = await connection.fetchval("SELECT witness FROM source")
+        sealed_response = await connection.fetchval(
+            "SELECT response_sealed FROM idempotency_record"
+        )
+    finally:
+        await connection.close()
+    assert ring.open("source", "witness", source_id, envelope=sealed_witness).decode() == witness
+    assert ring.open_json(*SEALED_AT, record_id, envelope=sealed_response) == response
