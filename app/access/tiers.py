@@ -17,7 +17,7 @@ P, R, C = Tier.public, Tier.restricted, Tier.confidential
 FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
     "person": {
         "id": P,
-        "names": P,  # names marked not public are confidential (app/persons/schemas.py)
+        "names": P,  # but a name marked not public is at PRIVATE_NAME_TIER
         "gender": P,
         "citizenships": P,
         "region": P,
@@ -125,6 +125,11 @@ def exclusion(kind: str, clearance: Tier) -> dict[str, Any]:
 def hidden_fields(kind: str, clearance: Tier) -> set[str]:
     """The fields of a `kind` record that a caller with this clearance does not receive."""
     return set(_HIDDEN[kind][clearance])
+
+
+# A name the family asked to keep out of public lists is confidential: a caller below this
+# clearance on the person does not receive it, nor find the person by it.
+PRIVATE_NAME_TIER = C
 
 
 def page_exclusion(kind: str, clearances: Sequence[Tier]) -> dict[str, Any]:

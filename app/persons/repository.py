@@ -13,6 +13,7 @@ from app.core.clock import utcnow
 from app.persons.models import Person, PersonName
 from app.persons.names import tokens
 from app.persons.schemas import PersonFilters
+from app.recognition.criteria import RecognitionStatus
 
 
 async def add(session: AsyncSession, person: Person, names: Sequence[PersonName]) -> None:
@@ -63,7 +64,9 @@ async def replace_names(
     await session.flush()
 
 
-async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str) -> None:
+async def set_recognition_status(
+    session: AsyncSession, person_id: uuid.UUID, status: RecognitionStatus
+) -> None:
     await session.exec(
         update(Person)
         .where(col(Person.id) == person_id)
@@ -82,11 +85,6 @@ def _conditions(filters: PersonFilters) -> list[ColumnElement[bool]]:
 
 def ids_matching(filters: PersonFilters) -> SelectOfScalar[uuid.UUID]:
     return select(Person.id).where(*_conditions(filters))
-
-
-async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str | None:
-    stmt = select(Person.recognition_status).where(col(Person.id) == person_id)
-    return (await session.exec(stmt)).first()
 
 
 async def page(

@@ -38,6 +38,7 @@ from app.persons.schemas import (
     PersonUpdate,
     person_read,
 )
+from app.recognition.criteria import RecognitionStatus
 
 # The matching key's letters a search needs (the query's own rule is in schemas.py).
 MIN_SEARCH_KEY = 3
@@ -91,20 +92,21 @@ def _column_values(
     """Table values for the given input fields (partial dates split into date + precision,
     confidential values sealed to this row)."""
     values: dict[str, Any] = {}
-    dumped = data.model_dump(mode="json", include=fields)
+    typed = data.model_dump(include=fields)
+    as_json = data.model_dump(mode="json", include=fields & set(CONFIDENTIAL_COLUMNS))
     for field in fields:
         if field == "names":
             continue
         if field in CONFIDENTIAL_COLUMNS:
-            values[field] = keys.seal_json("person", field, person_id, value=dumped[field])
+            values[field] = keys.seal_json("person", field, person_id, value=as_json[field])
             continue
         if field == "birth_date":
             birth = data.birth_date
             parsed = PartialDate.parse(birth) if birth is not None else None
             values["birth_date"] = parsed.start if parsed else None
-            values["birth_date_precision"] = parsed.precision.value if parsed else None
+            values["birth_date_precision"] = parsed.precision if parsed else None
         else:
-            values[field] = dumped[field]
+            values[field] = typed[field]
     return values
 
 
@@ -236,11 +238,9 @@ async def lock(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> P
     return await get(session, caller, person_id, for_update=True)
 
 
-async def recognition_status(session: AsyncSession, person_id: uuid.UUID) -> str | None:
-    return await repository.recognition_status(session, person_id)
-
-
-async def set_recognition_status(session: AsyncSession, person_id: uuid.UUID, status: str) -> None:
+async def set_recognition_status(
+    session: AsyncSession, person_id: uuid.UUID, status: RecognitionStatus
+) -> None:
     await repository.set_recognition_status(session, person_id, status)
 
 

@@ -75,10 +75,9 @@ async def decide(
         person_id=person_id,
         decided_by=caller.principal.staff_id,
         version=current.version + 1,
-        **data.model_dump(mode="json", exclude={"source_ids"}),
+        **data.model_dump(exclude={"source_ids"}),
         source_ids=list(data.source_ids),
     )
-    decision.decided_on = data.decided_on
     # Read before the update below, which refreshes the loaded person.
     previous, previous_version = person.person.recognition_status, person.person.version
     await repository.add(session, decision)

@@ -31,10 +31,12 @@ class StatementCounter:
     def seen(self, *_: Any) -> None:
         self.count += 1
 
-    async def during(self, send: Callable[[], Awaitable[httpx.Response]]) -> int:
+    async def during(
+        self, send: Callable[[], Awaitable[httpx.Response]], *, status: int = 200
+    ) -> int:
         self.count = 0
         response = await send()
-        assert response.status_code == 200, response.text
+        assert response.status_code == status, response.text
         # asyncpg calls its query loggers on the next turn of the event loop.
         await asyncio.sleep(0.05)
         return self.count
@@ -167,3 +169,27 @@ async def test_a_page_costs_the_same_statements_for_5_records_as_for_200(
     small_read = await statements.during(lambda: results(small.json()["id"], 5))
     assert large_read == small_read, (small_read, large_read)
     assert uuid.UUID(released.json()["id"])
+
+
+async def test_a_hidden_record_costs_what_a_missing_one_does(
+    statements: StatementCounter, sign_in_as: Callable[..., Awaitable[SignedIn]]
+) -> None:
+    """A record the caller may not see is a 404 like a missing one, and sends the same
+    statements: how long the answer takes does not tell them apart."""
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    analyst = (await sign_in_as(Role.analyst)).client
+    person = await create_person(coordinator)
+    closed = await coordinator.post(
+        f"{API}/cases",
+        json=case_body(person["id"], [event("detained", "2021-08-10")], confidentiality="high"),
+    )
+    assert closed.status_code == 201, closed.text
+
+    for kind, hidden_id in [("cases", closed.json()["id"]), ("persons", person["id"])]:
+        hidden = await statements.during(
+            lambda k=kind, i=hidden_id: analyst.get(f"{API}/{k}/{i}"), status=404
+        )
+        missing = await statements.during(
+            lambda k=kind: analyst.get(f"{API}/{k}/{uuid.uuid4()}"), status=404
+        )
+        assert hidden == missing, (kind, hidden, missing)
