@@ -17,7 +17,7 @@ from sqlalchemy import event as sqlalchemy_event
 
 from app.access.principal import Role
 from tests.auth import SignedIn, api_client, create_partner, partner_token
-from tests.factories import API, case_body, create_person, event
+from tests.factories import API, RECOGNISED, case_body, create_person, decide, event
 
 PERSONS = 40
 CASE_FILES_EACH = 5
@@ -67,15 +67,7 @@ async def _recognised_prisoners_with_case_files(coordinator: httpx.AsyncClient) 
     case_ids = []
     for _ in range(PERSONS):
         person = await create_person(coordinator)
-        decided = await coordinator.post(
-            f"{API}/persons/{person['id']}/recognition",
-            json={
-                "status": "political_prisoner",
-                "criteria": ["G3.1a"],
-                "decided_on": "2022-01-10",
-            },
-            headers={"If-Match": '"0"'},
-        )
+        decided = await decide(coordinator, person["id"], RECOGNISED, version=0)
         assert decided.status_code == 201, decided.text
         for _ in range(CASE_FILES_EACH):
             created = await coordinator.post(
