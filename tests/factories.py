@@ -168,6 +168,21 @@ def batch(case_ids: list[str], **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def amnesty(case_ids: list[str], **overrides: Any) -> dict[str, Any]:
+    """A collective event's body: these case files' prisoners released under an amnesty."""
+    body: dict[str, Any] = {
+        "title": "Amnesty",
+        "kind": "amnesty",
+        "to_status": "released",
+        "confidence": "confirmed",
+        "effective_date": "2023-02-01",
+        "details": {"release_reason": "other"},
+        "case_file_ids": case_ids,
+    }
+    body.update(overrides)
+    return body
+
+
 async def decide(
     client: httpx.AsyncClient, person_id: str, body: dict[str, object], version: int
 ) -> httpx.Response:

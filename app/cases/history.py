@@ -17,7 +17,7 @@ from app.cases.repository import EventRecord
 from app.cases.schemas import StatusEventInput, case_read, event_read
 from app.cases.statuses import PathError, Status, Step, Violation, check_path
 from app.core.clock import today, utcnow
-from app.core.dates import PartialDate, Precision
+from app.core.dates import PartialDate
 from app.core.errors import DomainError, InvalidTransition, UnprocessableInput
 from app.core.ids import new_id
 
@@ -96,23 +96,21 @@ def refuse_invalid(path: Sequence[StatusEvent], *, what: str) -> None:
         raise refusal(error, what=what)
 
 
+def status_columns(path: Sequence[StatusEvent]) -> dict[str, Any]:
+    """The case file's status columns, derived from its (valid, non-empty) path."""
+    last = path[-1]
+    return {
+        "status": last.to_status,
+        "status_since": last.effective_date,
+        "status_since_precision": last.effective_precision,
+        "detained_on": path[0].effective_date,
+    }
+
+
 def derive(case: CaseFile, path: Sequence[StatusEvent]) -> None:
     """Recompute the case file's status columns from its (valid, non-empty) path."""
-    last = path[-1]
-    case.status = last.to_status
-    case.status_since = last.effective_date
-    case.status_since_precision = last.effective_precision
-    case.detained_on = path[0].effective_date
-
-
-def opening_status() -> dict[str, Any]:
-    """The status columns of a case file before its path is derived."""
-    return {
-        "status": Status.detained,
-        "status_since": today(),
-        "status_since_precision": Precision.day,
-        "detained_on": today(),
-    }
+    for column, value in status_columns(path).items():
+        setattr(case, column, value)
 
 
 def case_snapshot(journal: Journal, case: CaseFile) -> dict[str, Any]:

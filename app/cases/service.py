@@ -21,12 +21,11 @@ from app.cases import repository
 from app.cases.history import (
     HistoryEntry,
     case_snapshot,
-    derive,
     history_entries,
     new_event,
     new_event_change,
-    opening_status,
     refuse_invalid,
+    status_columns,
 )
 from app.cases.models import CaseFile, Confidentiality
 from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate
@@ -38,6 +37,7 @@ from app.core.errors import (
     PreconditionFailed,
     UnknownReference,
 )
+from app.core.ids import new_id
 from app.core.pagination import (
     cursor_uuid,
     decode_cursor,
@@ -146,20 +146,21 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
     await sources_service.ensure_exist(
         session, (i for event in data.status_history for i in event.source_ids)
     )
+    case_id = new_id()
+    events = [
+        new_event(item, case_id=case_id, position=position, recorded_by=caller.principal.staff_id)
+        for position, item in enumerate(data.status_history)
+    ]
+    refuse_invalid(events, what="The status history is not a valid path")
     number = await repository.next_reference_number(session)
     case = CaseFile(
+        id=case_id,
         **_column_values(data, set(CaseFields.model_fields) - {"assigned_caseworkers"}),
         person_id=data.person_id,
         assigned_caseworkers=assigned,
         reference=f"HB-{today().year}-{number:06d}",
-        **opening_status(),
+        **status_columns(events),
     )
-    events = [
-        new_event(item, case_id=case.id, position=position, recorded_by=caller.principal.staff_id)
-        for position, item in enumerate(data.status_history)
-    ]
-    refuse_invalid(events, what="The status history is not a valid path")
-    derive(case, events)
     await repository.add(session, case, events)
     journal = journal_of(session)
     journal.changed(

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 import typer
 
-from app.cli.common import database_url, in_session, record_operation, security_or_exit
+from app.cli.common import (
+    database_url,
+    in_session,
+    rotate_key_file,
+    security_or_exit,
+)
 from app.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -151,17 +156,16 @@ def backup_rotate_key() -> None:
 
     settings = get_settings()
     kit = security_or_exit(settings)
-    if settings.backup_keys is not None:
-        typer.echo("Backup keys come from HABEAS_BACKUP_KEYS; rotate them there.", err=True)
-        raise typer.Exit(2)
-    backup_keys_or_exit(settings)
+    if settings.backup_keys is None:
+        # The key file must exist and open before a key is added to it.
+        backup_keys_or_exit(settings)
     path = settings.backup_key_file or settings.keys_dir / "backup.json"
-    kid = rotate_backup_key_file(path)
-    record_operation(
+    kid = rotate_key_file(
         settings,
-        database_url(settings),
-        kit=kit,
-        action="keys.rotate",
-        detail={"ring": "backup", "key": kid},
+        kit,
+        ring="backup",
+        given_inline=settings.backup_keys is not None,
+        path=path,
+        rotate=rotate_backup_key_file,
     )
     typer.echo(json.dumps({"backup_key": kid, "file": str(path)}))

@@ -3,6 +3,7 @@ database's URL, and refusals that name the problem without quoting secrets."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -139,3 +140,35 @@ def validation_problems(error: "ValidationError") -> str:
         f"{'.'.join(str(part) for part in item['loc']) or 'input'}: {item['msg']}"
         for item in error.errors(include_input=False, include_url=False, include_context=False)
     )
+
+
+def rotate_key_file(
+    settings: Settings,
+    kit: "SecurityKit",
+    *,
+    ring: str,
+    given_inline: bool,
+    path: Path,
+    rotate: Callable[[Path], str],
+) -> str:
+    """Add a new key to a ring kept in a file and make it the active one, and record it in
+    the audit trail; a ring given in the environment is rotated where it is set (exit 2).
+    Returns the new key's id."""
+    if given_inline:
+        typer.echo(
+            f"{RING_NAMES[ring]} keys come from HABEAS_{ring.upper()}_KEYS; rotate them there.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    kid = rotate(path)
+    record_operation(
+        settings,
+        database_url(settings),
+        kit=kit,
+        action="keys.rotate",
+        detail={"ring": ring, "key": kid},
+    )
+    return kid
+
+
+RING_NAMES = {"jwt": "Signing", "audit": "Audit", "backup": "Backup"}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import database_url, record_operation, security_or_exit
+from app.cli.common import database_url, record_operation, rotate_key_file, security_or_exit
 from app.core.config import get_settings
 
 commands = typer.Typer(no_args_is_help=True, help="Encryption and token-signing keys.")
@@ -34,32 +34,26 @@ def keys_rotate(
     settings = get_settings()
     kit = security_or_exit(settings)
     if signing:
-        if settings.jwt_keys is not None:
-            typer.echo("Signing keys come from HABEAS_JWT_KEYS; rotate them there.", err=True)
-            raise typer.Exit(2)
         path = settings.jwt_key_file or settings.keys_dir / "jwt.json"
-        kid = rotate_signing_key_file(path)
-        record_operation(
+        kid = rotate_key_file(
             settings,
-            database_url(settings),
-            kit=kit,
-            action="keys.rotate",
-            detail={"ring": "jwt", "key": kid},
+            kit,
+            ring="jwt",
+            given_inline=settings.jwt_keys is not None,
+            path=path,
+            rotate=rotate_signing_key_file,
         )
         typer.echo(json.dumps({"signing_key": kid, "file": str(path)}))
         return
     if audit:
-        if settings.audit_keys is not None:
-            typer.echo("Audit keys come from HABEAS_AUDIT_KEYS; rotate them there.", err=True)
-            raise typer.Exit(2)
         path = settings.audit_key_file or settings.keys_dir / "audit.json"
-        kid = rotate_audit_key_file(path)
-        record_operation(
+        kid = rotate_key_file(
             settings,
-            database_url(settings),
-            kit=kit,
-            action="keys.rotate",
-            detail={"ring": "audit", "key": kid},
+            kit,
+            ring="audit",
+            given_inline=settings.audit_keys is not None,
+            path=path,
+            rotate=rotate_audit_key_file,
         )
         typer.echo(json.dumps({"audit_key": kid, "file": str(path)}))
         return

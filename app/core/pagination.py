@@ -12,8 +12,8 @@ from typing import Annotated, Any, Generic, Protocol, TypeVar
 from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from app.core.config import Settings
 from app.core.errors import InvalidCursor, UnprocessableInput
+from app.core.http import settings_of
 
 T = TypeVar("T")
 
@@ -37,7 +37,7 @@ async def page_request(
     ] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
-    settings: Settings = request.app.state.settings
+    settings = settings_of(request)
     if limit is not None and limit > settings.max_page_size:
         raise UnprocessableInput(
             f"limit may be at most {settings.max_page_size}.", max_page_size=settings.max_page_size

@@ -37,11 +37,6 @@ async def get(
     return (await session.exec(stmt)).first()
 
 
-async def exists(session: AsyncSession, person_id: uuid.UUID) -> bool:
-    stmt = select(literal(1)).where(Person.id == person_id)
-    return (await session.exec(stmt)).first() is not None
-
-
 async def names_of(
     session: AsyncSession, person_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[PersonName]]:

@@ -33,7 +33,7 @@ from tests.auth import (
     new_account,
     partner_token,
 )
-from tests.factories import API, case_body, create_person, event
+from tests.factories import API, amnesty, case_body, create_person, event
 
 ROLES = ("admin", "coordinator", "caseworker", "analyst", "auditor", "partner")
 KINDS = ("own", "foreign", "high")
@@ -423,15 +423,7 @@ async def _build_world(
     spare = await coordinator.post(f"{API}/cases", json=case_body(str(persons["own"]["id"])))
     collective = await coordinator.post(
         f"{API}/collective-events",
-        json={
-            "title": "Amnesty",
-            "kind": "amnesty",
-            "to_status": "released",
-            "confidence": "confirmed",
-            "effective_date": "2023-02-01",
-            "details": {"release_reason": "other"},
-            "case_file_ids": [spare.json()["id"]],
-        },
+        json=amnesty([spare.json()["id"]]),
     )
     assert collective.status_code == 201, collective.text
     source = await coordinator.post(f"{API}/sources", json=_source_body())

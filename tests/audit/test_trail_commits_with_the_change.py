@@ -15,6 +15,7 @@ from tests.audit.trail import (
 )
 from tests.factories import (
     API,
+    amnesty,
     create_case,
     event,
     if_match,
@@ -131,15 +132,7 @@ async def test_a_refusal_after_a_write_leaves_no_change_and_no_event(
     ]
     response = await client.post(
         f"{API}/collective-events",
-        json={
-            "title": "Amnesty",
-            "kind": "amnesty",
-            "to_status": "released",
-            "confidence": "confirmed",
-            "effective_date": "2023-02-01",
-            "details": {"release_reason": "other"},
-            "case_file_ids": [ready["id"], released["id"]],
-        },
+        json=amnesty([ready["id"], released["id"]]),
     )
     assert response.status_code == 409, response.text
     assert [

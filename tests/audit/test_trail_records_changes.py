@@ -39,6 +39,7 @@ from tests.factories import (
     API,
     PERSON_SECRETS,
     SECRET_WITNESS,
+    amnesty,
     case_body,
     confidential_person_body,
     create_case,
@@ -300,15 +301,7 @@ async def check_retraction(w: World, e: Event, a: Attempt, r: httpx.Response) ->
 async def prepare_collective(w: World) -> Attempt:
     coordinator = await w.coordinator()
     cases = [await create_case(coordinator.client) for _ in range(2)]
-    body = {
-        "title": "Amnesty",
-        "kind": "amnesty",
-        "to_status": "released",
-        "confidence": "confirmed",
-        "effective_date": "2023-02-01",
-        "details": {"release_reason": "other"},
-        "case_file_ids": [case["id"] for case in cases],
-    }
+    body = amnesty([case["id"] for case in cases])
     return Attempt(
         coordinator.client,
         lambda c: c.post(f"{API}/collective-events", json=body),

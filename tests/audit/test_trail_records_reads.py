@@ -24,6 +24,7 @@ from tests.auth import (
 )
 from tests.factories import (
     API,
+    amnesty,
     create_case,
     event,
     if_match,
@@ -94,15 +95,7 @@ async def test_reads_of_public_data_are_not_logged(
     case = await create_case(coordinator)
     collective = await coordinator.post(
         f"{API}/collective-events",
-        json={
-            "title": "Amnesty",
-            "kind": "amnesty",
-            "to_status": "released",
-            "confidence": "confirmed",
-            "effective_date": "2023-02-01",
-            "details": {"release_reason": "other"},
-            "case_file_ids": [case["id"]],
-        },
+        json=amnesty([case["id"]]),
     )
     assert collective.status_code == 201, collective.text
     paths = [

@@ -30,7 +30,7 @@ from app.core.errors import (
     NotFound,
     PreconditionFailed,
 )
-from tests.factories import create_case, event
+from tests.factories import amnesty, create_case, event
 
 UseCase = Callable[[AsyncSession], Awaitable[Any]]
 
@@ -205,17 +205,7 @@ async def test_a_collective_transition_applies_to_all_or_to_none(
         lambda session: collective_service.create(
             session,
             coordinator,
-            CollectiveEventCreate.model_validate(
-                {
-                    "title": "Release under an amnesty",
-                    "kind": "amnesty",
-                    "effective_date": "2022-03-01",
-                    "to_status": "released",
-                    "details": {"release_reason": "other"},
-                    "confidence": "confirmed",
-                    "case_file_ids": [case["id"] for case in held],
-                }
-            ),
+            CollectiveEventCreate.model_validate(amnesty([case["id"] for case in held])),
         ),
     )
     assert [result.outcome for result in created.results] == ["applied", "applied"]
