@@ -87,6 +87,8 @@ def event(to_status: str, effective_date: str, **extra: Any) -> dict[str, Any]:
         details = {"release_reason": "sentence_served"}
     if to_status == "deported" and not details:
         details = {"destination_country": "LT"}
+    if to_status == "sentenced" and "sentence_type" not in details:
+        details = {"sentence_type": "imprisonment", **details}
     return {
         "to_status": to_status,
         "effective_date": effective_date,
@@ -156,8 +158,8 @@ async def sentenced_cases(client: httpx.AsyncClient, count: int) -> list[dict[st
 def batch(case_ids: list[str], **overrides: Any) -> dict[str, Any]:
     """A collective event's body: one transition for all these case files."""
     body: dict[str, Any] = {
-        "title": "Pardon and expulsion of 3 prisoners",
-        "kind": "pardon",
+        "title": "Expulsion of 3 prisoners",
+        "kind": "deportation",
         "effective_date": "2025-09-11",
         "to_status": "deported",
         "destination_country": "LT",

@@ -48,6 +48,9 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "status": P,
         "status_since": P,
         "in_custody": P,
+        "status_confidence": P,
+        "sentence_type": P,
+        "pending_claims": P,
         "detained_on": P,
         "version": P,
         "created_at": P,
@@ -62,6 +65,9 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "id": P,
         "case_file_id": P,
         "position": P,
+        "state": P,
+        "supersedes": P,
+        "claim": P,
         "from_status": P,
         "to_status": P,
         "effective_date": P,
@@ -108,7 +114,10 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
 # Fields inside a nested object, by kind and field: a retraction is public (a partner must
 # know an event was withdrawn), why and by whom is not.
 NESTED_TIERS: Mapping[str, Mapping[str, Mapping[str, Tier]]] = {
-    "status_event": {"retraction": {"reason": R, "recorded_by": R}},
+    "status_event": {
+        "retraction": {"reason": R, "recorded_by": R},
+        "claim": {"reason": R, "source_ids": R, "recorded_by": R},
+    },
 }
 
 

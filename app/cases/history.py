@@ -1,22 +1,32 @@
-"""A case file's status path as rows: building events, checking a path, deriving the case
-file's status columns from it, and the history's audit snapshots.
+"""A case file's status path as rows: building events, ordering and checking a path,
+deriving the case file's status columns from it, and the history's audit snapshots.
 
-Every change to a path (create with history, append, retract, collective apply) builds the
-resulting path and accepts it only if `statuses.check_path` finds it valid; the derived
-columns of the case file (status, status_since, detained_on) are then recomputed from it.
+The path is the events that take effect (EventRecord.takes_effect) in effective order
+(statuses.effective_order). Every change (create with history, append, retract,
+supersede, confirm or reject a claim, collective apply or retraction) builds the
+resulting records and accepts them only if `statuses.check_path` finds their path valid;
+the derived columns of the case file are then recomputed from it.
 """
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.audit.journal import Journal, change
-from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
-from app.cases.repository import EventRecord
-from app.cases.schemas import StatusEventInput, case_read, event_read
-from app.cases.statuses import PathError, Status, Step, Violation, check_path
-from app.core.clock import today, utcnow
+from app.cases.models import CaseFile, ClaimOutcome, ClaimResolution, EventRecord, StatusEvent
+from app.cases.schemas import EventState, StatusEventFields, case_read, event_read
+from app.cases.statuses import (
+    PathError,
+    SentenceType,
+    Status,
+    Step,
+    Violation,
+    check_path,
+    effective_order,
+    in_custody,
+)
+from app.core.clock import latest_today, utcnow
 from app.core.dates import PartialDate
 from app.core.errors import DomainError, InvalidTransition, UnprocessableInput
 from app.core.ids import new_id
@@ -24,29 +34,72 @@ from app.core.ids import new_id
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    event: StatusEvent
-    retraction: StatusEventRetraction | None
+    record: EventRecord
+    state: EventState
+    # The status on the path before this event's effective place in it.
     from_status: Status | None
+    supersedes: uuid.UUID | None = None
+
+    @property
+    def event(self) -> StatusEvent:
+        return self.record.event
 
 
-def history_entries(history: Sequence[EventRecord]) -> list[HistoryEntry]:
-    """Events with the status each one followed in the path (retracted ones stay visible)."""
+def _step(event: StatusEvent) -> Step:
+    return Step(
+        event.to_status,
+        PartialDate(event.effective_date, event.effective_precision),
+        event.position,
+    )
+
+
+def in_effective_order(records: Sequence[EventRecord]) -> list[EventRecord]:
+    return sorted(records, key=lambda record: effective_order(_step(record.event)))
+
+
+def path_of(records: Sequence[EventRecord]) -> list[EventRecord]:
+    """The events that take effect, in effective order."""
+    return [record for record in in_effective_order(records) if record.takes_effect]
+
+
+def _state(record: EventRecord) -> EventState:
+    if record.retraction is not None:
+        if record.retraction.superseded_by is not None:
+            return EventState.superseded
+        return EventState.retracted
+    if record.takes_effect:
+        return EventState.in_effect
+    if record.resolution is not None and record.resolution.outcome is ClaimOutcome.rejected:
+        return EventState.rejected_claim
+    return EventState.pending_claim
+
+
+def history_entries(records: Sequence[EventRecord]) -> list[HistoryEntry]:
+    """Every event in effective order, with its state and the status it follows on the
+    path (withdrawn events and claims stay visible)."""
+    supersedes = {
+        record.retraction.superseded_by: record.event.id
+        for record in records
+        if record.retraction is not None and record.retraction.superseded_by is not None
+    }
     entries: list[HistoryEntry] = []
     previous: Status | None = None
-    for event, retraction in history:
-        entries.append(HistoryEntry(event, retraction, previous))
-        if retraction is None:
-            previous = event.to_status
+    for record in in_effective_order(records):
+        entries.append(
+            HistoryEntry(record, _state(record), previous, supersedes.get(record.event.id))
+        )
+        if record.takes_effect:
+            previous = record.event.to_status
     return entries
 
 
-def active_events(history: Sequence[EventRecord]) -> list[StatusEvent]:
-    """The path: the events that were not retracted, in recorded order."""
-    return [event for event, retraction in history if retraction is None]
+def entry_of(records: Sequence[EventRecord], event_id: uuid.UUID) -> HistoryEntry:
+    """One event's history entry (which must be among the records)."""
+    return next(entry for entry in history_entries(records) if entry.event.id == event_id)
 
 
 def new_event(
-    data: StatusEventInput,
+    data: StatusEventFields,
     *,
     case_id: uuid.UUID,
     position: int,
@@ -62,24 +115,31 @@ def new_event(
         recorded_by=recorded_by,
         case_file_id=case_id,
         position=position,
-        to_status=data.to_status,
+        to_status=data.status,
         effective_date=effective.start,
         effective_precision=effective.precision,
         confidence=data.confidence,
         note=data.note,
-        details=data.details,
+        details=data.details_json(),
         source_ids=list(data.source_ids),
         collective_event_id=collective_event_id,
     )
 
 
-def _step(event: StatusEvent) -> Step:
-    return Step(event.to_status, PartialDate(event.effective_date, event.effective_precision))
+def as_if_confirmed(record: EventRecord) -> EventRecord:
+    """A claim as it would stand once confirmed (to check it could take effect)."""
+    if not record.pending:
+        return record
+    resolution = ClaimResolution.model_construct(
+        outcome=ClaimOutcome.confirmed, confidence=None, case_file_id=record.event.case_file_id
+    )
+    return replace(record, resolution=resolution)
 
 
-def path_error(path: Sequence[StatusEvent]) -> PathError | None:
-    """Why this path is not a valid one today, or None."""
-    return check_path([_step(event) for event in path], today())
+def path_error(records: Sequence[EventRecord]) -> PathError | None:
+    """Why the path of these records is not a valid one, or None. Nothing may lie after
+    the date that is today anywhere on Earth."""
+    return check_path([_step(record.event) for record in path_of(records)], latest_today())
 
 
 def refusal(error: PathError, *, what: str) -> DomainError:
@@ -90,26 +150,59 @@ def refusal(error: PathError, *, what: str) -> DomainError:
     return InvalidTransition(detail, **extensions)
 
 
-def refuse_invalid(path: Sequence[StatusEvent], *, what: str) -> None:
-    error = path_error(path)
+def refuse_invalid(records: Sequence[EventRecord], *, what: str) -> None:
+    error = path_error(records)
     if error is not None:
         raise refusal(error, what=what)
 
 
-def status_columns(path: Sequence[StatusEvent]) -> dict[str, Any]:
-    """The case file's status columns, derived from its (valid, non-empty) path."""
-    last = path[-1]
+def refuse_invalid_with_claims(records: Sequence[EventRecord], *, what: str) -> None:
+    """The path must be valid, and each pending claim one that could take effect on it."""
+    refuse_invalid(records, what=what)
+    for claim in (record for record in records if record.pending):
+        refuse_invalid(
+            [as_if_confirmed(r) if r is claim else r for r in records],
+            what=f"{what} (with its claim confirmed)",
+        )
+
+
+def _court_decision(event: StatusEvent) -> dict[str, Any]:
     return {
-        "status": last.to_status,
-        "status_since": last.effective_date,
-        "status_since_precision": last.effective_precision,
-        "detained_on": path[0].effective_date,
+        "event_id": str(event.id),
+        "decided_on": str(PartialDate(event.effective_date, event.effective_precision)),
+        **event.details,
     }
 
 
-def derive(case: CaseFile, path: Sequence[StatusEvent]) -> None:
-    """Recompute the case file's status columns from its (valid, non-empty) path."""
-    for column, value in status_columns(path).items():
+def status_columns(records: Sequence[EventRecord]) -> dict[str, Any]:
+    """The case file's derived columns, from its records (whose path is valid and not
+    empty)."""
+    path = path_of(records)
+    first, last = path[0], path[-1]
+    sentences = [r.event for r in path if r.event.to_status is Status.sentenced]
+    sentence = (
+        SentenceType(sentences[-1].details["sentence_type"])
+        if sentences and "sentence_type" in sentences[-1].details
+        else None
+    )
+    status = Status(last.event.to_status)
+    return {
+        "status": status,
+        "status_since": last.event.effective_date,
+        "status_since_precision": last.event.effective_precision,
+        "status_confidence": last.confidence,
+        "detained_on": first.event.effective_date,
+        "detained_precision": first.event.effective_precision,
+        "in_custody": in_custody(status, sentence if status is Status.sentenced else None),
+        "sentence_type": sentence,
+        "court_decisions": [_court_decision(event) for event in sentences],
+        "pending_claims": sum(1 for record in records if record.pending),
+    }
+
+
+def derive(case: CaseFile, records: Sequence[EventRecord]) -> None:
+    """Recompute the case file's derived columns from its records."""
+    for column, value in status_columns(records).items():
         setattr(case, column, value)
 
 
@@ -117,10 +210,31 @@ def case_snapshot(journal: Journal, case: CaseFile) -> dict[str, Any]:
     return journal.snapshot("case", case_read(case).model_dump(mode="json"))
 
 
+def entry_read_values(entry: HistoryEntry) -> dict[str, Any]:
+    return event_read(
+        entry.event,
+        state=entry.state,
+        from_status=entry.from_status,
+        retraction=entry.record.retraction,
+        resolution=entry.record.resolution,
+        supersedes=entry.supersedes,
+    ).model_dump(mode="json")
+
+
 def event_snapshot(journal: Journal, entry: HistoryEntry) -> dict[str, Any]:
-    values = event_read(entry.event, entry.retraction, entry.from_status).model_dump(mode="json")
-    return journal.snapshot("status_event", values)
+    return journal.snapshot("status_event", entry_read_values(entry))
 
 
 def new_event_change(journal: Journal, entry: HistoryEntry) -> dict[str, Any] | None:
     return change("status_event", entry.event.id, before=None, after=event_snapshot(journal, entry))
+
+
+def event_change(
+    journal: Journal, before: HistoryEntry, after: HistoryEntry
+) -> dict[str, Any] | None:
+    return change(
+        "status_event",
+        before.event.id,
+        before=event_snapshot(journal, before),
+        after=event_snapshot(journal, after),
+    )

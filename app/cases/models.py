@@ -1,6 +1,7 @@
 """Case files and their append-only status history."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -9,7 +10,7 @@ from sqlalchemy import ARRAY, Column, ForeignKey, Index, Text, UniqueConstraint,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from app.cases.statuses import Confidence, Status
+from app.cases.statuses import TAKES_EFFECT, Confidence, SentenceType, Status
 from app.core.clock import utcnow
 from app.core.columns import TextEnum, moment_column, one_of
 from app.core.dates import Precision
@@ -48,6 +49,9 @@ class CaseFile(SQLModel, table=True):
         one_of("confidentiality", list(Confidentiality)),
         one_of("status", list(Status)),
         one_of("status_since_precision", list(Precision)),
+        one_of("status_confidence", list(Confidence)),
+        one_of("detained_precision", list(Precision)),
+        one_of("sentence_type", list(SentenceType)),
         Index(
             "ix_case_file_charges",
             "charges",
@@ -67,14 +71,31 @@ class CaseFile(SQLModel, table=True):
     )
     assigned_caseworkers: list[uuid.UUID] = _uuid_array()
     charges: list[dict[str, Any]] = _jsonb_list()
+    # Derived from the path's `sentenced` events (their details are the one source of
+    # the sentence); written with the status columns.
     court_decisions: list[dict[str, Any]] = _jsonb_list()
+    # Court decisions recorded before sentences lived on events that matched no `sentenced`
+    # event (migration 0009): kept, never written since.
+    court_decisions_unmatched: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=Column(JSONB, nullable=True)
+    )
     # restricted: where the person is held, and every transfer
     detention_places: list[dict[str, Any]] = _jsonb_list()
     # Derived from the status path by the cases service; never written by a client.
     status: Status = Field(sa_type=TextEnum(Status, 20))
     status_since: date
     status_since_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
+    # How sure we are of the current status: the confidence of the event that set it.
+    status_confidence: Confidence = Field(sa_type=TextEnum(Confidence, 12))
+    # The first step of the path (detained or charged) and its precision.
     detained_on: date = Field(index=True)
+    detained_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
+    # Held now: detained, or serving a custodial sentence (statuses.in_custody).
+    in_custody: bool
+    # The type of the latest sentence on the path, if any.
+    sentence_type: SentenceType | None = Field(default=None, sa_type=TextEnum(SentenceType, 40))
+    # Unconfirmed events neither confirmed nor rejected (nor retracted) yet.
+    pending_claims: int = 0
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
@@ -93,7 +114,8 @@ class StatusEvent(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     case_file_id: uuid.UUID = Field(foreign_key="case_file.id")
-    # Order of recording within the case file; the path is the unretracted events in order.
+    # Order of recording within the case file. The path orders events by effective date;
+    # events on the same first possible day keep this order.
     position: int
     to_status: Status = Field(sa_type=TextEnum(Status, 20))
     effective_date: date
@@ -113,7 +135,10 @@ class StatusEvent(SQLModel, table=True):
 
 
 class StatusEventRetraction(SQLModel, table=True):
-    """Withdraws one wrong status event, with a reason; the event itself stays on record."""
+    """Withdraws one wrong status event, with a reason; the event itself stays on record.
+
+    A supersession is a retraction that names the corrected event replacing it (which
+    keeps the original's place in its collective event)."""
 
     __tablename__ = "status_event_retraction"
 
@@ -121,5 +146,74 @@ class StatusEventRetraction(SQLModel, table=True):
     event_id: uuid.UUID = Field(foreign_key="status_event.id", unique=True)
     case_file_id: uuid.UUID = Field(foreign_key="case_file.id", index=True)
     reason: str = Field(sa_type=Text)
+    superseded_by: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid, ForeignKey("status_event.id"), nullable=True)
+    )
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     recorded_by: uuid.UUID | None = None
+
+
+class ClaimOutcome(StrEnum):
+    confirmed = "confirmed"
+    rejected = "rejected"
+
+
+class ClaimResolution(SQLModel, table=True):
+    """Settles an unconfirmed event (a claim): confirmed, it takes effect from `recorded_at`
+    for "as known at" questions; rejected, it never does. Append-only, one per claim."""
+
+    __tablename__ = "status_claim_resolution"
+    __table_args__ = (
+        one_of("outcome", list(ClaimOutcome)),
+        one_of("confidence", list(Confidence)),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    event_id: uuid.UUID = Field(foreign_key="status_event.id", unique=True)
+    case_file_id: uuid.UUID = Field(foreign_key="case_file.id", index=True)
+    outcome: ClaimOutcome = Field(sa_type=TextEnum(ClaimOutcome, 10))
+    # For a confirmation: how sure we now are (confirmed or reported).
+    confidence: Confidence | None = Field(default=None, sa_type=TextEnum(Confidence, 12))
+    reason: str | None = Field(default=None, sa_type=Text)
+    source_ids: list[uuid.UUID] = _uuid_array()
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    recorded_by: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A status event as read from its case file's history, with how it was settled."""
+
+    event: StatusEvent
+    retraction: StatusEventRetraction | None = None
+    resolution: ClaimResolution | None = None
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.retraction is not None
+
+    @property
+    def pending(self) -> bool:
+        """An unconfirmed event neither confirmed, rejected nor withdrawn: a claim."""
+        return (
+            self.retraction is None
+            and self.event.confidence is Confidence.unconfirmed
+            and self.resolution is None
+        )
+
+    @property
+    def takes_effect(self) -> bool:
+        """On the path: not withdrawn, and either recorded as confirmed or reported, or a
+        claim since confirmed."""
+        if self.retraction is not None:
+            return False
+        if self.event.confidence in TAKES_EFFECT:
+            return True
+        return self.resolution is not None and self.resolution.outcome is ClaimOutcome.confirmed
+
+    @property
+    def confidence(self) -> Confidence:
+        """How sure we are now: a confirmed claim carries its confirmation's confidence."""
+        if self.resolution is not None and self.resolution.confidence is not None:
+            return self.resolution.confidence
+        return self.event.confidence

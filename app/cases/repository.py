@@ -4,20 +4,28 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
+from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
+from app.cases.models import (
+    CaseFile,
+    ClaimOutcome,
+    ClaimResolution,
+    EventRecord,
+    StatusEvent,
+    StatusEventRetraction,
+)
 from app.cases.schemas import CaseFilters, CaseUpdate
+from app.cases.statuses import LEAVING_CUSTODY, TAKES_EFFECT, Status
 from app.core.columns import TextEnum
+from app.core.dates import Precision
 from app.core.db import driver_connection
-
-EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
 
 
 async def next_reference_number(session: AsyncSession) -> int:
@@ -37,9 +45,12 @@ async def add(session: AsyncSession, case: CaseFile, events: Sequence[StatusEven
 _CASES = CaseFile.__table__  # type: ignore[attr-defined]
 _EVENTS = StatusEvent.__table__  # type: ignore[attr-defined]
 _RETRACTIONS = StatusEventRetraction.__table__  # type: ignore[attr-defined]
+_RESOLUTIONS = ClaimResolution.__table__  # type: ignore[attr-defined]
 _CASE_FIELDS = [c.name for c in _CASES.c]
 _EVENT_FIELDS = [c.name for c in _EVENTS.c]
 _RETRACTION_FIELDS = [c.name for c in _RETRACTIONS.c]
+_RESOLUTION_FIELDS = [c.name for c in _RESOLUTIONS.c]
+_RESOLUTION_ENUMS = {c.name: c.type.enum for c in _RESOLUTIONS.c if isinstance(c.type, TextEnum)}
 _JSONB_CASE_FIELDS = {c.name for c in _CASES.c if isinstance(c.type, JSONB)}
 _JSONB_EVENT_FIELDS = {c.name for c in _EVENTS.c if isinstance(c.type, JSONB)}
 # The columns the driver returns as text that the models type as enums.
@@ -57,7 +68,10 @@ SQL_EVENTS = (
     + ", ".join(f"e.{n}" for n in _EVENT_FIELDS)
     + ", "
     + ", ".join(f"r.{n} AS retraction_{n}" for n in _RETRACTION_FIELDS)
+    + ", "
+    + ", ".join(f"s.{n} AS resolution_{n}" for n in _RESOLUTION_FIELDS)
     + " FROM status_event e LEFT JOIN status_event_retraction r ON r.event_id = e.id"
+    " LEFT JOIN status_claim_resolution s ON s.event_id = e.id"
     " WHERE e.case_file_id = ANY($1::uuid[]) ORDER BY e.case_file_id, e.position"
 )
 SQL_INSERT_EVENT = (
@@ -69,11 +83,17 @@ SQL_INSERT_EVENT = (
 SQL_UPDATE_STATUS = """
 UPDATE case_file AS c
 SET status = u.status, status_since = u.status_since,
-    status_since_precision = u.status_since_precision, detained_on = u.detained_on,
-    version = u.version, updated_at = u.updated_at
-FROM unnest($1::uuid[], $2::text[], $3::date[], $4::text[], $5::date[], $6::int[],
-            $7::timestamptz[])
-     AS u(id, status, status_since, status_since_precision, detained_on, version, updated_at)
+    status_since_precision = u.status_since_precision,
+    status_confidence = u.status_confidence, detained_on = u.detained_on,
+    detained_precision = u.detained_precision, in_custody = u.in_custody,
+    sentence_type = u.sentence_type, court_decisions = u.court_decisions::jsonb,
+    pending_claims = u.pending_claims, version = u.version, updated_at = u.updated_at
+FROM unnest($1::uuid[], $2::text[], $3::date[], $4::text[], $5::text[], $6::date[],
+            $7::text[], $8::bool[], $9::text[], $10::text[], $11::int[], $12::int[],
+            $13::timestamptz[])
+     AS u(id, status, status_since, status_since_precision, status_confidence, detained_on,
+          detained_precision, in_custody, sentence_type, court_decisions, pending_claims,
+          version, updated_at)
 WHERE c.id = u.id AND c.version = u.version - 1
 RETURNING c.id
 """
@@ -120,7 +140,8 @@ async def get_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> li
 async def events_of(
     session: AsyncSession, case_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, list[EventRecord]]:
-    """Each case file's events in recorded order, with their retraction if any."""
+    """Each case file's events in recorded order, with their retraction and the
+    settlement of a claim, if any."""
     driver = await driver_connection(session)
     grouped: dict[uuid.UUID, list[EventRecord]] = defaultdict(list)
     for row in await driver.fetch(SQL_EVENTS, list(case_ids)):
@@ -133,7 +154,18 @@ async def events_of(
             if row["retraction_id"] is not None
             else None
         )
-        grouped[event.case_file_id].append((event, retraction))
+        resolution = (
+            ClaimResolution.model_construct(
+                **_typed(
+                    {n: row[f"resolution_{n}"] for n in _RESOLUTION_FIELDS},
+                    _RESOLUTION_FIELDS,
+                    _RESOLUTION_ENUMS,
+                )
+            )
+            if row["resolution_id"] is not None
+            else None
+        )
+        grouped[event.case_file_id].append(EventRecord(event, retraction, resolution))
     return grouped
 
 
@@ -148,8 +180,15 @@ async def add_events(session: AsyncSession, events: Sequence[StatusEvent]) -> No
     )
 
 
-async def add_retraction(session: AsyncSession, retraction: StatusEventRetraction) -> None:
-    session.add(retraction)
+async def add_retractions(
+    session: AsyncSession, retractions: Sequence[StatusEventRetraction]
+) -> None:
+    session.add_all(retractions)
+    await session.flush()
+
+
+async def add_resolution(session: AsyncSession, resolution: ClaimResolution) -> None:
+    session.add(resolution)
     await session.flush()
 
 
@@ -165,7 +204,13 @@ async def save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> bool:
         [case.status for case in cases],
         [case.status_since for case in cases],
         [case.status_since_precision for case in cases],
+        [case.status_confidence for case in cases],
         [case.detained_on for case in cases],
+        [case.detained_precision for case in cases],
+        [case.in_custody for case in cases],
+        [case.sentence_type for case in cases],
+        [json.dumps(case.court_decisions) for case in cases],
+        [case.pending_claims for case in cases],
         [case.version for case in cases],
         [case.updated_at for case in cases],
     )
@@ -212,15 +257,103 @@ async def page(
         stmt = stmt.where(CaseFile.jurisdiction == filters.jurisdiction)
     if filters.article is not None:
         stmt = stmt.where(col(CaseFile.charges).contains([{"article": filters.article}]))
-    if filters.detained_from is not None:
-        stmt = stmt.where(CaseFile.detained_on >= filters.detained_from)
-    if filters.detained_to is not None:
-        stmt = stmt.where(CaseFile.detained_on <= filters.detained_to)
+    for condition in _date_conditions(filters):
+        stmt = stmt.where(condition)
+    if filters.confidence is not None:
+        stmt = stmt.where(CaseFile.status_confidence == filters.confidence)
+    if filters.has_pending_claims is not None:
+        pending = col(CaseFile.pending_claims) > 0
+        stmt = stmt.where(pending if filters.has_pending_claims else ~pending)
+    if filters.in_custody is not None:
+        stmt = stmt.where(CaseFile.in_custody == filters.in_custody)
+    if filters.sentence_type is not None:
+        stmt = stmt.where(CaseFile.sentence_type == filters.sentence_type)
+    if filters.destination_country is not None:
+        stmt = stmt.where(
+            _has_event_in_effect(
+                col(StatusEvent.to_status) == Status.deported,
+                StatusEvent.details["destination_country"].astext == filters.destination_country,
+            )
+        )
     if filters.person_id is not None:
         stmt = stmt.where(CaseFile.person_id == filters.person_id)
     if after is not None:
         stmt = stmt.where(CaseFile.id > after)
     return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))
+
+
+def _last_day(day: Any, precision: Any) -> ColumnElement[Any]:
+    """The last day a partial date (its first day and precision) may stand for."""
+    return case(
+        (
+            precision == Precision.month,
+            func.date_trunc("month", day) + text("interval '1 month - 1 day'"),
+        ),
+        (
+            precision == Precision.year,
+            func.date_trunc("year", day) + text("interval '1 year - 1 day'"),
+        ),
+        else_=day,
+    )
+
+
+def _overlaps(day: Any, precision: Any, since: date | None, until: date | None) -> list[Any]:
+    """A partial date is the interval of days it may stand for; it matches a range when the
+    two overlap (a detention in "2021-08" matches `from=2021-08-20`)."""
+    conditions = []
+    if since is not None:
+        conditions.append(_last_day(day, precision) >= since)
+    if until is not None:
+        conditions.append(day <= until)
+    return conditions
+
+
+def _in_effect() -> ColumnElement[bool]:
+    """The status event (in a correlated query) takes effect: not withdrawn, and either
+    not a claim or a confirmed one."""
+    retracted = exists().where(col(StatusEventRetraction.event_id) == StatusEvent.id)
+    confirmed = exists().where(
+        col(ClaimResolution.event_id) == StatusEvent.id,
+        col(ClaimResolution.outcome) == ClaimOutcome.confirmed,
+    )
+    return and_(
+        ~retracted,
+        or_(col(StatusEvent.confidence).in_(list(TAKES_EFFECT)), confirmed),
+    )
+
+
+def _has_event_in_effect(*conditions: Any) -> ColumnElement[bool]:
+    return exists().where(col(StatusEvent.case_file_id) == CaseFile.id, _in_effect(), *conditions)
+
+
+def _date_conditions(filters: CaseFilters) -> list[Any]:
+    conditions = [
+        *_overlaps(
+            col(CaseFile.detained_on),
+            col(CaseFile.detained_precision),
+            filters.detained_from,
+            filters.detained_to,
+        ),
+        *_overlaps(
+            col(CaseFile.status_since),
+            col(CaseFile.status_since_precision),
+            filters.status_changed_from,
+            filters.status_changed_to,
+        ),
+    ]
+    if filters.released_from is not None or filters.released_to is not None:
+        conditions.append(
+            _has_event_in_effect(
+                col(StatusEvent.to_status).in_(list(LEAVING_CUSTODY)),
+                *_overlaps(
+                    col(StatusEvent.effective_date),
+                    col(StatusEvent.effective_precision),
+                    filters.released_from,
+                    filters.released_to,
+                ),
+            )
+        )
+    return conditions
 
 
 async def case_ids_of_collective(
@@ -229,6 +362,7 @@ async def case_ids_of_collective(
     stmt = (
         select(StatusEvent.case_file_id)
         .where(StatusEvent.collective_event_id == collective_event_id)
+        .distinct()
         .order_by(col(StatusEvent.case_file_id))
     )
     return list(await session.exec(stmt))

@@ -1,7 +1,10 @@
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
 from app.access.tiers import exclusion, hidden_fields, page_exclusion
@@ -9,6 +12,7 @@ from app.audit.http import record_history
 from app.audit.journal import journal_of
 from app.audit.schemas import RecordHistory
 from app.cases import service, transitions
+from app.cases.history import HistoryEntry, entry_read_values
 from app.cases.schemas import (
     Article,
     CaseCreate,
@@ -16,13 +20,16 @@ from app.cases.schemas import (
     CaseHistory,
     CaseRead,
     CaseUpdate,
+    ConfirmationInput,
+    RejectionInput,
     RetractionInput,
     StatusChange,
     StatusEventInput,
+    StatusEventRead,
+    SupersessionInput,
     case_read,
-    event_read,
 )
-from app.cases.statuses import Status
+from app.cases.statuses import Confidence, SentenceType, Status
 from app.core.dates import IsoDate
 from app.core.db import SessionDep
 from app.core.http import (
@@ -36,7 +43,7 @@ from app.core.http import (
 )
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode
-from app.idempotency.http import IdempotentCreateDep
+from app.idempotency.http import IdempotentCreate, IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
 from app.identity.http import requires
 from app.persons.schemas import PersonFilters
@@ -45,10 +52,13 @@ from app.recognition.criteria import RecognitionStatus
 router = APIRouter(prefix="/cases", tags=["cases"])
 
 
+def _event_read(entry: HistoryEntry) -> StatusEventRead:
+    return StatusEventRead.model_validate(entry_read_values(entry))
+
+
 def _status_change(change: transitions.StatusChange) -> StatusChange:
-    entry = change.entry
     return StatusChange(
-        event=event_read(entry.event, entry.retraction, entry.from_status),
+        event=_event_read(change.entry),
         case_status=change.case.status,
         case_version=change.case.version,
     )
@@ -124,6 +134,17 @@ async def update_case(
     return _case_response(view)
 
 
+_OVERLAP = (
+    "Dates are known to a day, a month or a year; a partial date stands for every day it "
+    "may be, and matches when that interval overlaps the range (a detention in 2021-08 "
+    "matches detained_from=2021-08-20)."
+)
+_RELEASED = (
+    "An event in effect by which the person left custody alive (released, pardoned, "
+    "deported) in the range."
+)
+
+
 @router.get("", response_model=Page[CaseRead])
 async def list_cases(
     session: SessionDep,
@@ -135,9 +156,28 @@ async def list_cases(
     article: Article | None = None,
     citizenship: CountryCode | None = None,
     recognition_status: RecognitionStatus | None = None,
-    detained_from: IsoDate | None = None,
-    detained_to: IsoDate | None = None,
+    detained_from: Annotated[IsoDate | None, Query(description=_OVERLAP)] = None,
+    detained_to: Annotated[IsoDate | None, Query(description=_OVERLAP)] = None,
     person_id: uuid.UUID | None = None,
+    confidence: Annotated[
+        Confidence | None, Query(description="How sure the current status is")
+    ] = None,
+    has_pending_claims: Annotated[
+        bool | None, Query(description="With (true) or without (false) unsettled claims")
+    ] = None,
+    in_custody: Annotated[
+        bool | None, Query(description="Held now (detained, or a custodial sentence)")
+    ] = None,
+    sentence_type: Annotated[
+        SentenceType | None, Query(description="The type of the latest sentence")
+    ] = None,
+    status_changed_from: Annotated[IsoDate | None, Query(description=_OVERLAP)] = None,
+    status_changed_to: Annotated[IsoDate | None, Query(description=_OVERLAP)] = None,
+    released_from: Annotated[IsoDate | None, Query(description=_RELEASED + " " + _OVERLAP)] = None,
+    released_to: Annotated[IsoDate | None, Query(description=_RELEASED + " " + _OVERLAP)] = None,
+    destination_country: Annotated[
+        CountryCode | None, Query(description="Deported (in effect) to this country")
+    ] = None,
 ) -> Response:
     filters = CaseFilters(
         status=status,
@@ -146,6 +186,15 @@ async def list_cases(
         detained_from=detained_from,
         detained_to=detained_to,
         person_id=person_id,
+        confidence=confidence,
+        has_pending_claims=has_pending_claims,
+        in_custody=in_custody,
+        sentence_type=sentence_type,
+        status_changed_from=status_changed_from,
+        status_changed_to=status_changed_to,
+        released_from=released_from,
+        released_to=released_to,
+        destination_country=destination_country,
     )
     person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_cases(
@@ -196,7 +245,7 @@ async def read_status_history(
         CaseHistory(
             case_file_id=view.case.id,
             status=view.case.status,
-            events=[event_read(e.event, e.retraction, e.from_status) for e in entries],
+            events=[_event_read(entry) for entry in entries],
         ),
         exclude={"events": {"__all__": hidden}} if hidden else None,
     )
@@ -237,11 +286,41 @@ async def append_status_event(
     )
 
 
+async def _change_of_path(
+    session: AsyncSession,
+    caller: Caller,
+    case_id: uuid.UUID,
+    once: IdempotentCreate,
+    request_body: BaseModel,
+    if_match: str | None,
+    make: Callable[[int], Awaitable[transitions.StatusChange]],
+) -> Response:
+    """A change to one event of the path, If-Match on the case file and safe to retry."""
+    expected_version = required_version(if_match)
+
+    async def produce() -> StoredResponse:
+        change = await make(expected_version)
+        return StoredResponse(
+            201,
+            _status_change(change).model_dump(mode="json"),
+            {"ETag": etag(change.case.version)},
+        )
+
+    return await once.run(
+        [request_body.model_dump(mode="json"), expected_version],
+        produce,
+        after_check(lambda: transitions.may_transition(session, caller, case_id)),
+    )
+
+
+_EVENT_CHANGE_RESPONSES = documented_headers(201, ETAG_HEADER)
+
+
 @router.post(
     "/{case_id}/status-events/{event_id}/retraction",
     status_code=201,
     response_model=StatusChange,
-    responses=documented_headers(201, ETAG_HEADER),
+    responses=_EVENT_CHANGE_RESPONSES,
 )
 async def retract_status_event(
     case_id: uuid.UUID,
@@ -252,26 +331,122 @@ async def retract_status_event(
     caller: Annotated[Caller, requires("case.transition")],
     if_match: IfMatch = None,
 ) -> Response:
-    """Withdraw a wrong status event; it stays in the history, marked with the reason."""
-    expected_version = required_version(if_match)
-
-    async def produce() -> StoredResponse:
-        change = await transitions.retract(
+    """Withdraw a wrong status event; it stays in the history, marked with the reason. The
+    rest of the path must stay valid."""
+    return await _change_of_path(
+        session,
+        caller,
+        case_id,
+        once,
+        body,
+        if_match,
+        lambda version: transitions.retract(
             session,
             caller,
             case_id,
             event_id=event_id,
-            expected_version=expected_version,
+            expected_version=version,
             reason=body.reason,
-        )
-        return StoredResponse(
-            201,
-            _status_change(change).model_dump(mode="json"),
-            {"ETag": etag(change.case.version)},
-        )
+        ),
+    )
 
-    return await once.run(
-        [body.model_dump(mode="json"), expected_version],
-        produce,
-        after_check(lambda: transitions.may_transition(session, caller, case_id)),
+
+@router.post(
+    "/{case_id}/status-events/{event_id}/supersession",
+    status_code=201,
+    response_model=StatusChange,
+    responses=_EVENT_CHANGE_RESPONSES,
+)
+async def supersede_status_event(
+    case_id: uuid.UUID,
+    event_id: uuid.UUID,
+    body: SupersessionInput,
+    session: SessionDep,
+    once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("case.transition")],
+    if_match: IfMatch = None,
+) -> Response:
+    """Correct an event (a term, a date) in one step: the corrected event replaces it where
+    its date puts it and keeps its collective event; the original stays on record as
+    superseded, with the reason. The answer carries the corrected event."""
+    return await _change_of_path(
+        session,
+        caller,
+        case_id,
+        once,
+        body,
+        if_match,
+        lambda version: transitions.supersede(
+            session, caller, case_id, event_id=event_id, expected_version=version, data=body
+        ),
+    )
+
+
+@router.post(
+    "/{case_id}/status-events/{event_id}/confirmation",
+    status_code=201,
+    response_model=StatusChange,
+    responses=_EVENT_CHANGE_RESPONSES,
+)
+async def confirm_claim(
+    case_id: uuid.UUID,
+    event_id: uuid.UUID,
+    body: ConfirmationInput,
+    session: SessionDep,
+    once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("case.transition")],
+    if_match: IfMatch = None,
+) -> Response:
+    """Confirm a pending claim (an unconfirmed event): it takes effect from now on, where
+    its effective date puts it in the path (409 if the path would not stay valid)."""
+    return await _change_of_path(
+        session,
+        caller,
+        case_id,
+        once,
+        body,
+        if_match,
+        lambda version: transitions.settle_claim(
+            session,
+            caller,
+            case_id,
+            event_id=event_id,
+            expected_version=version,
+            confirmation=body,
+        ),
+    )
+
+
+@router.post(
+    "/{case_id}/status-events/{event_id}/rejection",
+    status_code=201,
+    response_model=StatusChange,
+    responses=_EVENT_CHANGE_RESPONSES,
+)
+async def reject_claim(
+    case_id: uuid.UUID,
+    event_id: uuid.UUID,
+    body: RejectionInput,
+    session: SessionDep,
+    once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("case.transition")],
+    if_match: IfMatch = None,
+) -> Response:
+    """Reject a pending claim, with the reason: it stays in the history and never takes
+    effect."""
+    return await _change_of_path(
+        session,
+        caller,
+        case_id,
+        once,
+        body,
+        if_match,
+        lambda version: transitions.settle_claim(
+            session,
+            caller,
+            case_id,
+            event_id=event_id,
+            expected_version=version,
+            rejection_reason=body.reason,
+        ),
     )

@@ -3,29 +3,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, TypeAdapter
 
 from app.cases.models import (
     CaseFile,
+    ClaimOutcome,
+    ClaimResolution,
     Confidentiality,
     DeprivationType,
     StatusEvent,
     StatusEventRetraction,
 )
-from app.cases.statuses import IN_CUSTODY, Confidence, Status
+from app.cases.statuses import Confidence, SentenceType, Status
 from app.core.dates import PartialDate, PartialDateText, Precision
 from app.core.types import (
     INPUT,
     NOT_TEXT,
     OUTPUT,
+    UNIQUE_ITEMS,
     CountryCode,
     Label,
     Money,
     PartialUpdate,
     Text,
-    inline_schema,
 )
 from app.sources.schemas import SourceIds
 
@@ -42,6 +44,15 @@ class CaseFilters:
     detained_from: date | None = None
     detained_to: date | None = None
     person_id: uuid.UUID | None = None
+    confidence: Confidence | None = None
+    has_pending_claims: bool | None = None
+    in_custody: bool | None = None
+    sentence_type: SentenceType | None = None
+    status_changed_from: date | None = None
+    status_changed_to: date | None = None
+    released_from: date | None = None
+    released_to: date | None = None
+    destination_country: str | None = None
 
 
 class Charge(BaseModel):
@@ -52,17 +63,6 @@ class Charge(BaseModel):
     part: Annotated[str, Field(pattern=r"^[0-9]{1,2}$")] | None = None
     charged_on: PartialDateText | None = None
     description: Label | None = None
-
-
-class CourtDecision(BaseModel):
-    model_config = INPUT
-
-    court: Label
-    decided_on: PartialDateText
-    term_months: Annotated[int, Field(ge=0, le=1200), NOT_TEXT] | None = None
-    regime: Label | None = None
-    fine_amount: Money | None = None
-    fine_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
 
 
 class DetentionPlace(BaseModel):
@@ -81,6 +81,16 @@ class ReleaseReason(StrEnum):
     other = "other"
 
 
+class ChargedSituation(StrEnum):
+    """Where a person prosecuted but not held is."""
+
+    released_pending_trial = "released_pending_trial"
+    travel_ban = "travel_ban"
+    wanted = "wanted"
+    abroad_tried_in_absentia = "abroad_tried_in_absentia"
+    other = "other"
+
+
 class DetainedDetails(BaseModel):
     model_config = INPUT
 
@@ -88,12 +98,28 @@ class DetainedDetails(BaseModel):
     authority: Label | None = None
 
 
-class SentencedDetails(BaseModel):
+class ChargedDetails(BaseModel):
     model_config = INPUT
 
+    situation: ChargedSituation | None = None
+    authority: Label | None = None
+
+
+class SentencedDetails(BaseModel):
+    """The sentence: the one place it is recorded (the case file's `court_decisions` are
+    derived from its `sentenced` events)."""
+
+    model_config = INPUT
+
+    sentence_type: SentenceType
     term_months: Annotated[int, Field(ge=0, le=1200), NOT_TEXT] | None = None
     regime: Label | None = None
     court: Label | None = None
+    fine_amount: Money | None = None
+    fine_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    in_absentia: Annotated[bool, NOT_TEXT] | None = None
+    # The charges (their `charge_id` on the case file) this verdict decided.
+    charge_ids: Annotated[list[uuid.UUID], Field(max_length=50), UNIQUE_ITEMS] | None = None
 
 
 class ReleasedDetails(BaseModel):
@@ -124,6 +150,7 @@ class DiedInCustodyDetails(BaseModel):
 # What each kind of status event may (and must) say about itself.
 DETAILS_BY_STATUS: Mapping[Status, type[BaseModel]] = {
     Status.detained: DetainedDetails,
+    Status.charged: ChargedDetails,
     Status.sentenced: SentencedDetails,
     Status.released: ReleasedDetails,
     Status.pardoned: PardonedDetails,
@@ -137,45 +164,81 @@ def validated_details(status: Status, details: dict[str, Any]) -> dict[str, Any]
     return model.model_dump(mode="json", exclude_none=True)
 
 
-def _has_required_field(model: type[BaseModel]) -> bool:
-    return any(field.is_required() for field in model.model_fields.values())
+class StatusEventFields(BaseModel):
+    model_config = INPUT
 
-
-def details_by_status(status: Status) -> dict[str, Any]:
-    """For a schema with `to_status` and `details`: the condition and what then holds."""
-    model = DETAILS_BY_STATUS[status]
-    return {
-        "if": {"properties": {"to_status": {"const": status.value}}, "required": ["to_status"]},
-        "then": {
-            "properties": {"details": inline_schema(model)},
-            # Details with a required field cannot be left out.
-            **({"required": ["details"]} if _has_required_field(model) else {}),
-        },
-    }
-
-
-def _details_by_status_schema(schema: dict[str, Any]) -> None:
-    """Publish what `details` holds for each status (DETAILS_BY_STATUS)."""
-    schema["allOf"] = [details_by_status(status) for status in DETAILS_BY_STATUS]
-    schema["properties"]["details"]["description"] = (
-        "What the event says about itself; its fields depend on to_status."
-    )
-
-
-class StatusEventInput(BaseModel):
-    model_config = ConfigDict(**INPUT, json_schema_extra=_details_by_status_schema)
-
-    to_status: Status
     effective_date: PartialDateText
-    confidence: Confidence
+    confidence: Confidence = Field(
+        description="confirmed and reported events take effect; an unconfirmed one is a "
+        "claim, pending until it is confirmed or rejected"
+    )
     note: Text | None = None
     source_ids: SourceIds = []
-    details: dict[str, Any] = {}
+    details: BaseModel
 
-    @model_validator(mode="after")
-    def _details_fit_the_status(self) -> Self:
-        self.details = validated_details(self.to_status, self.details)
-        return self
+    def details_json(self) -> dict[str, Any]:
+        return self.details.model_dump(mode="json", exclude_none=True)
+
+    @property
+    def status(self) -> Status:
+        # Each member of the union declares its own `to_status` literal.
+        return Status(getattr(self, "to_status"))  # noqa: B009
+
+
+class DetainedEvent(StatusEventFields):
+    to_status: Literal[Status.detained]
+    details: DetainedDetails = DetainedDetails()
+
+
+class ChargedEvent(StatusEventFields):
+    to_status: Literal[Status.charged]
+    details: ChargedDetails = ChargedDetails()
+
+
+class SentencedEvent(StatusEventFields):
+    to_status: Literal[Status.sentenced]
+    details: SentencedDetails
+
+
+class ReleasedEvent(StatusEventFields):
+    to_status: Literal[Status.released]
+    details: ReleasedDetails
+
+
+class PardonedEvent(StatusEventFields):
+    to_status: Literal[Status.pardoned]
+    details: PardonedDetails = PardonedDetails()
+
+
+class DeportedEvent(StatusEventFields):
+    to_status: Literal[Status.deported]
+    details: DeportedDetails
+
+
+class DiedInCustodyEvent(StatusEventFields):
+    to_status: Literal[Status.died_in_custody]
+    details: DiedInCustodyDetails = DiedInCustodyDetails()
+
+
+# One schema per status (a discriminated union on `to_status`), so that a client sees what
+# each kind of event needs: a release its reason, a deportation its country.
+StatusEventInput = Annotated[
+    DetainedEvent
+    | ChargedEvent
+    | SentencedEvent
+    | ReleasedEvent
+    | PardonedEvent
+    | DeportedEvent
+    | DiedInCustodyEvent,
+    Field(discriminator="to_status"),
+]
+StatusEventInputs = TypeAdapter[Any](StatusEventInput)
+
+
+def status_event_input(values: Mapping[str, Any]) -> StatusEventFields:
+    """A status event input built from plain values (a collective event's transition)."""
+    event: StatusEventFields = StatusEventInputs.validate_python(dict(values))
+    return event
 
 
 class CaseFields(BaseModel):
@@ -186,7 +249,6 @@ class CaseFields(BaseModel):
     confidentiality: Confidentiality = Confidentiality.normal
     assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] = []
     charges: Annotated[list[Charge], Field(max_length=50)] = []
-    court_decisions: Annotated[list[CourtDecision], Field(max_length=50)] = []
     detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] = []
 
 
@@ -202,7 +264,6 @@ class CaseUpdate(PartialUpdate):
     confidentiality: Confidentiality | None = None
     assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] | None = None
     charges: Annotated[list[Charge], Field(max_length=50)] | None = None
-    court_decisions: Annotated[list[CourtDecision], Field(max_length=50)] | None = None
     detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] | None = None
 
 
@@ -215,15 +276,34 @@ class CaseRead(BaseModel):
     jurisdiction: str
     deprivation_type: DeprivationType
     charges: list[dict[str, Any]]
-    court_decisions: list[dict[str, Any]]
+    court_decisions: list[dict[str, Any]] = Field(
+        description="The verdicts: derived from the path's `sentenced` events, whose details "
+        "are the one record of a sentence"
+    )
     # Fields above the public tier are absent unless the caller's clearance allows them.
     confidentiality: Confidentiality | None = None
     assigned_caseworkers: list[uuid.UUID] | None = None
     detention_places: list[dict[str, Any]] | None = None
     status: Status
-    status_since: str
-    in_custody: bool
-    detained_on: date
+    status_since: PartialDateText
+    status_confidence: Confidence = Field(
+        description="How sure the current status is: the confidence of the event that set it"
+    )
+    in_custody: bool = Field(
+        description="Held now: detained, or serving a custodial sentence (imprisonment, "
+        "restriction of freedom in an open facility, compulsory treatment)"
+    )
+    sentence_type: SentenceType | None = Field(
+        description="The type of the latest sentence on the path, if any"
+    )
+    pending_claims: int = Field(
+        description="Unconfirmed events (claims) neither confirmed nor rejected yet; they do "
+        "not move the status"
+    )
+    detained_on: PartialDateText = Field(
+        description="The date of the path's first step (detained or charged), as precise as "
+        "it is known: YYYY, YYYY-MM or YYYY-MM-DD"
+    )
     version: int
     created_at: datetime
     updated_at: datetime
@@ -235,12 +315,58 @@ class RetractionInput(BaseModel):
     reason: Annotated[Text, Field(min_length=1)]
 
 
+class SupersessionInput(BaseModel):
+    """A corrected event that replaces a wrong one (a term, a date): the original stays on
+    record, retracted with this reason, and the correction keeps its collective event."""
+
+    model_config = INPUT
+
+    reason: Annotated[Text, Field(min_length=1)]
+    event: StatusEventInput
+
+
+class ConfirmationInput(BaseModel):
+    model_config = INPUT
+
+    confidence: Literal[Confidence.confirmed, Confidence.reported] = Confidence.confirmed
+    reason: Text | None = None
+    source_ids: SourceIds = []
+
+
+class RejectionInput(BaseModel):
+    model_config = INPUT
+
+    reason: Annotated[Text, Field(min_length=1)]
+
+
 class RetractionRead(BaseModel):
     model_config = OUTPUT
 
     reason: str
     recorded_at: datetime
     recorded_by: uuid.UUID | None
+    superseded_by: uuid.UUID | None = Field(
+        description="The corrected event that replaced this one, if it was superseded"
+    )
+
+
+class ClaimResolutionRead(BaseModel):
+    model_config = OUTPUT
+
+    outcome: ClaimOutcome
+    confidence: Confidence | None
+    reason: str | None
+    source_ids: list[uuid.UUID]
+    recorded_at: datetime
+    recorded_by: uuid.UUID | None
+
+
+class EventState(StrEnum):
+    in_effect = "in_effect"
+    pending_claim = "pending_claim"
+    rejected_claim = "rejected_claim"
+    retracted = "retracted"
+    superseded = "superseded"
 
 
 class StatusEventRead(BaseModel):
@@ -248,14 +374,24 @@ class StatusEventRead(BaseModel):
 
     id: uuid.UUID
     case_file_id: uuid.UUID
-    position: int
-    from_status: Status | None
+    position: int = Field(description="Order of recording in the case file")
+    state: EventState = Field(
+        description="in_effect: on the path; pending_claim / rejected_claim: an unconfirmed "
+        "event not (yet) taking effect; retracted / superseded: withdrawn, kept on record"
+    )
+    from_status: Status | None = Field(
+        description="The status on the path before this event's effective date"
+    )
     to_status: Status
-    effective_date: str
+    effective_date: PartialDateText
     confidence: Confidence
     collective_event_id: uuid.UUID | None
+    supersedes: uuid.UUID | None = Field(description="The event this one corrected, if any")
     recorded_at: datetime
     retraction: RetractionRead | None
+    claim: ClaimResolutionRead | None = Field(
+        description="How an unconfirmed event was settled: confirmed or rejected"
+    )
     # restricted: absent below that clearance
     note: str | None = None
     details: dict[str, Any] | None = None
@@ -264,7 +400,7 @@ class StatusEventRead(BaseModel):
 
 
 class StatusChange(BaseModel):
-    """The answer to an appended event or a retraction: the event and the case file after it."""
+    """The answer to a change of the path: the event and the case file after it."""
 
     model_config = OUTPUT
 
@@ -278,7 +414,10 @@ class CaseHistory(BaseModel):
 
     case_file_id: uuid.UUID
     status: Status
-    events: list[StatusEventRead]
+    events: list[StatusEventRead] = Field(
+        description="Every event in effective order (ties: the order given), the withdrawn "
+        "and the pending included"
+    )
 
 
 def case_read(case: CaseFile) -> CaseRead:
@@ -287,30 +426,47 @@ def case_read(case: CaseFile) -> CaseRead:
             **{
                 name: getattr(case, name)
                 for name in CaseRead.model_fields
-                if name not in ("status_since", "in_custody")
+                if name not in ("status_since", "detained_on")
             },
             "status_since": str(
                 PartialDate(case.status_since, Precision(case.status_since_precision))
             ),
-            "in_custody": Status(case.status) in IN_CUSTODY,
+            "detained_on": str(PartialDate(case.detained_on, Precision(case.detained_precision))),
         }
     )
 
 
 def event_read(
-    event: StatusEvent, retraction: StatusEventRetraction | None, from_status: Status | None
+    event: StatusEvent,
+    *,
+    state: EventState,
+    from_status: Status | None,
+    retraction: StatusEventRetraction | None,
+    resolution: ClaimResolution | None,
+    supersedes: uuid.UUID | None,
 ) -> StatusEventRead:
     return StatusEventRead.model_validate(
         {
             **{
                 name: getattr(event, name)
                 for name in StatusEventRead.model_fields
-                if name not in ("effective_date", "from_status", "retraction")
+                if name
+                not in (
+                    "effective_date",
+                    "from_status",
+                    "retraction",
+                    "claim",
+                    "state",
+                    "supersedes",
+                )
             },
+            "state": state,
+            "supersedes": supersedes,
             "effective_date": str(
                 PartialDate(event.effective_date, Precision(event.effective_precision))
             ),
             "from_status": from_status,
             "retraction": RetractionRead.model_validate(retraction) if retraction else None,
+            "claim": ClaimResolutionRead.model_validate(resolution) if resolution else None,
         }
     )

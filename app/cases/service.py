@@ -24,10 +24,10 @@ from app.cases.history import (
     history_entries,
     new_event,
     new_event_change,
-    refuse_invalid,
+    refuse_invalid_with_claims,
     status_columns,
 )
-from app.cases.models import CaseFile, Confidentiality
+from app.cases.models import CaseFile, Confidentiality, EventRecord
 from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate
 from app.core.clock import today
 from app.core.errors import (
@@ -151,7 +151,8 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
         new_event(item, case_id=case_id, position=position, recorded_by=caller.principal.staff_id)
         for position, item in enumerate(data.status_history)
     ]
-    refuse_invalid(events, what="The status history is not a valid path")
+    records = [EventRecord(event) for event in events]
+    refuse_invalid_with_claims(records, what="The status history is not a valid path")
     number = await repository.next_reference_number(session)
     case = CaseFile(
         id=case_id,
@@ -159,7 +160,7 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
         person_id=data.person_id,
         assigned_caseworkers=assigned,
         reference=f"HB-{today().year}-{number:06d}",
-        **status_columns(events),
+        **status_columns(records),
     )
     await repository.add(session, case, events)
     journal = journal_of(session)
@@ -169,10 +170,7 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
         case.id,
         changes=[
             change("case", case.id, before=None, after=case_snapshot(journal, case)),
-            *(
-                new_event_change(journal, entry)
-                for entry in history_entries([(event, None) for event in events])
-            ),
+            *(new_event_change(journal, entry) for entry in history_entries(records)),
         ],
         related=[case.person_id],
     )

@@ -1,8 +1,11 @@
-"""The status state machine of a case file, as data.
+"""The status state machine of a case file, as data (DESIGN §2).
 
-A case file's status is never written: it is the last step of its path of status events
-(retracted events left out). Every change (an appended event, an imported history, a
-retraction) is accepted only if the resulting path is valid as a whole, by `check_path`.
+A case file's status is never written: it is the last step of its path. The path is the
+case file's status events that take effect — not retracted (or superseded), and not a
+pending or rejected claim — ordered by effective date; events on the same first possible
+day keep the order in which they were given. Every change (an appended event, an imported
+history, a retraction, a supersession, a confirmed claim) is accepted only if the
+resulting path is valid as a whole, by `check_path`.
 """
 
 from collections.abc import Mapping, Sequence
@@ -15,6 +18,8 @@ from app.core.dates import PartialDate
 
 class Status(StrEnum):
     detained = "detained"
+    # Prosecuted but not held: at liberty under a travel ban, wanted, tried in absentia.
+    charged = "charged"
     sentenced = "sentenced"
     released = "released"
     pardoned = "pardoned"
@@ -27,31 +32,45 @@ class Confidence(StrEnum):
 
     confirmed = "confirmed"
     reported = "reported"
+    # A claim: shown, but it moves nothing until it is confirmed.
     unconfirmed = "unconfirmed"
 
 
-INITIAL: frozenset[Status] = frozenset({Status.detained})
-IN_CUSTODY: frozenset[Status] = frozenset({Status.detained, Status.sentenced})
+# The confidences of events that take effect on recording.
+TAKES_EFFECT: frozenset[Confidence] = frozenset({Confidence.confirmed, Confidence.reported})
 
-# A new `sentenced` after `sentenced` records an appeal or a new term.
+
+class SentenceType(StrEnum):
+    imprisonment = "imprisonment"
+    # Belarus's "khimiya": held in an open correctional facility.
+    restriction_of_freedom_open_facility = "restriction_of_freedom_open_facility"
+    restriction_of_freedom_at_home = "restriction_of_freedom_at_home"
+    suspended = "suspended"
+    fine = "fine"
+    compulsory_treatment = "compulsory_treatment"
+
+
+# The sentences served in custody; a fine, a suspended sentence or restriction of freedom
+# at home leave the person at liberty (DESIGN §2, "In custody").
+CUSTODIAL_SENTENCES: frozenset[SentenceType] = frozenset(
+    {
+        SentenceType.imprisonment,
+        SentenceType.restriction_of_freedom_open_facility,
+        SentenceType.compulsory_treatment,
+    }
+)
+
+INITIAL: frozenset[Status] = frozenset({Status.detained, Status.charged})
+
+_ENDS_OF_CUSTODY = {Status.released, Status.pardoned, Status.deported, Status.died_in_custody}
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    Status.detained: frozenset(
-        {
-            Status.sentenced,
-            Status.released,
-            Status.pardoned,
-            Status.deported,
-            Status.died_in_custody,
-        }
-    ),
+    Status.charged: frozenset({Status.detained, Status.sentenced, Status.released}),
+    # → charged: released pending trial.
+    Status.detained: frozenset({Status.charged, Status.sentenced, *_ENDS_OF_CUSTODY}),
+    # → sentenced: appeal, new term, added sentence; → detained / charged: the verdict was
+    # quashed and the retrial goes on in custody / at liberty.
     Status.sentenced: frozenset(
-        {
-            Status.sentenced,
-            Status.released,
-            Status.pardoned,
-            Status.deported,
-            Status.died_in_custody,
-        }
+        {Status.sentenced, Status.detained, Status.charged, *_ENDS_OF_CUSTODY}
     ),
     Status.released: frozenset({Status.deported}),
     Status.pardoned: frozenset({Status.deported}),
@@ -60,21 +79,30 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
 }
 
 FINAL: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+# A case file whose person is no longer prosecuted or held by it.
+CLOSED: frozenset[Status] = frozenset(_ENDS_OF_CUSTODY)
+# "Released between" counts the events by which a person left custody alive.
+LEAVING_CUSTODY: frozenset[Status] = frozenset({Status.released, Status.pardoned, Status.deported})
+
+
+def in_custody(status: Status | None, sentence: SentenceType | None) -> bool:
+    """Held: detained, or serving a custodial sentence. Never derived from a claim."""
+    if status is Status.detained:
+        return True
+    return status is Status.sentenced and sentence in CUSTODIAL_SENTENCES
 
 
 class Violation(StrEnum):
     empty = "empty"
     not_initial = "not_initial"
     not_allowed = "not_allowed"
-    date_before_previous = "date_before_previous"
     date_in_future = "date_in_future"
 
 
 VIOLATION_TEXT: Mapping[Violation, str] = {
-    Violation.empty: "a case file needs at least one status event",
-    Violation.not_initial: "a case file's history must start with 'detained'",
+    Violation.empty: "a case file needs at least one status event that takes effect",
+    Violation.not_initial: "a case file's path must start with 'detained' or 'charged'",
     Violation.not_allowed: "this status cannot follow the previous one",
-    Violation.date_before_previous: "the effective date is before an earlier event's date",
     Violation.date_in_future: "the effective date is in the future",
 }
 
@@ -83,10 +111,13 @@ VIOLATION_TEXT: Mapping[Violation, str] = {
 class Step:
     status: Status
     effective: PartialDate
+    # The order in which the events were given (ties on the same first possible day).
+    given: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class PathError:
+    # The step's `given` number: an imported history's index, else the event's position.
     index: int
     violation: Violation
     from_status: Status | None
@@ -103,28 +134,25 @@ def allowed_next(status: Status | None) -> frozenset[Status]:
     return INITIAL if status is None else TRANSITIONS[status]
 
 
-def check_path(path: Sequence[Step], today: date) -> PathError | None:
-    """The first violation of the path, or None when the whole path is valid.
+def effective_order(step: Step) -> tuple[date, int]:
+    """Where a step sits in the path: by its first possible day, then as given.
 
-    Dates may be imprecise: a step is refused only when it certainly lies before an
-    earlier step (its last possible day precedes the latest first-possible day so far).
+    A partial date ("2021-08") sorts by its first day; an event known to the day later in
+    that month that must come first is recorded with a day, or given in that order.
     """
+    return (step.effective.start, step.given)
+
+
+def check_path(path: Sequence[Step], today: date) -> PathError | None:
+    """The first violation of the path (in effective order), or None when it is valid."""
     if not path:
         return PathError(0, Violation.empty, None, None)
     previous: Status | None = None
-    floor: date | None = None
-    for index, step in enumerate(path):
+    for step in sorted(path, key=effective_order):
         if step.status not in allowed_next(previous):
             violation = Violation.not_initial if previous is None else Violation.not_allowed
-            return PathError(index, violation, previous, step.status)
+            return PathError(step.given, violation, previous, step.status)
         if step.effective.start > today:
-            return PathError(index, Violation.date_in_future, previous, step.status)
-        if floor is not None and step.effective.end < floor:
-            return PathError(index, Violation.date_before_previous, previous, step.status)
-        floor = step.effective.start if floor is None else max(floor, step.effective.start)
+            return PathError(step.given, Violation.date_in_future, previous, step.status)
         previous = step.status
     return None
-
-
-def current_status(path: Sequence[Step]) -> Status | None:
-    return path[-1].status if path else None

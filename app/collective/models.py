@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -18,6 +19,17 @@ class CollectiveKind(StrEnum):
     exchange = "exchange"
     deportation = "deportation"
     other = "other"
+
+
+# Which transitions each kind of collective event may apply (a pardon pardons; an
+# exchange or an amnesty releases, pardons or deports).
+KIND_FITS: Mapping[CollectiveKind, frozenset[Status]] = {
+    CollectiveKind.pardon: frozenset({Status.pardoned}),
+    CollectiveKind.amnesty: frozenset({Status.released, Status.pardoned}),
+    CollectiveKind.exchange: frozenset({Status.released, Status.pardoned, Status.deported}),
+    CollectiveKind.deportation: frozenset({Status.deported}),
+    CollectiveKind.other: frozenset(Status),
+}
 
 
 class CollectiveEvent(SQLModel, table=True):
@@ -42,6 +54,12 @@ class CollectiveEvent(SQLModel, table=True):
     source_ids: list[uuid.UUID] = Field(
         default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
     )
+    # "Pardoned and expelled": after the transition, each person was deported there.
+    expelled_to: str | None = Field(default=None, max_length=2)
     case_file_count: int
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     recorded_by: uuid.UUID | None = None
+    # Set once, when every event it made was retracted (the events keep the reason).
+    retraction_reason: str | None = Field(default=None, sa_type=Text)
+    retracted_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
+    retracted_by: uuid.UUID | None = None

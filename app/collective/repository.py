@@ -11,8 +11,15 @@ async def add(session: AsyncSession, event: CollectiveEvent) -> None:
     await session.flush()
 
 
-async def get(session: AsyncSession, event_id: uuid.UUID) -> CollectiveEvent | None:
-    return await session.get(CollectiveEvent, event_id)
+async def get(
+    session: AsyncSession, event_id: uuid.UUID, *, for_update: bool = False
+) -> CollectiveEvent | None:
+    return await session.get(CollectiveEvent, event_id, with_for_update=for_update)
+
+
+async def save(session: AsyncSession, event: CollectiveEvent) -> None:
+    session.add(event)
+    await session.flush()
 
 
 async def page(

@@ -11,6 +11,8 @@ from app.collective.schemas import (
     CollectiveEventRead,
     CollectiveEventSummary,
     CollectiveResult,
+    CollectiveRetractionInput,
+    CollectiveRetractionRead,
 )
 from app.core.dates import PartialDate, Precision
 from app.core.db import SessionDep
@@ -28,9 +30,18 @@ def _summary(event: CollectiveEvent) -> CollectiveEventSummary:
         **{
             name: getattr(event, name)
             for name in CollectiveEventSummary.model_fields
-            if name != "effective_date"
+            if name not in ("effective_date", "retraction")
         },
         effective_date=str(PartialDate(event.effective_date, Precision(event.effective_precision))),
+        retraction=(
+            CollectiveRetractionRead(
+                reason=event.retraction_reason or "",
+                recorded_at=event.retracted_at,
+                recorded_by=event.retracted_by,
+            )
+            if event.retracted_at is not None
+            else None
+        ),
     )
 
 
@@ -38,7 +49,7 @@ def _read(view: service.CollectiveView) -> CollectiveEventRead:
     summary = _summary(view.event).model_dump()
     # Results list only the case files the caller may read; the count must not reveal
     # that there are others.
-    summary["case_file_count"] = len(view.results)
+    summary["case_file_count"] = len({result.case_file_id for result in view.results})
     return CollectiveEventRead(
         **summary,
         results=[
@@ -75,6 +86,34 @@ async def create_collective_event(
         view = await service.create(session, caller, body)
         location = request.url_for("read_collective_event", event_id=view.event.id).path
         return StoredResponse(201, _read(view).model_dump(mode="json"), {"Location": location})
+
+    return await once.run(body.model_dump(mode="json"), produce)
+
+
+@router.post(
+    "/{event_id}/retraction",
+    status_code=201,
+    response_model=CollectiveEventRead,
+    responses={
+        409: {
+            "description": "Already retracted, or a case file cannot be changed (a later "
+            "event depends on one of its events, or it is not yours); nothing changed"
+        },
+    },
+)
+async def retract_collective_event(
+    event_id: uuid.UUID,
+    body: CollectiveRetractionInput,
+    session: SessionDep,
+    once: IdempotentCreateDep,
+    caller: Annotated[Caller, requires("collective.retract")],
+) -> Response:
+    """Retract every event the collective event made, in every case file, in one
+    transaction, with the reason: all or nothing. The events stay on record, retracted."""
+
+    async def produce() -> StoredResponse:
+        view = await service.retract(session, caller, event_id, reason=body.reason)
+        return StoredResponse(201, _read(view).model_dump(mode="json"), {})
 
     return await once.run(body.model_dump(mode="json"), produce)
 

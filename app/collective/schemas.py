@@ -4,9 +4,9 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.cases.schemas import StatusEventInput, details_by_status, validated_details
+from app.cases.schemas import StatusEventFields, status_event_input, validated_details
 from app.cases.statuses import Confidence, Status
-from app.collective.models import CollectiveKind
+from app.collective.models import KIND_FITS, CollectiveKind
 from app.core.dates import PartialDateText
 from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, CountryCode, Label, Text
 from app.sources.schemas import SourceIds
@@ -15,30 +15,20 @@ MAX_CASE_FILES = 2000
 
 
 def _collective_schema(schema: dict[str, Any]) -> None:
-    """Publish the rules of `_consistent`: details by status, as for one status event, and
-    a deportation's country given once, at the top or in `details`."""
-    deported = details_by_status(Status.deported)
-    deported["then"] = {
-        "oneOf": [
-            {
-                "required": ["destination_country"],
-                "properties": {
-                    "destination_country": {"type": "string"},
-                    "details": {"type": "object", "maxProperties": 0},
-                },
-            },
-            {
-                **deported["then"],
-                "properties": {
-                    **deported["then"]["properties"],
-                    "destination_country": {"type": "null"},
-                },
-            },
-        ]
-    }
+    """Publish the rules of `_consistent`: each kind's transitions, and where a
+    deportation's country is given."""
     schema["allOf"] = [
-        deported if status is Status.deported else details_by_status(status) for status in Status
+        {
+            "if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
+            "then": {"properties": {"to_status": {"enum": sorted(KIND_FITS[kind])}}},
+        }
+        for kind in CollectiveKind
+        if KIND_FITS[kind] != frozenset(Status)
     ]
+    schema["properties"]["details"]["description"] = (
+        "What each event says about itself, as for one status event of `to_status` "
+        "(a release its release_reason, a pardon its pardon_decree)."
+    )
 
 
 class CollectiveEventCreate(BaseModel):
@@ -49,7 +39,16 @@ class CollectiveEventCreate(BaseModel):
     effective_date: PartialDateText
     to_status: Status
     confidence: Confidence
-    destination_country: CountryCode | None = None
+    destination_country: CountryCode | None = Field(
+        default=None,
+        description="For to_status=deported: the country (or give it in details)",
+    )
+    expelled_to: CountryCode | None = Field(
+        default=None,
+        description='"Pardoned and expelled": after the pardon (or release), each person was '
+        "deported to this country on the same date; both events are recorded, so reports "
+        "count a pardon and a deportation",
+    )
     note: Text | None = None
     source_ids: SourceIds = []
     details: dict[str, Any] = {}
@@ -61,22 +60,59 @@ class CollectiveEventCreate(BaseModel):
     def _consistent(self) -> Self:
         if len(set(self.case_file_ids)) != len(self.case_file_ids):
             raise ValueError("case_file_ids lists a case file twice")
-        if self.to_status is Status.deported and self.destination_country is not None:
+        if self.to_status not in KIND_FITS[self.kind]:
+            allowed = ", ".join(sorted(KIND_FITS[self.kind]))
+            raise ValueError(f"a {self.kind} collective event applies one of: {allowed}")
+        if self.destination_country is not None:
+            if self.to_status is not Status.deported:
+                raise ValueError("destination_country is for to_status=deported")
             if "destination_country" in self.details:
                 raise ValueError("give destination_country once: at the top or in details")
             self.details = {**self.details, "destination_country": self.destination_country}
+        if self.expelled_to is not None and self.to_status not in (
+            Status.pardoned,
+            Status.released,
+        ):
+            raise ValueError("expelled_to follows a pardon or a release")
         self.details = validated_details(self.to_status, self.details)
         return self
 
-    def transition(self) -> StatusEventInput:
-        return StatusEventInput(
-            to_status=self.to_status,
-            effective_date=self.effective_date,
-            confidence=self.confidence,
-            note=self.note,
-            source_ids=self.source_ids,
-            details=self.details,
-        )
+    def steps(self) -> list[StatusEventFields]:
+        """The events each case file receives: the transition, then the expulsion."""
+        common = {
+            "effective_date": self.effective_date,
+            "confidence": self.confidence,
+            "note": self.note,
+            "source_ids": self.source_ids,
+        }
+        steps = [
+            status_event_input({**common, "to_status": self.to_status, "details": self.details})
+        ]
+        if self.expelled_to is not None:
+            steps.append(
+                status_event_input(
+                    {
+                        **common,
+                        "to_status": Status.deported,
+                        "details": {"destination_country": self.expelled_to},
+                    }
+                )
+            )
+        return steps
+
+
+class CollectiveRetractionInput(BaseModel):
+    model_config = INPUT
+
+    reason: Annotated[Text, Field(min_length=1)]
+
+
+class CollectiveRetractionRead(BaseModel):
+    model_config = OUTPUT
+
+    reason: str
+    recorded_at: datetime
+    recorded_by: uuid.UUID | None
 
 
 class CollectiveResult(BaseModel):
@@ -97,9 +133,13 @@ class CollectiveEventSummary(BaseModel):
     to_status: Status
     effective_date: str
     destination_country: str | None
+    expelled_to: str | None
     note: str | None
     source_ids: list[uuid.UUID]
     case_file_count: int = Field(description="How many of its case files the caller may see")
+    retraction: CollectiveRetractionRead | None = Field(
+        description="Set when every event it made was retracted at once"
+    )
     recorded_at: datetime
     recorded_by: uuid.UUID | None
 

@@ -13,8 +13,9 @@ from app.cases.transitions import CollectiveOutcome
 from app.collective import repository
 from app.collective.models import CollectiveEvent
 from app.collective.schemas import CollectiveEventCreate
+from app.core.clock import utcnow
 from app.core.dates import PartialDate
-from app.core.errors import HiddenRecord, NotFound
+from app.core.errors import Conflict, HiddenRecord, NotFound
 from app.core.pagination import (
     cursor_uuid,
     decode_cursor,
@@ -51,6 +52,7 @@ async def create(
         effective_date=effective.start,
         effective_precision=effective.precision,
         destination_country=data.destination_country,
+        expelled_to=data.expelled_to,
         note=data.note,
         source_ids=list(data.source_ids),
         case_file_count=len(data.case_file_ids),
@@ -76,10 +78,43 @@ async def create(
         session,
         caller,
         data.case_file_ids,
-        data=data.transition(),
+        steps=data.steps(),
         collective_event_id=event.id,
     )
     return CollectiveView(event, results)
+
+
+async def retract(
+    session: AsyncSession, caller: Caller, event_id: uuid.UUID, *, reason: str
+) -> CollectiveView:
+    """Retract everything a collective event did, in every case file, or nothing."""
+    event = await repository.get(session, event_id, for_update=True)
+    if event is None:
+        raise NotFound("No such collective event.")
+    if event.retracted_at is not None:
+        raise Conflict("This collective event is already retracted.")
+    journal = journal_of(session)
+    before = journal.snapshot("collective_event", event.model_dump(mode="json"))
+    # Raises, and so rolls the whole request back, if any one case file cannot be changed.
+    await transitions.retract_collective(session, caller, event_id, reason=reason)
+    event.retraction_reason = reason
+    event.retracted_at = utcnow()
+    event.retracted_by = caller.principal.staff_id
+    await repository.save(session, event)
+    journal.changed(
+        "collective.retract",
+        "collective_event",
+        event.id,
+        changes=[
+            change(
+                "collective_event",
+                event.id,
+                before=before,
+                after=journal.snapshot("collective_event", event.model_dump(mode="json")),
+            )
+        ],
+    )
+    return CollectiveView(event, await transitions.collective_results(session, caller, event_id))
 
 
 async def get(session: AsyncSession, caller: Caller, event_id: uuid.UUID) -> CollectiveView:

@@ -15,7 +15,11 @@ from typing import Any
 
 from anyascii import anyascii
 
-from app.cases.statuses import IN_CUSTODY, Status
+from app.cases.history import status_columns
+from app.cases.models import ClaimOutcome, ClaimResolution, EventRecord, StatusEvent
+from app.cases.models import StatusEventRetraction as Retraction
+from app.cases.statuses import Confidence, SentenceType, Status
+from app.core.dates import Precision
 from app.core.ids import deterministic_uuid7
 from app.persons.names import skeleton, tokens
 from app.recognition.criteria import CRITERIA, RecognitionStatus
@@ -25,12 +29,15 @@ from app.seed import vocabulary as words
 AS_OF = date(2026, 11, 1)
 FIRST_DETENTION = date(2020, 8, 1)
 S = Status
+IN_CUSTODY = frozenset({S.detained, S.sentenced})
 
 # How a path goes on from each status; None ends the path there. Every target must be
 # allowed by TRANSITIONS (a test checks it).
 NEXT_STEP_WEIGHTS: dict[Status, list[tuple[Status | None, float]]] = {
+    S.charged: [(None, 40), (S.detained, 25), (S.sentenced, 30), (S.released, 5)],
     S.detained: [
         (None, 12),
+        (S.charged, 3),
         (S.sentenced, 55),
         (S.released, 25),
         (S.pardoned, 5),
@@ -42,6 +49,8 @@ NEXT_STEP_WEIGHTS: dict[Status, list[tuple[Status | None, float]]] = {
         (S.released, 30),
         (S.pardoned, 12),
         (S.sentenced, 4),
+        (S.detained, 1),
+        (S.charged, 0.5),
         (S.deported, 1),
         (S.died_in_custody, 0.5),
     ],
@@ -56,8 +65,23 @@ GAP_DAYS: dict[Status, tuple[int, int]] = {
     S.pardoned: (60, 1200),
     S.deported: (0, 3),
     S.died_in_custody: (30, 1200),
-    S.detained: (0, 0),
+    S.detained: (20, 300),
+    S.charged: (20, 300),
 }
+# A few case files start at liberty (prosecuted, not held).
+CHARGED_START = 0.06
+SENTENCE_TYPES: list[tuple[SentenceType, float]] = [
+    (SentenceType.imprisonment, 80),
+    (SentenceType.restriction_of_freedom_open_facility, 8),
+    (SentenceType.restriction_of_freedom_at_home, 4),
+    (SentenceType.suspended, 3),
+    (SentenceType.fine, 4),
+    (SentenceType.compulsory_treatment, 1),
+]
+# Claims: an unconfirmed release still pending, confirmed later, or rejected.
+CLAIM_SHARE = 0.04
+# Sentences whose term was later corrected (superseded).
+CORRECTED_SHARE = 0.02
 
 PERSON_COLUMNS = (
     "id",
@@ -122,7 +146,12 @@ CASE_COLUMNS = (
     "status",
     "status_since",
     "status_since_precision",
+    "status_confidence",
     "detained_on",
+    "detained_precision",
+    "in_custody",
+    "sentence_type",
+    "pending_claims",
     "version",
     "created_at",
     "updated_at",
@@ -153,6 +182,26 @@ COLLECTIVE_COLUMNS = (
     "note",
     "source_ids",
     "case_file_count",
+    "recorded_at",
+    "recorded_by",
+)
+RETRACTION_COLUMNS = (
+    "id",
+    "event_id",
+    "case_file_id",
+    "reason",
+    "superseded_by",
+    "recorded_at",
+    "recorded_by",
+)
+RESOLUTION_COLUMNS = (
+    "id",
+    "event_id",
+    "case_file_id",
+    "outcome",
+    "confidence",
+    "reason",
+    "source_ids",
     "recorded_at",
     "recorded_by",
 )
@@ -189,6 +238,8 @@ class DataSet:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     collectives: list[tuple[Any, ...]] = field(default_factory=list)
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
+    retractions: list[tuple[Any, ...]] = field(default_factory=list)
+    resolutions: list[tuple[Any, ...]] = field(default_factory=list)
     last_reference_number: int = 0
 
     def tables(self) -> Iterator[tuple[str, Sequence[str], list[tuple[Any, ...]]]]:
@@ -199,6 +250,8 @@ class DataSet:
         yield "collective_event", COLLECTIVE_COLUMNS, self.collectives
         yield "case_file", CASE_COLUMNS, self.cases
         yield "status_event", EVENT_COLUMNS, self.events
+        yield "status_event_retraction", RETRACTION_COLUMNS, self.retractions
+        yield "status_claim_resolution", RESOLUTION_COLUMNS, self.resolutions
         yield "recognition_decision", DECISION_COLUMNS, self.decisions
 
 
@@ -466,7 +519,8 @@ class _Generator:
 
     def walk(self, start: date) -> list[tuple[Status, date, Collective | None]]:
         rng = self.rng
-        path: list[tuple[Status, date, Collective | None]] = [(S.detained, start, None)]
+        first = S.charged if rng.random() < CHARGED_START else S.detained
+        path: list[tuple[Status, date, Collective | None]] = [(first, start, None)]
         while True:
             current, day, _ = path[-1]
             targets, weights = zip(*NEXT_STEP_WEIGHTS[current], strict=True)
@@ -504,52 +558,148 @@ class _Generator:
             {"code": "BY-CC", "article": a, "part": p, "charged_on": str(path[0][1])}
             for a, p in articles
         ]
-        court_decisions = []
         last_recorded = created
+        records: list[EventRecord] = []
+
+        def record(
+            status: Status,
+            day: date,
+            collective: Collective | None,
+            details: dict[str, Any],
+            confidence: Confidence,
+            recorded: datetime,
+        ) -> StatusEvent:
+            event = StatusEvent.model_construct(
+                id=self.new_id(recorded),
+                case_file_id=case_id,
+                position=len(records),
+                to_status=status,
+                effective_date=day,
+                effective_precision=Precision.day,
+                recorded_at=recorded,
+                recorded_by=None,
+                confidence=confidence,
+                note=None,
+                details=details,
+                source_ids=rng.sample(self.source_ids, rng.randrange(0, 3)),
+                collective_event_id=collective.id if collective else None,
+            )
+            records.append(EventRecord(event))
+            return event
+
         for position, (status, day, collective) in enumerate(path):
-            details: dict[str, Any] = {}
-            if status is S.sentenced:
-                term = rng.choice([24, 36, 48, 60, 72, 96, 120, 180])
-                details = {"term_months": term}
-                court_decisions.append(
-                    {"court": "Regional court", "decided_on": str(day), "term_months": term}
-                )
-            elif status is S.released:
-                details = {
-                    "release_reason": rng.choice(
-                        ["sentence_served", "sentence_served", "parole", "charges_dropped"]
-                    )
-                }
-            elif status is S.deported:
-                details = {
-                    "destination_country": collective.destination
-                    if collective
-                    else rng.choice(["LT", "PL"])
-                }
+            details = self.details(status, collective)
             recorded = _moment(min(day + timedelta(days=rng.randrange(0, 30)), AS_OF), rng)
             last_recorded = max(last_recorded, recorded)
-            confidence = "confirmed"
+            confidence = Confidence.confirmed
             if position and rng.random() < 0.05:
-                confidence = rng.choice(["reported", "unconfirmed"])
-            sources = rng.sample(self.source_ids, rng.randrange(0, 3))
+                confidence = Confidence.reported
+            event = record(status, day, collective, details, confidence, recorded)
+            if status is S.sentenced and rng.random() < CORRECTED_SHARE:
+                # The term was first reported wrongly, then corrected.
+                corrected_at = recorded + timedelta(days=rng.randrange(1, 20))
+                last_recorded = max(last_recorded, corrected_at)
+                term = int(details.get("term_months", 12))
+                wrong = record(
+                    status,
+                    day,
+                    collective,
+                    {**details, "term_months": term + 12},
+                    confidence,
+                    recorded,
+                )
+                # The correction was recorded when the misreport was found.
+                event.recorded_at = corrected_at
+                records[-1] = EventRecord(
+                    wrong,
+                    Retraction.model_construct(
+                        id=self.new_id(corrected_at),
+                        event_id=wrong.id,
+                        case_file_id=case_id,
+                        reason="The term was misreported; corrected from the verdict.",
+                        superseded_by=event.id,
+                        recorded_at=corrected_at,
+                        recorded_by=None,
+                    ),
+                )
+        last_status, last_day, _ = path[-1]
+        if last_status in IN_CUSTODY and rng.random() < CLAIM_SHARE:
+            # "Reported among the freed, no confirmation of her release."
+            day = min(last_day + timedelta(days=rng.randrange(30, 400)), AS_OF)
+            recorded = _moment(day, rng)
+            last_recorded = max(last_recorded, recorded)
+            claim = record(
+                S.released,
+                day,
+                None,
+                {"release_reason": "other"},
+                Confidence.unconfirmed,
+                recorded,
+            )
+            settled = rng.random()
+            if settled < 0.5:
+                outcome = ClaimOutcome.confirmed if settled < 0.25 else ClaimOutcome.rejected
+                settled_at = recorded + timedelta(days=rng.randrange(1, 30))
+                last_recorded = max(last_recorded, settled_at)
+                records[-1] = EventRecord(
+                    claim,
+                    None,
+                    ClaimResolution.model_construct(
+                        id=self.new_id(settled_at),
+                        event_id=claim.id,
+                        case_file_id=case_id,
+                        outcome=outcome,
+                        confidence=Confidence.reported
+                        if outcome is ClaimOutcome.confirmed
+                        else None,
+                        reason=None
+                        if outcome is ClaimOutcome.confirmed
+                        else "The family says she is still held.",
+                        source_ids=[],
+                        recorded_at=settled_at,
+                        recorded_by=None,
+                    ),
+                )
+        for item in records:
+            e = item.event
             data.events.append(
                 (
-                    self.new_id(recorded),
+                    e.id,
                     case_id,
-                    position,
-                    status.value,
-                    day,
-                    "day",
-                    recorded,
+                    e.position,
+                    e.to_status.value,
+                    e.effective_date,
+                    e.effective_precision.value,
+                    e.recorded_at,
                     None,
-                    confidence,
+                    e.confidence.value,
                     None,
-                    json.dumps(details),
-                    sources,
-                    collective.id if collective else None,
+                    json.dumps(e.details),
+                    e.source_ids,
+                    e.collective_event_id,
                 )
             )
-        last_status, last_day, _ = path[-1]
+            if item.retraction is not None:
+                r = item.retraction
+                data.retractions.append(
+                    (r.id, r.event_id, case_id, r.reason, r.superseded_by, r.recorded_at, None)
+                )
+            if item.resolution is not None:
+                c = item.resolution
+                data.resolutions.append(
+                    (
+                        c.id,
+                        c.event_id,
+                        case_id,
+                        c.outcome.value,
+                        c.confidence.value if c.confidence else None,
+                        c.reason,
+                        [],
+                        c.recorded_at,
+                        None,
+                    )
+                )
+        derived = status_columns(records)
         data.cases.append(
             (
                 case_id,
@@ -563,19 +713,57 @@ class _Generator:
                 "high" if rng.random() < 0.02 else "normal",
                 [],
                 json.dumps(charges),
-                json.dumps(court_decisions),
+                json.dumps(derived["court_decisions"]),
                 json.dumps(
                     [{"place": rng.choice(words.DETENTION_PLACES), "since": str(path[0][1])}]
                 ),
-                last_status.value,
-                last_day,
-                "day",
-                path[0][1],
-                len(path),
+                derived["status"].value,
+                derived["status_since"],
+                derived["status_since_precision"].value,
+                derived["status_confidence"].value,
+                derived["detained_on"],
+                derived["detained_precision"].value,
+                derived["in_custody"],
+                derived["sentence_type"].value if derived["sentence_type"] else None,
+                derived["pending_claims"],
+                len(records),
                 created,
                 last_recorded,
             )
         )
+
+    def details(self, status: Status, collective: Collective | None) -> dict[str, Any]:
+        rng = self.rng
+        if status is S.sentenced:
+            types, weights = zip(*SENTENCE_TYPES, strict=True)
+            sentence = rng.choices(types, weights=weights)[0]
+            if sentence is SentenceType.fine:
+                return {
+                    "sentence_type": sentence.value,
+                    "fine_amount": str(rng.choice([500, 1200, 3000])),
+                    "fine_currency": "BYN",
+                    "court": "Regional court",
+                }
+            return {
+                "sentence_type": sentence.value,
+                "term_months": rng.choice([24, 36, 48, 60, 72, 96, 120, 180]),
+                "court": "Regional court",
+            }
+        if status is S.released:
+            return {
+                "release_reason": rng.choice(
+                    ["sentence_served", "sentence_served", "parole", "charges_dropped"]
+                )
+            }
+        if status is S.deported:
+            return {
+                "destination_country": collective.destination
+                if collective
+                else rng.choice(["LT", "PL"])
+            }
+        if status is S.charged:
+            return {"situation": rng.choice(["travel_ban", "released_pending_trial", "wanted"])}
+        return {}
 
 
 def generate(persons: int, seed: int) -> DataSet:

@@ -17,7 +17,7 @@ from app.access.caller import Caller
 from app.access.principal import Principal, PrincipalKind, Role
 from app.audit.journal import as_system
 from app.cases import transitions
-from app.cases.schemas import StatusEventInput
+from app.cases.schemas import StatusEventFields, status_event_input
 from app.cases.statuses import Status
 from app.collective import service as collective_service
 from app.collective.schemas import CollectiveEventCreate
@@ -55,12 +55,12 @@ async def _run(app: FastAPI, use_case: UseCase) -> Any:
         return result
 
 
-def _released(effective_date: str = "2022-03-01") -> StatusEventInput:
-    return StatusEventInput.model_validate(event("released", effective_date))
+def _released(effective_date: str = "2022-03-01") -> StatusEventFields:
+    return status_event_input(event("released", effective_date))
 
 
-def _sentenced() -> StatusEventInput:
-    return StatusEventInput.model_validate(event("sentenced", "2021-12-01"))
+def _sentenced() -> StatusEventFields:
+    return status_event_input(event("sentenced", "2021-12-01"))
 
 
 async def _state(db: asyncpg.Connection, case_id: str) -> tuple[str, int, int]:
@@ -94,7 +94,7 @@ async def test_append_moves_the_status_and_the_version(
     ("version", "data", "refusal"),
     [
         (0, _sentenced(), PreconditionFailed),  # a stale version
-        (1, StatusEventInput.model_validate(event("detained", "2021-09-01")), InvalidTransition),
+        (1, status_event_input(event("detained", "2021-09-01")), InvalidTransition),
         (1, _released("2021-01-01"), InvalidTransition),  # released before being detained
     ],
 )
@@ -103,7 +103,7 @@ async def test_append_refuses_and_writes_nothing(
     client: httpx.AsyncClient,
     db: asyncpg.Connection,
     version: int,
-    data: StatusEventInput,
+    data: StatusEventFields,
     refusal: type[Exception],
 ) -> None:
     case = await create_case(client)
@@ -141,7 +141,7 @@ async def test_retract_restores_the_previous_status_once(
 
     change = await _run(app, retract(1))
     assert change.case.status is Status.detained
-    assert change.entry.retraction is not None
+    assert change.entry.record.retraction is not None
     assert await _state(db, case["id"]) == ("detained", 2, 2)
     with pytest.raises(Conflict):
         await _run(app, retract(2))
@@ -188,7 +188,7 @@ async def test_a_collective_transition_applies_to_all_or_to_none(
             session,
             coordinator,
             [uuid.UUID(i) for i in case_ids],
-            data=_released(),
+            steps=[_released()],
             collective_event_id=collective_id,
         )
 
