@@ -193,7 +193,12 @@ def status_columns(records: Sequence[EventRecord]) -> dict[str, Any]:
         "status_confidence": last.confidence,
         "detained_on": first.event.effective_date,
         "detained_precision": first.event.effective_precision,
-        "in_custody": in_custody(status, sentence if status is Status.sentenced else None),
+        "in_custody": in_custody(
+            status,
+            sentence if status is Status.sentenced else None,
+            in_absentia=status is Status.sentenced
+            and bool(sentences[-1].details.get("in_absentia")),
+        ),
         "sentence_type": sentence,
         "court_decisions": [_court_decision(event) for event in sentences],
         "pending_claims": sum(1 for record in records if record.pending),

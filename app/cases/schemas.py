@@ -5,7 +5,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, StrictBool, TypeAdapter
 
 from app.cases.models import (
     CaseFile,
@@ -117,7 +117,7 @@ class SentencedDetails(BaseModel):
     court: Label | None = None
     fine_amount: Money | None = None
     fine_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
-    in_absentia: Annotated[bool, NOT_TEXT] | None = None
+    in_absentia: StrictBool | None = None
     # The charges (their `charge_id` on the case file) this verdict decided.
     charge_ids: Annotated[list[uuid.UUID], Field(max_length=50), UNIQUE_ITEMS] | None = None
 

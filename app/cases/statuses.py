@@ -85,11 +85,14 @@ CLOSED: frozenset[Status] = frozenset(_ENDS_OF_CUSTODY)
 LEAVING_CUSTODY: frozenset[Status] = frozenset({Status.released, Status.pardoned, Status.deported})
 
 
-def in_custody(status: Status | None, sentence: SentenceType | None) -> bool:
-    """Held: detained, or serving a custodial sentence. Never derived from a claim."""
+def in_custody(
+    status: Status | None, sentence: SentenceType | None, *, in_absentia: bool = False
+) -> bool:
+    """Held: detained, or serving a custodial sentence (not one passed in absentia on a
+    person at liberty abroad). Never derived from a claim."""
     if status is Status.detained:
         return True
-    return status is Status.sentenced and sentence in CUSTODIAL_SENTENCES
+    return status is Status.sentenced and sentence in CUSTODIAL_SENTENCES and not in_absentia
 
 
 class Violation(StrEnum):
