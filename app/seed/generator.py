@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from anyascii import anyascii
+from sqlalchemy.orm import configure_mappers
 
 from app.cases.history import status_columns
 from app.cases.models import ClaimOutcome, ClaimResolution, EventRecord, StatusEvent
@@ -142,6 +143,7 @@ CASE_COLUMNS = (
     "assigned_caseworkers",
     "charges",
     "court_decisions",
+    "court_decisions_unmatched",
     "detention_places",
     "status",
     "status_since",
@@ -181,9 +183,13 @@ COLLECTIVE_COLUMNS = (
     "destination_country",
     "note",
     "source_ids",
+    "expelled_to",
     "case_file_count",
     "recorded_at",
     "recorded_by",
+    "retraction_reason",
+    "retracted_at",
+    "retracted_by",
 )
 RETRACTION_COLUMNS = (
     "id",
@@ -284,6 +290,9 @@ class _Generator:
         return first + timedelta(days=self.rng.randrange((last - first).days + 1))
 
     def run(self) -> DataSet:
+        # The status events are built as the application builds them (and derived by its
+        # own code); their attributes work only once the mappers are configured.
+        configure_mappers()
         self.make_sources(max(20, self.count // 500))
         self.make_collectives(max(2, min(12, self.count // 10_000)))
         for _ in range(self.count):
@@ -295,14 +304,18 @@ class _Generator:
                     collective.id,
                     f"Pardon and expulsion to {collective.destination}",
                     "pardon",
-                    S.deported.value,
+                    S.pardoned.value,
                     collective.day,
                     "day",
-                    collective.destination,
+                    None,
                     None,
                     [self.rng.choice(self.source_ids)],
+                    collective.destination,
                     collective.case_count,
                     when,
+                    None,
+                    None,
+                    None,
                     None,
                 )
             )
@@ -537,6 +550,8 @@ class _Generator:
             for collective in self.collectives:
                 if collective.day >= day and rng.random() < 0.05:
                     collective.case_count += 1
+                    # Pardoned and expelled: both are recorded.
+                    path.append((S.pardoned, collective.day, collective))
                     path.append((S.deported, collective.day, collective))
                     break
         return path
@@ -594,34 +609,33 @@ class _Generator:
             confidence = Confidence.confirmed
             if position and rng.random() < 0.05:
                 confidence = Confidence.reported
-            event = record(status, day, collective, details, confidence, recorded)
-            if status is S.sentenced and rng.random() < CORRECTED_SHARE:
-                # The term was first reported wrongly, then corrected.
-                corrected_at = recorded + timedelta(days=rng.randrange(1, 20))
-                last_recorded = max(last_recorded, corrected_at)
-                term = int(details.get("term_months", 12))
-                wrong = record(
-                    status,
-                    day,
-                    collective,
-                    {**details, "term_months": term + 12},
-                    confidence,
-                    recorded,
-                )
-                # The correction was recorded when the misreport was found.
-                event.recorded_at = corrected_at
-                records[-1] = EventRecord(
-                    wrong,
-                    Retraction.model_construct(
-                        id=self.new_id(corrected_at),
-                        event_id=wrong.id,
-                        case_file_id=case_id,
-                        reason="The term was misreported; corrected from the verdict.",
-                        superseded_by=event.id,
-                        recorded_at=corrected_at,
-                        recorded_by=None,
-                    ),
-                )
+            if status is not S.sentenced or rng.random() >= CORRECTED_SHARE:
+                record(status, day, collective, details, confidence, recorded)
+                continue
+            # The term was first reported wrongly, then corrected from the verdict.
+            wrong = record(
+                status,
+                day,
+                collective,
+                {**details, "term_months": int(details.get("term_months", 12)) + 12},
+                confidence,
+                recorded,
+            )
+            corrected_at = recorded + timedelta(days=rng.randrange(1, 20))
+            last_recorded = max(last_recorded, corrected_at)
+            correction = record(status, day, collective, details, confidence, corrected_at)
+            records[-2] = EventRecord(
+                wrong,
+                Retraction.model_construct(
+                    id=self.new_id(corrected_at),
+                    event_id=wrong.id,
+                    case_file_id=case_id,
+                    reason="The term was misreported; corrected from the verdict.",
+                    superseded_by=correction.id,
+                    recorded_at=corrected_at,
+                    recorded_by=None,
+                ),
+            )
         last_status, last_day, _ = path[-1]
         if last_status in IN_CUSTODY and rng.random() < CLAIM_SHARE:
             # "Reported among the freed, no confirmation of her release."
@@ -714,6 +728,7 @@ class _Generator:
                 [],
                 json.dumps(charges),
                 json.dumps(derived["court_decisions"]),
+                None,
                 json.dumps(
                     [{"place": rng.choice(words.DETENTION_PLACES), "since": str(path[0][1])}]
                 ),
@@ -761,6 +776,8 @@ class _Generator:
                 if collective
                 else rng.choice(["LT", "PL"])
             }
+        if status is S.pardoned and collective is not None:
+            return {"pardon_decree": f"Decree of {collective.day.isoformat()} (synthetic)"}
         if status is S.charged:
             return {"situation": rng.choice(["travel_ban", "released_pending_trial", "wanted"])}
         return {}

@@ -7,9 +7,9 @@ import asyncpg
 import httpx
 import pytest
 
-from app.cases.statuses import TRANSITIONS, Status, Step, check_path
+from app.cases.statuses import TRANSITIONS, SentenceType, Status, Step, check_path
 from app.core.dates import PartialDate, Precision
-from app.seed.generator import NEXT_STEP_WEIGHTS, generate
+from app.seed.generator import CASE_COLUMNS, COLLECTIVE_COLUMNS, NEXT_STEP_WEIGHTS, generate
 from app.seed.loader import SeedRefused, load
 from tests.factories import API
 
@@ -43,8 +43,22 @@ def test_the_population_looks_like_the_real_work() -> None:
         scripts[name[1]].add(name[4])
     assert all(found >= {"Cyrl", "Latn"} for found in scripts.values())
     assert data.collectives
-    assert all(c[9] > 0 for c in data.collectives)
-    assert all(c[3] == "deported" and c[6] for c in data.collectives)
+    collective = {name: index for index, name in enumerate(COLLECTIVE_COLUMNS)}
+    assert all(c[collective["case_file_count"]] > 0 for c in data.collectives)
+    # Pardoned and expelled: a pardon, with the country of the expulsion.
+    assert all(
+        (c[collective["kind"]], c[collective["to_status"]]) == ("pardon", "pardoned")
+        and c[collective["expelled_to"]]
+        for c in data.collectives
+    )
+    # Every kind of history the domain knows.
+    cases = {name: index for index, name in enumerate(CASE_COLUMNS)}
+    assert {c[cases["sentence_type"]] for c in data.cases} >= set(SentenceType)
+    assert any(c[cases["pending_claims"]] for c in data.cases)
+    assert any(c[cases["status"]] == "charged" for c in data.cases)
+    assert any(not c[cases["in_custody"]] and c[cases["status"]] == "sentenced" for c in data.cases)
+    assert any(r[4] is not None for r in data.retractions)
+    assert {r[3] for r in data.resolutions} == {"confirmed", "rejected"}
 
 
 @pytest.mark.usefixtures("clean_tables")
@@ -53,9 +67,15 @@ async def test_loaded_paths_are_valid_and_derived_statuses_match(
 ) -> None:
     summary = await load(database_url, persons=300, seed=5)
     assert summary.startswith("seeded 300 persons")
+    # The path, recomputed in SQL: events neither withdrawn nor unsettled or rejected
+    # claims, in effective order.
     events = await db.fetch(
-        "SELECT case_file_id, to_status, effective_date, "
-        "effective_precision FROM status_event ORDER BY position"
+        "SELECT e.case_file_id, e.position, e.to_status, e.effective_date,"
+        " e.effective_precision FROM status_event e"
+        " LEFT JOIN status_event_retraction r ON r.event_id = e.id"
+        " LEFT JOIN status_claim_resolution s ON s.event_id = e.id"
+        " WHERE r.id IS NULL AND (e.confidence <> 'unconfirmed' OR s.outcome = 'confirmed')"
+        " ORDER BY e.effective_date, e.position"
     )
     paths: dict[object, list[Step]] = defaultdict(list)
     for row in events:
@@ -63,18 +83,22 @@ async def test_loaded_paths_are_valid_and_derived_statuses_match(
             Step(
                 Status(row["to_status"]),
                 PartialDate(row["effective_date"], Precision(row["effective_precision"])),
+                row["position"],
             )
         )
-    cases = await db.fetch("SELECT id, status, detained_on FROM case_file")
+    cases = await db.fetch("SELECT id, status, detained_on, in_custody FROM case_file")
     assert len(cases) == len(paths)
     for case in cases:
         path = paths[case["id"]]
         assert check_path(path, date.today()) is None
         assert case["status"] == path[-1].status
         assert case["detained_on"] == path[0].effective.start
+        if path[-1].status in (Status.detained, Status.charged):
+            assert case["in_custody"] is (path[-1].status is Status.detained)
     collective_counts = await db.fetch(
-        "SELECT c.case_file_count, count(e.id) AS linked FROM collective_event c "
-        "LEFT JOIN status_event e ON e.collective_event_id = c.id GROUP BY c.id"
+        "SELECT c.case_file_count, count(DISTINCT e.case_file_id) AS linked"
+        " FROM collective_event c"
+        " LEFT JOIN status_event e ON e.collective_event_id = c.id GROUP BY c.id"
     )
     assert all(row["case_file_count"] == row["linked"] for row in collective_counts)
     with pytest.raises(SeedRefused):
