@@ -203,6 +203,37 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             headers={"If-Match": '"1"'},
         ),
     ),
+    ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/supersession"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/status-events/{w.cases[k]['last_event_id']}/supersession",
+            json={"reason": "misreported", "event": event("sentenced", "2022-02-02")},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/confirmation"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/status-events/{w.cases[k]['claim_id']}/confirmation",
+            json={},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/rejection"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/status-events/{w.cases[k]['claim_id']}/rejection",
+            json={"reason": "denied by the family"},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/collective-events/{event_id}/retraction"): (
+        COORDINATE,
+        lambda c, w, k: c.post(
+            f"{API}/collective-events/{w.collective_id}/retraction",
+            json={"reason": "reported by mistake"},
+        ),
+    ),
     ("POST", "/api/v1/collective-events"): (
         COORDINATE,
         lambda c, w, k: c.post(
@@ -409,7 +440,12 @@ async def _build_world(
         },
     }
     for kind, overrides in setups.items():
-        history = [event("detained", "2021-08-10"), event("sentenced", "2022-02-01")]
+        history = [
+            event("detained", "2021-08-10"),
+            event("sentenced", "2022-02-01"),
+            # A pending claim, to confirm or reject.
+            event("released", "2023-01-01", confidence="unconfirmed"),
+        ]
         response = await coordinator.post(
             f"{API}/cases",
             json=case_body(str(persons[kind]["id"]), history, **overrides),
@@ -417,7 +453,9 @@ async def _build_world(
         assert response.status_code == 201, response.text
         case = response.json()
         events = (await coordinator.get(f"{API}/cases/{case['id']}/status-events")).json()
-        case["last_event_id"] = events["events"][-1]["id"]
+        in_effect = [e for e in events["events"] if e["state"] == "in_effect"]
+        case["last_event_id"] = in_effect[-1]["id"]
+        case["claim_id"] = events["events"][-1]["id"]
         cases[kind] = case
     # A collective event on a separate case file, so it changes none of the three.
     spare = await coordinator.post(f"{API}/cases", json=case_body(str(persons["own"]["id"])))

@@ -292,10 +292,113 @@ async def check_retraction(w: World, e: Event, a: Attempt, r: httpx.Response) ->
     assert fields["status"] == {"before": "sentenced", "after": "detained"}
     assert fields["version"] == {"before": 1, "after": 2}
     retracted = change_of(e, "status_event", a.facts["event_id"])
-    assert set(retracted) == {"retraction"}
+    assert set(retracted) == {"retraction", "state"}
+    assert retracted["state"] == {"before": "in_effect", "after": "retracted"}
     assert retracted["retraction"]["before"] is None
     assert retracted["retraction"]["after"]["reason"] == "entered twice"
     assert len(e["changes"]) == 2
+
+
+async def _path_change(w: World, path: str, body: dict[str, Any], claim: bool) -> Attempt:
+    """A change to one event of a sentenced case file (its sentence, or a claim of release)."""
+    coordinator = await w.coordinator()
+    history = [event("detained", "2021-08-10"), event("sentenced", "2022-02-01")]
+    if claim:
+        history.append(event("released", "2023-01-01", confidence="unconfirmed"))
+    case = await create_case(coordinator.client, history=history)
+    events = (await coordinator.client.get(f"{API}/cases/{case['id']}/status-events")).json()
+    target = events["events"][-1]["id"]
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(
+            f"{API}/cases/{case['id']}/status-events/{target}/{path}",
+            json=body,
+            headers=if_match(1),
+        ),
+        201,
+        _user(coordinator),
+        _fixed(case["id"]),
+        facts={"case_id": case["id"], "event_id": target},
+    )
+
+
+async def prepare_supersession(w: World) -> Attempt:
+    corrected = event("sentenced", "2022-02-01", details={"term_months": 30})
+    return await _path_change(
+        w, "supersession", {"reason": "misreported", "event": corrected}, claim=False
+    )
+
+
+async def check_supersession(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "case", a.facts["case_id"])
+    assert fields["version"] == {"before": 1, "after": 2}
+    superseded = change_of(e, "status_event", a.facts["event_id"])
+    assert superseded["state"] == {"before": "in_effect", "after": "superseded"}
+    correction = r.json()["event"]["id"]
+    assert superseded["retraction"]["after"]["superseded_by"] == correction
+    new = created(change_of(e, "status_event", correction))
+    assert new["supersedes"] == a.facts["event_id"] and new["details"]["term_months"] == 30
+    assert len(e["changes"]) == 3
+
+
+async def prepare_confirmation(w: World) -> Attempt:
+    return await _path_change(w, "confirmation", {"confidence": "reported"}, claim=True)
+
+
+async def check_confirmation(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "case", a.facts["case_id"])
+    assert fields["status"] == {"before": "sentenced", "after": "released"}
+    assert fields["pending_claims"] == {"before": 1, "after": 0}
+    confirmed = change_of(e, "status_event", a.facts["event_id"])
+    assert confirmed["state"] == {"before": "pending_claim", "after": "in_effect"}
+    assert confirmed["claim"]["after"]["outcome"] == "confirmed"
+    assert len(e["changes"]) == 2
+
+
+async def prepare_rejection(w: World) -> Attempt:
+    return await _path_change(w, "rejection", {"reason": "denied by the family"}, claim=True)
+
+
+async def check_rejection(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "case", a.facts["case_id"])
+    assert "status" not in fields
+    assert fields["pending_claims"] == {"before": 1, "after": 0}
+    rejected = change_of(e, "status_event", a.facts["event_id"])
+    assert rejected["state"] == {"before": "pending_claim", "after": "rejected_claim"}
+    assert rejected["claim"]["after"]["reason"] == "denied by the family"
+    assert len(e["changes"]) == 2
+
+
+async def prepare_collective_retraction(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    cases = [await create_case(coordinator.client) for _ in range(2)]
+    made = await coordinator.client.post(
+        f"{API}/collective-events", json=amnesty([case["id"] for case in cases])
+    )
+    collective_id = made.json()["id"]
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(
+            f"{API}/collective-events/{collective_id}/retraction",
+            json={"reason": "reported by mistake"},
+        ),
+        201,
+        _user(coordinator),
+        _fixed(collective_id),
+        facts={"cases": cases, "collective_id": collective_id},
+    )
+
+
+async def check_collective_retraction(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    collective = change_of(e, "collective_event", a.facts["collective_id"])
+    assert collective["retraction_reason"] == {"before": None, "after": "reported by mistake"}
+    for case in a.facts["cases"]:
+        fields = change_of(e, "case", case["id"])
+        assert fields["status"] == {"before": "released", "after": "detained"}
+        assert fields["version"] == {"before": 2, "after": 3}
+        assert uuid.UUID(case["id"]) in e["related"]
+    # The collective event, and per case file: the case file and its retracted event.
+    assert len(e["changes"]) == 1 + 2 * len(a.facts["cases"])
 
 
 async def prepare_collective(w: World) -> Attempt:
@@ -767,8 +870,23 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/retraction"): Write(
         prepare_retraction, "case.retract", "case", check_retraction
     ),
+    ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/supersession"): Write(
+        prepare_supersession, "case.supersede", "case", check_supersession
+    ),
+    ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/confirmation"): Write(
+        prepare_confirmation, "case.confirm_claim", "case", check_confirmation
+    ),
+    ("POST", "/api/v1/cases/{case_id}/status-events/{event_id}/rejection"): Write(
+        prepare_rejection, "case.reject_claim", "case", check_rejection
+    ),
     ("POST", "/api/v1/collective-events"): Write(
         prepare_collective, "collective.create", "collective_event", check_collective
+    ),
+    ("POST", "/api/v1/collective-events/{event_id}/retraction"): Write(
+        prepare_collective_retraction,
+        "collective.retract",
+        "collective_event",
+        check_collective_retraction,
     ),
     ("POST", "/api/v1/sources"): Write(prepare_source, "source.create", "source", check_source),
     ("POST", "/api/v1/users"): Write(prepare_user_create, "user.create", "user", check_user_create),

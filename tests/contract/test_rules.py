@@ -10,7 +10,15 @@ import httpx
 from fastapi import FastAPI
 
 from app.access.principal import Role
-from tests.factories import API, case_body, create_case, create_person, person_body, transition
+from tests.factories import (
+    API,
+    case_body,
+    create_case,
+    create_person,
+    event,
+    person_body,
+    transition,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -121,6 +129,14 @@ class TestTheDocument:
         }
 
 
+def _sentence(**details: Any) -> list[dict[str, Any]]:
+    """A history that ends in a sentence (by a court, known to the month)."""
+    return [
+        event("detained", "2021-09-01"),
+        event("sentenced", "2022-03", details={"court": "Minsk City Court", **details}),
+    ]
+
+
 class TestWhatTheApiAnswers:
     async def test_a_unix_timestamp_is_not_a_date(self, client: httpx.AsyncClient) -> None:
         for query in ("detained_to=0", "detained_from=1700000000", "detained_to=2021-13-01"):
@@ -178,11 +194,10 @@ class TestWhatTheApiAnswers:
         assert refused.status_code == 422
         assert refused.json()["errors"][0]["loc"] == ["body", "publish_consent"]
         person = await create_person(client)
-        decision = {"court": "Minsk City Court", "decided_on": "2022-03"}
         for amount, status in (("1500.50", 201), (1500, 422), ("1500.505", 422), ("-1", 422)):
             response = await client.post(
                 f"{API}/cases",
-                json=case_body(person["id"], court_decisions=[{**decision, "fine_amount": amount}]),
+                json=case_body(person["id"], _sentence(sentence_type="fine", fine_amount=amount)),
             )
             assert response.status_code == status, (amount, response.text)
 
@@ -191,19 +206,33 @@ class TestWhatTheApiAnswers:
     ) -> None:
         """JSON Schema's integer: 12 and 12.0 are one; "12" and true are not numbers."""
         person = await create_person(client)
-        decision = {"court": "Minsk City Court", "decided_on": "2022-03"}
         for months, status in ((12, 201), (12.0, 201), ("12", 422), (True, 422), (12.5, 422)):
             response = await client.post(
-                f"{API}/cases",
-                json=case_body(person["id"], court_decisions=[{**decision, "term_months": months}]),
+                f"{API}/cases", json=case_body(person["id"], _sentence(term_months=months))
             )
             assert response.status_code == status, (months, response.text)
+
+    async def test_court_decisions_are_read_not_written(self, client: httpx.AsyncClient) -> None:
+        """The sentence lives on its `sentenced` event; the case file only derives it."""
+        person = await create_person(client)
+        decision = {"court": "Minsk City Court", "decided_on": "2022-03", "term_months": 12}
+        refused = await client.post(
+            f"{API}/cases", json=case_body(person["id"], court_decisions=[decision])
+        )
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["loc"] == ["body", "court_decisions"]
+        made = await client.post(
+            f"{API}/cases", json=case_body(person["id"], _sentence(term_months=12))
+        )
+        assert [(d["term_months"], d["decided_on"]) for d in made.json()["court_decisions"]] == [
+            (12, "2022-03")
+        ]
 
     async def test_a_deportations_country_is_given_once(self, client: httpx.AsyncClient) -> None:
         case = await create_case(client)
         body = {
             "title": "Expulsion",
-            "kind": "pardon",
+            "kind": "deportation",
             "effective_date": "2025-09-11",
             "to_status": "deported",
             "confidence": "confirmed",
