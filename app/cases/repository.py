@@ -16,6 +16,7 @@ from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
 from app.cases.schemas import CaseFilters, CaseUpdate
 from app.core.columns import TextEnum
 from app.core.db import driver_connection
+from app.custody import filters as custody
 
 EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
 
@@ -218,6 +219,11 @@ async def page(
         stmt = stmt.where(CaseFile.detained_on <= filters.detained_to)
     if filters.person_id is not None:
         stmt = stmt.where(CaseFile.person_id == filters.person_id)
+    if filters.facility_id is not None:
+        stmt = stmt.where(col(CaseFile.id).in_(custody.case_ids_at_facility(filters.facility_id)))
+    if filters.incommunicado is not None:
+        held_apart = col(CaseFile.id).in_(custody.case_ids_incommunicado())
+        stmt = stmt.where(held_apart if filters.incommunicado else ~held_apart)
     if after is not None:
         stmt = stmt.where(CaseFile.id > after)
     return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))

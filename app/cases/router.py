@@ -1,9 +1,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
+from app.access.policy import area
 from app.access.tiers import exclusion, hidden_fields, page_exclusion
 from app.audit.http import record_history
 from app.audit.journal import journal_of
@@ -138,7 +139,16 @@ async def list_cases(
     detained_from: IsoDate | None = None,
     detained_to: IsoDate | None = None,
     person_id: uuid.UUID | None = None,
+    facility_id: Annotated[
+        uuid.UUID | None, Query(description="Held in this facility now (restricted tier)")
+    ] = None,
+    incommunicado: Annotated[
+        bool | None, Query(description="With an open incommunicado period (restricted tier)")
+    ] = None,
 ) -> Response:
+    if facility_id is not None or incommunicado is not None:
+        # Filtering by a restricted fact would tell it to a caller who may not read it.
+        caller.require("case.list_restricted", area("cases"))
     filters = CaseFilters(
         status=status,
         jurisdiction=jurisdiction,
@@ -146,6 +156,8 @@ async def list_cases(
         detained_from=detained_from,
         detained_to=detained_to,
         person_id=person_id,
+        facility_id=facility_id,
+        incommunicado=incommunicado,
     )
     person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_cases(

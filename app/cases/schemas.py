@@ -42,6 +42,9 @@ class CaseFilters:
     detained_from: date | None = None
     detained_to: date | None = None
     person_id: uuid.UUID | None = None
+    # The custody timeline (app/custody/filters.py): held there now; incommunicado now.
+    facility_id: uuid.UUID | None = None
+    incommunicado: bool | None = None
 
 
 class Charge(BaseModel):

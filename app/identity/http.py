@@ -36,6 +36,8 @@ AREA_ACTIONS: dict[str, str] = {
     "source.list": "sources",
     "collective.create": "collective",
     "collective.list": "collective",
+    "facility.create": "facilities",
+    "facility.list": "facilities",
     "user.manage": "users",
     "user.approve_role": "users",
     "partner.manage": "partners",
