@@ -205,6 +205,7 @@ async def record_custody_entry(
     "/{case_id}/custody-timeline/{entry_id}/retraction",
     status_code=201,
     response_model=CustodyEntryRead,
+    responses={409: {"description": "The entry is retracted already"}},
 )
 async def retract_custody_entry(
     case_id: uuid.UUID,
@@ -233,6 +234,10 @@ async def retract_custody_entry(
     "/{case_id}/custody-timeline/{entry_id}/end",
     status_code=201,
     response_model=CustodyEntryRead,
+    responses={
+        409: {"description": "The entry is no period, is retracted, or has ended already"},
+        422: {"description": "The input is not valid, or the end is before the start"},
+    },
 )
 async def end_custody_period(
     case_id: uuid.UUID,

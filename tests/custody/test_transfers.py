@@ -71,3 +71,18 @@ async def test_an_unconfirmed_transfer_is_a_claim_that_moves_nobody(
     assert found["current_facility_id"] == remand
     assert found["entries"][-1]["confidence"] == "unconfirmed"
     await record(client, case, "new_charge", "2022-05", details={"article": "BY-CC 411"})
+
+
+async def test_of_two_transfers_on_one_day_the_one_recorded_last_holds(
+    client: httpx.AsyncClient,
+) -> None:
+    """ "Moved to the colony in August" and, later, "on 1 August, to the prison": both
+    start on 1 August; the later news is the current place."""
+    colony = await create_facility(client, 17)
+    prison = await create_facility(client, 19, type="prison")
+    case = await create_case(client)
+    await transfer(client, case, colony, "2022-08")
+    await transfer(client, case, prison, "2022-08-01")
+    assert await listed_ids(client, facility_id=prison) == {case["id"]}
+    assert await listed_ids(client, facility_id=colony) == set()
+    assert (await timeline(client, case))["current_facility_id"] == prison
