@@ -29,6 +29,8 @@ from app.sources.schemas import SourceIds
 
 # The error type of an end that lies before its period's start.
 END_BEFORE_START = "end_before_start"
+# The error type of an ISO 3166-2 region outside the facility's country.
+REGION_OUTSIDE_COUNTRY = "region_outside_country"
 
 
 # The facility register ----------------------------------------------------------------
@@ -48,9 +50,7 @@ FacilityNames = Annotated[list[FacilityName], Field(min_length=1, max_length=20)
 def refuse_region_outside(country: str, region: str | None) -> None:
     """An ISO 3166-2 region belongs to its country ("BY-HM" is in BY)."""
     if region is not None and not region.startswith(f"{country}-"):
-        raise PydanticCustomError(
-            "region_outside_country", "region must be a subdivision of country"
-        )
+        raise PydanticCustomError(REGION_OUTSIDE_COUNTRY, "region must be a subdivision of country")
 
 
 class FacilityCreate(BaseModel):
@@ -146,6 +146,13 @@ def _details_by_kind_schema(schema: dict[str, Any]) -> None:
             then["required"] = ["details"]
         if kind is CustodyKind.transfer:
             then["required"] = ["facility_id"]
+        else:
+            then["properties"] |= {
+                "facility_id": {"type": "null"},
+                "from_facility_id": {"type": "null"},
+            }
+        if kind not in PERIODS:
+            then["properties"]["end_date"] = {"type": "null"}
         rules.append(
             {
                 "if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
