@@ -21,7 +21,7 @@ from app.core.http import (
 from app.core.pagination import Page, PageRequest, next_link, page_request
 from app.core.types import CountryCode, Label
 from app.custody import service
-from app.custody.models import FacilityType
+from app.custody.models import Facility, FacilityType
 from app.custody.schemas import (
     CustodyEntryInput,
     CustodyEntryRead,
@@ -42,12 +42,8 @@ router = APIRouter(prefix="/cases", tags=["custody"])
 # The facility register ------------------------------------------------------------------
 
 
-def _facility_response(facility: Any, status_code: int = 200) -> Response:
-    return model_response(
-        service.facility_read(facility),
-        status_code=status_code,
-        headers={"ETag": etag(facility.version)},
-    )
+def _facility_response(facility: Facility) -> Response:
+    return model_response(service.facility_read(facility), headers={"ETag": etag(facility.version)})
 
 
 @facilities_router.post(
@@ -65,7 +61,7 @@ async def create_facility(
 ) -> Response:
     """Add a place of detention to the register (coordinators)."""
 
-    def created(facility: Any) -> StoredResponse:
+    def created(facility: Facility) -> StoredResponse:
         location = request.url_for("read_facility", facility_id=facility.id).path
         return StoredResponse(
             201,

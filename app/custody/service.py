@@ -274,15 +274,16 @@ async def timeline(
     )
     clearance = found.clearance
     shown = [e for e in entries if record_shown("custody_event", e.event.kind, clearance)]
-    restricted = clearance >= Tier.restricted
-    pairs = [(e.event, e.retraction) for e in entries]
-    triples = [(e.event, e.retraction, e.end) for e in entries]
+    # What follows from every entry; the router leaves out what the clearance does not
+    # cover (tiers.py), as for any field.
     return TimelineView(
         CustodyTimeline(
             case_file_id=case_id,
             entries=[e.read() for e in shown],
-            current_facility_id=filters.current_facility(pairs) if restricted else None,
-            incommunicado=filters.incommunicado(triples) if restricted else None,
+            current_facility_id=filters.current_facility(
+                [(e.event, e.retraction) for e in entries]
+            ),
+            incommunicado=filters.incommunicado([(e.event, e.retraction, e.end) for e in entries]),
         ),
         clearance,
     )
