@@ -18,7 +18,7 @@ from typing import Any
 from app.cases.statuses import IN_CUSTODY, Status
 from app.core.ids import deterministic_uuid7
 from app.custody.models import FacilityType, search_text
-from app.seed.generator import AS_OF, EVENT_COLUMNS, DataSet
+from app.seed.generator import AS_OF, CASE_COLUMNS, EVENT_COLUMNS, DataSet
 
 T = FacilityType
 
@@ -344,6 +344,7 @@ def generate(data: DataSet, seed: int) -> CustodyData:
     paths: dict[uuid.UUID, list[tuple[str, date]]] = defaultdict(list)
     for event in data.events:
         paths[event[case_at]].append((event[status_at], event[day_at]))
+    id_at, country_at = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("jurisdiction")
     for case in data.cases:
-        timelines.timeline(case[0], case[3], paths[case[0]])
+        timelines.timeline(case[id_at], case[country_at], paths[case[id_at]])
     return timelines.data
