@@ -32,6 +32,8 @@ from app.core.middleware import (
     SecurityHeadersMiddleware,
 )
 from app.core.openapi import install_contract
+from app.custody.router import facilities_router
+from app.custody.router import router as custody_router
 from app.identity.credentials import Passwords
 from app.identity.http import authenticate
 from app.identity.kit import SecurityKit
@@ -71,6 +73,8 @@ def api_router() -> APIRouter:
         persons_router,
         cases_router,
         collective_router,
+        custody_router,
+        facilities_router,
         recognition_router,
         sources_router,
         users_router,

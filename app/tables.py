@@ -3,6 +3,7 @@
 from app.audit import models as audit_models
 from app.cases import models as cases_models
 from app.collective import models as collective_models
+from app.custody import models as custody_models
 from app.idempotency import models as idempotency_models
 from app.identity import models as identity_models
 from app.jobs import models as jobs_models
@@ -14,6 +15,7 @@ TABLE_MODULES = (
     audit_models,
     cases_models,
     collective_models,
+    custody_models,
     identity_models,
     idempotency_models,
     jobs_models,

@@ -108,6 +108,40 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "witness": C,
         "recorded_by": R,
     },
+    "facility": {
+        "id": P,
+        "names": P,
+        "country": P,
+        "region": P,
+        "type": P,
+        "version": P,
+        "created_at": P,
+        "updated_at": P,
+    },
+    # One entry of a custody timeline; whole entries have tiers too (RECORD_TIERS).
+    "custody_event": {
+        "id": P,
+        "case_file_id": P,
+        "kind": P,
+        "effective_date": P,
+        "confidence": P,
+        "recorded_at": P,
+        "retraction": P,
+        "end": P,
+        "facility_id": P,
+        "from_facility_id": P,
+        "details": P,
+        "note": R,
+        "source_ids": R,
+        "recorded_by": R,
+    },
+    "custody_timeline": {
+        "case_file_id": P,
+        "entries": P,
+        # where the person is held, and whether anyone knows: restricted (DESIGN §2)
+        "current_facility_id": R,
+        "incommunicado": R,
+    },
 }
 
 
@@ -118,7 +152,33 @@ NESTED_TIERS: Mapping[str, Mapping[str, Mapping[str, Tier]]] = {
         "retraction": {"reason": R, "recorded_by": R},
         "claim": {"reason": R, "source_ids": R, "recorded_by": R},
     },
+    "custody_event": {
+        "retraction": {"reason": R, "recorded_by": R},
+        "end": {"note": R, "source_ids": R, "recorded_by": R},
+    },
 }
+
+
+# Records that are whole at a tier, by kind of record and its own kind: a caller below it
+# does not receive the record at all. The places of detention and what happens to a
+# person's health in custody are restricted (DESIGN §2, "Custody timeline"); a new charge
+# and the expected release date are as public as the charges and the status.
+RECORD_TIERS: Mapping[str, Mapping[str, Tier]] = {
+    "custody_event": {
+        "transfer": R,
+        "incommunicado": R,
+        "hunger_strike": R,
+        "punishment_cell": R,
+        "new_charge": P,
+        "expected_release": P,
+    },
+}
+
+
+def record_shown(kind: str, record_kind: str, clearance: Tier) -> bool:
+    """Whether a caller with this clearance receives a `kind` record of this own kind (an
+    unlisted one is confidential)."""
+    return RECORD_TIERS[kind].get(record_kind, C) <= clearance
 
 
 def exclusion(kind: str, clearance: Tier) -> dict[str, Any]:

@@ -278,3 +278,7 @@ def source_resource(principal: Principal, *, recorded_by: uuid.UUID | None) -> R
 # A collective event shows only how many case files it moved; each case file's own
 # result is shown by the case file's rules.
 COLLECTIVE_EVENT = Resource("CollectiveEvent")
+
+
+# The facility register is public reference data: one resource for every facility.
+FACILITY = Resource("Facility")

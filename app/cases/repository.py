@@ -26,6 +26,7 @@ from app.cases.statuses import LEAVING_CUSTODY, TAKES_EFFECT, Status
 from app.core.columns import TextEnum
 from app.core.dates import Precision
 from app.core.db import driver_connection
+from app.custody import filters as custody
 
 
 async def next_reference_number(session: AsyncSession) -> int:
@@ -277,6 +278,11 @@ async def page(
         )
     if filters.person_id is not None:
         stmt = stmt.where(CaseFile.person_id == filters.person_id)
+    if filters.facility_id is not None:
+        stmt = stmt.where(col(CaseFile.id).in_(custody.case_ids_at_facility(filters.facility_id)))
+    if filters.incommunicado is not None:
+        held_apart = col(CaseFile.id).in_(custody.case_ids_incommunicado())
+        stmt = stmt.where(held_apart if filters.incommunicado else ~held_apart)
     if after is not None:
         stmt = stmt.where(CaseFile.id > after)
     return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
+from app.access.policy import area
 from app.access.tiers import exclusion, hidden_fields, page_exclusion
 from app.audit.http import record_history
 from app.audit.journal import journal_of
@@ -178,7 +179,16 @@ async def list_cases(
     destination_country: Annotated[
         CountryCode | None, Query(description="Deported (in effect) to this country")
     ] = None,
+    facility_id: Annotated[
+        uuid.UUID | None, Query(description="Held in this facility now (restricted tier)")
+    ] = None,
+    incommunicado: Annotated[
+        bool | None, Query(description="With an open incommunicado period (restricted tier)")
+    ] = None,
 ) -> Response:
+    if facility_id is not None or incommunicado is not None:
+        # Filtering by a restricted fact would tell it to a caller who may not read it.
+        caller.require("case.list_restricted", area("cases"))
     filters = CaseFilters(
         status=status,
         jurisdiction=jurisdiction,
@@ -195,6 +205,8 @@ async def list_cases(
         released_from=released_from,
         released_to=released_to,
         destination_country=destination_country,
+        facility_id=facility_id,
+        incommunicado=incommunicado,
     )
     person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
     found = await service.list_cases(

@@ -53,6 +53,9 @@ class CaseFilters:
     released_from: date | None = None
     released_to: date | None = None
     destination_country: str | None = None
+    # The custody timeline (app/custody/filters.py): held there now; incommunicado now.
+    facility_id: uuid.UUID | None = None
+    incommunicado: bool | None = None
 
 
 class Charge(BaseModel):

@@ -364,7 +364,8 @@ async def apply_collective(
             for offset, step in enumerate(steps)
         ]
         after = [*records, *(EventRecord(event) for event in made)]
-        error = path_error([as_if_confirmed(record) for record in after])
+        # The new events must be able to take effect, even if recorded as claims.
+        error = path_error([*records, *(as_if_confirmed(EventRecord(e)) for e in made)])
         if error is not None:
             outcomes.append(
                 CollectiveOutcome(case_id, "rejected", case.status, reason=error.describe())

@@ -37,6 +37,8 @@ AREA_ACTIONS: dict[str, str] = {
     "collective.create": "collective",
     "collective.list": "collective",
     "collective.retract": "collective",
+    "facility.create": "facilities",
+    "facility.list": "facilities",
     "user.manage": "users",
     "user.approve_role": "users",
     "partner.manage": "partners",

@@ -5,6 +5,7 @@ import time
 import asyncpg
 
 from app.core.embedded import asyncpg_connect_kwargs
+from app.seed import facilities
 from app.seed.generator import generate
 
 
@@ -15,13 +16,15 @@ class SeedRefused(Exception):
 async def load(url: str, *, persons: int, seed: int) -> str:
     started = time.perf_counter()
     data = generate(persons, seed)
+    custody = facilities.generate(data, seed)
+    loaded = [*data.tables(), *custody.tables()]
     generated = time.perf_counter()
     connection = await asyncpg.connect(**asyncpg_connect_kwargs(url))
     try:
         if await connection.fetchval("SELECT EXISTS (SELECT 1 FROM person)"):
             raise SeedRefused("The database already holds persons; seed an empty database.")
         async with connection.transaction():
-            tables = [table for table, _, _ in data.tables()]
+            tables = [table for table, _, _ in loaded]
             # Building an index once after the load is far faster than updating it per row.
             indexes = await connection.fetch(
                 "SELECT i.indexname, i.indexdef FROM pg_indexes i "
@@ -32,7 +35,7 @@ async def load(url: str, *, persons: int, seed: int) -> str:
             )
             for index in indexes:
                 await connection.execute(f'DROP INDEX "{index["indexname"]}"')
-            for table, columns, rows in data.tables():
+            for table, columns, rows in loaded:
                 await connection.copy_records_to_table(table, records=rows, columns=list(columns))
             for index in indexes:
                 await connection.execute(index["indexdef"])
@@ -47,6 +50,7 @@ async def load(url: str, *, persons: int, seed: int) -> str:
         f"seeded {len(data.persons)} persons, {len(data.names)} names, "
         f"{len(data.cases)} case files, {len(data.events)} status events, "
         f"{len(data.collectives)} collective events, {len(data.decisions)} recognition "
-        f"decisions, {len(data.sources)} sources in {finished - started:.1f} s "
+        f"decisions, {len(data.sources)} sources, {len(custody.facilities)} facilities, "
+        f"{len(custody.events)} custody timeline entries in {finished - started:.1f} s "
         f"(generation {generated - started:.1f} s)"
     )

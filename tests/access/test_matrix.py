@@ -49,6 +49,8 @@ class World:
     partner_id: str
     # A pending role request (asked for by the system) of an enrolled account.
     role_request_id: str = ""
+    # A facility of the register.
+    facility_id: str = ""
 
 
 def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
@@ -124,6 +126,9 @@ HISTORY = expect(
     others=404,
 )
 AUDITOR = expect(auditor=200, others=403)
+# Reference data (the facility register): every caller reads it, coordinators keep it.
+EVERYONE = expect(others=200)
+COORDINATE_CHANGE = expect(coordinator=200, others=403)
 
 Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
 
@@ -232,6 +237,49 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         lambda c, w, k: c.post(
             f"{API}/collective-events/{w.collective_id}/retraction",
             json={"reason": "reported by mistake"},
+        ),
+    ),
+    ("GET", "/api/v1/cases/{case_id}/custody-timeline"): (
+        CASE_READ,
+        lambda c, w, k: c.get(f"{API}/cases/{_case(w, k)}/custody-timeline"),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/custody-timeline"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/custody-timeline",
+            json={"kind": "hunger_strike", "effective_date": "2022-03", "confidence": "reported"},
+        ),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/custody-timeline/{entry_id}/retraction"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/custody-timeline/{w.cases[k]['custody_entry_id']}"
+            "/retraction",
+            json={"reason": "entered twice"},
+        ),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/custody-timeline/{entry_id}/end"): (
+        CASE_TRANSITION,
+        lambda c, w, k: c.post(
+            f"{API}/cases/{_case(w, k)}/custody-timeline/{w.cases[k]['custody_entry_id']}/end",
+            json={"effective_date": "2022-06", "confidence": "confirmed"},
+        ),
+    ),
+    ("POST", "/api/v1/facilities"): (
+        COORDINATE,
+        lambda c, w, k: c.post(f"{API}/facilities", json=_facility_body()),
+    ),
+    ("GET", "/api/v1/facilities"): (EVERYONE, lambda c, w, k: c.get(f"{API}/facilities")),
+    ("GET", "/api/v1/facilities/{facility_id}"): (
+        EVERYONE,
+        lambda c, w, k: c.get(f"{API}/facilities/{w.facility_id}"),
+    ),
+    ("PATCH", "/api/v1/facilities/{facility_id}"): (
+        COORDINATE_CHANGE,
+        lambda c, w, k: c.patch(
+            f"{API}/facilities/{w.facility_id}",
+            json={"type": "prison"},
+            headers={"If-Match": '"1"'},
         ),
     ),
     ("POST", "/api/v1/collective-events"): (
@@ -369,6 +417,14 @@ def _person_body() -> dict[str, Any]:
     return person_body()
 
 
+def _facility_body() -> dict[str, Any]:
+    return {
+        "names": [{"value": "Penal Colony No. 9 (synthetic)", "script": "Latn"}],
+        "country": "BY",
+        "type": "penal_colony",
+    }
+
+
 def _source_body() -> dict[str, Any]:
     return {
         "publisher": "Regional monitor",
@@ -456,6 +512,12 @@ async def _build_world(
         in_effect = [e for e in events["events"] if e["state"] == "in_effect"]
         case["last_event_id"] = in_effect[-1]["id"]
         case["claim_id"] = events["events"][-1]["id"]
+        period = await coordinator.post(
+            f"{API}/cases/{case['id']}/custody-timeline",
+            json={"kind": "incommunicado", "effective_date": "2022-03", "confidence": "reported"},
+        )
+        assert period.status_code == 201, period.text
+        case["custody_entry_id"] = period.json()["id"]
         cases[kind] = case
     # A collective event on a separate case file, so it changes none of the three.
     spare = await coordinator.post(f"{API}/cases", json=case_body(str(persons["own"]["id"])))
@@ -466,7 +528,17 @@ async def _build_world(
     assert collective.status_code == 201, collective.text
     source = await coordinator.post(f"{API}/sources", json=_source_body())
     assert source.status_code == 201, source.text
-    return World(cases, persons, source.json(), collective.json()["id"], "", "")
+    facility = await coordinator.post(f"{API}/facilities", json=_facility_body())
+    assert facility.status_code == 201, facility.text
+    return World(
+        cases,
+        persons,
+        source.json(),
+        collective.json()["id"],
+        "",
+        "",
+        facility_id=facility.json()["id"],
+    )
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(MATRIX))

@@ -21,6 +21,7 @@ from app.access.tiers import FIELD_TIERS, refuse_fields_above
 from app.cases.schemas import CaseRead, StatusEventRead
 from app.core.crypto import UndecryptableValue
 from app.core.errors import Forbidden
+from app.custody.schemas import CustodyEntryRead, CustodyTimeline, FacilityRead
 from app.persons.schemas import PersonRead
 from app.sources.schemas import SourceRead
 from tests.auth import SignedIn, api_client, create_partner, partner_token
@@ -41,6 +42,9 @@ SignIn = Callable[..., Awaitable[SignedIn]]
         ("case", CaseRead),
         ("status_event", StatusEventRead),
         ("source", SourceRead),
+        ("facility", FacilityRead),
+        ("custody_event", CustodyEntryRead),
+        ("custody_timeline", CustodyTimeline),
     ],
 )
 def test_every_response_field_has_a_tier(kind: str, model: type[BaseModel]) -> None:

@@ -430,6 +430,114 @@ async def check_collective(w: World, e: Event, a: Attempt, r: httpx.Response) ->
     assert len(e["changes"]) == 1 + 2 * len(a.facts["cases"])
 
 
+# custody: the facility register and a case file's timeline
+
+FACILITY = {
+    "names": [{"value": "Penal Colony No. 9 (synthetic)", "script": "Latn"}],
+    "country": "BY",
+    "type": "penal_colony",
+}
+
+
+async def prepare_facility_create(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(f"{API}/facilities", json=FACILITY),
+        201,
+        _user(coordinator),
+        _response_id,
+    )
+
+
+async def check_facility_create(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    facility = created(change_of(e, "facility", r.json()["id"]))
+    assert (facility["type"], facility["country"]) == ("penal_colony", "BY")
+    assert len(e["changes"]) == 1
+
+
+async def prepare_facility_update(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    made = await coordinator.client.post(f"{API}/facilities", json=FACILITY)
+    facility_id = made.json()["id"]
+    return Attempt(
+        coordinator.client,
+        lambda c: c.patch(
+            f"{API}/facilities/{facility_id}", json={"type": "prison"}, headers=if_match(1)
+        ),
+        200,
+        _user(coordinator),
+        _fixed(facility_id),
+        facts={"facility_id": facility_id},
+    )
+
+
+async def check_facility_update(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "facility", a.facts["facility_id"])
+    assert fields["type"] == {"before": "penal_colony", "after": "prison"}
+
+
+async def _custody_entry(w: World, action: str, kind: str) -> Attempt:
+    """A case file with one timeline entry of `kind`; the attempt is `action` on it (or,
+    for "record", adding the entry itself)."""
+    coordinator = await w.coordinator()
+    case = await create_case(coordinator.client)
+    url = f"{API}/cases/{case['id']}/custody-timeline"
+    body = {"kind": kind, "effective_date": "2022-03", "confidence": "reported"}
+    entry_id = None
+    if action != "record":
+        made = await coordinator.client.post(url, json=body)
+        assert made.status_code == 201, made.text
+        entry_id = made.json()["id"]
+    send = {
+        "record": lambda c: c.post(url, json=body),
+        "retraction": lambda c: c.post(
+            f"{url}/{entry_id}/retraction", json={"reason": "entered twice"}
+        ),
+        "end": lambda c: c.post(
+            f"{url}/{entry_id}/end", json={"effective_date": "2022-06", "confidence": "confirmed"}
+        ),
+    }[action]
+    return Attempt(
+        coordinator.client,
+        send,
+        201,
+        _user(coordinator),
+        _fixed(case["id"]),
+        facts={"case_id": case["id"], "entry_id": entry_id},
+    )
+
+
+async def prepare_custody_record(w: World) -> Attempt:
+    return await _custody_entry(w, "record", "hunger_strike")
+
+
+async def check_custody_record(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    entry = created(change_of(e, "custody_event", r.json()["id"]))
+    assert (entry["kind"], entry["case_file_id"]) == ("hunger_strike", a.facts["case_id"])
+    assert len(e["changes"]) == 1
+
+
+async def prepare_custody_retraction(w: World) -> Attempt:
+    return await _custody_entry(w, "retraction", "hunger_strike")
+
+
+async def check_custody_retraction(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "custody_event", a.facts["entry_id"])
+    assert fields["retraction"]["before"] is None
+    assert fields["retraction"]["after"]["reason"] == "entered twice"
+
+
+async def prepare_custody_end(w: World) -> Attempt:
+    return await _custody_entry(w, "end", "incommunicado")
+
+
+async def check_custody_end(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "custody_event", a.facts["entry_id"])
+    assert fields["end"]["before"] is None
+    assert fields["end"]["after"]["effective_date"] == "2022-06"
+
+
 # sources
 
 
@@ -889,6 +997,21 @@ WRITES: dict[tuple[str, str], Write] = {
         check_collective_retraction,
     ),
     ("POST", "/api/v1/sources"): Write(prepare_source, "source.create", "source", check_source),
+    ("POST", "/api/v1/facilities"): Write(
+        prepare_facility_create, "facility.create", "facility", check_facility_create
+    ),
+    ("PATCH", "/api/v1/facilities/{facility_id}"): Write(
+        prepare_facility_update, "facility.update", "facility", check_facility_update
+    ),
+    ("POST", "/api/v1/cases/{case_id}/custody-timeline"): Write(
+        prepare_custody_record, "custody.record", "case", check_custody_record
+    ),
+    ("POST", "/api/v1/cases/{case_id}/custody-timeline/{entry_id}/retraction"): Write(
+        prepare_custody_retraction, "custody.retract", "case", check_custody_retraction
+    ),
+    ("POST", "/api/v1/cases/{case_id}/custody-timeline/{entry_id}/end"): Write(
+        prepare_custody_end, "custody.close", "case", check_custody_end
+    ),
     ("POST", "/api/v1/users"): Write(prepare_user_create, "user.create", "user", check_user_create),
     ("PATCH", "/api/v1/users/{user_id}"): Write(
         prepare_user_update, "user.update", "user", check_user_update

@@ -23,6 +23,7 @@ from app.core.types import (
     REFUSED_CATEGORIES,
     TEXT_FORMAT,
 )
+from app.custody.schemas import END_BEFORE_START, REGION_OUTSIDE_COUNTRY
 from app.persons.schemas import MIN_SEARCH_LETTERS
 
 _REFUSED = list(REFUSED_CATEGORIES)
@@ -72,8 +73,11 @@ _SERVER_JUDGED_TYPES = {
     PROBLEM_TYPE_BASE + UnknownReference.slug,
     PROBLEM_TYPE_BASE + InvalidKeySet.slug,
 }
-# Input errors of the same nature: a date after today, a password the server finds weak.
-_SERVER_JUDGED_ERRORS = re.compile(rf"^({DATE_IN_FUTURE}|password_\w+)$")
+# Input errors of the same nature: a date after today, a password the server finds weak,
+# an end before its start, a region outside its country (no schema compares two values).
+_SERVER_JUDGED_ERRORS = re.compile(
+    rf"^({DATE_IN_FUTURE}|{END_BEFORE_START}|{REGION_OUTSIDE_COUNTRY}|password_\w+)$"
+)
 
 
 @schemathesis.hook
