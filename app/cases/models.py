@@ -14,6 +14,7 @@ from app.core.clock import utcnow
 from app.core.columns import TextEnum, moment_column, one_of
 from app.core.dates import Precision
 from app.core.ids import new_id
+from app.recognition.criteria import RecognitionStatus
 
 
 class DeprivationType(StrEnum):
@@ -55,6 +56,8 @@ class CaseFile(SQLModel, table=True):
             postgresql_ops={"charges": "jsonb_path_ops"},
         ),
         Index("ix_case_file_status_id", "status", "id"),
+        one_of("recognition_status", list(RecognitionStatus)),
+        Index("ix_case_file_recognition_status_id", "recognition_status", "id"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -75,6 +78,13 @@ class CaseFile(SQLModel, table=True):
     status_since: date
     status_since_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
     detained_on: date = Field(index=True)
+    # The status of the latest recognition decision covering the case file, kept by the
+    # recognition feature in the decision's transaction; not_assessed until one covers it.
+    recognition_status: RecognitionStatus = Field(
+        default=RecognitionStatus.not_assessed,
+        sa_type=TextEnum(RecognitionStatus, 30),
+        sa_column_kwargs={"server_default": RecognitionStatus.not_assessed.value},
+    )
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())

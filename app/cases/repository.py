@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, and_, func, not_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -14,8 +14,10 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
 from app.cases.schemas import CaseFilters, CaseUpdate
+from app.cases.statuses import IN_CUSTODY
 from app.core.columns import TextEnum
 from app.core.db import driver_connection
+from app.recognition.criteria import RecognitionStatus
 
 EventRecord = tuple[StatusEvent, StatusEventRetraction | None]
 
@@ -52,6 +54,9 @@ SQL_CASE = f"SELECT {CASE_LIST} FROM case_file WHERE id = $1"
 SQL_CASE_LOCKED = SQL_CASE + " FOR UPDATE"
 SQL_CASES = f"SELECT {CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id"
 SQL_CASES_LOCKED = SQL_CASES + " FOR UPDATE"
+SQL_PERSON_CASES_LOCKED = (
+    f"SELECT {CASE_LIST} FROM case_file WHERE person_id = $1 ORDER BY id FOR UPDATE"
+)
 SQL_EVENTS = (
     "SELECT "
     + ", ".join(f"e.{n}" for n in _EVENT_FIELDS)
@@ -74,6 +79,13 @@ SET status = u.status, status_since = u.status_since,
 FROM unnest($1::uuid[], $2::text[], $3::date[], $4::text[], $5::date[], $6::int[],
             $7::timestamptz[])
      AS u(id, status, status_since, status_since_precision, detained_on, version, updated_at)
+WHERE c.id = u.id AND c.version = u.version - 1
+RETURNING c.id
+"""
+SQL_UPDATE_RECOGNITION = """
+UPDATE case_file AS c
+SET recognition_status = $2, version = u.version, updated_at = $3
+FROM unnest($1::uuid[], $4::int[]) AS u(id, version)
 WHERE c.id = u.id AND c.version = u.version - 1
 RETURNING c.id
 """
@@ -115,6 +127,12 @@ async def lock_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> l
 async def get_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> list[CaseFile]:
     driver = await driver_connection(session)
     return [_case(row) for row in await driver.fetch(SQL_CASES, list(case_ids))]
+
+
+async def lock_of_person(session: AsyncSession, person_id: uuid.UUID) -> list[CaseFile]:
+    """Lock a person's case files in id order (as lock_many does)."""
+    driver = await driver_connection(session)
+    return [_case(row) for row in await driver.fetch(SQL_PERSON_CASES_LOCKED, person_id)]
 
 
 async def events_of(
@@ -172,6 +190,24 @@ async def save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> bool:
     return len(updated) == len(cases)
 
 
+async def save_recognition_status(
+    session: AsyncSession, cases: Sequence[CaseFile], status: RecognitionStatus
+) -> bool:
+    """Write the recognition status, version and time of case files read (and locked)
+    earlier, all changed at the same time; False if any had changed since."""
+    if not cases:
+        return True
+    driver = await driver_connection(session)
+    updated = await driver.fetch(
+        SQL_UPDATE_RECOGNITION,
+        [case.id for case in cases],
+        status.value,
+        cases[0].updated_at,
+        [case.version for case in cases],
+    )
+    return len(updated) == len(cases)
+
+
 async def save_fields(
     session: AsyncSession, case: CaseFile, *, fields: Collection[str], read_version: int
 ) -> bool:
@@ -218,9 +254,26 @@ async def page(
         stmt = stmt.where(CaseFile.detained_on <= filters.detained_to)
     if filters.person_id is not None:
         stmt = stmt.where(CaseFile.person_id == filters.person_id)
+    if filters.recognition_status is not None:
+        stmt = stmt.where(CaseFile.recognition_status == filters.recognition_status)
+    if filters.former_political_prisoner is not None:
+        recognised = col(CaseFile.recognition_status) == RecognitionStatus.political_prisoner
+        former = and_(recognised, not_(held()))
+        stmt = stmt.where(former if filters.former_political_prisoner else not_(former))
     if after is not None:
         stmt = stmt.where(CaseFile.id > after)
     return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))
+
+
+def readable_ids(readable: ColumnElement[bool]) -> SelectOfScalar[uuid.UUID]:
+    return select(CaseFile.id).where(readable)
+
+
+def held() -> ColumnElement[bool]:
+    """Whether a case file's person is held, in SQL: the one test "former political
+    prisoner" (recognised, no longer held) relies on. When a derived `in_custody` column
+    exists, this becomes that column."""
+    return col(CaseFile.status).in_(list(IN_CUSTODY))
 
 
 async def case_ids_of_collective(

@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
 from app.access.tiers import exclusion, hidden_fields, page_exclusion
@@ -138,7 +138,16 @@ async def list_cases(
     detained_from: IsoDate | None = None,
     detained_to: IsoDate | None = None,
     person_id: uuid.UUID | None = None,
+    former_political_prisoner: Annotated[
+        bool | None,
+        Query(
+            description="true: case files recognised as political prisoners (recognition_status"
+            " political_prisoner) whose person is no longer held; false: all others"
+        ),
+    ] = None,
 ) -> Response:
+    """Lists case files. `recognition_status` is the case file's own: that of the latest
+    decision covering it (a decision about another case file of the person does not count)."""
     filters = CaseFilters(
         status=status,
         jurisdiction=jurisdiction,
@@ -146,8 +155,10 @@ async def list_cases(
         detained_from=detained_from,
         detained_to=detained_to,
         person_id=person_id,
+        recognition_status=recognition_status,
+        former_political_prisoner=former_political_prisoner,
     )
-    person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
+    person_filters = PersonFilters(citizenship=citizenship)
     found = await service.list_cases(
         session,
         caller,

@@ -27,6 +27,7 @@ from app.core.types import (
     Text,
     inline_schema,
 )
+from app.recognition.criteria import RecognitionStatus
 from app.sources.schemas import SourceIds
 
 Article = Annotated[
@@ -42,6 +43,8 @@ class CaseFilters:
     detained_from: date | None = None
     detained_to: date | None = None
     person_id: uuid.UUID | None = None
+    recognition_status: str | None = None
+    former_political_prisoner: bool | None = None
 
 
 class Charge(BaseModel):
@@ -227,6 +230,15 @@ class CaseRead(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    recognition_status: RecognitionStatus = Field(
+        description="The status of the latest recognition decision covering this case file;"
+        " not_assessed when none does (a decision about another case file of the person"
+        " does not count)"
+    )
+    former_political_prisoner: bool = Field(
+        description="Recognised as a political prisoner for this case file and no longer"
+        " held (derived)"
+    )
 
 
 class RetractionInput(BaseModel):
@@ -287,12 +299,16 @@ def case_read(case: CaseFile) -> CaseRead:
             **{
                 name: getattr(case, name)
                 for name in CaseRead.model_fields
-                if name not in ("status_since", "in_custody")
+                if name not in ("status_since", "in_custody", "former_political_prisoner")
             },
             "status_since": str(
                 PartialDate(case.status_since, Precision(case.status_since_precision))
             ),
             "in_custody": Status(case.status) in IN_CUSTODY,
+            # Held as in repository.held(): recognised, and not in custody.
+            "former_political_prisoner": case.recognition_status
+            == RecognitionStatus.political_prisoner
+            and Status(case.status) not in IN_CUSTODY,
         }
     )
 

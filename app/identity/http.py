@@ -36,6 +36,7 @@ AREA_ACTIONS: dict[str, str] = {
     "source.list": "sources",
     "collective.create": "collective",
     "collective.list": "collective",
+    "recognition.criteria": "recognition",
     "user.manage": "users",
     "user.approve_role": "users",
     "partner.manage": "partners",
