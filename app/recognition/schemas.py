@@ -43,7 +43,10 @@ def _decision_schema(schema: dict[str, Any]) -> None:
                 "required": ["status"],
             },
             "then": {
-                "properties": {"rationale": {"minLength": 1}},
+                "properties": {
+                    "rationale": {"type": "string", "pattern": "\\S"},
+                    "exclusion_code": {"enum": list(ExclusionCode)},
+                },
                 "required": ["rationale", "exclusion_code"],
             },
         },
@@ -108,7 +111,7 @@ class DecisionCreate(BaseModel):
                     f"a '{self.status}' decision must give an exclusion_code; known: "
                     + ", ".join(ExclusionCode)
                 )
-        elif self.exclusion_code is not None and self.status not in ALLOWS_EXCLUSION:
+        elif "exclusion_code" in self.model_fields_set and self.status not in ALLOWS_EXCLUSION:
             raise ValueError(f"a '{self.status}' decision has no exclusion_code")
         if self.case_file_ids is not None and len(set(self.case_file_ids)) != len(
             self.case_file_ids
