@@ -6,15 +6,15 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_
+from sqlalchemy import ColumnElement, func, not_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.cases.held import former_political_prisoner
 from app.cases.models import CaseFile, StatusEvent, StatusEventRetraction
 from app.cases.schemas import CaseFilters, CaseUpdate
-from app.cases.statuses import IN_CUSTODY
 from app.core.columns import TextEnum
 from app.core.db import driver_connection
 from app.recognition.criteria import RecognitionStatus
@@ -257,8 +257,7 @@ async def page(
     if filters.recognition_status is not None:
         stmt = stmt.where(CaseFile.recognition_status == filters.recognition_status)
     if filters.former_political_prisoner is not None:
-        recognised = col(CaseFile.recognition_status) == RecognitionStatus.political_prisoner
-        former = and_(recognised, not_(held()))
+        former = former_political_prisoner()
         stmt = stmt.where(former if filters.former_political_prisoner else not_(former))
     if after is not None:
         stmt = stmt.where(CaseFile.id > after)
@@ -267,13 +266,6 @@ async def page(
 
 def readable_ids(readable: ColumnElement[bool]) -> SelectOfScalar[uuid.UUID]:
     return select(CaseFile.id).where(readable)
-
-
-def held() -> ColumnElement[bool]:
-    """Whether a case file's person is held, in SQL: the one test "former political
-    prisoner" (recognised, no longer held) relies on. When a derived `in_custody` column
-    exists, this becomes that column."""
-    return col(CaseFile.status).in_(list(IN_CUSTODY))
 
 
 async def case_ids_of_collective(

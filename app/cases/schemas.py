@@ -7,6 +7,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.cases.held import is_former_political_prisoner
 from app.cases.models import (
     CaseFile,
     Confidentiality,
@@ -305,10 +306,7 @@ def case_read(case: CaseFile) -> CaseRead:
                 PartialDate(case.status_since, Precision(case.status_since_precision))
             ),
             "in_custody": Status(case.status) in IN_CUSTODY,
-            # Held as in repository.held(): recognised, and not in custody.
-            "former_political_prisoner": case.recognition_status
-            == RecognitionStatus.political_prisoner
-            and Status(case.status) not in IN_CUSTODY,
+            "former_political_prisoner": is_former_political_prisoner(case),
         }
     )
 

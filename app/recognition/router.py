@@ -19,16 +19,7 @@ from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
 from app.identity.http import requires
 from app.recognition import service
-from app.recognition.criteria import CRITERIA, CRITERIA_VERSION, EXCLUSION_TEXTS, SOURCES
-from app.recognition.schemas import (
-    CriteriaRead,
-    CriteriaSourceRead,
-    CriterionRead,
-    DecisionCreate,
-    ExclusionCodeRead,
-    RecognitionRead,
-    decision_read,
-)
+from app.recognition.schemas import CriteriaRead, DecisionCreate, RecognitionRead, decision_read
 
 router = APIRouter(prefix="/persons/{person_id}/recognition", tags=["recognition"])
 criteria_router = APIRouter(prefix="/recognition", tags=["recognition"])
@@ -107,26 +98,6 @@ async def decide_recognition(
     )
 
 
-# Built once: the table is data that changes only with a release of the service.
-_CRITERIA = CriteriaRead(
-    version=CRITERIA_VERSION,
-    sources=[CriteriaSourceRead.model_validate(source) for source in SOURCES.values()],
-    criteria=[
-        CriterionRead(
-            code=code,
-            source=criterion.source,
-            text=criterion.text,
-            wording=criterion.wording,
-            note=criterion.note,
-        )
-        for code, criterion in CRITERIA.items()
-    ],
-    exclusion_codes=[
-        ExclusionCodeRead(code=code, text=text) for code, text in EXCLUSION_TEXTS.items()
-    ],
-)
-
-
 @criteria_router.get("/criteria", response_model=CriteriaRead)
 async def read_criteria(
     caller: Annotated[Caller, requires("recognition.criteria")],
@@ -134,4 +105,4 @@ async def read_criteria(
     """The criteria a decision may cite, with the table's version and source documents;
     each criterion says whether its text is the official wording or our paraphrase (to be
     checked). Also the exclusion codes a withdrawal gives."""
-    return model_response(_CRITERIA)
+    return model_response(service.CRITERIA_TABLE)

@@ -16,9 +16,22 @@ from app.core.versioning import check_version
 from app.persons import service as persons_service
 from app.recognition import repository
 from app.recognition.coverage import covered_by_default
-from app.recognition.criteria import RecognitionStatus
+from app.recognition.criteria import (
+    CRITERIA,
+    CRITERIA_VERSION,
+    EXCLUSION_TEXTS,
+    SOURCES,
+    RecognitionStatus,
+)
 from app.recognition.models import RecognitionDecision
-from app.recognition.schemas import DecisionCreate, decision_read
+from app.recognition.schemas import (
+    CriteriaRead,
+    CriteriaSourceRead,
+    CriterionRead,
+    DecisionCreate,
+    ExclusionCodeRead,
+    decision_read,
+)
 from app.sources import service as sources_service
 
 
@@ -149,3 +162,23 @@ async def decide(
     return Recognition(
         person_id, decisions, person.clearance, await _coverage(session, caller, decisions)
     )
+
+
+# The criteria table as published: data that changes only with a release of the service.
+CRITERIA_TABLE = CriteriaRead(
+    version=CRITERIA_VERSION,
+    sources=[CriteriaSourceRead.model_validate(source) for source in SOURCES.values()],
+    criteria=[
+        CriterionRead(
+            code=code,
+            source=criterion.source,
+            text=criterion.text,
+            wording=criterion.wording,
+            note=criterion.note,
+        )
+        for code, criterion in CRITERIA.items()
+    ],
+    exclusion_codes=[
+        ExclusionCodeRead(code=code, text=text) for code, text in EXCLUSION_TEXTS.items()
+    ],
+)
