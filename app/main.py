@@ -53,6 +53,7 @@ from app.ops.metrics import SCRAPE_HOOKS
 from app.ops.router import metrics_router
 from app.ops.router import router as ops_router
 from app.persons.router import router as persons_router
+from app.recognition.router import criteria_router as recognition_criteria_router
 from app.recognition.router import router as recognition_router
 from app.sources.router import router as sources_router
 
@@ -76,6 +77,7 @@ def api_router() -> APIRouter:
         custody_router,
         facilities_router,
         recognition_router,
+        recognition_criteria_router,
         sources_router,
         users_router,
         role_requests_router,

@@ -32,6 +32,14 @@ RECOGNISED = {
     "rationale": "Prosecuted for peaceful participation in protests.",
 }
 
+# A withdrawal states its reason: a rationale and an exclusion code.
+WITHDRAWN = {
+    "status": "withdrawn",
+    "decided_on": "2023-01-01",
+    "rationale": "Court records show he organised an armed attack on a guard.",
+    "exclusion_code": "committed_violent_offence",
+}
+
 
 def person_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {

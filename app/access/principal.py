@@ -32,8 +32,8 @@ class SharingAgreement:
     """Which case files a partner receives, up to which tier, and whether it may write.
 
     A case file is shared when it is listed, or when it is in the jurisdiction (and, with
-    `recognised_only`, its person is recognised as a political prisoner). High-confidentiality
-    case files are never shared.
+    `recognised_only`, a recognition decision covering it recognises a political prisoner).
+    High-confidentiality case files are never shared.
     """
 
     jurisdiction: str | None = None

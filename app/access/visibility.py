@@ -14,7 +14,8 @@ of them states a visibility rule of its own.
 The rules (DESIGN §4): a coordinator sees everything; a caseworker or analyst sees normal
 case files and the persons who have no high-confidentiality one, and a caseworker also what
 they are assigned to (or documented, until a high case file closes the person); a partner
-sees what its sharing agreement shares, never anything high. A person with a
+sees what its sharing agreement shares (case file by case file, a person when one of their
+case files is shared), never anything high. A person with a
 high-confidentiality case file is as closed as that case file: their other case files
 would otherwise show them.
 """
@@ -36,7 +37,8 @@ from app.core.db import driver_connection
 from app.persons.models import Person
 from app.recognition.criteria import RecognitionStatus
 
-# What a partner's `recognised_only` agreement requires of a person.
+# What a partner's `recognised_only` agreement requires of a case file: a recognition
+# decision covering it (not one about another case file of its person).
 RECOGNISED = RecognitionStatus.political_prisoner
 
 
@@ -49,17 +51,15 @@ class PersonFacts:
 
     # one of the person's case files is high-confidentiality
     closed: bool
-    recognised: bool
 
 
-NO_PERSON = PersonFacts(closed=False, recognised=False)
+NO_PERSON = PersonFacts(closed=False)
 
 # On the case read's hot path, so straight on the driver (docs/performance.md).
 SQL_PERSON_FACTS = """
 SELECT p.id,
        EXISTS (SELECT 1 FROM case_file c
-               WHERE c.person_id = p.id AND c.confidentiality = 'high') AS closed,
-       p.recognition_status = $2 AS recognised
+               WHERE c.person_id = p.id AND c.confidentiality = 'high') AS closed
 FROM person p
 WHERE p.id = ANY($1::uuid[])
 """
@@ -72,8 +72,8 @@ async def person_facts(
     if not person_ids:
         return {}
     driver = await driver_connection(session)
-    rows = await driver.fetch(SQL_PERSON_FACTS, list(person_ids), RECOGNISED.value)
-    return {row["id"]: PersonFacts(row["closed"], row["recognised"]) for row in rows}
+    rows = await driver.fetch(SQL_PERSON_FACTS, list(person_ids))
+    return {row["id"]: PersonFacts(row["closed"]) for row in rows}
 
 
 async def spend_as_for_a_case(session: AsyncSession, case_id: uuid.UUID) -> None:
@@ -82,11 +82,11 @@ async def spend_as_for_a_case(session: AsyncSession, case_id: uuid.UUID) -> None
     await person_facts(session, [case_id])
 
 
-def agreement_covers(
-    agreement: SharingAgreement, case: CaseFile, *, person: PersonFacts, closed: bool
-) -> bool:
+def agreement_covers(agreement: SharingAgreement, case: CaseFile, *, closed: bool) -> bool:
     """Whether a partner's sharing agreement covers a case file (`closed`: the case file or
-    another of its person's is high-confidentiality). In SQL: `readable_cases`."""
+    another of its person's is high-confidentiality). With `recognised_only`, the case file
+    itself must be recognised: a person recognised for one prosecution is not shared for a
+    later one until a decision covers it. In SQL: `readable_cases`."""
     if closed:
         return False
     if case.id in agreement.case_file_ids:
@@ -94,7 +94,7 @@ def agreement_covers(
     return (
         agreement.jurisdiction is not None
         and case.jurisdiction == agreement.jurisdiction
-        and (person.recognised or not agreement.recognised_only)
+        and (case.recognition_status == RECOGNISED or not agreement.recognised_only)
     )
 
 
@@ -107,7 +107,7 @@ def case_resource(principal: Principal, case: CaseFile, person: PersonFacts) -> 
         confidentiality=Confidentiality.high if closed else Confidentiality.normal,
         assigned_to_caller=not principal.is_partner and principal.id in case.assigned_caseworkers,
         shared_with_caller=agreement is not None
-        and agreement_covers(agreement, case, person=person, closed=closed),
+        and agreement_covers(agreement, case, closed=closed),
     )
 
 
@@ -117,10 +117,6 @@ async def case_resources(
     """What the policies know of each case file, in order, with one query for the page."""
     facts = await person_facts(session, list({case.person_id for case in cases}))
     return [case_resource(principal, case, facts.get(case.person_id, NO_PERSON)) for case in cases]
-
-
-def _recognised_person_ids() -> SelectOfScalar[uuid.UUID]:
-    return select(Person.id).where(col(Person.recognition_status) == RECOGNISED)
 
 
 def _persons_with_high_case() -> SelectOfScalar[uuid.UUID]:
@@ -141,7 +137,7 @@ def readable_cases(principal: Principal) -> ColumnElement[bool]:
         by_rule = (
             and_(
                 col(CaseFile.jurisdiction) == agreement.jurisdiction,
-                col(CaseFile.person_id).in_(_recognised_person_ids())
+                col(CaseFile.recognition_status) == RECOGNISED
                 if agreement.recognised_only
                 else true(),
             )

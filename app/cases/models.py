@@ -15,6 +15,7 @@ from app.core.clock import utcnow
 from app.core.columns import TextEnum, moment_column, one_of
 from app.core.dates import Precision
 from app.core.ids import new_id
+from app.recognition.criteria import RecognitionStatus
 
 
 class DeprivationType(StrEnum):
@@ -59,6 +60,8 @@ class CaseFile(SQLModel, table=True):
             postgresql_ops={"charges": "jsonb_path_ops"},
         ),
         Index("ix_case_file_status_id", "status", "id"),
+        one_of("recognition_status", list(RecognitionStatus)),
+        Index("ix_case_file_recognition_status_id", "recognition_status", "id"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -96,6 +99,13 @@ class CaseFile(SQLModel, table=True):
     sentence_type: SentenceType | None = Field(default=None, sa_type=TextEnum(SentenceType, 40))
     # Unconfirmed events neither confirmed nor rejected (nor retracted) yet.
     pending_claims: int = 0
+    # The status of the latest recognition decision covering the case file, kept by the
+    # recognition feature in the decision's transaction; not_assessed until one covers it.
+    recognition_status: RecognitionStatus = Field(
+        default=RecognitionStatus.not_assessed,
+        sa_type=TextEnum(RecognitionStatus, 30),
+        sa_column_kwargs={"server_default": RecognitionStatus.not_assessed.value},
+    )
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())

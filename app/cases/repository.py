@@ -7,12 +7,13 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, text
+from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.cases.held import former_political_prisoner
 from app.cases.models import (
     CaseFile,
     ClaimOutcome,
@@ -27,6 +28,7 @@ from app.core.columns import TextEnum
 from app.core.dates import Precision
 from app.core.db import driver_connection
 from app.custody import filters as custody
+from app.recognition.criteria import RecognitionStatus
 
 
 async def next_reference_number(session: AsyncSession) -> int:
@@ -64,6 +66,9 @@ SQL_CASE = f"SELECT {CASE_LIST} FROM case_file WHERE id = $1"
 SQL_CASE_LOCKED = SQL_CASE + " FOR UPDATE"
 SQL_CASES = f"SELECT {CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id"
 SQL_CASES_LOCKED = SQL_CASES + " FOR UPDATE"
+SQL_PERSON_CASES_LOCKED = (
+    f"SELECT {CASE_LIST} FROM case_file WHERE person_id = $1 ORDER BY id FOR UPDATE"
+)
 SQL_EVENTS = (
     "SELECT "
     + ", ".join(f"e.{n}" for n in _EVENT_FIELDS)
@@ -95,6 +100,13 @@ FROM unnest($1::uuid[], $2::text[], $3::date[], $4::text[], $5::text[], $6::date
      AS u(id, status, status_since, status_since_precision, status_confidence, detained_on,
           detained_precision, in_custody, sentence_type, court_decisions, pending_claims,
           version, updated_at)
+WHERE c.id = u.id AND c.version = u.version - 1
+RETURNING c.id
+"""
+SQL_UPDATE_RECOGNITION = """
+UPDATE case_file AS c
+SET recognition_status = $2, version = u.version, updated_at = $3
+FROM unnest($1::uuid[], $4::int[]) AS u(id, version)
 WHERE c.id = u.id AND c.version = u.version - 1
 RETURNING c.id
 """
@@ -136,6 +148,12 @@ async def lock_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> l
 async def get_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> list[CaseFile]:
     driver = await driver_connection(session)
     return [_case(row) for row in await driver.fetch(SQL_CASES, list(case_ids))]
+
+
+async def lock_of_person(session: AsyncSession, person_id: uuid.UUID) -> list[CaseFile]:
+    """Lock a person's case files in id order (as lock_many does)."""
+    driver = await driver_connection(session)
+    return [_case(row) for row in await driver.fetch(SQL_PERSON_CASES_LOCKED, person_id)]
 
 
 async def events_of(
@@ -218,6 +236,24 @@ async def save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> bool:
     return len(updated) == len(cases)
 
 
+async def save_recognition_status(
+    session: AsyncSession, cases: Sequence[CaseFile], status: RecognitionStatus
+) -> bool:
+    """Write the recognition status, version and time of case files read (and locked)
+    earlier, all changed at the same time; False if any had changed since."""
+    if not cases:
+        return True
+    driver = await driver_connection(session)
+    updated = await driver.fetch(
+        SQL_UPDATE_RECOGNITION,
+        [case.id for case in cases],
+        status.value,
+        cases[0].updated_at,
+        [case.version for case in cases],
+    )
+    return len(updated) == len(cases)
+
+
 async def save_fields(
     session: AsyncSession, case: CaseFile, *, fields: Collection[str], read_version: int
 ) -> bool:
@@ -283,6 +319,11 @@ async def page(
     if filters.incommunicado is not None:
         held_apart = col(CaseFile.id).in_(custody.case_ids_incommunicado())
         stmt = stmt.where(held_apart if filters.incommunicado else ~held_apart)
+    if filters.recognition_status is not None:
+        stmt = stmt.where(CaseFile.recognition_status == filters.recognition_status)
+    if filters.former_political_prisoner is not None:
+        former = former_political_prisoner()
+        stmt = stmt.where(former if filters.former_political_prisoner else not_(former))
     if after is not None:
         stmt = stmt.where(CaseFile.id > after)
     return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))
@@ -360,6 +401,10 @@ def _date_conditions(filters: CaseFilters) -> list[Any]:
             )
         )
     return conditions
+
+
+def readable_ids(readable: ColumnElement[bool]) -> SelectOfScalar[uuid.UUID]:
+    return select(CaseFile.id).where(readable)
 
 
 async def case_ids_of_collective(

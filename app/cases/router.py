@@ -185,7 +185,16 @@ async def list_cases(
     incommunicado: Annotated[
         bool | None, Query(description="With an open incommunicado period (restricted tier)")
     ] = None,
+    former_political_prisoner: Annotated[
+        bool | None,
+        Query(
+            description="true: case files recognised as political prisoners (recognition_status"
+            " political_prisoner) whose person is no longer held; false: all others"
+        ),
+    ] = None,
 ) -> Response:
+    """Lists case files. `recognition_status` is the case file's own: that of the latest
+    decision covering it (a decision about another case file of the person does not count)."""
     if facility_id is not None or incommunicado is not None:
         # Filtering by a restricted fact would tell it to a caller who may not read it.
         caller.require("case.list_restricted", area("cases"))
@@ -207,8 +216,10 @@ async def list_cases(
         destination_country=destination_country,
         facility_id=facility_id,
         incommunicado=incommunicado,
+        recognition_status=recognition_status,
+        former_political_prisoner=former_political_prisoner,
     )
-    person_filters = PersonFilters(citizenship=citizenship, recognition_status=recognition_status)
+    person_filters = PersonFilters(citizenship=citizenship)
     found = await service.list_cases(
         session,
         caller,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool, TypeAdapter
 
+from app.cases.held import is_former_political_prisoner
 from app.cases.models import (
     CaseFile,
     ClaimOutcome,
@@ -29,6 +30,7 @@ from app.core.types import (
     PartialUpdate,
     Text,
 )
+from app.recognition.criteria import RecognitionStatus
 from app.sources.schemas import SourceIds
 
 Article = Annotated[
@@ -56,6 +58,8 @@ class CaseFilters:
     # The custody timeline (app/custody/filters.py): held there now; incommunicado now.
     facility_id: uuid.UUID | None = None
     incommunicado: bool | None = None
+    recognition_status: str | None = None
+    former_political_prisoner: bool | None = None
 
 
 class Charge(BaseModel):
@@ -310,6 +314,15 @@ class CaseRead(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    recognition_status: RecognitionStatus = Field(
+        description="The status of the latest recognition decision covering this case file;"
+        " not_assessed when none does (a decision about another case file of the person"
+        " does not count)"
+    )
+    former_political_prisoner: bool = Field(
+        description="Recognised as a political prisoner for this case file and no longer"
+        " held (derived)"
+    )
 
 
 class RetractionInput(BaseModel):
@@ -429,12 +442,13 @@ def case_read(case: CaseFile) -> CaseRead:
             **{
                 name: getattr(case, name)
                 for name in CaseRead.model_fields
-                if name not in ("status_since", "detained_on")
+                if name not in ("status_since", "detained_on", "former_political_prisoner")
             },
             "status_since": str(
                 PartialDate(case.status_since, Precision(case.status_since_precision))
             ),
             "detained_on": str(PartialDate(case.detained_on, Precision(case.detained_precision))),
+            "former_political_prisoner": is_former_political_prisoner(case),
         }
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.access import visibility
 from app.access.caller import Caller
@@ -29,7 +30,7 @@ from app.cases.history import (
 )
 from app.cases.models import CaseFile, Confidentiality, EventRecord
 from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate
-from app.core.clock import today
+from app.core.clock import today, utcnow
 from app.core.errors import (
     HiddenRecord,
     HiddenReference,
@@ -49,6 +50,7 @@ from app.core.versioning import bump, check_version
 from app.identity import service as identity_service
 from app.persons import service as persons_service
 from app.persons.schemas import PersonFilters
+from app.recognition.criteria import RecognitionStatus
 from app.sources import service as sources_service
 
 
@@ -275,3 +277,61 @@ async def list_cases(
         for case, resource in zip(cases, resources, strict=True)
     ]
     return CasePage(views, next_cursor)
+
+
+# For recognition decisions (app/recognition), which cover case files ----------------------
+
+
+@dataclass(frozen=True)
+class PersonCases:
+    """A person's case files, locked: those the caller may read, and the ids of the others."""
+
+    visible: list[CaseFile]
+    hidden: frozenset[uuid.UUID]
+
+
+async def lock_cases_of_person(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID
+) -> PersonCases:
+    """Every case file of the person, locked in id order until the transaction ends."""
+    cases = await repository.lock_of_person(session, person_id)
+    resources = await visibility.case_resources(session, caller.principal, cases)
+    readable = [caller.may("case.read", resource) for resource in resources]
+    return PersonCases(
+        [case for case, ok in zip(cases, readable, strict=True) if ok],
+        frozenset(case.id for case, ok in zip(cases, readable, strict=True) if not ok),
+    )
+
+
+async def set_recognition_status(
+    session: AsyncSession,
+    cases: Sequence[CaseFile],
+    status: RecognitionStatus,
+    *,
+    person_id: uuid.UUID,
+) -> None:
+    """Record a recognition decision's status on the case files it covers (locked by
+    lock_cases_of_person), in the decision's transaction and audit event."""
+    journal = journal_of(session)
+    changes = []
+    now = utcnow()
+    for case in cases:
+        before = {"recognition_status": case.recognition_status, "version": case.version}
+        case.recognition_status = status
+        bump(case, at=now)
+        after = {"recognition_status": status, "version": case.version}
+        changes.append(change("case", case.id, before=before, after=after))
+    if not await repository.save_recognition_status(session, cases, status):
+        raise PreconditionFailed("A case file changed while the decision was being recorded.")
+    journal.changed(
+        "recognition.decide",
+        "person",
+        person_id,
+        changes=changes,
+        related=[case.id for case in cases],
+    )
+
+
+def readable_ids(caller: Caller) -> SelectOfScalar[uuid.UUID]:
+    """A subquery of the ids of the case files the caller may read, for other features."""
+    return repository.readable_ids(visibility.readable_cases(caller.principal))

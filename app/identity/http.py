@@ -39,6 +39,7 @@ AREA_ACTIONS: dict[str, str] = {
     "collective.retract": "collective",
     "facility.create": "facilities",
     "facility.list": "facilities",
+    "recognition.criteria": "recognition",
     "user.manage": "users",
     "user.approve_role": "users",
     "partner.manage": "partners",

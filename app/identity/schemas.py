@@ -160,7 +160,11 @@ class AgreementInput(BaseModel):
     model_config = INPUT
 
     jurisdiction: CountryCode | None = None
-    recognised_only: StrictBool = True
+    recognised_only: StrictBool = Field(
+        default=True,
+        description="Share only the jurisdiction's case files that a recognition decision"
+        " covers as a political prisoner's (each case file by its own recognition)",
+    )
     case_file_ids: Annotated[list[uuid.UUID], Field(max_length=10_000)] = []
     max_tier: Literal["public", "restricted"] = "public"
     read_write: StrictBool = False

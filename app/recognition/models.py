@@ -1,13 +1,13 @@
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ARRAY, Column, Text, UniqueConstraint, Uuid
+from sqlalchemy import ARRAY, Column, ForeignKey, Text, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
 from app.core.columns import TextEnum, moment_column, one_of
 from app.core.ids import new_id
-from app.recognition.criteria import RecognitionStatus
+from app.recognition.criteria import ExclusionCode, RecognitionStatus
 
 
 class RecognitionDecision(SQLModel, table=True):
@@ -17,6 +17,7 @@ class RecognitionDecision(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("person_id", "version"),
         one_of("status", list(RecognitionStatus)),
+        one_of("exclusion_code", list(ExclusionCode)),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -32,8 +33,25 @@ class RecognitionDecision(SQLModel, table=True):
     decided_on: date
     rationale: str | None = Field(default=None, sa_type=Text)
     exclusion_reason: str | None = Field(default=None, sa_type=Text)
+    # required of a withdrawal (criteria.REQUIRES_EXCLUSION)
+    exclusion_code: ExclusionCode | None = Field(default=None, sa_type=TextEnum(ExclusionCode, 40))
     source_ids: list[uuid.UUID] = Field(
         default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
     )
     decided_by: uuid.UUID | None = None
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+
+
+class RecognitionCoverage(SQLModel, table=True):
+    """The case files a decision covers: a recognition concerns a prosecution, so a later
+    arrest of the same person is not covered until a decision says so (DESIGN §2). A case
+    file's recognition status is that of the latest decision covering it."""
+
+    __tablename__ = "recognition_coverage"
+
+    decision_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("recognition_decision.id"), primary_key=True)
+    )
+    case_file_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("case_file.id"), primary_key=True, index=True)
+    )

@@ -1,13 +1,23 @@
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
-from app.recognition.models import RecognitionDecision
+from app.recognition.models import RecognitionCoverage, RecognitionDecision
 
 
-async def add(session: AsyncSession, decision: RecognitionDecision) -> None:
+async def add(
+    session: AsyncSession, decision: RecognitionDecision, case_file_ids: Sequence[uuid.UUID]
+) -> None:
     session.add(decision)
+    await session.flush()
+    session.add_all(
+        RecognitionCoverage(decision_id=decision.id, case_file_id=case_id)
+        for case_id in case_file_ids
+    )
     await session.flush()
 
 
@@ -18,3 +28,26 @@ async def decisions_of(session: AsyncSession, person_id: uuid.UUID) -> list[Reco
         .order_by(col(RecognitionDecision.version).desc())
     )
     return list(await session.exec(stmt))
+
+
+async def coverage_of(
+    session: AsyncSession,
+    decision_ids: Sequence[uuid.UUID],
+    *,
+    case_file_ids: SelectOfScalar[uuid.UUID],
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The case files each decision covers, of those `case_file_ids` lets through."""
+    if not decision_ids:
+        return {}
+    stmt = (
+        select(RecognitionCoverage.decision_id, RecognitionCoverage.case_file_id)
+        .where(
+            col(RecognitionCoverage.decision_id).in_(list(decision_ids)),
+            col(RecognitionCoverage.case_file_id).in_(case_file_ids),
+        )
+        .order_by(col(RecognitionCoverage.decision_id), col(RecognitionCoverage.case_file_id))
+    )
+    covered: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for decision_id, case_id in await session.exec(stmt):
+        covered[decision_id].append(case_id)
+    return covered

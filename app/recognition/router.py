@@ -19,13 +19,14 @@ from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
 from app.identity.http import requires
 from app.recognition import service
-from app.recognition.schemas import DecisionCreate, DecisionRead, RecognitionRead
+from app.recognition.schemas import CriteriaRead, DecisionCreate, RecognitionRead, decision_read
 
 router = APIRouter(prefix="/persons/{person_id}/recognition", tags=["recognition"])
+criteria_router = APIRouter(prefix="/recognition", tags=["recognition"])
 
 
 def _read(recognition: service.Recognition) -> RecognitionRead:
-    history = [DecisionRead.model_validate(d) for d in recognition.decisions]
+    history = [decision_read(d, recognition.coverage.get(d.id, [])) for d in recognition.decisions]
     return RecognitionRead(
         person_id=recognition.person_id,
         status=recognition.status,
@@ -72,7 +73,12 @@ async def decide_recognition(
     if_match: IfMatch = None,
 ) -> Response:
     """Append a decision. If-Match carries the recognition's ETag ("0" before the first),
-    so that a decision is never taken without seeing the one before it."""
+    so that a decision is never taken without seeing the one before it.
+
+    A decision covers case files (`case_file_ids`, by default the person's open ones): each
+    covered case file takes the decision's status as its `recognition_status`, and a new
+    version. A withdrawal states its rationale and an exclusion code (see
+    GET /recognition/criteria)."""
     expected_version = required_version(if_match)
 
     async def produce() -> StoredResponse:
@@ -90,3 +96,13 @@ async def decide_recognition(
         produce,
         after_check(lambda: service.may_decide(session, caller, person_id)),
     )
+
+
+@criteria_router.get("/criteria", response_model=CriteriaRead)
+async def read_criteria(
+    caller: Annotated[Caller, requires("recognition.criteria")],
+) -> Response:
+    """The criteria a decision may cite, with the table's version and source documents;
+    each criterion says whether its text is the official wording or our paraphrase (to be
+    checked). Also the exclusion codes a withdrawal gives."""
+    return model_response(service.CRITERIA_TABLE)

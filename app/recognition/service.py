@@ -1,20 +1,37 @@
 """Recognition decisions: append-only and versioned; only the latest is current."""
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
 from app.access.principal import Tier
 from app.audit.journal import change, journal_of
-from app.core.errors import Conflict, HiddenRecord
+from app.cases import service as cases_service
+from app.core.errors import Conflict, HiddenRecord, HiddenReference, UnknownReference
 from app.core.versioning import check_version
 from app.persons import service as persons_service
 from app.recognition import repository
-from app.recognition.criteria import RecognitionStatus
+from app.recognition.coverage import covered_by_default
+from app.recognition.criteria import (
+    CRITERIA,
+    CRITERIA_VERSION,
+    EXCLUSION_TEXTS,
+    SOURCES,
+    RecognitionStatus,
+)
 from app.recognition.models import RecognitionDecision
-from app.recognition.schemas import DecisionCreate, DecisionRead
+from app.recognition.schemas import (
+    CriteriaRead,
+    CriteriaSourceRead,
+    CriterionRead,
+    DecisionCreate,
+    ExclusionCodeRead,
+    decision_read,
+)
 from app.sources import service as sources_service
 
 
@@ -24,6 +41,8 @@ class Recognition:
     decisions: list[RecognitionDecision]  # newest first
     # the caller's clearance on the person: which fields of the decisions it receives
     clearance: Tier = Tier.public
+    # decision id -> the case files it covers, of those the caller may see
+    coverage: Mapping[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
 
     @property
     def version(self) -> int:
@@ -43,7 +62,38 @@ async def get(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> Re
     if not caller.may("recognition.read", person.resource):
         raise HiddenRecord("No such person.")
     decisions = await repository.decisions_of(session, person_id)
-    return Recognition(person_id, decisions, person.clearance)
+    return Recognition(
+        person_id, decisions, person.clearance, await _coverage(session, caller, decisions)
+    )
+
+
+async def _coverage(
+    session: AsyncSession, caller: Caller, decisions: Sequence[RecognitionDecision]
+) -> Mapping[uuid.UUID, list[uuid.UUID]]:
+    """What each decision covers, of the case files the caller may see: one query."""
+    return await repository.coverage_of(
+        session,
+        [decision.id for decision in decisions],
+        case_file_ids=cases_service.readable_ids(caller),
+    )
+
+
+NOT_THE_PERSONS = "case_file_ids must name case files of this person; these do not: "
+
+
+def _covered(data: DecisionCreate, cases: cases_service.PersonCases) -> list[Any]:
+    """The case files the decision covers: those listed, each one of the person's that the
+    caller may see, or by default (app/recognition/coverage.py)."""
+    if data.case_file_ids is None:
+        return covered_by_default(data.status, cases.visible)
+    by_id = {case.id: case for case in cases.visible}
+    refused = [case_id for case_id in data.case_file_ids if case_id not in by_id]
+    if refused:
+        listed = ", ".join(str(case_id) for case_id in refused)
+        if any(case_id in cases.hidden for case_id in refused):
+            raise HiddenReference(NOT_THE_PERSONS + listed)
+        raise UnknownReference(NOT_THE_PERSONS + listed)
+    return [by_id[case_id] for case_id in data.case_file_ids]
 
 
 async def may_decide(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> None:
@@ -71,16 +121,18 @@ async def decide(
             current_decided_on=current.decisions[0].decided_on.isoformat(),
         )
     await sources_service.ensure_exist(session, data.source_ids)
+    covered = _covered(data, await cases_service.lock_cases_of_person(session, caller, person_id))
+    covered_ids = [case.id for case in covered]
     decision = RecognitionDecision(
         person_id=person_id,
         decided_by=caller.principal.staff_id,
         version=current.version + 1,
-        **data.model_dump(exclude={"source_ids"}),
+        **data.model_dump(exclude={"source_ids", "case_file_ids"}),
         source_ids=list(data.source_ids),
     )
     # Read before the update below, which refreshes the loaded person.
     previous, previous_version = person.person.recognition_status, person.person.version
-    await repository.add(session, decision)
+    await repository.add(session, decision, covered_ids)
     await persons_service.set_recognition_status(session, person_id, data.status)
     journal = journal_of(session)
     journal.changed(
@@ -94,7 +146,7 @@ async def decide(
                 before=None,
                 after=journal.snapshot(
                     "recognition_decision",
-                    DecisionRead.model_validate(decision).model_dump(mode="json"),
+                    decision_read(decision, covered_ids).model_dump(mode="json"),
                 ),
             ),
             change(
@@ -105,4 +157,28 @@ async def decide(
             ),
         ],
     )
-    return Recognition(person_id, [decision, *current.decisions], person.clearance)
+    await cases_service.set_recognition_status(session, covered, data.status, person_id=person_id)
+    decisions = [decision, *current.decisions]
+    return Recognition(
+        person_id, decisions, person.clearance, await _coverage(session, caller, decisions)
+    )
+
+
+# The criteria table as published: data that changes only with a release of the service.
+CRITERIA_TABLE = CriteriaRead(
+    version=CRITERIA_VERSION,
+    sources=[CriteriaSourceRead.model_validate(source) for source in SOURCES.values()],
+    criteria=[
+        CriterionRead(
+            code=code,
+            source=criterion.source,
+            text=criterion.text,
+            wording=criterion.wording,
+            note=criterion.note,
+        )
+        for code, criterion in CRITERIA.items()
+    ],
+    exclusion_codes=[
+        ExclusionCodeRead(code=code, text=text) for code, text in EXCLUSION_TEXTS.items()
+    ],
+)

@@ -23,7 +23,8 @@ from app.cases.statuses import Confidence, SentenceType, Status
 from app.core.dates import Precision
 from app.core.ids import deterministic_uuid7
 from app.persons.names import skeleton, tokens
-from app.recognition.criteria import CRITERIA, RecognitionStatus
+from app.recognition.coverage import CLOSED, WITHDRAWABLE
+from app.recognition.criteria import CRITERIA, ExclusionCode, RecognitionStatus
 from app.seed import vocabulary as words
 
 # Fixed, so that the data set does not depend on the day it is made.
@@ -154,6 +155,7 @@ CASE_COLUMNS = (
     "in_custody",
     "sentence_type",
     "pending_claims",
+    "recognition_status",
     "version",
     "created_at",
     "updated_at",
@@ -221,10 +223,15 @@ DECISION_COLUMNS = (
     "decided_on",
     "rationale",
     "exclusion_reason",
+    "exclusion_code",
     "source_ids",
     "decided_by",
     "recorded_at",
 )
+COVERAGE_COLUMNS = ("decision_id", "case_file_id")
+# Where a case file's row holds these (filled once its person's decisions are known).
+CASE_RECOGNITION = CASE_COLUMNS.index("recognition_status")
+CASE_CREATED = CASE_COLUMNS.index("created_at")
 
 
 @dataclass
@@ -233,6 +240,17 @@ class Collective:
     day: date
     destination: str
     case_count: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: uuid.UUID
+    status: RecognitionStatus
+    decided_on: date
+    recorded_at: datetime
+
+
+Path = list[tuple[Status, date, Collective | None]]
 
 
 @dataclass
@@ -246,6 +264,7 @@ class DataSet:
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
     retractions: list[tuple[Any, ...]] = field(default_factory=list)
     resolutions: list[tuple[Any, ...]] = field(default_factory=list)
+    coverage: list[tuple[Any, ...]] = field(default_factory=list)
     last_reference_number: int = 0
 
     def tables(self) -> Iterator[tuple[str, Sequence[str], list[tuple[Any, ...]]]]:
@@ -259,6 +278,7 @@ class DataSet:
         yield "status_event_retraction", RETRACTION_COLUMNS, self.retractions
         yield "status_claim_resolution", RESOLUTION_COLUMNS, self.resolutions
         yield "recognition_decision", DECISION_COLUMNS, self.decisions
+        yield "recognition_coverage", COVERAGE_COLUMNS, self.coverage
 
 
 @cache
@@ -386,7 +406,7 @@ class _Generator:
         if AS_OF.year - birth.year >= 60:
             risks.append("age_60_plus")
         decisions = self.make_recognition(person_id, detained_first)
-        status = decisions[-1] if decisions else RecognitionStatus.not_assessed.value
+        status = decisions[-1].status.value if decisions else RecognitionStatus.not_assessed.value
         self.data.persons.append(
             (
                 person_id,
@@ -412,7 +432,9 @@ class _Generator:
                 created,
             )
         )
-        self.make_cases(person_id, detained_first, created=created, foreign=foreign)
+        first_case = len(self.data.cases)
+        paths = self.make_cases(person_id, detained_first, created=created, foreign=foreign)
+        self.cover(decisions, first_case, paths)
 
     def make_names(self, person_id: uuid.UUID, female: bool) -> None:
         rng = self.rng
@@ -470,7 +492,7 @@ class _Generator:
         closing = rng.choice(words.STEM_CLOSINGS)
         return (be_1 + be_2 + closing).capitalize(), (ru_1 + ru_2 + closing).capitalize()
 
-    def make_recognition(self, person_id: uuid.UUID, detained: date) -> list[str]:
+    def make_recognition(self, person_id: uuid.UUID, detained: date) -> list[Decision]:
         rng = self.rng
         roll = rng.random()
         if roll < 0.12:
@@ -483,7 +505,7 @@ class _Generator:
         elif roll < 0.86:
             plan.append((RecognitionStatus.politically_persecuted, rng.randrange(30, 200)))
         decided = detained
-        statuses: list[str] = []
+        made: list[Decision] = []
         for version, (status, after_days) in enumerate(plan, start=1):
             decided += timedelta(days=after_days)
             if decided > AS_OF:
@@ -495,42 +517,74 @@ class _Generator:
             ):
                 criteria = sorted(rng.sample(list(CRITERIA), rng.randrange(1, 4)))
             when = _moment(decided, rng)
+            withdrawn = status is RecognitionStatus.withdrawn
+            decision = Decision(self.new_id(when), status, decided, when)
             self.data.decisions.append(
                 (
-                    self.new_id(when),
+                    decision.id,
                     person_id,
                     version,
                     status.value,
                     criteria,
                     ["Partner Human Rights Centre"] if criteria and rng.random() < 0.5 else [],
                     decided,
+                    "Synthetic withdrawal." if withdrawn else None,
                     None,
-                    None,
+                    rng.choice(list(ExclusionCode)).value if withdrawn else None,
                     [],
                     None,
                     when,
                 )
             )
-            statuses.append(status.value)
-        return statuses
+            made.append(decision)
+        return made
+
+    def cover(self, decisions: list[Decision], first_case: int, paths: list[Path]) -> None:
+        """What each decision covers, as the API decides it by default: the person's case
+        files open on the day (and, for a withdrawal, those still recognised); each case
+        file then holds the status of the latest decision covering it."""
+        data = self.data
+        rows = data.cases[first_case:]
+        held: list[RecognitionStatus] = [RecognitionStatus.not_assessed] * len(rows)
+        for decision in decisions:
+            for index, (row, path) in enumerate(zip(rows, paths, strict=True)):
+                steps = [status for status, day, _ in path if day <= decision.decided_on]
+                if row[CASE_CREATED] > decision.recorded_at or not steps:
+                    continue
+                withdrawn_too = (
+                    decision.status is RecognitionStatus.withdrawn and held[index] in WITHDRAWABLE
+                )
+                if steps[-1] not in CLOSED or withdrawn_too:
+                    data.coverage.append((decision.id, row[0]))
+                    held[index] = decision.status
+        for index, row in enumerate(rows):
+            data.cases[first_case + index] = (
+                *row[:CASE_RECOGNITION],
+                held[index].value,
+                *row[CASE_RECOGNITION + 1 :],
+            )
 
     def make_cases(
         self, person_id: uuid.UUID, first_detention: date, *, created: datetime, foreign: bool
-    ) -> None:
+    ) -> list[Path]:
+        """The person's case files, and the path of each, in the order they were added."""
         rng = self.rng
         wanted = rng.choices([1, 2, 3], weights=[70, 22, 8])[0]
         start = first_detention
+        paths: list[Path] = []
         for _ in range(wanted):
             path = self.walk(start)
             self.add_case(person_id, path, foreign)
+            paths.append(path)
             last_status, last_day = path[-1][0], path[-1][1]
             if last_status in IN_CUSTODY or last_status in (S.deported, S.died_in_custody):
                 break
             start = last_day + timedelta(days=rng.randrange(30, 400))
             if start > AS_OF:
                 break
+        return paths
 
-    def walk(self, start: date) -> list[tuple[Status, date, Collective | None]]:
+    def walk(self, start: date) -> Path:
         rng = self.rng
         first = S.charged if rng.random() < CHARGED_START else S.detained
         path: list[tuple[Status, date, Collective | None]] = [(first, start, None)]
@@ -559,7 +613,7 @@ class _Generator:
     def add_case(
         self,
         person_id: uuid.UUID,
-        path: list[tuple[Status, date, Collective | None]],
+        path: Path,
         foreign: bool,
     ) -> None:
         rng = self.rng
@@ -741,6 +795,8 @@ class _Generator:
                 derived["in_custody"],
                 derived["sentence_type"].value if derived["sentence_type"] else None,
                 derived["pending_claims"],
+                # replaced by cover() once the person's decisions are known
+                RecognitionStatus.not_assessed.value,
                 len(records),
                 created,
                 last_recorded,

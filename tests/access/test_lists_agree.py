@@ -96,17 +96,6 @@ async def test_a_record_is_listed_exactly_when_it_may_be_read(
             caseworker.client if item["documented_by_caseworker"] else coordinator
         )
         person_ids.append(person["id"])
-        if item["recognised"]:
-            decided = await coordinator.post(
-                f"{API}/persons/{person['id']}/recognition",
-                json={
-                    "status": "political_prisoner",
-                    "criteria": ["G3.1a"],
-                    "decided_on": "2022-01-10",
-                },
-                headers={"If-Match": '"0"'},
-            )
-            assert decided.status_code == 201, decided.text
         for case in item["case_files"]:
             response = await coordinator.post(
                 f"{API}/cases",
@@ -124,6 +113,18 @@ async def test_a_record_is_listed_exactly_when_it_may_be_read(
             case_ids.append(response.json()["id"])
             if case["listed_for_partner"]:
                 listed_ids.append(uuid.UUID(response.json()["id"]))
+        if item["recognised"]:
+            # Covers the person's (open) case files: a recognition is per case file.
+            decided = await coordinator.post(
+                f"{API}/persons/{person['id']}/recognition",
+                json={
+                    "status": "political_prisoner",
+                    "criteria": ["G3.1a"],
+                    "decided_on": "2022-01-10",
+                },
+                headers={"If-Match": '"0"'},
+            )
+            assert decided.status_code == 201, decided.text
 
     partner, secret = await create_partner(
         app,

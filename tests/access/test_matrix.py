@@ -171,6 +171,10 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             headers={"If-Match": '"0"'},
         ),
     ),
+    ("GET", "/api/v1/recognition/criteria"): (
+        STAFF_LIST,
+        lambda c, w, k: c.get(f"{API}/recognition/criteria"),
+    ),
     ("POST", "/api/v1/cases"): (
         DOCUMENT,
         lambda c, w, k: c.post(f"{API}/cases", json=case_body(_person(w, "own"))),

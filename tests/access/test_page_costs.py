@@ -67,8 +67,6 @@ async def _recognised_prisoners_with_case_files(coordinator: httpx.AsyncClient) 
     case_ids = []
     for _ in range(PERSONS):
         person = await create_person(coordinator)
-        decided = await decide(coordinator, person["id"], RECOGNISED, version=0)
-        assert decided.status_code == 201, decided.text
         for _ in range(CASE_FILES_EACH):
             created = await coordinator.post(
                 f"{API}/cases",
@@ -76,6 +74,9 @@ async def _recognised_prisoners_with_case_files(coordinator: httpx.AsyncClient) 
             )
             assert created.status_code == 201, created.text
             case_ids.append(created.json()["id"])
+        # The decision covers the person's open case files: all of them.
+        decided = await decide(coordinator, person["id"], RECOGNISED, version=0)
+        assert decided.status_code == 201, decided.text
     return case_ids
 
 
@@ -109,7 +110,7 @@ async def test_a_page_costs_the_same_statements_for_5_records_as_for_200(
     analyst = (await sign_in_as(Role.analyst)).client
 
     # A partner limited to recognised prisoners: the policy facts of every case file on the
-    # page (its person's recognition, whether the person is closed) are one query.
+    # page (its own recognition, whether its person is closed) are one query.
     for client, path, everything in [
         (partner, f"{API}/cases", FULL_PAGE),
         (partner, f"{API}/persons", PERSONS),

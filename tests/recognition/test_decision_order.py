@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.factories import API, RECOGNISED, create_person, decide
+from tests.factories import API, RECOGNISED, WITHDRAWN, create_person, decide
 
 
 async def test_a_recognition_decision_changes_the_persons_etag(client: httpx.AsyncClient) -> None:
@@ -16,7 +16,5 @@ async def test_a_recognition_decision_changes_the_persons_etag(client: httpx.Asy
 async def test_recognition_decisions_cannot_go_back_in_time(client: httpx.AsyncClient) -> None:
     person = await create_person(client)
     await decide(client, person["id"], RECOGNISED, 0)
-    earlier = await decide(
-        client, person["id"], {"status": "withdrawn", "decided_on": "2022-02-01"}, 1
-    )
+    earlier = await decide(client, person["id"], {**WITHDRAWN, "decided_on": "2022-02-01"}, 1)
     assert earlier.status_code == 409

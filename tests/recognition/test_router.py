@@ -6,7 +6,7 @@ import httpx
 
 from app.core.clock import today
 from tests.conftest import row_counts
-from tests.factories import API, RECOGNISED, create_case, create_person, decide
+from tests.factories import API, RECOGNISED, WITHDRAWN, create_case, create_person, decide
 
 
 class TestRecognition:
@@ -56,9 +56,7 @@ class TestRecognition:
     ) -> None:
         person = await create_person(client)
         await decide(client, person["id"], RECOGNISED, 0)
-        stale = await decide(
-            client, person["id"], {"status": "withdrawn", "decided_on": "2023-01-01"}, 0
-        )
+        stale = await decide(client, person["id"], WITHDRAWN, 0)
         assert stale.status_code == 412
         missing = await client.post(f"{API}/persons/{person['id']}/recognition", json=RECOGNISED)
         assert missing.status_code == 428
