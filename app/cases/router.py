@@ -1,5 +1,5 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -44,6 +44,28 @@ from app.recognition.criteria import RecognitionStatus
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
+# The conflicts of a status path, as each route that changes one can meet them (the
+# generic causes of a 409, such as an Idempotency-Key in flight, are added by
+# app/core/openapi.py).
+_INVALID_HISTORY: dict[int | str, Any] = {
+    409: {
+        "description": "The status history is not a valid path (`invalid-transition`:"
+        " `violation` and `event_index` say which event breaks it)"
+    }
+}
+_INVALID_TRANSITION: dict[int | str, Any] = {
+    409: {
+        "description": "The status path does not allow this change (`invalid-transition`:"
+        " `violation` and `event_index` say why)"
+    }
+}
+_INVALID_RETRACTION: dict[int | str, Any] = {
+    409: {
+        "description": "The event is retracted already (`conflict`), or the path without it"
+        " would not be valid (`invalid-transition`)"
+    }
+}
+
 
 def _status_change(change: transitions.StatusChange) -> StatusChange:
     entry = change.entry
@@ -67,7 +89,7 @@ def _case_response(view: service.CaseView, status_code: int = 200) -> Response:
     "",
     status_code=201,
     response_model=CaseRead,
-    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER) | _INVALID_HISTORY,
 )
 async def create_case(
     body: CaseCreate,
@@ -206,7 +228,7 @@ async def read_status_history(
     "/{case_id}/status-events",
     status_code=201,
     response_model=StatusChange,
-    responses=documented_headers(201, ETAG_HEADER),
+    responses=documented_headers(201, ETAG_HEADER) | _INVALID_TRANSITION,
 )
 async def append_status_event(
     case_id: uuid.UUID,
@@ -241,7 +263,7 @@ async def append_status_event(
     "/{case_id}/status-events/{event_id}/retraction",
     status_code=201,
     response_model=StatusChange,
-    responses=documented_headers(201, ETAG_HEADER),
+    responses=documented_headers(201, ETAG_HEADER) | _INVALID_RETRACTION,
 )
 async def retract_status_event(
     case_id: uuid.UUID,

@@ -1,3 +1,4 @@
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -5,7 +6,14 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from app.cases.models import (
     CaseFile,
@@ -16,7 +24,9 @@ from app.cases.models import (
 )
 from app.cases.statuses import IN_CUSTODY, Confidence, Status
 from app.core.dates import PartialDate, PartialDateText, Precision
+from app.core.ids import new_id
 from app.core.types import (
+    CHARGE_ITEM_FORMAT,
     INPUT,
     NOT_TEXT,
     OUTPUT,
@@ -29,8 +39,17 @@ from app.core.types import (
 )
 from app.sources.schemas import SourceIds
 
+# A reference into a code as the code itself writes it: an article number, with a hyphened
+# addition ("361-1") and dotted sub-articles where the code numbers them so (Russia's code of
+# administrative offences: "20.3.3"; Azerbaijan's criminal code: "206.3.2").
+ARTICLE_PATTERN = r"^[0-9]{1,4}(?:-[0-9]{1,2})?(?:\.[0-9]{1,3}(?:-[0-9]{1,2})?){0,3}$"
 Article = Annotated[
-    str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$", examples=["342", "361-1"])
+    str,
+    Field(
+        pattern=ARTICLE_PATTERN,
+        description="An article as its code writes it: 342, 361-1, 19.34, 20.3.3, 206.3.2",
+        examples=["342", "361-1", "20.3.3"],
+    ),
 ]
 
 
@@ -44,14 +63,99 @@ class CaseFilters:
     person_id: uuid.UUID | None = None
 
 
+ChargeCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{2}-[A-Z]{2,6}$",
+        description="The country (ISO 3166-1 alpha-2) and its code: CC the criminal code,"
+        " CAO the code of administrative offences, …",
+        examples=["BY-CC", "RU-CAO", "AZ-CC"],
+    ),
+]
+ChargePart = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{1,2}(?:\.[0-9]{1,2})?$",
+        description="The part of the article: 2, or 1.1 where the code numbers parts so",
+        examples=["2", "1.1"],
+    ),
+]
+_ITEM_DIGITS = 3
+_ITEM_LETTERS = 2
+
+
+def _charge_item(value: str) -> str:
+    value = unicodedata.normalize("NFC", value)
+    is_number = value.isascii() and value.isdigit() and len(value) <= _ITEM_DIGITS
+    is_letters = len(value) <= _ITEM_LETTERS and all(
+        unicodedata.category(character).startswith("L") for character in value
+    )
+    if not (is_number or is_letters):
+        raise ValueError("an item is a letter of any script or a number, without quotes: d, г, 1")
+    return value
+
+
+ChargeItem = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=_ITEM_DIGITS),
+    AfterValidator(_charge_item),
+    Field(
+        description="The item (point) of the part, as the code writes it: «d» is d, «г» is г",
+        examples=["d", "г", "1"],
+        json_schema_extra={"format": CHARGE_ITEM_FORMAT},
+    ),
+]
+
+
 class Charge(BaseModel):
+    """One charge: where in which code, and when it was brought. `charge_id` names it, so
+    that the decisions on the case file (a verdict) can say which charges they decided."""
+
     model_config = INPUT
 
-    code: Annotated[str, Field(pattern=r"^[A-Z]{2}-[A-Z]{2,4}$", examples=["BY-CC"])]
+    charge_id: Annotated[
+        uuid.UUID | None,
+        Field(
+            description="The charge's id: send it back unchanged to keep the charge (and"
+            " what refers to it) when the charges are changed; left out, the charge is new"
+            " and gets one."
+        ),
+    ] = None
+    code: ChargeCode
     article: Article
-    part: Annotated[str, Field(pattern=r"^[0-9]{1,2}$")] | None = None
+    part: ChargePart | None = None
+    item: ChargeItem | None = None
     charged_on: PartialDateText | None = None
     description: Label | None = None
+
+
+def _distinct_charge_ids(charges: list[Charge]) -> list[Charge]:
+    ids = [charge.charge_id for charge in charges if charge.charge_id is not None]
+    if len(ids) != len(set(ids)):
+        raise ValueError("two charges have the same charge_id")
+    return charges
+
+
+Charges = Annotated[list[Charge], Field(max_length=50), AfterValidator(_distinct_charge_ids)]
+
+
+def stored_charges(charges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Charges as the case file keeps them (their JSON form): each with its charge_id, a
+    new one for a charge given without."""
+    return [{**charge, "charge_id": charge.get("charge_id") or str(new_id())} for charge in charges]
+
+
+class ChargeRead(BaseModel):
+    model_config = OUTPUT
+
+    charge_id: uuid.UUID
+    code: str
+    article: str
+    part: str | None = None
+    item: str | None = None
+    # As given: "2021", "2021-08" or "2021-08-15".
+    charged_on: str | None = None
+    description: str | None = None
 
 
 class CourtDecision(BaseModel):
@@ -185,7 +289,7 @@ class CaseFields(BaseModel):
     deprivation_type: DeprivationType
     confidentiality: Confidentiality = Confidentiality.normal
     assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] = []
-    charges: Annotated[list[Charge], Field(max_length=50)] = []
+    charges: Charges = []
     court_decisions: Annotated[list[CourtDecision], Field(max_length=50)] = []
     detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] = []
 
@@ -201,7 +305,7 @@ class CaseUpdate(PartialUpdate):
     deprivation_type: DeprivationType | None = None
     confidentiality: Confidentiality | None = None
     assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] | None = None
-    charges: Annotated[list[Charge], Field(max_length=50)] | None = None
+    charges: Charges | None = None
     court_decisions: Annotated[list[CourtDecision], Field(max_length=50)] | None = None
     detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] | None = None
 
@@ -214,7 +318,7 @@ class CaseRead(BaseModel):
     reference: str
     jurisdiction: str
     deprivation_type: DeprivationType
-    charges: list[dict[str, Any]]
+    charges: list[ChargeRead]
     court_decisions: list[dict[str, Any]]
     # Fields above the public tier are absent unless the caller's clearance allows them.
     confidentiality: Confidentiality | None = None

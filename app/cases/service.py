@@ -28,7 +28,7 @@ from app.cases.history import (
     status_columns,
 )
 from app.cases.models import CaseFile, Confidentiality
-from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate
+from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate, stored_charges
 from app.core.clock import today
 from app.core.errors import (
     HiddenRecord,
@@ -136,6 +136,8 @@ def _column_values(data: CaseFields | CaseUpdate, fields: set[str]) -> dict[str,
     """The table's values for these input fields: lists of objects in their JSON form."""
     typed = data.model_dump(include=fields)
     as_json = data.model_dump(mode="json", include=fields & repository.JSON_COLUMNS)
+    if "charges" in as_json:
+        as_json["charges"] = stored_charges(as_json["charges"])
     return {**typed, **as_json}
 
 
