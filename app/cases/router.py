@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
 from app.access.tiers import exclusion, hidden_fields, page_exclusion
@@ -154,7 +154,10 @@ async def list_cases(
     caller: Annotated[Caller, requires("case.list")],
     status: Status | None = None,
     jurisdiction: CountryCode | None = None,
-    article: Article | None = None,
+    article: Annotated[
+        Article | None,
+        Query(description="Case files charged under this article of any code: 342, 20.3.3"),
+    ] = None,
     citizenship: CountryCode | None = None,
     recognition_status: RecognitionStatus | None = None,
     detained_from: IsoDate | None = None,

@@ -146,6 +146,10 @@ def stored_charges(charges: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class ChargeRead(BaseModel):
+    """A charge as given, with its `charge_id`: the id by which the case file's decisions
+    (a verdict) name the charges they decided, and which a change of the charges keeps when
+    the charge is sent back with it."""
+
     model_config = OUTPUT
 
     charge_id: uuid.UUID
