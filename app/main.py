@@ -32,6 +32,7 @@ from app.core.middleware import (
     SecurityHeadersMiddleware,
 )
 from app.core.openapi import install_contract
+from app.core.queries import refuse_unknown_query_parameters
 from app.custody.router import facilities_router
 from app.custody.router import router as custody_router
 from app.identity.credentials import Passwords
@@ -158,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Before every route's own: a query it does not take is refused, never ignored.
+        dependencies=[Depends(refuse_unknown_query_parameters)],
     )
     app.state.settings = settings
     app.state.policy = policy

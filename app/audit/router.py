@@ -90,7 +90,7 @@ async def verify_chain(
     responses={
         409: {
             "description": "The trail does not verify (`first_bad_seq`, `problem`) or is"
-            " empty: nothing was signed"
+            " empty, or the signing key changed while signing (try again): nothing was signed"
         }
     },
 )

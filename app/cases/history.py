@@ -28,7 +28,13 @@ from app.cases.statuses import (
 )
 from app.core.clock import latest_today, utcnow
 from app.core.dates import PartialDate
-from app.core.errors import DomainError, InvalidTransition, UnprocessableInput
+from app.core.errors import (
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    UnknownReference,
+    UnprocessableInput,
+)
 from app.core.ids import new_id
 
 
@@ -163,6 +169,37 @@ def refuse_invalid_with_claims(records: Sequence[EventRecord], *, what: str) -> 
         refuse_invalid(
             [as_if_confirmed(r) if r is claim else r for r in records],
             what=f"{what} (with its claim confirmed)",
+        )
+
+
+def refuse_unknown_charges(
+    charges: Sequence[dict[str, Any]], events: Sequence[StatusEvent]
+) -> None:
+    """A verdict names the charges it decided by their charge_id: each must be one of the
+    case file's charges."""
+    known = {str(charge.get("charge_id")) for charge in charges}
+    for event in events:
+        unknown = [i for i in event.details.get("charge_ids", []) if str(i) not in known]
+        if unknown:
+            raise UnknownReference(
+                "details.charge_ids must name charges of this case file; these do not: "
+                + ", ".join(str(i) for i in unknown)
+            )
+
+
+def refuse_dropping_decided_charges(
+    records: Sequence[EventRecord], charges: Sequence[dict[str, Any]]
+) -> None:
+    """Charges a verdict on the path decided stay on the case file: the verdict would
+    otherwise name nothing. Supersede the verdict first."""
+    kept = {str(charge.get("charge_id")) for charge in charges}
+    decided = {
+        str(i) for record in path_of(records) for i in record.event.details.get("charge_ids", [])
+    }
+    if decided - kept:
+        raise Conflict(
+            "These charges were decided by a verdict on the path and cannot be removed: "
+            + ", ".join(sorted(decided - kept))
         )
 
 

@@ -1,6 +1,6 @@
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
@@ -52,6 +52,41 @@ from app.recognition.criteria import RecognitionStatus
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
+# The conflicts of a status path, as each route that changes one can meet them (the
+# generic causes of a 409, such as an Idempotency-Key in flight, are added by
+# app/core/openapi.py).
+_INVALID_HISTORY: dict[int | str, Any] = {
+    409: {
+        "description": "The status history is not a valid path (`invalid-transition`:"
+        " `violation` and `event_index` say which event breaks it)"
+    }
+}
+_INVALID_TRANSITION: dict[int | str, Any] = {
+    409: {
+        "description": "The status path does not allow this change (`invalid-transition`:"
+        " `violation` and `event_index` say why)"
+    }
+}
+_INVALID_RETRACTION: dict[int | str, Any] = {
+    409: {
+        "description": "The event is retracted already (`conflict`), or the path without it"
+        " would not be valid (`invalid-transition`)"
+    }
+}
+_INVALID_SUPERSESSION: dict[int | str, Any] = {
+    409: {
+        "description": "The event is retracted or superseded already (`conflict`), or the"
+        " path with the correction in its place would not be valid (`invalid-transition`)"
+    }
+}
+_INVALID_SETTLEMENT: dict[int | str, Any] = {
+    409: {
+        "description": "The event is not a pending claim: not unconfirmed, or confirmed,"
+        " rejected or retracted already (`conflict`); or, confirmed, it would leave an invalid"
+        " path (`invalid-transition`)"
+    }
+}
+
 
 def _event_read(entry: HistoryEntry) -> StatusEventRead:
     return StatusEventRead.model_validate(entry_read_values(entry))
@@ -78,7 +113,7 @@ def _case_response(view: service.CaseView, status_code: int = 200) -> Response:
     "",
     status_code=201,
     response_model=CaseRead,
-    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER) | _INVALID_HISTORY,
 )
 async def create_case(
     body: CaseCreate,
@@ -154,7 +189,10 @@ async def list_cases(
     caller: Annotated[Caller, requires("case.list")],
     status: Status | None = None,
     jurisdiction: CountryCode | None = None,
-    article: Article | None = None,
+    article: Annotated[
+        Article | None,
+        Query(description="Case files charged under this article of any code: 342, 20.3.3"),
+    ] = None,
     citizenship: CountryCode | None = None,
     recognition_status: RecognitionStatus | None = None,
     detained_from: Annotated[IsoDate | None, Query(description=_OVERLAP)] = None,
@@ -278,7 +316,7 @@ async def read_status_history(
     "/{case_id}/status-events",
     status_code=201,
     response_model=StatusChange,
-    responses=documented_headers(201, ETAG_HEADER),
+    responses=documented_headers(201, ETAG_HEADER) | _INVALID_TRANSITION,
 )
 async def append_status_event(
     case_id: uuid.UUID,
@@ -343,7 +381,7 @@ _EVENT_CHANGE_RESPONSES = documented_headers(201, ETAG_HEADER)
     "/{case_id}/status-events/{event_id}/retraction",
     status_code=201,
     response_model=StatusChange,
-    responses=_EVENT_CHANGE_RESPONSES,
+    responses=_EVENT_CHANGE_RESPONSES | _INVALID_RETRACTION,
 )
 async def retract_status_event(
     case_id: uuid.UUID,
@@ -378,7 +416,7 @@ async def retract_status_event(
     "/{case_id}/status-events/{event_id}/supersession",
     status_code=201,
     response_model=StatusChange,
-    responses=_EVENT_CHANGE_RESPONSES,
+    responses=_EVENT_CHANGE_RESPONSES | _INVALID_SUPERSESSION,
 )
 async def supersede_status_event(
     case_id: uuid.UUID,
@@ -409,7 +447,7 @@ async def supersede_status_event(
     "/{case_id}/status-events/{event_id}/confirmation",
     status_code=201,
     response_model=StatusChange,
-    responses=_EVENT_CHANGE_RESPONSES,
+    responses=_EVENT_CHANGE_RESPONSES | _INVALID_SETTLEMENT,
 )
 async def confirm_claim(
     case_id: uuid.UUID,
@@ -444,7 +482,7 @@ async def confirm_claim(
     "/{case_id}/status-events/{event_id}/rejection",
     status_code=201,
     response_model=StatusChange,
-    responses=_EVENT_CHANGE_RESPONSES,
+    responses=_EVENT_CHANGE_RESPONSES | _INVALID_SETTLEMENT,
 )
 async def reject_claim(
     case_id: uuid.UUID,

@@ -1,3 +1,4 @@
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -5,7 +6,14 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictBool,
+    StringConstraints,
+    TypeAdapter,
+)
 
 from app.cases.held import is_former_political_prisoner
 from app.cases.models import (
@@ -19,7 +27,9 @@ from app.cases.models import (
 )
 from app.cases.statuses import Confidence, SentenceType, Status
 from app.core.dates import PartialDate, PartialDateText, Precision
+from app.core.ids import new_id
 from app.core.types import (
+    CHARGE_ITEM_FORMAT,
     INPUT,
     NOT_TEXT,
     OUTPUT,
@@ -33,8 +43,17 @@ from app.core.types import (
 from app.recognition.criteria import RecognitionStatus
 from app.sources.schemas import SourceIds
 
+# A reference into a code as the code itself writes it: an article number, with a hyphened
+# addition ("361-1") and dotted sub-articles where the code numbers them so (Russia's code of
+# administrative offences: "20.3.3"; Azerbaijan's criminal code: "206.3.2").
+ARTICLE_PATTERN = r"^[0-9]{1,4}(?:-[0-9]{1,2})?(?:\.[0-9]{1,3}(?:-[0-9]{1,2})?){0,3}$"
 Article = Annotated[
-    str, Field(pattern=r"^[0-9]{1,4}(-[0-9]{1,2})?(\.[0-9]{1,2})?$", examples=["342", "361-1"])
+    str,
+    Field(
+        pattern=ARTICLE_PATTERN,
+        description="An article as its code writes it: 342, 361-1, 19.34, 20.3.3, 206.3.2",
+        examples=["342", "361-1", "20.3.3"],
+    ),
 ]
 
 
@@ -62,14 +81,103 @@ class CaseFilters:
     former_political_prisoner: bool | None = None
 
 
+ChargeCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{2}-[A-Z]{2,6}$",
+        description="The country (ISO 3166-1 alpha-2) and its code: CC the criminal code,"
+        " CAO the code of administrative offences, …",
+        examples=["BY-CC", "RU-CAO", "AZ-CC"],
+    ),
+]
+ChargePart = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{1,2}(?:\.[0-9]{1,2})?$",
+        description="The part of the article: 2, or 1.1 where the code numbers parts so",
+        examples=["2", "1.1"],
+    ),
+]
+_ITEM_DIGITS = 3
+_ITEM_LETTERS = 2
+
+
+def _charge_item(value: str) -> str:
+    value = unicodedata.normalize("NFC", value)
+    is_number = value.isascii() and value.isdigit() and len(value) <= _ITEM_DIGITS
+    is_letters = len(value) <= _ITEM_LETTERS and all(
+        unicodedata.category(character).startswith("L") for character in value
+    )
+    if not (is_number or is_letters):
+        raise ValueError("an item is a letter of any script or a number, without quotes: d, г, 1")
+    return value
+
+
+ChargeItem = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=_ITEM_DIGITS),
+    AfterValidator(_charge_item),
+    Field(
+        description="The item (point) of the part, as the code writes it: «d» is d, «г» is г",
+        examples=["d", "г", "1"],
+        json_schema_extra={"format": CHARGE_ITEM_FORMAT},
+    ),
+]
+
+
 class Charge(BaseModel):
+    """One charge: where in which code, and when it was brought. `charge_id` names it, so
+    that the decisions on the case file (a verdict) can say which charges they decided."""
+
     model_config = INPUT
 
-    code: Annotated[str, Field(pattern=r"^[A-Z]{2}-[A-Z]{2,4}$", examples=["BY-CC"])]
+    charge_id: Annotated[
+        uuid.UUID | None,
+        Field(
+            description="The charge's id: send it back unchanged to keep the charge (and"
+            " what refers to it) when the charges are changed; left out, the charge is new"
+            " and gets one."
+        ),
+    ] = None
+    code: ChargeCode
     article: Article
-    part: Annotated[str, Field(pattern=r"^[0-9]{1,2}$")] | None = None
+    part: ChargePart | None = None
+    item: ChargeItem | None = None
     charged_on: PartialDateText | None = None
     description: Label | None = None
+
+
+def _distinct_charge_ids(charges: list[Charge]) -> list[Charge]:
+    ids = [charge.charge_id for charge in charges if charge.charge_id is not None]
+    if len(ids) != len(set(ids)):
+        raise ValueError("two charges have the same charge_id")
+    return charges
+
+
+Charges = Annotated[list[Charge], Field(max_length=50), AfterValidator(_distinct_charge_ids)]
+
+
+def stored_charges(charges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Charges as the case file keeps them (their JSON form): each with its charge_id, a
+    new one for a charge given without."""
+    return [{**charge, "charge_id": charge.get("charge_id") or str(new_id())} for charge in charges]
+
+
+class ChargeRead(BaseModel):
+    """A charge as given, with its `charge_id`: the id by which the case file's decisions
+    (a verdict) name the charges they decided, and which a change of the charges keeps when
+    the charge is sent back with it."""
+
+    model_config = OUTPUT
+
+    charge_id: uuid.UUID
+    code: str
+    article: str
+    part: str | None = None
+    item: str | None = None
+    # As given: "2021", "2021-08" or "2021-08-15".
+    charged_on: str | None = None
+    description: str | None = None
 
 
 class DetentionPlace(BaseModel):
@@ -255,7 +363,7 @@ class CaseFields(BaseModel):
     deprivation_type: DeprivationType
     confidentiality: Confidentiality = Confidentiality.normal
     assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] = []
-    charges: Annotated[list[Charge], Field(max_length=50)] = []
+    charges: Charges = []
     detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] = []
 
 
@@ -270,7 +378,7 @@ class CaseUpdate(PartialUpdate):
     deprivation_type: DeprivationType | None = None
     confidentiality: Confidentiality | None = None
     assigned_caseworkers: Annotated[list[uuid.UUID], Field(max_length=20)] | None = None
-    charges: Annotated[list[Charge], Field(max_length=50)] | None = None
+    charges: Charges | None = None
     detention_places: Annotated[list[DetentionPlace], Field(max_length=100)] | None = None
 
 
@@ -282,7 +390,7 @@ class CaseRead(BaseModel):
     reference: str
     jurisdiction: str
     deprivation_type: DeprivationType
-    charges: list[dict[str, Any]]
+    charges: list[ChargeRead]
     court_decisions: list[dict[str, Any]] = Field(
         description="The verdicts: derived from the path's `sentenced` events, whose details "
         "are the one record of a sentence"

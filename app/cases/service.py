@@ -25,11 +25,13 @@ from app.cases.history import (
     history_entries,
     new_event,
     new_event_change,
+    refuse_dropping_decided_charges,
     refuse_invalid_with_claims,
+    refuse_unknown_charges,
     status_columns,
 )
 from app.cases.models import CaseFile, Confidentiality, EventRecord
-from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate
+from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate, stored_charges
 from app.core.clock import today, utcnow
 from app.core.errors import (
     HiddenRecord,
@@ -138,6 +140,8 @@ def _column_values(data: CaseFields | CaseUpdate, fields: set[str]) -> dict[str,
     """The table's values for these input fields: lists of objects in their JSON form."""
     typed = data.model_dump(include=fields)
     as_json = data.model_dump(mode="json", include=fields & repository.JSON_COLUMNS)
+    if "charges" in as_json:
+        as_json["charges"] = stored_charges(as_json["charges"])
     return {**typed, **as_json}
 
 
@@ -164,6 +168,7 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
         reference=f"HB-{today().year}-{number:06d}",
         **status_columns(records),
     )
+    refuse_unknown_charges(case.charges, events)
     await repository.add(session, case, events)
     journal = journal_of(session)
     journal.changed(
@@ -221,6 +226,9 @@ async def update(
     before = case_snapshot(journal, case)
     for field, value in _column_values(data, data.model_fields_set).items():
         setattr(case, field, value)
+    if data.charges is not None:
+        records = (await repository.events_of(session, [case_id])).get(case_id, [])
+        refuse_dropping_decided_charges(records, case.charges)
     if data.assigned_caseworkers is not None:
         case.assigned_caseworkers = list(dict.fromkeys(data.assigned_caseworkers))
     bump(case)

@@ -31,6 +31,7 @@ from app.cases.history import (
     new_event_change,
     path_error,
     refuse_invalid,
+    refuse_unknown_charges,
 )
 from app.cases.models import (
     CaseFile,
@@ -48,7 +49,7 @@ from app.cases.schemas import (
 )
 from app.cases.service import visible
 from app.cases.statuses import Status
-from app.core.errors import CollectiveTransitionRejected, Conflict, NotFound, PreconditionFailed
+from app.core.errors import CollectiveTransitionRejected, Conflict, DatabaseBusy, NotFound
 from app.core.versioning import bump, check_version
 from app.sources import service as sources_service
 
@@ -70,9 +71,11 @@ class CollectiveOutcome:
 
 async def _save_status(session: AsyncSession, cases: Sequence[CaseFile]) -> None:
     # The rows are locked, so this cannot fail unless something bypassed the lock; if it
-    # does, refusing (and rolling back) is the only safe answer.
+    # does, rolling back is the only safe answer, and the request may simply be sent again
+    # (a retryable 503, which every route documents; not a 412, which would blame the
+    # client's If-Match).
     if not await repository.save_status(session, cases):
-        raise PreconditionFailed("A case file changed while its status was being updated.")
+        raise DatabaseBusy("A case file changed while its status was being updated.")
 
 
 async def may_transition(session: AsyncSession, caller: Caller, case_id: uuid.UUID) -> None:
@@ -147,6 +150,7 @@ async def append(
     event = new_event(
         data, case_id=case_id, position=len(records), recorded_by=caller.principal.staff_id
     )
+    refuse_unknown_charges(case.charges, [event])
     record = EventRecord(event)
     refuse_invalid([*records, as_if_confirmed(record)], what="This status change is not allowed")
     after = [*records, record]
@@ -229,6 +233,7 @@ async def supersede(
         recorded_by=caller.principal.staff_id,
         collective_event_id=target.event.collective_event_id,
     )
+    refuse_unknown_charges(found.case.charges, [correction])
     retraction = StatusEventRetraction(
         event_id=event_id,
         case_file_id=case_id,

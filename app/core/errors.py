@@ -64,6 +64,16 @@ class InvalidCursor(DomainError):
     title = "The pagination cursor is not valid for this query"
 
 
+class UnknownQueryParameter(DomainError):
+    slug = "unknown-query-parameter"
+    title = "The query names a parameter this operation does not take"
+
+
+class RepeatedQueryParameter(DomainError):
+    slug = "repeated-query-parameter"
+    title = "A query parameter that takes one value was given more than once"
+
+
 class NotFound(DomainError):
     status_code = 404
     slug = "not-found"
@@ -160,6 +170,15 @@ class PreconditionFailed(DomainError):
     status_code = 412
     slug = "stale-version"
     title = "The resource changed since you read it"
+
+
+class UnusableIfMatch(PreconditionFailed):
+    """If-Match that can match no version: weak, `*`, several tags or not an ETag. RFC 9110
+    §13.1.1 answers it with 412 like a stale one, but the caller must change the header, not
+    read the record again."""
+
+    slug = "if-match-unusable"
+    title = "If-Match must be the one strong ETag of the version read"
 
 
 class PreconditionRequired(DomainError):

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from app.core.config import Settings
 from app.core.crypto import AuditKeyRing, DataKeyRing
-from app.core.errors import PreconditionFailed, PreconditionRequired, UnprocessableInput
+from app.core.errors import PreconditionRequired, UnprocessableInput, UnusableIfMatch
 
 # What create_app() puts on the application's state, read back with its type. Dependencies
 # are `async def` although they do not wait: FastAPI runs plain `def` dependencies in a
@@ -47,6 +47,7 @@ DataKeys = Annotated[DataKeyRing, Depends(_data_keys)]
 # A version as a strong ETag: what records answer with and If-Match carries back.
 ETAG_PATTERN = r'^"([0-9]{1,9})"$'
 _STRONG_VERSION_ETAG = re.compile(ETAG_PATTERN)
+_WEAK_VERSION_ETAG = re.compile(r'^W/"([0-9]{1,9})"$')
 
 
 def etag(version: int) -> str:
@@ -56,14 +57,29 @@ def etag(version: int) -> str:
 def required_version(if_match: str | None) -> int:
     """The version the caller last read, from a strong `If-Match` ETag.
 
-    `*` is refused: it would let a client overwrite changes it never saw.
+    `*` is refused: it would let a client overwrite changes it never saw. A weak ETag
+    never matches (If-Match compares strongly, RFC 9110 §13.1.1): it is refused with a
+    refusal that says so, and names the strong tag it stands for.
     """
     if if_match is None or not if_match.strip():
         raise PreconditionRequired("Send If-Match with the ETag of the version you read.")
-    match = _STRONG_VERSION_ETAG.fullmatch(if_match.strip())
-    if match is None:
-        raise PreconditionFailed('If-Match must be one strong ETag such as "3".')
-    return int(match.group(1))
+    given = if_match.strip()
+    match = _STRONG_VERSION_ETAG.fullmatch(given)
+    if match is not None:
+        return int(match.group(1))
+    weak = _WEAK_VERSION_ETAG.fullmatch(given)
+    if weak is not None:
+        raise UnusableIfMatch(
+            f"If-Match compares ETags strongly, so a weak ETag ({weak.group(0)}) never "
+            f'matches. Send the strong ETag the record was read with: "{weak.group(1)}" '
+            "(a proxy on the way may have weakened it)."
+        )
+    if given == "*":
+        raise UnusableIfMatch(
+            "If-Match: * would change the record whatever its version: send the ETag of the"
+            ' version you read, such as "3".'
+        )
+    raise UnusableIfMatch('If-Match must be one strong ETag, such as "3".')
 
 
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag of the version read")]

@@ -4,22 +4,34 @@ not declare one by one.
 Every refusal is an RFC 9457 problem document (app/core/errors.py), and which refusals an
 operation can meet follows from what it takes: a bearer token (401, 403), a record in its
 path (404), a body (400 malformed, 408 slow, 413 too large, 415 not JSON, 422 invalid),
-If-Match (412 stale, 428 missing), an Idempotency-Key (409 while the first is in flight),
-a cursor (400), an authenticated write (409, a state that refuses it), and the database
-behind every operation (503). Those rules are data
-(`REFUSALS_BY_INPUT`); a route declares only what is its own (409 for a transition the
-history does not allow, 429 for throttled sign-in …), with a description that wins over the
-generic one.
+If-Match (412 stale or unusable, 428 missing), an Idempotency-Key (409 while the first is
+in flight), a cursor (400), an authenticated write (409, a state that refuses it), and
+every operation a query string (400 for a parameter it does not take) and the database
+(503). Those rules are data (`REFUSALS_BY_INPUT`, `CAUSES`); a route declares only what is
+its own (409 for a transition the history does not allow, 429 for throttled sign-in …),
+with a description that replaces the generic one, while the causes that follow from its
+inputs are still listed.
 """
 
 import copy
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.core.errors import PROBLEM_JSON
+from app.core.errors import (
+    PROBLEM_JSON,
+    Conflict,
+    IdempotencyInFlight,
+    InvalidCursor,
+    MalformedJson,
+    PreconditionFailed,
+    RepeatedQueryParameter,
+    UnknownQueryParameter,
+    UnusableIfMatch,
+)
 from app.core.http import ETAG_PATTERN
 from app.core.types import TEXT_FORMATS
 
@@ -74,14 +86,10 @@ RETRY_AFTER = {
 
 # What each refusal means when a route says nothing more specific.
 MEANINGS: dict[int, str] = {
-    400: "The body is not well-formed, or the cursor is not one this query issued",
     401: "No valid access token",
     403: "The caller's role may not do this",
     404: "No such record, or one the caller may not see",
     408: "The request body arrived too slowly",
-    409: "Conflicts with the current state, or a request with this Idempotency-Key is"
-    " still in progress",
-    412: "The record changed since it was read (or If-Match is not one strong ETag): read it again",
     413: "The request body is too large",
     415: "The request body is not application/json",
     422: "The input is not valid: `errors` says where and why",
@@ -89,6 +97,55 @@ MEANINGS: dict[int, str] = {
     429: "Too many attempts: wait the Retry-After seconds",
     503: "The database is unavailable or the server is busy: nothing was saved (unless the"
     " type is `commit-outcome-unknown`: then retry with the same Idempotency-Key)",
+}
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One reason for a refusal that has several, given by what the operation takes."""
+
+    taken: str
+    text: str
+    # A route's own description of the status says this better, and replaces it.
+    the_routes_own: bool = False
+
+
+# The refusals with several causes, each named with its problem type, in this order.
+CAUSES: dict[int, tuple[Cause, ...]] = {
+    400: (
+        Cause("body", f"the body is not well-formed JSON (`{MalformedJson.slug}`)"),
+        Cause("cursor", f"the cursor is not one this query issued (`{InvalidCursor.slug}`)"),
+        Cause(
+            "anything",
+            "the query names a parameter this operation does not take"
+            f" (`{UnknownQueryParameter.slug}`), or gives one that takes one value more than"
+            f" once (`{RepeatedQueryParameter.slug}`)",
+        ),
+    ),
+    409: (
+        Cause(
+            "authenticated write",
+            f"the change conflicts with the record's present state (`{Conflict.slug}`)",
+            the_routes_own=True,
+        ),
+        Cause(
+            "Idempotency-Key",
+            "a request with this Idempotency-Key is still in progress"
+            f" (`{IdempotencyInFlight.slug}`)",
+        ),
+    ),
+    412: (
+        Cause(
+            "If-Match",
+            f"the record changed since it was read (`{PreconditionFailed.slug}`): read it again",
+            the_routes_own=True,
+        ),
+        Cause(
+            "If-Match",
+            "If-Match is weak (W/), `*`, several tags or no ETag, which match no version"
+            f' (`{UnusableIfMatch.slug}`): send the strong ETag read, e.g. "3"',
+        ),
+    ),
 }
 
 HEADERS_BY_STATUS: dict[int, dict[str, Any]] = {
@@ -104,7 +161,8 @@ HEADERS_BY_STATUS: dict[int, dict[str, Any]] = {
 
 # An operation that takes … can answer these.
 REFUSALS_BY_INPUT: dict[str, tuple[int, ...]] = {
-    "anything": (503,),
+    # A query string with a parameter the operation does not take (app/core/queries.py).
+    "anything": (400, 503),
     "bearer token": (401, 403),
     "path parameter": (404, 422),
     "query parameter": (422,),
@@ -147,10 +205,29 @@ def _inputs(method: str, operation: dict[str, Any]) -> list[str]:
     return taken
 
 
-def _problem_response(status: int, declared: dict[str, Any] | None) -> dict[str, Any]:
+def _description(status: int, own: str | None, taken: list[str]) -> str:
+    """The route's own words, or the generic meaning, with every cause of the status that
+    what the operation takes adds."""
+    causes = [
+        cause.text
+        for cause in CAUSES.get(status, ())
+        if cause.taken in taken and not (own and cause.the_routes_own)
+    ]
+    parts = ([own] if own else []) + causes
+    if not parts:
+        return MEANINGS.get(status, "Refused")
+    text = "; or ".join(parts)
+    return text[0].upper() + text[1:]
+
+
+def _problem_response(
+    status: int, declared: dict[str, Any] | None, taken: list[str]
+) -> dict[str, Any]:
     response = dict(declared or {})
-    if not response.get("description") or response["description"] == "Validation Error":
-        response["description"] = MEANINGS.get(status, "Refused")
+    own = response.get("description")
+    if own == "Validation Error":
+        own = None
+    response["description"] = _description(status, own, taken)
     content = response.get("content") or {}
     # A route may answer in another documented format (the token endpoint's OAuth
     # errors); FastAPI's own validation schema is replaced by the problem document.
@@ -191,12 +268,11 @@ def _complete_operation(method: str, operation: dict[str, Any], max_page_size: i
         if parameter["in"] == "query" and parameter["name"] == "limit":
             parameter["schema"]["maximum"] = max_page_size
     responses = operation.setdefault("responses", {})
-    statuses = {
-        status for taken in _inputs(method, operation) for status in REFUSALS_BY_INPUT[taken]
-    }
+    inputs = _inputs(method, operation)
+    statuses = {status for taken in inputs for status in REFUSALS_BY_INPUT[taken]}
     statuses |= {int(code) for code in responses if code.isdigit() and int(code) >= 400}
     for status in sorted(statuses):
-        responses[str(status)] = _problem_response(status, responses.get(str(status)))
+        responses[str(status)] = _problem_response(status, responses.get(str(status)), inputs)
 
 
 # Links the rule below cannot see: a status event made, and its retraction; a person made,

@@ -91,6 +91,7 @@ def _clean_free_text(value: str) -> str:
 LABEL_FORMAT = "habeas-label"
 TEXT_FORMAT = "habeas-text"
 NAME_SEARCH_FORMAT = "habeas-name-search"
+CHARGE_ITEM_FORMAT = "habeas-charge-item"
 TEXT_FORMATS = {
     LABEL_FORMAT: "One line of text in Unicode NFC, with no control, format (invisible or"
     " direction-changing), private-use or unassigned character, line or paragraph"
@@ -99,6 +100,8 @@ TEXT_FORMATS = {
     " and no format (invisible or direction-changing), private-use or unassigned"
     " character, line or paragraph separator.",
     NAME_SEARCH_FORMAT: f"A {LABEL_FORMAT} with at least three letters, of any script.",
+    CHARGE_ITEM_FORMAT: "An item of a criminal-code reference: one or two letters of any"
+    " script (d, г) or a number of one to three digits (1), without quotes.",
 }
 
 

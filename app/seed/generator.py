@@ -624,7 +624,13 @@ class _Generator:
         reference = f"HB-{path[0][1].year}-{data.last_reference_number:06d}"
         articles = rng.sample(words.ARTICLES, rng.randrange(1, 3))
         charges = [
-            {"code": "BY-CC", "article": a, "part": p, "charged_on": str(path[0][1])}
+            {
+                "charge_id": str(self.new_id(created)),
+                "code": "BY-CC",
+                "article": a,
+                "part": p,
+                "charged_on": str(path[0][1]),
+            }
             for a, p in articles
         ]
         last_recorded = created

@@ -508,3 +508,44 @@ async def test_only_those_who_may_change_a_case_file_settle_its_claims(
     assert foreign.status_code == 404
     current = await _case(client, case)
     assert (current["version"], current["pending_claims"]) == (2, 1)
+
+
+async def test_a_verdict_names_the_charges_it_decided(client: httpx.AsyncClient) -> None:
+    case = await create_case(
+        client,
+        charges=[
+            {"code": "BY-CC", "article": "342", "part": "1"},
+            {"code": "BY-CC", "article": "130", "part": "3"},
+        ],
+    )
+    decided, other = (charge["charge_id"] for charge in case["charges"])
+    unknown = await transition(
+        client,
+        case,
+        "sentenced",
+        "2022-01-15",
+        details={"term_months": 36, "charge_ids": ["01900000-0000-7000-8000-000000000000"]},
+    )
+    assert unknown.status_code == 422
+    verdict = await transition(
+        client,
+        case,
+        "sentenced",
+        "2022-01-15",
+        details={"term_months": 36, "charge_ids": [decided]},
+    )
+    assert verdict.status_code == 201, verdict.text
+    current = await _case(client, case)
+    assert current["court_decisions"][0]["charge_ids"] == [decided]
+    # The decided charge cannot be dropped from under its verdict; the other can.
+    without_decided = [c for c in current["charges"] if c["charge_id"] != decided]
+    refused = await client.patch(
+        f"{API}/cases/{case['id']}", json={"charges": without_decided}, headers=if_match(2)
+    )
+    assert refused.status_code == 409
+    kept = [c for c in current["charges"] if c["charge_id"] != other]
+    dropped = await client.patch(
+        f"{API}/cases/{case['id']}", json={"charges": kept}, headers=if_match(2)
+    )
+    assert dropped.status_code == 200, dropped.text
+    assert [c["charge_id"] for c in dropped.json()["charges"]] == [decided]

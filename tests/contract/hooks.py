@@ -16,6 +16,7 @@ from app.core.dates import DATE_IN_FUTURE
 from app.core.errors import PROBLEM_TYPE_BASE, InvalidKeySet, UnknownReference
 from app.core.http import IDEMPOTENCY_KEY_PATTERN
 from app.core.types import (
+    CHARGE_ITEM_FORMAT,
     INVISIBLE_IN_NAMES,
     LABEL_FORMAT,
     LINE_BREAKS,
@@ -50,6 +51,15 @@ schemathesis.openapi.format(
             include_characters="".join(LINE_BREAKS),
         ),
         max_size=200,
+    ),
+)
+
+# A letter of any script (one or two), or a number.
+schemathesis.openapi.format(
+    CHARGE_ITEM_FORMAT,
+    st.one_of(
+        st.from_regex(r"\A[0-9]{1,3}\Z"),
+        st.text(st.characters(categories=["Lu", "Ll", "Lt", "Lm", "Lo"]), min_size=1, max_size=2),
     ),
 )
 

@@ -16,6 +16,7 @@ from tests.factories import (
     create_case,
     create_person,
     event,
+    if_match,
     person_body,
     transition,
 )
@@ -88,6 +89,60 @@ class TestTheDocument:
                 assert not re.fullmatch(parameter["schema"]["pattern"], "12")
                 assert {412, 428} <= {int(status) for status in operation["responses"]}
         assert seen >= 10
+
+    async def test_every_route_that_takes_if_match_documents_412_and_428(
+        self, anonymous: httpx.AsyncClient
+    ) -> None:
+        """A stale version (412 `stale-version`), an If-Match that can match no version,
+        such as a weak ETag (412 `if-match-unusable`), and a missing one (428)."""
+        document = await _contract(anonymous)
+        seen = 0
+        for path, method, operation in _operations(document):
+            if not any(p["name"] == "If-Match" for p in operation.get("parameters", [])):
+                continue
+            seen += 1
+            responses = operation["responses"]
+            for status in ("412", "428"):
+                assert status in responses, (method, path, status)
+                schema = responses[status]["content"][PROBLEM]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Problem"}, (method, path)
+            assert "`if-match-unusable`" in responses["412"]["description"], (method, path)
+            assert "weak" in responses["412"]["description"], (method, path)
+        assert seen >= 10
+
+    # The routes whose own state can refuse a change, with the problem types their 409
+    # names where the route describes it in its own words.
+    CONFLICTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("/api/v1/cases", "post", ("invalid-transition",)),
+        ("/api/v1/cases/{case_id}/status-events", "post", ("invalid-transition",)),
+        (
+            "/api/v1/cases/{case_id}/status-events/{event_id}/retraction",
+            "post",
+            ("conflict", "invalid-transition"),
+        ),
+        ("/api/v1/collective-events", "post", ()),
+        ("/api/v1/persons/{person_id}/recognition", "post", ()),
+        ("/api/v1/users", "post", ()),
+        ("/api/v1/partners", "post", ()),
+        ("/api/v1/audit/checkpoints/latest", "get", ()),
+    )
+
+    async def test_every_route_that_can_conflict_documents_its_409(
+        self, anonymous: httpx.AsyncClient
+    ) -> None:
+        paths = (await _contract(anonymous))["paths"]
+        for path, method, slugs in self.CONFLICTS:
+            conflict = paths[path][method]["responses"].get("409")
+            assert conflict is not None, (method, path)
+            assert conflict["content"][PROBLEM]["schema"] == {
+                "$ref": "#/components/schemas/Problem"
+            }
+            for slug in slugs:
+                assert f"`{slug}`" in conflict["description"], (method, path, slug)
+        # A route's own words replace the generic conflict, not the in-flight retry.
+        transition = paths["/api/v1/cases/{case_id}/status-events"]["post"]["responses"]["409"]
+        assert "`idempotency-key-in-flight`" in transition["description"]
+        assert "present state" not in transition["description"]
 
     async def test_parameters_are_never_null_and_limit_has_its_maximum(
         self, app: FastAPI, anonymous: httpx.AsyncClient
@@ -186,6 +241,66 @@ class TestWhatTheApiAnswers:
             headers={"If-Match": response.headers["etag"]},
         )
         assert patched.status_code == 200
+
+    async def test_the_conflicts_and_preconditions_a_case_file_meets_are_documented(
+        self, client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    ) -> None:
+        """Each 409, 412 and 428 a client meets on a case file is one its operation lists,
+        as a problem document."""
+        paths = (await _contract(anonymous))["paths"]
+        case = await create_case(client)
+        url = f"{API}/cases/{case['id']}"
+        released = await transition(client, case, "released", "2022-01-03")
+        event_id = released.json()["event"]["id"]
+        retraction = f"{url}/status-events/{event_id}/retraction"
+        met = [
+            (
+                "/cases/{case_id}",
+                "patch",
+                428,
+                await client.patch(url, json={"jurisdiction": "LT"}),
+            ),
+            (
+                "/cases/{case_id}",
+                "patch",
+                412,
+                await client.patch(url, json={"jurisdiction": "LT"}, headers=if_match(1)),
+            ),
+            (
+                "/cases/{case_id}/status-events",
+                "post",
+                409,
+                await transition(client, case, "sentenced", "2022-02-01", version=2),
+            ),
+            (
+                "/cases/{case_id}/status-events",
+                "post",
+                412,
+                await transition(client, case, "deported", "2022-02-01", version=1),
+            ),
+            (
+                "/cases/{case_id}/status-events/{event_id}/retraction",
+                "post",
+                428,
+                await client.post(retraction, json={"reason": "wrong case file"}),
+            ),
+            (
+                "/cases",
+                "post",
+                409,
+                await client.post(
+                    f"{API}/cases",
+                    json=case_body(
+                        case["person_id"],
+                        [event("detained", "2021-08-10"), event("detained", "2021-09")],
+                    ),
+                ),
+            ),
+        ]
+        for path, method, status, response in met:
+            assert response.status_code == status, (path, response.text)
+            assert response.headers["content-type"] == PROBLEM
+            assert str(status) in paths[f"{API}{path}"][method]["responses"], (method, path)
 
     async def test_yes_and_no_are_booleans_and_amounts_are_text(
         self, client: httpx.AsyncClient

@@ -1,12 +1,15 @@
 """The schema is made only by migrations, and the migrations match the models."""
 
 import asyncio
+import json
+import os
 import uuid
 
 import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.tables  # noqa: F401
@@ -14,7 +17,7 @@ from app.core import embedded
 from app.core.config import get_settings
 from app.core.crypto import data_key_ring
 from app.core.db import async_url, metadata
-from app.core.migrations import downgrade, head_revision, upgrade
+from app.core.migrations import alembic_config, downgrade, head_revision, upgrade
 from app.idempotency.service import SEALED_AT
 from app.jobs.queue import QUEUE_TABLES
 
@@ -101,3 +104,66 @@ async def test_sealed_values_survive_a_downgrade_and_an_upgrade(scratch_url: str
         await connection.close()
     assert ring.open("source", "witness", source_id, envelope=sealed_witness).decode() == witness
     assert ring.open_json(*SEALED_AT, record_id, envelope=sealed_response) == response
+
+
+async def test_charges_stored_before_charge_ids_get_one_each_and_keep_the_rest(
+    admin_url: str,
+) -> None:
+    """Migration 0012 gives every stored charge a charge_id (a verdict names the charges it
+    decided), changes nothing else of them nor the case file's version, and its downgrade
+    takes the ids off again."""
+    before = ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_revision("0012")
+    assert before is not None and isinstance(before.down_revision, str)
+    name = f"habeas_test_charge_ids_{os.getpid()}"
+    await embedded.drop_database(admin_url, name)
+    await embedded.ensure_database(admin_url, name)
+    url = embedded.with_database(admin_url, name)
+    old_shape = [
+        {"code": "BY-CC", "article": "342", "part": "1", "charged_on": "2021-08"},
+        {"code": "BY-CC", "article": "130", "part": None, "description": "incitement"},
+    ]
+    person_id, case_id, empty_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        await asyncio.to_thread(upgrade, url, before.down_revision)
+        connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
+        try:
+            await connection.execute(
+                "INSERT INTO person (id, gender, publish_consent, recognition_status, version,"
+                " created_at, updated_at) VALUES ($1, 'female', true, 'not_assessed', 1, now(),"
+                " now())",
+                person_id,
+            )
+            for case, charges in ((case_id, old_shape), (empty_id, [])):
+                await connection.execute(
+                    "INSERT INTO case_file (id, person_id, reference, jurisdiction,"
+                    " deprivation_type, confidentiality, status, status_since,"
+                    " status_since_precision, detained_on, version, created_at, updated_at,"
+                    " charges) VALUES ($1, $2, $3, 'BY', 'pretrial_custody', 'normal',"
+                    " 'detained', '2021-08-10', 'day', '2021-08-10', 4, now(), now(), $4::jsonb)",
+                    case,
+                    person_id,
+                    f"HB-2021-{case.hex[:6]}",
+                    json.dumps(charges),
+                )
+            await asyncio.to_thread(upgrade, url)
+            migrated = json.loads(
+                await connection.fetchval("SELECT charges FROM case_file WHERE id = $1", case_id)
+            )
+            ids = [uuid.UUID(charge.pop("charge_id")) for charge in migrated]
+            assert migrated == old_shape
+            assert len(set(ids)) == 2 and all(i.version == 7 for i in ids)
+            assert (
+                await connection.fetchval("SELECT charges FROM case_file WHERE id = $1", empty_id)
+                == "[]"
+            )
+            assert await connection.fetchval("SELECT version FROM case_file LIMIT 1") == 4
+
+            await asyncio.to_thread(downgrade, url, before.down_revision)
+            restored = await connection.fetchval(
+                "SELECT charges FROM case_file WHERE id = $1", case_id
+            )
+            assert json.loads(restored) == old_shape
+        finally:
+            await connection.close()
+    finally:
+        await embedded.drop_database(admin_url, name)
