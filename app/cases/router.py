@@ -215,7 +215,8 @@ async def list_cases(
     released_from: Annotated[IsoDate | None, Query(description=_RELEASED + " " + _OVERLAP)] = None,
     released_to: Annotated[IsoDate | None, Query(description=_RELEASED + " " + _OVERLAP)] = None,
     destination_country: Annotated[
-        CountryCode | None, Query(description="Deported (in effect) to this country")
+        CountryCode | None,
+        Query(description="Deported (in effect) to this country (restricted tier)"),
     ] = None,
     facility_id: Annotated[
         uuid.UUID | None, Query(description="Held in this facility now (restricted tier)")
@@ -233,8 +234,9 @@ async def list_cases(
 ) -> Response:
     """Lists case files. `recognition_status` is the case file's own: that of the latest
     decision covering it (a decision about another case file of the person does not count)."""
-    if facility_id is not None or incommunicado is not None:
-        # Filtering by a restricted fact would tell it to a caller who may not read it.
+    if facility_id is not None or incommunicado is not None or destination_country is not None:
+        # Filtering by a restricted fact (a place of detention, an event's details) would
+        # tell it to a caller who may not read it.
         caller.require("case.list_restricted", area("cases"))
     filters = CaseFilters(
         status=status,

@@ -58,8 +58,13 @@ async def test_a_partner_below_the_restricted_tier_sees_no_place_and_no_health(
         assert charge["details"]["description"] == "disobeying the administration"
         assert "note" not in charge and "recorded_by" not in charge and "source_ids" not in charge
         assert charge["retraction"] is not None and "reason" not in charge["retraction"]
-        # Nor may it find who is held where, or who is incommunicado, by filtering.
-        for query in ({"facility_id": facility}, {"incommunicado": "true"}):
+        # Nor may it find who is held where, who is incommunicado, or where someone was
+        # deported to (an event's details), by filtering.
+        for query in (
+            {"facility_id": facility},
+            {"incommunicado": "true"},
+            {"destination_country": "LT"},
+        ):
             refused = await public.get(f"{API}/cases", params=query)
             assert refused.status_code == 403, refused.text
 
