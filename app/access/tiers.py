@@ -45,6 +45,7 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "deprivation_type": P,
         "charges": P,
         "court_decisions": P,
+        "court_decisions_unmatched": P,
         "status": P,
         "status_since": P,
         "in_custody": P,

@@ -2,8 +2,9 @@
 deriving the case file's status columns from it, and the history's audit snapshots.
 
 The path is the events that take effect (EventRecord.takes_effect) in effective order
-(statuses.effective_order). Every change (create with history, append, retract,
-supersede, confirm or reject a claim, collective apply or retraction) builds the
+(statuses.effective_sequence; a correction takes its original's place). Every change
+(create with history, append, retract, supersede, confirm or reject a claim, collective
+apply or retraction) builds the
 resulting records and accepts them only if `statuses.check_path` finds their path valid;
 the derived columns of the case file are then recomputed from it.
 """
@@ -23,7 +24,7 @@ from app.cases.statuses import (
     Step,
     Violation,
     check_path,
-    effective_order,
+    effective_sequence,
     in_custody,
 )
 from app.core.clock import latest_today, utcnow
@@ -51,21 +52,51 @@ class HistoryEntry:
         return self.record.event
 
 
-def _step(event: StatusEvent) -> Step:
-    return Step(
-        event.to_status,
-        PartialDate(event.effective_date, event.effective_precision),
-        event.position,
-    )
+def _superseded(records: Sequence[EventRecord]) -> dict[uuid.UUID, uuid.UUID]:
+    """Each correction's id, with the id of the event it superseded."""
+    return {
+        record.retraction.superseded_by: record.event.id
+        for record in records
+        if record.retraction is not None and record.retraction.superseded_by is not None
+    }
 
 
-def in_effective_order(records: Sequence[EventRecord]) -> list[EventRecord]:
-    return sorted(records, key=lambda record: effective_order(_step(record.event)))
+def _given_order(records: Sequence[EventRecord]) -> dict[uuid.UUID, int]:
+    """Where each event was given among the others: its recording position, except that a
+    correction takes the place of the event it superseded (a corrected pardon stays
+    before the deportation recorded with it on the same day)."""
+    positions = {record.event.id: record.event.position for record in records}
+    originals = _superseded(records)
+
+    def given(event_id: uuid.UUID) -> int:
+        seen: set[uuid.UUID] = set()
+        while event_id in originals and event_id not in seen:
+            seen.add(event_id)
+            event_id = originals[event_id]
+        return positions[event_id]
+
+    return {event_id: given(event_id) for event_id in positions}
+
+
+def _steps(records: Sequence[EventRecord]) -> dict[uuid.UUID, Step]:
+    given = _given_order(records)
+    return {
+        record.event.id: Step(
+            record.event.to_status,
+            PartialDate(record.event.effective_date, record.event.effective_precision),
+            given[record.event.id],
+        )
+        for record in records
+    }
 
 
 def path_of(records: Sequence[EventRecord]) -> list[EventRecord]:
     """The events that take effect, in effective order."""
-    return [record for record in in_effective_order(records) if record.takes_effect]
+    steps = _steps(records)
+    return effective_sequence(
+        [record for record in records if record.takes_effect],
+        lambda record: steps[record.event.id],
+    )
 
 
 def _state(record: EventRecord) -> EventState:
@@ -81,21 +112,24 @@ def _state(record: EventRecord) -> EventState:
 
 
 def history_entries(records: Sequence[EventRecord]) -> list[HistoryEntry]:
-    """Every event in effective order, with its state and the status it follows on the
-    path (withdrawn events and claims stay visible)."""
-    supersedes = {
-        record.retraction.superseded_by: record.event.id
-        for record in records
-        if record.retraction is not None and record.retraction.superseded_by is not None
-    }
+    """Every event in effective order, with its state and the status on the path before
+    its place (withdrawn events and claims stay visible, where their dates put them)."""
+    steps = _steps(records)
+
+    def step_of(record: EventRecord) -> Step:
+        return steps[record.event.id]
+
+    path = path_of(records)
+    supersedes = _superseded(records)
     entries: list[HistoryEntry] = []
-    previous: Status | None = None
-    for record in in_effective_order(records):
+    for record in effective_sequence(records, step_of):
+        # The path as it would be with this event on it: what the event follows there.
+        placed = path if record.takes_effect else effective_sequence([*path, record], step_of)
+        index = placed.index(record)
+        previous = placed[index - 1].event.to_status if index else None
         entries.append(
             HistoryEntry(record, _state(record), previous, supersedes.get(record.event.id))
         )
-        if record.takes_effect:
-            previous = record.event.to_status
     return entries
 
 
@@ -145,7 +179,8 @@ def as_if_confirmed(record: EventRecord) -> EventRecord:
 def path_error(records: Sequence[EventRecord]) -> PathError | None:
     """Why the path of these records is not a valid one, or None. Nothing may lie after
     the date that is today anywhere on Earth."""
-    return check_path([_step(record.event) for record in path_of(records)], latest_today())
+    steps = _steps(records)
+    return check_path([steps[record.event.id] for record in path_of(records)], latest_today())
 
 
 def refusal(error: PathError, *, what: str) -> DomainError:
@@ -203,11 +238,28 @@ def refuse_dropping_decided_charges(
         )
 
 
+# What a case file shows of each verdict: the sentence, which is public. Named one by one,
+# so that a field added to a sentenced event's (restricted) details is not made public
+# here by accident.
+COURT_DECISION_FIELDS = (
+    "sentence_type",
+    "term_months",
+    "regime",
+    "court",
+    "fine_amount",
+    "fine_currency",
+    "in_absentia",
+    "charge_ids",
+    # how migration 0009 completed a sentence recorded before sentences lived here
+    "carried_over",
+)
+
+
 def _court_decision(event: StatusEvent) -> dict[str, Any]:
     return {
         "event_id": str(event.id),
         "decided_on": str(PartialDate(event.effective_date, event.effective_precision)),
-        **event.details,
+        **{name: event.details[name] for name in COURT_DECISION_FIELDS if name in event.details},
     }
 
 

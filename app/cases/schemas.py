@@ -395,6 +395,11 @@ class CaseRead(BaseModel):
         description="The verdicts: derived from the path's `sentenced` events, whose details "
         "are the one record of a sentence"
     )
+    court_decisions_unmatched: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Court decisions recorded (before sentences lived on their events) that "
+        "match no `sentenced` event of the path; kept as they were recorded",
+    )
     # Fields above the public tier are absent unless the caller's clearance allows them.
     confidentiality: Confidentiality | None = None
     assigned_caseworkers: list[uuid.UUID] | None = None

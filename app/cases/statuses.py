@@ -2,16 +2,18 @@
 
 A case file's status is never written: it is the last step of its path. The path is the
 case file's status events that take effect — not retracted (or superseded), and not a
-pending or rejected claim — ordered by effective date; events on the same first possible
-day keep the order in which they were given. Every change (an appended event, an imported
-history, a retraction, a supersession, a confirmed claim) is accepted only if the
-resulting path is valid as a whole, by `check_path`.
+pending or rejected claim — ordered by effective date; events whose dates do not tell
+which came first keep the order in which they were given. Every change (an appended
+event, an imported history, a retraction, a supersession, a confirmed claim) is accepted
+only if the resulting path is valid as a whole, by `check_path`. (Dates may be partial: see
+`effective_sequence` for how they are ordered.)
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from typing import TypeVar
 
 from app.core.dates import PartialDate
 
@@ -114,7 +116,8 @@ VIOLATION_TEXT: Mapping[Violation, str] = {
 class Step:
     status: Status
     effective: PartialDate
-    # The order in which the events were given (ties on the same first possible day).
+    # The order in which the events were given: it decides between steps whose dates do
+    # not tell which came first.
     given: int = 0
 
 
@@ -137,13 +140,36 @@ def allowed_next(status: Status | None) -> frozenset[Status]:
     return INITIAL if status is None else TRANSITIONS[status]
 
 
-def effective_order(step: Step) -> tuple[date, int]:
-    """Where a step sits in the path: by its first possible day, then as given.
+Item = TypeVar("Item")
 
-    A partial date ("2021-08") sorts by its first day; an event known to the day later in
-    that month that must come first is recorded with a day, or given in that order.
+
+def certainly_before(first: Step, second: Step) -> bool:
+    """The first step's last possible day lies before the second's first possible day."""
+    return first.effective.end < second.effective.start
+
+
+def effective_sequence(items: Sequence[Item], step_of: Callable[[Item], Step]) -> list[Item]:
+    """Items in effective order: one comes before another when its dates certainly do
+    (its last possible day is before the other's first); otherwise, as given.
+
+    A partial date ("2021-08") is the interval of days it may stand for: a release in
+    "2021-08" given after a detention on 2021-08-15 follows it; one in "2021-07" precedes
+    it whatever the order given. At each step the earliest given item that no remaining
+    item certainly precedes comes next (the "certainly before" relation has no cycles).
     """
-    return (step.effective.start, step.given)
+    remaining = sorted(items, key=lambda item: step_of(item).given)
+    ordered: list[Item] = []
+    while remaining:
+        for index, candidate in enumerate(remaining):
+            step = step_of(candidate)
+            if not any(
+                certainly_before(step_of(other), step)
+                for other in remaining
+                if other is not candidate
+            ):
+                ordered.append(remaining.pop(index))
+                break
+    return ordered
 
 
 def check_path(path: Sequence[Step], today: date) -> PathError | None:
@@ -151,7 +177,7 @@ def check_path(path: Sequence[Step], today: date) -> PathError | None:
     if not path:
         return PathError(0, Violation.empty, None, None)
     previous: Status | None = None
-    for step in sorted(path, key=effective_order):
+    for step in effective_sequence(path, lambda step: step):
         if step.status not in allowed_next(previous):
             violation = Violation.not_initial if previous is None else Violation.not_allowed
             return PathError(step.given, violation, previous, step.status)

@@ -49,7 +49,13 @@ from app.cases.schemas import (
 )
 from app.cases.service import visible
 from app.cases.statuses import Status
-from app.core.errors import CollectiveTransitionRejected, Conflict, DatabaseBusy, NotFound
+from app.core.errors import (
+    CollectiveTransitionRejected,
+    Conflict,
+    DatabaseBusy,
+    NotFound,
+    UnknownReference,
+)
 from app.core.versioning import bump, check_version
 from app.sources import service as sources_service
 
@@ -231,7 +237,13 @@ async def supersede(
         case_id=case_id,
         position=len(records),
         recorded_by=caller.principal.staff_id,
-        collective_event_id=target.event.collective_event_id,
+        # A correction stays part of its collective event only as the same kind of event
+        # (a corrected date or decree); another status is no longer what the batch did.
+        collective_event_id=(
+            target.event.collective_event_id
+            if data.event.status is target.event.to_status
+            else None
+        ),
     )
     refuse_unknown_charges(found.case.charges, [correction])
     retraction = StatusEventRetraction(
@@ -245,9 +257,13 @@ async def supersede(
         *_replaced(records, event_id, lambda r: EventRecord(r.event, retraction, r.resolution)),
         EventRecord(correction),
     ]
+    # The path as it stands after the correction, and (if the correction is a claim) as it
+    # would stand once the claim is confirmed.
+    what = "This correction would leave an invalid history"
+    refuse_invalid(after, what=what)
     refuse_invalid(
         [as_if_confirmed(record) if record.event is correction else record for record in after],
-        what="This correction would leave an invalid history",
+        what=what,
     )
     case = found.case
     journal = journal_of(session)
@@ -368,6 +384,13 @@ async def apply_collective(
             )
             for offset, step in enumerate(steps)
         ]
+        try:
+            refuse_unknown_charges(case.charges, made)
+        except UnknownReference as unknown:
+            outcomes.append(
+                CollectiveOutcome(case_id, "rejected", case.status, reason=unknown.detail)
+            )
+            continue
         after = [*records, *(EventRecord(event) for event in made)]
         # The new events must be able to take effect, even if recorded as claims.
         error = path_error([*records, *(as_if_confirmed(EventRecord(e)) for e in made)])

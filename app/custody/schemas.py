@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.cases.statuses import Confidence
-from app.core.clock import today
+from app.core.clock import latest_today
 from app.core.dates import DATE_IN_FUTURE, PartialDate, PartialDateText
 from app.core.types import (
     INPUT,
@@ -167,7 +167,7 @@ def _details_by_kind_schema(schema: dict[str, Any]) -> None:
 
 def _not_in_future(text: str, where: str) -> PartialDate:
     value = PartialDate.parse(text)
-    if value.start > today():
+    if value.start > latest_today():
         raise PydanticCustomError(DATE_IN_FUTURE, f"{where} is in the future")
     return value
 

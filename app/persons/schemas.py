@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from app.access.principal import Tier
 from app.access.tiers import PRIVATE_NAME_TIER
-from app.core.clock import today
+from app.core.clock import latest_today
 from app.core.dates import DATE_IN_FUTURE, PartialDate, PartialDateText, Precision
 from app.core.types import (
     INPUT,
@@ -107,7 +107,7 @@ class Contact(BaseModel):
 
 
 def _not_in_future(value: str | None) -> None:
-    if value is not None and PartialDate.parse(value).start > today():
+    if value is not None and PartialDate.parse(value).start > latest_today():
         raise PydanticCustomError(DATE_IN_FUTURE, "birth_date is in the future")
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from app.core.clock import today
+from app.core.clock import latest_today
 from app.core.dates import DATE_IN_FUTURE, DayFrom1990
 from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, Label, Text
 from app.recognition.criteria import (
@@ -101,7 +101,7 @@ class DecisionCreate(BaseModel):
             raise ValueError("criteria lists a code twice")
         if self.status in REQUIRES_CRITERIA and not self.criteria:
             raise ValueError(f"a '{self.status}' decision must cite at least one criterion")
-        if self.decided_on > today():
+        if self.decided_on > latest_today():
             raise PydanticCustomError(DATE_IN_FUTURE, "decided_on is in the future")
         if self.status in REQUIRES_EXCLUSION:
             if self.rationale is None or not self.rationale.strip():

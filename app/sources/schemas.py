@@ -5,7 +5,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
 
-from app.core.clock import today
+from app.core.clock import latest_today
 from app.core.dates import DATE_IN_FUTURE, DayFrom1900
 from app.core.types import INPUT, NOT_TEXT, OUTPUT, HttpUrl, Label, Text
 from app.sources.models import Reliability
@@ -28,7 +28,7 @@ class SourceCreate(BaseModel):
 
     @model_validator(mode="after")
     def _published_in_the_past(self) -> Self:
-        if self.published_on is not None and self.published_on > today():
+        if self.published_on is not None and self.published_on > latest_today():
             raise PydanticCustomError(DATE_IN_FUTURE, "published_on is in the future")
         return self
 

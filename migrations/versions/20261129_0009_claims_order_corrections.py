@@ -9,13 +9,17 @@
   path's `sentenced` events, whose details are the one record of a sentence.
 - Collective events: `expelled_to` (pardoned and expelled) and their retraction.
 
-Existing data is carried over: each `sentenced` event gets a sentence type (a term or a
-court decision with a term on its date: imprisonment; a fine only: fine) and the court,
-term, regime and fine of the court decision of its date; decisions matching no sentenced
-event are kept in `court_decisions_unmatched`. A case file whose path would rest only on
-unconfirmed events (or become invalid without them) keeps its status: those claims are
-confirmed by this migration, with a reason that says so. Then every case file's derived
-columns are recomputed from its path in effective order.
+Existing data is carried over: each `sentenced` event gets a sentence type (a fine
+alone: fine; otherwise imprisonment) and the court, term, regime and fine of the court
+decision of its date (the same written date, else one whose partial date may be that
+day); what was added is said in its details' `carried_over` (the one time this project
+writes to recorded events: the sentence had no other home). Decisions matching no
+sentenced event are kept, and shown, as `court_decisions_unmatched`. A case file whose path
+would rest only on unconfirmed events (or become invalid without them) keeps its status:
+those claims are confirmed by this migration as of their recording, with a reason that
+says so. Then every case file's derived columns are recomputed from its path in
+effective order; a path valid in recording order but not in effective order is named in
+the migration's log.
 
 Revision ID: 0009
 Revises: 0008
@@ -23,6 +27,7 @@ Create Date: 2026-11-29 23:00:00
 """
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -61,6 +66,7 @@ TRANSITIONS: dict[str | None, set[str]] = {
     "deported": set(),
     "died_in_custody": set(),
 }
+log = logging.getLogger("alembic.runtime.migration")
 CARRIED_OVER = (
     "Confirmed by migration 0009: this unconfirmed event already set the case file's status "
     "before claims stopped moving it."
@@ -163,14 +169,80 @@ def _valid(path: list[dict[str, Any]]) -> bool:
 
 
 def _sentence(details: dict[str, Any], decision: dict[str, Any] | None) -> dict[str, Any]:
+    """The sentenced event's details with the sentence completed; what was added is said
+    in `carried_over`, so that no reader takes an inferred type for a recorded one."""
     merged = dict(details)
+    copied = []
     for key in ("court", "term_months", "regime", "fine_amount", "fine_currency"):
         if decision is not None and decision.get(key) is not None and key not in merged:
             merged[key] = decision[key]
+            copied.append(key)
+    notes = []
+    if copied:
+        notes.append(f"{', '.join(copied)} copied from the case file's court decision")
     if "sentence_type" not in merged:
         fine_only = merged.get("fine_amount") is not None and not merged.get("term_months")
         merged["sentence_type"] = "fine" if fine_only else "imprisonment"
+        notes.append("sentence_type inferred (a fine alone: fine; otherwise imprisonment)")
+    if notes:
+        merged["carried_over"] = "migration 0009: " + "; ".join(notes)
     return merged
+
+
+def _interval(day: date, precision: str) -> tuple[date, date]:
+    if precision == "day":
+        return day, day
+    if precision == "month":
+        following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        return day, date.fromordinal(following.toordinal() - 1)
+    return day, date(day.year, 12, 31)
+
+
+def _decision_interval(text: str) -> tuple[date, date] | None:
+    parts = text.split("-")
+    try:
+        if len(parts) == 3:
+            return _interval(date(int(parts[0]), int(parts[1]), int(parts[2])), "day")
+        if len(parts) == 2:
+            return _interval(date(int(parts[0]), int(parts[1]), 1), "month")
+        return _interval(date(int(parts[0]), 1, 1), "year")
+    except ValueError:
+        return None
+
+
+def _matching_decision(
+    event: dict[str, Any], decisions: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The court decision of the sentenced event's date: the same date as written, else
+    the first whose (partial) date may be that day."""
+    written = _partial(event["effective_date"], event["effective_precision"])
+    exact = next((d for d in decisions if d.get("decided_on") == written), None)
+    if exact is not None:
+        return exact
+    start, end = _interval(event["effective_date"], event["effective_precision"])
+    for decision in decisions:
+        interval = _decision_interval(str(decision.get("decided_on", "")))
+        if interval is not None and interval[0] <= end and start <= interval[1]:
+            return decision
+    return None
+
+
+def _in_effective_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """As app/cases/statuses.effective_sequence at this revision: an event comes before
+    another when its last possible day is before the other's first; otherwise as given."""
+    remaining = sorted(events, key=lambda e: e["position"])
+    ordered: list[dict[str, Any]] = []
+    while remaining:
+        for index, candidate in enumerate(remaining):
+            first = _interval(candidate["effective_date"], candidate["effective_precision"])[0]
+            if not any(
+                _interval(other["effective_date"], other["effective_precision"])[1] < first
+                for other in remaining
+                if other is not candidate
+            ):
+                ordered.append(remaining.pop(index))
+                break
+    return ordered
 
 
 def _carry_over(bind: sa.Connection) -> None:
@@ -185,18 +257,16 @@ def _carry_over_case(bind: sa.Connection, case_id: Any, decisions: list[dict[str
             "SELECT e.id, e.position, e.to_status, e.effective_date, e.effective_precision,"
             " e.confidence, e.details, e.recorded_at, r.id IS NOT NULL AS retracted"
             " FROM status_event e LEFT JOIN status_event_retraction r ON r.event_id = e.id"
-            " WHERE e.case_file_id = :case_id ORDER BY e.effective_date, e.position"
+            " WHERE e.case_file_id = :case_id ORDER BY e.position"
         ),
         {"case_id": case_id},
     ).mappings()
-    events = [dict(row) for row in rows]
+    events = _in_effective_order([dict(row) for row in rows])
     unmatched = list(decisions)
     for event in events:
         if event["to_status"] != "sentenced":
             continue
-        decision = next(
-            (d for d in unmatched if d.get("decided_on") == str(event["effective_date"])), None
-        )
+        decision = _matching_decision(event, unmatched)
         if decision is not None:
             unmatched.remove(decision)
         event["details"] = _sentence(dict(event["details"] or {}), decision)
@@ -205,7 +275,7 @@ def _carry_over_case(bind: sa.Connection, case_id: Any, decisions: list[dict[str
             {"id": event["id"], "details": json.dumps(event["details"])},
         )
     live = [e for e in events if not e["retracted"]]
-    path = [e for e in live if e["confidence"] != "unconfirmed"]
+    path = _in_effective_order([e for e in live if e["confidence"] != "unconfirmed"])
     confirmed_by_migration: set[Any] = set()
     if not _valid(path):
         # The status rested on these claims: keep it, and say why they now count.
@@ -217,16 +287,22 @@ def _carry_over_case(bind: sa.Connection, case_id: Any, decisions: list[dict[str
                         "INSERT INTO status_claim_resolution (id, event_id, case_file_id,"
                         " outcome, confidence, reason, source_ids, recorded_at)"
                         " VALUES (:id, :event_id, :case_id, 'confirmed', NULL, :reason, '{}',"
-                        " now())"
+                        " :recorded_at)"
                     ),
                     {
                         "id": new_id(),
                         "event_id": event["id"],
                         "case_id": case_id,
                         "reason": CARRIED_OVER,
+                        # It took effect when it was recorded: "as known at" sees it so.
+                        "recorded_at": event["recorded_at"],
                     },
                 )
-        path = live
+        path = _in_effective_order(live)
+        if not _valid(path):
+            # Valid in recording order once, not in effective order: kept as it is, its
+            # status derived from its last step, and named so that someone corrects it.
+            log.warning("case file %s: its status path is not valid in effective order", case_id)
     pending = sum(
         1
         for e in live

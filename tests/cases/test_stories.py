@@ -549,3 +549,145 @@ async def test_a_verdict_names_the_charges_it_decided(client: httpx.AsyncClient)
     )
     assert dropped.status_code == 200, dropped.text
     assert [c["charge_id"] for c in dropped.json()["charges"]] == [decided]
+
+
+class TestCorrectionsKeepTheirPlace:
+    async def test_a_corrected_pardon_stays_before_the_expulsion_of_the_same_day(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        case = await create_case(
+            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
+        )
+        made = await client.post(
+            f"{API}/collective-events",
+            json=amnesty(
+                [case["id"]],
+                kind="pardon",
+                to_status="pardoned",
+                details={},
+                effective_date="2025-09-11",
+                expelled_to="LT",
+            ),
+        )
+        assert made.status_code == 201, made.text
+        pardon = next(e for e in await _events(client, case) if e["to_status"] == "pardoned")
+        corrected = await _post(
+            client,
+            case,
+            f"{pardon['id']}/supersession",
+            {
+                "reason": "The decree number was wrong",
+                "event": event(
+                    "pardoned", "2025-09-11", details={"pardon_decree": "No. 2 (synthetic)"}
+                ),
+            },
+            2,
+        )
+        assert corrected.status_code == 201, corrected.text
+        assert corrected.json()["event"]["collective_event_id"] == made.json()["id"]
+        in_effect = [
+            e["to_status"] for e in await _events(client, case) if e["state"] == "in_effect"
+        ]
+        assert in_effect[-2:] == ["pardoned", "deported"]
+
+    async def test_a_corrected_term_stays_before_the_release_of_the_same_day(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """Sentenced to time served and released in court."""
+        case = await create_case(
+            client,
+            history=[
+                event("detained", "2021-08-10"),
+                event("sentenced", "2022-01-15", details={"term_months": 5}),
+                event("released", "2022-01-15"),
+            ],
+        )
+        sentence = (await _events(client, case))[1]
+        corrected = await _post(
+            client,
+            case,
+            f"{sentence['id']}/supersession",
+            {"reason": "5 months and 5 days", "event": event("sentenced", "2022-01-15")},
+            1,
+        )
+        assert corrected.status_code == 201, corrected.text
+        assert (await _case(client, case))["status"] == "released"
+
+    async def test_a_correction_recorded_as_a_claim_cannot_empty_or_break_the_path(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        case = await create_case(
+            client, history=[event("detained", "2021-08-10"), event("sentenced", "2022-01-01")]
+        )
+        detained = (await _events(client, case))[0]
+        # As a claim the correction would not be on the path: it would start with the sentence.
+        claim = event("detained", "2021-08-11", confidence="unconfirmed")
+        response = await _post(
+            client, case, f"{detained['id']}/supersession", {"reason": "x", "event": claim}, 1
+        )
+        assert response.status_code == 409, response.text
+        current = await _case(client, case)
+        assert (current["status"], current["detained_on"], current["version"]) == (
+            "sentenced",
+            "2021-08-10",
+            1,
+        )
+
+    async def test_a_correction_into_another_status_leaves_the_collective_event(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        case = await create_case(
+            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
+        )
+        made = await client.post(
+            f"{API}/collective-events",
+            json=amnesty([case["id"]], kind="pardon", to_status="pardoned", details={}),
+        )
+        pardon = next(e for e in await _events(client, case) if e["to_status"] == "pardoned")
+        corrected = await _post(
+            client,
+            case,
+            f"{pardon['id']}/supersession",
+            {
+                "reason": "She died before the decree",
+                "event": event("died_in_custody", "2023-01-20"),
+            },
+            2,
+        )
+        assert corrected.status_code == 201, corrected.text
+        assert corrected.json()["event"]["collective_event_id"] is None
+        read = (await client.get(f"{API}/collective-events/{made.json()['id']}")).json()
+        assert [r["outcome"] for r in read["results"]] == ["superseded"]
+
+
+async def test_a_month_given_after_a_day_in_it_follows_that_day(
+    client: httpx.AsyncClient,
+) -> None:
+    """Detained on 15 August, released "in August": the order given decides."""
+    case = await create_case(
+        client, history=[event("detained", "2021-08-15"), event("released", "2021-08")]
+    )
+    assert (case["status"], case["detained_on"]) == ("released", "2021-08-15")
+    late = await transition(client, case, "sentenced", "2021-08")
+    assert late.status_code == 409  # released → sentenced, as given
+
+
+async def test_a_collective_verdict_names_only_charges_of_each_case_file(
+    client: httpx.AsyncClient,
+) -> None:
+    case = await create_case(client)
+    response = await client.post(
+        f"{API}/collective-events",
+        json=amnesty(
+            [case["id"]],
+            kind="other",
+            to_status="sentenced",
+            details={
+                "sentence_type": "imprisonment",
+                "charge_ids": ["01900000-0000-7000-8000-000000000000"],
+            },
+        ),
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["results"][0]["outcome"] == "rejected"
+    assert (await _case(client, case))["status"] == "detained"

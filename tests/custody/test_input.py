@@ -15,7 +15,8 @@ from tests.factories import create_case
 
 PROBLEM = "application/problem+json"
 NOWHERE = str(uuid.UUID(int=0x0190_0000_0000_7000_8000_0000_0000_0001))
-TOMORROW = (today() + timedelta(days=1)).isoformat()
+# Two days ahead of UTC is in the future in every time zone on Earth.
+TOMORROW = (today() + timedelta(days=2)).isoformat()
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ class TestRecognition:
     ) -> None:
         person = await create_person(client)
         before = await row_counts(db)
-        tomorrow = (today() + timedelta(days=1)).isoformat()
+        tomorrow = (today() + timedelta(days=2)).isoformat()
         for bad in (
             {**RECOGNISED, "criteria": ["G9.9"]},
             {**RECOGNISED, "criteria": []},
