@@ -225,6 +225,43 @@ class NameSearch(Workload):
             await self.record(connection, "person.list", None, related=[r["id"] for r in found])
 
 
+SENTENCE_DETAILS = '{"sentence_type": "imprisonment", "term_months": 24}'
+
+
+def _derived_columns(
+    cases: Sequence[Any], *, today: date, now: datetime, event_ids: Sequence[uuid.UUID]
+) -> list[list[Any]]:
+    """The arguments of SQL_UPDATE_STATUS for case files just sentenced (as the cases
+    service derives them), one list per column."""
+    decisions = [
+        json.dumps(
+            [
+                {
+                    "event_id": str(event_id),
+                    "decided_on": today.isoformat(),
+                    **json.loads(SENTENCE_DETAILS),
+                }
+            ]
+        )
+        for event_id in event_ids
+    ]
+    return [
+        [case["id"] for case in cases],
+        ["sentenced"] * len(cases),
+        [today] * len(cases),
+        ["day"] * len(cases),
+        ["reported"] * len(cases),
+        [case["detained_on"] for case in cases],
+        [case["detained_precision"] for case in cases],
+        [True] * len(cases),
+        ["imprisonment"] * len(cases),
+        decisions,
+        [0] * len(cases),
+        [case["version"] + 1 for case in cases],
+        [now] * len(cases),
+    ]
+
+
 def _sentenced_event(
     case_id: uuid.UUID,
     position: int,
@@ -271,7 +308,10 @@ def _event_change(event_id: uuid.UUID, case_id: uuid.UUID) -> dict[str, Any]:
             "case_file_id": {"before": None, "after": str(case_id)},
             "to_status": {"before": None, "after": "sentenced"},
             "confidence": {"before": None, "after": "reported"},
-            "details": {"before": None, "after": {"term_months": 24}},
+            "details": {
+                "before": None,
+                "after": {"sentence_type": "imprisonment", "term_months": 24},
+            },
             "note": {"before": None, "after": MARK},
         },
     }
@@ -307,7 +347,7 @@ class StatusTransition(Workload):
                 "to_status": "sentenced",
                 "effective_date": self.today.isoformat(),
                 "confidence": "reported",
-                "details": {"term_months": 24},
+                "details": {"sentence_type": "imprisonment", "term_months": 24},
                 "note": MARK,
             },
             headers={"If-Match": f'"{self.versions[case_id]}"'},
@@ -328,19 +368,13 @@ class StatusTransition(Workload):
             case = await connection.fetchrow(repository.SQL_CASE_LOCKED, case_id)
             events = await connection.fetch(repository.SQL_EVENTS, [case_id])
             event = _sentenced_event(
-                case_id, len(events), today=self.today, now=now, details='{"term_months": 24}'
+                case_id, len(events), today=self.today, now=now, details=SENTENCE_DETAILS
             )
             event_id = event[0]
             await connection.execute(repository.SQL_INSERT_EVENT, *event)
             await connection.fetch(
                 repository.SQL_UPDATE_STATUS,
-                [case_id],
-                ["sentenced"],
-                [self.today],
-                ["day"],
-                [case["detained_on"]],
-                [case["version"] + 1],
-                [now],
+                *_derived_columns([case], today=self.today, now=now, event_ids=[event_id]),
             )
             await self.record(
                 connection,
@@ -385,6 +419,7 @@ class CollectiveTransition(Workload):
                 "to_status": "sentenced",
                 "confidence": "reported",
                 "note": MARK,
+                "details": json.loads(SENTENCE_DETAILS),
                 "case_file_ids": [str(case_id) for case_id in block],
             },
         )
@@ -415,29 +450,22 @@ class CollectiveTransition(Workload):
             counts: dict[uuid.UUID, int] = {}
             for event in events:
                 counts[event["case_file_id"]] = counts.get(event["case_file_id"], 0) + 1
-            await connection.executemany(
-                repository.SQL_INSERT_EVENT,
-                [
-                    _sentenced_event(
-                        case["id"],
-                        counts.get(case["id"], 0),
-                        today=self.today,
-                        now=now,
-                        details="{}",
-                        collective_id=collective_id,
-                    )
-                    for case in cases
-                ],
-            )
+            rows = [
+                _sentenced_event(
+                    case["id"],
+                    counts.get(case["id"], 0),
+                    today=self.today,
+                    now=now,
+                    details=SENTENCE_DETAILS,
+                    collective_id=collective_id,
+                )
+                for case in cases
+            ]
+            event_ids = [row[0] for row in rows]
+            await connection.executemany(repository.SQL_INSERT_EVENT, rows)
             await connection.fetch(
                 repository.SQL_UPDATE_STATUS,
-                [case["id"] for case in cases],
-                ["sentenced"] * len(cases),
-                [self.today] * len(cases),
-                ["day"] * len(cases),
-                [case["detained_on"] for case in cases],
-                [case["version"] + 1 for case in cases],
-                [now] * len(cases),
+                *_derived_columns(cases, today=self.today, now=now, event_ids=event_ids),
             )
             await self.record(
                 connection,

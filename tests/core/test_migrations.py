@@ -137,9 +137,11 @@ async def test_charges_stored_before_charge_ids_get_one_each_and_keep_the_rest(
                 await connection.execute(
                     "INSERT INTO case_file (id, person_id, reference, jurisdiction,"
                     " deprivation_type, confidentiality, status, status_since,"
-                    " status_since_precision, detained_on, version, created_at, updated_at,"
+                    " status_since_precision, status_confidence, detained_on,"
+                    " detained_precision, in_custody, version, created_at, updated_at,"
                     " charges) VALUES ($1, $2, $3, 'BY', 'pretrial_custody', 'normal',"
-                    " 'detained', '2021-08-10', 'day', '2021-08-10', 4, now(), now(), $4::jsonb)",
+                    " 'detained', '2021-08-10', 'day', 'confirmed', '2021-08-10', 'day', true,"
+                    " 4, now(), now(), $4::jsonb)",
                     case,
                     person_id,
                     f"HB-2021-{case.hex[:6]}",

@@ -130,9 +130,13 @@ def targets(person: dict[str, Any], case: dict[str, Any]) -> list[Target]:
             "POST",
             f"{API}/cases",
             lambda text: case_body(
-                person["id"], court_decisions=[{"court": f"Minsk{text}", "decided_on": "2021"}]
+                person["id"],
+                [
+                    event("detained", "2021-01-01"),
+                    event("sentenced", "2021-06", details={"court": f"Minsk{text}"}),
+                ],
             ),
-            ["body", "court_decisions", 0, "court"],
+            ["body", "status_history", 1, "sentenced", "details", "court"],
         ),
         Target(
             "detention place note",
@@ -149,7 +153,8 @@ def targets(person: dict[str, Any], case: dict[str, Any]) -> list[Target]:
             "POST",
             f"{API}/cases/{case['id']}/status-events",
             lambda text: event("sentenced", "2022-01-01", note=f"verdict{text} read"),
-            ["body", "note"],
+            # The status names the schema the event was read with (a discriminated union).
+            ["body", "sentenced", "note"],
             free_text=True,
             headers={"If-Match": f'"{case["version"]}"'},
         ),
@@ -219,8 +224,8 @@ RECOGNITION = {
 
 def collective_body(case_ids: list[str], **overrides: Any) -> dict[str, Any]:
     return {
-        "title": "Pardon and expulsion",
-        "kind": "pardon",
+        "title": "Expulsion",
+        "kind": "deportation",
         "effective_date": "2025-09-11",
         "to_status": "deported",
         "destination_country": "LT",
