@@ -84,6 +84,8 @@ SENTENCE_TYPES: list[tuple[SentenceType, float]] = [
 CLAIM_SHARE = 0.04
 # Sentences whose term was later corrected (superseded).
 CORRECTED_SHARE = 0.02
+# Case files whose last event was entered twice (the copy retracted).
+DUPLICATE_SHARE = 0.01
 
 PERSON_COLUMNS = (
     "id",
@@ -662,8 +664,13 @@ class _Generator:
             records.append(EventRecord(event))
             return event
 
+        held = False
         for position, (status, day, collective) in enumerate(path):
             details = self.details(status, collective)
+            held = held or status is S.detained
+            if status is S.sentenced and not held and rng.random() < 0.5:
+                # Prosecuted at liberty (abroad, often) and sentenced in absentia.
+                details["in_absentia"] = True
             recorded = _moment(min(day + timedelta(days=rng.randrange(0, 30)), AS_OF), rng)
             last_recorded = max(last_recorded, recorded)
             confidence = Confidence.confirmed
@@ -693,6 +700,31 @@ class _Generator:
                     reason="The term was misreported; corrected from the verdict.",
                     superseded_by=correction.id,
                     recorded_at=corrected_at,
+                    recorded_by=None,
+                ),
+            )
+        if rng.random() < DUPLICATE_SHARE:
+            # The last event entered twice, and the copy retracted.
+            copy = records[-1].event
+            again = _moment(min(copy.effective_date + timedelta(days=30), AS_OF), rng)
+            last_recorded = max(last_recorded, again)
+            twice = record(
+                copy.to_status,
+                copy.effective_date,
+                None,
+                dict(copy.details),
+                copy.confidence,
+                again,
+            )
+            records[-1] = EventRecord(
+                twice,
+                Retraction.model_construct(
+                    id=self.new_id(again),
+                    event_id=twice.id,
+                    case_file_id=case_id,
+                    reason="Entered twice.",
+                    superseded_by=None,
+                    recorded_at=again,
                     recorded_by=None,
                 ),
             )

@@ -9,7 +9,13 @@ import pytest
 
 from app.cases.statuses import TRANSITIONS, SentenceType, Status, Step, check_path
 from app.core.dates import PartialDate, Precision
-from app.seed.generator import CASE_COLUMNS, COLLECTIVE_COLUMNS, NEXT_STEP_WEIGHTS, generate
+from app.seed.generator import (
+    CASE_COLUMNS,
+    COLLECTIVE_COLUMNS,
+    EVENT_COLUMNS,
+    NEXT_STEP_WEIGHTS,
+    generate,
+)
 from app.seed.loader import SeedRefused, load
 from tests.factories import API
 
@@ -58,6 +64,9 @@ def test_the_population_looks_like_the_real_work() -> None:
     assert any(c[cases["status"]] == "charged" for c in data.cases)
     assert any(not c[cases["in_custody"]] and c[cases["status"]] == "sentenced" for c in data.cases)
     assert any(r[4] is not None for r in data.retractions)
+    assert any(r[4] is None for r in data.retractions)
+    events = {name: index for index, name in enumerate(EVENT_COLUMNS)}
+    assert any('"in_absentia": true' in e[events["details"]] for e in data.events)
     assert {r[3] for r in data.resolutions} == {"confirmed", "rejected"}
 
 
