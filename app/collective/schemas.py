@@ -4,26 +4,78 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.cases.schemas import StatusEventFields, status_event_input, validated_details
+from app.cases.schemas import (
+    DETAILS_BY_STATUS,
+    StatusEventFields,
+    status_event_input,
+    validated_details,
+)
 from app.cases.statuses import Confidence, Status
 from app.collective.models import KIND_FITS, CollectiveKind
 from app.core.dates import PartialDateText
-from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, CountryCode, Label, Text
+from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, CountryCode, Label, Text, inline_schema
 from app.sources.schemas import SourceIds
 
 MAX_CASE_FILES = 2000
 
 
-def _collective_schema(schema: dict[str, Any]) -> None:
-    """Publish the rules of `_consistent`: each kind's transitions, and where a
-    deportation's country is given."""
-    schema["allOf"] = [
-        {
-            "if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
-            "then": {"properties": {"to_status": {"enum": sorted(KIND_FITS[kind])}}},
+# "Pardoned and expelled": the transitions an expulsion may follow.
+EXPELLED_AFTER: frozenset[Status] = frozenset({Status.pardoned, Status.released})
+
+
+def _when(status_condition: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "if": {"properties": {"to_status": status_condition}, "required": ["to_status"]},
+        "then": then,
+    }
+
+
+def _details_of(status: Status) -> dict[str, Any]:
+    """What `details` holds (and whether it must be given) for a transition to `status`."""
+    model = DETAILS_BY_STATUS[status]
+    then: dict[str, Any] = {"properties": {"details": inline_schema(model)}}
+    if any(field.is_required() for field in model.model_fields.values()):
+        then["required"] = ["details"]
+    if status is Status.deported:
+        # The country at the top, or in details: exactly once.
+        then = {
+            "oneOf": [
+                {
+                    "required": ["destination_country"],
+                    "properties": {
+                        "destination_country": {"type": "string"},
+                        "details": {"type": "object", "maxProperties": 0},
+                    },
+                },
+                {
+                    **then,
+                    "properties": {**then["properties"], "destination_country": {"type": "null"}},
+                },
+            ]
         }
-        for kind in CollectiveKind
-        if KIND_FITS[kind] != frozenset(Status)
+    return _when({"const": status.value}, then)
+
+
+def _collective_schema(schema: dict[str, Any]) -> None:
+    """Publish the rules of `_consistent`: each kind's transitions, what `details` holds
+    for each status, and where a deportation's country and an expulsion are given."""
+    expels = sorted(EXPELLED_AFTER)
+    schema["allOf"] = [
+        *(
+            {
+                "if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
+                "then": {"properties": {"to_status": {"enum": sorted(KIND_FITS[kind])}}},
+            }
+            for kind in CollectiveKind
+            if KIND_FITS[kind] != frozenset(Status)
+        ),
+        *(_details_of(status) for status in Status if status is not Status.deported),
+        _details_of(Status.deported),
+        _when(
+            {"not": {"const": Status.deported.value}},
+            {"properties": {"destination_country": {"type": "null"}}},
+        ),
+        _when({"not": {"enum": expels}}, {"properties": {"expelled_to": {"type": "null"}}}),
     ]
     schema["properties"]["details"]["description"] = (
         "What each event says about itself, as for one status event of `to_status` "
@@ -69,10 +121,7 @@ class CollectiveEventCreate(BaseModel):
             if "destination_country" in self.details:
                 raise ValueError("give destination_country once: at the top or in details")
             self.details = {**self.details, "destination_country": self.destination_country}
-        if self.expelled_to is not None and self.to_status not in (
-            Status.pardoned,
-            Status.released,
-        ):
+        if self.expelled_to is not None and self.to_status not in EXPELLED_AFTER:
             raise ValueError("expelled_to follows a pardon or a release")
         self.details = validated_details(self.to_status, self.details)
         return self

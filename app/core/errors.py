@@ -172,11 +172,13 @@ class PreconditionFailed(DomainError):
     title = "The resource changed since you read it"
 
 
-class UnusableIfMatch(PreconditionFailed):
-    """If-Match that can match no version: weak, `*`, several tags or not an ETag. RFC 9110
-    §13.1.1 answers it with 412 like a stale one, but the caller must change the header, not
-    read the record again."""
+class UnusableIfMatch(DomainError):
+    """If-Match that can match no version: weak, `*`, several tags or not an ETag. A weak
+    tag never matches (If-Match compares strongly, RFC 9110 §13.1.1); the contract declares
+    If-Match as one strong ETag, so any other form is a bad request (400), never a 412 that
+    would send the client to read the record again: the header is what must change."""
 
+    status_code = 400
     slug = "if-match-unusable"
     title = "If-Match must be the one strong ETag of the version read"
 

@@ -121,6 +121,11 @@ CAUSES: dict[int, tuple[Cause, ...]] = {
             f" (`{UnknownQueryParameter.slug}`), or gives one that takes one value more than"
             f" once (`{RepeatedQueryParameter.slug}`)",
         ),
+        Cause(
+            "If-Match",
+            "If-Match is weak (W/), `*`, several tags or no ETag, which match no version"
+            f' (`{UnusableIfMatch.slug}`): send the strong ETag read, e.g. "3"',
+        ),
     ),
     409: (
         Cause(
@@ -139,11 +144,6 @@ CAUSES: dict[int, tuple[Cause, ...]] = {
             "If-Match",
             f"the record changed since it was read (`{PreconditionFailed.slug}`): read it again",
             the_routes_own=True,
-        ),
-        Cause(
-            "If-Match",
-            "If-Match is weak (W/), `*`, several tags or no ETag, which match no version"
-            f' (`{UnusableIfMatch.slug}`): send the strong ETag read, e.g. "3"',
         ),
     ),
 }
@@ -168,7 +168,7 @@ REFUSALS_BY_INPUT: dict[str, tuple[int, ...]] = {
     "query parameter": (422,),
     "cursor": (400,),
     "body": (400, 408, 413, 415, 422),
-    "If-Match": (412, 428),
+    "If-Match": (400, 412, 428),
     "Idempotency-Key": (409, 422),
     # A change that the record's present state refuses (a name taken, a request decided
     # already, a credential of the other kind): whatever the route says besides.

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from app.core.errors import InvalidCursor, UnprocessableInput
 from app.core.http import settings_of
@@ -30,10 +30,20 @@ class PageRequest(BaseModel):
     cursor: str | None
 
 
+def _digits_only(value: object) -> object:
+    """A page size is written in digits: "9 " or "+9" is not one (pydantic would read
+    them as 9, where the contract says integer)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("limit is a whole number written in digits")
+    return value
+
+
 async def page_request(
     request: Request,
     limit: Annotated[
-        int | None, Query(ge=1, description="Page size; the maximum is fixed.")
+        int | None,
+        BeforeValidator(_digits_only),
+        Query(ge=1, description="Page size; the maximum is fixed."),
     ] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:

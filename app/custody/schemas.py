@@ -146,6 +146,7 @@ def _details_by_kind_schema(schema: dict[str, Any]) -> None:
             then["required"] = ["details"]
         if kind is CustodyKind.transfer:
             then["required"] = ["facility_id"]
+            then["properties"]["facility_id"] = {"type": "string", "format": "uuid"}
         else:
             then["properties"] |= {
                 "facility_id": {"type": "null"},

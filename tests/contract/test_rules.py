@@ -94,7 +94,7 @@ class TestTheDocument:
         self, anonymous: httpx.AsyncClient
     ) -> None:
         """A stale version (412 `stale-version`), an If-Match that can match no version,
-        such as a weak ETag (412 `if-match-unusable`), and a missing one (428)."""
+        such as a weak ETag (400 `if-match-unusable`), and a missing one (428)."""
         document = await _contract(anonymous)
         seen = 0
         for path, method, operation in _operations(document):
@@ -106,8 +106,8 @@ class TestTheDocument:
                 assert status in responses, (method, path, status)
                 schema = responses[status]["content"][PROBLEM]["schema"]
                 assert schema == {"$ref": "#/components/schemas/Problem"}, (method, path)
-            assert "`if-match-unusable`" in responses["412"]["description"], (method, path)
-            assert "weak" in responses["412"]["description"], (method, path)
+            assert "`if-match-unusable`" in responses["400"]["description"], (method, path)
+            assert "weak" in responses["400"]["description"], (method, path)
         assert seen >= 10
 
     # The routes whose own state can refuse a change, with the problem types their 409

@@ -46,4 +46,14 @@ async def test_if_match_must_be_exactly_a_quoted_version(client: httpx.AsyncClie
         response = await client.patch(
             f"{API}/cases/{case['id']}", json={"jurisdiction": "RU"}, headers={"If-Match": value}
         )
-        assert response.status_code == 412, value
+        # Not a strong ETag: the header must change (400), not the version read (412).
+        assert response.status_code == 400, value
+        assert response.json()["type"].endswith("if-match-unusable"), value
+
+
+async def test_a_page_size_is_written_in_digits(client: httpx.AsyncClient) -> None:
+    """The contract says integer: "9 ", "+9" or Arabic-Indic digits are not one."""
+    for value, status in (("9 ", 422), ("+9", 422), ("٩", 422), ("9", 200)):
+        for path in ("cases", "facilities"):
+            response = await client.get(f"{API}/{path}", params={"limit": value})
+            assert response.status_code == status, (path, value, response.text)
