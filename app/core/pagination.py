@@ -42,8 +42,8 @@ async def page_request(
     request: Request,
     limit: Annotated[
         int | None,
-        BeforeValidator(_digits_only),
         Query(ge=1, description="Page size; the maximum is fixed."),
+        BeforeValidator(_digits_only),
     ] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
