@@ -150,8 +150,10 @@ class TestUpdatePerson:
         stale = await client.patch(url, json={"occupation": "second"}, headers={"If-Match": '"1"'})
         assert stale.status_code == 412
         assert stale.json()["current_version"] == 2
+        # `*` would overwrite whatever version: the header must change (400).
         wildcard = await client.patch(url, json={"occupation": "third"}, headers={"If-Match": "*"})
-        assert wildcard.status_code == 412
+        assert wildcard.status_code == 400
+        assert wildcard.json()["type"].endswith("if-match-unusable")
         assert await db.fetchval("SELECT occupation FROM person") == "first"
 
     async def test_required_fields_cannot_be_cleared(self, client: httpx.AsyncClient) -> None:
