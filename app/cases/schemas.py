@@ -80,6 +80,14 @@ class CaseFilters:
     recognition_status: str | None = None
     former_political_prisoner: bool | None = None
 
+    def on_restricted_facts(self) -> bool:
+        """Whether it filters on a fact of the restricted tier: where a person is held,
+        whether anyone knows, where they were deported to (an event's details)."""
+        return any(
+            value is not None
+            for value in (self.facility_id, self.incommunicado, self.destination_country)
+        )
+
 
 ChargeCode = Annotated[
     str,

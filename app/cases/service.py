@@ -263,6 +263,10 @@ async def list_cases(
     cursor: str | None,
     limit: int,
 ) -> CasePage:
+    if filters.on_restricted_facts():
+        # Filtering by a restricted fact (a place of detention, an event's details) would
+        # tell it to a caller who may not read it.
+        caller.require("case.list_restricted", area("cases"))
     fingerprint = query_fingerprint({"cases": filters.__dict__, "persons": person_filters.__dict__})
     after = cursor_uuid(decode_cursor(cursor, fingerprint, 1)[0]) if cursor else None
     person_ids = (

@@ -97,21 +97,29 @@ class _Locked:
     records: list[EventRecord]
 
 
-async def _locked(
-    session: AsyncSession, caller: Caller, case_id: uuid.UUID, expected_version: int
-) -> _Locked:
+async def _locked(session: AsyncSession, caller: Caller, case_id: uuid.UUID) -> _Locked:
+    """The case file, locked, if the caller may change its path, with its history."""
     found = await visible(session, caller, case_id, for_update=True)
     caller.require("case.transition", found.resource)
-    check_version(found.case.version, expected_version, what="case file")
     records = (await repository.events_of(session, [case_id])).get(case_id, [])
     return _Locked(found.case, records)
 
 
-def _target(records: Sequence[EventRecord], event_id: uuid.UUID) -> EventRecord:
-    for record in records:
-        if record.event.id == event_id:
-            return record
-    raise NotFound("No such status event in this case file.")
+async def _locked_event(
+    session: AsyncSession,
+    caller: Caller,
+    case_id: uuid.UUID,
+    event_id: uuid.UUID,
+    expected_version: int,
+) -> tuple[_Locked, EventRecord]:
+    """As `_locked`, with one of the case file's events: a missing event is a 404 whatever
+    the version, then a stale version a 412."""
+    locked = await _locked(session, caller, case_id)
+    target = next((r for r in locked.records if r.event.id == event_id), None)
+    if target is None:
+        raise NotFound("No such status event in this case file.")
+    check_version(locked.case.version, expected_version, what="case file")
+    return locked, target
 
 
 def _replaced(
@@ -150,8 +158,9 @@ async def append(
 ) -> StatusChange:
     """Record an event. Late news is inserted where its effective date puts it; a claim
     (unconfirmed) moves nothing, but must be one that could take effect."""
-    locked = await _locked(session, caller, case_id, expected_version)
+    locked = await _locked(session, caller, case_id)
     case, records = locked.case, locked.records
+    check_version(case.version, expected_version, what="case file")
     await sources_service.ensure_exist(session, data.source_ids)
     event = new_event(
         data, case_id=case_id, position=len(records), recorded_by=caller.principal.staff_id
@@ -180,11 +189,8 @@ async def retract(
     expected_version: int,
     reason: str,
 ) -> StatusChange:
-    found = await visible(session, caller, case_id, for_update=True)
-    caller.require("case.transition", found.resource)
-    records = (await repository.events_of(session, [case_id])).get(case_id, [])
-    target = _target(records, event_id)
-    check_version(found.case.version, expected_version, what="case file")
+    locked, target = await _locked_event(session, caller, case_id, event_id, expected_version)
+    case, records = locked.case, locked.records
     if target.withdrawn:
         raise Conflict("This status event is already retracted.")
     retraction = StatusEventRetraction(
@@ -195,7 +201,6 @@ async def retract(
     )
     after = _replaced(records, event_id, lambda r: EventRecord(r.event, retraction, r.resolution))
     refuse_invalid(after, what="Retracting this event would leave an invalid history")
-    case = found.case
     journal = journal_of(session)
     case_before = case_snapshot(journal, case)
     await repository.add_retractions(session, [retraction])
@@ -224,11 +229,8 @@ async def supersede(
 ) -> StatusChange:
     """Replace an event with a corrected one in one step: the original is kept, retracted
     with the reason and a link to its correction, which keeps its collective event."""
-    found = await visible(session, caller, case_id, for_update=True)
-    caller.require("case.transition", found.resource)
-    records = (await repository.events_of(session, [case_id])).get(case_id, [])
-    target = _target(records, event_id)
-    check_version(found.case.version, expected_version, what="case file")
+    locked, target = await _locked_event(session, caller, case_id, event_id, expected_version)
+    case, records = locked.case, locked.records
     if target.withdrawn:
         raise Conflict("This status event is already retracted or superseded.")
     await sources_service.ensure_exist(session, data.event.source_ids)
@@ -245,7 +247,7 @@ async def supersede(
             else None
         ),
     )
-    refuse_unknown_charges(found.case.charges, [correction])
+    refuse_unknown_charges(case.charges, [correction])
     retraction = StatusEventRetraction(
         event_id=event_id,
         case_file_id=case_id,
@@ -265,7 +267,6 @@ async def supersede(
         [as_if_confirmed(record) if record.event is correction else record for record in after],
         what=what,
     )
-    case = found.case
     journal = journal_of(session)
     case_before = case_snapshot(journal, case)
     await repository.add_events(session, [correction])
@@ -299,11 +300,8 @@ async def settle_claim(
 ) -> StatusChange:
     """Confirm a claim (it takes effect from now on, where its date puts it in the path)
     or reject it (it never does); either is recorded once, with who and when."""
-    found = await visible(session, caller, case_id, for_update=True)
-    caller.require("case.transition", found.resource)
-    records = (await repository.events_of(session, [case_id])).get(case_id, [])
-    target = _target(records, event_id)
-    check_version(found.case.version, expected_version, what="case file")
+    locked, target = await _locked_event(session, caller, case_id, event_id, expected_version)
+    case, records = locked.case, locked.records
     if not target.pending:
         raise Conflict(
             "Only a pending claim (an unconfirmed event not yet confirmed, rejected or "
@@ -322,7 +320,6 @@ async def settle_claim(
     )
     after = _replaced(records, event_id, lambda r: EventRecord(r.event, r.retraction, resolution))
     refuse_invalid(after, what="Confirming this claim would leave an invalid history")
-    case = found.case
     journal = journal_of(session)
     case_before = case_snapshot(journal, case)
     await repository.add_resolution(session, resolution)
@@ -341,6 +338,22 @@ async def settle_claim(
     return StatusChange(entry, case)
 
 
+async def _lock_batch(
+    session: AsyncSession, caller: Caller, case_ids: Sequence[uuid.UUID]
+) -> tuple[dict[uuid.UUID, CaseFile], dict[uuid.UUID, list[EventRecord]], set[uuid.UUID]]:
+    """The existing case files of a batch, locked in id order, their histories, and which
+    of them the caller may change."""
+    cases = {case.id: case for case in await repository.lock_many(session, case_ids)}
+    histories = await repository.events_of(session, list(cases))
+    resources = await visibility.case_resources(session, caller.principal, list(cases.values()))
+    changeable = {
+        case_id
+        for case_id, resource in zip(cases, resources, strict=True)
+        if caller.may("case.transition", resource)
+    }
+    return cases, histories, changeable
+
+
 async def apply_collective(
     session: AsyncSession,
     caller: Caller,
@@ -354,23 +367,15 @@ async def apply_collective(
 
     Raises CollectiveTransitionRejected, with each case file's result, if any one fails.
     """
-    cases = {case.id: case for case in await repository.lock_many(session, case_ids)}
-    histories = await repository.events_of(session, list(cases))
+    cases, histories, changeable = await _lock_batch(session, caller, case_ids)
     journal = journal_of(session)
     before = {case_id: case_snapshot(journal, case) for case_id, case in cases.items()}
-    resources = dict(
-        zip(
-            cases,
-            await visibility.case_resources(session, caller.principal, list(cases.values())),
-            strict=True,
-        )
-    )
     outcomes: list[CollectiveOutcome] = []
     new_events: list[StatusEvent] = []
     changed: list[tuple[CaseFile, list[EventRecord], list[StatusEvent]]] = []
     for case_id in case_ids:
         case = cases.get(case_id)
-        if case is None or not caller.may("case.transition", resources[case_id]):
+        if case is None or case_id not in changeable:
             outcomes.append(CollectiveOutcome(case_id, "not_found", reason="no such case file"))
             continue
         records = histories.get(case_id, [])
@@ -441,22 +446,14 @@ async def retract_collective(
     retraction would leave a path invalid (a later event depends on it) or a case file is
     not the caller's to change."""
     case_ids = await repository.case_ids_of_collective(session, collective_event_id)
-    cases = {case.id: case for case in await repository.lock_many(session, case_ids)}
-    histories = await repository.events_of(session, list(cases))
-    resources = dict(
-        zip(
-            cases,
-            await visibility.case_resources(session, caller.principal, list(cases.values())),
-            strict=True,
-        )
-    )
+    cases, histories, changeable = await _lock_batch(session, caller, case_ids)
     journal = journal_of(session)
     outcomes: list[CollectiveOutcome] = []
     hidden = 0
     retractions: list[StatusEventRetraction] = []
     changed: list[tuple[CaseFile, list[EventRecord], list[EventRecord], dict[str, Any]]] = []
     for case_id, case in cases.items():
-        if not caller.may("case.transition", resources[case_id]):
+        if case_id not in changeable:
             hidden += 1
             continue
         records = histories.get(case_id, [])

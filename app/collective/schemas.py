@@ -13,7 +13,15 @@ from app.cases.schemas import (
 from app.cases.statuses import Confidence, Status
 from app.collective.models import KIND_FITS, CollectiveKind
 from app.core.dates import PartialDateText
-from app.core.types import INPUT, OUTPUT, UNIQUE_ITEMS, CountryCode, Label, Text, inline_schema
+from app.core.types import (
+    INPUT,
+    OUTPUT,
+    UNIQUE_ITEMS,
+    CountryCode,
+    Label,
+    Text,
+    details_rule,
+)
 from app.sources.schemas import SourceIds
 
 MAX_CASE_FILES = 2000
@@ -33,9 +41,7 @@ def _when(status_condition: dict[str, Any], then: dict[str, Any]) -> dict[str, A
 def _details_of(status: Status) -> dict[str, Any]:
     """What `details` holds (and whether it must be given) for a transition to `status`."""
     model = DETAILS_BY_STATUS[status]
-    then: dict[str, Any] = {"properties": {"details": inline_schema(model)}}
-    if any(field.is_required() for field in model.model_fields.values()):
-        then["required"] = ["details"]
+    then = details_rule(model)
     if status is Status.deported:
         # The country at the top, or in details: exactly once.
         then = {

@@ -208,6 +208,15 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return resolved
 
 
+def details_rule(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema that a `details` object of this model must meet, as the `then` of a
+    rule on a kind or status: its schema, and present when the model has a required field."""
+    rule: dict[str, Any] = {"properties": {"details": inline_schema(model)}}
+    if any(field.is_required() for field in model.model_fields.values()):
+        rule["required"] = ["details"]
+    return rule
+
+
 def not_nullable(schema: dict[str, Any], names: Collection[str]) -> None:
     """Publish `names` as properties that may be left out but not sent as null (their
     Python type says `| None` only so that "absent" has a value)."""

@@ -11,7 +11,8 @@ from app.custody.models import CustodyEvent, CustodyEventRetraction, CustodyPeri
 EntryRecord = tuple[CustodyEvent, CustodyEventRetraction | None, CustodyPeriodEnd | None]
 
 
-async def add(session: AsyncSession, record: object) -> None:
+async def save(session: AsyncSession, record: object) -> None:
+    """Write a new record, or the changes to one read in this session."""
     session.add(record)
     await session.flush()
 

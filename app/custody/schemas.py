@@ -22,7 +22,7 @@ from app.core.types import (
     RegionCode,
     ScriptCode,
     Text,
-    inline_schema,
+    details_rule,
 )
 from app.custody.models import PERIODS, CustodyKind, FacilityType
 from app.sources.schemas import SourceIds
@@ -141,9 +141,7 @@ def _details_by_kind_schema(schema: dict[str, Any]) -> None:
     take an end."""
     rules = []
     for kind, model in DETAILS_BY_KIND.items():
-        then: dict[str, Any] = {"properties": {"details": inline_schema(model)}}
-        if any(field.is_required() for field in model.model_fields.values()):
-            then["required"] = ["details"]
+        then = details_rule(model)
         if kind is CustodyKind.transfer:
             then["required"] = ["facility_id"]
             then["properties"]["facility_id"] = {"type": "string", "format": "uuid"}

@@ -77,6 +77,18 @@ def _facility_snapshot(journal: Journal, facility: Facility) -> dict[str, Any]:
     return journal.snapshot("facility", facility_read(facility).model_dump(mode="json"))
 
 
+def _record_facility_change(
+    journal: Journal, action: str, facility: Facility, before: dict[str, Any] | None
+) -> None:
+    after = _facility_snapshot(journal, facility)
+    journal.changed(
+        action,
+        "facility",
+        facility.id,
+        changes=[change("facility", facility.id, before=before, after=after)],
+    )
+
+
 async def create_facility(session: AsyncSession, caller: Caller, data: FacilityCreate) -> Facility:
     names = [name.model_dump(mode="json") for name in data.names]
     facility = Facility(
@@ -85,18 +97,8 @@ async def create_facility(session: AsyncSession, caller: Caller, data: FacilityC
         search_text=search_text(names),
         recorded_by=caller.principal.staff_id,
     )
-    await repository.add(session, facility)
-    journal = journal_of(session)
-    journal.changed(
-        "facility.create",
-        "facility",
-        facility.id,
-        changes=[
-            change(
-                "facility", facility.id, before=None, after=_facility_snapshot(journal, facility)
-            )
-        ],
-    )
+    await repository.save(session, facility)
+    _record_facility_change(journal_of(session), "facility.create", facility, None)
     return facility
 
 
@@ -138,18 +140,8 @@ async def update_facility(
         setattr(facility, field, value)
     facility.search_text = search_text(facility.names)
     bump(facility)
-    session.add(facility)
-    await session.flush()
-    journal.changed(
-        "facility.update",
-        "facility",
-        facility.id,
-        changes=[
-            change(
-                "facility", facility.id, before=before, after=_facility_snapshot(journal, facility)
-            )
-        ],
-    )
+    await repository.save(session, facility)
+    _record_facility_change(journal, "facility.update", facility, before)
     return facility
 
 
@@ -335,7 +327,7 @@ async def record(
         recorded_at=recorded_at,
         recorded_by=recorded_by,
     )
-    await repository.add(session, event)
+    await repository.save(session, event)
     end = None
     if data.end_date is not None:
         ended = PartialDate.parse(data.end_date)
@@ -350,7 +342,7 @@ async def record(
             recorded_at=recorded_at,
             recorded_by=recorded_by,
         )
-        await repository.add(session, end)
+        await repository.save(session, end)
     entry = Entry(event, None, end)
     journal = journal_of(session)
     journal.changed(
@@ -387,7 +379,7 @@ async def retract(
         reason=reason,
         recorded_by=caller.principal.staff_id,
     )
-    await repository.add(session, retraction)
+    await repository.save(session, retraction)
     entry = Entry(target.event, retraction, target.end)
     journal = journal_of(session)
     journal.changed(
@@ -445,7 +437,7 @@ async def close(
         source_ids=list(data.source_ids),
         recorded_by=caller.principal.staff_id,
     )
-    await repository.add(session, end)
+    await repository.save(session, end)
     entry = Entry(event, None, end)
     journal = journal_of(session)
     journal.changed(

@@ -13,7 +13,15 @@ import pytest
 from app.access.principal import Role
 from app.core import clock
 from tests.auth import SignedIn
-from tests.factories import API, amnesty, create_case, event, if_match, transition
+from tests.factories import (
+    API,
+    amnesty,
+    create_case,
+    event,
+    if_match,
+    sentenced_cases,
+    transition,
+)
 
 SignIn = Callable[..., Awaitable[SignedIn]]
 
@@ -207,9 +215,7 @@ class TestCorrections:
     async def test_a_corrected_release_date_keeps_its_collective_event(
         self, client: httpx.AsyncClient
     ) -> None:
-        case = await create_case(
-            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
-        )
+        case = (await sentenced_cases(client, 1))[0]
         release = await client.post(f"{API}/collective-events", json=amnesty([case["id"]]))
         collective_id = release.json()["id"]
         released = next(e for e in await _events(client, case) if e["to_status"] == "released")
@@ -296,9 +302,7 @@ class TestCollectiveRetraction:
     async def test_only_a_coordinator_retracts_a_collective_event(
         self, client: httpx.AsyncClient, sign_in_as: SignIn
     ) -> None:
-        case = await create_case(
-            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
-        )
+        case = (await sentenced_cases(client, 1))[0]
         created = await client.post(f"{API}/collective-events", json=amnesty([case["id"]]))
         url = f"{API}/collective-events/{created.json()['id']}/retraction"
         for role in (Role.caseworker, Role.analyst):
@@ -412,8 +416,7 @@ class TestPardonedAndExpelled:
     async def test_a_pardon_ending_in_expulsion_records_both(
         self, client: httpx.AsyncClient
     ) -> None:
-        history = [event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
-        cases = [await create_case(client, history=history) for _ in range(2)]
+        cases = await sentenced_cases(client, 2)
         created = await client.post(
             f"{API}/collective-events",
             json=amnesty(
@@ -555,9 +558,7 @@ class TestCorrectionsKeepTheirPlace:
     async def test_a_corrected_pardon_stays_before_the_expulsion_of_the_same_day(
         self, client: httpx.AsyncClient
     ) -> None:
-        case = await create_case(
-            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
-        )
+        case = (await sentenced_cases(client, 1))[0]
         made = await client.post(
             f"{API}/collective-events",
             json=amnesty(
@@ -636,9 +637,7 @@ class TestCorrectionsKeepTheirPlace:
     async def test_a_correction_into_another_status_leaves_the_collective_event(
         self, client: httpx.AsyncClient
     ) -> None:
-        case = await create_case(
-            client, history=[event("detained", "2021-01-01"), event("sentenced", "2021-06-01")]
-        )
+        case = (await sentenced_cases(client, 1))[0]
         made = await client.post(
             f"{API}/collective-events",
             json=amnesty([case["id"]], kind="pardon", to_status="pardoned", details={}),
