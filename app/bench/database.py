@@ -1,9 +1,11 @@
-"""The benchmark database: one per scale, seeded once with `habeas seed` and kept."""
+"""The benchmark database: one per scale, seeded once with `habeas seed` and kept; the
+report benchmark's (about ten status events a person) are seeded in bulk by SQL."""
 
 from pathlib import Path
 
 import asyncpg
 
+from app.bench import bulk_seed
 from app.core import embedded
 from app.core.migrations import upgrade_async
 from app.seed.loader import load
@@ -15,10 +17,11 @@ BENCH_SEED = 42
 APP_ROLE = "habeas_bench_app"
 
 
-async def prepare(scale: str, data_dir: Path, server_url: str | None) -> str:
-    """A migrated database holding exactly the scale's synthetic persons; its URL."""
+async def prepare(scale: str, data_dir: Path, server_url: str | None, *, bulk: bool = False) -> str:
+    """A migrated database holding exactly the scale's synthetic persons; its URL. With
+    `bulk`, a separate database seeded by app.bench.bulk_seed."""
     admin_url = server_url or embedded.start(data_dir / "bench-pg")
-    name = f"habeas_bench_{scale}"
+    name = f"habeas_bench_{'bulk_' if bulk else ''}{scale}"
     await embedded.ensure_database(admin_url, name)
     url = embedded.with_database(admin_url, name)
     await upgrade_async(url)
@@ -35,7 +38,11 @@ async def prepare(scale: str, data_dir: Path, server_url: str | None) -> str:
             await embedded.ensure_database(admin_url, name)
             await upgrade_async(url)
         print(f"seeding {SCALES[scale]} persons (once per scale) ...", flush=True)  # noqa: T201
-        print(await load(url, persons=SCALES[scale], seed=BENCH_SEED), flush=True)  # noqa: T201
+        if bulk:
+            summary = await bulk_seed.load(url, persons=SCALES[scale])
+        else:
+            summary = await load(url, persons=SCALES[scale], seed=BENCH_SEED)
+        print(summary, flush=True)  # noqa: T201
     return url
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import psutil
 
 from app.bench import database, identity
-from app.bench.runner import Result, Server, run_api, run_raw
+from app.bench.runner import Result, Server, TimedResult, run_api, run_raw, run_timed
 from app.bench.workloads import ALL_WORKLOADS
 
 GROWTH_WORKLOADS = ("case_read", "name_search")
@@ -24,13 +24,22 @@ class Plan:
     scale_compare: list[str] | None
     data_dir: Path
     server_url: str | None
+    # The report benchmark: bulk-seeded databases (about ten status events a person), how
+    # many reports are timed after how many warm-up ones, and the scales whose generation
+    # time and server memory are compared.
+    bulk: bool = False
+    report_repeats: int = 3
+    report_warmup: int = 1
+    report_scales: list[str] | None = None
 
 
-async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
+async def _run_scale(
+    plan: Plan, scale: str, names: list[str], *, bulk: bool = False
+) -> list[Result | TimedResult]:
     keys = identity.key_env(plan.data_dir)
-    url = await database.prepare(scale, plan.data_dir, plan.server_url)
+    url = await database.prepare(scale, plan.data_dir, plan.server_url, bulk=bulk)
     server = Server(url, database.application_url(url), key_env=keys)
-    results = []
+    results: list[Result | TimedResult] = []
     try:
         await server.wait_ready()
         # Every request is authenticated, policy-checked and redacted, as in production.
@@ -38,6 +47,22 @@ async def _run_scale(plan: Plan, scale: str, names: list[str]) -> list[Result]:
         for name in names:
             workload = ALL_WORKLOADS[name]()
             workload.identity = signed_in
+            if workload.timed:
+                print(f"  {scale} {name}: API, then raw ...", end="", flush=True)  # noqa: T201
+                timed = await run_timed(
+                    workload,
+                    server,
+                    url,
+                    repeats=plan.report_repeats,
+                    warmup_runs=plan.report_warmup,
+                )
+                summary = timed.as_json()
+                print(  # noqa: T201
+                    f" {summary['api_s']} s / {summary['raw_s']} s = {summary['time_ratio']}x",
+                    flush=True,
+                )
+                results.append(timed)
+                continue
             print(f"  {scale} {name}: API ...", end="", flush=True)  # noqa: T201
             api, rss_mb = await run_api(
                 workload, server, url, warmup=plan.warmup, duration=plan.duration
@@ -69,8 +94,14 @@ async def run(plan: Plan) -> dict[str, Any]:
         "duration_s": plan.duration,
         "warmup_s": plan.warmup,
     }
-    results = await _run_scale(plan, plan.scale, plan.workloads)
-    report["workloads"] = [result.as_json() for result in results]
+    if plan.workloads:
+        results = await _run_scale(plan, plan.scale, plan.workloads, bulk=plan.bulk)
+        report["workloads"] = [result.as_json() for result in results]
+    if plan.report_scales:
+        report["report_scales"] = {
+            scale: (await _run_scale(plan, scale, ["status_report"], bulk=True))[0].as_json()
+            for scale in plan.report_scales
+        }
     if plan.scale_compare:
         small, large = plan.scale_compare
         by_scale = {
@@ -108,15 +139,29 @@ def table(report: dict[str, Any]) -> str:
         header,
         "-" * len(header),
     ]
-    for w in report["workloads"]:
+    for w in report.get("workloads", []):
+        if w.get("kind") == "time":
+            lines.append(_timed_line(w))
+            continue
         lines.append(
             f"{w['name']:<28}{w['rps']:>9}{w['p50_ms']:>9}{w['p95_ms']:>9}"
             f"{w['p99_ms']:>9}{w['raw_rps']:>10}{w['ratio']:>9}{w['rss_mb']:>9}"
             f"{w['errors']:>8}"
         )
+    for scale, w in report.get("report_scales", {}).items():
+        lines.append(f"bulk {scale}: {_timed_line(w)}")
     for name, growth in report.get("growth", {}).items():
         lines.append(f"growth {name}: " + ", ".join(f"{k} {v}" for k, v in growth.items()))
     return "\n".join(lines)
+
+
+def _timed_line(w: dict[str, Any]) -> str:
+    return (
+        f"{w['name']}: API {w['api_s']} s, raw SQL {w['raw_s']} s (medians of {w['repeats']}), "
+        f"time ratio API/raw {w['time_ratio']} (lower is better), server RSS "
+        f"{w['rss_before_mb']} MB before, {w['rss_mb']} MB peak, {w['rss_after_mb']} MB after, "
+        f"errors {w['errors']}"
+    )
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

@@ -60,6 +60,37 @@ class Result:
         }
 
 
+@dataclass(frozen=True)
+class TimedResult:
+    """A timed workload: seconds per operation, API and raw; the ratio is a time ratio
+    (API seconds / raw seconds), so lower is better, unlike the rate ratios above."""
+
+    name: str
+    api: Measurement
+    raw: Measurement
+    rss_before_mb: float
+    rss_mb: float
+    rss_after_mb: float
+
+    def as_json(self) -> dict[str, float | str | int]:
+        api_s = self.api.percentile(0.5) / 1000
+        raw_s = self.raw.percentile(0.5) / 1000
+        return {
+            "name": self.name,
+            "kind": "time",
+            "repeats": self.api.requests,
+            "errors": self.api.errors,
+            "api_s": round(api_s, 3),
+            "api_min_s": round(min(self.api.latencies_ms, default=0) / 1000, 3),
+            "raw_s": round(raw_s, 3),
+            "raw_min_s": round(min(self.raw.latencies_ms, default=0) / 1000, 3),
+            "time_ratio": round(api_s / raw_s, 3) if raw_s else 0.0,
+            "rss_before_mb": round(self.rss_before_mb, 1),
+            "rss_mb": round(self.rss_mb, 1),
+            "rss_after_mb": round(self.rss_after_mb, 1),
+        }
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -238,3 +269,67 @@ async def run_raw(
         await pool.close()
     await _clean_up(workload, database_url)
     return measured
+
+
+async def _timed(repeats: int, warmup_runs: int, one: Callable[[], Awaitable[bool]]) -> Measurement:
+    """Operations one after another: the warm-up ones, then the measured ones."""
+    latencies: list[float] = []
+    errors = 0
+    for run in range(warmup_runs + repeats):
+        started = time.monotonic()
+        ok = await one()
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if run < warmup_runs:
+            continue
+        if ok:
+            latencies.append(elapsed_ms)
+        else:
+            errors += 1
+    return Measurement(len(latencies), errors, sum(latencies) / 1000, latencies)
+
+
+async def run_timed(
+    workload: Workload, server: Server, database_url: str, *, repeats: int, warmup_runs: int
+) -> TimedResult:
+    """A timed workload through the API, then raw; the server's memory before, at its
+    peak during, and after the API phase."""
+    rss_before = server.rss_bytes()
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(base_url=server.base_url, timeout=timeout) as session:
+
+        async def one_api() -> bool:
+            request = workload.request(0, random.Random(0))
+            async with session.request(
+                request.method,
+                request.path,
+                json=request.body,
+                headers={**workload.auth_headers, **request.headers},
+                params=request.params,
+            ) as response:
+                body = await response.read()
+                workload.on_response(0, response.status, body)
+                if response.status != workload.expected_status:
+                    print(f" {response.status}: {body[:300]!r}", flush=True)  # noqa: T201
+                return response.status == workload.expected_status
+
+        async with peak_rss(server) as peak:
+            api = await _timed(repeats, warmup_runs, one_api)
+    rss_after = server.rss_bytes()
+    connection = await asyncpg.connect(**asyncpg_connect_kwargs(database_url))
+    try:
+
+        async def one_raw() -> bool:
+            await workload.raw(connection, 0, random.Random(0))
+            return True
+
+        raw = await _timed(repeats, warmup_runs, one_raw)
+    finally:
+        await connection.close()
+    return TimedResult(
+        workload.name,
+        api,
+        raw,
+        rss_before / 1_048_576,
+        peak[0] / 1_048_576,
+        rss_after / 1_048_576,
+    )

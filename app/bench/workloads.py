@@ -7,12 +7,13 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from app.audit.chain import EventDraft, append_on
+from app.bench import report_sql
 from app.cases import repository
 from app.core.clock import utcnow
 from app.core.ids import new_id
@@ -95,6 +96,9 @@ class Workload:
 
     name: str = ""
     concurrency: int = 16
+    # A timed workload (seconds per operation, lower is better) runs a fixed number of
+    # operations one after another instead of a rate over a duration.
+    timed: bool = False
     identity: BenchIdentity | None = None
 
     @property
@@ -476,7 +480,59 @@ class CollectiveTransition(Workload):
             )
 
 
+# The report the benchmark generates: September 2025, as the issue's example.
+REPORT_AS_OF = date(2025, 9, 30)
+REPORT_PERIOD = (date(2025, 9, 1), date(2025, 9, 30))
+REPORT_BASELINE = date(2020, 1, 1)
+# The API's default knowledge time is the generation time less this settling interval.
+REPORT_SETTLE_SECONDS = 5
+
+
+class StatusReport(Workload):
+    """`POST /api/v1/reports` (the as-of engine, the snapshot and its audit record) against
+    the figures computed by the hand-written statement of app.bench.report_sql."""
+
+    name = "status_report"
+    concurrency = 1
+    timed = True
+    expected_status = 201
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        return Request(
+            "POST",
+            f"{API}/reports",
+            body={
+                "kind": "status",
+                "as_of": REPORT_AS_OF.isoformat(),
+                "period": {
+                    "from": REPORT_PERIOD[0].isoformat(),
+                    "to": REPORT_PERIOD[1].isoformat(),
+                },
+                "as_known_at": None,
+                "baseline": REPORT_BASELINE.isoformat(),
+                "jurisdiction": "BY",
+            },
+        )
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        await report_sql.status_figures(
+            connection,
+            as_of=REPORT_AS_OF,
+            period=REPORT_PERIOD,
+            as_known_at=datetime.now(UTC) - timedelta(seconds=REPORT_SETTLE_SECONDS),
+            baseline=REPORT_BASELINE,
+            jurisdiction="BY",
+        )
+
+
 ALL_WORKLOADS: dict[str, type[Workload]] = {
     workload.name: workload
-    for workload in (CaseRead, CaseList, NameSearch, StatusTransition, CollectiveTransition)
+    for workload in (
+        CaseRead,
+        CaseList,
+        NameSearch,
+        StatusTransition,
+        CollectiveTransition,
+        StatusReport,
+    )
 }

@@ -42,6 +42,20 @@ def bench(
         int,
         typer.Option(help="Only measure audit verification over a chain of this many events."),
     ] = 0,
+    bulk: Annotated[
+        bool,
+        typer.Option(help="Use the bulk-seeded databases (about ten status events a person)."),
+    ] = False,
+    report_scales: Annotated[
+        str | None,
+        typer.Option(
+            help="Scales, e.g. 10k,100k,1m: the status report's time and server memory at "
+            "each, on bulk-seeded data (runs only these unless --workload is given)."
+        ),
+    ] = None,
+    report_repeats: Annotated[
+        int, typer.Option(help="Status reports timed (after one warm-up), API and raw.")
+    ] = 3,
 ) -> None:
     """Measure the API against the same SQL run raw on asyncpg (see docs/performance.md)."""
     from app.bench import harness
@@ -64,12 +78,13 @@ def bench(
     if quick:
         scale, duration, warmup = "10k", 3.0, 1.0
     compare = scale_compare.split(",") if scale_compare else None
-    for name in [scale, *(compare or [])]:
+    report_scale_list = report_scales.split(",") if report_scales else None
+    for name in [scale, *(compare or []), *(report_scale_list or [])]:
         if name not in SCALES:
             raise typer.BadParameter(f"unknown scale {name!r}; use one of {', '.join(SCALES)}")
     if compare is not None and len(compare) != 2:
         raise typer.BadParameter("--scale-compare takes two scales, e.g. 10k,1m")
-    chosen = workload or list(ALL_WORKLOADS)
+    chosen = workload or ([] if report_scale_list else list(ALL_WORKLOADS))
     unknown = set(chosen) - set(ALL_WORKLOADS)
     if unknown:
         raise typer.BadParameter(f"unknown workloads {sorted(unknown)}; use {list(ALL_WORKLOADS)}")
@@ -82,6 +97,10 @@ def bench(
         scale_compare=compare,
         data_dir=settings.data_dir,
         server_url=os.environ.get("BENCH_DATABASE_URL"),
+        bulk=bulk,
+        report_repeats=report_repeats,
+        report_warmup=0 if quick else 1,
+        report_scales=report_scale_list,
     )
     report = asyncio.run(harness.run(plan))
     typer.echo(harness.table(report))
