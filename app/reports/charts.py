@@ -44,7 +44,7 @@ def chart_png(report: Mapping[str, Any], chart: Chart = Chart.held) -> bytes:
     axes = figure.add_subplot()
     series = report["figures"]["series"]
     if chart is Chart.held:
-        _draw_held(axes, series["held_by_month"], jurisdiction=report["parameters"]["jurisdiction"])
+        _draw_held(axes, series["held_by_month"], jurisdiction=jurisdiction_label(report))
     else:
         _draw_releases(axes, series["releases_by_month"])
     figure.text(0.01, 0.012, provenance(report), fontsize=8, color="dimgray")
@@ -57,6 +57,11 @@ def chart_png(report: Mapping[str, Any], chart: Chart = Chart.held) -> bytes:
     # same bytes; matplotlib writes no date into a PNG.
     figure.savefig(image, format="png", dpi=DPI, metadata={"Software": None})
     return image.getvalue()
+
+
+def jurisdiction_label(report: Mapping[str, Any]) -> str:
+    """A report without a jurisdiction counts them all."""
+    return report["parameters"].get("jurisdiction") or "all jurisdictions"
 
 
 def provenance(report: Mapping[str, Any]) -> str:

@@ -23,7 +23,7 @@ import xlsxwriter
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from app.reports.charts import Chart, chart_png
+from app.reports.charts import Chart, chart_png, jurisdiction_label
 
 __all__ = [
     "MEDIA_TYPES",
@@ -31,6 +31,7 @@ __all__ = [
     "ReportFormat",
     "document_rows",
     "figure_rows",
+    "inert_for_spreadsheets",
     "render",
 ]
 
@@ -173,7 +174,7 @@ def _lists(value: Any, path: str = "") -> Iterator[tuple[str, Sequence[Mapping[s
     """The lists of entries (claims, collective events, people named), in the report's order."""
     if isinstance(value, Mapping):
         for name, inner in value.items():
-            if not (path in {"", "figures"} and name == "series"):
+            if not (path == "" and name == "series"):
                 yield from _lists(inner, f"{path}.{name}" if path else name)
     elif isinstance(value, list) and all(isinstance(entry, Mapping) for entry in value):
         yield path, value
@@ -205,11 +206,14 @@ def render_csv(report: Mapping[str, Any]) -> bytes:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(("figure", "key", "value"))
-    writer.writerows((figure, key, _inert(value)) for figure, key, value in document_rows(report))
+    writer.writerows(
+        (figure, key, inert_for_spreadsheets(value)) for figure, key, value in document_rows(report)
+    )
     return text.getvalue().encode("utf-8-sig")
 
 
-def _inert(value: Value) -> Value:
+def inert_for_spreadsheets(value: Value) -> Value:
+    """A text that a spreadsheet would run as a formula, quoted so that it shows as text."""
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
@@ -361,7 +365,7 @@ def render_pdf(report: Mapping[str, Any]) -> bytes:
         footer_lines=(
             f"Report {report['id']} · as of {parameters['as_of']} · "
             f"period {period['from']} to {period['to']} · "
-            f"jurisdiction {parameters['jurisdiction']} · baseline {parameters['baseline']}",
+            f"jurisdiction {jurisdiction_label(report)} · baseline {parameters['baseline']}",
             f"As known at {parameters['as_known_at']} · generated at {report['generated_at']} · "
             f"generator {report['generator_version']}",
             f"Content SHA-256 {report['content_sha256']}",
@@ -382,7 +386,7 @@ def render_pdf(report: Mapping[str, Any]) -> bytes:
     pdf.cell(
         0,
         6,
-        f"Jurisdiction {parameters['jurisdiction']} · period {period['from']} to {period['to']}"
+        f"Jurisdiction {jurisdiction_label(report)} · period {period['from']} to {period['to']}"
         f" · as known at {parameters['as_known_at']}",
         new_x=XPos.LMARGIN,
         new_y=YPos.NEXT,

@@ -105,7 +105,11 @@ def sample_report() -> dict[str, Any]:
                             "effective_date": "2025-09",
                             "name": CYRILLIC_NAME,
                         },
-                        {"to_status": "died_in_custody", "effective_date": None, "name": None},
+                        {
+                            "to_status": "died_in_custody",
+                            "effective_date": "2025-09-14",
+                            "name": None,
+                        },
                     ],
                 }
             },

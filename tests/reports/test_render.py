@@ -46,7 +46,7 @@ def test_figure_rows_flatten_figures_breakdowns_lists_series_and_differences() -
         ("claims.unconfirmed.count", "", 2),
         ("claims.unconfirmed.by_status", "died_in_custody", 1),
         ("claims.unconfirmed.items", "1.name", CYRILLIC_NAME),
-        ("claims.unconfirmed.items", "2.effective_date", ""),
+        ("claims.unconfirmed.items", "2.name", ""),
         ("breakdowns.by_article", "342", 480),
         ("breakdowns.by_age_band", "60_plus", 60),
         ("by_collective_event", "1.case_files", 52),
@@ -214,3 +214,19 @@ def test_a_report_with_no_previous_one_and_empty_lists_renders() -> None:
 @pytest.mark.parametrize("fmt", list(ReportFormat))
 def test_the_same_report_renders_to_the_same_bytes(fmt: ReportFormat) -> None:
     assert render(sample_report(), fmt) == render(sample_report(), fmt)
+
+
+def test_a_report_of_all_jurisdictions_with_a_movement_left_out_renders() -> None:
+    report = sample_report()
+    report["parameters"]["jurisdiction"] = None
+    report["differences"]["died"] = None
+
+    text = "".join(
+        page.extract_text()
+        for page in pypdf.PdfReader(io.BytesIO(render(report, ReportFormat.pdf))).pages
+    )
+    assert "jurisdiction all jurisdictions" in text
+    assert ("parameters.jurisdiction", "", "") in list(document_rows(report))
+    assert ("differences.died", "", "") in list(figure_rows(report))
+    for chart in Chart:
+        assert render(report, ReportFormat.png, chart=chart).startswith(PNG_SIGNATURE)
