@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.access.caller import Caller
 from app.core.db import SessionDep
@@ -16,9 +17,9 @@ from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
 from app.identity.http import requires
 from app.reports import service
-from app.reports.models import ReportKind, ReportSnapshot
 from app.reports.charts import Chart
-from app.reports.render import MEDIA_TYPES, ReportFormat, render
+from app.reports.models import ReportKind, ReportSnapshot
+from app.reports.render import MEDIA_TYPES, ReportFormat, inert_for_spreadsheets, render
 from app.reports.schemas import (
     PublicListEntry,
     ReportCreate,
@@ -36,26 +37,10 @@ _DOCUMENT_CONTENT: dict[str, Any] = {
 CSV_MEDIA_TYPE = MEDIA_TYPES[ReportFormat.csv]
 
 
-def report_read(snapshot: ReportSnapshot) -> ReportRead:
-    return ReportRead.model_validate(
-        {
-            "id": snapshot.id,
-            "kind": snapshot.kind,
-            "generated_at": snapshot.generated_at,
-            "generated_by": snapshot.generated_by,
-            "generator_version": snapshot.generator_version,
-            "parameters": snapshot.parameters,
-            "content_sha256": snapshot.content_sha256,
-            "figures": snapshot.figures,
-            "differences": snapshot.differences,
-        }
-    )
-
-
 def _created(request: Request, snapshot: ReportSnapshot) -> StoredResponse:
     return StoredResponse(
         201,
-        report_read(snapshot).model_dump(mode="json"),
+        service.report_read(snapshot).model_dump(mode="json"),
         {"Location": request.url_for("read_report", report_id=snapshot.id).path},
     )
 
@@ -182,7 +167,7 @@ def _public_csv(rows: list[dict[str, Any]]) -> bytes:
     for row in rows:
         writer.writerow(
             [
-                "; ".join(value) if isinstance(value, list) else ("" if value is None else value)
+                inert_for_spreadsheets("; ".join(value) if isinstance(value, list) else value)
                 for value in (row[column] for column in _PUBLIC_LIST_COLUMNS)
             ]
         )
@@ -221,11 +206,12 @@ async def read_report(
     (key figures, tables, a chart; a footer with the parameters, knowledge time and hash)
     or a PNG chart (1200 × 600)."""
     snapshot = await service.get(session, report_id)
-    read = report_read(snapshot)
+    read = service.report_read(snapshot)
     fmt = _wanted_format(format, accept)
     if fmt is ReportFormat.json:
         return model_response(read)
-    document = render(read.model_dump(mode="json"), fmt, chart=chart)
+    # Rendering a PDF or a chart takes a while: off the event loop.
+    document = await run_in_threadpool(render, read.model_dump(mode="json"), fmt, chart=chart)
     extension = fmt.value
     return Response(
         document,

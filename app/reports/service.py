@@ -20,7 +20,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
-from app.access.policy import area
 from app.audit.journal import change, journal_of
 from app.core.clock import utcnow
 from app.core.db import driver_connection
@@ -28,7 +27,7 @@ from app.core.errors import NotFound, UnprocessableInput
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.reports import asof
 from app.reports.models import ReportKind, ReportSnapshot
-from app.reports.schemas import ReportCreate
+from app.reports.schemas import ReportCreate, ReportRead
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +49,20 @@ _NO_DIFFERENCES: dict[str, Any] = {
 }
 
 
-def may_generate(caller: Caller) -> bool:
-    return caller.may("report.generate", area("reports"))
+def report_read(snapshot: ReportSnapshot) -> ReportRead:
+    return ReportRead.model_validate(
+        {
+            "id": snapshot.id,
+            "kind": snapshot.kind,
+            "generated_at": snapshot.generated_at,
+            "generated_by": snapshot.generated_by,
+            "generator_version": snapshot.generator_version,
+            "parameters": snapshot.parameters,
+            "content_sha256": snapshot.content_sha256,
+            "figures": snapshot.figures,
+            "differences": snapshot.differences,
+        }
+    )
 
 
 def content_of(snapshot_fields: dict[str, Any]) -> dict[str, Any]:

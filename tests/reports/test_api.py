@@ -1,13 +1,18 @@
 """The reports API: who may generate and read, snapshots that never change, the audit
 record of every generation, bad input, and the consented public list."""
 
+import csv
+import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import httpx
+import openpyxl
+import pypdf
 import pytest
 from fastapi import FastAPI
+from PIL import Image
 
 from app.access.principal import Role
 from tests.auth import SignedIn, api_client, create_partner, partner_token
@@ -36,8 +41,14 @@ async def _held_person(
     created = await create_case(
         client,
         person["id"],
-        history=[event("detained", "2024-03-02"), event("sentenced", "2024-11-20",
-                 details={"sentence_type": "imprisonment", "term_months": 48})],
+        history=[
+            event("detained", "2024-03-02"),
+            event(
+                "sentenced",
+                "2024-11-20",
+                details={"sentence_type": "imprisonment", "term_months": 48},
+            ),
+        ],
         **case,
     )
     if recognised:
@@ -116,9 +127,7 @@ async def test_a_snapshot_never_changes_and_every_generation_is_audited(
         await db.execute("DELETE FROM report_snapshot")
     with pytest.raises(asyncpg.PostgresError):
         await db.execute("TRUNCATE report_snapshot")
-    assert await db.fetchval("SELECT content_sha256 FROM report_snapshot") == made[
-        "content_sha256"
-    ]
+    assert await db.fetchval("SELECT content_sha256 FROM report_snapshot") == made["content_sha256"]
     audited = await db.fetch(
         "SELECT action, resource_id FROM audit_event WHERE action = 'report.generate'"
     )
@@ -190,8 +199,16 @@ async def test_the_list_pages_newest_first(client: httpx.AsyncClient) -> None:
 
 
 async def test_differences_name_only_who_may_be_named(client: httpx.AsyncClient) -> None:
-    before = (await client.post(f"{API}/reports", json={**REPORT, "as_of": "2024-01-31",
-              "period": {"from": "2024-01-01", "to": "2024-01-31"}})).json()
+    before = (
+        await client.post(
+            f"{API}/reports",
+            json={
+                **REPORT,
+                "as_of": "2024-01-31",
+                "period": {"from": "2024-01-01", "to": "2024-01-31"},
+            },
+        )
+    ).json()
     assert before["differences"]["previous_id"] is None
     assert before["differences"]["entered_custody"] is None
     await _held_person(client, name="Named Person", consent=True)
@@ -242,3 +259,35 @@ async def test_the_public_list_holds_only_consented_recognised_prisoners(
     for absent in ("No Consent", "Not Recognised", "High Confidentiality"):
         assert absent not in text
     assert len(text.strip().splitlines()) == 2
+
+
+async def test_a_report_downloads_in_every_format(client: httpx.AsyncClient) -> None:
+    await _held_person(client, name="Алесь Тэставы", consent=True)
+    made = (await client.post(f"{API}/reports", json=REPORT)).json()
+    url = f"{API}/reports/{made['id']}"
+    held = made["figures"]["held"]["total"]
+    assert held == 1
+
+    pdf = await client.get(url, params={"format": "pdf"})
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    assert made["content_sha256"] in text
+    assert made["parameters"]["as_known_at"][:10] in text
+
+    png = await client.get(url, headers={"Accept": "image/png"}, params={"chart": "releases"})
+    assert png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (1200, 600)
+
+    xlsx = await client.get(url, params={"format": "xlsx"})
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content))["figures"]
+    rows = {(row[0], row[1] or ""): row[2] for row in sheet.iter_rows(values_only=True)}
+    assert rows[("held.total", "")] == held
+
+    table = await client.get(url, headers={"Accept": "text/csv"})
+    assert table.content.startswith("\ufeff".encode())
+    read = list(csv.DictReader(io.StringIO(table.content.decode("utf-8-sig"))))
+    assert {"figure": "held.total", "key": "", "value": str(held)} in read
+
+    assert (await client.get(url, headers={"Accept": "text/html"})).json() == made
+    refused = await client.get(url, params={"format": "docx"})
+    assert refused.status_code == 422
