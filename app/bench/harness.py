@@ -133,16 +133,16 @@ def table(report: dict[str, Any]) -> str:
         f"{'workload':<28}{'rps':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
         f"{'raw rps':>10}{'api/raw':>9}{'rss MB':>9}{'errors':>8}"
     )
+    workloads = report.get("workloads", [])
+    rates = [w for w in workloads if w.get("kind") != "time"]
     lines = [
         f"scale {report['scale']}, {report['duration_s']} s per workload "
         f"after {report['warmup_s']} s warm-up, {report['machine']['cpus']} CPUs",
-        header,
-        "-" * len(header),
     ]
-    for w in report.get("workloads", []):
-        if w.get("kind") == "time":
-            lines.append(_timed_line(w))
-            continue
+    if rates:
+        lines += [header, "-" * len(header)]
+    lines += [_timed_line(w) for w in workloads if w.get("kind") == "time"]
+    for w in rates:
         lines.append(
             f"{w['name']:<28}{w['rps']:>9}{w['p50_ms']:>9}{w['p95_ms']:>9}"
             f"{w['p99_ms']:>9}{w['raw_rps']:>10}{w['ratio']:>9}{w['rss_mb']:>9}"
