@@ -54,8 +54,11 @@ def bench(
         ),
     ] = None,
     report_repeats: Annotated[
-        int, typer.Option(help="Status reports timed (after one warm-up), API and raw.")
+        int, typer.Option(help="Status reports timed (after the warm-up ones), API and raw.")
     ] = 3,
+    report_warmup: Annotated[
+        int, typer.Option(help="Status reports generated before the timed ones.")
+    ] = 1,
 ) -> None:
     """Measure the API against the same SQL run raw on asyncpg (see docs/performance.md)."""
     from app.bench import harness
@@ -99,7 +102,7 @@ def bench(
         server_url=os.environ.get("BENCH_DATABASE_URL"),
         bulk=bulk,
         report_repeats=report_repeats,
-        report_warmup=0 if quick else 1,
+        report_warmup=0 if quick else report_warmup,
         report_scales=report_scale_list,
     )
     report = asyncio.run(harness.run(plan))
