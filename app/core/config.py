@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # figures) for this long, then the purge job removes them.
     failed_job_retention_days: int = Field(default=7, ge=1)
 
+    # Status reports (docs/reports.md): a report asked "as known now" counts what had been
+    # recorded this many seconds before, once the writes under way then have finished, so
+    # that asking again "as known at" its knowledge time gives the same figures.
+    report_settle_seconds: float = Field(default=5.0, ge=0, le=60)
+
     # Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated), so
     # that sign-in throttling sees each client's own address behind a TLS proxy.
     trusted_proxies: str = ""
