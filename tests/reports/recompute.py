@@ -31,6 +31,11 @@ RELEASE_MODES = (
 )
 TERM_BANDS = ("under_1y", "1_3y", "3_5y", "5_10y", "10y_plus", "no_term")
 OPEN_STATUSES = {"detained", "charged", "sentenced"}
+# What an entry of `by_collective_event` says of its collective event, as the event's own
+# read (GET /collective-events/{id}) says it.
+COLLECTIVE_FIELDS = (
+    "title", "kind", "effective_date", "to_status", "destination_country", "expelled_to",
+)  # fmt: skip
 
 
 def first_day(text: str) -> date:
@@ -352,7 +357,12 @@ def figures(records: Records, q: Question) -> dict[str, Any]:
             for i in ids
             if is_foreign(records.persons[case_by_id[i].person_id], case_by_id[i])
         }
-        by_collective[collective_id] = {"case_files": len(ids), "foreign_nationals": len(foreign)}
+        made = records.collective[collective_id]
+        by_collective[collective_id] = {
+            **{name: made[name] for name in COLLECTIVE_FIELDS},
+            "case_files": len(ids),
+            "foreign_nationals": len(foreign),
+        }
 
     return {
         "held.total": len(held_cases),
@@ -418,6 +428,7 @@ def reported(report_figures: dict[str, Any]) -> dict[str, Any]:
         "breakdowns.foreign_by_citizenship": nonzero(f["breakdowns"]["foreign_by_citizenship"]),
         "by_collective_event": {
             entry["id"]: {
+                **{name: entry[name] for name in COLLECTIVE_FIELDS},
                 "case_files": entry["case_files"],
                 "foreign_nationals": entry["foreign_nationals"],
             }

@@ -25,6 +25,7 @@ from tests.reports.recompute import (
     comparable,
     differences,
     figures,
+    first_day,
     read_records,
     reported,
 )
@@ -51,12 +52,12 @@ DESTINATIONS = ["LT", "PL"]
 CITIZENSHIPS = [(), ("LT",), ("DE", "PL")]  # () the jurisdiction's own
 
 # What may follow each status (a plain copy of the state machine, to make mostly valid
-# histories; the API refuses the others, which then change nothing).
+# histories; the API refuses the others, which then change nothing), the likelier first.
 ALLOWED = {
     "charged": ["detained", "sentenced", "released"],
-    "detained": ["charged", "sentenced", "released", "pardoned", "deported", "died_in_custody"],
+    "detained": ["sentenced", "released", "died_in_custody", "pardoned", "charged", "deported"],
     "sentenced": [
-        "sentenced", "detained", "charged", "released", "pardoned", "deported", "died_in_custody",
+        "released", "pardoned", "died_in_custody", "sentenced", "deported", "detained", "charged",
     ],
     "released": ["deported"],
     "pardoned": ["deported"],
@@ -73,6 +74,15 @@ BATCHES: dict[str, dict[str, Any]] = {
     },
     "amnesty": {"kind": "amnesty", "to_status": "released"},
 }  # fmt: skip
+
+# The histories a case file is created with: steps and their days after the first.
+IMPORTED: dict[str, list[tuple[str, int]]] = {
+    "detained": [("detained", 0)],
+    "charged": [("charged", 0)],
+    "sentenced": [("detained", 0), ("sentenced", 120)],
+    "released": [("detained", 0), ("sentenced", 90), ("released", 300)],
+    "died": [("detained", 0), ("sentenced", 120), ("died_in_custody", 400)],
+}
 
 days = st.integers(0, SPAN)
 # An event: which of the statuses that may follow; how long after the current status (or,
@@ -115,24 +125,29 @@ steps = st.lists(
             st.sampled_from(["political_prisoner", "politically_persecuted", "withdrawn"]),
         ),
     ),
-    min_size=2,
+    min_size=4,
     max_size=16,
 )
 cases = st.lists(
     st.tuples(
         st.integers(0, 2),
         st.sampled_from(DEPRIVATIONS),
-        st.sampled_from(["detained", "charged"]),
+        st.sampled_from(sorted(IMPORTED)),
         days,
+        # How precisely the first step's date is known: a partial one counts from its first
+        # day (the later steps are days).
+        st.sampled_from(["day", "day", "month", "year"]),
     ),
     min_size=1,
     max_size=4,
 )
+# The API takes a period that ends by D, and a baseline not after D.
 questions = st.tuples(
-    days,  # D
-    st.integers(-30, SPAN + 30),  # the period: from …
-    st.integers(0, 400),  # … and its length
-    st.integers(-10, 400),  # the baseline
+    st.integers(0, 50),  # D: which recorded day …
+    st.integers(0, 90),  # … and how long after it
+    st.integers(0, 60),  # how long before D the period ends
+    st.integers(0, 400),  # the period's length
+    st.integers(-10, 400),  # the baseline (at the latest D)
     st.one_of(st.none(), st.floats(0, 1)),  # T: which moment between steps, or the default
     st.one_of(st.none(), st.sets(st.sampled_from(DEPRIVATIONS), min_size=1)),
 )
@@ -155,14 +170,22 @@ def _details(status: str, spec: tuple[Any, ...]) -> dict[str, Any]:
     return {}
 
 
-def _first_event(status: str, offset: int) -> dict[str, Any]:
-    return event(status, _day(offset), details=_details(status, (0, 0, None, "", None, "", "")))
+def _imported(name: str, offset: int, precision: str) -> list[dict[str, Any]]:
+    plain = (0, 0, None, "imprisonment", 48, "sentence_served", "LT")
+    steps = [
+        event(status, _day(offset + after), details=_details(status, plain))
+        for status, after in IMPORTED[name]
+    ]
+    steps[0]["effective_date"] = steps[0]["effective_date"][
+        : {"day": 10, "month": 7, "year": 4}[precision]
+    ]
+    return steps
 
 
 async def _current(client: httpx.AsyncClient, case_id: str) -> tuple[str, int]:
     """The case file's status, and the day it was set (as an offset)."""
     read = (await client.get(f"{API}/cases/{case_id}")).json()
-    return read["status"], (date.fromisoformat(read["status_since"]) - START).days
+    return read["status"], (first_day(read["status_since"]) - START).days
 
 
 async def _step(
@@ -199,7 +222,7 @@ async def _step(
         target = targets[op[2] % len(targets)]
         if kind == "supersession":
             spec = op[3]
-            day = date.fromisoformat(target["effective_date"]) + timedelta(days=spec[1] - 150)
+            day = first_day(target["effective_date"]) + timedelta(days=spec[1] - 150)
             offset = max(0, (day - START).days)
             status = target["to_status"]
             body: dict[str, Any] = {
@@ -267,7 +290,7 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
     client: httpx.AsyncClient,
     made_in: dict[str, list[str]],
     citizenships: list[tuple[str, ...]],
-    case_specs: list[tuple[int, str, str, int]],
+    case_specs: list[tuple[int, str, str, int, str]],
     ops: list[tuple[Any, ...]],
     asked: list[tuple[Any, ...]],
 ) -> None:
@@ -275,12 +298,12 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
     person_ids = [await person(client, *(held or (jurisdiction,))) for held in citizenships]
     moments: list[datetime] = [clock.utcnow()]
     case_ids = []
-    for owner, deprivation, first, offset in case_specs:
+    for owner, deprivation, first, offset, precision in case_specs:
         case_ids.append(
             await case(
                 client,
                 person_ids[owner % len(person_ids)],
-                _first_event(first, offset),
+                *_imported(first, offset, precision),
                 jurisdiction=jurisdiction,
                 deprivation_type=deprivation,
             )
@@ -292,7 +315,10 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
 
     made_in.setdefault(jurisdiction, []).extend(case_ids)
     records = await read_records(client, made_in[jurisdiction])
-    for as_of, start, length, baseline, pick, held_types in asked:
+    recorded_days = sorted({(e.day - START).days for c in records.cases for e in c.events})
+    for which, after, gap, length, latest_baseline, pick, held_types in asked:
+        as_of = recorded_days[-1 - which % len(recorded_days)] + after
+        start, baseline = as_of - gap - length, min(latest_baseline, as_of)
         known_at = None if pick is None else moments[round(pick * (len(moments) - 1))]
         body: dict[str, Any] = {
             "kind": "status",
@@ -322,3 +348,10 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
         expected = comparable(figures(records, question))
         actual = reported(report["figures"])
         assert expected == actual, (body, differences(expected, actual))
+        # Asked again as known at the same time: the same figures, the same hash.
+        again = await client.post(
+            f"{API}/reports", json={**body, "as_known_at": report["parameters"]["as_known_at"]}
+        )
+        assert again.status_code == 201, again.text
+        assert again.json()["figures"] == report["figures"]
+        assert again.json()["content_sha256"] == report["content_sha256"]
