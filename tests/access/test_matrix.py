@@ -51,6 +51,8 @@ class World:
     role_request_id: str = ""
     # A facility of the register.
     facility_id: str = ""
+    # A stored status report.
+    report_id: str = ""
 
 
 def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
@@ -129,6 +131,11 @@ AUDITOR = expect(auditor=200, others=403)
 # Reference data (the facility register): every caller reads it, coordinators keep it.
 EVERYONE = expect(others=200)
 COORDINATE_CHANGE = expect(coordinator=200, others=403)
+# Status reports: public-tier figures for analysts, coordinators and admins (and partners
+# with the reports:read scope, which the matrix's partner lacks).
+REPORT_GENERATE = expect(admin=201, coordinator=201, analyst=201, others=403)
+REPORT_READ = expect(admin=200, coordinator=200, analyst=200, others=403)
+REPORT_BODY = {"as_of": "2023-12-31", "period": {"from": "2023-01-01", "to": "2023-12-31"}}
 
 Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
 
@@ -396,6 +403,19 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         HISTORY,
         lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}/history"),
     ),
+    ("POST", "/api/v1/reports"): (
+        REPORT_GENERATE,
+        lambda c, w, k: c.post(f"{API}/reports", json=REPORT_BODY),
+    ),
+    ("GET", "/api/v1/reports"): (REPORT_READ, lambda c, w, k: c.get(f"{API}/reports")),
+    ("GET", "/api/v1/reports/{report_id}"): (
+        REPORT_READ,
+        lambda c, w, k: c.get(f"{API}/reports/{w.report_id}"),
+    ),
+    ("GET", "/api/v1/reports/public-list"): (
+        REPORT_READ,
+        lambda c, w, k: c.get(f"{API}/reports/public-list", params={"as_of": "2023-12-31"}),
+    ),
     ("GET", "/api/v1/audit/events"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/events")),
     ("GET", "/api/v1/audit/verify"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/verify")),
     ("GET", "/api/v1/audit/checkpoints/latest"): (
@@ -534,6 +554,8 @@ async def _build_world(
     assert source.status_code == 201, source.text
     facility = await coordinator.post(f"{API}/facilities", json=_facility_body())
     assert facility.status_code == 201, facility.text
+    report = await coordinator.post(f"{API}/reports", json=REPORT_BODY)
+    assert report.status_code == 201, report.text
     return World(
         cases,
         persons,
@@ -542,6 +564,7 @@ async def _build_world(
         "",
         "",
         facility_id=facility.json()["id"],
+        report_id=report.json()["id"],
     )
 
 
