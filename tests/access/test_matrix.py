@@ -51,6 +51,8 @@ class World:
     role_request_id: str = ""
     # A facility of the register.
     facility_id: str = ""
+    # A schedule of status reports.
+    report_schedule_id: str = ""
 
 
 def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
@@ -129,6 +131,10 @@ AUDITOR = expect(auditor=200, others=403)
 # Reference data (the facility register): every caller reads it, coordinators keep it.
 EVERYONE = expect(others=200)
 COORDINATE_CHANGE = expect(coordinator=200, others=403)
+# Schedules of status reports: coordinators keep them, analysts and admins read them.
+REPORT_SCHEDULE_LIST = expect(coordinator=200, analyst=200, admin=200, others=403)
+REPORT_SCHEDULE_READ = expect(coordinator=200, analyst=200, admin=200, others=404)
+REPORT_SCHEDULE_CHANGE = expect(coordinator=200, analyst=403, admin=403, others=404)
 
 Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
 
@@ -286,6 +292,30 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             headers={"If-Match": '"1"'},
         ),
     ),
+    ("POST", "/api/v1/reports/schedules"): (
+        COORDINATE,
+        lambda c, w, k: c.post(f"{API}/reports/schedules", json=_report_schedule_body()),
+    ),
+    ("GET", "/api/v1/reports/schedules"): (
+        REPORT_SCHEDULE_LIST,
+        lambda c, w, k: c.get(f"{API}/reports/schedules"),
+    ),
+    ("GET", "/api/v1/reports/schedules/{schedule_id}"): (
+        REPORT_SCHEDULE_READ,
+        lambda c, w, k: c.get(f"{API}/reports/schedules/{w.report_schedule_id}"),
+    ),
+    ("GET", "/api/v1/reports/schedules/{schedule_id}/runs"): (
+        REPORT_SCHEDULE_READ,
+        lambda c, w, k: c.get(f"{API}/reports/schedules/{w.report_schedule_id}/runs"),
+    ),
+    ("PATCH", "/api/v1/reports/schedules/{schedule_id}"): (
+        REPORT_SCHEDULE_CHANGE,
+        lambda c, w, k: c.patch(
+            f"{API}/reports/schedules/{w.report_schedule_id}",
+            json={"enabled": False},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
     ("POST", "/api/v1/collective-events"): (
         COORDINATE,
         lambda c, w, k: c.post(
@@ -429,6 +459,11 @@ def _facility_body() -> dict[str, Any]:
     }
 
 
+def _report_schedule_body() -> dict[str, Any]:
+    # Names are unique; every world makes one more.
+    return {"name": f"Weekly {uuid.uuid4()}", "cadence": "weekly", "jurisdiction": "BY"}
+
+
 def _source_body() -> dict[str, Any]:
     return {
         "publisher": "Regional monitor",
@@ -534,6 +569,8 @@ async def _build_world(
     assert source.status_code == 201, source.text
     facility = await coordinator.post(f"{API}/facilities", json=_facility_body())
     assert facility.status_code == 201, facility.text
+    schedule = await coordinator.post(f"{API}/reports/schedules", json=_report_schedule_body())
+    assert schedule.status_code == 201, schedule.text
     return World(
         cases,
         persons,
@@ -542,6 +579,7 @@ async def _build_world(
         "",
         "",
         facility_id=facility.json()["id"],
+        report_schedule_id=schedule.json()["id"],
     )
 
 
