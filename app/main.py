@@ -56,6 +56,7 @@ from app.ops.router import router as ops_router
 from app.persons.router import router as persons_router
 from app.recognition.router import criteria_router as recognition_criteria_router
 from app.recognition.router import router as recognition_router
+from app.reports.schedules.router import router as report_schedules_router
 from app.sources.router import router as sources_router
 
 log = structlog.get_logger(__name__)
@@ -84,6 +85,7 @@ def api_router() -> APIRouter:
         role_requests_router,
         partners_router,
         audit_router,
+        report_schedules_router,
     ):
         router.include_router(feature, dependencies=[Depends(authenticate)])
     return router
