@@ -56,6 +56,7 @@ from app.ops.router import router as ops_router
 from app.persons.router import router as persons_router
 from app.recognition.router import criteria_router as recognition_criteria_router
 from app.recognition.router import router as recognition_router
+from app.reports.router import router as reports_router
 from app.reports.schedules.router import router as report_schedules_router
 from app.sources.router import router as sources_router
 
@@ -85,7 +86,9 @@ def api_router() -> APIRouter:
         role_requests_router,
         partners_router,
         audit_router,
+        # Before the reports' own routes: /reports/{report_id} would take /reports/schedules.
         report_schedules_router,
+        reports_router,
     ):
         router.include_router(feature, dependencies=[Depends(authenticate)])
     return router

@@ -9,6 +9,7 @@ from app.identity import models as identity_models
 from app.jobs import models as jobs_models
 from app.persons import models as persons_models
 from app.recognition import models as recognition_models
+from app.reports import models as reports_models
 from app.reports.schedules import models as report_schedule_models
 from app.sources import models as sources_models
 
@@ -22,6 +23,7 @@ TABLE_MODULES = (
     jobs_models,
     persons_models,
     recognition_models,
+    reports_models,
     report_schedule_models,
     sources_models,
 )

@@ -5,7 +5,7 @@ from types import FrameType
 
 import typer
 
-from app.cli import accounts, audit, backup, database, development, keys, server
+from app.cli import accounts, audit, backup, database, development, keys, reports, server
 
 cli = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Habeas: case files of political prisoners."
@@ -16,6 +16,7 @@ cli.add_typer(accounts.partners, name="partners")
 cli.add_typer(keys.commands, name="keys")
 cli.add_typer(audit.commands, name="audit")
 cli.add_typer(backup.commands, name="backup")
+cli.add_typer(reports.commands, name="report")
 for command in (
     server.migrate,
     server.purge,

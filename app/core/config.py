@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     report_attempts: int = Field(default=3, ge=1, le=20)
     report_retry_seconds: float = Field(default=30.0, ge=0)
 
+    # Status reports (docs/reports.md): a report asked "as known now" counts what had been
+    # recorded this many seconds before, once the writes under way then have finished, so
+    # that asking again "as known at" its knowledge time gives the same figures.
+    report_settle_seconds: float = Field(default=5.0, ge=0, le=60)
+
     # Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated), so
     # that sign-in throttling sees each client's own address behind a TLS proxy.
     trusted_proxies: str = ""

@@ -48,6 +48,8 @@ AREA_ACTIONS: dict[str, str] = {
     "session.end": "session",
     "audit.read": "audit",
     "audit.verify": "audit",
+    "report.generate": "reports",
+    "report.read": "reports",
 }
 
 

@@ -1,11 +1,10 @@
 """Report schedules (weekly and monthly status reports made by `habeas worker`) and the
 record of each period's run: its status, attempts, last error and the snapshot it made.
 
-`report_schedule_run.snapshot_id` names a `report_snapshot` row; the foreign key comes
-with the revision that chains this one after the snapshots' table.
+`report_schedule_run.snapshot_id` names the `report_snapshot` a succeeded run made.
 
 Revision ID: 0014
-Revises: 0012 (until 0013, report_snapshot, lands; then 0013)
+Revises: 0013
 Create Date: 2026-11-30 01:30:00
 """
 
@@ -17,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -86,6 +85,11 @@ def upgrade() -> None:
             ["schedule_id"],
             ["report_schedule.id"],
             name=op.f("fk_report_schedule_run_schedule_id_report_schedule"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["snapshot_id"],
+            ["report_snapshot.id"],
+            name=op.f("fk_report_schedule_run_snapshot_id_report_snapshot"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_report_schedule_run")),
         sa.UniqueConstraint(

@@ -3,6 +3,7 @@ the job `habeas worker` runs (called directly here, on the real database): each 
 made once, a failed one recorded with its attempts and error and tried again, a period
 missed while no worker ran caught up, the configuration's schedules kept."""
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from itertools import islice, pairwise
@@ -242,6 +243,19 @@ async def test_the_job_makes_each_due_period_once_and_catches_up_what_was_missed
         due.as_of,
     )
     assert run["snapshot_id"] == outcome.snapshot_id and run["finished_at"] is not None
+    snapshot = await db.fetchrow("SELECT * FROM report_snapshot WHERE id = $1", run["snapshot_id"])
+    assert snapshot is not None and snapshot["as_of"] == due.as_of
+    parameters = json.loads(snapshot["parameters"])
+    assert parameters["period"] == {
+        "from": due.period_from.isoformat(),
+        "to": due.period_to.isoformat(),
+    }
+    assert parameters["jurisdiction"] == "BY" and snapshot["generated_by"] is None
+    generations = await db.fetch(
+        "SELECT actor_type FROM audit_event WHERE action = 'report.generate' AND resource_id = $1",
+        run["snapshot_id"],
+    )
+    assert [row["actor_type"] for row in generations] == ["system"]
     assert await runs_of(db, paused["id"]) == []
     # Made once: the next run finds nothing due.
     assert await make_due_reports(app, settings) == []
@@ -263,6 +277,7 @@ async def test_the_job_makes_each_due_period_once_and_catches_up_what_was_missed
     assert [r["as_of"] for r in runs] == [due.as_of - timedelta(days=7 * n) for n in (3, 2, 1, 0)]
     assert {r["status"] for r in runs} == {"succeeded"}
     assert len({r["snapshot_id"] for r in runs}) == 4
+    assert await db.fetchval("SELECT count(*) FROM report_snapshot") == 4
 
     listed = await client.get(f"{SCHEDULES}/{schedule['id']}/runs", params={"limit": 3})
     assert listed.status_code == 200, listed.text
@@ -278,15 +293,15 @@ async def test_a_failed_generation_is_recorded_reported_and_tried_again(
 ) -> None:
     schedule = (await client.post(SCHEDULES, json=weekly_body())).json()
     settings = job_settings(app, report_attempts=2)
-    real_generation = reports_service.generate_scheduled
+    real_generation = reports_service.generate
     calls: list[date] = []
 
     async def failing(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs["parameters"].as_of)
+        calls.append(kwargs["data"].as_of)
         raise RuntimeError("the as-of engine is away")
 
     # Only the failure is injected; everything else (the runs, the retries) is real.
-    monkeypatch.setattr(reports_service, "generate_scheduled", failing)
+    monkeypatch.setattr(reports_service, "generate", failing)
     with structlog.testing.capture_logs() as logs, pytest.raises(service.ReportsFailed):
         await make_due_reports(app, settings)
 
@@ -306,7 +321,7 @@ async def test_a_failed_generation_is_recorded_reported_and_tried_again(
     ]
 
     # The next run tries the same period again; this time it is made.
-    monkeypatch.setattr(reports_service, "generate_scheduled", real_generation)
+    monkeypatch.setattr(reports_service, "generate", real_generation)
     (outcome,) = await make_due_reports(app, settings)
     (run,) = await runs_of(db, schedule["id"])
     assert outcome.period.as_of == run["as_of"] == calls[0]

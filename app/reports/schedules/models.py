@@ -77,6 +77,6 @@ class ReportScheduleRun(SQLModel, table=True):
     attempts: int = 0
     # the last failed attempt's error (kept after a later success, for the record)
     error: str | None = Field(default=None, sa_type=Text)
-    snapshot_id: uuid.UUID | None = None
+    snapshot_id: uuid.UUID | None = Field(default=None, foreign_key="report_snapshot.id")
     started_at: datetime = Field(sa_column=moment_column())
     finished_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))

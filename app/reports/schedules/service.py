@@ -52,7 +52,7 @@ from app.reports.schedules.schemas import (
     ReportScheduleRunRead,
     ReportScheduleUpdate,
 )
-from app.reports.schemas import ReportParameters
+from app.reports.schemas import ReportCreate
 
 log = structlog.get_logger(__name__)
 
@@ -305,13 +305,12 @@ def due_periods(schedule: ReportSchedule, *, run_date: date, succeeded: set[date
     ]
 
 
-def parameters_of(schedule: ReportSchedule, period: Period) -> ReportParameters:
-    return ReportParameters.model_validate(
+def request_of(schedule: ReportSchedule, period: Period) -> ReportCreate:
+    """The report a schedule asks for a period: as known at its generation."""
+    return ReportCreate.model_validate(
         {
             "as_of": period.as_of,
-            "period_from": period.period_from,
-            "period_to": period.period_to,
-            "as_known_at": None,
+            "period": {"from": period.period_from, "to": period.period_to},
             "baseline": schedule.baseline,
             "jurisdiction": schedule.jurisdiction,
             "held_deprivation_types": schedule.held_deprivation_types,
@@ -391,7 +390,7 @@ async def _make_report(
             await session.commit()
         try:
             snapshot_id = await _generate(
-                factory, audit_keys=audit_keys, schedule=schedule, period=period, run_id=run.id
+                factory, settings=settings, audit_keys=audit_keys, run=run, schedule=schedule
             )
         except Exception as error:
             described = _describe(error)
@@ -421,21 +420,26 @@ async def _make_report(
 async def _generate(
     factory: async_sessionmaker[AsyncSession],
     *,
+    settings: Settings,
     audit_keys: AuditKeyRing,
+    run: ReportScheduleRun,
     schedule: ReportSchedule,
-    period: Period,
-    run_id: uuid.UUID,
 ) -> uuid.UUID:
-    """Generate the report and mark its run succeeded, in one transaction: a run is never
-    succeeded without its snapshot, nor a snapshot left without its run."""
+    """Generate the report (the snapshot and its audit record, the system acting) and mark
+    its run succeeded, in one transaction: a run is never succeeded without its snapshot,
+    nor a snapshot left without its run."""
+    period = Period(run.period_from, run.period_to)
     async with factory() as session:
         as_system(session, audit_keys)
-        snapshot_id = await reports_service.generate_scheduled(
-            session, parameters=parameters_of(schedule, period), schedule_id=schedule.id
+        snapshot = await reports_service.generate(
+            session,
+            data=request_of(schedule, period),
+            generated_by=None,
+            settle_seconds=settings.report_settle_seconds,
         )
-        await _mark(session, run_id, status=RunStatus.succeeded, snapshot_id=snapshot_id)
+        await _mark(session, run.id, status=RunStatus.succeeded, snapshot_id=snapshot.id)
         await commit(session)
-    return snapshot_id
+    return snapshot.id
 
 
 async def _finish(

@@ -1,0 +1,727 @@
+"""The as-of engine: every figure of a status report, computed by PostgreSQL in one
+statement from the status events, claims, confirmations, supersessions, retractions and
+recognition decisions, for a day D, a period and a knowledge time T (docs/reports.md says
+what each figure counts).
+
+Nothing is loaded into Python but the figures themselves (and the short lists of named
+people), so a report's memory does not grow with the data. The statements run on the
+driver connection (docs/performance.md): they are long, run once per report, and return
+one JSON document.
+
+The path of a case file "as known at T" is built here the way app/cases/history.py builds
+today's: the events recorded by T, not retracted by T, recorded as confirmed or reported or
+confirmed by T; ordered by effective date (a partial date counts from its first day), then
+by the order given, where a correction takes the place of the event it superseded.
+"""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.cases.models import DeprivationType
+from app.cases.statuses import CUSTODIAL_SENTENCES, SentenceType, Status
+from app.persons.models import Gender
+
+# What a report counts as held unless asked otherwise: house arrest and administrative
+# arrest are deprivations of liberty, but not the custody the status reports count.
+DEFAULT_HELD_DEPRIVATION_TYPES: tuple[DeprivationType, ...] = (
+    DeprivationType.pretrial_custody,
+    DeprivationType.imprisonment,
+    DeprivationType.restriction_of_freedom,
+    DeprivationType.psychiatric,
+)
+
+RELEASE_MODES = (
+    "sentence_served",
+    "acquitted",
+    "charges_dropped",
+    "parole",
+    "other",
+    "pardoned",
+    "pardoned_and_deported",
+    "deported_without_pardon",
+    "released_pending_trial",
+    "non_custodial_sentence",
+)
+TERM_BANDS = ("under_1y", "1_3y", "3_5y", "5_10y", "10y_plus", "no_term")
+AGE_BANDS = ("under_18", "18_29", "30_39", "40_49", "50_59", "60_plus", "unknown")
+HELD_STATUSES = (Status.detained.value, Status.sentenced.value)
+
+# The closed sets of keys each map lists in full, zeros included.
+_CLOSED_KEYS: Mapping[tuple[str, ...], Sequence[str]] = {
+    ("held", "by_status"): HELD_STATUSES,
+    ("held", "by_deprivation"): [t.value for t in DeprivationType],
+    ("held", "by_sentence_type"): [t.value for t in SentenceType],
+    ("period", "sentences", "by_type"): [t.value for t in SentenceType],
+    ("period", "sentences", "by_term_band"): TERM_BANDS,
+    ("period", "released", "by_mode"): RELEASE_MODES,
+    ("claims", "unconfirmed", "by_status"): [s.value for s in Status],
+    ("breakdowns", "by_gender"): [g.value for g in Gender],
+    ("breakdowns", "by_age_band"): AGE_BANDS,
+    ("breakdowns", "by_sentence_band"): TERM_BANDS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What a report asks: the day, the period, the knowledge time, and what counts."""
+
+    as_of: date
+    period_from: date
+    period_to: date
+    as_known_at: datetime
+    baseline: date
+    jurisdiction: str | None
+    held_deprivation_types: Sequence[DeprivationType]
+    chart_years: int
+
+    @property
+    def series_start(self) -> date:
+        """The first day of the first month the charts show."""
+        month = self.as_of.year * 12 + self.as_of.month - 1 - (12 * self.chart_years - 1)
+        return date(month // 12, month % 12 + 1, 1)
+
+
+# SQL --------------------------------------------------------------------------------------
+# Each CTE below is text with named slots ({T}, {D} …) filled with positional parameters,
+# so that the differences between two reports reuse the same definitions for two moments.
+
+_CORRECTIONS = """
+corrections (event_id, given) AS (
+    SELECT r.superseded_by, o.position
+    FROM status_event_retraction r
+    JOIN status_event o ON o.id = r.event_id
+    WHERE r.superseded_by IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM status_event_retraction f
+                      WHERE f.superseded_by = r.event_id)
+    UNION ALL
+    SELECT r.superseded_by, c.given
+    FROM corrections c
+    JOIN status_event_retraction r ON r.event_id = c.event_id
+    WHERE r.superseded_by IS NOT NULL
+)"""
+
+_SCOPE = """
+scope AS MATERIALIZED (
+    SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type, c.charges,
+           c.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
+    FROM case_file c
+    WHERE {JURISDICTION}::text IS NULL OR c.jurisdiction = {JURISDICTION}::text
+)"""
+
+# The events on the path as known at T, each with whether its state is "held".
+_KNOWN = """
+known{N} AS MATERIALIZED (
+    SELECT e.id, e.case_file_id, e.to_status, e.effective_date,
+           e.details ->> 'sentence_type' AS sentence_type,
+           (e.details ->> 'term_months')::int AS term_months,
+           e.details ->> 'release_reason' AS release_reason,
+           e.details ->> 'destination_country' AS destination_country,
+           e.collective_event_id, COALESCE(k.given, e.position) AS given,
+           s.person_id, s.jurisdiction, s.deprivation_type,
+           s.counts_held AND (
+               e.to_status = 'detained'
+               OR (e.to_status = 'sentenced'
+                   AND e.details ->> 'sentence_type' = ANY({CUSTODIAL}::text[])
+                   AND NOT COALESCE((e.details ->> 'in_absentia')::boolean, false))
+           ) AS held
+    FROM status_event e
+    JOIN scope s ON s.id = e.case_file_id
+    LEFT JOIN corrections k ON k.event_id = e.id
+    WHERE e.recorded_at <= {T}
+      AND NOT EXISTS (SELECT 1 FROM status_event_retraction r
+                      WHERE r.event_id = e.id AND r.recorded_at <= {T})
+      AND (e.confidence <> 'unconfirmed'
+           OR EXISTS (SELECT 1 FROM status_claim_resolution c
+                      WHERE c.event_id = e.id AND c.outcome = 'confirmed'
+                        AND c.recorded_at <= {T}))
+),
+path{N} AS MATERIALIZED (
+    SELECT k.*,
+           lag(k.held, 1, false) OVER w AS was_held,
+           lead(k.effective_date) OVER w AS until,
+           lead(k.to_status) OVER w AS next_status
+    FROM known{N} k
+    WINDOW w AS (PARTITION BY k.case_file_id ORDER BY k.effective_date, k.given)
+)"""
+
+# The people held on D (path{N} as known at its T): each person once.
+_HELD_PEOPLE = """
+held_people{N} AS MATERIALIZED (
+    SELECT DISTINCT x.person_id
+    FROM path{N} x
+    WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
+)"""
+
+# A person's first public spelling, when they may be named at all: the family consented
+# and none of their case files is high-confidentiality.
+_PUBLIC_NAME = """
+(SELECT n.value
+ FROM person p
+ JOIN person_name n ON n.person_id = p.id AND n.is_public AND n.kind <> 'hidden'
+ WHERE p.id = {PERSON} AND p.publish_consent
+   AND NOT EXISTS (SELECT 1 FROM case_file h
+                   WHERE h.person_id = p.id AND h.confidentiality = 'high')
+ ORDER BY n.position
+ LIMIT 1)"""
+
+_TERM_BAND = """
+CASE
+    WHEN term_months IS NULL THEN 'no_term'
+    WHEN term_months < 12 THEN 'under_1y'
+    WHEN term_months < 36 THEN '1_3y'
+    WHEN term_months < 60 THEN '3_5y'
+    WHEN term_months < 120 THEN '5_10y'
+    ELSE '10y_plus'
+END"""
+
+_RELEASE_MODE = """
+CASE
+    WHEN x.to_status = 'released' THEN COALESCE(x.release_reason, 'other')
+    WHEN x.to_status = 'pardoned' AND x.next_status = 'deported' AND x.until <= {PERIOD_TO}
+        THEN 'pardoned_and_deported'
+    WHEN x.to_status = 'pardoned' THEN 'pardoned'
+    WHEN x.to_status = 'deported' THEN 'deported_without_pardon'
+    WHEN x.to_status = 'charged' THEN 'released_pending_trial'
+    WHEN x.to_status = 'sentenced' THEN 'non_custodial_sentence'
+    ELSE 'other'
+END"""
+
+_FOREIGN = "EXISTS (SELECT 1 FROM unnest({CITIZENSHIPS}) AS c(code) WHERE c.code <> {HOME})"
+
+
+def _fill(template: str, slots: Mapping[str, str]) -> str:
+    text = template
+    for name, value in slots.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+# Positional parameters of the figures statement.
+_FIGURE_SLOTS = {
+    "D": "$1::date",
+    "PERIOD_FROM": "$2::date",
+    "PERIOD_TO": "$3::date",
+    "T": "$4::timestamptz",
+    "BASELINE": "$5::date",
+    "JURISDICTION": "$6",
+    "HELD_TYPES": "$7",
+    "CUSTODIAL": "$8",
+    "SERIES_START": "$9::date",
+    "N": "",
+}
+
+
+def _figures_sql() -> str:
+    slots = _FIGURE_SLOTS
+    public_name = _fill(_PUBLIC_NAME, {"PERSON": "{PERSON}"})
+    ctes = ",\n".join(
+        [
+            _CORRECTIONS,
+            _fill(_SCOPE, slots),
+            _fill(_KNOWN, slots),
+            _fill(
+                """
+on_day AS MATERIALIZED (
+    SELECT * FROM path x WHERE x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
+),
+recognition AS MATERIALIZED (
+    SELECT v.case_file_id, s.person_id, d.status, d.decided_on AS since,
+           lead(d.decided_on) OVER r AS until,
+           lag(d.status) OVER r AS previous
+    FROM recognition_coverage v
+    JOIN recognition_decision d ON d.id = v.decision_id
+    JOIN scope s ON s.id = v.case_file_id
+    WHERE d.recorded_at <= {T}
+    WINDOW r AS (PARTITION BY v.case_file_id ORDER BY d.decided_on, d.version)
+),
+held_files AS MATERIALIZED (
+    SELECT o.*, COALESCE(r.status, 'not_assessed') AS recognition
+    FROM on_day o
+    LEFT JOIN recognition r ON r.case_file_id = o.case_file_id
+         AND r.since <= {D} AND (r.until IS NULL OR r.until > {D})
+    WHERE o.held
+),
+held AS MATERIALIZED (
+    SELECT DISTINCT ON (h.person_id)
+           h.person_id, h.case_file_id, h.to_status, h.deprivation_type, h.jurisdiction,
+           h.sentence_type, h.term_months,
+           bool_or(h.recognition = 'political_prisoner') OVER p AS recognised,
+           bool_or(h.recognition = 'politically_persecuted') OVER p AS persecuted,
+           pr.gender, pr.citizenships, pr.region, pr.birth_date
+    FROM held_files h
+    JOIN person pr ON pr.id = h.person_id
+    WINDOW p AS (PARTITION BY h.person_id)
+    ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
+),
+releases AS MATERIALIZED (
+    SELECT x.person_id, x.case_file_id, x.jurisdiction, x.effective_date,
+           """
+                + _RELEASE_MODE
+                + """ AS mode
+    FROM path x
+    WHERE x.was_held AND NOT x.held AND x.to_status <> 'died_in_custody'
+),
+in_period AS MATERIALIZED (
+    SELECT * FROM path x WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
+),
+claims AS MATERIALIZED (
+    SELECT e.to_status, e.effective_date, e.effective_precision, s.person_id
+    FROM status_event e
+    JOIN scope s ON s.id = e.case_file_id
+    WHERE e.confidence = 'unconfirmed' AND e.recorded_at <= {T}
+      AND e.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
+      AND NOT EXISTS (SELECT 1 FROM status_event_retraction r
+                      WHERE r.event_id = e.id AND r.recorded_at <= {T})
+      AND NOT EXISTS (SELECT 1 FROM status_claim_resolution c
+                      WHERE c.event_id = e.id AND c.recorded_at <= {T})
+),
+months AS (
+    SELECT LEAST((m + interval '1 month' - interval '1 day')::date, {D}) AS month_end
+    FROM generate_series({SERIES_START}::timestamp, {D}::timestamp, interval '1 month') AS m
+),
+held_months AS (
+    SELECT (g.m + interval '1 month' - interval '1 day')::date AS month_end,
+           x.person_id, x.case_file_id
+    FROM path x
+    CROSS JOIN LATERAL generate_series(
+        date_trunc('month', GREATEST(x.effective_date, {SERIES_START})::timestamp),
+        date_trunc('month', LEAST(COALESCE(x.until - 1, {D}), {D})::timestamp),
+        interval '1 month'
+    ) AS g(m)
+    WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {SERIES_START})
+      AND (g.m + interval '1 month' - interval '1 day')::date <= {D}
+      AND (x.until IS NULL OR (g.m + interval '1 month' - interval '1 day')::date < x.until)
+    UNION ALL
+    -- the last point is the day itself when it is not a month's end
+    SELECT {D}, h.person_id, h.case_file_id FROM held_files h
+    WHERE {D} <> (date_trunc('month', {D}::timestamp) + interval '1 month'
+                  - interval '1 day')::date
+)""",
+                slots,
+            ),
+        ]
+    )
+    select = _fill(
+        """
+SELECT jsonb_build_object(
+  'held', jsonb_build_object(
+    'total', (SELECT count(*) FROM held),
+    'recognised', (SELECT count(*) FROM held WHERE recognised),
+    'politically_persecuted', (SELECT count(*) FROM held WHERE persecuted AND NOT recognised),
+    'by_status', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT to_status AS k, count(*) AS n FROM held GROUP BY 1) g),
+    'by_deprivation', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT deprivation_type AS k, count(*) AS n FROM held GROUP BY 1) g),
+    'by_sentence_type', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT sentence_type AS k, count(*) AS n FROM held
+         WHERE to_status = 'sentenced' GROUP BY 1) g),
+    'by_jurisdiction', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT jurisdiction AS k, count(*) AS n FROM held GROUP BY 1) g)
+  ),
+  'at_liberty', jsonb_build_object(
+    'prosecuted', (SELECT count(DISTINCT o.person_id) FROM on_day o
+        WHERE NOT o.held
+          AND o.to_status NOT IN ('released', 'pardoned', 'deported', 'died_in_custody')
+          AND NOT EXISTS (SELECT 1 FROM held h WHERE h.person_id = o.person_id))
+  ),
+  'period', jsonb_build_object(
+    'new_detentions', (SELECT count(*) FROM in_period WHERE held AND NOT was_held),
+    'new_recognitions', (SELECT count(DISTINCT person_id) FROM recognition
+        WHERE status = 'political_prisoner'
+          AND previous IS DISTINCT FROM 'political_prisoner'
+          AND since BETWEEN {PERIOD_FROM} AND {PERIOD_TO}),
+    'sentences', jsonb_build_object(
+      'total', (SELECT count(*) FROM in_period WHERE to_status = 'sentenced'),
+      'by_type', (SELECT jsonb_object_agg(k, n) FROM
+          (SELECT sentence_type AS k, count(*) AS n FROM in_period
+           WHERE to_status = 'sentenced' GROUP BY 1) g),
+      'by_term_band', (SELECT jsonb_object_agg(k, n) FROM
+          (SELECT """
+        + _TERM_BAND
+        + """ AS k, count(*) AS n
+           FROM in_period WHERE to_status = 'sentenced' GROUP BY 1) g)
+    ),
+    'released', jsonb_build_object(
+      'total', (SELECT count(*) FROM releases
+          WHERE effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}),
+      'by_mode', (SELECT jsonb_object_agg(k, n) FROM
+          (SELECT mode AS k, count(*) AS n FROM releases
+           WHERE effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO} GROUP BY 1) g)
+    ),
+    'deported', jsonb_build_object(
+      'total', (SELECT count(*) FROM in_period WHERE to_status = 'deported'),
+      'by_destination', (SELECT jsonb_object_agg(k, n) FROM
+          (SELECT COALESCE(destination_country, 'unknown') AS k, count(*) AS n
+           FROM in_period WHERE to_status = 'deported' GROUP BY 1) g)
+    ),
+    'released_foreign_by_citizenship', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT c.code AS k, count(*) AS n
+         FROM releases x
+         JOIN person p ON p.id = x.person_id
+         CROSS JOIN LATERAL unnest(p.citizenships) AS c(code)
+         WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
+           AND c.code <> x.jurisdiction
+         GROUP BY 1) g),
+    'deaths_in_custody', (SELECT count(*) FROM in_period WHERE to_status = 'died_in_custody')
+  ),
+  'cumulative', jsonb_build_object(
+    'deaths_in_custody_since_baseline', (SELECT count(*) FROM path
+        WHERE to_status = 'died_in_custody' AND effective_date BETWEEN {BASELINE} AND {D}),
+    'detentions_since_baseline', (SELECT count(*) FROM path
+        WHERE held AND NOT was_held AND effective_date BETWEEN {BASELINE} AND {D}),
+    'releases_since_baseline', (SELECT count(*) FROM releases
+        WHERE effective_date BETWEEN {BASELINE} AND {D})
+  ),
+  'claims', jsonb_build_object('unconfirmed', jsonb_build_object(
+    'count', (SELECT count(*) FROM claims),
+    'by_status', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT to_status AS k, count(*) AS n FROM claims GROUP BY 1) g),
+    'items', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                  'to_status', to_status,
+                  'effective_date', CASE effective_precision
+                      WHEN 'year' THEN to_char(effective_date, 'YYYY')
+                      WHEN 'month' THEN to_char(effective_date, 'YYYY-MM')
+                      ELSE to_char(effective_date, 'YYYY-MM-DD') END,
+                  'name', name)
+                ORDER BY effective_date, to_status, name), '[]'::jsonb)
+              FROM (SELECT c.*, """
+        + _fill(public_name, {"PERSON": "c.person_id"})
+        + """ AS name FROM claims c) named)
+  )),
+  'breakdowns', jsonb_build_object(
+    'foreign_by_citizenship', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT c.code AS k, count(*) AS n FROM held h
+         CROSS JOIN LATERAL unnest(h.citizenships) AS c(code)
+         WHERE c.code <> h.jurisdiction GROUP BY 1) g),
+    'by_gender', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT gender AS k, count(*) AS n FROM held GROUP BY 1) g),
+    'by_age_band', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT CASE
+            WHEN birth_date IS NULL THEN 'unknown'
+            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 18 THEN 'under_18'
+            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 30 THEN '18_29'
+            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 40 THEN '30_39'
+            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 50 THEN '40_49'
+            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 60 THEN '50_59'
+            ELSE '60_plus' END AS k, count(*) AS n
+         FROM held GROUP BY 1) g),
+    'by_region', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT COALESCE(region, 'unknown') AS k, count(*) AS n FROM held GROUP BY 1) g),
+    'by_article', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT a.article AS k, count(DISTINCT h.person_id) AS n
+         FROM held_files h
+         JOIN scope s ON s.id = h.case_file_id
+         CROSS JOIN LATERAL (SELECT DISTINCT charge ->> 'article' AS article
+                             FROM jsonb_array_elements(s.charges) AS charge) a
+         WHERE a.article IS NOT NULL
+         GROUP BY 1) g),
+    'by_sentence_band', (SELECT jsonb_object_agg(k, n) FROM
+        (SELECT """
+        + _TERM_BAND
+        + """ AS k, count(*) AS n
+         FROM held WHERE to_status = 'sentenced' GROUP BY 1) g)
+  ),
+  'by_collective_event', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+        'id', ce.id, 'title', ce.title, 'kind', ce.kind,
+        'effective_date', CASE ce.effective_precision
+            WHEN 'year' THEN to_char(ce.effective_date, 'YYYY')
+            WHEN 'month' THEN to_char(ce.effective_date, 'YYYY-MM')
+            ELSE to_char(ce.effective_date, 'YYYY-MM-DD') END,
+        'to_status', ce.to_status,
+        'destination_country', ce.destination_country, 'expelled_to', ce.expelled_to,
+        'case_files', g.case_files, 'foreign_nationals', g.foreign_nationals)
+      ORDER BY ce.effective_date, ce.id), '[]'::jsonb)
+    FROM (SELECT i.collective_event_id,
+                 count(DISTINCT i.case_file_id) AS case_files,
+                 count(DISTINCT i.person_id) FILTER (WHERE EXISTS (
+                     SELECT 1 FROM person p WHERE p.id = i.person_id AND """
+        + _fill(_FOREIGN, {"CITIZENSHIPS": "p.citizenships", "HOME": "i.jurisdiction"})
+        + """)) AS foreign_nationals
+          FROM in_period i WHERE i.collective_event_id IS NOT NULL GROUP BY 1) g
+    JOIN collective_event ce ON ce.id = g.collective_event_id),
+  'series', jsonb_build_object(
+    'held_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+          'month_end', to_char(m.month_end, 'YYYY-MM-DD'),
+          'held', COALESCE(g.held, 0), 'recognised', COALESCE(g.recognised, 0))
+        ORDER BY m.month_end), '[]'::jsonb)
+      FROM months m
+      LEFT JOIN (
+        SELECT hm.month_end, count(DISTINCT hm.person_id) AS held,
+               count(DISTINCT hm.person_id)
+                   FILTER (WHERE r.status = 'political_prisoner') AS recognised
+        FROM held_months hm
+        LEFT JOIN recognition r ON r.case_file_id = hm.case_file_id
+             AND r.since <= hm.month_end AND (r.until IS NULL OR r.until > hm.month_end)
+        GROUP BY hm.month_end
+      ) g ON g.month_end = m.month_end),
+    'releases_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+          'month', to_char(m.month_end, 'YYYY-MM'), 'by_mode', COALESCE(g.by_mode, '{}'))
+        ORDER BY m.month_end), '[]'::jsonb)
+      FROM months m
+      LEFT JOIN (
+        SELECT month, jsonb_object_agg(mode, n) AS by_mode
+        FROM (SELECT date_trunc('month', effective_date::timestamp) AS month, mode,
+                     count(*) AS n
+              FROM releases WHERE effective_date BETWEEN {SERIES_START} AND {D}
+              GROUP BY 1, 2) x
+        GROUP BY month
+      ) g ON g.month = date_trunc('month', m.month_end::timestamp))
+  )
+)""",
+        slots,
+    )
+    return "WITH RECURSIVE" + ctes + select
+
+
+FIGURES_SQL = _figures_sql()
+
+
+def _differences_sql() -> str:
+    # $1 D now, $2 T now, $3 held types, $4 jurisdiction, $5 D then, $6 T then, $7 custodial
+    shared = {"HELD_TYPES": "$3", "JURISDICTION": "$4", "CUSTODIAL": "$7"}
+    now = {**shared, "N": "_now", "D": "$1::date", "T": "$2::timestamptz"}
+    then = {**shared, "N": "_then", "D": "$5::date", "T": "$6::timestamptz"}
+    ctes = ",\n".join(
+        [
+            _CORRECTIONS,
+            _fill(_SCOPE, shared),
+            _fill(_KNOWN, now),
+            _fill(_HELD_PEOPLE, now),
+            _fill(_KNOWN, then),
+            _fill(_HELD_PEOPLE, then),
+        ]
+    )
+    select = (
+        """
+, entered AS (SELECT person_id FROM held_people_now
+              EXCEPT SELECT person_id FROM held_people_then),
+left_custody AS (SELECT person_id FROM held_people_then
+                 EXCEPT SELECT person_id FROM held_people_now),
+died AS (SELECT DISTINCT person_id FROM path_now
+         WHERE to_status = 'died_in_custody' AND effective_date > $5::date
+           AND effective_date <= $1::date)
+SELECT jsonb_build_object(
+  'entered_custody', (SELECT jsonb_build_object('count', count(*),
+      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
+                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
+      FROM (SELECT """
+        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
+        + """ AS name
+            FROM entered x) n),
+  'left_custody', (SELECT jsonb_build_object('count', count(*),
+      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
+                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
+      FROM (SELECT """
+        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
+        + """ AS name
+            FROM left_custody x) n),
+  'died', (SELECT jsonb_build_object('count', count(*),
+      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
+                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
+      FROM (SELECT """
+        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
+        + """ AS name
+            FROM died x) n)
+)"""
+    )
+    return "WITH RECURSIVE" + ctes + select
+
+
+DIFFERENCES_SQL = _differences_sql()
+
+
+def _custodial() -> list[str]:
+    return sorted(sentence.value for sentence in CUSTODIAL_SENTENCES)
+
+
+def _complete(figures: dict[str, Any]) -> dict[str, Any]:
+    """Every map with a closed set of keys lists them all (zeros included); every other
+    map is at least empty, never null."""
+    for path, keys in _CLOSED_KEYS.items():
+        holder = figures
+        for step in path[:-1]:
+            holder = holder[step]
+        found = holder.get(path[-1]) or {}
+        holder[path[-1]] = {key: int(found.get(key, 0)) for key in keys}
+    for section in ("held", "period", "breakdowns"):
+        for name, value in figures[section].items():
+            if value is None:
+                figures[section][name] = {}
+    for name in ("deported",):
+        if figures["period"][name]["by_destination"] is None:
+            figures["period"][name]["by_destination"] = {}
+    return figures
+
+
+async def figures(connection: asyncpg.Connection, question: Question) -> dict[str, Any]:
+    """Every figure of the status report for `question`, in the shape of docs/reports.md."""
+    document = await connection.fetchval(
+        FIGURES_SQL,
+        question.as_of,
+        question.period_from,
+        question.period_to,
+        question.as_known_at,
+        question.baseline,
+        question.jurisdiction,
+        [kind.value for kind in question.held_deprivation_types],
+        _custodial(),
+        question.series_start,
+    )
+    return _complete(_decoded(document))
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """The report a new one is compared with."""
+
+    id: uuid.UUID
+    as_of: date
+    as_known_at: datetime
+
+
+async def differences(
+    connection: asyncpg.Connection, question: Question, earlier: Earlier
+) -> dict[str, Any]:
+    """Who entered custody, left it, and died between an earlier report and this one (each
+    as known at its own time); named only where the person may be named."""
+    document = await connection.fetchval(
+        DIFFERENCES_SQL,
+        question.as_of,
+        question.as_known_at,
+        [kind.value for kind in question.held_deprivation_types],
+        question.jurisdiction,
+        earlier.as_of,
+        earlier.as_known_at,
+        _custodial(),
+    )
+    return {
+        "previous_id": str(earlier.id),
+        "previous_as_of": earlier.as_of.isoformat(),
+        **_decoded(document),
+    }
+
+
+def _decoded(document: Any) -> dict[str, Any]:
+    decoded: dict[str, Any] = orjson.loads(document) if isinstance(document, str) else document
+    return decoded
+
+
+# The public list ---------------------------------------------------------------------------
+
+_PUBLIC_SLOTS = {
+    "D": "$1::date",
+    "T": "$2::timestamptz",
+    "JURISDICTION": "$3",
+    "HELD_TYPES": "$4",
+    "CUSTODIAL": "$5",
+    "N": "",
+}
+
+
+def _public_list_sql() -> str:
+    slots = _PUBLIC_SLOTS
+    ctes = ",\n".join(
+        [
+            _CORRECTIONS,
+            _fill(_SCOPE, slots),
+            _fill(_KNOWN, slots),
+            _fill(
+                """
+recognised_files AS MATERIALIZED (
+    SELECT x.person_id, x.case_file_id, x.effective_date, x.to_status, x.sentence_type,
+           x.term_months
+    FROM path x
+    WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
+      AND (SELECT d.status
+           FROM recognition_coverage v
+           JOIN recognition_decision d ON d.id = v.decision_id
+           WHERE v.case_file_id = x.case_file_id AND d.decided_on <= {D}
+             AND d.recorded_at <= {T}
+           ORDER BY d.decided_on DESC, d.version DESC
+           LIMIT 1) = 'political_prisoner'
+      AND x.person_id > $6::uuid
+),
+consented AS MATERIALIZED (
+    SELECT DISTINCT f.person_id
+    FROM recognised_files f
+    JOIN person p ON p.id = f.person_id
+    WHERE p.publish_consent
+      AND NOT EXISTS (SELECT 1 FROM case_file h
+                      WHERE h.person_id = p.id AND h.confidentiality = 'high')
+    ORDER BY f.person_id
+    LIMIT $7
+)""",
+                slots,
+            ),
+        ]
+    )
+    select = _fill(
+        """
+SELECT c.person_id,
+       ARRAY(SELECT n.value FROM person_name n
+             WHERE n.person_id = c.person_id AND n.is_public AND n.kind <> 'hidden'
+             ORDER BY n.position) AS names,
+       extract(year FROM p.birth_date)::int AS birth_year,
+       p.region,
+       ARRAY(SELECT DISTINCT charge ->> 'article'
+             FROM recognised_files f
+             JOIN case_file cf ON cf.id = f.case_file_id
+             CROSS JOIN LATERAL jsonb_array_elements(cf.charges) AS charge
+             WHERE f.person_id = c.person_id AND charge ->> 'article' IS NOT NULL
+             ORDER BY 1) AS articles,
+       primary_file.sentence_type,
+       primary_file.term_months,
+       (SELECT max(x.effective_date) FROM path x
+        WHERE x.case_file_id = primary_file.case_file_id AND x.held AND NOT x.was_held
+          AND x.effective_date <= {D}) AS held_since
+FROM consented c
+JOIN person p ON p.id = c.person_id
+CROSS JOIN LATERAL (
+    SELECT f.case_file_id,
+           CASE WHEN f.to_status = 'sentenced' THEN f.sentence_type END AS sentence_type,
+           CASE WHEN f.to_status = 'sentenced' THEN f.term_months END AS term_months
+    FROM recognised_files f
+    WHERE f.person_id = c.person_id
+    ORDER BY f.effective_date DESC, f.case_file_id
+    LIMIT 1
+) AS primary_file
+ORDER BY c.person_id""",
+        slots,
+    )
+    return "WITH RECURSIVE" + ctes + select
+
+
+PUBLIC_LIST_SQL = _public_list_sql()
+# Before every person id: where the public list starts.
+_BEFORE_ALL = uuid.UUID(int=0)
+
+
+async def public_list(
+    connection: asyncpg.Connection,
+    *,
+    as_of: date,
+    as_known_at: datetime,
+    jurisdiction: str | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One page of the recognised political prisoners held on `as_of` whose families
+    consented to publication (and none of whose case files is high-confidentiality), in
+    person id order after `after`; public-tier fields only."""
+    rows = await connection.fetch(
+        PUBLIC_LIST_SQL,
+        as_of,
+        as_known_at,
+        jurisdiction,
+        [kind.value for kind in DEFAULT_HELD_DEPRIVATION_TYPES],
+        _custodial(),
+        after or _BEFORE_ALL,
+        limit,
+    )
+    return [dict(row) for row in rows]

@@ -1,0 +1,51 @@
+"""Report snapshots: what was published, kept as it was (docs/reports.md)."""
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, ForeignKey, Index, Text, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from app.core.clock import utcnow
+from app.core.columns import TextEnum, moment_column, one_of
+from app.core.ids import new_id
+
+
+class ReportKind(StrEnum):
+    status = "status"
+
+
+class ReportSnapshot(SQLModel, table=True):
+    """One generated report. Immutable: the database refuses UPDATE, DELETE and TRUNCATE
+    (migration 0013), so a published figure never changes silently; a correction shows in
+    the next report, and in its differences from this one."""
+
+    __tablename__ = "report_snapshot"
+    __table_args__ = (
+        one_of("kind", list(ReportKind)),
+        # The previous snapshot of a series: the latest generated with an as_of not after.
+        Index("ix_report_snapshot_series", "series", "as_of", "generated_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    kind: ReportKind = Field(sa_type=TextEnum(ReportKind, 20))
+    # What makes two snapshots comparable: kind, jurisdiction, baseline, held types.
+    series: str = Field(sa_type=Text)
+    as_of: date
+    as_known_at: datetime = Field(sa_column=moment_column())
+    generator_version: str = Field(sa_type=Text)
+    # The resolved parameters and the figures, as hashed (see content_sha256).
+    parameters: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    figures: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # SHA-256 (hex) of the canonical JSON of {kind, generator_version, parameters, figures}.
+    content_sha256: str = Field(max_length=64)
+    previous_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid, ForeignKey("report_snapshot.id"), nullable=True)
+    )
+    differences: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    generated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    # The staff member or partner who asked; none for a scheduled run.
+    generated_by: uuid.UUID | None = None

@@ -1,0 +1,327 @@
+"""Status reports: generate one as an immutable snapshot, read and list snapshots, and the
+consented public list (docs/reports.md).
+
+A report holds public-tier facts only — figures, and the names of people whose families
+consented to publication — so that every reader allowed to read reports may read all of
+it; who may generate and read them is the policies' decision (policies/*.cedar).
+"""
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import rfc8785
+import structlog
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.access.caller import Caller
+from app.audit.journal import change, journal_of
+from app.core.clock import utcnow
+from app.core.db import driver_connection
+from app.core.errors import NotFound, UnprocessableInput
+from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.reports import asof
+from app.reports.models import ReportKind, ReportSnapshot
+from app.reports.schemas import ReportCreate, ReportRead
+
+log = structlog.get_logger(__name__)
+
+# Changes whenever the figures' definitions change, so that a figure is only ever compared
+# with one computed the same way.
+GENERATOR_VERSION = "1"
+# A report over a large data set may take a while; no other statement waits for it.
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+PUBLIC_LIST_BATCH = 1000
+# How long a default-time report waits for writes that were under way at its knowledge time.
+SETTLE_WAIT_LIMIT = timedelta(seconds=30)
+
+_NO_DIFFERENCES: dict[str, Any] = {
+    "previous_id": None,
+    "previous_as_of": None,
+    "entered_custody": None,
+    "left_custody": None,
+    "died": None,
+}
+
+
+def report_read(snapshot: ReportSnapshot) -> ReportRead:
+    return ReportRead.model_validate(
+        {
+            "id": snapshot.id,
+            "kind": snapshot.kind,
+            "generated_at": snapshot.generated_at,
+            "generated_by": snapshot.generated_by,
+            "generator_version": snapshot.generator_version,
+            "parameters": snapshot.parameters,
+            "content_sha256": snapshot.content_sha256,
+            "figures": snapshot.figures,
+            "differences": snapshot.differences,
+        }
+    )
+
+
+def content_of(snapshot_fields: dict[str, Any]) -> dict[str, Any]:
+    """What a snapshot's hash covers."""
+    return {
+        "kind": snapshot_fields["kind"],
+        "generator_version": snapshot_fields["generator_version"],
+        "parameters": snapshot_fields["parameters"],
+        "figures": snapshot_fields["figures"],
+    }
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    return hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    question: asof.Question
+    parameters: dict[str, Any]
+    series: str
+
+
+def resolve(data: ReportCreate, *, knowledge_time: datetime) -> Resolved:
+    held_types = sorted(set(data.held_deprivation_types or asof.DEFAULT_HELD_DEPRIVATION_TYPES))
+    question = asof.Question(
+        as_of=data.as_of,
+        period_from=data.period.from_,
+        period_to=data.period.to,
+        as_known_at=knowledge_time,
+        baseline=data.baseline,
+        jurisdiction=data.jurisdiction,
+        held_deprivation_types=held_types,
+        chart_years=data.chart_years,
+    )
+    parameters = {
+        "as_of": data.as_of.isoformat(),
+        "period": {"from": data.period.from_.isoformat(), "to": data.period.to.isoformat()},
+        "as_known_at": knowledge_time.isoformat().replace("+00:00", "Z"),
+        "baseline": data.baseline.isoformat(),
+        "jurisdiction": data.jurisdiction,
+        "held_deprivation_types": [kind.value for kind in held_types],
+        "chart_years": data.chart_years,
+    }
+    series = "|".join(
+        [
+            data.kind.value,
+            data.jurisdiction or "*",
+            data.baseline.isoformat(),
+            ",".join(kind.value for kind in held_types),
+        ]
+    )
+    return Resolved(question, parameters, series)
+
+
+async def knowledge_time(session: AsyncSession, asked: datetime | None, settle: float) -> datetime:
+    """The moment the report counts what had been recorded by. Asked for: it must be past
+    (a report "as known at" a moment to come could not be reproduced). By default: now less
+    `settle` seconds, once the transactions that were under way then have finished — a
+    write recorded before that moment but committed after would otherwise be missing from
+    this report and present in its reproduction."""
+    now = utcnow()
+    if asked is not None:
+        if asked > now:
+            raise UnprocessableInput("`as_known_at` is in the future.")
+        return asked.astimezone(now.tzinfo)
+    moment = now - timedelta(seconds=settle)
+    driver = await driver_connection(session)
+    deadline = now + SETTLE_WAIT_LIMIT
+    while await driver.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND datname = current_database() AND xact_start <= $1 AND backend_xid IS NOT NULL)",
+        moment,
+    ):
+        if utcnow() > deadline:
+            log.warning("report_settle_gave_up", as_known_at=moment.isoformat())
+            break
+        await asyncio.sleep(0.05)
+    return moment
+
+
+async def _previous(session: AsyncSession, series: str, as_of: date) -> ReportSnapshot | None:
+    found = await session.exec(
+        select(ReportSnapshot)
+        .where(col(ReportSnapshot.series) == series, col(ReportSnapshot.as_of) <= as_of)
+        .order_by(col(ReportSnapshot.as_of).desc(), col(ReportSnapshot.generated_at).desc())
+        .limit(1)
+    )
+    return found.first()
+
+
+async def generate(
+    session: AsyncSession,
+    *,
+    data: ReportCreate,
+    generated_by: uuid.UUID | None,
+    settle_seconds: float,
+) -> ReportSnapshot:
+    """Compute the report and store it as a snapshot, with its audit record, in the
+    request's transaction."""
+    moment = await knowledge_time(session, data.as_known_at, settle_seconds)
+    resolved = resolve(data, knowledge_time=moment)
+    driver = await driver_connection(session)
+    for setting in REPORT_SETTINGS:
+        await driver.execute(setting)
+    figures = await asof.figures(driver, resolved.question)
+    previous = await _previous(session, resolved.series, data.as_of)
+    differences = _NO_DIFFERENCES
+    if previous is not None:
+        differences = await asof.differences(
+            driver,
+            resolved.question,
+            asof.Earlier(previous.id, previous.as_of, previous.as_known_at),
+        )
+    fields: dict[str, Any] = {
+        "kind": data.kind.value,
+        "generator_version": GENERATOR_VERSION,
+        "parameters": resolved.parameters,
+        "figures": figures,
+    }
+    snapshot = ReportSnapshot(
+        kind=data.kind,
+        series=resolved.series,
+        as_of=data.as_of,
+        as_known_at=moment,
+        generator_version=GENERATOR_VERSION,
+        parameters=resolved.parameters,
+        figures=figures,
+        content_sha256=content_hash(content_of(fields)),
+        previous_id=previous.id if previous else None,
+        differences=differences,
+        generated_by=generated_by,
+    )
+    session.add(snapshot)
+    await session.flush()
+    journal_of(session).changed(
+        "report.generate",
+        "report",
+        snapshot.id,
+        changes=[
+            change(
+                "report",
+                snapshot.id,
+                before=None,
+                after={
+                    "kind": snapshot.kind.value,
+                    "parameters": resolved.parameters,
+                    "content_sha256": snapshot.content_sha256,
+                    "previous_id": str(snapshot.previous_id) if snapshot.previous_id else None,
+                },
+            )
+        ],
+    )
+    log.info(
+        "report_generated",
+        report_id=str(snapshot.id),
+        as_of=data.as_of.isoformat(),
+        held=figures["held"]["total"],
+    )
+    return snapshot
+
+
+async def generate_for(
+    session: AsyncSession, caller: Caller, data: ReportCreate, *, settle_seconds: float
+) -> ReportSnapshot:
+    return await generate(
+        session, data=data, generated_by=caller.principal.id, settle_seconds=settle_seconds
+    )
+
+
+async def get(session: AsyncSession, report_id: uuid.UUID) -> ReportSnapshot:
+    snapshot = await session.get(ReportSnapshot, report_id)
+    if snapshot is None:
+        raise NotFound("No such report.")
+    return snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPage:
+    items: Sequence[ReportSnapshot]
+    next_cursor: str | None
+
+
+async def list_snapshots(
+    session: AsyncSession, *, kind: ReportKind | None, cursor: str | None, limit: int
+) -> SnapshotPage:
+    """Newest first (ids are UUIDv7: their order is the order of generation)."""
+    fingerprint = query_fingerprint({"kind": kind.value if kind else None})
+    query = select(ReportSnapshot).order_by(col(ReportSnapshot.id).desc()).limit(limit + 1)
+    if kind is not None:
+        query = query.where(col(ReportSnapshot.kind) == kind)
+    if cursor is not None:
+        (after,) = decode_cursor(cursor, fingerprint, 1)
+        query = query.where(col(ReportSnapshot.id) < cursor_uuid(after))
+    rows = list((await session.exec(query)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor([str(rows[-1].id)], fingerprint) if more and rows else None
+    return SnapshotPage(rows, next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+async def public_page(
+    session: AsyncSession,
+    *,
+    as_of: date,
+    jurisdiction: str | None,
+    cursor: str | None,
+    limit: int,
+) -> PublicPage:
+    """One page of the consented public list on `as_of`, as known now."""
+    fingerprint = query_fingerprint({"as_of": as_of.isoformat(), "jurisdiction": jurisdiction})
+    after = None
+    if cursor is not None:
+        (position,) = decode_cursor(cursor, fingerprint, 1)
+        after = cursor_uuid(position)
+    driver = await driver_connection(session)
+    for setting in REPORT_SETTINGS:
+        await driver.execute(setting)
+    rows = await asof.public_list(
+        driver,
+        as_of=as_of,
+        as_known_at=utcnow(),
+        jurisdiction=jurisdiction,
+        after=after,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor([str(rows[-1]["person_id"])], fingerprint) if more else None
+    return PublicPage(rows, next_cursor)
+
+
+async def public_entries(
+    session: AsyncSession, *, as_of: date, jurisdiction: str | None
+) -> list[dict[str, Any]]:
+    """The whole consented public list on `as_of`, as known at one moment (now), read a
+    page at a time."""
+    moment = utcnow()
+    driver = await driver_connection(session)
+    for setting in REPORT_SETTINGS:
+        await driver.execute(setting)
+    entries: list[dict[str, Any]] = []
+    after: uuid.UUID | None = None
+    while True:
+        rows = await asof.public_list(
+            driver,
+            as_of=as_of,
+            as_known_at=moment,
+            jurisdiction=jurisdiction,
+            after=after,
+            limit=PUBLIC_LIST_BATCH,
+        )
+        entries.extend(rows)
+        if len(rows) < PUBLIC_LIST_BATCH:
+            return entries
+        after = rows[-1]["person_id"]
