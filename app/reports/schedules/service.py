@@ -392,9 +392,11 @@ async def _make_report(
             snapshot_id = await _generate(
                 factory, settings=settings, audit_keys=audit_keys, run=run, schedule=schedule
             )
+        # Whatever the generation raised (a refused parameter, the database away, a bug)
+        # is recorded on the run and logged: a period is never skipped unnoticed.
         except Exception as error:
             described = _describe(error)
-            await _finish(factory, run.id, status=RunStatus.failed, error=described)
+            await _record_failure(factory, run.id, described)
             log.error(
                 "status_report_failed",
                 schedule_id=str(schedule.id),
@@ -442,11 +444,11 @@ async def _generate(
     return snapshot.id
 
 
-async def _finish(
-    factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID, *, status: RunStatus, error: str
+async def _record_failure(
+    factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID, error: str
 ) -> None:
     async with factory() as session:
-        await _mark(session, run_id, status=status, error=error)
+        await _mark(session, run_id, status=RunStatus.failed, error=error)
         await session.commit()
 
 
