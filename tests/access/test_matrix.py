@@ -53,6 +53,8 @@ class World:
     facility_id: str = ""
     # A stored status report.
     report_id: str = ""
+    # A schedule of status reports.
+    report_schedule_id: str = ""
 
 
 def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
@@ -136,6 +138,10 @@ COORDINATE_CHANGE = expect(coordinator=200, others=403)
 REPORT_GENERATE = expect(admin=201, coordinator=201, analyst=201, others=403)
 REPORT_READ = expect(admin=200, coordinator=200, analyst=200, others=403)
 REPORT_BODY = {"as_of": "2023-12-31", "period": {"from": "2023-01-01", "to": "2023-12-31"}}
+# Schedules of status reports: coordinators keep them, analysts and admins read them.
+REPORT_SCHEDULE_LIST = expect(coordinator=200, analyst=200, admin=200, others=403)
+REPORT_SCHEDULE_READ = expect(coordinator=200, analyst=200, admin=200, others=404)
+REPORT_SCHEDULE_CHANGE = expect(coordinator=200, analyst=403, admin=403, others=404)
 
 Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
 
@@ -290,6 +296,30 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         lambda c, w, k: c.patch(
             f"{API}/facilities/{w.facility_id}",
             json={"type": "prison"},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/reports/schedules"): (
+        COORDINATE,
+        lambda c, w, k: c.post(f"{API}/reports/schedules", json=_report_schedule_body()),
+    ),
+    ("GET", "/api/v1/reports/schedules"): (
+        REPORT_SCHEDULE_LIST,
+        lambda c, w, k: c.get(f"{API}/reports/schedules"),
+    ),
+    ("GET", "/api/v1/reports/schedules/{schedule_id}"): (
+        REPORT_SCHEDULE_READ,
+        lambda c, w, k: c.get(f"{API}/reports/schedules/{w.report_schedule_id}"),
+    ),
+    ("GET", "/api/v1/reports/schedules/{schedule_id}/runs"): (
+        REPORT_SCHEDULE_READ,
+        lambda c, w, k: c.get(f"{API}/reports/schedules/{w.report_schedule_id}/runs"),
+    ),
+    ("PATCH", "/api/v1/reports/schedules/{schedule_id}"): (
+        REPORT_SCHEDULE_CHANGE,
+        lambda c, w, k: c.patch(
+            f"{API}/reports/schedules/{w.report_schedule_id}",
+            json={"enabled": False},
             headers={"If-Match": '"1"'},
         ),
     ),
@@ -449,6 +479,11 @@ def _facility_body() -> dict[str, Any]:
     }
 
 
+def _report_schedule_body() -> dict[str, Any]:
+    # Names are unique; every world makes one more.
+    return {"name": f"Weekly {uuid.uuid4()}", "cadence": "weekly", "jurisdiction": "BY"}
+
+
 def _source_body() -> dict[str, Any]:
     return {
         "publisher": "Regional monitor",
@@ -556,6 +591,8 @@ async def _build_world(
     assert facility.status_code == 201, facility.text
     report = await coordinator.post(f"{API}/reports", json=REPORT_BODY)
     assert report.status_code == 201, report.text
+    schedule = await coordinator.post(f"{API}/reports/schedules", json=_report_schedule_body())
+    assert schedule.status_code == 201, schedule.text
     return World(
         cases,
         persons,
@@ -565,6 +602,7 @@ async def _build_world(
         "",
         facility_id=facility.json()["id"],
         report_id=report.json()["id"],
+        report_schedule_id=schedule.json()["id"],
     )
 
 
