@@ -328,7 +328,9 @@ def figures(records: Records, q: Question) -> dict[str, Any]:
         by_status[primary_state.status] += 1
         statuses = {recognition_on(person, c.id, q.as_of, q.known_at) for c, _ in held}
         recognised += "political_prisoner" in statuses
-        persecuted += "politically_persecuted" in statuses
+        # politically_persecuted means persecuted but not recognised (DESIGN §2): a person
+        # recognised for one held case file is not also counted as persecuted for another.
+        persecuted += "politically_persecuted" in statuses and "political_prisoner" not in statuses
         for citizenship in person.citizenships:
             if citizenship != primary_case.jurisdiction:
                 foreign_held[citizenship] += 1

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from tests.factories import API, amnesty, event
+from tests.factories import API, amnesty, event, person_body
 from tests.reports.recompute import RELEASE_MODES
 from tests.reports.reporting import (
     case,
@@ -220,7 +220,10 @@ async def test_september_by_hand_and_as_known_at_the_first_generation(
     unconfirmed = figures["claims"]["unconfirmed"]
     assert unconfirmed["count"] == 1
     assert {k: v for k, v in unconfirmed["by_status"].items() if v} == {"released": 1}
-    assert [item["to_status"] for item in unconfirmed["items"]] == ["released"]
+    (item,) = unconfirmed["items"]
+    assert (item["to_status"], item["effective_date"]) == ("released", "2025-09-20")
+    # p6's family consented to publication: named by a public spelling.
+    assert item["name"] in {n["value"] for n in person_body()["names"]}
 
     (collective,) = figures["by_collective_event"]
     assert collective["id"] == made["collective"]
@@ -231,6 +234,21 @@ async def test_september_by_hand_and_as_known_at_the_first_generation(
     )
     assert collective["effective_date"] == "2025-09-11"
     assert (collective["case_files"], collective["foreign_nationals"]) == (5, 3)
+
+    # The chart's last point is D; its month's releases are September's.
+    assert figures["series"]["held_by_month"][-1] == {
+        "month_end": "2025-09-30",
+        "held": 6,
+        "recognised": 2,
+    }
+    assert figures["series"]["releases_by_month"][-1]["month"] == "2025-09"
+    assert {
+        k: v for k, v in figures["series"]["releases_by_month"][-1]["by_mode"].items() if v
+    } == {
+        "pardoned_and_deported": 5,
+        "sentence_served": 1,
+        "non_custodial_sentence": 1,
+    }
 
     read = await client.get(f"{API}/reports/{first['id']}")
     assert read.status_code == 200, read.text
@@ -310,3 +328,36 @@ async def test_held_deprivation_types_decide_who_is_held(client: httpx.AsyncClie
         "house_arrest",
         "pretrial_custody",
     ]
+
+
+async def test_recognition_counts_the_held_case_files_it_covers(client: httpx.AsyncClient) -> None:
+    """Each held case file's recognition is its own latest decision by D. The doc says
+    politically_persecuted counts "likewise"; DESIGN §2 defines it as persecuted but not
+    recognised, and the report counts it so: a person recognised for one held case file and
+    persecuted for another is counted as recognised only."""
+    both = await person(client)
+    first = await case(client, both, event("detained", "2024-01-01"))
+    second = await case(client, both, event("detained", "2024-06-01"))
+    assert (await recognise(client, both, "2024-07-01", case_file_ids=[first])).status_code == 201
+    persecuted = {"status": "politically_persecuted", "case_file_ids": [second]}
+    assert (await recognise(client, both, "2024-08-01", **persecuted)).status_code == 201
+    only = await person(client)
+    alone = await case(client, only, event("detained", "2024-02-01"))
+    persecuted = {"status": "politically_persecuted", "case_file_ids": [alone]}
+    assert (await recognise(client, only, "2024-03-01", **persecuted)).status_code == 201
+    # Recognised after D: not yet on D.
+    later = await person(client)
+    await case(client, later, event("detained", "2024-02-01"))
+    assert (await recognise(client, later, "2025-10-01")).status_code == 201
+    await settle()
+    held = (await generate(client, **SEPTEMBER))["figures"]["held"]
+    assert (held["total"], held["recognised"], held["politically_persecuted"]) == (3, 1, 1)
+    summer = (
+        await generate(
+            client,
+            as_of="2024-07-15",
+            period={"from": "2024-07-01", "to": "2024-07-15"},
+        )
+    )["figures"]
+    assert (summer["held"]["recognised"], summer["held"]["politically_persecuted"]) == (1, 1)
+    assert summer["period"]["new_recognitions"] == 1
