@@ -361,3 +361,52 @@ async def test_recognition_counts_the_held_case_files_it_covers(client: httpx.As
     )["figures"]
     assert (summer["held"]["recognised"], summer["held"]["politically_persecuted"]) == (1, 1)
     assert summer["period"]["new_recognitions"] == 1
+
+
+async def test_as_known_at_also_ignores_later_changes_to_persons_and_case_files(
+    client: httpx.AsyncClient,
+) -> None:
+    """docs/reports.md: asking again "as known at" the stored knowledge time gives the same
+    figures and the same hash, "whatever was recorded, corrected or retracted since". A
+    person's citizenships and a case file's deprivation type, jurisdiction and charges are
+    corrected too, by PATCH, after a report has been published."""
+    foreigner = await person(client, "LT")
+    expelled = await case(client, foreigner, event("detained", "2024-01-01"))
+    made = await client.post(
+        f"{API}/collective-events",
+        json=amnesty(
+            [expelled],
+            kind="pardon",
+            to_status="pardoned",
+            details={},
+            effective_date="2025-09-11",
+            expelled_to="LT",
+        ),
+    )
+    assert made.status_code == 201, made.text
+    held = await case(client, await person(client), event("detained", "2024-01-01"))
+    await settle()
+    first = await generate(client, **SEPTEMBER)
+    assert first["figures"]["held"]["total"] == 1
+    assert first["figures"]["period"]["released_foreign_by_citizenship"].get("LT") == 1
+
+    person_url = f"{API}/persons/{foreigner}"
+    etag = (await client.get(person_url)).headers["etag"]
+    changed = await client.patch(
+        person_url, json={"citizenships": ["BY"]}, headers={"If-Match": etag}
+    )
+    assert changed.status_code == 200, changed.text
+    case_url = f"{API}/cases/{held}"
+    etag = (await client.get(case_url)).headers["etag"]
+    changed = await client.patch(
+        case_url, json={"deprivation_type": "house_arrest"}, headers={"If-Match": etag}
+    )
+    assert changed.status_code == 200, changed.text
+    await settle()
+
+    now = (await generate(client, **SEPTEMBER))["figures"]
+    assert now["held"]["total"] == 0
+    assert sum(now["period"]["released_foreign_by_citizenship"].values()) == 0
+    again = await generate(client, **SEPTEMBER, as_known_at=first["parameters"]["as_known_at"])
+    assert again["figures"] == first["figures"]
+    assert again["content_sha256"] == first["content_sha256"]

@@ -1,8 +1,9 @@
 """Random small histories made through the API — late news, claims confirmed or rejected,
-supersessions, retractions, collective events, recognition decisions — each step at its
-own real time; then for a random day D, period and knowledge time T (one of the moments
-between the steps, or the default), every figure of the report equals a plain Python
-recomputation (tests/reports/recompute.py) from the API's own records.
+supersessions, retractions, collective events (and their retractions), recognition
+decisions — each step at its own real time; then for a random day D, period and knowledge
+time T (one of the moments between the steps, or the default), every figure of the report
+equals a plain Python recomputation (tests/reports/recompute.py) from the API's own
+records, and asking again as known at the same time gives the same figures and hash.
 
 Each example reports on a jurisdiction of its own, so that the records of earlier examples
 (the tables are emptied once per test, not per example) stay out of its figures."""
@@ -118,6 +119,7 @@ steps = st.lists(
             st.integers(0, 200),
             st.sampled_from(["confirmed", "confirmed", "unconfirmed"]),
         ),
+        st.tuples(st.just("collective_retraction"), st.integers(0, 3)),
         st.tuples(
             st.just("recognition"),
             st.integers(0, 2),
@@ -189,7 +191,12 @@ async def _current(client: httpx.AsyncClient, case_id: str) -> tuple[str, int]:
 
 
 async def _step(
-    client: httpx.AsyncClient, op: tuple[Any, ...], case_ids: list[str], person_ids: list[str]
+    client: httpx.AsyncClient,
+    op: tuple[Any, ...],
+    *,
+    case_ids: list[str],
+    person_ids: list[str],
+    collectives: list[str],
 ) -> int:
     """One step of a history; the API's answer (0 when there was nothing to do)."""
     kind = op[0]
@@ -257,6 +264,15 @@ async def _step(
                 **shape,
             ),
         )
+        if response.status_code == 201:
+            collectives.append(response.json()["id"])
+    elif kind == "collective_retraction":
+        if not collectives:
+            return 0
+        response = await client.post(
+            f"{API}/collective-events/{collectives[op[1] % len(collectives)]}/retraction",
+            json={"reason": "reported by mistake"},
+        )
     else:
         _, index, offset, status = op
         person_id = person_ids[index % len(person_ids)]
@@ -297,7 +313,8 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
     jurisdiction = next(JURISDICTIONS)
     person_ids = [await person(client, *(held or (jurisdiction,))) for held in citizenships]
     moments: list[datetime] = [clock.utcnow()]
-    case_ids = []
+    case_ids: list[str] = []
+    collectives: list[str] = []
     for owner, deprivation, first, offset, precision in case_specs:
         case_ids.append(
             await case(
@@ -310,7 +327,7 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
         )
         moments.append(clock.utcnow())
     for op in ops:
-        await _step(client, op, case_ids, person_ids)
+        await _step(client, op, case_ids=case_ids, person_ids=person_ids, collectives=collectives)
         moments.append(clock.utcnow())
 
     made_in.setdefault(jurisdiction, []).extend(case_ids)
