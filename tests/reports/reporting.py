@@ -4,17 +4,17 @@ import asyncio
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
+from app.core.config import Settings
 from tests.factories import API, RECOGNISED, case_body, event, person_body
 
-# HABEAS_REPORT_SETTLE_SECONDS: a report generated without `as_known_at` knows what was
-# recorded up to this long before its generation.
-SETTLE_SECONDS = 5.0
 
-
-async def settle() -> None:
-    """Wait until what was just recorded is inside a default report's knowledge time."""
-    await asyncio.sleep(SETTLE_SECONDS + 1)
+async def settle(app: FastAPI) -> None:
+    """Wait until what was just recorded is inside a default report's knowledge time: the
+    generation time less the settling interval (HABEAS_REPORT_SETTLE_SECONDS)."""
+    settings: Settings = app.state.settings
+    await asyncio.sleep(settings.report_settle_seconds + 0.01)
 
 
 async def person(client: httpx.AsyncClient, *citizenships: str, **fields: Any) -> str:

@@ -31,6 +31,7 @@ The fixture (all case files in BY unless said; pretrial custody unless said):
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from tests.factories import API, amnesty, event, person_body
 from tests.reports.recompute import RELEASE_MODES
@@ -168,10 +169,10 @@ def _modes(**counts: int) -> dict[str, int]:
 
 
 async def test_september_by_hand_and_as_known_at_the_first_generation(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     made = await _fixture(client)
-    await settle()
+    await settle(app)
     first = await generate(client, **SEPTEMBER)
     figures = first["figures"]
 
@@ -278,7 +279,7 @@ async def test_september_by_hand_and_as_known_at_the_first_generation(
         client, made["detained"], detention["id"], "retraction", {"reason": "Reported by mistake"}
     )
     assert retracted.status_code == 201, retracted.text
-    await settle()
+    await settle(app)
 
     again = await generate(client, **SEPTEMBER, as_known_at=first["parameters"]["as_known_at"])
     assert again["id"] != first["id"]
@@ -305,7 +306,9 @@ async def test_september_by_hand_and_as_known_at_the_first_generation(
     assert now["by_collective_event"] == figures["by_collective_event"]
 
 
-async def test_held_deprivation_types_decide_who_is_held(client: httpx.AsyncClient) -> None:
+async def test_held_deprivation_types_decide_who_is_held(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     """House arrest is left out unless asked for."""
     await case(
         client,
@@ -314,7 +317,7 @@ async def test_held_deprivation_types_decide_who_is_held(client: httpx.AsyncClie
         deprivation_type="house_arrest",
     )
     await case(client, await person(client), event("detained", "2024-01-01"))
-    await settle()
+    await settle(app)
     default = (await generate(client, **SEPTEMBER))["figures"]
     assert (default["held"]["total"], default["at_liberty"]["prosecuted"]) == (1, 1)
     asked = await generate(
@@ -330,7 +333,9 @@ async def test_held_deprivation_types_decide_who_is_held(client: httpx.AsyncClie
     ]
 
 
-async def test_recognition_counts_the_held_case_files_it_covers(client: httpx.AsyncClient) -> None:
+async def test_recognition_counts_the_held_case_files_it_covers(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     """Each held case file's recognition is its own latest decision by D. The doc says
     politically_persecuted counts "likewise"; DESIGN §2 defines it as persecuted but not
     recognised, and the report counts it so: a person recognised for one held case file and
@@ -349,7 +354,7 @@ async def test_recognition_counts_the_held_case_files_it_covers(client: httpx.As
     later = await person(client)
     await case(client, later, event("detained", "2024-02-01"))
     assert (await recognise(client, later, "2025-10-01")).status_code == 201
-    await settle()
+    await settle(app)
     held = (await generate(client, **SEPTEMBER))["figures"]["held"]
     assert (held["total"], held["recognised"], held["politically_persecuted"]) == (3, 1, 1)
     summer = (
@@ -364,7 +369,7 @@ async def test_recognition_counts_the_held_case_files_it_covers(client: httpx.As
 
 
 async def test_as_known_at_also_ignores_later_changes_to_persons_and_case_files(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     """docs/reports.md: asking again "as known at" the stored knowledge time gives the same
     figures and the same hash, "whatever was recorded, corrected or retracted since". A
@@ -385,7 +390,7 @@ async def test_as_known_at_also_ignores_later_changes_to_persons_and_case_files(
     )
     assert made.status_code == 201, made.text
     held = await case(client, await person(client), event("detained", "2024-01-01"))
-    await settle()
+    await settle(app)
     first = await generate(client, **SEPTEMBER)
     assert first["figures"]["held"]["total"] == 1
     assert first["figures"]["period"]["released_foreign_by_citizenship"].get("LT") == 1
@@ -402,7 +407,7 @@ async def test_as_known_at_also_ignores_later_changes_to_persons_and_case_files(
         case_url, json={"deprivation_type": "house_arrest"}, headers={"If-Match": etag}
     )
     assert changed.status_code == 200, changed.text
-    await settle()
+    await settle(app)
 
     now = (await generate(client, **SEPTEMBER))["figures"]
     assert now["held"]["total"] == 0
@@ -410,3 +415,84 @@ async def test_as_known_at_also_ignores_later_changes_to_persons_and_case_files(
     again = await generate(client, **SEPTEMBER, as_known_at=first["parameters"]["as_known_at"])
     assert again["figures"] == first["figures"]
     assert again["content_sha256"] == first["content_sha256"]
+
+
+async def test_release_modes_by_hand(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """Each way out of custody, in September 2025 (all held since 1 January):
+    a pardoned on the 20th and deported on 5 October; b deported on the 12th without a
+    pardon; c released pending trial on the 3rd; d given a suspended sentence on the 4th;
+    e acquitted on the 5th, then deported on the 6th (not a second release); f convicted in
+    absentia, never held; g released pending trial on the 2nd and detained again on the
+    20th."""
+    since = event("detained", "2025-01-01")
+
+    async def history(*steps: dict[str, Any]) -> None:
+        await case(client, await person(client), *steps)
+
+    await history(
+        since,
+        event("pardoned", "2025-09-20"),
+        event("deported", "2025-10-05", details={"destination_country": "LT"}),
+    )
+    await history(since, event("deported", "2025-09-12", details={"destination_country": "DE"}))
+    await history(since, event("charged", "2025-09-03", details={"situation": "other"}))
+    await history(since, _sentenced("2025-09-04", None, "suspended"))
+    await history(
+        since,
+        event("released", "2025-09-05", details={"release_reason": "acquitted"}),
+        event("deported", "2025-09-06", details={"destination_country": "PL"}),
+    )
+    await history(
+        event("charged", "2024-01-01", details={"situation": "abroad_tried_in_absentia"}),
+        event(
+            "sentenced",
+            "2025-09-07",
+            details={"sentence_type": "imprisonment", "term_months": 96, "in_absentia": True},
+        ),
+    )
+    await history(
+        since,
+        event("charged", "2025-09-02", details={"situation": "released_pending_trial"}),
+        event("detained", "2025-09-20"),
+    )
+    await settle(app)
+
+    september = (await generate(client, **SEPTEMBER))["figures"]
+    period = september["period"]
+    assert period["released"]["by_mode"] == _modes(
+        pardoned=1,
+        deported_without_pardon=1,
+        released_pending_trial=2,
+        non_custodial_sentence=1,
+        acquitted=1,
+    )
+    assert period["released"]["total"] == 6
+    assert {k: v for k, v in period["deported"]["by_destination"].items() if v} == {
+        "DE": 1,
+        "PL": 1,
+    }
+    assert period["new_detentions"] == 1  # g
+    assert period["sentences"]["total"] == 2
+    assert {k: v for k, v in period["sentences"]["by_term_band"].items() if v} == {
+        "no_term": 1,
+        "5_10y": 1,
+    }
+    assert september["held"]["total"] == 1  # g
+    assert september["at_liberty"]["prosecuted"] == 3  # c, d, f
+
+    autumn = (
+        await generate(
+            client, as_of="2025-10-31", period={"from": "2025-09-01", "to": "2025-10-31"}
+        )
+    )["figures"]["period"]
+    # a's pardon is followed by a deportation dated by the period's end.
+    assert autumn["released"]["by_mode"]["pardoned_and_deported"] == 1
+    assert autumn["released"]["by_mode"]["pardoned"] == 0
+    assert autumn["released"]["total"] == 6
+    october = (
+        await generate(
+            client, as_of="2025-10-31", period={"from": "2025-10-01", "to": "2025-10-31"}
+        )
+    )["figures"]["period"]
+    # The deportation of someone already at liberty is no release.
+    assert (october["released"]["total"], october["deported"]["total"]) == (0, 1)
