@@ -6,7 +6,6 @@ from datetime import date, datetime
 from typing import Annotated, Literal, Self
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,13 +16,12 @@ from pydantic_core import PydanticCustomError
 
 from app.cases.models import DeprivationType
 from app.core.clock import utcnow
-from app.core.dates import DATE_IN_FUTURE
+from app.core.dates import DATE_IN_FUTURE, DayFrom1900, IsoMoment
 from app.core.types import INPUT, CountryCode
 from app.reports.models import ReportKind
 
 Count = Annotated[int, Field(ge=0)]
 Counts = dict[str, Count]
-EARLIEST_DAY = date(1900, 1, 1)
 # The error type of a report's dates that do not follow each other (no schema compares two
 # values, so a client learns it from the answer).
 DATES_OUT_OF_ORDER = "dates_out_of_order"
@@ -32,8 +30,8 @@ DATES_OUT_OF_ORDER = "dates_out_of_order"
 class Period(BaseModel):
     model_config = INPUT
 
-    from_: date = Field(alias="from", description="The first day of the period")
-    to: date = Field(description="The last day of the period (included)")
+    from_: DayFrom1900 = Field(alias="from", description="The first day of the period")
+    to: DayFrom1900 = Field(description="The last day of the period (included)")
 
 
 class ReportCreate(BaseModel):
@@ -43,14 +41,14 @@ class ReportCreate(BaseModel):
     model_config = INPUT
 
     kind: ReportKind = ReportKind.status
-    as_of: date = Field(description="The day the held figures describe")
+    as_of: DayFrom1900 = Field(description="The day the held figures describe")
     period: Period
-    as_known_at: AwareDatetime | None = Field(
+    as_known_at: IsoMoment | None = Field(
         default=None,
         description="Count only what had been recorded by then; default: the generation time "
         "(less a few seconds for writes under way)",
     )
-    baseline: date = Field(
+    baseline: DayFrom1900 = Field(
         default=date(2020, 1, 1), description="Cumulative figures count from this day"
     )
     jurisdiction: CountryCode | None = Field(
@@ -82,8 +80,6 @@ class ReportCreate(BaseModel):
         ):
             if earlier > later:
                 raise PydanticCustomError(DATES_OUT_OF_ORDER, text)
-        if min(self.baseline, self.period.from_) < EARLIEST_DAY:
-            raise PydanticCustomError(DATES_OUT_OF_ORDER, "dates before 1900 are not accepted")
         return self
 
 
