@@ -106,12 +106,33 @@ corrections (event_id, given) AS (
     WHERE r.superseded_by IS NOT NULL
 )"""
 
+# Each case file as known at T: its row, unless its counted facts were corrected after T;
+# then the version that held at T (migration 0015). A case file made after T has neither.
 _SCOPE = """
-scope AS MATERIALIZED (
-    SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type, c.charges,
-           c.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
-    FROM case_file c
-    WHERE {JURISDICTION}::text IS NULL OR c.jurisdiction = {JURISDICTION}::text
+scope{N} AS MATERIALIZED (
+    SELECT v.*, v.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
+    FROM (
+        SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type, c.charges
+        FROM case_file c
+        WHERE c.facts_since <= {T}
+        UNION ALL
+        SELECT h.case_file_id, h.person_id, h.jurisdiction, h.deprivation_type, h.charges
+        FROM case_file_facts_history h
+        WHERE h.valid_from <= {T} AND h.valid_until > {T}
+    ) AS v
+    WHERE {JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text
+)"""
+
+# A person's counted facts as known at T, in the same way (a lateral subquery).
+_PERSON_AT = """
+LATERAL (
+    SELECT p.citizenships, p.gender, p.region, p.birth_date
+    FROM person p
+    WHERE p.id = {PERSON} AND p.facts_since <= {T}
+    UNION ALL
+    SELECT h.citizenships, h.gender, h.region, h.birth_date
+    FROM person_facts_history h
+    WHERE h.person_id = {PERSON} AND h.valid_from <= {T} AND h.valid_until > {T}
 )"""
 
 # The events on the path as known at T, each with whether its state is "held".
@@ -131,7 +152,7 @@ known{N} AS MATERIALIZED (
                    AND NOT COALESCE((e.details ->> 'in_absentia')::boolean, false))
            ) AS held
     FROM status_event e
-    JOIN scope s ON s.id = e.case_file_id
+    JOIN scope{N} s ON s.id = e.case_file_id
     LEFT JOIN corrections k ON k.event_id = e.id
     WHERE e.recorded_at <= {T}
       AND NOT EXISTS (SELECT 1 FROM status_event_retraction r
@@ -255,7 +276,9 @@ held AS MATERIALIZED (
            bool_or(h.recognition = 'politically_persecuted') OVER p AS persecuted,
            pr.gender, pr.citizenships, pr.region, pr.birth_date
     FROM held_files h
-    JOIN person pr ON pr.id = h.person_id
+    CROSS JOIN """
+                + _fill(_PERSON_AT, {"PERSON": "h.person_id"})
+                + """ AS pr
     WINDOW p AS (PARTITION BY h.person_id)
     ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
 ),
@@ -363,7 +386,9 @@ SELECT jsonb_build_object(
     'released_foreign_by_citizenship', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT c.code AS k, count(*) AS n
          FROM releases x
-         JOIN person p ON p.id = x.person_id
+         CROSS JOIN """
+        + _fill(_PERSON_AT, {"PERSON": "x.person_id"})
+        + """ AS p
          CROSS JOIN LATERAL unnest(p.citizenships) AS c(code)
          WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
            AND c.code <> x.jurisdiction
@@ -440,7 +465,9 @@ SELECT jsonb_build_object(
     FROM (SELECT i.collective_event_id,
                  count(DISTINCT i.case_file_id) AS case_files,
                  count(DISTINCT i.person_id) FILTER (WHERE EXISTS (
-                     SELECT 1 FROM person p WHERE p.id = i.person_id AND """
+                     SELECT 1 FROM """
+        + _fill(_PERSON_AT, {"PERSON": "i.person_id"})
+        + """ AS p WHERE """
         + _fill(_FOREIGN, {"CITIZENSHIPS": "p.citizenships", "HOME": "i.jurisdiction"})
         + """)) AS foreign_nationals
           FROM in_period i WHERE i.collective_event_id IS NOT NULL GROUP BY 1) g
@@ -490,9 +517,10 @@ def _differences_sql() -> str:
     ctes = ",\n".join(
         [
             _CORRECTIONS,
-            _fill(_SCOPE, shared),
+            _fill(_SCOPE, now),
             _fill(_KNOWN, now),
             _fill(_HELD_PEOPLE, now),
+            _fill(_SCOPE, then),
             _fill(_KNOWN, then),
             _fill(_HELD_PEOPLE, then),
         ]
