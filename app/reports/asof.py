@@ -138,7 +138,15 @@ LATERAL (
 # The events on the path as known at T, each with whether its state is "held".
 _KNOWN = """
 known{N} AS MATERIALIZED (
-    SELECT e.id, e.case_file_id, e.to_status, e.effective_date,
+    SELECT e.id, e.case_file_id, e.to_status, e.effective_date AS first_day,
+           e.effective_precision AS precision,
+           CASE e.effective_precision
+               WHEN 'day' THEN e.effective_date
+               WHEN 'month' THEN (date_trunc('month', e.effective_date::timestamp)
+                                  + interval '1 month' - interval '1 day')::date
+               ELSE (date_trunc('year', e.effective_date::timestamp)
+                     + interval '1 year' - interval '1 day')::date
+           END AS last_day,
            e.details ->> 'sentence_type' AS sentence_type,
            (e.details ->> 'term_months')::int AS term_months,
            e.details ->> 'release_reason' AS release_reason,
@@ -162,13 +170,27 @@ known{N} AS MATERIALIZED (
                       WHERE c.event_id = e.id AND c.outcome = 'confirmed'
                         AND c.recorded_at <= {T}))
 ),
+-- A partial date overlapping the days of an event given before it comes after that event
+-- (the case file's own order, app/cases/statuses.py): it counts from that event's day.
+lifted{N} AS (
+    SELECT k.id, max(o.first_day) AS day
+    FROM known{N} k
+    JOIN known{N} o ON o.case_file_id = k.case_file_id AND o.given < k.given
+         AND o.first_day <= k.last_day AND k.first_day <= o.last_day
+    WHERE k.precision <> 'day'
+    GROUP BY k.id
+),
 path{N} AS MATERIALIZED (
-    SELECT k.*,
+    SELECT k.id, k.case_file_id, k.to_status, k.sentence_type, k.term_months,
+           k.release_reason, k.destination_country, k.collective_event_id, k.given,
+           k.person_id, k.jurisdiction, k.deprivation_type, k.held,
+           GREATEST(k.first_day, l.day) AS effective_date,
            lag(k.held, 1, false) OVER w AS was_held,
-           lead(k.effective_date) OVER w AS until,
+           lead(GREATEST(k.first_day, l.day)) OVER w AS until,
            lead(k.to_status) OVER w AS next_status
     FROM known{N} k
-    WINDOW w AS (PARTITION BY k.case_file_id ORDER BY k.effective_date, k.given)
+    LEFT JOIN lifted{N} l ON l.id = k.id
+    WINDOW w AS (PARTITION BY k.case_file_id ORDER BY GREATEST(k.first_day, l.day), k.given)
 )"""
 
 # The people held on D (path{N} as known at its T): each person once.

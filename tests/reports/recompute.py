@@ -4,8 +4,9 @@ event, retraction and claim settlement was recorded), the persons, their recogni
 decisions and the collective events. Independent of app.reports: it reads only what the
 API answers, and implements the doc's definitions one by one."""
 
+import calendar
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,16 @@ def first_day(text: str) -> date:
     return date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
 
 
+def last_day(text: str) -> date:
+    """The last day a date known to the day, the month or the year may stand for."""
+    parts = [int(part) for part in text.split("-")]
+    if len(parts) == 3:
+        return date(*parts)
+    if len(parts) == 2:
+        return date(parts[0], parts[1], calendar.monthrange(parts[0], parts[1])[1])
+    return date(parts[0], 12, 31)
+
+
 def moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -74,6 +85,8 @@ class Event:
     settled_at: datetime | None
     # The place it was given in (a correction takes the place of what it superseded).
     given: int = 0
+    # The last day its date may stand for (itself, for a date known to the day).
+    last: date = date.min
 
     def on_path(self, known_at: datetime) -> bool:
         if self.recorded_at > known_at:
@@ -106,9 +119,20 @@ class Case:
     events: list[Event] = field(default_factory=list)
 
     def path(self, known_at: datetime) -> list[Event]:
-        return sorted(
-            (e for e in self.events if e.on_path(known_at)), key=lambda e: (e.day, e.given)
-        )
+        """In effective order; each event with the day it counts from: its first possible
+        day, or, for a partial date whose days overlap those of an event given before it,
+        that event's day if later (the case file keeps them in the order given)."""
+        on = [e for e in self.events if e.on_path(known_at)]
+        counted = []
+        for e in on:
+            day = e.day
+            if e.last != e.day:
+                overlapping = [
+                    o.day for o in on if o.given < e.given and o.day <= e.last and e.day <= o.last
+                ]
+                day = max([day, *overlapping])
+            counted.append(replace(e, day=day))
+        return sorted(counted, key=lambda e: (e.day, e.given))
 
 
 @dataclass
@@ -153,6 +177,7 @@ async def read_records(client: httpx.AsyncClient, case_ids: list[str]) -> Record
                     position=item["position"],
                     status=item["to_status"],
                     day=first_day(item["effective_date"]),
+                    last=last_day(item["effective_date"]),
                     confidence=item["confidence"],
                     details=item["details"] or {},
                     recorded_at=moment(item["recorded_at"]),

@@ -136,9 +136,9 @@ cases = st.lists(
         st.sampled_from(DEPRIVATIONS),
         st.sampled_from(sorted(IMPORTED)),
         days,
-        # How precisely the first step's date is known: a partial one counts from its first
-        # day (the later steps are days).
-        st.sampled_from(["day", "day", "month", "year"]),
+        # How precisely the first (or the last) step's date is known: the others are days.
+        # A partial last step may overlap the step before it, which it follows on the path.
+        st.sampled_from(["day", "day", "month", "year", "last_month", "last_year"]),
     ),
     min_size=1,
     max_size=4,
@@ -178,8 +178,9 @@ def _imported(name: str, offset: int, precision: str) -> list[dict[str, Any]]:
         event(status, _day(offset + after), details=_details(status, plain))
         for status, after in IMPORTED[name]
     ]
-    steps[0]["effective_date"] = steps[0]["effective_date"][
-        : {"day": 10, "month": 7, "year": 4}[precision]
+    which = -1 if precision.startswith("last_") else 0
+    steps[which]["effective_date"] = steps[which]["effective_date"][
+        : {"day": 10, "month": 7, "year": 4}[precision.removeprefix("last_")]
     ]
     return steps
 
@@ -332,6 +333,12 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
 
     made_in.setdefault(jurisdiction, []).extend(case_ids)
     records = await read_records(client, made_in[jurisdiction])
+    # The path the report reads is the case file's own: as known now, it ends where the
+    # case file's status does.
+    now = clock.utcnow()
+    for recorded in records.cases:
+        path = recorded.path(now)
+        assert (path[-1].status if path else None) == (await _current(client, recorded.id))[0]
     recorded_days = sorted({(e.day - START).days for c in records.cases for e in c.events})
     for which, after, gap, length, latest_baseline, pick, held_types in asked:
         as_of = recorded_days[-1 - which % len(recorded_days)] + after
