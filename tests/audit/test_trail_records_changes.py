@@ -477,6 +477,49 @@ async def check_report(w: World, e: Event, a: Attempt, r: httpx.Response) -> Non
     assert len(e["changes"]) == 1
 
 
+SCHEDULE = {"name": "Monthly, Belarus", "cadence": "monthly", "jurisdiction": "BY"}
+
+
+async def prepare_schedule_create(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(f"{API}/reports/schedules", json=SCHEDULE),
+        201,
+        _user(coordinator),
+        _response_id,
+    )
+
+
+async def check_schedule_create(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    schedule = created(change_of(e, "report_schedule", r.json()["id"]))
+    assert (schedule["cadence"], schedule["jurisdiction"]) == ("monthly", "BY")
+    assert len(e["changes"]) == 1
+
+
+async def prepare_schedule_update(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    made = await coordinator.client.post(f"{API}/reports/schedules", json=SCHEDULE)
+    schedule_id = made.json()["id"]
+    return Attempt(
+        coordinator.client,
+        lambda c: c.patch(
+            f"{API}/reports/schedules/{schedule_id}",
+            json={"enabled": False},
+            headers=if_match(1),
+        ),
+        200,
+        _user(coordinator),
+        _fixed(schedule_id),
+        facts={"schedule_id": schedule_id},
+    )
+
+
+async def check_schedule_update(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "report_schedule", a.facts["schedule_id"])
+    assert fields["enabled"] == {"before": True, "after": False}
+
+
 async def prepare_facility_update(w: World) -> Attempt:
     coordinator = await w.coordinator()
     made = await coordinator.client.post(f"{API}/facilities", json=FACILITY)
@@ -1019,6 +1062,12 @@ WRITES: dict[tuple[str, str], Write] = {
     ),
     ("POST", "/api/v1/sources"): Write(prepare_source, "source.create", "source", check_source),
     ("POST", "/api/v1/reports"): Write(prepare_report, "report.generate", "report", check_report),
+    ("POST", "/api/v1/reports/schedules"): Write(
+        prepare_schedule_create, "report_schedule.create", "report_schedule", check_schedule_create
+    ),
+    ("PATCH", "/api/v1/reports/schedules/{schedule_id}"): Write(
+        prepare_schedule_update, "report_schedule.update", "report_schedule", check_schedule_update
+    ),
     ("POST", "/api/v1/facilities"): Write(
         prepare_facility_create, "facility.create", "facility", check_facility_create
     ),
