@@ -57,6 +57,7 @@ from app.persons.router import router as persons_router
 from app.recognition.router import criteria_router as recognition_criteria_router
 from app.recognition.router import router as recognition_router
 from app.reports.router import router as reports_router
+from app.reports.schedules.router import router as report_schedules_router
 from app.sources.router import router as sources_router
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,8 @@ def api_router() -> APIRouter:
         role_requests_router,
         partners_router,
         audit_router,
+        # Before the reports' own routes: /reports/{report_id} would take /reports/schedules.
+        report_schedules_router,
         reports_router,
     ):
         router.include_router(feature, dependencies=[Depends(authenticate)])

@@ -10,6 +10,7 @@ from app.jobs import models as jobs_models
 from app.persons import models as persons_models
 from app.recognition import models as recognition_models
 from app.reports import models as reports_models
+from app.reports.schedules import models as report_schedule_models
 from app.sources import models as sources_models
 
 TABLE_MODULES = (
@@ -23,5 +24,6 @@ TABLE_MODULES = (
     persons_models,
     recognition_models,
     reports_models,
+    report_schedule_models,
     sources_models,
 )

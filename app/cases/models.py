@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from app.cases.statuses import TAKES_EFFECT, Confidence, SentenceType, Status
 from app.core.clock import utcnow
-from app.core.columns import TextEnum, moment_column, one_of
+from app.core.columns import TextEnum, facts_since_column, moment_column, one_of
 from app.core.dates import Precision
 from app.core.ids import new_id
 from app.recognition.criteria import RecognitionStatus
@@ -109,6 +109,9 @@ class CaseFile(SQLModel, table=True):
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    # When the facts a status report counts last changed; kept by a trigger, which keeps
+    # the earlier versions for reports "as known at" a moment before (migration 0015).
+    facts_since: datetime = Field(default_factory=utcnow, sa_column=facts_since_column())
 
 
 class StatusEvent(SQLModel, table=True):

@@ -5,13 +5,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Dialect, String, TypeDecorator
+from sqlalchemy import CheckConstraint, Column, DateTime, Dialect, String, TypeDecorator, text
 
 
 def moment_column(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
     """A moment (`timestamptz`): every time the application stores is an aware datetime,
     and PostgreSQL keeps it as UTC whatever the session's time zone."""
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+def facts_since_column() -> Column[datetime]:
+    """A row's `facts_since` (migration 0015): set by a trigger; `now()` for rows written
+    without it (bulk loads)."""
+    return Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
 
 
 def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:

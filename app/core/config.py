@@ -1,10 +1,12 @@
 """Settings, read once from the environment (and `.env` in development)."""
 
+from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +19,22 @@ class Environment(StrEnum):
 class InvalidSetting(ValueError):
     """A setting that a feature reads at start-up is not valid: the server must not start.
     The message is one line that names the setting and the value."""
+
+
+class ConfiguredReportSchedule(BaseModel):
+    """A status report schedule set in the configuration (HABEAS_REPORT_SCHEDULES): the
+    worker keeps a schedule of that name as given here (app/reports/schedules/)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=300)
+    cadence: Literal["weekly", "monthly"]
+    # ISO 3166-1 alpha-2; none: every jurisdiction
+    jurisdiction: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    baseline: date = date(2020, 1, 1)
+    # none: the report's default; the values are checked when the worker starts
+    held_deprivation_types: list[str] | None = Field(default=None, min_length=1)
+    enabled: bool = True
 
 
 class Settings(BaseSettings):
@@ -76,6 +94,19 @@ class Settings(BaseSettings):
     # Jobs that failed stay in the queue (status `failed`, counted by the job health
     # figures) for this long, then the purge job removes them.
     failed_job_retention_days: int = Field(default=7, ge=1)
+    # Scheduled status reports (app/reports/schedules/): the job that makes every report
+    # due runs on `report_job_schedule` (a cron expression; empty: never) and catches up
+    # every period missed while no worker ran, at most `report_catch_up_limit` periods of a
+    # schedule per run (the rest at the next). A period whose generation fails is tried
+    # `report_attempts` times, `report_retry_seconds` apart and doubling, then recorded as
+    # failed and tried again at the next run. `report_schedules` is a JSON list of
+    # schedules kept in the configuration besides those coordinators make through the API,
+    # e.g. [{"name": "weekly-BY", "cadence": "weekly", "jurisdiction": "BY"}].
+    report_job_schedule: str = "7 * * * *"
+    report_schedules: list[ConfiguredReportSchedule] = []
+    report_catch_up_limit: int = Field(default=12, ge=1, le=1000)
+    report_attempts: int = Field(default=3, ge=1, le=20)
+    report_retry_seconds: float = Field(default=30.0, ge=0)
 
     # Status reports (docs/reports.md): a report asked "as known now" counts what had been
     # recorded this many seconds before, once the writes under way then have finished, so

@@ -1,6 +1,6 @@
 """The scheduled jobs' use cases: the audit integrity check (verify the whole chain, sign
 a checkpoint of its head, export it), the purge of expired records, and the figures an
-operator watches (job_health)."""
+operator watches (job_health). The scheduled status reports are app/reports/schedules/."""
 
 import json
 import os
@@ -22,13 +22,15 @@ from app.core.errors import Conflict
 from app.jobs import repository
 from app.jobs.housekeeping import purge_expired
 from app.jobs.models import IntegrityCheck
+from app.reports.schedules import service as report_schedules
 
 log = structlog.get_logger(__name__)
 
 # The jobs' names: pgqueuer's entrypoints, and the label values of the job metrics.
 INTEGRITY = "audit_integrity"
 PURGE = "purge_expired"
-ENTRYPOINTS = (INTEGRITY, PURGE)
+REPORTS = "status_reports"
+ENTRYPOINTS = (INTEGRITY, PURGE, REPORTS)
 
 # pgqueuer's statuses of a job in its queue table: waiting, running, and failed and held
 # for inspection (on_failure="hold"). Finished jobs leave the table.
@@ -166,12 +168,15 @@ class LastIntegrityCheck:
 class JobHealth:
     """What the operator's gauges show: jobs by (entrypoint, status) in pgqueuer's queue
     (queued, picked, failed), the failed ones among them, the latest integrity check and
-    when the chain last verified (an alert on its age catches a worker that stopped)."""
+    when the chain last verified (an alert on its age catches a worker that stopped), and
+    the scheduled reports' runs by status (failed: periods with no report yet because
+    every attempt so far failed)."""
 
     queue_depth: dict[tuple[str, str], int]
     failed_jobs: int
     last_integrity_check: LastIntegrityCheck | None
     last_verified_at: datetime | None
+    report_runs: dict[str, int]
 
 
 async def job_health(session: AsyncSession) -> JobHealth:
@@ -195,4 +200,5 @@ async def job_health(session: AsyncSession) -> JobHealth:
             else None
         ),
         last_verified_at=last_ok.finished_at if last_ok is not None else None,
+        report_runs=await report_schedules.runs_by_status(session),
     )

@@ -7,6 +7,11 @@ job's name is its dedupe key (a tick that finds a run still waiting or running a
 and each job has a concurrency limit of one across all workers, enforced in the database.
 A run whose worker died (no heartbeat for 30 s) is taken over by another.
 
+The status reports job (app/reports/schedules/service.py) generates every report due on
+the schedules kept in the configuration (HABEAS_REPORT_SCHEDULES) or by coordinators
+through the API; its own schedule (HABEAS_REPORT_JOB_SCHEDULE) only says how often it
+looks. A period it could not make is recorded as a failed run and makes the job fail.
+
 A job that raises stays in the queue as `failed` (pgqueuer's on_failure="hold", counted by
 service.job_health) until the purge job removes it after HABEAS_FAILED_JOB_RETENTION_DAYS;
 pgqueuer logs its traceback. A chain that does not verify is not a failed job: the check
@@ -33,7 +38,8 @@ from app.core.crypto import AuditKeyRing
 from app.core.db import create_engine, session_factory
 from app.jobs import service
 from app.jobs.queue import enqueue, queuer
-from app.jobs.service import INTEGRITY, PURGE
+from app.jobs.service import INTEGRITY, PURGE, REPORTS
+from app.reports.schedules import service as report_schedules
 
 log = structlog.get_logger(__name__)
 
@@ -42,10 +48,13 @@ STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def schedules(settings: Settings) -> dict[str, str]:
-    """Each scheduled job's cron expression; InvalidSetting for one that is not."""
+    """Each scheduled job's cron expression; InvalidSetting for one that is not, or for
+    report schedules in the configuration that cannot be kept."""
+    report_schedules.check_configuration(settings)
     configured = {
         INTEGRITY: ("HABEAS_INTEGRITY_SCHEDULE", settings.integrity_schedule.strip()),
         PURGE: ("HABEAS_PURGE_SCHEDULE", settings.purge_schedule.strip()),
+        REPORTS: ("HABEAS_REPORT_JOB_SCHEDULE", settings.report_job_schedule.strip()),
     }
     for name, expression in configured.values():
         if expression and not croniter.croniter.is_valid(expression):
@@ -69,6 +78,9 @@ class Jobs:
     async def purge(self) -> None:
         await service.purge(self.factory, self.settings)
 
+    async def make_reports(self) -> None:
+        await report_schedules.make_due_reports(self.factory, self.settings, self.audit_keys)
+
 
 def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
     """The queue manager and the scheduler of one worker, on its own connection."""
@@ -76,6 +88,7 @@ def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
     handlers: dict[str, Callable[[], Awaitable[None]]] = {
         INTEGRITY: jobs.check_integrity,
         PURGE: jobs.purge,
+        REPORTS: jobs.make_reports,
     }
     for entrypoint, handler in handlers.items():
         queue.entrypoint(entrypoint, concurrency_limit=1, on_failure="hold")(_run(handler))

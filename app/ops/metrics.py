@@ -45,8 +45,8 @@ class PoolExhausted(Exception):
 
 async def job_figures(engine: AsyncEngine) -> list[Metric]:
     """The worker's figures (app/jobs/service.py, job_health): jobs in the queue, failed
-    jobs, the last integrity run and when the chain last verified. Two small queries (three
-    while the last check failed: when it last held)."""
+    jobs, the last integrity run and when the chain last verified, the scheduled reports'
+    runs. Three small queries (four while the last check failed: when it last held)."""
     if pool_exhausted(engine):
         raise PoolExhausted()
     async with AsyncSession(engine) as session:
@@ -70,8 +70,17 @@ def job_families(health: jobs.JobHealth) -> list[Metric]:
         queued.add_metric([entrypoint, status], count)
     last = health.last_integrity_check
     ok = NEVER_RUN if last is None else int(last.ok)
+    report_runs = GaugeMetricFamily(
+        "habeas_report_runs",
+        "Scheduled status report runs (one per schedule and period) by status: running, "
+        "succeeded, failed (every attempt so far failed; the next run tries again).",
+        labels=["status"],
+    )
+    for status, count in sorted(health.report_runs.items()):
+        report_runs.add_metric([status], count)
     return [
         queued,
+        report_runs,
         GaugeMetricFamily(
             "habeas_jobs_failed",
             "Failed jobs held in the queue (any entrypoint).",

@@ -1,0 +1,1 @@
+"""Status reports: as-of figures, immutable snapshots, documents and charts, schedules."""

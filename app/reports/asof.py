@@ -106,18 +106,47 @@ corrections (event_id, given) AS (
     WHERE r.superseded_by IS NOT NULL
 )"""
 
+# Each case file as known at T: its row, unless its counted facts were corrected after T;
+# then the version that held at T (migration 0015). A case file made after T has neither.
 _SCOPE = """
-scope AS MATERIALIZED (
-    SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type, c.charges,
-           c.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
-    FROM case_file c
-    WHERE {JURISDICTION}::text IS NULL OR c.jurisdiction = {JURISDICTION}::text
+scope{N} AS MATERIALIZED (
+    SELECT v.*, v.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
+    FROM (
+        SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type, c.charges
+        FROM case_file c
+        WHERE c.facts_since <= {T}
+        UNION ALL
+        SELECT h.case_file_id, h.person_id, h.jurisdiction, h.deprivation_type, h.charges
+        FROM case_file_facts_history h
+        WHERE h.valid_from <= {T} AND h.valid_until > {T}
+    ) AS v
+    WHERE {JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text
+)"""
+
+# A person's counted facts as known at T, in the same way (a lateral subquery).
+_PERSON_AT = """
+LATERAL (
+    SELECT p.citizenships, p.gender, p.region, p.birth_date
+    FROM person p
+    WHERE p.id = {PERSON} AND p.facts_since <= {T}
+    UNION ALL
+    SELECT h.citizenships, h.gender, h.region, h.birth_date
+    FROM person_facts_history h
+    WHERE h.person_id = {PERSON} AND h.valid_from <= {T} AND h.valid_until > {T}
 )"""
 
 # The events on the path as known at T, each with whether its state is "held".
 _KNOWN = """
 known{N} AS MATERIALIZED (
-    SELECT e.id, e.case_file_id, e.to_status, e.effective_date,
+    SELECT e.id, e.case_file_id, e.to_status, e.effective_date AS first_day,
+           e.effective_precision AS precision,
+           CASE e.effective_precision
+               WHEN 'day' THEN e.effective_date
+               WHEN 'month' THEN (date_trunc('month', e.effective_date::timestamp)
+                                  + interval '1 month' - interval '1 day')::date
+               ELSE (date_trunc('year', e.effective_date::timestamp)
+                     + interval '1 year' - interval '1 day')::date
+           END AS last_day,
            e.details ->> 'sentence_type' AS sentence_type,
            (e.details ->> 'term_months')::int AS term_months,
            e.details ->> 'release_reason' AS release_reason,
@@ -131,7 +160,7 @@ known{N} AS MATERIALIZED (
                    AND NOT COALESCE((e.details ->> 'in_absentia')::boolean, false))
            ) AS held
     FROM status_event e
-    JOIN scope s ON s.id = e.case_file_id
+    JOIN scope{N} s ON s.id = e.case_file_id
     LEFT JOIN corrections k ON k.event_id = e.id
     WHERE e.recorded_at <= {T}
       AND NOT EXISTS (SELECT 1 FROM status_event_retraction r
@@ -141,13 +170,27 @@ known{N} AS MATERIALIZED (
                       WHERE c.event_id = e.id AND c.outcome = 'confirmed'
                         AND c.recorded_at <= {T}))
 ),
+-- A partial date overlapping the days of an event given before it comes after that event
+-- (the case file's own order, app/cases/statuses.py): it counts from that event's day.
+lifted{N} AS (
+    SELECT k.id, max(o.first_day) AS day
+    FROM known{N} k
+    JOIN known{N} o ON o.case_file_id = k.case_file_id AND o.given < k.given
+         AND o.first_day <= k.last_day AND k.first_day <= o.last_day
+    WHERE k.precision <> 'day'
+    GROUP BY k.id
+),
 path{N} AS MATERIALIZED (
-    SELECT k.*,
+    SELECT k.id, k.case_file_id, k.to_status, k.sentence_type, k.term_months,
+           k.release_reason, k.destination_country, k.collective_event_id, k.given,
+           k.person_id, k.jurisdiction, k.deprivation_type, k.held,
+           GREATEST(k.first_day, l.day) AS effective_date,
            lag(k.held, 1, false) OVER w AS was_held,
-           lead(k.effective_date) OVER w AS until,
+           lead(GREATEST(k.first_day, l.day)) OVER w AS until,
            lead(k.to_status) OVER w AS next_status
     FROM known{N} k
-    WINDOW w AS (PARTITION BY k.case_file_id ORDER BY k.effective_date, k.given)
+    LEFT JOIN lifted{N} l ON l.id = k.id
+    WINDOW w AS (PARTITION BY k.case_file_id ORDER BY GREATEST(k.first_day, l.day), k.given)
 )"""
 
 # The people held on D (path{N} as known at its T): each person once.
@@ -255,7 +298,9 @@ held AS MATERIALIZED (
            bool_or(h.recognition = 'politically_persecuted') OVER p AS persecuted,
            pr.gender, pr.citizenships, pr.region, pr.birth_date
     FROM held_files h
-    JOIN person pr ON pr.id = h.person_id
+    CROSS JOIN """
+                + _fill(_PERSON_AT, {"PERSON": "h.person_id"})
+                + """ AS pr
     WINDOW p AS (PARTITION BY h.person_id)
     ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
 ),
@@ -363,7 +408,9 @@ SELECT jsonb_build_object(
     'released_foreign_by_citizenship', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT c.code AS k, count(*) AS n
          FROM releases x
-         JOIN person p ON p.id = x.person_id
+         CROSS JOIN """
+        + _fill(_PERSON_AT, {"PERSON": "x.person_id"})
+        + """ AS p
          CROSS JOIN LATERAL unnest(p.citizenships) AS c(code)
          WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
            AND c.code <> x.jurisdiction
@@ -440,7 +487,9 @@ SELECT jsonb_build_object(
     FROM (SELECT i.collective_event_id,
                  count(DISTINCT i.case_file_id) AS case_files,
                  count(DISTINCT i.person_id) FILTER (WHERE EXISTS (
-                     SELECT 1 FROM person p WHERE p.id = i.person_id AND """
+                     SELECT 1 FROM """
+        + _fill(_PERSON_AT, {"PERSON": "i.person_id"})
+        + """ AS p WHERE """
         + _fill(_FOREIGN, {"CITIZENSHIPS": "p.citizenships", "HOME": "i.jurisdiction"})
         + """)) AS foreign_nationals
           FROM in_period i WHERE i.collective_event_id IS NOT NULL GROUP BY 1) g
@@ -490,9 +539,10 @@ def _differences_sql() -> str:
     ctes = ",\n".join(
         [
             _CORRECTIONS,
-            _fill(_SCOPE, shared),
+            _fill(_SCOPE, now),
             _fill(_KNOWN, now),
             _fill(_HELD_PEOPLE, now),
+            _fill(_SCOPE, then),
             _fill(_KNOWN, then),
             _fill(_HELD_PEOPLE, then),
         ]

@@ -5,7 +5,18 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Text, Uuid
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Identity,
+    Index,
+    String,
+    Text,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -49,3 +60,41 @@ class ReportSnapshot(SQLModel, table=True):
     generated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     # The staff member or partner who asked; none for a scheduled run.
     generated_by: uuid.UUID | None = None
+
+
+# What a report counts of a case file or a person, as it was before a correction (migration
+# 0015): the triggers there write these rows, whatever write path changed the facts, and
+# set `facts_since` on the row itself. The as-of engine reads them for a knowledge time
+# before `facts_since`.
+
+
+def _identity() -> Any:
+    return Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+
+
+class CaseFileFactsHistory(SQLModel, table=True):
+    __tablename__ = "case_file_facts_history"
+
+    id: int | None = _identity()
+    case_file_id: uuid.UUID = Field(foreign_key="case_file.id", index=True)
+    valid_from: datetime = Field(sa_column=moment_column())
+    valid_until: datetime = Field(sa_column=moment_column())
+    person_id: uuid.UUID
+    jurisdiction: str = Field(max_length=2)
+    deprivation_type: str = Field(max_length=30)
+    charges: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+
+
+class PersonFactsHistory(SQLModel, table=True):
+    __tablename__ = "person_facts_history"
+
+    id: int | None = _identity()
+    person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    valid_from: datetime = Field(sa_column=moment_column())
+    valid_until: datetime = Field(sa_column=moment_column())
+    citizenships: list[str] = Field(sa_column=Column(ARRAY(String(2)), nullable=False))
+    gender: str = Field(max_length=10)
+    region: str | None = Field(default=None, max_length=6)
+    birth_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))

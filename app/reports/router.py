@@ -1,7 +1,6 @@
 import csv
 import io
 import uuid
-from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -9,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.access.caller import Caller
+from app.core.dates import DayFrom1900
 from app.core.db import SessionDep
 from app.core.http import LOCATION_HEADER, documented_headers, model_response, settings_of
 from app.core.pagination import Page, PageRequest, next_link, page_request
@@ -131,7 +131,7 @@ async def read_public_list(
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
     caller: Annotated[Caller, requires("report.read")],
-    as_of: Annotated[date, Query(description="The day the list describes")],
+    as_of: Annotated[DayFrom1900, Query(description="The day the list describes")],
     jurisdiction: CountryCode | None = None,
     format: Annotated[
         ListFormat, Query(description="json (paged) or csv (the whole list in one document)")

@@ -5,22 +5,33 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from app.cases.models import DeprivationType
+from app.core.clock import utcnow
+from app.core.dates import DATE_IN_FUTURE, DayFrom1900, IsoMoment
 from app.core.types import INPUT, CountryCode
 from app.reports.models import ReportKind
 
 Count = Annotated[int, Field(ge=0)]
 Counts = dict[str, Count]
-EARLIEST_DAY = date(1900, 1, 1)
+# The error type of a report's dates that do not follow each other (no schema compares two
+# values, so a client learns it from the answer).
+DATES_OUT_OF_ORDER = "dates_out_of_order"
 
 
 class Period(BaseModel):
     model_config = INPUT
 
-    from_: date = Field(alias="from", description="The first day of the period")
-    to: date = Field(description="The last day of the period (included)")
+    from_: DayFrom1900 = Field(alias="from", description="The first day of the period")
+    to: DayFrom1900 = Field(description="The last day of the period (included)")
 
 
 class ReportCreate(BaseModel):
@@ -30,14 +41,14 @@ class ReportCreate(BaseModel):
     model_config = INPUT
 
     kind: ReportKind = ReportKind.status
-    as_of: date = Field(description="The day the held figures describe")
+    as_of: DayFrom1900 = Field(description="The day the held figures describe")
     period: Period
-    as_known_at: AwareDatetime | None = Field(
+    as_known_at: IsoMoment | None = Field(
         default=None,
         description="Count only what had been recorded by then; default: the generation time "
         "(less a few seconds for writes under way)",
     )
-    baseline: date = Field(
+    baseline: DayFrom1900 = Field(
         default=date(2020, 1, 1), description="Cumulative figures count from this day"
     )
     jurisdiction: CountryCode | None = Field(
@@ -52,16 +63,23 @@ class ReportCreate(BaseModel):
         default=3, description="How many years of months the series (and charts) cover"
     )
 
+    @field_validator("as_known_at")
+    @classmethod
+    def _known_by_now(cls, moment: datetime | None) -> datetime | None:
+        # A report "as known at" a moment to come could not be reproduced.
+        if moment is not None and moment > utcnow():
+            raise PydanticCustomError(DATE_IN_FUTURE, "`as_known_at` is in the future")
+        return moment
+
     @model_validator(mode="after")
     def _dates_in_order(self) -> Self:
-        if self.period.from_ > self.period.to:
-            raise ValueError("the period's `from` is after its `to`")
-        if self.period.to > self.as_of:
-            raise ValueError("the period ends after `as_of`")
-        if self.baseline > self.as_of:
-            raise ValueError("`baseline` is after `as_of`")
-        if min(self.baseline, self.period.from_) < EARLIEST_DAY:
-            raise ValueError("dates before 1900 are not accepted")
+        for earlier, later, text in (
+            (self.period.from_, self.period.to, "the period's `from` is after its `to`"),
+            (self.period.to, self.as_of, "the period ends after `as_of`"),
+            (self.baseline, self.as_of, "`baseline` is after `as_of`"),
+        ):
+            if earlier > later:
+                raise PydanticCustomError(DATES_OUT_OF_ORDER, text)
         return self
 
 

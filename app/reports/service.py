@@ -23,7 +23,7 @@ from app.access.caller import Caller
 from app.audit.journal import change, journal_of
 from app.core.clock import utcnow
 from app.core.db import driver_connection
-from app.core.errors import NotFound, UnprocessableInput
+from app.core.errors import NotFound
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.reports import asof
 from app.reports.models import ReportKind, ReportSnapshot
@@ -119,15 +119,12 @@ def resolve(data: ReportCreate, *, knowledge_time: datetime) -> Resolved:
 
 
 async def knowledge_time(session: AsyncSession, asked: datetime | None, settle: float) -> datetime:
-    """The moment the report counts what had been recorded by. Asked for: it must be past
-    (a report "as known at" a moment to come could not be reproduced). By default: now less
+    """The moment the report counts what had been recorded by: the one asked for, or now less
     `settle` seconds, once the transactions that were under way then have finished — a
     write recorded before that moment but committed after would otherwise be missing from
     this report and present in its reproduction."""
     now = utcnow()
-    if asked is not None:
-        if asked > now:
-            raise UnprocessableInput("`as_known_at` is in the future.")
+    if asked is not None:  # past: the request's schema refuses a moment to come
         return asked.astimezone(now.tzinfo)
     moment = now - timedelta(seconds=settle)
     driver = await driver_connection(session)

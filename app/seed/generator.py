@@ -109,6 +109,7 @@ PERSON_COLUMNS = (
     "version",
     "created_at",
     "updated_at",
+    "facts_since",
 )
 NAME_COLUMNS = (
     "id",
@@ -161,6 +162,7 @@ CASE_COLUMNS = (
     "version",
     "created_at",
     "updated_at",
+    "facts_since",
 )
 EVENT_COLUMNS = (
     "id",
@@ -431,6 +433,8 @@ class _Generator:
                 status,
                 1,
                 created,
+                created,
+                # known as they are since the person was documented
                 created,
             )
         )
@@ -838,6 +842,8 @@ class _Generator:
                 len(records),
                 created,
                 last_recorded,
+                # known as they are since the case file was opened
+                created,
             )
         )
 

@@ -51,6 +51,10 @@ class World:
     role_request_id: str = ""
     # A facility of the register.
     facility_id: str = ""
+    # A stored status report.
+    report_id: str = ""
+    # A schedule of status reports.
+    report_schedule_id: str = ""
 
 
 def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
@@ -129,6 +133,15 @@ AUDITOR = expect(auditor=200, others=403)
 # Reference data (the facility register): every caller reads it, coordinators keep it.
 EVERYONE = expect(others=200)
 COORDINATE_CHANGE = expect(coordinator=200, others=403)
+# Status reports: public-tier figures for analysts, coordinators and admins (and partners
+# with the reports:read scope, which the matrix's partner lacks).
+REPORT_GENERATE = expect(admin=201, coordinator=201, analyst=201, others=403)
+REPORT_READ = expect(admin=200, coordinator=200, analyst=200, others=403)
+REPORT_BODY = {"as_of": "2023-12-31", "period": {"from": "2023-01-01", "to": "2023-12-31"}}
+# Schedules of status reports: coordinators keep them, analysts and admins read them.
+REPORT_SCHEDULE_LIST = expect(coordinator=200, analyst=200, admin=200, others=403)
+REPORT_SCHEDULE_READ = expect(coordinator=200, analyst=200, admin=200, others=404)
+REPORT_SCHEDULE_CHANGE = expect(coordinator=200, analyst=403, admin=403, others=404)
 
 Call = Callable[[httpx.AsyncClient, World, str], Awaitable[httpx.Response]]
 
@@ -286,6 +299,30 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             headers={"If-Match": '"1"'},
         ),
     ),
+    ("POST", "/api/v1/reports/schedules"): (
+        COORDINATE,
+        lambda c, w, k: c.post(f"{API}/reports/schedules", json=_report_schedule_body()),
+    ),
+    ("GET", "/api/v1/reports/schedules"): (
+        REPORT_SCHEDULE_LIST,
+        lambda c, w, k: c.get(f"{API}/reports/schedules"),
+    ),
+    ("GET", "/api/v1/reports/schedules/{schedule_id}"): (
+        REPORT_SCHEDULE_READ,
+        lambda c, w, k: c.get(f"{API}/reports/schedules/{w.report_schedule_id}"),
+    ),
+    ("GET", "/api/v1/reports/schedules/{schedule_id}/runs"): (
+        REPORT_SCHEDULE_READ,
+        lambda c, w, k: c.get(f"{API}/reports/schedules/{w.report_schedule_id}/runs"),
+    ),
+    ("PATCH", "/api/v1/reports/schedules/{schedule_id}"): (
+        REPORT_SCHEDULE_CHANGE,
+        lambda c, w, k: c.patch(
+            f"{API}/reports/schedules/{w.report_schedule_id}",
+            json={"enabled": False},
+            headers={"If-Match": '"1"'},
+        ),
+    ),
     ("POST", "/api/v1/collective-events"): (
         COORDINATE,
         lambda c, w, k: c.post(
@@ -396,6 +433,19 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         HISTORY,
         lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}/history"),
     ),
+    ("POST", "/api/v1/reports"): (
+        REPORT_GENERATE,
+        lambda c, w, k: c.post(f"{API}/reports", json=REPORT_BODY),
+    ),
+    ("GET", "/api/v1/reports"): (REPORT_READ, lambda c, w, k: c.get(f"{API}/reports")),
+    ("GET", "/api/v1/reports/{report_id}"): (
+        REPORT_READ,
+        lambda c, w, k: c.get(f"{API}/reports/{w.report_id}"),
+    ),
+    ("GET", "/api/v1/reports/public-list"): (
+        REPORT_READ,
+        lambda c, w, k: c.get(f"{API}/reports/public-list", params={"as_of": "2023-12-31"}),
+    ),
     ("GET", "/api/v1/audit/events"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/events")),
     ("GET", "/api/v1/audit/verify"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/verify")),
     ("GET", "/api/v1/audit/checkpoints/latest"): (
@@ -427,6 +477,11 @@ def _facility_body() -> dict[str, Any]:
         "country": "BY",
         "type": "penal_colony",
     }
+
+
+def _report_schedule_body() -> dict[str, Any]:
+    # Names are unique; every world makes one more.
+    return {"name": f"Weekly {uuid.uuid4()}", "cadence": "weekly", "jurisdiction": "BY"}
 
 
 def _source_body() -> dict[str, Any]:
@@ -534,6 +589,10 @@ async def _build_world(
     assert source.status_code == 201, source.text
     facility = await coordinator.post(f"{API}/facilities", json=_facility_body())
     assert facility.status_code == 201, facility.text
+    report = await coordinator.post(f"{API}/reports", json=REPORT_BODY)
+    assert report.status_code == 201, report.text
+    schedule = await coordinator.post(f"{API}/reports/schedules", json=_report_schedule_body())
+    assert schedule.status_code == 201, schedule.text
     return World(
         cases,
         persons,
@@ -542,6 +601,8 @@ async def _build_world(
         "",
         "",
         facility_id=facility.json()["id"],
+        report_id=report.json()["id"],
+        report_schedule_id=schedule.json()["id"],
     )
 
 

@@ -456,6 +456,70 @@ async def check_facility_create(w: World, e: Event, a: Attempt, r: httpx.Respons
     assert len(e["changes"]) == 1
 
 
+REPORT = {"as_of": "2025-09-30", "period": {"from": "2025-09-01", "to": "2025-09-30"}}
+
+
+async def prepare_report(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(f"{API}/reports", json=REPORT),
+        201,
+        _user(coordinator),
+        _response_id,
+    )
+
+
+async def check_report(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    report = created(change_of(e, "report", r.json()["id"]))
+    assert report["content_sha256"] == r.json()["content_sha256"]
+    assert report["parameters"] == r.json()["parameters"]
+    assert len(e["changes"]) == 1
+
+
+SCHEDULE = {"name": "Monthly, Belarus", "cadence": "monthly", "jurisdiction": "BY"}
+
+
+async def prepare_schedule_create(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(f"{API}/reports/schedules", json=SCHEDULE),
+        201,
+        _user(coordinator),
+        _response_id,
+    )
+
+
+async def check_schedule_create(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    schedule = created(change_of(e, "report_schedule", r.json()["id"]))
+    assert (schedule["cadence"], schedule["jurisdiction"]) == ("monthly", "BY")
+    assert len(e["changes"]) == 1
+
+
+async def prepare_schedule_update(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    made = await coordinator.client.post(f"{API}/reports/schedules", json=SCHEDULE)
+    schedule_id = made.json()["id"]
+    return Attempt(
+        coordinator.client,
+        lambda c: c.patch(
+            f"{API}/reports/schedules/{schedule_id}",
+            json={"enabled": False},
+            headers=if_match(1),
+        ),
+        200,
+        _user(coordinator),
+        _fixed(schedule_id),
+        facts={"schedule_id": schedule_id},
+    )
+
+
+async def check_schedule_update(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    fields = change_of(e, "report_schedule", a.facts["schedule_id"])
+    assert fields["enabled"] == {"before": True, "after": False}
+
+
 async def prepare_facility_update(w: World) -> Attempt:
     coordinator = await w.coordinator()
     made = await coordinator.client.post(f"{API}/facilities", json=FACILITY)
@@ -997,6 +1061,13 @@ WRITES: dict[tuple[str, str], Write] = {
         check_collective_retraction,
     ),
     ("POST", "/api/v1/sources"): Write(prepare_source, "source.create", "source", check_source),
+    ("POST", "/api/v1/reports"): Write(prepare_report, "report.generate", "report", check_report),
+    ("POST", "/api/v1/reports/schedules"): Write(
+        prepare_schedule_create, "report_schedule.create", "report_schedule", check_schedule_create
+    ),
+    ("PATCH", "/api/v1/reports/schedules/{schedule_id}"): Write(
+        prepare_schedule_update, "report_schedule.update", "report_schedule", check_schedule_update
+    ),
     ("POST", "/api/v1/facilities"): Write(
         prepare_facility_create, "facility.create", "facility", check_facility_create
     ),

@@ -26,6 +26,7 @@ from app.core.types import (
 )
 from app.custody.schemas import END_BEFORE_START, REGION_OUTSIDE_COUNTRY
 from app.persons.schemas import MIN_SEARCH_LETTERS
+from app.reports.schemas import DATES_OUT_OF_ORDER
 
 _REFUSED = list(REFUSED_CATEGORIES)
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
@@ -84,9 +85,11 @@ _SERVER_JUDGED_TYPES = {
     PROBLEM_TYPE_BASE + InvalidKeySet.slug,
 }
 # Input errors of the same nature: a date after today, a password the server finds weak,
-# an end before its start, a region outside its country (no schema compares two values).
+# an end before its start, a region outside its country, a report's dates out of order (no
+# schema compares two values).
 _SERVER_JUDGED_ERRORS = re.compile(
-    rf"^({DATE_IN_FUTURE}|{END_BEFORE_START}|{REGION_OUTSIDE_COUNTRY}|password_\w+)$"
+    rf"^({DATE_IN_FUTURE}|{END_BEFORE_START}|{REGION_OUTSIDE_COUNTRY}|{DATES_OUT_OF_ORDER}"
+    r"|password_\w+)$"
 )
 
 

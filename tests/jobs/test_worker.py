@@ -153,7 +153,13 @@ async def test_two_workers_run_each_scheduled_tick_once(
 ) -> None:
     await build_chain(sign_in_as, db, persons=1)
     started = time.monotonic()
-    await run_workers(database_url, count=2, integrity_schedule="* * * * * *", purge_schedule="")
+    await run_workers(
+        database_url,
+        count=2,
+        integrity_schedule="* * * * * *",
+        purge_schedule="",
+        report_job_schedule="",
+    )
 
     async def three_ticks_ran() -> bool:
         return bool(await db.fetchval("SELECT count(*) >= 3 FROM integrity_check"))

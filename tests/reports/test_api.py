@@ -176,7 +176,7 @@ async def test_a_knowledge_time_to_come_is_refused(client: httpx.AsyncClient) ->
         f"{API}/reports", json={**REPORT, "as_known_at": "2999-01-01T00:00:00Z"}
     )
     assert response.status_code == 422
-    assert "future" in response.json()["detail"]
+    assert response.json()["errors"][0]["type"] == "date_in_future"
 
 
 async def test_unknown_report_is_404(client: httpx.AsyncClient) -> None:
