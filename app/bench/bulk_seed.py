@@ -1,13 +1,15 @@
 """Bulk synthetic data for the report benchmark: about ten status events a person, made
 by PostgreSQL itself (`INSERT … SELECT` over `generate_series`), since the Python seed
-(`habeas seed`, about three events a person) takes minutes at 1M persons.
+(`habeas seed`, about two events a person) takes minutes at 1M persons.
 
 Every case file follows one of the path templates below, each a walk allowed by the
 transition table (app.cases.statuses.TRANSITIONS), cut at the data set's day; the case
 file's derived columns are computed from its effective events, as the cases service
-derives them. Pseudo-random choices are hashes of the row numbers, so the same persons
-count gives the same data. Ids are UUIDv7-shaped: the creation time in milliseconds, then
-a table code and the row number, so they are unique without a generator.
+derives them; persons' and case files' facts are known from their creation
+(`facts_since`), as migration 0015 sets them for existing rows. Pseudo-random choices are
+hashes of the row numbers, so the same persons count gives the same data. Ids are
+UUIDv7-shaped: the creation time in milliseconds, then a table code and the row number, so
+they are unique without a generator.
 """
 
 import random
@@ -242,7 +244,8 @@ FROM generate_series(1, $1::bigint) n,
      LATERAL (SELECT $2::date + pg_temp.pick(n, 4, $3 * 2 / 3) AS first_day) f,
      LATERAL (SELECT (first_day + 5)::timestamptz + interval '10 hours' AS created) c;
 INSERT INTO person (id, birth_date, birth_date_precision, gender, citizenships, region,
-    occupation, publish_consent, recognition_status, version, created_at, updated_at)
+    occupation, publish_consent, recognition_status, version, created_at, updated_at,
+    facts_since)
 SELECT p.id, make_date(1945 + pg_temp.pick(n, 5, 60), 1 + pg_temp.pick(n, 6, 12),
                        1 + pg_temp.pick(n, 7, 28)),
        'day', CASE WHEN pg_temp.pick(n, 8, 100) < 32 THEN 'female' ELSE 'male' END,
@@ -252,7 +255,8 @@ SELECT p.id, make_date(1945 + pg_temp.pick(n, 5, 60), 1 + pg_temp.pick(n, 6, 12)
             ELSE ARRAY['BY', ($4::text[])[1 + pg_temp.pick(n, 11, cardinality($4::text[]))]]
        END::varchar(2)[],
        ($5::text[])[1 + pg_temp.pick(n, 12, cardinality($5::text[]))],
-       'engineer', pg_temp.pick(n, 13, 100) < 95, 'not_assessed', 1, created, created
+       'engineer', pg_temp.pick(n, 13, 100) < 95, 'not_assessed', 1, created, created,
+       created
 FROM bulk_person p;
 CREATE TEMP TABLE bulk_name ON COMMIT DROP AS
 SELECT i, cyrillic, latin, key FROM unnest($6::text[], $7::text[], $8::text[])
@@ -341,7 +345,7 @@ SQL_CASE_ROWS = """
 INSERT INTO case_file (id, person_id, reference, jurisdiction, deprivation_type,
     confidentiality, charges, status, status_since, status_since_precision,
     status_confidence, detained_on, detained_precision, in_custody, sentence_type,
-    pending_claims, recognition_status, version, created_at, updated_at)
+    pending_claims, recognition_status, version, created_at, updated_at, facts_since)
 SELECT c.id, c.person_id, 'HB-B-' || c.n, 'BY',
        ($1::text[])[1 + pg_temp.pick(c.n, 23, cardinality($1::text[]))],
        CASE WHEN pg_temp.pick(c.n, 24, 100) < 2 THEN 'high' ELSE 'normal' END,
@@ -354,7 +358,7 @@ SELECT c.id, c.person_id, 'HB-B-' || c.n, 'BY',
             AND last.details->>'sentence_type' = ANY($3::text[])
             AND NOT coalesce((last.details->>'in_absentia')::boolean, false))),
        sentence.details->>'sentence_type', state.pending, 'not_assessed',
-       state.count, c.created, greatest(c.created, state.last_recorded)
+       state.count, c.created, greatest(c.created, state.last_recorded), c.created
 FROM bulk_case c
 JOIN bulk_case_state state ON state.case_file_id = c.id
 JOIN bulk_case_last last ON last.case_file_id = c.id

@@ -30,7 +30,27 @@ SQL_SETTINGS = "SET LOCAL jit = off; SET LOCAL work_mem = '256MB'"
 # $1 as_of, $2 period from, $3 period to, $4 as known at, $5 baseline, $6 jurisdiction,
 # $7 held deprivation types, $8 custodial sentence types, $9 first month of the series.
 SQL_STATUS_REPORT = """
-WITH superseded AS (
+WITH case_facts AS NOT MATERIALIZED (
+    -- A case file's counted facts as known at T: the row, or the version it had then.
+    SELECT c.id, coalesce(h.person_id, c.person_id) AS person_id,
+           coalesce(h.jurisdiction, c.jurisdiction) AS jurisdiction,
+           coalesce(h.deprivation_type, c.deprivation_type) AS deprivation_type,
+           coalesce(h.charges, c.charges) AS charges
+    FROM case_file c
+    LEFT JOIN case_file_facts_history h
+           ON h.case_file_id = c.id AND c.facts_since > $4::timestamptz
+          AND h.valid_from <= $4::timestamptz AND h.valid_until > $4::timestamptz
+),
+person_facts AS NOT MATERIALIZED (
+    SELECT p.id, coalesce(h.citizenships, p.citizenships) AS citizenships,
+           coalesce(h.gender, p.gender) AS gender, coalesce(h.region, p.region) AS region,
+           CASE WHEN h.id IS NULL THEN p.birth_date ELSE h.birth_date END AS birth_date
+    FROM person p
+    LEFT JOIN person_facts_history h
+           ON h.person_id = p.id AND p.facts_since > $4::timestamptz
+          AND h.valid_from <= $4::timestamptz AND h.valid_until > $4::timestamptz
+),
+superseded AS (
     SELECT r.superseded_by AS id, o.position
     FROM status_event_retraction r JOIN status_event o ON o.id = r.event_id
     WHERE r.superseded_by IS NOT NULL AND r.recorded_at <= $4::timestamptz
@@ -50,7 +70,7 @@ recorded AS (
                 AND (e.details->>'in_absentia') IS DISTINCT FROM 'true'))
            AND c.deprivation_type = ANY($7::text[]) AS held
     FROM status_event e
-    JOIN case_file c ON c.id = e.case_file_id AND c.jurisdiction = $6::text
+    JOIN case_facts c ON c.id = e.case_file_id AND c.jurisdiction = $6::text
     LEFT JOIN status_claim_resolution settled
            ON settled.event_id = e.id AND settled.recorded_at <= $4::timestamptz
     LEFT JOIN superseded s ON s.id = e.id
@@ -90,7 +110,7 @@ held_person AS MATERIALIZED (
                  bool_or(n.status = 'politically_persecuted') AS persecuted
           FROM held_cases h LEFT JOIN recognition_now n USING (case_file_id)
           GROUP BY h.person_id) flags USING (person_id)
-    JOIN person p ON p.id = main.person_id
+    JOIN person_facts p ON p.id = main.person_id
 ),
 movements AS MATERIALIZED (
     SELECT p.*,
@@ -187,7 +207,7 @@ named AS (
 ),
 foreign_release AS (
     SELECT citizenship, count(*) AS count
-    FROM in_period m JOIN person p ON p.id = m.person_id,
+    FROM in_period m JOIN person_facts p ON p.id = m.person_id,
          unnest(p.citizenships) citizenship
     WHERE m.release AND citizenship <> m.jurisdiction
     GROUP BY citizenship
@@ -196,7 +216,7 @@ new_recognitions AS (
     SELECT count(DISTINCT d.person_id) AS count
     FROM recognition_decision d
     JOIN recognition_coverage v ON v.decision_id = d.id
-    JOIN case_file c ON c.id = v.case_file_id AND c.jurisdiction = $6::text
+    JOIN case_facts c ON c.id = v.case_file_id AND c.jurisdiction = $6::text
     LEFT JOIN LATERAL (
         SELECT before.status FROM recognition_coverage bv
         JOIN recognition_decision before ON before.id = bv.decision_id
@@ -215,7 +235,7 @@ collective AS (
            ) AS foreign_nationals
     FROM in_period m
     JOIN collective_event k ON k.id = m.collective_event_id
-    JOIN person p ON p.id = m.person_id
+    JOIN person_facts p ON p.id = m.person_id
     GROUP BY k.id
 ),
 term AS (
@@ -295,7 +315,7 @@ SELECT jsonb_build_object(
           (SELECT region, count(*) n FROM held_person GROUP BY 1) x),
       'by_article', (SELECT coalesce(jsonb_object_agg(article, n), '{}') FROM
           (SELECT charge->>'article' article, count(DISTINCT h.person_id) n
-           FROM held_cases h JOIN case_file c ON c.id = h.case_file_id,
+           FROM held_cases h JOIN case_facts c ON c.id = h.case_file_id,
                 jsonb_array_elements(c.charges) charge GROUP BY 1) x),
       'by_sentence_band', (SELECT coalesce(jsonb_object_agg(band, n), '{}') FROM
           (SELECT CASE
