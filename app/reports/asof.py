@@ -199,19 +199,9 @@ held_people{N} AS MATERIALIZED (
     SELECT DISTINCT x.person_id
     FROM path{N} x
     WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
+      AND x.person_id NOT IN (SELECT person_id FROM path{N}
+                              WHERE to_status = 'died_in_custody' AND effective_date <= {D})
 )"""
-
-# A person's first public spelling, when they may be named at all: the family consented
-# and none of their case files is high-confidentiality.
-_PUBLIC_NAME = """
-(SELECT n.value
- FROM person p
- JOIN person_name n ON n.person_id = p.id AND n.is_public AND n.kind <> 'hidden'
- WHERE p.id = {PERSON} AND p.publish_consent
-   AND NOT EXISTS (SELECT 1 FROM case_file h
-                   WHERE h.person_id = p.id AND h.confidentiality = 'high')
- ORDER BY n.position
- LIMIT 1)"""
 
 _TERM_BAND = """
 CASE
@@ -226,7 +216,7 @@ END"""
 _RELEASE_MODE = """
 CASE
     WHEN x.to_status = 'released' THEN COALESCE(x.release_reason, 'other')
-    WHEN x.to_status = 'pardoned' AND x.next_status = 'deported' AND x.until <= {PERIOD_TO}
+    WHEN x.to_status = 'pardoned' AND x.next_status = 'deported' AND x.until <= {BY}
         THEN 'pardoned_and_deported'
     WHEN x.to_status = 'pardoned' THEN 'pardoned'
     WHEN x.to_status = 'deported' THEN 'deported_without_pardon'
@@ -262,7 +252,6 @@ _FIGURE_SLOTS = {
 
 def _figures_sql() -> str:
     slots = _FIGURE_SLOTS
-    public_name = _fill(_PUBLIC_NAME, {"PERSON": "{PERSON}"})
     ctes = ",\n".join(
         [
             _CORRECTIONS,
@@ -283,12 +272,20 @@ recognition AS MATERIALIZED (
     WHERE d.recorded_at <= {T}
     WINDOW r AS (PARTITION BY v.case_file_id ORDER BY d.decided_on, d.version)
 ),
+-- A death in custody ends a person's custody on every case file (a death recorded on one
+-- of two is not a person still held on the other).
+deaths AS MATERIALIZED (
+    SELECT x.person_id, min(x.effective_date) AS died_on
+    FROM path x WHERE x.to_status = 'died_in_custody'
+    GROUP BY x.person_id
+),
 held_files AS MATERIALIZED (
     SELECT o.*, COALESCE(r.status, 'not_assessed') AS recognition
     FROM on_day o
     LEFT JOIN recognition r ON r.case_file_id = o.case_file_id
          AND r.since <= {D} AND (r.until IS NULL OR r.until > {D})
     WHERE o.held
+      AND o.person_id NOT IN (SELECT person_id FROM deaths WHERE died_on <= {D})
 ),
 held AS MATERIALIZED (
     SELECT DISTINCT ON (h.person_id)
@@ -304,13 +301,27 @@ held AS MATERIALIZED (
     WINDOW p AS (PARTITION BY h.person_id)
     ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
 ),
+-- A person leaving custody, once per day and mode whatever the number of case files (a
+-- pardon recorded on two case files is one pardon). The mode "pardoned and deported"
+-- looks at the deportation by the period's end; in the monthly series, by the month's.
 releases AS MATERIALIZED (
-    SELECT x.person_id, x.case_file_id, x.jurisdiction, x.effective_date,
+    SELECT DISTINCT ON (x.person_id, x.effective_date, x.to_status)
+           x.person_id, x.jurisdiction, x.effective_date,
            """
-                + _RELEASE_MODE
-                + """ AS mode
+                + _fill(_RELEASE_MODE, {"BY": "{PERIOD_TO}"})
+                + """ AS mode,
+           """
+                + _fill(
+                    _RELEASE_MODE,
+                    {
+                        "BY": "(date_trunc('month', x.effective_date::timestamp)"
+                        " + interval '1 month' - interval '1 day')::date"
+                    },
+                )
+                + """ AS month_mode
     FROM path x
     WHERE x.was_held AND NOT x.held AND x.to_status <> 'died_in_custody'
+    ORDER BY x.person_id, x.effective_date, x.to_status, x.case_file_id
 ),
 in_period AS MATERIALIZED (
     SELECT * FROM path x WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
@@ -339,9 +350,11 @@ held_months AS (
         date_trunc('month', LEAST(COALESCE(x.until - 1, {D}), {D})::timestamp),
         interval '1 month'
     ) AS g(m)
+    LEFT JOIN deaths dd ON dd.person_id = x.person_id
     WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {SERIES_START})
       AND (g.m + interval '1 month' - interval '1 day')::date <= {D}
       AND (x.until IS NULL OR (g.m + interval '1 month' - interval '1 day')::date < x.until)
+      AND (dd.died_on IS NULL OR (g.m + interval '1 month' - interval '1 day')::date < dd.died_on)
     UNION ALL
     -- the last point is the day itself when it is not a month's end
     SELECT {D}, h.person_id, h.case_file_id FROM held_files h
@@ -376,7 +389,8 @@ SELECT jsonb_build_object(
           AND NOT EXISTS (SELECT 1 FROM held h WHERE h.person_id = o.person_id))
   ),
   'period', jsonb_build_object(
-    'new_detentions', (SELECT count(*) FROM in_period WHERE held AND NOT was_held),
+    'new_detentions', (SELECT count(DISTINCT (person_id, effective_date)) FROM in_period
+        WHERE held AND NOT was_held),
     'new_recognitions', (SELECT count(DISTINCT person_id) FROM recognition
         WHERE status = 'political_prisoner'
           AND previous IS DISTINCT FROM 'political_prisoner'
@@ -415,12 +429,13 @@ SELECT jsonb_build_object(
          WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
            AND c.code <> x.jurisdiction
          GROUP BY 1) g),
-    'deaths_in_custody', (SELECT count(*) FROM in_period WHERE to_status = 'died_in_custody')
+    'deaths_in_custody', (SELECT count(*) FROM deaths
+        WHERE died_on BETWEEN {PERIOD_FROM} AND {PERIOD_TO})
   ),
   'cumulative', jsonb_build_object(
-    'deaths_in_custody_since_baseline', (SELECT count(*) FROM path
-        WHERE to_status = 'died_in_custody' AND effective_date BETWEEN {BASELINE} AND {D}),
-    'detentions_since_baseline', (SELECT count(*) FROM path
+    'deaths_in_custody_since_baseline', (SELECT count(*) FROM deaths
+        WHERE died_on BETWEEN {BASELINE} AND {D}),
+    'detentions_since_baseline', (SELECT count(DISTINCT (person_id, effective_date)) FROM path
         WHERE held AND NOT was_held AND effective_date BETWEEN {BASELINE} AND {D}),
     'releases_since_baseline', (SELECT count(*) FROM releases
         WHERE effective_date BETWEEN {BASELINE} AND {D})
@@ -429,17 +444,15 @@ SELECT jsonb_build_object(
     'count', (SELECT count(*) FROM claims),
     'by_status', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT to_status AS k, count(*) AS n FROM claims GROUP BY 1) g),
-    'items', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+    'people', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                   'to_status', to_status,
                   'effective_date', CASE effective_precision
                       WHEN 'year' THEN to_char(effective_date, 'YYYY')
                       WHEN 'month' THEN to_char(effective_date, 'YYYY-MM')
                       ELSE to_char(effective_date, 'YYYY-MM-DD') END,
-                  'name', name)
-                ORDER BY effective_date, to_status, name), '[]'::jsonb)
-              FROM (SELECT c.*, """
-        + _fill(public_name, {"PERSON": "c.person_id"})
-        + """ AS name FROM claims c) named)
+                  'person_id', person_id)
+                ORDER BY effective_date, to_status, person_id), '[]'::jsonb)
+              FROM claims)
   )),
   'breakdowns', jsonb_build_object(
     'foreign_by_citizenship', (SELECT jsonb_object_agg(k, n) FROM
@@ -515,8 +528,8 @@ SELECT jsonb_build_object(
       FROM months m
       LEFT JOIN (
         SELECT month, jsonb_object_agg(mode, n) AS by_mode
-        FROM (SELECT date_trunc('month', effective_date::timestamp) AS month, mode,
-                     count(*) AS n
+        FROM (SELECT date_trunc('month', effective_date::timestamp) AS month,
+                     month_mode AS mode, count(*) AS n
               FROM releases WHERE effective_date BETWEEN {SERIES_START} AND {D}
               GROUP BY 1, 2) x
         GROUP BY month
@@ -547,8 +560,7 @@ def _differences_sql() -> str:
             _fill(_HELD_PEOPLE, then),
         ]
     )
-    select = (
-        """
+    select = """
 , entered AS (SELECT person_id FROM held_people_now
               EXCEPT SELECT person_id FROM held_people_then),
 left_custody AS (SELECT person_id FROM held_people_then
@@ -557,29 +569,12 @@ died AS (SELECT DISTINCT person_id FROM path_now
          WHERE to_status = 'died_in_custody' AND effective_date > $5::date
            AND effective_date <= $1::date)
 SELECT jsonb_build_object(
-  'entered_custody', (SELECT jsonb_build_object('count', count(*),
-      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
-                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
-      FROM (SELECT """
-        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
-        + """ AS name
-            FROM entered x) n),
-  'left_custody', (SELECT jsonb_build_object('count', count(*),
-      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
-                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
-      FROM (SELECT """
-        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
-        + """ AS name
-            FROM left_custody x) n),
-  'died', (SELECT jsonb_build_object('count', count(*),
-      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
-                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
-      FROM (SELECT """
-        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
-        + """ AS name
-            FROM died x) n)
+  'entered_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+                      FROM entered),
+  'left_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+                   FROM left_custody),
+  'died', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb) FROM died)
 )"""
-    )
     return "WITH RECURSIVE" + ctes + select
 
 
@@ -609,7 +604,17 @@ def _complete(figures: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-async def figures(connection: asyncpg.Connection, question: Question) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A report's figures, and the claims behind its unconfirmed count: each with the
+    person it is about, whom a reader sees named only if that person may be named when
+    the report is read."""
+
+    figures: dict[str, Any]
+    claims: list[dict[str, Any]]
+
+
+async def figures(connection: asyncpg.Connection, question: Question) -> Counted:
     """Every figure of the status report for `question`, in the shape of docs/reports.md."""
     document = await connection.fetchval(
         FIGURES_SQL,
@@ -623,7 +628,9 @@ async def figures(connection: asyncpg.Connection, question: Question) -> dict[st
         _custodial(),
         question.series_start,
     )
-    return _complete(_decoded(document))
+    counted = _decoded(document)
+    claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")
+    return Counted(_complete(counted), claims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -639,7 +646,8 @@ async def differences(
     connection: asyncpg.Connection, question: Question, earlier: Earlier
 ) -> dict[str, Any]:
     """Who entered custody, left it, and died between an earlier report and this one (each
-    as known at its own time); named only where the person may be named."""
+    as known at its own time): person ids, which a reader sees only as counts and as the
+    names of those who may be named when they read."""
     document = await connection.fetchval(
         DIFFERENCES_SQL,
         question.as_of,
@@ -650,11 +658,32 @@ async def differences(
         earlier.as_known_at,
         _custodial(),
     )
-    return {
-        "previous_id": str(earlier.id),
-        "previous_as_of": earlier.as_of.isoformat(),
-        **_decoded(document),
-    }
+    return _decoded(document)
+
+
+# Who may be named now, with their first public spelling: the family consented and none of
+# their case files is high-confidentiality. Asked when a report is read, never stored, so
+# that a withdrawn consent takes effect at once, in every report.
+PUBLIC_NAMES_SQL = """
+SELECT p.id,
+       (SELECT n.value FROM person_name n
+        WHERE n.person_id = p.id AND n.is_public AND n.kind <> 'hidden'
+        ORDER BY n.position LIMIT 1) AS name
+FROM person p
+WHERE p.id = ANY($1::uuid[]) AND p.publish_consent
+  AND NOT EXISTS (SELECT 1 FROM case_file h
+                  WHERE h.person_id = p.id AND h.confidentiality = 'high')
+"""
+
+
+async def public_names(
+    connection: asyncpg.Connection, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The people among `person_ids` who may be named now, and the name to show."""
+    if not person_ids:
+        return {}
+    rows = await connection.fetch(PUBLIC_NAMES_SQL, list(person_ids))
+    return {row["id"]: row["name"] for row in rows if row["name"] is not None}
 
 
 def _decoded(document: Any) -> dict[str, Any]:
@@ -696,6 +725,8 @@ recognised_files AS MATERIALIZED (
            ORDER BY d.decided_on DESC, d.version DESC
            LIMIT 1) = 'political_prisoner'
       AND x.person_id > $6::uuid
+      AND x.person_id NOT IN (SELECT person_id FROM path
+                              WHERE to_status = 'died_in_custody' AND effective_date <= {D})
 ),
 consented AS MATERIALIZED (
     SELECT DISTINCT f.person_id
@@ -759,11 +790,11 @@ async def public_list(
     as_known_at: datetime,
     jurisdiction: str | None,
     after: uuid.UUID | None,
-    limit: int,
+    limit: int | None,
 ) -> list[dict[str, Any]]:
-    """One page of the recognised political prisoners held on `as_of` whose families
-    consented to publication (and none of whose case files is high-confidentiality), in
-    person id order after `after`; public-tier fields only."""
+    """One page (or, without a limit, all) of the recognised political prisoners held on
+    `as_of` whose families consented to publication (and none of whose case files is
+    high-confidentiality), in person id order after `after`; public-tier fields only."""
     rows = await connection.fetch(
         PUBLIC_LIST_SQL,
         as_of,

@@ -57,6 +57,9 @@ class ReportSnapshot(SQLModel, table=True):
         default=None, sa_column=Column(Uuid, ForeignKey("report_snapshot.id"), nullable=True)
     )
     differences: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # Never served: the people behind the claims listed and the differences (person ids),
+    # named when the report is read, if they may be named then (docs/reports.md).
+    people: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     generated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     # The staff member or partner who asked; none for a scheduled run.
     generated_by: uuid.UUID | None = None

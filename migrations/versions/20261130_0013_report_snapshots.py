@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("content_sha256", sa.String(length=64), nullable=False),
         sa.Column("previous_id", sa.Uuid(), nullable=True),
         sa.Column("differences", JSONB(), nullable=False),
+        sa.Column("people", JSONB(), nullable=False),
         sa.Column("generated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("generated_by", sa.Uuid(), nullable=True),
         sa.CheckConstraint("kind IN ('status')", name=op.f("ck_report_snapshot_kind_allowed")),
