@@ -112,11 +112,11 @@ _SCOPE = """
 scope{N} AS MATERIALIZED (
     SELECT v.*, v.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
     FROM (
-        SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type, c.charges
+        SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type
         FROM case_file c
         WHERE c.facts_since <= {T}
         UNION ALL
-        SELECT h.case_file_id, h.person_id, h.jurisdiction, h.deprivation_type, h.charges
+        SELECT h.case_file_id, h.person_id, h.jurisdiction, h.deprivation_type
         FROM case_file_facts_history h
         WHERE h.valid_from <= {T} AND h.valid_until > {T}
     ) AS v
@@ -193,16 +193,6 @@ path{N} AS MATERIALIZED (
     WINDOW w AS (PARTITION BY k.case_file_id ORDER BY GREATEST(k.first_day, l.day), k.given)
 )"""
 
-# The people held on D (path{N} as known at its T): each person once.
-_HELD_PEOPLE = """
-held_people{N} AS MATERIALIZED (
-    SELECT DISTINCT x.person_id
-    FROM path{N} x
-    WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
-      AND x.person_id NOT IN (SELECT person_id FROM path{N}
-                              WHERE to_status = 'died_in_custody' AND effective_date <= {D})
-)"""
-
 _TERM_BAND = """
 CASE
     WHEN term_months IS NULL THEN 'no_term'
@@ -246,6 +236,9 @@ _FIGURE_SLOTS = {
     "HELD_TYPES": "$7",
     "CUSTODIAL": "$8",
     "SERIES_START": "$9::date",
+    "SNAPSHOT": "$10::uuid",
+    "PREVIOUS": "$11::uuid",
+    "PREVIOUS_AS_OF": "$12::date",
     "N": "",
 }
 
@@ -360,6 +353,15 @@ held_months AS (
     SELECT {D}, h.person_id, h.case_file_id FROM held_files h
     WHERE {D} <> (date_trunc('month', {D}::timestamp) + interval '1 month'
                   - interval '1 day')::date
+),
+-- Who was held, kept with the snapshot (never served): the next report of the series
+-- compares its own with it instead of computing this one's again.
+kept AS (
+    INSERT INTO report_snapshot_held (snapshot_id, person_id)
+    SELECT {SNAPSHOT}, person_id FROM held
+),
+previously_held AS MATERIALIZED (
+    SELECT person_id FROM report_snapshot_held WHERE snapshot_id = {PREVIOUS}
 )""",
                 slots,
             ),
@@ -476,9 +478,16 @@ SELECT jsonb_build_object(
     'by_article', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT a.article AS k, count(DISTINCT h.person_id) AS n
          FROM held_files h
-         JOIN scope s ON s.id = h.case_file_id
+         CROSS JOIN LATERAL (
+             SELECT c.charges FROM case_file c
+             WHERE c.id = h.case_file_id AND c.facts_since <= {T}
+             UNION ALL
+             SELECT f.charges FROM case_file_facts_history f
+             WHERE f.case_file_id = h.case_file_id AND f.valid_from <= {T}
+               AND f.valid_until > {T}
+         ) AS known_charges
          CROSS JOIN LATERAL (SELECT DISTINCT charge ->> 'article' AS article
-                             FROM jsonb_array_elements(s.charges) AS charge) a
+                             FROM jsonb_array_elements(known_charges.charges) AS charge) a
          WHERE a.article IS NOT NULL
          GROUP BY 1) g),
     'by_sentence_band', (SELECT jsonb_object_agg(k, n) FROM
@@ -507,6 +516,14 @@ SELECT jsonb_build_object(
         + """)) AS foreign_nationals
           FROM in_period i WHERE i.collective_event_id IS NOT NULL GROUP BY 1) g
     JOIN collective_event ce ON ce.id = g.collective_event_id),
+  'movements', CASE WHEN {PREVIOUS} IS NOT NULL THEN jsonb_build_object(
+    'entered_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+        FROM held WHERE person_id NOT IN (SELECT person_id FROM previously_held)),
+    'left_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+        FROM previously_held WHERE person_id NOT IN (SELECT person_id FROM held)),
+    'died', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+        FROM deaths WHERE died_on > {PREVIOUS_AS_OF} AND died_on <= {D})
+  ) END,
   'series', jsonb_build_object(
     'held_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
           'month_end', to_char(m.month_end, 'YYYY-MM-DD'),
@@ -544,43 +561,6 @@ SELECT jsonb_build_object(
 FIGURES_SQL = _figures_sql()
 
 
-def _differences_sql() -> str:
-    # $1 D now, $2 T now, $3 held types, $4 jurisdiction, $5 D then, $6 T then, $7 custodial
-    shared = {"HELD_TYPES": "$3", "JURISDICTION": "$4", "CUSTODIAL": "$7"}
-    now = {**shared, "N": "_now", "D": "$1::date", "T": "$2::timestamptz"}
-    then = {**shared, "N": "_then", "D": "$5::date", "T": "$6::timestamptz"}
-    ctes = ",\n".join(
-        [
-            _CORRECTIONS,
-            _fill(_SCOPE, now),
-            _fill(_KNOWN, now),
-            _fill(_HELD_PEOPLE, now),
-            _fill(_SCOPE, then),
-            _fill(_KNOWN, then),
-            _fill(_HELD_PEOPLE, then),
-        ]
-    )
-    select = """
-, entered AS (SELECT person_id FROM held_people_now
-              EXCEPT SELECT person_id FROM held_people_then),
-left_custody AS (SELECT person_id FROM held_people_then
-                 EXCEPT SELECT person_id FROM held_people_now),
-died AS (SELECT DISTINCT person_id FROM path_now
-         WHERE to_status = 'died_in_custody' AND effective_date > $5::date
-           AND effective_date <= $1::date)
-SELECT jsonb_build_object(
-  'entered_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
-                      FROM entered),
-  'left_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
-                   FROM left_custody),
-  'died', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb) FROM died)
-)"""
-    return "WITH RECURSIVE" + ctes + select
-
-
-DIFFERENCES_SQL = _differences_sql()
-
-
 def _custodial() -> list[str]:
     return sorted(sentence.value for sentence in CUSTODIAL_SENTENCES)
 
@@ -605,17 +585,35 @@ def _complete(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Earlier:
+    """The previous report of the series, which a new one is compared with."""
+
+    id: uuid.UUID
+    as_of: date
+
+
+@dataclass(frozen=True, slots=True)
 class Counted:
-    """A report's figures, and the claims behind its unconfirmed count: each with the
-    person it is about, whom a reader sees named only if that person may be named when
+    """A report's figures; the claims behind its unconfirmed count, each with the person it
+    is about; and, when there is an earlier report, the ids of who entered custody, left
+    it and died since. A reader sees those people named only if they may be named when
     the report is read."""
 
     figures: dict[str, Any]
     claims: list[dict[str, Any]]
+    movements: dict[str, list[str]] | None
 
 
-async def figures(connection: asyncpg.Connection, question: Question) -> Counted:
-    """Every figure of the status report for `question`, in the shape of docs/reports.md."""
+async def figures(
+    connection: asyncpg.Connection,
+    question: Question,
+    *,
+    snapshot_id: uuid.UUID,
+    earlier: Earlier | None,
+) -> Counted:
+    """Every figure of the status report for `question`, in the shape of docs/reports.md;
+    the people held are kept for `snapshot_id` (whose row must be inserted in the same
+    transaction: the reference is checked at commit)."""
     document = await connection.fetchval(
         FIGURES_SQL,
         question.as_of,
@@ -627,38 +625,14 @@ async def figures(connection: asyncpg.Connection, question: Question) -> Counted
         [kind.value for kind in question.held_deprivation_types],
         _custodial(),
         question.series_start,
+        snapshot_id,
+        earlier.id if earlier else None,
+        earlier.as_of if earlier else None,
     )
     counted = _decoded(document)
     claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")
-    return Counted(_complete(counted), claims)
-
-
-@dataclass(frozen=True, slots=True)
-class Earlier:
-    """The report a new one is compared with."""
-
-    id: uuid.UUID
-    as_of: date
-    as_known_at: datetime
-
-
-async def differences(
-    connection: asyncpg.Connection, question: Question, earlier: Earlier
-) -> dict[str, Any]:
-    """Who entered custody, left it, and died between an earlier report and this one (each
-    as known at its own time): person ids, which a reader sees only as counts and as the
-    names of those who may be named when they read."""
-    document = await connection.fetchval(
-        DIFFERENCES_SQL,
-        question.as_of,
-        question.as_known_at,
-        [kind.value for kind in question.held_deprivation_types],
-        question.jurisdiction,
-        earlier.as_of,
-        earlier.as_known_at,
-        _custodial(),
-    )
-    return _decoded(document)
+    movements: dict[str, list[str]] | None = counted.pop("movements")
+    return Counted(_complete(counted), claims, movements)
 
 
 # Who may be named now, with their first public spelling: the family consented and none of

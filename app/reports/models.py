@@ -65,6 +65,24 @@ class ReportSnapshot(SQLModel, table=True):
     generated_by: uuid.UUID | None = None
 
 
+class ReportSnapshotHeld(SQLModel, table=True):
+    """The people a snapshot counted as held (never served): the next report of its series
+    finds who entered and left custody by comparing with them. Append-only like the
+    snapshot. Written by the figures statement itself, before the snapshot's row: the
+    reference is checked at commit."""
+
+    __tablename__ = "report_snapshot_held"
+
+    snapshot_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid,
+            ForeignKey("report_snapshot.id", deferrable=True, initially="DEFERRED"),
+            primary_key=True,
+        )
+    )
+    person_id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+
+
 # What a report counts of a case file or a person, as it was before a correction (migration
 # 0015): the triggers there write these rows, whatever write path changed the facts, and
 # set `facts_since` on the row itself. The as-of engine reads them for a knowledge time

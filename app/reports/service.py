@@ -25,6 +25,7 @@ from app.audit.journal import change, journal_of
 from app.core.clock import utcnow
 from app.core.db import driver_connection
 from app.core.errors import NotFound
+from app.core.ids import new_id
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.reports import asof
 from app.reports.models import ReportKind, ReportSnapshot
@@ -198,23 +199,24 @@ async def generate(
     driver = await driver_connection(session)
     for setting in REPORT_SETTINGS:
         await driver.execute(setting)
-    counted = await asof.figures(driver, resolved.question)
+    previous = await _previous(session, resolved.series, data.as_of)
+    snapshot_id = new_id()
+    counted = await asof.figures(
+        driver,
+        resolved.question,
+        snapshot_id=snapshot_id,
+        earlier=asof.Earlier(previous.id, previous.as_of) if previous else None,
+    )
     figures = counted.figures
     people: dict[str, Any] = {"claims": counted.claims}
-    previous = await _previous(session, resolved.series, data.as_of)
     differences = _NO_DIFFERENCES
-    if previous is not None:
-        moved = await asof.differences(
-            driver,
-            resolved.question,
-            asof.Earlier(previous.id, previous.as_of, previous.as_known_at),
-        )
+    if previous is not None and counted.movements is not None:
         differences = {
             "previous_id": str(previous.id),
             "previous_as_of": previous.as_of.isoformat(),
-            **{movement: {"count": len(moved[movement])} for movement in MOVEMENTS},
+            **{movement: {"count": len(counted.movements[movement])} for movement in MOVEMENTS},
         }
-        people |= {movement: moved[movement] for movement in MOVEMENTS}
+        people |= counted.movements
     fields: dict[str, Any] = {
         "kind": data.kind.value,
         "generator_version": GENERATOR_VERSION,
@@ -222,6 +224,7 @@ async def generate(
         "figures": figures,
     }
     snapshot = ReportSnapshot(
+        id=snapshot_id,
         kind=data.kind,
         series=resolved.series,
         as_of=data.as_of,
