@@ -14,7 +14,7 @@ from app.core.config import get_settings
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
-    from app.reports.models import ReportSnapshot
+    from app.reports.schemas import ReportRead
 
 commands = typer.Typer(no_args_is_help=True, help="Status reports (docs/reports.md).")
 
@@ -64,22 +64,22 @@ def report_generate(
         raise typer.Exit(2) from None
     kit = security_or_exit(settings)
 
-    async def work(session: "AsyncSession") -> "ReportSnapshot":
-        return await service.generate(
+    async def work(session: "AsyncSession") -> "ReportRead":
+        snapshot = await service.generate(
             session,
             data=request,
             generated_by=None,
             settle_seconds=settings.report_settle_seconds,
         )
+        return await service.report_read(session, snapshot)
 
     try:
-        snapshot = asyncio.run(in_session(settings, database_url(settings), kit=kit, work=work))
+        read = asyncio.run(in_session(settings, database_url(settings), kit=kit, work=work))
     except DomainError as refused:
         typer.echo(f"Cannot generate: {refused.detail}", err=True)
         raise typer.Exit(1) from None
-    read = service.report_read(snapshot)
     if fmt is ReportFormat.json:
         out.write_text(read.model_dump_json(indent=2) + "\n")
     else:
         out.write_bytes(render(read.model_dump(mode="json"), fmt))
-    typer.echo(f"report {snapshot.id} ({snapshot.content_sha256}) written to {out}")
+    typer.echo(f"report {read.id} ({read.content_sha256}) written to {out}")

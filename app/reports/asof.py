@@ -112,11 +112,11 @@ _SCOPE = """
 scope{N} AS MATERIALIZED (
     SELECT v.*, v.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
     FROM (
-        SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type, c.charges
+        SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type
         FROM case_file c
         WHERE c.facts_since <= {T}
         UNION ALL
-        SELECT h.case_file_id, h.person_id, h.jurisdiction, h.deprivation_type, h.charges
+        SELECT h.case_file_id, h.person_id, h.jurisdiction, h.deprivation_type
         FROM case_file_facts_history h
         WHERE h.valid_from <= {T} AND h.valid_until > {T}
     ) AS v
@@ -193,26 +193,6 @@ path{N} AS MATERIALIZED (
     WINDOW w AS (PARTITION BY k.case_file_id ORDER BY GREATEST(k.first_day, l.day), k.given)
 )"""
 
-# The people held on D (path{N} as known at its T): each person once.
-_HELD_PEOPLE = """
-held_people{N} AS MATERIALIZED (
-    SELECT DISTINCT x.person_id
-    FROM path{N} x
-    WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
-)"""
-
-# A person's first public spelling, when they may be named at all: the family consented
-# and none of their case files is high-confidentiality.
-_PUBLIC_NAME = """
-(SELECT n.value
- FROM person p
- JOIN person_name n ON n.person_id = p.id AND n.is_public AND n.kind <> 'hidden'
- WHERE p.id = {PERSON} AND p.publish_consent
-   AND NOT EXISTS (SELECT 1 FROM case_file h
-                   WHERE h.person_id = p.id AND h.confidentiality = 'high')
- ORDER BY n.position
- LIMIT 1)"""
-
 _TERM_BAND = """
 CASE
     WHEN term_months IS NULL THEN 'no_term'
@@ -226,7 +206,7 @@ END"""
 _RELEASE_MODE = """
 CASE
     WHEN x.to_status = 'released' THEN COALESCE(x.release_reason, 'other')
-    WHEN x.to_status = 'pardoned' AND x.next_status = 'deported' AND x.until <= {PERIOD_TO}
+    WHEN x.to_status = 'pardoned' AND x.next_status = 'deported' AND x.until <= {BY}
         THEN 'pardoned_and_deported'
     WHEN x.to_status = 'pardoned' THEN 'pardoned'
     WHEN x.to_status = 'deported' THEN 'deported_without_pardon'
@@ -256,13 +236,15 @@ _FIGURE_SLOTS = {
     "HELD_TYPES": "$7",
     "CUSTODIAL": "$8",
     "SERIES_START": "$9::date",
+    "SNAPSHOT": "$10::uuid",
+    "PREVIOUS": "$11::uuid",
+    "PREVIOUS_AS_OF": "$12::date",
     "N": "",
 }
 
 
 def _figures_sql() -> str:
     slots = _FIGURE_SLOTS
-    public_name = _fill(_PUBLIC_NAME, {"PERSON": "{PERSON}"})
     ctes = ",\n".join(
         [
             _CORRECTIONS,
@@ -283,12 +265,20 @@ recognition AS MATERIALIZED (
     WHERE d.recorded_at <= {T}
     WINDOW r AS (PARTITION BY v.case_file_id ORDER BY d.decided_on, d.version)
 ),
+-- A death in custody ends a person's custody on every case file (a death recorded on one
+-- of two is not a person still held on the other).
+deaths AS MATERIALIZED (
+    SELECT x.person_id, min(x.effective_date) AS died_on
+    FROM path x WHERE x.to_status = 'died_in_custody'
+    GROUP BY x.person_id
+),
 held_files AS MATERIALIZED (
     SELECT o.*, COALESCE(r.status, 'not_assessed') AS recognition
     FROM on_day o
     LEFT JOIN recognition r ON r.case_file_id = o.case_file_id
          AND r.since <= {D} AND (r.until IS NULL OR r.until > {D})
     WHERE o.held
+      AND o.person_id NOT IN (SELECT person_id FROM deaths WHERE died_on <= {D})
 ),
 held AS MATERIALIZED (
     SELECT DISTINCT ON (h.person_id)
@@ -304,13 +294,27 @@ held AS MATERIALIZED (
     WINDOW p AS (PARTITION BY h.person_id)
     ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
 ),
+-- A person leaving custody, once per day and mode whatever the number of case files (a
+-- pardon recorded on two case files is one pardon). The mode "pardoned and deported"
+-- looks at the deportation by the period's end; in the monthly series, by the month's.
 releases AS MATERIALIZED (
-    SELECT x.person_id, x.case_file_id, x.jurisdiction, x.effective_date,
+    SELECT DISTINCT ON (x.person_id, x.effective_date, x.to_status)
+           x.person_id, x.jurisdiction, x.effective_date,
            """
-                + _RELEASE_MODE
-                + """ AS mode
+                + _fill(_RELEASE_MODE, {"BY": "{PERIOD_TO}"})
+                + """ AS mode,
+           """
+                + _fill(
+                    _RELEASE_MODE,
+                    {
+                        "BY": "(date_trunc('month', x.effective_date::timestamp)"
+                        " + interval '1 month' - interval '1 day')::date"
+                    },
+                )
+                + """ AS month_mode
     FROM path x
     WHERE x.was_held AND NOT x.held AND x.to_status <> 'died_in_custody'
+    ORDER BY x.person_id, x.effective_date, x.to_status, x.case_file_id
 ),
 in_period AS MATERIALIZED (
     SELECT * FROM path x WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
@@ -339,14 +343,25 @@ held_months AS (
         date_trunc('month', LEAST(COALESCE(x.until - 1, {D}), {D})::timestamp),
         interval '1 month'
     ) AS g(m)
+    LEFT JOIN deaths dd ON dd.person_id = x.person_id
     WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {SERIES_START})
       AND (g.m + interval '1 month' - interval '1 day')::date <= {D}
       AND (x.until IS NULL OR (g.m + interval '1 month' - interval '1 day')::date < x.until)
+      AND (dd.died_on IS NULL OR (g.m + interval '1 month' - interval '1 day')::date < dd.died_on)
     UNION ALL
     -- the last point is the day itself when it is not a month's end
     SELECT {D}, h.person_id, h.case_file_id FROM held_files h
     WHERE {D} <> (date_trunc('month', {D}::timestamp) + interval '1 month'
                   - interval '1 day')::date
+),
+-- Who was held, kept with the snapshot (never served): the next report of the series
+-- compares its own with it instead of computing this one's again.
+kept AS (
+    INSERT INTO report_snapshot_held (snapshot_id, person_id)
+    SELECT {SNAPSHOT}, person_id FROM held
+),
+previously_held AS MATERIALIZED (
+    SELECT person_id FROM report_snapshot_held WHERE snapshot_id = {PREVIOUS}
 )""",
                 slots,
             ),
@@ -376,7 +391,8 @@ SELECT jsonb_build_object(
           AND NOT EXISTS (SELECT 1 FROM held h WHERE h.person_id = o.person_id))
   ),
   'period', jsonb_build_object(
-    'new_detentions', (SELECT count(*) FROM in_period WHERE held AND NOT was_held),
+    'new_detentions', (SELECT count(DISTINCT (person_id, effective_date)) FROM in_period
+        WHERE held AND NOT was_held),
     'new_recognitions', (SELECT count(DISTINCT person_id) FROM recognition
         WHERE status = 'political_prisoner'
           AND previous IS DISTINCT FROM 'political_prisoner'
@@ -415,12 +431,13 @@ SELECT jsonb_build_object(
          WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
            AND c.code <> x.jurisdiction
          GROUP BY 1) g),
-    'deaths_in_custody', (SELECT count(*) FROM in_period WHERE to_status = 'died_in_custody')
+    'deaths_in_custody', (SELECT count(*) FROM deaths
+        WHERE died_on BETWEEN {PERIOD_FROM} AND {PERIOD_TO})
   ),
   'cumulative', jsonb_build_object(
-    'deaths_in_custody_since_baseline', (SELECT count(*) FROM path
-        WHERE to_status = 'died_in_custody' AND effective_date BETWEEN {BASELINE} AND {D}),
-    'detentions_since_baseline', (SELECT count(*) FROM path
+    'deaths_in_custody_since_baseline', (SELECT count(*) FROM deaths
+        WHERE died_on BETWEEN {BASELINE} AND {D}),
+    'detentions_since_baseline', (SELECT count(DISTINCT (person_id, effective_date)) FROM path
         WHERE held AND NOT was_held AND effective_date BETWEEN {BASELINE} AND {D}),
     'releases_since_baseline', (SELECT count(*) FROM releases
         WHERE effective_date BETWEEN {BASELINE} AND {D})
@@ -429,17 +446,15 @@ SELECT jsonb_build_object(
     'count', (SELECT count(*) FROM claims),
     'by_status', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT to_status AS k, count(*) AS n FROM claims GROUP BY 1) g),
-    'items', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+    'people', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                   'to_status', to_status,
                   'effective_date', CASE effective_precision
                       WHEN 'year' THEN to_char(effective_date, 'YYYY')
                       WHEN 'month' THEN to_char(effective_date, 'YYYY-MM')
                       ELSE to_char(effective_date, 'YYYY-MM-DD') END,
-                  'name', name)
-                ORDER BY effective_date, to_status, name), '[]'::jsonb)
-              FROM (SELECT c.*, """
-        + _fill(public_name, {"PERSON": "c.person_id"})
-        + """ AS name FROM claims c) named)
+                  'person_id', person_id)
+                ORDER BY effective_date, to_status, person_id), '[]'::jsonb)
+              FROM claims)
   )),
   'breakdowns', jsonb_build_object(
     'foreign_by_citizenship', (SELECT jsonb_object_agg(k, n) FROM
@@ -463,9 +478,16 @@ SELECT jsonb_build_object(
     'by_article', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT a.article AS k, count(DISTINCT h.person_id) AS n
          FROM held_files h
-         JOIN scope s ON s.id = h.case_file_id
+         CROSS JOIN LATERAL (
+             SELECT c.charges FROM case_file c
+             WHERE c.id = h.case_file_id AND c.facts_since <= {T}
+             UNION ALL
+             SELECT f.charges FROM case_file_facts_history f
+             WHERE f.case_file_id = h.case_file_id AND f.valid_from <= {T}
+               AND f.valid_until > {T}
+         ) AS known_charges
          CROSS JOIN LATERAL (SELECT DISTINCT charge ->> 'article' AS article
-                             FROM jsonb_array_elements(s.charges) AS charge) a
+                             FROM jsonb_array_elements(known_charges.charges) AS charge) a
          WHERE a.article IS NOT NULL
          GROUP BY 1) g),
     'by_sentence_band', (SELECT jsonb_object_agg(k, n) FROM
@@ -494,6 +516,14 @@ SELECT jsonb_build_object(
         + """)) AS foreign_nationals
           FROM in_period i WHERE i.collective_event_id IS NOT NULL GROUP BY 1) g
     JOIN collective_event ce ON ce.id = g.collective_event_id),
+  'movements', CASE WHEN {PREVIOUS} IS NOT NULL THEN jsonb_build_object(
+    'entered_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+        FROM held WHERE person_id NOT IN (SELECT person_id FROM previously_held)),
+    'left_custody', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+        FROM previously_held WHERE person_id NOT IN (SELECT person_id FROM held)),
+    'died', (SELECT COALESCE(jsonb_agg(person_id ORDER BY person_id), '[]'::jsonb)
+        FROM deaths WHERE died_on > {PREVIOUS_AS_OF} AND died_on <= {D})
+  ) END,
   'series', jsonb_build_object(
     'held_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
           'month_end', to_char(m.month_end, 'YYYY-MM-DD'),
@@ -515,8 +545,8 @@ SELECT jsonb_build_object(
       FROM months m
       LEFT JOIN (
         SELECT month, jsonb_object_agg(mode, n) AS by_mode
-        FROM (SELECT date_trunc('month', effective_date::timestamp) AS month, mode,
-                     count(*) AS n
+        FROM (SELECT date_trunc('month', effective_date::timestamp) AS month,
+                     month_mode AS mode, count(*) AS n
               FROM releases WHERE effective_date BETWEEN {SERIES_START} AND {D}
               GROUP BY 1, 2) x
         GROUP BY month
@@ -529,61 +559,6 @@ SELECT jsonb_build_object(
 
 
 FIGURES_SQL = _figures_sql()
-
-
-def _differences_sql() -> str:
-    # $1 D now, $2 T now, $3 held types, $4 jurisdiction, $5 D then, $6 T then, $7 custodial
-    shared = {"HELD_TYPES": "$3", "JURISDICTION": "$4", "CUSTODIAL": "$7"}
-    now = {**shared, "N": "_now", "D": "$1::date", "T": "$2::timestamptz"}
-    then = {**shared, "N": "_then", "D": "$5::date", "T": "$6::timestamptz"}
-    ctes = ",\n".join(
-        [
-            _CORRECTIONS,
-            _fill(_SCOPE, now),
-            _fill(_KNOWN, now),
-            _fill(_HELD_PEOPLE, now),
-            _fill(_SCOPE, then),
-            _fill(_KNOWN, then),
-            _fill(_HELD_PEOPLE, then),
-        ]
-    )
-    select = (
-        """
-, entered AS (SELECT person_id FROM held_people_now
-              EXCEPT SELECT person_id FROM held_people_then),
-left_custody AS (SELECT person_id FROM held_people_then
-                 EXCEPT SELECT person_id FROM held_people_now),
-died AS (SELECT DISTINCT person_id FROM path_now
-         WHERE to_status = 'died_in_custody' AND effective_date > $5::date
-           AND effective_date <= $1::date)
-SELECT jsonb_build_object(
-  'entered_custody', (SELECT jsonb_build_object('count', count(*),
-      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
-                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
-      FROM (SELECT """
-        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
-        + """ AS name
-            FROM entered x) n),
-  'left_custody', (SELECT jsonb_build_object('count', count(*),
-      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
-                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
-      FROM (SELECT """
-        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
-        + """ AS name
-            FROM left_custody x) n),
-  'died', (SELECT jsonb_build_object('count', count(*),
-      'named', COALESCE(jsonb_agg(jsonb_build_object('name', name) ORDER BY name)
-                        FILTER (WHERE name IS NOT NULL), '[]'::jsonb))
-      FROM (SELECT """
-        + _fill(_PUBLIC_NAME, {"PERSON": "x.person_id"})
-        + """ AS name
-            FROM died x) n)
-)"""
-    )
-    return "WITH RECURSIVE" + ctes + select
-
-
-DIFFERENCES_SQL = _differences_sql()
 
 
 def _custodial() -> list[str]:
@@ -609,8 +584,36 @@ def _complete(figures: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-async def figures(connection: asyncpg.Connection, question: Question) -> dict[str, Any]:
-    """Every figure of the status report for `question`, in the shape of docs/reports.md."""
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """The previous report of the series, which a new one is compared with."""
+
+    id: uuid.UUID
+    as_of: date
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A report's figures; the claims behind its unconfirmed count, each with the person it
+    is about; and, when there is an earlier report, the ids of who entered custody, left
+    it and died since. A reader sees those people named only if they may be named when
+    the report is read."""
+
+    figures: dict[str, Any]
+    claims: list[dict[str, Any]]
+    movements: dict[str, list[str]] | None
+
+
+async def figures(
+    connection: asyncpg.Connection,
+    question: Question,
+    *,
+    snapshot_id: uuid.UUID,
+    earlier: Earlier | None,
+) -> Counted:
+    """Every figure of the status report for `question`, in the shape of docs/reports.md;
+    the people held are kept for `snapshot_id` (whose row must be inserted in the same
+    transaction: the reference is checked at commit)."""
     document = await connection.fetchval(
         FIGURES_SQL,
         question.as_of,
@@ -622,39 +625,39 @@ async def figures(connection: asyncpg.Connection, question: Question) -> dict[st
         [kind.value for kind in question.held_deprivation_types],
         _custodial(),
         question.series_start,
+        snapshot_id,
+        earlier.id if earlier else None,
+        earlier.as_of if earlier else None,
     )
-    return _complete(_decoded(document))
+    counted = _decoded(document)
+    claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")
+    movements: dict[str, list[str]] | None = counted.pop("movements")
+    return Counted(_complete(counted), claims, movements)
 
 
-@dataclass(frozen=True, slots=True)
-class Earlier:
-    """The report a new one is compared with."""
+# Who may be named now, with their first public spelling: the family consented and none of
+# their case files is high-confidentiality. Asked when a report is read, never stored, so
+# that a withdrawn consent takes effect at once, in every report.
+PUBLIC_NAMES_SQL = """
+SELECT p.id,
+       (SELECT n.value FROM person_name n
+        WHERE n.person_id = p.id AND n.is_public AND n.kind <> 'hidden'
+        ORDER BY n.position LIMIT 1) AS name
+FROM person p
+WHERE p.id = ANY($1::uuid[]) AND p.publish_consent
+  AND NOT EXISTS (SELECT 1 FROM case_file h
+                  WHERE h.person_id = p.id AND h.confidentiality = 'high')
+"""
 
-    id: uuid.UUID
-    as_of: date
-    as_known_at: datetime
 
-
-async def differences(
-    connection: asyncpg.Connection, question: Question, earlier: Earlier
-) -> dict[str, Any]:
-    """Who entered custody, left it, and died between an earlier report and this one (each
-    as known at its own time); named only where the person may be named."""
-    document = await connection.fetchval(
-        DIFFERENCES_SQL,
-        question.as_of,
-        question.as_known_at,
-        [kind.value for kind in question.held_deprivation_types],
-        question.jurisdiction,
-        earlier.as_of,
-        earlier.as_known_at,
-        _custodial(),
-    )
-    return {
-        "previous_id": str(earlier.id),
-        "previous_as_of": earlier.as_of.isoformat(),
-        **_decoded(document),
-    }
+async def public_names(
+    connection: asyncpg.Connection, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The people among `person_ids` who may be named now, and the name to show."""
+    if not person_ids:
+        return {}
+    rows = await connection.fetch(PUBLIC_NAMES_SQL, list(person_ids))
+    return {row["id"]: row["name"] for row in rows if row["name"] is not None}
 
 
 def _decoded(document: Any) -> dict[str, Any]:
@@ -696,6 +699,8 @@ recognised_files AS MATERIALIZED (
            ORDER BY d.decided_on DESC, d.version DESC
            LIMIT 1) = 'political_prisoner'
       AND x.person_id > $6::uuid
+      AND x.person_id NOT IN (SELECT person_id FROM path
+                              WHERE to_status = 'died_in_custody' AND effective_date <= {D})
 ),
 consented AS MATERIALIZED (
     SELECT DISTINCT f.person_id
@@ -759,11 +764,11 @@ async def public_list(
     as_known_at: datetime,
     jurisdiction: str | None,
     after: uuid.UUID | None,
-    limit: int,
+    limit: int | None,
 ) -> list[dict[str, Any]]:
-    """One page of the recognised political prisoners held on `as_of` whose families
-    consented to publication (and none of whose case files is high-confidentiality), in
-    person id order after `after`; public-tier fields only."""
+    """One page (or, without a limit, all) of the recognised political prisoners held on
+    `as_of` whose families consented to publication (and none of whose case files is
+    high-confidentiality), in person id order after `after`; public-tier fields only."""
     rows = await connection.fetch(
         PUBLIC_LIST_SQL,
         as_of,

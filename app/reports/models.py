@@ -57,9 +57,30 @@ class ReportSnapshot(SQLModel, table=True):
         default=None, sa_column=Column(Uuid, ForeignKey("report_snapshot.id"), nullable=True)
     )
     differences: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # Never served: the people behind the claims listed and the differences (person ids),
+    # named when the report is read, if they may be named then (docs/reports.md).
+    people: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     generated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     # The staff member or partner who asked; none for a scheduled run.
     generated_by: uuid.UUID | None = None
+
+
+class ReportSnapshotHeld(SQLModel, table=True):
+    """The people a snapshot counted as held (never served): the next report of its series
+    finds who entered and left custody by comparing with them. Append-only like the
+    snapshot. Written by the figures statement itself, before the snapshot's row: the
+    reference is checked at commit."""
+
+    __tablename__ = "report_snapshot_held"
+
+    snapshot_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid,
+            ForeignKey("report_snapshot.id", deferrable=True, initially="DEFERRED"),
+            primary_key=True,
+        )
+    )
+    person_id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
 
 
 # What a report counts of a case file or a person, as it was before a correction (migration

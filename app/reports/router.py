@@ -5,6 +5,8 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import AfterValidator
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from app.access.caller import Caller
@@ -26,21 +28,30 @@ from app.reports.schemas import (
     ReportParameters,
     ReportRead,
     ReportSummary,
+    day_not_to_come,
 )
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+_DOWNLOAD_HEADER = {
+    "Content-Disposition": {
+        "description": "A document (not JSON) comes as an attachment with a file name",
+        "schema": {"type": "string"},
+    }
+}
 _DOCUMENT_CONTENT: dict[str, Any] = {
     MEDIA_TYPES[fmt]: _BINARY for fmt in ReportFormat if fmt is not ReportFormat.json
 }
 CSV_MEDIA_TYPE = MEDIA_TYPES[ReportFormat.csv]
 
 
-def _created(request: Request, snapshot: ReportSnapshot) -> StoredResponse:
+async def _created(
+    session: AsyncSession, request: Request, snapshot: ReportSnapshot
+) -> StoredResponse:
     return StoredResponse(
         201,
-        service.report_read(snapshot).model_dump(mode="json"),
+        (await service.report_read(session, snapshot)).model_dump(mode="json"),
         {"Location": request.url_for("read_report", report_id=snapshot.id).path},
     )
 
@@ -64,12 +75,16 @@ async def generate_report(
     settle = settings_of(request).report_settle_seconds
 
     async def produce() -> StoredResponse:
-        return _created(
-            request, await service.generate_for(session, caller, body, settle_seconds=settle)
+        return await _created(
+            session,
+            request,
+            await service.generate_for(session, caller, body, settle_seconds=settle),
         )
 
     async def replay(stored: StoredResponse) -> StoredResponse:
-        return _created(request, await service.get(session, uuid.UUID(stored.body["id"])))
+        return await _created(
+            session, request, await service.get(session, uuid.UUID(stored.body["id"]))
+        )
 
     return await once.run(body.model_dump(mode="json", by_alias=True), produce, replay)
 
@@ -110,7 +125,6 @@ class ListFormat(StrEnum):
 
 
 _PUBLIC_LIST_COLUMNS = (
-    "person_id",
     "names",
     "birth_year",
     "region",
@@ -124,14 +138,18 @@ _PUBLIC_LIST_COLUMNS = (
 @router.get(
     "/public-list",
     response_model=Page[PublicListEntry],
-    responses={200: {"content": {CSV_MEDIA_TYPE: _BINARY}}},
+    responses={200: {"content": {CSV_MEDIA_TYPE: _BINARY}, "headers": _DOWNLOAD_HEADER}},
 )
 async def read_public_list(
     session: SessionDep,
     request: Request,
     paging: Annotated[PageRequest, Depends(page_request)],
     caller: Annotated[Caller, requires("report.read")],
-    as_of: Annotated[DayFrom1900, Query(description="The day the list describes")],
+    as_of: Annotated[
+        DayFrom1900,
+        AfterValidator(day_not_to_come),
+        Query(description="The day the list describes (not after today)"),
+    ],
     jurisdiction: CountryCode | None = None,
     format: Annotated[
         ListFormat, Query(description="json (paged) or csv (the whole list in one document)")
@@ -175,21 +193,34 @@ def _public_csv(rows: list[dict[str, Any]]) -> bytes:
 
 
 def _wanted_format(asked: ReportFormat | None, accept: str | None) -> ReportFormat:
-    """`format` wins; else the first of our media types the Accept header names; else JSON."""
+    """`format` wins; else the most preferred of our media types the Accept header names
+    (a `q` of 0 refuses one); else JSON, the resource's own form."""
     if asked is not None:
         return asked
-    named = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
-    for media_type in named:
-        for fmt, served in MEDIA_TYPES.items():
-            if media_type == served:
-                return fmt
+    wanted: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept or "").split(",")):
+        media_type, *parameters = (piece.strip().lower() for piece in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            wanted.append((-quality, index, media_type))
+    served = {media_type: fmt for fmt, media_type in MEDIA_TYPES.items()}
+    for _, _, media_type in sorted(wanted):
+        if media_type in served:
+            return served[media_type]
     return ReportFormat.json
 
 
 @router.get(
     "/{report_id}",
     response_model=ReportRead,
-    responses={200: {"content": _DOCUMENT_CONTENT}},
+    responses={200: {"content": _DOCUMENT_CONTENT, "headers": _DOWNLOAD_HEADER}},
 )
 async def read_report(
     report_id: uuid.UUID,
@@ -206,7 +237,7 @@ async def read_report(
     (key figures, tables, a chart; a footer with the parameters, knowledge time and hash)
     or a PNG chart (1200 × 600)."""
     snapshot = await service.get(session, report_id)
-    read = service.report_read(snapshot)
+    read = await service.report_read(session, snapshot)
     fmt = _wanted_format(format, accept)
     if fmt is ReportFormat.json:
         return model_response(read)

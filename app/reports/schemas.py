@@ -15,7 +15,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.cases.models import DeprivationType
-from app.core.clock import utcnow
+from app.core.clock import latest_today, utcnow
 from app.core.dates import DATE_IN_FUTURE, DayFrom1900, IsoMoment
 from app.core.types import INPUT, CountryCode
 from app.reports.models import ReportKind
@@ -25,6 +25,13 @@ Counts = dict[str, Count]
 # The error type of a report's dates that do not follow each other (no schema compares two
 # values, so a client learns it from the answer).
 DATES_OUT_OF_ORDER = "dates_out_of_order"
+
+
+def day_not_to_come(day: date) -> date:
+    """A report describes a day that has begun somewhere on Earth (UTC+14), not one to come."""
+    if day > latest_today():
+        raise PydanticCustomError(DATE_IN_FUTURE, "the day has not come yet")
+    return day
 
 
 class Period(BaseModel):
@@ -62,6 +69,11 @@ class ReportCreate(BaseModel):
     chart_years: Annotated[int, Field(ge=1, le=10)] = Field(
         default=3, description="How many years of months the series (and charts) cover"
     )
+
+    @field_validator("as_of")
+    @classmethod
+    def _not_to_come(cls, day: date) -> date:
+        return day_not_to_come(day)
 
     @field_validator("as_known_at")
     @classmethod
@@ -255,7 +267,6 @@ class ReportSummary(BaseModel):
 
 
 class PublicListEntry(BaseModel):
-    person_id: uuid.UUID
     names: list[str] = Field(description="The person's public spellings")
     birth_year: int | None
     region: str | None

@@ -7,6 +7,7 @@ it; who may generate and read them is the policies' decision (policies/*.cedar).
 """
 
 import asyncio
+import copy
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from app.audit.journal import change, journal_of
 from app.core.clock import utcnow
 from app.core.db import driver_connection
 from app.core.errors import NotFound
+from app.core.ids import new_id
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.reports import asof
 from app.reports.models import ReportKind, ReportSnapshot
@@ -36,7 +38,6 @@ log = structlog.get_logger(__name__)
 GENERATOR_VERSION = "1"
 # A report over a large data set may take a while; no other statement waits for it.
 REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
-PUBLIC_LIST_BATCH = 1000
 # How long a default-time report waits for writes that were under way at its knowledge time.
 SETTLE_WAIT_LIMIT = timedelta(seconds=30)
 
@@ -49,7 +50,39 @@ _NO_DIFFERENCES: dict[str, Any] = {
 }
 
 
-def report_read(snapshot: ReportSnapshot) -> ReportRead:
+MOVEMENTS = ("entered_custody", "left_custody", "died")
+
+
+async def report_read(session: AsyncSession, snapshot: ReportSnapshot) -> ReportRead:
+    """A snapshot as served: its stored figures, with the claims and the movements of people
+    named for those who may be named now (a family may have withdrawn consent since)."""
+    people = snapshot.people
+    ids = {uuid.UUID(claim["person_id"]) for claim in people.get("claims", [])}
+    for movement in MOVEMENTS:
+        ids.update(uuid.UUID(person_id) for person_id in people.get(movement, []))
+    names = await asof.public_names(await driver_connection(session), sorted(ids))
+    figures = copy.deepcopy(snapshot.figures)
+    figures["claims"]["unconfirmed"]["items"] = [
+        {
+            "to_status": claim["to_status"],
+            "effective_date": claim["effective_date"],
+            "name": names[uuid.UUID(claim["person_id"])],
+        }
+        for claim in people.get("claims", [])
+        if uuid.UUID(claim["person_id"]) in names
+    ]
+    differences = dict(snapshot.differences)
+    for movement in MOVEMENTS:
+        if differences.get(movement) is not None:
+            named = sorted(
+                names[person]
+                for person in (uuid.UUID(text) for text in people.get(movement, []))
+                if person in names
+            )
+            differences[movement] = {
+                **differences[movement],
+                "named": [{"name": name} for name in named],
+            }
     return ReportRead.model_validate(
         {
             "id": snapshot.id,
@@ -59,8 +92,8 @@ def report_read(snapshot: ReportSnapshot) -> ReportRead:
             "generator_version": snapshot.generator_version,
             "parameters": snapshot.parameters,
             "content_sha256": snapshot.content_sha256,
-            "figures": snapshot.figures,
-            "differences": snapshot.differences,
+            "figures": figures,
+            "differences": differences,
         }
     )
 
@@ -119,14 +152,15 @@ def resolve(data: ReportCreate, *, knowledge_time: datetime) -> Resolved:
 
 
 async def knowledge_time(session: AsyncSession, asked: datetime | None, settle: float) -> datetime:
-    """The moment the report counts what had been recorded by: the one asked for, or now less
-    `settle` seconds, once the transactions that were under way then have finished — a
-    write recorded before that moment but committed after would otherwise be missing from
-    this report and present in its reproduction."""
+    """The moment the report counts what had been recorded by: the one asked for (past: the
+    request's schema refuses one to come), or now less `settle` seconds; returned once the
+    transactions that were under way then have finished — a write recorded before that
+    moment but committed after would otherwise be missing from this report and present in
+    its reproduction."""
     now = utcnow()
-    if asked is not None:  # past: the request's schema refuses a moment to come
-        return asked.astimezone(now.tzinfo)
-    moment = now - timedelta(seconds=settle)
+    moment = now - timedelta(seconds=settle) if asked is None else asked.astimezone(now.tzinfo)
+    # Wait for every transaction running at that moment, whichever way it was chosen (a
+    # moment asked for may be a second ago).
     driver = await driver_connection(session)
     deadline = now + SETTLE_WAIT_LIMIT
     while await driver.fetchval(
@@ -165,15 +199,24 @@ async def generate(
     driver = await driver_connection(session)
     for setting in REPORT_SETTINGS:
         await driver.execute(setting)
-    figures = await asof.figures(driver, resolved.question)
     previous = await _previous(session, resolved.series, data.as_of)
+    snapshot_id = new_id()
+    counted = await asof.figures(
+        driver,
+        resolved.question,
+        snapshot_id=snapshot_id,
+        earlier=asof.Earlier(previous.id, previous.as_of) if previous else None,
+    )
+    figures = counted.figures
+    people: dict[str, Any] = {"claims": counted.claims}
     differences = _NO_DIFFERENCES
-    if previous is not None:
-        differences = await asof.differences(
-            driver,
-            resolved.question,
-            asof.Earlier(previous.id, previous.as_of, previous.as_known_at),
-        )
+    if previous is not None and counted.movements is not None:
+        differences = {
+            "previous_id": str(previous.id),
+            "previous_as_of": previous.as_of.isoformat(),
+            **{movement: {"count": len(counted.movements[movement])} for movement in MOVEMENTS},
+        }
+        people |= counted.movements
     fields: dict[str, Any] = {
         "kind": data.kind.value,
         "generator_version": GENERATOR_VERSION,
@@ -181,6 +224,7 @@ async def generate(
         "figures": figures,
     }
     snapshot = ReportSnapshot(
+        id=snapshot_id,
         kind=data.kind,
         series=resolved.series,
         as_of=data.as_of,
@@ -191,6 +235,7 @@ async def generate(
         content_sha256=content_hash(content_of(fields)),
         previous_id=previous.id if previous else None,
         differences=differences,
+        people=people,
         generated_by=generated_by,
     )
     session.add(snapshot)
@@ -301,24 +346,11 @@ async def public_page(
 async def public_entries(
     session: AsyncSession, *, as_of: date, jurisdiction: str | None
 ) -> list[dict[str, Any]]:
-    """The whole consented public list on `as_of`, as known at one moment (now), read a
-    page at a time."""
-    moment = utcnow()
+    """The whole consented public list on `as_of`, as known now, in one statement (the list
+    is what the organisation publishes: its size is that of the list, not of the data)."""
     driver = await driver_connection(session)
     for setting in REPORT_SETTINGS:
         await driver.execute(setting)
-    entries: list[dict[str, Any]] = []
-    after: uuid.UUID | None = None
-    while True:
-        rows = await asof.public_list(
-            driver,
-            as_of=as_of,
-            as_known_at=moment,
-            jurisdiction=jurisdiction,
-            after=after,
-            limit=PUBLIC_LIST_BATCH,
-        )
-        entries.extend(rows)
-        if len(rows) < PUBLIC_LIST_BATCH:
-            return entries
-        after = rows[-1]["person_id"]
+    return await asof.public_list(
+        driver, as_of=as_of, as_known_at=utcnow(), jurisdiction=jurisdiction, after=None, limit=None
+    )

@@ -295,54 +295,67 @@ def figures(records: Records, q: Question) -> dict[str, Any]:
 
     held_cases: dict[str, list[tuple[Case, Event]]] = {}
     open_not_held: set[str] = set()
-    new_detentions = 0
     sentences_by_type: Counter[str] = Counter()
     sentences_by_band: Counter[str] = Counter()
-    released: Counter[str] = Counter()
     deported: Counter[str] = Counter()
-    released_foreign: Counter[str] = Counter()
-    deaths = 0
-    cumulative = Counter[str]()
     claims: Counter[str] = Counter()
     collective_cases: dict[str, set[str]] = {}
-    for case in cases:
-        person = records.persons[case.person_id]
+    # Person-level facts: a death ends custody on every case file; a release or a detention
+    # counts once per person, day (and, for a release, status) whatever the case files.
+    died_on: dict[str, date] = {}
+    detentions: set[tuple[str, date]] = set()
+    releases: dict[tuple[str, date, str], tuple[str, str, Case]] = {}
+    for case in sorted(cases, key=lambda c: c.id):
         path = case.path(q.known_at)
-        state = state_on(path, q.as_of)
-        if is_held(case, state, q.held_types):
-            assert state is not None
-            held_cases.setdefault(case.person_id, []).append((case, state))
-        elif state is not None and state.status in OPEN_STATUSES:
-            open_not_held.add(case.person_id)
         previous_held = False
         for index, e in enumerate(path):
             held_after = is_held(case, e, q.held_types)
             following = path[index + 1] if index + 1 < len(path) else None
-            became_held = held_after and not previous_held
+            if held_after and not previous_held:
+                detentions.add((case.person_id, e.day))
             mode = release_mode(e, following, q.period_to, held_after) if previous_held else None
-            if since_baseline(e.day):
-                cumulative["detentions"] += became_held
-                cumulative["releases"] += mode is not None
-                cumulative["deaths"] += e.status == "died_in_custody"
+            if mode is not None:
+                releases.setdefault((case.person_id, e.day, e.status), (case.id, mode, case))
+            if e.status == "died_in_custody":
+                died_on[case.person_id] = min(e.day, died_on.get(case.person_id, e.day))
             if in_period(e.day):
-                new_detentions += became_held
-                if mode is not None:
-                    released[mode] += 1
-                    for citizenship in person.citizenships:
-                        if citizenship != case.jurisdiction:
-                            released_foreign[citizenship] += 1
                 if e.status == "sentenced":
                     sentences_by_type[e.details["sentence_type"]] += 1
                     sentences_by_band[term_band(e.details.get("term_months"))] += 1
                 if e.status == "deported":
                     deported[e.details["destination_country"]] += 1
-                deaths += e.status == "died_in_custody"
                 if e.collective_event_id:
                     collective_cases.setdefault(e.collective_event_id, set()).add(case.id)
             previous_held = held_after
         for e in case.events:
             if e.pending(q.known_at) and in_period(e.day):
                 claims[e.status] += 1
+    for case in cases:
+        state = state_on(case.path(q.known_at), q.as_of)
+        dead = case.person_id in died_on and died_on[case.person_id] <= q.as_of
+        if is_held(case, state, q.held_types) and not dead:
+            assert state is not None
+            held_cases.setdefault(case.person_id, []).append((case, state))
+        elif (
+            state is not None
+            and state.status in OPEN_STATUSES
+            and not is_held(case, state, q.held_types)
+        ):
+            open_not_held.add(case.person_id)
+    new_detentions = sum(in_period(day) for _, day in detentions)
+    released: Counter[str] = Counter()
+    released_foreign: Counter[str] = Counter()
+    cumulative = Counter[str]()
+    for (person_id, day, _), (_, mode, case) in releases.items():
+        cumulative["releases"] += since_baseline(day)
+        if in_period(day):
+            released[mode] += 1
+            for citizenship in records.persons[person_id].citizenships:
+                if citizenship != case.jurisdiction:
+                    released_foreign[citizenship] += 1
+    cumulative["detentions"] = sum(since_baseline(day) for _, day in detentions)
+    cumulative["deaths"] = sum(since_baseline(day) for day in died_on.values())
+    deaths = sum(in_period(day) for day in died_on.values())
 
     by_status: Counter[str] = Counter()
     recognised = persecuted = 0
