@@ -92,7 +92,16 @@ on_path AS (SELECT * FROM path WHERE on_path),
 state_on_d AS MATERIALIZED (
     SELECT * FROM on_path WHERE day <= $1::date AND (next_day IS NULL OR next_day > $1::date)
 ),
-held_cases AS MATERIALIZED (SELECT * FROM state_on_d WHERE held),
+-- A death in custody ends the person's custody on every case file, from its day.
+deaths AS MATERIALIZED (
+    SELECT person_id, min(day) AS died_on FROM on_path
+    WHERE to_status = 'died_in_custody' GROUP BY person_id
+),
+held_cases AS MATERIALIZED (
+    SELECT * FROM state_on_d s
+    WHERE s.held AND NOT EXISTS (SELECT 1 FROM deaths d
+                                 WHERE d.person_id = s.person_id AND d.died_on <= $1::date)
+),
 recognition_now AS MATERIALIZED (
     SELECT DISTINCT ON (v.case_file_id) v.case_file_id, d.status
     FROM recognition_coverage v JOIN recognition_decision d ON d.id = v.decision_id
@@ -144,10 +153,11 @@ recognition_stretch AS (
     WHERE d.recorded_at <= $4::timestamptz
 ),
 held_stretch AS MATERIALIZED (
-    SELECT case_file_id, person_id, greatest(day, $9::date) AS start,
-           least(coalesce(next_day, $1::date + 1), $1::date + 1) AS stop
-    FROM on_path
-    WHERE held AND day <= $1::date AND (next_day IS NULL OR next_day > $9::date)
+    SELECT o.case_file_id, o.person_id, greatest(o.day, $9::date) AS start,
+           least(coalesce(o.next_day, $1::date + 1), $1::date + 1,
+                 coalesce(d.died_on, $1::date + 1)) AS stop
+    FROM on_path o LEFT JOIN deaths d ON d.person_id = o.person_id
+    WHERE o.held AND o.day <= $1::date AND (o.next_day IS NULL OR o.next_day > $9::date)
 ),
 stretches AS (
     SELECT 'held' AS kind, person_id, start, stop FROM held_stretch WHERE start < stop
@@ -206,7 +216,7 @@ named AS (
                       WHERE c.person_id = person.id AND c.confidentiality = 'high')
 ),
 foreign_release AS (
-    SELECT citizenship, count(*) AS count
+    SELECT citizenship, count(DISTINCT (m.person_id, m.day, m.to_status)) AS count
     FROM in_period m JOIN person_facts p ON p.id = m.person_id,
          unnest(p.citizenships) citizenship
     WHERE m.release AND citizenship <> m.jurisdiction
@@ -267,9 +277,12 @@ SELECT jsonb_build_object(
       WHERE NOT s.held AND s.to_status IN ('charged', 'sentenced', 'detained')
         AND NOT EXISTS (SELECT 1 FROM held_person h WHERE h.person_id = s.person_id))),
   'period', (SELECT jsonb_build_object(
-      'new_detentions', count(*) FILTER (WHERE detention),
-      'released', jsonb_build_object('total', count(*) FILTER (WHERE release)),
-      'deaths_in_custody', count(*) FILTER (WHERE to_status = 'died_in_custody'))
+      -- a detention once per person and day, a release once per person, day and status
+      'new_detentions', count(DISTINCT (person_id, day)) FILTER (WHERE detention),
+      'released', jsonb_build_object(
+          'total', count(DISTINCT (person_id, day, to_status)) FILTER (WHERE release)),
+      'deaths_in_custody', (SELECT count(*) FROM deaths
+                            WHERE died_on BETWEEN $2::date AND $3::date))
       FROM in_period)
     || jsonb_build_object(
       'new_recognitions', (SELECT count FROM new_recognitions),
@@ -279,7 +292,8 @@ SELECT jsonb_build_object(
           'by_term_band', (SELECT coalesce(jsonb_object_agg(band, n), '{}') FROM
               (SELECT band, count(*) n FROM term GROUP BY 1) x)) FROM term),
       'released_by_mode', (SELECT coalesce(jsonb_object_agg(mode, n), '{}') FROM
-          (SELECT mode, count(*) n FROM in_period WHERE release GROUP BY 1) x),
+          (SELECT mode, count(DISTINCT (person_id, day, to_status)) n FROM in_period
+           WHERE release GROUP BY 1) x),
       'deported', (SELECT jsonb_build_object('total', coalesce(sum(n), 0),
           'by_destination', coalesce(jsonb_object_agg(d, n), '{}')) FROM
           (SELECT destination d, count(*) n FROM in_period
@@ -287,9 +301,11 @@ SELECT jsonb_build_object(
       'released_foreign_by_citizenship', (SELECT coalesce(jsonb_object_agg(citizenship,
           count), '{}') FROM foreign_release)),
   'cumulative', (SELECT jsonb_build_object(
-      'deaths_in_custody_since_baseline', count(*) FILTER (WHERE to_status = 'died_in_custody'),
-      'detentions_since_baseline', count(*) FILTER (WHERE detention),
-      'releases_since_baseline', count(*) FILTER (WHERE release))
+      'deaths_in_custody_since_baseline', (SELECT count(*) FROM deaths
+                                           WHERE died_on BETWEEN $5::date AND $1::date),
+      'detentions_since_baseline', count(DISTINCT (person_id, day)) FILTER (WHERE detention),
+      'releases_since_baseline',
+          count(DISTINCT (person_id, day, to_status)) FILTER (WHERE release))
       FROM movements WHERE day BETWEEN $5::date AND $1::date),
   'claims', (SELECT jsonb_build_object('count', count(*),
       'by_status', (SELECT coalesce(jsonb_object_agg(to_status, n), '{}') FROM
@@ -332,8 +348,19 @@ SELECT jsonb_build_object(
       'releases_by_month', (SELECT coalesce(jsonb_agg(jsonb_build_object('month', label,
           'by_mode', by_mode) ORDER BY label), '[]') FROM
           (SELECT to_char(month_start, 'YYYY-MM') AS label, jsonb_object_agg(mode, n) AS by_mode
-           FROM (SELECT date_trunc('month', day) AS month_start, mode, count(*) n FROM movements
-               WHERE release AND day BETWEEN $9::date AND $1::date GROUP BY 1, 2) x
+           FROM (SELECT month_start, month_mode AS mode,
+                        count(DISTINCT (person_id, day, to_status)) n
+                 FROM (SELECT *, date_trunc('month', day) AS month_start,
+                              -- "pardoned and deported" looks at the month's end
+                              CASE WHEN to_status <> 'pardoned' THEN mode
+                                   WHEN next_status = 'deported' AND next_day <= least(
+                                       (date_trunc('month', day) + interval '1 month'
+                                        - interval '1 day')::date, $1::date)
+                                   THEN 'pardoned_and_deported' ELSE 'pardoned' END
+                                  AS month_mode
+                       FROM movements
+                       WHERE release AND day BETWEEN $9::date AND $1::date) r
+                 GROUP BY 1, 2) x
            GROUP BY 1) y))
 )
 """
