@@ -215,6 +215,23 @@ CASE
     ELSE 'other'
 END"""
 
+# Merges each person's intervals [a, b) from {SOURCE} into disjoint islands, in {NAME}.
+_ISLANDS = """
+{NAME}_marked AS (
+    SELECT person_id, a, b,
+           CASE WHEN a <= max(b) OVER (PARTITION BY person_id ORDER BY a, b
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                THEN 0 ELSE 1 END AS starts
+    FROM {SOURCE}
+),
+{NAME} AS MATERIALIZED (
+    SELECT person_id, min(a) AS a, max(b) AS b
+    FROM (SELECT person_id, a, b,
+                 sum(starts) OVER (PARTITION BY person_id ORDER BY a, b) AS island
+          FROM {NAME}_marked) AS numbered
+    GROUP BY person_id, island
+)"""
+
 _FOREIGN = "EXISTS (SELECT 1 FROM unnest({CITIZENSHIPS}) AS c(code) WHERE c.code <> {HOME})"
 
 
@@ -334,26 +351,30 @@ months AS (
     SELECT LEAST((m + interval '1 month' - interval '1 day')::date, {D}) AS month_end
     FROM generate_series({SERIES_START}::timestamp, {D}::timestamp, interval '1 month') AS m
 ),
-held_months AS (
-    SELECT (g.m + interval '1 month' - interval '1 day')::date AS month_end,
-           x.person_id, x.case_file_id
+-- The series: each stretch of custody of a case file, ended by the person's death; the
+-- recognised part of it; then, per person, the islands these make (a person held on two
+-- case files at once counts once), so that a month's figure is a count of islands.
+stretches AS MATERIALIZED (
+    SELECT x.person_id, x.case_file_id, x.effective_date AS a,
+           LEAST(COALESCE(x.until, 'infinity'::date),
+                 COALESCE(dd.died_on, 'infinity'::date)) AS b
     FROM path x
-    CROSS JOIN LATERAL generate_series(
-        date_trunc('month', GREATEST(x.effective_date, {SERIES_START})::timestamp),
-        date_trunc('month', LEAST(COALESCE(x.until - 1, {D}), {D})::timestamp),
-        interval '1 month'
-    ) AS g(m)
     LEFT JOIN deaths dd ON dd.person_id = x.person_id
     WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {SERIES_START})
-      AND (g.m + interval '1 month' - interval '1 day')::date <= {D}
-      AND (x.until IS NULL OR (g.m + interval '1 month' - interval '1 day')::date < x.until)
-      AND (dd.died_on IS NULL OR (g.m + interval '1 month' - interval '1 day')::date < dd.died_on)
-    UNION ALL
-    -- the last point is the day itself when it is not a month's end
-    SELECT {D}, h.person_id, h.case_file_id FROM held_files h
-    WHERE {D} <> (date_trunc('month', {D}::timestamp) + interval '1 month'
-                  - interval '1 day')::date
 ),
+recognised_stretches AS (
+    SELECT s.person_id, GREATEST(s.a, r.since) AS a,
+           LEAST(s.b, COALESCE(r.until, 'infinity'::date)) AS b
+    FROM stretches s
+    JOIN recognition r ON r.case_file_id = s.case_file_id AND r.status = 'political_prisoner'
+    WHERE GREATEST(s.a, r.since) < LEAST(s.b, COALESCE(r.until, 'infinity'::date))
+),
+"""
+                + _fill(_ISLANDS, {"NAME": "held_islands", "SOURCE": "stretches"})
+                + """,
+"""
+                + _fill(_ISLANDS, {"NAME": "recognised_islands", "SOURCE": "recognised_stretches"})
+                + """,
 -- Who was held, kept with the snapshot (never served): the next report of the series
 -- compares its own with it instead of computing this one's again.
 kept AS (
@@ -527,18 +548,12 @@ SELECT jsonb_build_object(
   'series', jsonb_build_object(
     'held_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
           'month_end', to_char(m.month_end, 'YYYY-MM-DD'),
-          'held', COALESCE(g.held, 0), 'recognised', COALESCE(g.recognised, 0))
+          'held', (SELECT count(*) FROM held_islands i
+                   WHERE i.a <= m.month_end AND i.b > m.month_end),
+          'recognised', (SELECT count(*) FROM recognised_islands i
+                         WHERE i.a <= m.month_end AND i.b > m.month_end))
         ORDER BY m.month_end), '[]'::jsonb)
-      FROM months m
-      LEFT JOIN (
-        SELECT hm.month_end, count(DISTINCT hm.person_id) AS held,
-               count(DISTINCT hm.person_id)
-                   FILTER (WHERE r.status = 'political_prisoner') AS recognised
-        FROM held_months hm
-        LEFT JOIN recognition r ON r.case_file_id = hm.case_file_id
-             AND r.since <= hm.month_end AND (r.until IS NULL OR r.until > hm.month_end)
-        GROUP BY hm.month_end
-      ) g ON g.month_end = m.month_end),
+      FROM months m),
     'releases_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
           'month', to_char(m.month_end, 'YYYY-MM'), 'by_mode', COALESCE(g.by_mode, '{}'))
         ORDER BY m.month_end), '[]'::jsonb)

@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 # with one computed the same way.
 GENERATOR_VERSION = "1"
 # A report over a large data set may take a while; no other statement waits for it.
-REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '256MB'")
 # How long a default-time report waits for writes that were under way at its knowledge time.
 SETTLE_WAIT_LIMIT = timedelta(seconds=30)
 
