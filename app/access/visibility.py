@@ -42,6 +42,18 @@ from app.recognition.criteria import RecognitionStatus
 RECOGNISED = RecognitionStatus.political_prisoner
 
 
+# Publication ----------------------------------------------------------------------------
+
+
+# SQL: whether the person row aliased `p` may be named in what the organisation publishes
+# (status reports, the public list): the family consented, and none of their case files is
+# high-confidentiality (such a person is as closed as that case file).
+SQL_PUBLICLY_NAMEABLE = (
+    "(p.publish_consent AND NOT EXISTS (SELECT 1 FROM case_file high "
+    "WHERE high.person_id = p.id AND high.confidentiality = 'high'))"
+)
+
+
 # Case files -----------------------------------------------------------------------------
 
 

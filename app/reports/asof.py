@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from app.access.visibility import SQL_PUBLICLY_NAMEABLE
 from app.cases.models import DeprivationType
 from app.cases.statuses import CUSTODIAL_SENTENCES, SentenceType, Status
 from app.persons.models import Gender
@@ -653,15 +654,13 @@ async def figures(
 # Who may be named now, with their first public spelling: the family consented and none of
 # their case files is high-confidentiality. Asked when a report is read, never stored, so
 # that a withdrawn consent takes effect at once, in every report.
-PUBLIC_NAMES_SQL = """
+PUBLIC_NAMES_SQL = f"""
 SELECT p.id,
        (SELECT n.value FROM person_name n
         WHERE n.person_id = p.id AND n.is_public AND n.kind <> 'hidden'
         ORDER BY n.position LIMIT 1) AS name
 FROM person p
-WHERE p.id = ANY($1::uuid[]) AND p.publish_consent
-  AND NOT EXISTS (SELECT 1 FROM case_file h
-                  WHERE h.person_id = p.id AND h.confidentiality = 'high')
+WHERE p.id = ANY($1::uuid[]) AND {SQL_PUBLICLY_NAMEABLE}
 """
 
 
@@ -721,9 +720,9 @@ consented AS MATERIALIZED (
     SELECT DISTINCT f.person_id
     FROM recognised_files f
     JOIN person p ON p.id = f.person_id
-    WHERE p.publish_consent
-      AND NOT EXISTS (SELECT 1 FROM case_file h
-                      WHERE h.person_id = p.id AND h.confidentiality = 'high')
+    WHERE """
+                + SQL_PUBLICLY_NAMEABLE
+                + """
     ORDER BY f.person_id
     LIMIT $7
 )""",

@@ -14,24 +14,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+# The release modes in the doc's order: each keeps its colour from one chart to the next.
+from app.reports.asof import RELEASE_MODES
+
 # 1200 x 600 pixels, the size docs/reports.md promises.
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 12, 6, 100
-
-
-# The release modes of docs/reports.md, in its order: each keeps its colour from one chart
-# to the next.
-RELEASE_MODES = (
-    "sentence_served",
-    "acquitted",
-    "charges_dropped",
-    "parole",
-    "other",
-    "pardoned",
-    "pardoned_and_deported",
-    "deported_without_pardon",
-    "released_pending_trial",
-    "non_custodial_sentence",
-)
 
 
 class Chart(StrEnum):

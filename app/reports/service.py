@@ -17,7 +17,6 @@ from typing import Any
 
 import rfc8785
 import structlog
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
@@ -26,8 +25,8 @@ from app.core.clock import utcnow
 from app.core.db import driver_connection
 from app.core.errors import NotFound
 from app.core.ids import new_id
-from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
-from app.reports import asof
+from app.core.pagination import id_keyset_page
+from app.reports import asof, repository
 from app.reports.models import ReportKind, ReportSnapshot
 from app.reports.schemas import ReportCreate, ReportRead
 
@@ -175,16 +174,6 @@ async def knowledge_time(session: AsyncSession, asked: datetime | None, settle: 
     return moment
 
 
-async def _previous(session: AsyncSession, series: str, as_of: date) -> ReportSnapshot | None:
-    found = await session.exec(
-        select(ReportSnapshot)
-        .where(col(ReportSnapshot.series) == series, col(ReportSnapshot.as_of) <= as_of)
-        .order_by(col(ReportSnapshot.as_of).desc(), col(ReportSnapshot.generated_at).desc())
-        .limit(1)
-    )
-    return found.first()
-
-
 async def generate(
     session: AsyncSession,
     *,
@@ -199,7 +188,7 @@ async def generate(
     driver = await driver_connection(session)
     for setting in REPORT_SETTINGS:
         await driver.execute(setting)
-    previous = await _previous(session, resolved.series, data.as_of)
+    previous = await repository.previous_in_series(session, resolved.series, data.as_of)
     snapshot_id = new_id()
     counted = await asof.figures(
         driver,
@@ -276,7 +265,7 @@ async def generate_for(
 
 
 async def get(session: AsyncSession, report_id: uuid.UUID) -> ReportSnapshot:
-    snapshot = await session.get(ReportSnapshot, report_id)
+    snapshot = await repository.snapshot(session, report_id)
     if snapshot is None:
         raise NotFound("No such report.")
     return snapshot
@@ -291,19 +280,15 @@ class SnapshotPage:
 async def list_snapshots(
     session: AsyncSession, *, kind: ReportKind | None, cursor: str | None, limit: int
 ) -> SnapshotPage:
-    """Newest first (ids are UUIDv7: their order is the order of generation)."""
-    fingerprint = query_fingerprint({"kind": kind.value if kind else None})
-    query = select(ReportSnapshot).order_by(col(ReportSnapshot.id).desc()).limit(limit + 1)
-    if kind is not None:
-        query = query.where(col(ReportSnapshot.kind) == kind)
-    if cursor is not None:
-        (after,) = decode_cursor(cursor, fingerprint, 1)
-        query = query.where(col(ReportSnapshot.id) < cursor_uuid(after))
-    rows = list((await session.exec(query)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor([str(rows[-1].id)], fingerprint) if more and rows else None
-    return SnapshotPage(rows, next_cursor)
+    """Newest first."""
+
+    async def fetch(before: uuid.UUID | None, count: int) -> list[ReportSnapshot]:
+        return await repository.snapshots_before(session, kind=kind, before=before, limit=count)
+
+    items, next_cursor = await id_keyset_page(
+        fetch, {"kind": kind.value if kind else None}, cursor=cursor, limit=limit
+    )
+    return SnapshotPage(items, next_cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,26 +306,36 @@ async def public_page(
     limit: int,
 ) -> PublicPage:
     """One page of the consented public list on `as_of`, as known now."""
-    fingerprint = query_fingerprint({"as_of": as_of.isoformat(), "jurisdiction": jurisdiction})
-    after = None
-    if cursor is not None:
-        (position,) = decode_cursor(cursor, fingerprint, 1)
-        after = cursor_uuid(position)
     driver = await driver_connection(session)
     for setting in REPORT_SETTINGS:
         await driver.execute(setting)
-    rows = await asof.public_list(
-        driver,
-        as_of=as_of,
-        as_known_at=utcnow(),
-        jurisdiction=jurisdiction,
-        after=after,
-        limit=limit + 1,
+
+    async def fetch(after: uuid.UUID | None, count: int) -> list[_ListedPerson]:
+        rows = await asof.public_list(
+            driver,
+            as_of=as_of,
+            as_known_at=utcnow(),
+            jurisdiction=jurisdiction,
+            after=after,
+            limit=count,
+        )
+        return [_ListedPerson(row["person_id"], row) for row in rows]
+
+    listed, next_cursor = await id_keyset_page(
+        fetch,
+        {"as_of": as_of.isoformat(), "jurisdiction": jurisdiction},
+        cursor=cursor,
+        limit=limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor([str(rows[-1]["person_id"])], fingerprint) if more else None
-    return PublicPage(rows, next_cursor)
+    return PublicPage([person.entry for person in listed], next_cursor)
+
+
+@dataclass(slots=True)
+class _ListedPerson:
+    """An entry of the public list with the id it is paged by (never shown)."""
+
+    id: uuid.UUID
+    entry: dict[str, Any]
 
 
 async def public_entries(

@@ -3,20 +3,10 @@ people: Cyrillic and Latin names with diacritics, and several months of series."
 
 from typing import Any
 
-RELEASE_MODES = (
-    "sentence_served",
-    "acquitted",
-    "charges_dropped",
-    "parole",
-    "other",
-    "pardoned",
-    "pardoned_and_deported",
-    "deported_without_pardon",
-    "released_pending_trial",
-    "non_custodial_sentence",
-)
-TERM_BANDS = ("under_1y", "1_3y", "3_5y", "5_10y", "10y_plus", "no_term")
-SENTENCE_TYPES = ("imprisonment", "restriction_of_freedom", "psychiatric", "fine", "other")
+from app.cases.statuses import SentenceType
+from app.reports.asof import RELEASE_MODES, TERM_BANDS
+
+SENTENCE_TYPES = [sentence.value for sentence in SentenceType]
 
 CYRILLIC_NAME = "Алесь Тестовы"
 LATIN_NAME = "Łukasz Ąę"
@@ -64,7 +54,11 @@ def sample_report() -> dict[str, Any]:
                     "psychiatric": 8,
                 },
                 "by_sentence_type": dict.fromkeys(SENTENCE_TYPES, 0)
-                | {"imprisonment": 940, "restriction_of_freedom": 25, "psychiatric": 8},
+                | {
+                    "imprisonment": 940,
+                    "restriction_of_freedom_open_facility": 25,
+                    "compulsory_treatment": 8,
+                },
                 "by_jurisdiction": {"BY": 1104},
             },
             "at_liberty": {"prosecuted": 213},
@@ -74,7 +68,7 @@ def sample_report() -> dict[str, Any]:
                 "sentences": {
                     "total": 30,
                     "by_type": dict.fromkeys(SENTENCE_TYPES, 0)
-                    | {"imprisonment": 26, "restriction_of_freedom": 3, "fine": 1},
+                    | {"imprisonment": 26, "restriction_of_freedom_open_facility": 3, "fine": 1},
                     "by_term_band": dict.fromkeys(TERM_BANDS, 0)
                     | {"1_3y": 12, "3_5y": 10, "5_10y": 4, "10y_plus": 3, "no_term": 1},
                 },

@@ -1,0 +1,38 @@
+"""The report snapshots' queries (the as-of statements themselves are in asof.py)."""
+
+import uuid
+from datetime import date
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.reports.models import ReportKind, ReportSnapshot
+
+
+async def snapshot(session: AsyncSession, report_id: uuid.UUID) -> ReportSnapshot | None:
+    return await session.get(ReportSnapshot, report_id)
+
+
+async def previous_in_series(
+    session: AsyncSession, series: str, as_of: date
+) -> ReportSnapshot | None:
+    """The latest snapshot of the series generated with an `as_of` not after this one."""
+    found = await session.exec(
+        select(ReportSnapshot)
+        .where(col(ReportSnapshot.series) == series, col(ReportSnapshot.as_of) <= as_of)
+        .order_by(col(ReportSnapshot.as_of).desc(), col(ReportSnapshot.generated_at).desc())
+        .limit(1)
+    )
+    return found.first()
+
+
+async def snapshots_before(
+    session: AsyncSession, *, kind: ReportKind | None, before: uuid.UUID | None, limit: int
+) -> list[ReportSnapshot]:
+    """Newest first (ids are UUIDv7: their order is the order of generation)."""
+    query = select(ReportSnapshot).order_by(col(ReportSnapshot.id).desc()).limit(limit)
+    if kind is not None:
+        query = query.where(col(ReportSnapshot.kind) == kind)
+    if before is not None:
+        query = query.where(col(ReportSnapshot.id) < before)
+    return list((await session.exec(query)).all())
