@@ -66,6 +66,8 @@ UPDATE case_file c SET status_since = last.effective_date,
        status_since_precision = last.effective_precision
 FROM last WHERE last.case_file_id = c.id;
 DELETE FROM collective_event WHERE note = '{MARK}';
+-- Events are never deleted but here: a path basis may keep the removed ones.
+DELETE FROM report_basis;
 """
 FOREIGN = ["LT", "PL", "UA", "RU", "LV", "DE"]
 API = "/api/v1"

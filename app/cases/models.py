@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ARRAY, Column, ForeignKey, Index, Text, UniqueConstraint, Uuid
+from sqlalchemy import ARRAY, Column, ForeignKey, Index, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -53,6 +53,7 @@ class CaseFile(SQLModel, table=True):
         one_of("status_confidence", list(Confidence)),
         one_of("detained_precision", list(Precision)),
         one_of("sentence_type", list(SentenceType)),
+        Index("ix_case_file_facts_since", "facts_since"),
         Index(
             "ix_case_file_charges",
             "charges",
@@ -120,6 +121,15 @@ class StatusEvent(SQLModel, table=True):
     __tablename__ = "status_event"
     __table_args__ = (
         UniqueConstraint("case_file_id", "position"),
+        # What was recorded after a moment: the case files a report must build anew
+        # rather than read from the path basis (app/reports/basis.py).
+        Index("ix_status_event_recorded_at", "recorded_at"),
+        # The claims a report lists: unconfirmed events by day.
+        Index(
+            "ix_status_event_unconfirmed_effective_date",
+            "effective_date",
+            postgresql_where=text("confidence = 'unconfirmed'"),
+        ),
         one_of("to_status", list(Status)),
         one_of("effective_precision", list(Precision)),
         one_of("confidence", list(Confidence)),
@@ -154,6 +164,7 @@ class StatusEventRetraction(SQLModel, table=True):
     keeps the original's place in its collective event)."""
 
     __tablename__ = "status_event_retraction"
+    __table_args__ = (Index("ix_status_event_retraction_recorded_at", "recorded_at"),)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     event_id: uuid.UUID = Field(foreign_key="status_event.id", unique=True)
@@ -177,6 +188,7 @@ class ClaimResolution(SQLModel, table=True):
 
     __tablename__ = "status_claim_resolution"
     __table_args__ = (
+        Index("ix_status_claim_resolution_recorded_at", "recorded_at"),
         one_of("outcome", list(ClaimOutcome)),
         one_of("confidence", list(Confidence)),
     )

@@ -14,6 +14,7 @@ from app.core.config import get_settings
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
+    from app.reports.models import ReportBasis
     from app.reports.schemas import ReportRead
 
 commands = typer.Typer(no_args_is_help=True, help="Status reports (docs/reports.md).")
@@ -83,3 +84,25 @@ def report_generate(
     else:
         out.write_bytes(render(read.model_dump(mode="json"), fmt))
     typer.echo(f"report {read.id} ({read.content_sha256}) written to {out}")
+
+
+@commands.command("basis")
+def report_basis() -> None:
+    """Build the path basis reports read (docs/reports.md, "The path basis"): every case
+    file's path as known now, so that the next reports build only what changed since."""
+    from app.reports import basis
+
+    settings = get_settings()
+    kit = security_or_exit(settings)
+
+    async def work(session: "AsyncSession") -> "ReportBasis | None":
+        return await basis.build(session, settle_seconds=settings.report_settle_seconds)
+
+    built = asyncio.run(in_session(settings, database_url(settings), kit=kit, work=work))
+    if built is None:
+        typer.echo("Another build of the basis is under way; nothing done.", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"basis {built.id} as known at {built.known_at.isoformat()}: "
+        f"{built.events} events in {built.seconds:.1f} s"
+    )

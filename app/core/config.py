@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # schedules kept in the configuration besides those coordinators make through the API,
     # e.g. [{"name": "weekly-BY", "cadence": "weekly", "jurisdiction": "BY"}].
     report_job_schedule: str = "7 * * * *"
+    # The path basis reports read (app/reports/basis.py) is rebuilt on this schedule (a cron
+    # expression; empty: never). A report builds anew only the case files changed since.
+    report_basis_schedule: str = "41 2 * * *"
     report_schedules: list[ConfiguredReportSchedule] = []
     report_catch_up_limit: int = Field(default=12, ge=1, le=1000)
     report_attempts: int = Field(default=3, ge=1, le=20)

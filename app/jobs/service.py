@@ -30,7 +30,8 @@ log = structlog.get_logger(__name__)
 INTEGRITY = "audit_integrity"
 PURGE = "purge_expired"
 REPORTS = "status_reports"
-ENTRYPOINTS = (INTEGRITY, PURGE, REPORTS)
+REPORT_BASIS = "report_basis"
+ENTRYPOINTS = (INTEGRITY, PURGE, REPORTS, REPORT_BASIS)
 
 # pgqueuer's statuses of a job in its queue table: waiting, running, and failed and held
 # for inspection (on_failure="hold"). Finished jobs leave the table.

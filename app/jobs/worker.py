@@ -38,7 +38,8 @@ from app.core.crypto import AuditKeyRing
 from app.core.db import create_engine, session_factory
 from app.jobs import service
 from app.jobs.queue import enqueue, queuer
-from app.jobs.service import INTEGRITY, PURGE, REPORTS
+from app.jobs.service import INTEGRITY, PURGE, REPORT_BASIS, REPORTS
+from app.reports import basis
 from app.reports.schedules import service as report_schedules
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,7 @@ def schedules(settings: Settings) -> dict[str, str]:
         INTEGRITY: ("HABEAS_INTEGRITY_SCHEDULE", settings.integrity_schedule.strip()),
         PURGE: ("HABEAS_PURGE_SCHEDULE", settings.purge_schedule.strip()),
         REPORTS: ("HABEAS_REPORT_JOB_SCHEDULE", settings.report_job_schedule.strip()),
+        REPORT_BASIS: ("HABEAS_REPORT_BASIS_SCHEDULE", settings.report_basis_schedule.strip()),
     }
     for name, expression in configured.values():
         if expression and not croniter.croniter.is_valid(expression):
@@ -81,6 +83,11 @@ class Jobs:
     async def make_reports(self) -> None:
         await report_schedules.make_due_reports(self.factory, self.settings, self.audit_keys)
 
+    async def build_report_basis(self) -> None:
+        async with self.factory() as session:
+            await basis.build(session, settle_seconds=self.settings.report_settle_seconds)
+            await session.commit()
+
 
 def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
     """The queue manager and the scheduler of one worker, on its own connection."""
@@ -89,6 +96,7 @@ def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
         INTEGRITY: jobs.check_integrity,
         PURGE: jobs.purge,
         REPORTS: jobs.make_reports,
+        REPORT_BASIS: jobs.build_report_basis,
     }
     for entrypoint, handler in handlers.items():
         queue.entrypoint(entrypoint, concurrency_limit=1, on_failure="hold")(_run(handler))

@@ -45,6 +45,8 @@ class Person(SQLModel, table=True):
         one_of("recognition_status", list(RecognitionStatus)),
         all_of("special_risk", list(SpecialRisk)),
         Index("ix_person_citizenships", "citizenships", postgresql_using="gin"),
+        # Whose counted facts changed after a moment (app/reports/basis.py).
+        Index("ix_person_facts_since", "facts_since"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

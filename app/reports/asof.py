@@ -97,7 +97,7 @@ corrections (event_id, given) AS (
     SELECT r.superseded_by, o.position
     FROM status_event_retraction r
     JOIN status_event o ON o.id = r.event_id
-    WHERE r.superseded_by IS NOT NULL
+    WHERE r.superseded_by IS NOT NULL{CORRECTED_ONLY}
       AND NOT EXISTS (SELECT 1 FROM status_event_retraction f
                       WHERE f.superseded_by = r.event_id)
     UNION ALL
@@ -121,7 +121,7 @@ scope{N} AS MATERIALIZED (
         FROM case_file_facts_history h
         WHERE h.valid_from <= {T} AND h.valid_until > {T}
     ) AS v
-    WHERE {JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text
+    WHERE ({JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text){ONLY}
 )"""
 
 # A person's counted facts as known at T, in the same way (a lateral subquery).
@@ -131,9 +131,22 @@ LATERAL (
     FROM person p
     WHERE p.id = {PERSON} AND p.facts_since <= {T}
     UNION ALL
-    SELECT h.citizenships, h.gender, h.region, h.birth_date
-    FROM person_facts_history h
-    WHERE h.person_id = {PERSON} AND h.valid_from <= {T} AND h.valid_until > {T}
+    SELECT ph.citizenships, ph.gender, ph.region, ph.birth_date
+    FROM person_facts_history ph
+    WHERE ph.person_id = {PERSON} AND ph.valid_from <= {T} AND ph.valid_until > {T}
+)"""
+# The same, asked only when `WHEN` (a condition on the outer row) holds.
+_PERSON_AT_WHEN = """
+LATERAL (
+    SELECT p.citizenships::text[] AS citizenships, p.gender::text AS gender,
+           p.region::text AS region, p.birth_date
+    FROM person p
+    WHERE {WHEN} AND p.id = {PERSON} AND p.facts_since <= {T}
+    UNION ALL
+    SELECT ph.citizenships::text[], ph.gender::text, ph.region::text, ph.birth_date
+    FROM person_facts_history ph
+    WHERE {WHEN} AND ph.person_id = {PERSON} AND ph.valid_from <= {T}
+      AND ph.valid_until > {T}
 )"""
 
 # The events on the path as known at T, each with whether its state is "held".
@@ -188,7 +201,11 @@ path{N} AS MATERIALIZED (
            GREATEST(k.first_day, l.day) AS effective_date,
            lag(k.held, 1, false) OVER w AS was_held,
            lead(GREATEST(k.first_day, l.day)) OVER w AS until,
-           lead(k.to_status) OVER w AS next_status
+           lead(k.to_status) OVER w AS next_status,
+           -- What the breakdowns count of the case file and the person: asked for the
+           -- people held (a basis keeps them for the paths it keeps).
+           false AS facts_kept, NULL::text[] AS articles, NULL::text[] AS citizenships,
+           NULL::text AS gender, NULL::text AS region, NULL::date AS birth_date
     FROM known{N} k
     LEFT JOIN lifted{N} l ON l.id = k.id
     WINDOW w AS (PARTITION BY k.case_file_id ORDER BY GREATEST(k.first_day, l.day), k.given)
@@ -233,6 +250,42 @@ _ISLANDS = """
     GROUP BY person_id, island
 )"""
 
+# With a path basis (app/reports/basis.py): the case files changed after the basis's moment
+# — an event, a retraction or a claim's resolution recorded, or a counted fact corrected,
+# after it — have their paths built anew as known at T (`path_fresh`); every other case
+# file's path as known at T is the one the basis keeps, as known at its moment (nothing of
+# it changed in between). The basis keeps whether a status is custody before the report's
+# choice of deprivation types; that choice is applied here, as the case file's own
+# deprivation type (one per case file) decides it for its whole path.
+_CHANGED_SINCE_BASIS = """
+changed AS MATERIALIZED (
+    SELECT case_file_id FROM status_event WHERE recorded_at > {BASIS_AT}
+    UNION SELECT case_file_id FROM status_event_retraction WHERE recorded_at > {BASIS_AT}
+    UNION SELECT case_file_id FROM status_claim_resolution WHERE recorded_at > {BASIS_AT}
+    UNION SELECT id FROM case_file WHERE facts_since > {BASIS_AT}
+    UNION SELECT c.id FROM person p JOIN case_file c ON c.person_id = p.id
+          WHERE p.facts_since > {BASIS_AT}
+)"""
+
+_PATH_FROM_BASIS = """
+path AS NOT MATERIALIZED (
+    SELECT b.event_id AS id, b.case_file_id, b.to_status, b.sentence_type, b.term_months,
+           b.release_reason, b.destination_country, b.collective_event_id, b.given,
+           b.person_id, b.jurisdiction, b.deprivation_type,
+           b.held AND b.deprivation_type = ANY({HELD_TYPES}::text[]) AS held,
+           b.effective_date,
+           b.was_held AND b.deprivation_type = ANY({HELD_TYPES}::text[]) AS was_held,
+           b.until, b.next_status, b.facts_kept, b.articles, b.citizenships::text[],
+           b.gender::text, b.region::text, b.birth_date
+    FROM report_basis_path b
+    WHERE b.basis_id = {BASIS}
+      AND ({JURISDICTION}::text IS NULL OR b.jurisdiction = {JURISDICTION}::text)
+      AND NOT EXISTS (SELECT 1 FROM changed c WHERE c.case_file_id = b.case_file_id)
+    UNION ALL
+    SELECT * FROM path_fresh
+)"""
+
+
 _FOREIGN = "EXISTS (SELECT 1 FROM unnest({CITIZENSHIPS}) AS c(code) WHERE c.code <> {HOME})"
 
 
@@ -258,20 +311,53 @@ _FIGURE_SLOTS = {
     "PREVIOUS": "$11::uuid",
     "PREVIOUS_AS_OF": "$12::date",
     "N": "",
+    "ONLY": "",
 }
+# … and two more with a path basis.
+_BASIS_SLOTS = {"BASIS": "$13::uuid", "BASIS_AT": "$14::timestamptz"}
 
 
-def _figures_sql() -> str:
-    slots = _FIGURE_SLOTS
-    ctes = ",\n".join(
-        [
-            _CORRECTIONS,
+def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
+    """The CTEs that end in `path`, every case file's path as known at T (and `scope`,
+    the case files counted, with their facts as known at T)."""
+    if not with_basis:
+        return [
+            _fill(_CORRECTIONS, {"CORRECTED_ONLY": ""}),
             _fill(_SCOPE, slots),
             _fill(_KNOWN, slots),
+        ]
+    # Only the case files changed since the basis have their paths built here.
+    fresh = {**slots, "N": "_fresh"}
+    return [
+        _fill(_CHANGED_SINCE_BASIS, slots),
+        _fill(
+            _CORRECTIONS,
+            {"CORRECTED_ONLY": " AND r.case_file_id IN (SELECT case_file_id FROM changed)"},
+        ),
+        _fill(_SCOPE, slots),
+        "scope_fresh AS MATERIALIZED (\n"
+        "    SELECT * FROM scope WHERE id IN (SELECT case_file_id FROM changed)\n)",
+        _fill(_KNOWN, fresh),
+        _fill(_PATH_FROM_BASIS, slots),
+    ]
+
+
+def _figures_sql(*, with_basis: bool) -> str:
+    slots = {**_FIGURE_SLOTS, **(_BASIS_SLOTS if with_basis else {})}
+    ctes = ",\n".join(
+        [
+            *_path_ctes(slots, with_basis=with_basis),
             _fill(
                 """
+-- Each case file's state on D, if it is custody or a prosecution still open (the others,
+-- most case files of a large data set, count in no figure of the day).
 on_day AS MATERIALIZED (
-    SELECT * FROM path x WHERE x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
+    SELECT x.person_id, x.case_file_id, x.to_status, x.deprivation_type, x.jurisdiction,
+           x.sentence_type, x.term_months, x.effective_date, x.held, x.facts_kept,
+           x.articles, x.citizenships, x.gender, x.region, x.birth_date
+    FROM path x
+    WHERE x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
+      AND (x.held OR x.to_status NOT IN ('released', 'pardoned', 'deported', 'died_in_custody'))
 ),
 recognition AS MATERIALIZED (
     SELECT v.case_file_id, s.person_id, d.status, d.decided_on AS since,
@@ -298,19 +384,29 @@ held_files AS MATERIALIZED (
     WHERE o.held
       AND o.person_id NOT IN (SELECT person_id FROM deaths WHERE died_on <= {D})
 ),
-held AS MATERIALIZED (
+held_people AS MATERIALIZED (
     SELECT DISTINCT ON (h.person_id)
            h.person_id, h.case_file_id, h.to_status, h.deprivation_type, h.jurisdiction,
            h.sentence_type, h.term_months,
            bool_or(h.recognition = 'political_prisoner') OVER p AS recognised,
            bool_or(h.recognition = 'politically_persecuted') OVER p AS persecuted,
-           pr.gender, pr.citizenships, pr.region, pr.birth_date
+           h.facts_kept, h.gender, h.citizenships, h.region, h.birth_date
     FROM held_files h
-    CROSS JOIN """
-                + _fill(_PERSON_AT, {"PERSON": "h.person_id"})
-                + """ AS pr
     WINDOW p AS (PARTITION BY h.person_id)
     ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
+),
+-- Each person's facts as known at T: kept by the basis, or asked.
+held AS MATERIALIZED (
+    SELECT h.person_id, h.case_file_id, h.to_status, h.deprivation_type, h.jurisdiction,
+           h.sentence_type, h.term_months, h.recognised, h.persecuted,
+           CASE WHEN h.facts_kept THEN h.gender ELSE pr.gender END AS gender,
+           CASE WHEN h.facts_kept THEN h.citizenships ELSE pr.citizenships END AS citizenships,
+           CASE WHEN h.facts_kept THEN h.region ELSE pr.region END AS region,
+           CASE WHEN h.facts_kept THEN h.birth_date ELSE pr.birth_date END AS birth_date
+    FROM held_people h
+    LEFT JOIN """
+                + _fill(_PERSON_AT_WHEN, {"PERSON": "h.person_id", "WHEN": "NOT h.facts_kept"})
+                + """ AS pr ON true
 ),
 -- A person leaving custody, once per day and mode whatever the number of case files (a
 -- pardon recorded on two case files is one pardon). The mode "pardoned and deported"
@@ -500,16 +596,20 @@ SELECT jsonb_build_object(
     'by_article', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT a.article AS k, count(DISTINCT h.person_id) AS n
          FROM held_files h
-         CROSS JOIN LATERAL (
+         LEFT JOIN LATERAL (
              SELECT c.charges FROM case_file c
-             WHERE c.id = h.case_file_id AND c.facts_since <= {T}
+             WHERE NOT h.facts_kept AND c.id = h.case_file_id AND c.facts_since <= {T}
              UNION ALL
              SELECT f.charges FROM case_file_facts_history f
-             WHERE f.case_file_id = h.case_file_id AND f.valid_from <= {T}
-               AND f.valid_until > {T}
-         ) AS known_charges
-         CROSS JOIN LATERAL (SELECT DISTINCT charge ->> 'article' AS article
-                             FROM jsonb_array_elements(known_charges.charges) AS charge) a
+             WHERE NOT h.facts_kept AND f.case_file_id = h.case_file_id
+               AND f.valid_from <= {T} AND f.valid_until > {T}
+         ) AS known_charges ON true
+         CROSS JOIN LATERAL (
+             SELECT DISTINCT article
+             FROM unnest(CASE WHEN h.facts_kept THEN h.articles
+                              ELSE ARRAY(SELECT charge ->> 'article' FROM
+                                         jsonb_array_elements(known_charges.charges) AS charge)
+                         END) AS article) a
          WHERE a.article IS NOT NULL
          GROUP BY 1) g),
     'by_sentence_band', (SELECT jsonb_object_agg(k, n) FROM
@@ -574,7 +674,8 @@ SELECT jsonb_build_object(
     return "WITH RECURSIVE" + ctes + select
 
 
-FIGURES_SQL = _figures_sql()
+FIGURES_SQL = _figures_sql(with_basis=False)
+FIGURES_SQL_WITH_BASIS = _figures_sql(with_basis=True)
 
 
 def _custodial() -> list[str]:
@@ -608,6 +709,19 @@ class Earlier:
     as_of: date
 
 
+# Changes whenever the path CTEs or the basis's columns change: a basis built otherwise is
+# never read (app/reports/basis.py).
+BASIS_FORMAT = "path-2"
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """A built path basis (app/reports/basis.py): its id and the moment it is as known at."""
+
+    id: uuid.UUID
+    known_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Counted:
     """A report's figures; the claims behind its unconfirmed count, each with the person it
@@ -626,12 +740,30 @@ async def figures(
     *,
     snapshot_id: uuid.UUID,
     earlier: Earlier | None,
+    basis: Basis | None = None,
 ) -> Counted:
     """Every figure of the status report for `question`, in the shape of docs/reports.md;
     the people held are kept for `snapshot_id` (whose row must be inserted in the same
-    transaction: the reference is checked at commit)."""
+    transaction: the reference is checked at commit). With a `basis` as known at the
+    question's knowledge time or before, the paths of the case files unchanged since are
+    read from it; the figures are the same either way."""
+    if basis is not None and basis.known_at > question.as_known_at:
+        raise ValueError("a basis as known after the question's knowledge time")
     document = await connection.fetchval(
-        FIGURES_SQL,
+        FIGURES_SQL if basis is None else FIGURES_SQL_WITH_BASIS,
+        *_figure_arguments(question, snapshot_id, earlier),
+        *((basis.id, basis.known_at) if basis is not None else ()),
+    )
+    counted = _decoded(document)
+    claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")
+    movements: dict[str, list[str]] | None = counted.pop("movements")
+    return Counted(_complete(counted), claims, movements)
+
+
+def _figure_arguments(
+    question: Question, snapshot_id: uuid.UUID, earlier: Earlier | None
+) -> list[Any]:
+    return [
         question.as_of,
         question.period_from,
         question.period_to,
@@ -644,11 +776,69 @@ async def figures(
         snapshot_id,
         earlier.id if earlier else None,
         earlier.as_of if earlier else None,
+    ]
+
+
+# Every case file's path as known at $1, kept for basis $2: the same CTEs as a report's,
+# for every jurisdiction and with every deprivation type counted, so that `held` and
+# `was_held` say whether the status is custody (a report then applies its own choice).
+_BASIS_SLOTS_BUILD = {
+    "T": "$1::timestamptz",
+    "JURISDICTION": "NULL",
+    "HELD_TYPES": "$3",
+    "CUSTODIAL": "$4",
+    "N": "",
+    "ONLY": "",
+}
+BASIS_PATH_SQL = (
+    """
+INSERT INTO report_basis_path (
+    basis_id, event_id, case_file_id, person_id, jurisdiction, deprivation_type, to_status,
+    sentence_type, term_months, release_reason, destination_country, collective_event_id,
+    given, effective_date, until, next_status, held, was_held,
+    facts_kept, articles, citizenships, gender, region, birth_date)
+WITH RECURSIVE"""
+    + ",\n".join(_path_ctes(_BASIS_SLOTS_BUILD, with_basis=False))
+    + """,
+case_facts AS (
+    SELECT c.id, c.charges FROM case_file c WHERE c.facts_since <= $1::timestamptz
+    UNION ALL
+    SELECT h.case_file_id, h.charges FROM case_file_facts_history h
+    WHERE h.valid_from <= $1::timestamptz AND h.valid_until > $1::timestamptz
+),
+person_facts AS (
+    SELECT p.id, p.citizenships, p.gender, p.region, p.birth_date
+    FROM person p WHERE p.facts_since <= $1::timestamptz
+    UNION ALL
+    SELECT h.person_id, h.citizenships, h.gender, h.region, h.birth_date
+    FROM person_facts_history h
+    WHERE h.valid_from <= $1::timestamptz AND h.valid_until > $1::timestamptz
+)
+SELECT $2::uuid, x.id, x.case_file_id, x.person_id, x.jurisdiction, x.deprivation_type,
+       x.to_status, x.sentence_type, x.term_months, x.release_reason, x.destination_country,
+       x.collective_event_id, x.given, x.effective_date, x.until, x.next_status, x.held,
+       x.was_held, x.held,
+       CASE WHEN x.held THEN ARRAY(SELECT DISTINCT charge ->> 'article'
+                                   FROM jsonb_array_elements(cf.charges) AS charge
+                                   WHERE charge ->> 'article' IS NOT NULL) END,
+       pf.citizenships, pf.gender, pf.region, pf.birth_date
+FROM path x
+LEFT JOIN case_facts cf ON x.held AND cf.id = x.case_file_id
+LEFT JOIN person_facts pf ON x.held AND pf.id = x.person_id"""
+)
+
+
+async def build_basis(connection: asyncpg.Connection, basis: Basis) -> int:
+    """Keep every case file's path as known at `basis.known_at` for `basis` (whose row is
+    written in the same transaction); the number of events kept."""
+    status = await connection.execute(
+        BASIS_PATH_SQL,
+        basis.known_at,
+        basis.id,
+        [kind.value for kind in DeprivationType],
+        _custodial(),
     )
-    counted = _decoded(document)
-    claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")
-    movements: dict[str, list[str]] | None = counted.pop("movements")
-    return Counted(_complete(counted), claims, movements)
+    return int(status.rsplit(" ", 1)[-1])
 
 
 # Who may be named now, with their first public spelling: the family consented and none of
@@ -688,6 +878,7 @@ _PUBLIC_SLOTS = {
     "HELD_TYPES": "$4",
     "CUSTODIAL": "$5",
     "N": "",
+    "ONLY": "",
 }
 
 
@@ -695,7 +886,7 @@ def _public_list_sql() -> str:
     slots = _PUBLIC_SLOTS
     ctes = ",\n".join(
         [
-            _CORRECTIONS,
+            _fill(_CORRECTIONS, {"CORRECTED_ONLY": ""}),
             _fill(_SCOPE, slots),
             _fill(_KNOWN, slots),
             _fill(

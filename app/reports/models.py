@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -117,5 +118,75 @@ class PersonFactsHistory(SQLModel, table=True):
     valid_until: datetime = Field(sa_column=moment_column())
     citizenships: list[str] = Field(sa_column=Column(ARRAY(String(2)), nullable=False))
     gender: str = Field(max_length=10)
+    region: str | None = Field(default=None, max_length=6)
+    birth_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+
+
+# The path basis (migration 0016): every case file's path as known at one moment, kept so
+# that a report as known at that moment or later reads it instead of building every path
+# again; only the case files changed since are built anew (docs/reports.md, "The path
+# basis"). A cache, never a record: rebuilt from the events, and dropped with no loss.
+
+
+class ReportBasis(SQLModel, table=True):
+    """One built basis: the moment it is as known at, and the engine that built it (a basis
+    built by another version of the engine is never read)."""
+
+    __tablename__ = "report_basis"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    known_at: datetime = Field(sa_column=moment_column())
+    engine_version: str = Field(sa_type=Text)
+    built_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    seconds: float
+    events: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ReportBasisPath(SQLModel, table=True):
+    """An event on its case file's path as known at the basis's moment, with what the path
+    says of it: its effective day (a partial date lifted as the path reads it), the next
+    event's day and status, and whether its status (and its predecessor's) is custody —
+    before the report's choice of the deprivation types it counts."""
+
+    __tablename__ = "report_basis_path"
+    __table_args__ = (
+        # Deaths in custody end custody on every case file of the person: found at once.
+        Index(
+            "ix_report_basis_path_deaths",
+            "basis_id",
+            "person_id",
+            postgresql_where=text("to_status = 'died_in_custody'"),
+        ),
+    )
+
+    basis_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("report_basis.id", ondelete="CASCADE"), primary_key=True)
+    )
+    event_id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    case_file_id: uuid.UUID
+    person_id: uuid.UUID
+    jurisdiction: str = Field(max_length=2)
+    deprivation_type: str = Field(max_length=30)
+    to_status: str = Field(max_length=20)
+    sentence_type: str | None = Field(default=None, sa_type=Text)
+    term_months: int | None = None
+    release_reason: str | None = Field(default=None, sa_type=Text)
+    destination_country: str | None = Field(default=None, sa_type=Text)
+    collective_event_id: uuid.UUID | None = None
+    given: int
+    effective_date: date
+    until: date | None = None
+    next_status: str | None = Field(default=None, max_length=20)
+    held: bool
+    was_held: bool
+    # For an event whose status is custody: what the report's breakdowns count of its
+    # case file (the articles charged) and of its person, as known at the basis's moment.
+    # A person or case file whose facts changed since is built anew, facts included.
+    facts_kept: bool
+    articles: list[str] | None = Field(default=None, sa_column=Column(ARRAY(Text), nullable=True))
+    citizenships: list[str] | None = Field(
+        default=None, sa_column=Column(ARRAY(String(2)), nullable=True)
+    )
+    gender: str | None = Field(default=None, max_length=10)
     region: str | None = Field(default=None, max_length=6)
     birth_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))

@@ -1,12 +1,13 @@
 """The report snapshots' queries (the as-of statements themselves are in asof.py)."""
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 
+from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.reports.models import ReportKind, ReportSnapshot
+from app.reports.models import ReportBasis, ReportKind, ReportSnapshot
 
 
 async def snapshot(session: AsyncSession, report_id: uuid.UUID) -> ReportSnapshot | None:
@@ -36,3 +37,25 @@ async def snapshots_before(
     if before is not None:
         query = query.where(col(ReportSnapshot.id) < before)
     return list((await session.exec(query)).all())
+
+
+async def latest_basis(
+    session: AsyncSession, *, engine_version: str, known_by: datetime
+) -> ReportBasis | None:
+    """The newest basis built by this engine as known at `known_by` or before."""
+    found = await session.exec(
+        select(ReportBasis)
+        .where(
+            col(ReportBasis.engine_version) == engine_version,
+            col(ReportBasis.known_at) <= known_by,
+        )
+        .order_by(col(ReportBasis.known_at).desc())
+        .limit(1)
+    )
+    return found.first()
+
+
+async def drop_bases_except(session: AsyncSession, kept: uuid.UUID) -> int:
+    """Every other basis (their paths go with them); how many."""
+    dropped = await session.exec(delete(ReportBasis).where(col(ReportBasis.id) != kept))
+    return dropped.rowcount

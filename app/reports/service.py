@@ -6,13 +6,12 @@ consented to publication — so that every reader allowed to read reports may re
 it; who may generate and read them is the policies' decision (policies/*.cedar).
 """
 
-import asyncio
 import copy
 import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import rfc8785
@@ -26,7 +25,8 @@ from app.core.db import driver_connection
 from app.core.errors import NotFound
 from app.core.ids import new_id
 from app.core.pagination import id_keyset_page
-from app.reports import asof, repository
+from app.reports import asof, basis, repository
+from app.reports.knowledge import REPORT_SETTINGS, knowledge_time
 from app.reports.models import ReportKind, ReportSnapshot
 from app.reports.schemas import ReportCreate, ReportRead
 
@@ -35,10 +35,6 @@ log = structlog.get_logger(__name__)
 # Changes whenever the figures' definitions change, so that a figure is only ever compared
 # with one computed the same way.
 GENERATOR_VERSION = "1"
-# A report over a large data set may take a while; no other statement waits for it.
-REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '256MB'")
-# How long a default-time report waits for writes that were under way at its knowledge time.
-SETTLE_WAIT_LIMIT = timedelta(seconds=30)
 
 _NO_DIFFERENCES: dict[str, Any] = {
     "previous_id": None,
@@ -150,30 +146,6 @@ def resolve(data: ReportCreate, *, knowledge_time: datetime) -> Resolved:
     return Resolved(question, parameters, series)
 
 
-async def knowledge_time(session: AsyncSession, asked: datetime | None, settle: float) -> datetime:
-    """The moment the report counts what had been recorded by: the one asked for (past: the
-    request's schema refuses one to come), or now less `settle` seconds; returned once the
-    transactions that were under way then have finished — a write recorded before that
-    moment but committed after would otherwise be missing from this report and present in
-    its reproduction."""
-    now = utcnow()
-    moment = now - timedelta(seconds=settle) if asked is None else asked.astimezone(now.tzinfo)
-    # Wait for every transaction running at that moment, whichever way it was chosen (a
-    # moment asked for may be a second ago).
-    driver = await driver_connection(session)
-    deadline = now + SETTLE_WAIT_LIMIT
-    while await driver.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-        "AND datname = current_database() AND xact_start <= $1 AND backend_xid IS NOT NULL)",
-        moment,
-    ):
-        if utcnow() > deadline:
-            log.warning("report_settle_gave_up", as_known_at=moment.isoformat())
-            break
-        await asyncio.sleep(0.05)
-    return moment
-
-
 async def generate(
     session: AsyncSession,
     *,
@@ -195,6 +167,7 @@ async def generate(
         resolved.question,
         snapshot_id=snapshot_id,
         earlier=asof.Earlier(previous.id, previous.as_of) if previous else None,
+        basis=await basis.usable(session, moment),
     )
     figures = counted.figures
     people: dict[str, Any] = {"claims": counted.claims}

@@ -65,12 +65,20 @@ async def test_bulk_paths_follow_the_transition_table(bulk: asyncpg.Connection) 
 
 
 @pytest.mark.parametrize(
-    "known_at", [None, datetime(2025, 9, 20, tzinfo=UTC)], ids=["now", "mid-period"]
+    ("known_at", "read_basis"),
+    [(None, False), (None, True), (datetime(2025, 9, 20, tzinfo=UTC), False)],
+    ids=["now", "now-from-the-basis", "mid-period"],
 )
 async def test_hand_written_sql_gives_the_engines_figures(
-    bulk: asyncpg.Connection, known_at: datetime | None
+    bulk: asyncpg.Connection, known_at: datetime | None, read_basis: bool
 ) -> None:
     as_known_at = known_at or datetime.now(UTC) - timedelta(seconds=5)
+    basis = None
+    if read_basis:  # the one the bulk seed built, as known at the end of the seeding
+        kept = await bulk.fetchrow("SELECT id, known_at FROM report_basis")
+        assert kept is not None
+        basis = asof.Basis(kept["id"], kept["known_at"])
+        as_known_at = datetime.now(UTC)
     period = (date(2025, 9, 1), date(2025, 9, 30))
     mine = await report_sql.status_figures(
         bulk,
@@ -94,7 +102,9 @@ async def test_hand_written_sql_gives_the_engines_figures(
     transaction = bulk.transaction()
     await transaction.start()
     try:
-        counted = await asof.figures(bulk, question, snapshot_id=uuid.uuid4(), earlier=None)
+        counted = await asof.figures(
+            bulk, question, snapshot_id=uuid.uuid4(), earlier=None, basis=basis
+        )
     finally:
         await transaction.rollback()
     engine = counted.figures

@@ -7,6 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.core.config import Settings
+from app.reports import basis
 from tests.factories import API, RECOGNISED, case_body, event, person_body
 
 
@@ -87,3 +88,11 @@ async def generate(client: httpx.AsyncClient, **parameters: Any) -> dict[str, An
     response = await client.post(f"{API}/reports", json=body)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+async def build_basis(app: FastAPI) -> None:
+    """Build the path basis reports read, as the worker's job does (app/reports/basis.py)."""
+    async with app.state.session_factory() as session:
+        built = await basis.build(session, settle_seconds=app.state.settings.report_settle_seconds)
+        await session.commit()
+    assert built is not None

@@ -1,7 +1,8 @@
 """Random small histories made through the API — late news, claims confirmed or rejected,
 supersessions, retractions, collective events (and their retractions), recognition
-decisions — each step at its own real time; then for a random day D, period and knowledge
-time T (one of the moments between the steps, or the default), every figure of the report
+decisions, builds of the path basis — each step at its own real time; then for a random
+day D, period and knowledge time T (one of the moments between the steps, or the
+default), every figure of the report
 equals a plain Python recomputation (tests/reports/recompute.py) from the API's own
 records, and asking again as known at the same time gives the same figures and hash.
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +32,7 @@ from tests.reports.recompute import (
     read_records,
     reported,
 )
-from tests.reports.reporting import case, events_of, move, on_event, person
+from tests.reports.reporting import build_basis, case, events_of, move, on_event, person
 
 START = date(2020, 1, 1)
 SPAN = 1000  # days of history
@@ -120,6 +122,8 @@ steps = st.lists(
             st.sampled_from(["confirmed", "confirmed", "unconfirmed"]),
         ),
         st.tuples(st.just("collective_retraction"), st.integers(0, 3)),
+        # The path basis is built (as the worker does): the reports after it read it.
+        st.tuples(st.just("basis")),
         st.tuples(
             st.just("recognition"),
             st.integers(0, 2),
@@ -193,6 +197,7 @@ async def _current(client: httpx.AsyncClient, case_id: str) -> tuple[str, int]:
 
 async def _step(
     client: httpx.AsyncClient,
+    app: FastAPI,
     op: tuple[Any, ...],
     *,
     case_ids: list[str],
@@ -201,6 +206,9 @@ async def _step(
 ) -> int:
     """One step of a history; the API's answer (0 when there was nothing to do)."""
     kind = op[0]
+    if kind == "basis":
+        await build_basis(app)
+        return 0
     if kind == "append":
         _, index, spec, confidence = op
         case_id = case_ids[index % len(case_ids)]
@@ -305,6 +313,7 @@ def made_in() -> dict[str, list[str]]:
 )
 async def test_every_figure_equals_a_plain_recomputation_from_the_records(
     client: httpx.AsyncClient,
+    app: FastAPI,
     made_in: dict[str, list[str]],
     citizenships: list[tuple[str, ...]],
     case_specs: list[tuple[int, str, str, int, str]],
@@ -328,7 +337,9 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
         )
         moments.append(clock.utcnow())
     for op in ops:
-        await _step(client, op, case_ids=case_ids, person_ids=person_ids, collectives=collectives)
+        await _step(
+            client, app, op, case_ids=case_ids, person_ids=person_ids, collectives=collectives
+        )
         moments.append(clock.utcnow())
 
     made_in.setdefault(jurisdiction, []).extend(case_ids)

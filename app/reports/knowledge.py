@@ -1,0 +1,41 @@
+"""A report's knowledge time: the moment it counts what had been recorded by."""
+
+import asyncio
+from datetime import datetime, timedelta
+
+import structlog
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.clock import utcnow
+from app.core.db import driver_connection
+
+log = structlog.get_logger(__name__)
+
+# A report over a large data set may take a while; no other statement waits for it.
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '256MB'")
+# How long a default-time report waits for writes that were under way at its knowledge time.
+SETTLE_WAIT_LIMIT = timedelta(seconds=30)
+
+
+async def knowledge_time(session: AsyncSession, asked: datetime | None, settle: float) -> datetime:
+    """The moment the report counts what had been recorded by: the one asked for (past: the
+    request's schema refuses one to come), or now less `settle` seconds; returned once the
+    transactions that were under way then have finished — a write recorded before that
+    moment but committed after would otherwise be missing from this report and present in
+    its reproduction."""
+    now = utcnow()
+    moment = now - timedelta(seconds=settle) if asked is None else asked.astimezone(now.tzinfo)
+    # Wait for every transaction running at that moment, whichever way it was chosen (a
+    # moment asked for may be a second ago).
+    driver = await driver_connection(session)
+    deadline = now + SETTLE_WAIT_LIMIT
+    while await driver.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND datname = current_database() AND xact_start <= $1 AND backend_xid IS NOT NULL)",
+        moment,
+    ):
+        if utcnow() > deadline:
+            log.warning("report_settle_gave_up", as_known_at=moment.isoformat())
+            break
+        await asyncio.sleep(0.05)
+    return moment
