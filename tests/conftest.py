@@ -65,6 +65,7 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
         "password_memory_kib": 64,
         # Reports count what the test recorded a moment ago (no other writer runs here).
         "report_settle_seconds": 0,
+        "report_basis_margin_seconds": 0,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -494,21 +494,21 @@ async def _build_basis(connection: asyncpg.Connection) -> float:
     """The path basis reports read, as the worker's daily job builds it
     (app/reports/basis.py); its time in seconds."""
     started = time.perf_counter()
-    basis = asof.Basis(new_id(), utcnow())
+    basis_id, now = new_id(), utcnow()  # nothing is recorded here but the seed
     async with connection.transaction():
         await connection.execute("SET LOCAL jit = off; SET LOCAL work_mem = '256MB'")
         await connection.execute(
-            "INSERT INTO report_basis (id, known_at, engine_version, built_at, seconds, events) "
-            "VALUES ($1, $2, $3, $2, 0, 0)",
-            basis.id,
-            basis.known_at,
+            "INSERT INTO report_basis (id, known_at, changed_after, engine_version, built_at, "
+            "seconds, events) VALUES ($1, $2, $2, $3, $2, 0, 0)",
+            basis_id,
+            now,
             asof.BASIS_FORMAT,
         )
-        events = await asof.build_basis(connection, basis)
+        events = await asof.build_basis(connection, basis_id, now)
         seconds = time.perf_counter() - started
         await connection.execute(
             "UPDATE report_basis SET seconds = $2, events = $3 WHERE id = $1",
-            basis.id,
+            basis_id,
             seconds,
             events,
         )

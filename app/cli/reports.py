@@ -96,7 +96,11 @@ def report_basis() -> None:
     kit = security_or_exit(settings)
 
     async def work(session: "AsyncSession") -> "ReportBasis | None":
-        return await basis.build(session, settle_seconds=settings.report_settle_seconds)
+        return await basis.build(
+            session,
+            settle_seconds=settings.report_settle_seconds,
+            margin_seconds=settings.report_basis_margin_seconds,
+        )
 
     built = asyncio.run(in_session(settings, database_url(settings), kit=kit, work=work))
     if built is None:

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # The path basis reports read (app/reports/basis.py) is rebuilt on this schedule (a cron
     # expression; empty: never). A report builds anew only the case files changed since.
     report_basis_schedule: str = "41 2 * * *"
+    # A case file counts as changed since the basis if anything of it was recorded up to
+    # this long before the basis's moment (app/reports/basis.py says why).
+    report_basis_margin_seconds: float = Field(default=600, ge=0, le=86_400)
     report_schedules: list[ConfiguredReportSchedule] = []
     report_catch_up_limit: int = Field(default=12, ge=1, le=1000)
     report_attempts: int = Field(default=3, ge=1, le=20)

@@ -85,7 +85,11 @@ class Jobs:
 
     async def build_report_basis(self) -> None:
         async with self.factory() as session:
-            await basis.build(session, settle_seconds=self.settings.report_settle_seconds)
+            await basis.build(
+                session,
+                settle_seconds=self.settings.report_settle_seconds,
+                margin_seconds=self.settings.report_basis_margin_seconds,
+            )
             await session.commit()
 
 

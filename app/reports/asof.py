@@ -250,21 +250,39 @@ _ISLANDS = """
     GROUP BY person_id, island
 )"""
 
-# With a path basis (app/reports/basis.py): the case files changed after the basis's moment
-# — an event, a retraction or a claim's resolution recorded, or a counted fact corrected,
-# after it — have their paths built anew as known at T (`path_fresh`); every other case
-# file's path as known at T is the one the basis keeps, as known at its moment (nothing of
-# it changed in between). The basis keeps whether a status is custody before the report's
-# choice of deprivation types; that choice is applied here, as the case file's own
-# deprivation type (one per case file) decides it for its whole path.
+# With a path basis (app/reports/basis.py): the case files changed since the basis — an
+# event, a retraction or a claim's resolution recorded, or a counted fact of the case file
+# or its person corrected, after its `changed_after` moment — have their paths built anew
+# as known at T (`path_fresh`); every other case file's path as known at T is the one the
+# basis keeps, as known at its moment (nothing of it changed in between). The basis keeps
+# whether a status is custody before the report's choice of deprivation types; that choice
+# is applied here, as the case file's own deprivation type (one per case file) decides it
+# for its whole path.
+#
+# The statement itself chooses the basis (the newest of this format as known by T), so
+# that it reads the basis its own snapshot holds, whatever build commits meanwhile. Should
+# none be left (a build of a basis as known after T removed the older one since the caller
+# looked), every case file counts as changed: the figures are the same, only slower.
 _CHANGED_SINCE_BASIS = """
+basis_used AS MATERIALIZED (
+    SELECT id, changed_after FROM report_basis
+    WHERE engine_version = {BASIS_FORMAT}::text AND known_at <= {T}
+    ORDER BY known_at DESC
+    LIMIT 1
+),
+changed_after AS MATERIALIZED (
+    SELECT COALESCE(max(changed_after), '-infinity'::timestamptz) AS moment FROM basis_used
+),
 changed AS MATERIALIZED (
-    SELECT case_file_id FROM status_event WHERE recorded_at > {BASIS_AT}
-    UNION SELECT case_file_id FROM status_event_retraction WHERE recorded_at > {BASIS_AT}
-    UNION SELECT case_file_id FROM status_claim_resolution WHERE recorded_at > {BASIS_AT}
-    UNION SELECT id FROM case_file WHERE facts_since > {BASIS_AT}
+    SELECT case_file_id FROM status_event
+    WHERE recorded_at >= (SELECT moment FROM changed_after)
+    UNION SELECT case_file_id FROM status_event_retraction
+    WHERE recorded_at >= (SELECT moment FROM changed_after)
+    UNION SELECT case_file_id FROM status_claim_resolution
+    WHERE recorded_at >= (SELECT moment FROM changed_after)
+    UNION SELECT id FROM case_file WHERE facts_since >= (SELECT moment FROM changed_after)
     UNION SELECT c.id FROM person p JOIN case_file c ON c.person_id = p.id
-          WHERE p.facts_since > {BASIS_AT}
+    WHERE p.facts_since >= (SELECT moment FROM changed_after)
 )"""
 
 _PATH_FROM_BASIS = """
@@ -278,7 +296,7 @@ path AS NOT MATERIALIZED (
            b.until, b.next_status, b.facts_kept, b.articles, b.citizenships::text[],
            b.gender::text, b.region::text, b.birth_date
     FROM report_basis_path b
-    WHERE b.basis_id = {BASIS}
+    WHERE b.basis_id = (SELECT id FROM basis_used)
       AND ({JURISDICTION}::text IS NULL OR b.jurisdiction = {JURISDICTION}::text)
       AND NOT EXISTS (SELECT 1 FROM changed c WHERE c.case_file_id = b.case_file_id)
     UNION ALL
@@ -314,7 +332,7 @@ _FIGURE_SLOTS = {
     "ONLY": "",
 }
 # … and two more with a path basis.
-_BASIS_SLOTS = {"BASIS": "$13::uuid", "BASIS_AT": "$14::timestamptz"}
+_BASIS_SLOTS = {"BASIS_FORMAT": "$13"}
 
 
 def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
@@ -715,14 +733,6 @@ BASIS_FORMAT = "path-2"
 
 
 @dataclass(frozen=True, slots=True)
-class Basis:
-    """A built path basis (app/reports/basis.py): its id and the moment it is as known at."""
-
-    id: uuid.UUID
-    known_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class Counted:
     """A report's figures; the claims behind its unconfirmed count, each with the person it
     is about; and, when there is an earlier report, the ids of who entered custody, left
@@ -740,19 +750,17 @@ async def figures(
     *,
     snapshot_id: uuid.UUID,
     earlier: Earlier | None,
-    basis: Basis | None = None,
+    with_basis: bool = False,
 ) -> Counted:
     """Every figure of the status report for `question`, in the shape of docs/reports.md;
     the people held are kept for `snapshot_id` (whose row must be inserted in the same
-    transaction: the reference is checked at commit). With a `basis` as known at the
-    question's knowledge time or before, the paths of the case files unchanged since are
-    read from it; the figures are the same either way."""
-    if basis is not None and basis.known_at > question.as_known_at:
-        raise ValueError("a basis as known after the question's knowledge time")
+    transaction: the reference is checked at commit). `with_basis`: the paths of the case
+    files unchanged since the newest path basis as known at the question's knowledge time
+    are read from it (app/reports/basis.py); the figures are the same either way."""
     document = await connection.fetchval(
-        FIGURES_SQL if basis is None else FIGURES_SQL_WITH_BASIS,
+        FIGURES_SQL_WITH_BASIS if with_basis else FIGURES_SQL,
         *_figure_arguments(question, snapshot_id, earlier),
-        *((basis.id, basis.known_at) if basis is not None else ()),
+        *((BASIS_FORMAT,) if with_basis else ()),
     )
     counted = _decoded(document)
     claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")
@@ -828,13 +836,15 @@ LEFT JOIN person_facts pf ON x.held AND pf.id = x.person_id"""
 )
 
 
-async def build_basis(connection: asyncpg.Connection, basis: Basis) -> int:
-    """Keep every case file's path as known at `basis.known_at` for `basis` (whose row is
-    written in the same transaction); the number of events kept."""
+async def build_basis(
+    connection: asyncpg.Connection, basis_id: uuid.UUID, known_at: datetime
+) -> int:
+    """Keep every case file's path as known at `known_at` for basis `basis_id` (whose row
+    is written in the same transaction); the number of events kept."""
     status = await connection.execute(
         BASIS_PATH_SQL,
-        basis.known_at,
-        basis.id,
+        known_at,
+        basis_id,
         [kind.value for kind in DeprivationType],
         _custodial(),
     )

@@ -136,6 +136,9 @@ class ReportBasis(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     known_at: datetime = Field(sa_column=moment_column())
+    # Anything recorded after this moment (the knowledge moment less a margin) makes a case
+    # file count as changed since the basis (app/reports/basis.py).
+    changed_after: datetime = Field(sa_column=moment_column())
     engine_version: str = Field(sa_type=Text)
     built_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     seconds: float

@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 
 # Changes whenever the figures' definitions change, so that a figure is only ever compared
 # with one computed the same way.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 _NO_DIFFERENCES: dict[str, Any] = {
     "previous_id": None,
@@ -167,7 +167,7 @@ async def generate(
         resolved.question,
         snapshot_id=snapshot_id,
         earlier=asof.Earlier(previous.id, previous.as_of) if previous else None,
-        basis=await basis.usable(session, moment),
+        with_basis=await basis.usable(session, moment),
     )
     figures = counted.figures
     people: dict[str, Any] = {"claims": counted.claims}

@@ -39,6 +39,7 @@ def upgrade() -> None:
         "report_basis",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("known_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("changed_after", sa.DateTime(timezone=True), nullable=False),
         sa.Column("engine_version", sa.Text(), nullable=False),
         sa.Column("built_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("seconds", sa.Float(), nullable=False),

@@ -90,9 +90,16 @@ async def generate(client: httpx.AsyncClient, **parameters: Any) -> dict[str, An
     return response.json()  # type: ignore[no-any-return]
 
 
-async def build_basis(app: FastAPI) -> None:
-    """Build the path basis reports read, as the worker's job does (app/reports/basis.py)."""
+async def build_basis(app: FastAPI, *, margin_seconds: float | None = None) -> None:
+    """Build the path basis reports read, as the worker's job does (app/reports/basis.py);
+    the margin is the settings' (none in tests) unless given."""
+    if margin_seconds is None:
+        margin_seconds = app.state.settings.report_basis_margin_seconds
     async with app.state.session_factory() as session:
-        built = await basis.build(session, settle_seconds=app.state.settings.report_settle_seconds)
+        built = await basis.build(
+            session,
+            settle_seconds=app.state.settings.report_settle_seconds,
+            margin_seconds=margin_seconds,
+        )
         await session.commit()
     assert built is not None

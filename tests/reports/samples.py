@@ -25,7 +25,7 @@ def sample_report() -> dict[str, Any]:
         "kind": "status",
         "generated_at": "2025-10-01T08:00:00Z",
         "generated_by": "0193a5b0-0000-7000-8000-0000000000aa",
-        "generator_version": "1",
+        "generator_version": "2",
         "parameters": {
             "as_of": "2025-09-30",
             "period": {"from": "2025-09-01", "to": "2025-09-30"},

@@ -7,7 +7,9 @@ test (tests/reports/test_figures_property.py, which builds a basis at random ste
 stories here show which paths a report reads: the owner removes a case file's kept path,
 and a report that read it would miss that person."""
 
-from datetime import UTC, datetime
+import time
+import uuid
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
@@ -15,9 +17,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.reports import asof
+from app.reports.knowledge import BASIS_BUILDER as BUILDER
+from app.reports.knowledge import SETTLE_WAIT_LIMIT
 from tests.auth import cli_env, run_cli
 from tests.conftest import TEST_KEYS_DIR
-from tests.factories import event
+from tests.factories import API, event
 from tests.reports.reporting import build_basis, case, events_of, generate, move, on_event, person
 
 pytestmark = pytest.mark.asyncio
@@ -93,6 +98,18 @@ async def test_a_report_as_known_before_the_basis_builds_every_path(
     assert earlier["figures"]["period"]["released"]["total"] == 0
 
 
+async def test_what_was_recorded_shortly_before_the_basis_is_built_anew(
+    client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
+) -> None:
+    """A recording time is the application's clock, which may lag the database's: what was
+    recorded within the margin before the basis's moment counts as changed since."""
+    cases = await _three_held(client)
+    await build_basis(app, margin_seconds=600)
+    for case_id in cases:
+        await _forget_kept_path(db, case_id)
+    assert (await generate(client, **SEPTEMBER))["figures"]["held"]["total"] == 3
+
+
 async def test_a_basis_built_by_another_engine_is_never_read(
     client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
 ) -> None:
@@ -121,3 +138,128 @@ async def test_the_command_builds_the_basis_and_keeps_only_the_newest(
     assert str(kept[0]["id"]) in done.stdout
     assert await db.fetchval("SELECT count(*) FROM report_basis_path") == 4
     assert await db.fetchval("SELECT count(DISTINCT basis_id) FROM report_basis_path") == 1
+
+
+async def test_facts_corrected_after_the_basis_are_counted_as_corrected(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The basis keeps the facts the breakdowns count for the people held; a person's
+    citizenships and a case file's deprivation type and charges corrected since are read
+    as corrected. As known before the corrections, each person keeps their own facts."""
+    foreigner = await person(client, "LT")
+    await case(client, foreigner, event("detained", "2025-03-02"))
+    local = await person(client)
+    held_at_home = await case(client, local, event("detained", "2025-04-02"))
+    await build_basis(app)
+    before = await generate(client, **SEPTEMBER)
+    assert before["figures"]["held"]["total"] == 2
+    assert before["figures"]["breakdowns"]["foreign_by_citizenship"] == {"LT": 1}
+    assert before["figures"]["breakdowns"]["by_article"] == {"342": 2}
+
+    person_url = f"{API}/persons/{foreigner}"
+    etag = (await client.get(person_url)).headers["etag"]
+    changed = await client.patch(
+        person_url, json={"citizenships": ["BY", "PL"]}, headers={"If-Match": etag}
+    )
+    assert changed.status_code == 200, changed.text
+    case_url = f"{API}/cases/{held_at_home}"
+    etag = (await client.get(case_url)).headers["etag"]
+    changed = await client.patch(
+        case_url,
+        json={"charges": [{"code": "BY-CC", "article": "130", "part": "1"}]},
+        headers={"If-Match": etag},
+    )
+    assert changed.status_code == 200, changed.text
+
+    after = await generate(client, **SEPTEMBER)
+    assert after["figures"]["held"]["total"] == 2
+    assert after["figures"]["breakdowns"]["foreign_by_citizenship"] == {"PL": 1}
+    assert after["figures"]["breakdowns"]["by_article"] == {"342": 1, "130": 1}
+
+    etag = (await client.get(case_url)).headers["etag"]
+    changed = await client.patch(
+        case_url, json={"deprivation_type": "house_arrest"}, headers={"If-Match": etag}
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await generate(client, **SEPTEMBER))["figures"]["held"]["total"] == 1
+
+    # As known before the corrections: the versions kept then, each person's own.
+    again = await generate(client, **SEPTEMBER, as_known_at=before["parameters"]["as_known_at"])
+    assert again["figures"] == before["figures"]
+
+
+async def test_a_write_open_while_the_basis_is_built_is_counted_when_it_commits(
+    client: httpx.AsyncClient, app: FastAPI, database_url: str
+) -> None:
+    """A transaction that began before the build and commits after it carries recording
+    times from before the basis's moment: its case file still counts as changed since."""
+    held = await case(client, await person(client), event("detained", "2025-03-02"))
+    detention = (await events_of(client, held))[0]["id"]
+    writer = await asyncpg.connect(database_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.fetchval("SELECT 1")  # open, and with no transaction id yet
+        await build_basis(app)
+        await writer.execute(
+            "INSERT INTO status_event_retraction (id, event_id, case_file_id, reason, "
+            "recorded_at) VALUES (gen_random_uuid(), $1, $2, 'a mistake', now())",
+            uuid.UUID(detention),
+            uuid.UUID(held),
+        )
+        await transaction.commit()
+    finally:
+        await writer.close()
+    assert (await generate(client, **SEPTEMBER))["figures"]["held"]["total"] == 0
+
+
+async def test_reports_do_not_wait_for_a_basis_being_built(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """A build is a long transaction that writes nothing a report counts: a report made
+    meanwhile does not wait for it to finish."""
+    await _three_held(client)
+    builder = await asyncpg.connect(database_url, server_settings={"application_name": BUILDER})
+    try:
+        transaction = builder.transaction()
+        await transaction.start()
+        await builder.fetchval("SELECT txid_current()")  # a writer, as a build is
+        started = time.monotonic()
+        assert (await generate(client, **SEPTEMBER))["figures"]["held"]["total"] == 3
+        assert time.monotonic() - started < SETTLE_WAIT_LIMIT.total_seconds() / 2
+        await transaction.rollback()
+    finally:
+        await builder.close()
+
+
+async def test_a_statement_told_to_read_a_basis_that_is_gone_builds_every_path(
+    client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
+) -> None:
+    """The report's statement chooses the basis itself; when none is as known by its
+    knowledge time (a newer build dropped it after the caller looked), every case file
+    counts as changed, and the figures are those without a basis."""
+    await _three_held(client)
+    before = datetime.now(UTC)
+    await build_basis(app)
+    question = asof.Question(
+        as_of=date(2025, 9, 30),
+        period_from=date(2025, 9, 1),
+        period_to=date(2025, 9, 30),
+        as_known_at=before,
+        baseline=date(2020, 1, 1),
+        jurisdiction="BY",
+        held_deprivation_types=list(asof.DEFAULT_HELD_DEPRIVATION_TYPES),
+        chart_years=3,
+    )
+    counted = {}
+    for with_basis in (False, True):
+        transaction = db.transaction()
+        await transaction.start()
+        try:
+            counted[with_basis] = await asof.figures(
+                db, question, snapshot_id=uuid.uuid4(), earlier=None, with_basis=with_basis
+            )
+        finally:
+            await transaction.rollback()
+    assert counted[True].figures == counted[False].figures
+    assert counted[True].figures["held"]["total"] == 3
