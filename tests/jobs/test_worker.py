@@ -159,6 +159,7 @@ async def test_two_workers_run_each_scheduled_tick_once(
         integrity_schedule="* * * * * *",
         purge_schedule="",
         report_job_schedule="",
+        report_basis_schedule="",
     )
 
     async def three_ticks_ran() -> bool:

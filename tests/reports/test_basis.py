@@ -17,6 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.core.config import InvalidSetting, Settings
+from app.jobs import service as jobs_service
+from app.jobs import worker
 from app.reports import asof
 from app.reports.knowledge import BASIS_BUILDER as BUILDER
 from app.reports.knowledge import SETTLE_WAIT_LIMIT
@@ -263,3 +266,22 @@ async def test_a_statement_told_to_read_a_basis_that_is_gone_builds_every_path(
             await transaction.rollback()
     assert counted[True].figures == counted[False].figures
     assert counted[True].figures["held"]["total"] == 3
+
+
+async def test_the_worker_rebuilds_the_basis_on_its_schedule(
+    client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
+) -> None:
+    settings: Settings = app.state.settings
+    assert worker.schedules(settings)[jobs_service.REPORT_BASIS] == "41 2 * * *"
+    assert jobs_service.REPORT_BASIS not in worker.schedules(
+        settings.model_copy(update={"report_basis_schedule": ""})
+    )
+    with pytest.raises(InvalidSetting, match="HABEAS_REPORT_BASIS_SCHEDULE"):
+        worker.schedules(settings.model_copy(update={"report_basis_schedule": "nightly"}))
+
+    await _three_held(client)
+    jobs = worker.Jobs(app.state.session_factory, settings, app.state.security.audit_keys)
+    await jobs.build_report_basis()
+    await jobs.build_report_basis()
+    assert await db.fetchval("SELECT count(*) FROM report_basis") == 1
+    assert await db.fetchval("SELECT count(*) FROM report_basis_path") == 4
