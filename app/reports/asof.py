@@ -258,31 +258,14 @@ _ISLANDS = """
 # whether a status is custody before the report's choice of deprivation types; that choice
 # is applied here, as the case file's own deprivation type (one per case file) decides it
 # for its whole path.
-#
-# The statement itself chooses the basis (the newest of this format as known by T), so
-# that it reads the basis its own snapshot holds, whatever build commits meanwhile. Should
-# none be left (a build of a basis as known after T removed the older one since the caller
-# looked), every case file counts as changed: the figures are the same, only slower.
 _CHANGED_SINCE_BASIS = """
-basis_used AS MATERIALIZED (
-    SELECT id, changed_after FROM report_basis
-    WHERE engine_version = {BASIS_FORMAT}::text AND known_at <= {T}
-    ORDER BY known_at DESC
-    LIMIT 1
-),
-changed_after AS MATERIALIZED (
-    SELECT COALESCE(max(changed_after), '-infinity'::timestamptz) AS moment FROM basis_used
-),
 changed AS MATERIALIZED (
-    SELECT case_file_id FROM status_event
-    WHERE recorded_at >= (SELECT moment FROM changed_after)
-    UNION SELECT case_file_id FROM status_event_retraction
-    WHERE recorded_at >= (SELECT moment FROM changed_after)
-    UNION SELECT case_file_id FROM status_claim_resolution
-    WHERE recorded_at >= (SELECT moment FROM changed_after)
-    UNION SELECT id FROM case_file WHERE facts_since >= (SELECT moment FROM changed_after)
+    SELECT case_file_id FROM status_event WHERE recorded_at >= {CHANGED_AFTER}
+    UNION SELECT case_file_id FROM status_event_retraction WHERE recorded_at >= {CHANGED_AFTER}
+    UNION SELECT case_file_id FROM status_claim_resolution WHERE recorded_at >= {CHANGED_AFTER}
+    UNION SELECT id FROM case_file WHERE facts_since >= {CHANGED_AFTER}
     UNION SELECT c.id FROM person p JOIN case_file c ON c.person_id = p.id
-    WHERE p.facts_since >= (SELECT moment FROM changed_after)
+    WHERE p.facts_since >= {CHANGED_AFTER}
 )"""
 
 _PATH_FROM_BASIS = """
@@ -296,7 +279,7 @@ path AS NOT MATERIALIZED (
            b.until, b.next_status, b.facts_kept, b.articles, b.citizenships::text[],
            b.gender::text, b.region::text, b.birth_date
     FROM report_basis_path b
-    WHERE b.basis_id = (SELECT id FROM basis_used)
+    WHERE b.basis_id = {BASIS}
       AND ({JURISDICTION}::text IS NULL OR b.jurisdiction = {JURISDICTION}::text)
       AND NOT EXISTS (SELECT 1 FROM changed c WHERE c.case_file_id = b.case_file_id)
     UNION ALL
@@ -332,7 +315,7 @@ _FIGURE_SLOTS = {
     "ONLY": "",
 }
 # … and two more with a path basis.
-_BASIS_SLOTS = {"BASIS_FORMAT": "$13"}
+_BASIS_SLOTS = {"BASIS": "$13::uuid", "CHANGED_AFTER": "$14::timestamptz"}
 
 
 def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
@@ -727,6 +710,15 @@ class Earlier:
     as_of: date
 
 
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """A path basis a report reads: its id, and the moment from which anything recorded
+    makes a case file count as changed since (app/reports/basis.py)."""
+
+    id: uuid.UUID
+    changed_after: datetime
+
+
 # Changes whenever the path CTEs or the basis's columns change: a basis built otherwise is
 # never read (app/reports/basis.py).
 BASIS_FORMAT = "path-2"
@@ -750,17 +742,18 @@ async def figures(
     *,
     snapshot_id: uuid.UUID,
     earlier: Earlier | None,
-    with_basis: bool = False,
+    basis: Basis | None = None,
 ) -> Counted:
     """Every figure of the status report for `question`, in the shape of docs/reports.md;
     the people held are kept for `snapshot_id` (whose row must be inserted in the same
-    transaction: the reference is checked at commit). `with_basis`: the paths of the case
-    files unchanged since the newest path basis as known at the question's knowledge time
-    are read from it (app/reports/basis.py); the figures are the same either way."""
+    transaction: the reference is checked at commit). With a `basis` as known at the
+    question's knowledge time or before (held by the transaction: app/reports/basis.py),
+    the paths of the case files unchanged since are read from it; the figures are the same
+    either way."""
     document = await connection.fetchval(
-        FIGURES_SQL_WITH_BASIS if with_basis else FIGURES_SQL,
+        FIGURES_SQL_WITH_BASIS if basis is not None else FIGURES_SQL,
         *_figure_arguments(question, snapshot_id, earlier),
-        *((BASIS_FORMAT,) if with_basis else ()),
+        *((basis.id, basis.changed_after) if basis is not None else ()),
     )
     counted = _decoded(document)
     claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")

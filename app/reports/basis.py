@@ -4,9 +4,8 @@ builds anew only the paths of the case files changed since. A cache, never a rec
 report with no usable basis builds every path, and gives the same figures.
 
 Built by `habeas report basis` and by the worker's `report_basis` job (daily by default),
-in one transaction, which also drops the older bases. A report's statement chooses the
-basis its own snapshot holds (app/reports/asof.py), so a build committing meanwhile never
-takes a basis away from under it."""
+in one transaction, which also drops the older bases. A report holds the basis it reads
+(a key-share lock on its row), so a build dropping it waits for the report to finish."""
 
 import time
 from datetime import datetime, timedelta
@@ -35,12 +34,13 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS
 """
 
 
-async def usable(session: AsyncSession, known_at: datetime) -> bool:
-    """Whether a basis a report as known at `known_at` may read exists."""
+async def usable(session: AsyncSession, known_at: datetime) -> asof.Basis | None:
+    """The newest basis a report as known at `known_at` may read, if any, held until the
+    session's transaction ends."""
     found = await repository.latest_basis(
-        session, engine_version=asof.BASIS_FORMAT, known_by=known_at
+        session, engine_version=asof.BASIS_FORMAT, known_by=known_at, hold=True
     )
-    return found is not None
+    return asof.Basis(found.id, found.changed_after) if found is not None else None
 
 
 async def build(

@@ -40,10 +40,11 @@ async def snapshots_before(
 
 
 async def latest_basis(
-    session: AsyncSession, *, engine_version: str, known_by: datetime
+    session: AsyncSession, *, engine_version: str, known_by: datetime, hold: bool = False
 ) -> ReportBasis | None:
-    """The newest basis built by this engine as known at `known_by` or before."""
-    found = await session.exec(
+    """The newest basis built by this engine as known at `known_by` or before; with `hold`,
+    kept from deletion until the transaction ends (a key-share lock)."""
+    query = (
         select(ReportBasis)
         .where(
             col(ReportBasis.engine_version) == engine_version,
@@ -52,7 +53,9 @@ async def latest_basis(
         .order_by(col(ReportBasis.known_at).desc())
         .limit(1)
     )
-    return found.first()
+    if hold:
+        query = query.with_for_update(key_share=True)
+    return (await session.exec(query)).first()
 
 
 async def drop_bases_except(session: AsyncSession, kept: uuid.UUID) -> int:

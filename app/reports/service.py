@@ -167,7 +167,7 @@ async def generate(
         resolved.question,
         snapshot_id=snapshot_id,
         earlier=asof.Earlier(previous.id, previous.as_of) if previous else None,
-        with_basis=await basis.usable(session, moment),
+        basis=await basis.usable(session, moment),
     )
     figures = counted.figures
     people: dict[str, Any] = {"claims": counted.claims}

@@ -73,8 +73,11 @@ async def test_hand_written_sql_gives_the_engines_figures(
     bulk: asyncpg.Connection, known_at: datetime | None, read_basis: bool
 ) -> None:
     as_known_at = known_at or datetime.now(UTC) - timedelta(seconds=5)
+    basis = None
     if read_basis:  # the one the bulk seed built, as known at the end of the seeding
-        assert await bulk.fetchval("SELECT count(*) FROM report_basis") == 1
+        kept = await bulk.fetchrow("SELECT id, changed_after FROM report_basis")
+        assert kept is not None
+        basis = asof.Basis(kept["id"], kept["changed_after"])
         as_known_at = datetime.now(UTC)
     period = (date(2025, 9, 1), date(2025, 9, 30))
     mine = await report_sql.status_figures(
@@ -100,7 +103,7 @@ async def test_hand_written_sql_gives_the_engines_figures(
     await transaction.start()
     try:
         counted = await asof.figures(
-            bulk, question, snapshot_id=uuid.uuid4(), earlier=None, with_basis=read_basis
+            bulk, question, snapshot_id=uuid.uuid4(), earlier=None, basis=basis
         )
     finally:
         await transaction.rollback()

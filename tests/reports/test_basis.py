@@ -7,9 +7,10 @@ test (tests/reports/test_figures_property.py, which builds a basis at random ste
 stories here show which paths a report reads: the owner removes a case file's kept path,
 and a report that read it would miss that person."""
 
+import asyncio
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +21,7 @@ from fastapi import FastAPI
 from app.core.config import InvalidSetting, Settings
 from app.jobs import service as jobs_service
 from app.jobs import worker
-from app.reports import asof
+from app.reports import basis
 from app.reports.knowledge import BASIS_BUILDER as BUILDER
 from app.reports.knowledge import SETTLE_WAIT_LIMIT
 from tests.auth import cli_env, run_cli
@@ -235,37 +236,25 @@ async def test_reports_do_not_wait_for_a_basis_being_built(
         await builder.close()
 
 
-async def test_a_statement_told_to_read_a_basis_that_is_gone_builds_every_path(
+async def test_a_build_waits_for_the_reports_reading_the_basis_it_drops(
     client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
 ) -> None:
-    """The report's statement chooses the basis itself; when none is as known by its
-    knowledge time (a newer build dropped it after the caller looked), every case file
-    counts as changed, and the figures are those without a basis."""
+    """A report holds the basis it reads until its transaction ends: a build that commits
+    meanwhile cannot take it away from under the report's statement."""
     await _three_held(client)
-    before = datetime.now(UTC)
     await build_basis(app)
-    question = asof.Question(
-        as_of=date(2025, 9, 30),
-        period_from=date(2025, 9, 1),
-        period_to=date(2025, 9, 30),
-        as_known_at=before,
-        baseline=date(2020, 1, 1),
-        jurisdiction="BY",
-        held_deprivation_types=list(asof.DEFAULT_HELD_DEPRIVATION_TYPES),
-        chart_years=3,
-    )
-    counted = {}
-    for with_basis in (False, True):
-        transaction = db.transaction()
-        await transaction.start()
-        try:
-            counted[with_basis] = await asof.figures(
-                db, question, snapshot_id=uuid.uuid4(), earlier=None, with_basis=with_basis
-            )
-        finally:
-            await transaction.rollback()
-    assert counted[True].figures == counted[False].figures
-    assert counted[True].figures["held"]["total"] == 3
+    async with app.state.session_factory() as reporting:
+        held = await basis.usable(reporting, datetime.now(UTC))
+        assert held is not None
+        building = asyncio.create_task(build_basis(app))
+        await asyncio.sleep(1.0)
+        assert not building.done()
+        kept = "SELECT count(*) FROM report_basis_path WHERE basis_id = $1"
+        assert await db.fetchval(kept, held.id) == 4
+        await reporting.rollback()
+    await asyncio.wait_for(building, timeout=30)
+    assert await db.fetchval(kept, held.id) == 0
+    assert await db.fetchval("SELECT count(*) FROM report_basis") == 1
 
 
 async def test_the_worker_rebuilds_the_basis_on_its_schedule(
