@@ -115,13 +115,13 @@ scope{N} AS MATERIALIZED (
     FROM (
         SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type
         FROM case_file c
-        WHERE c.facts_since <= {T}
+        WHERE c.facts_since <= {T}{ONLY:c.id}
         UNION ALL
         SELECT h.case_file_id, h.person_id, h.jurisdiction, h.deprivation_type
         FROM case_file_facts_history h
-        WHERE h.valid_from <= {T} AND h.valid_until > {T}
+        WHERE h.valid_from <= {T} AND h.valid_until > {T}{ONLY:h.case_file_id}
     ) AS v
-    WHERE ({JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text){ONLY}
+    WHERE {JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text
 )"""
 
 # A person's counted facts as known at T, in the same way (a lateral subquery).
@@ -312,7 +312,8 @@ _FIGURE_SLOTS = {
     "PREVIOUS": "$11::uuid",
     "PREVIOUS_AS_OF": "$12::date",
     "N": "",
-    "ONLY": "",
+    "ONLY:c.id": "",
+    "ONLY:h.case_file_id": "",
 }
 # … and two more with a path basis.
 _BASIS_SLOTS = {"BASIS": "$13::uuid", "CHANGED_AFTER": "$14::timestamptz"}
@@ -327,8 +328,15 @@ def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
             _fill(_SCOPE, slots),
             _fill(_KNOWN, slots),
         ]
-    # Only the case files changed since the basis have their paths built here.
-    fresh = {**slots, "N": "_fresh"}
+    # Only the case files changed since the basis have their paths built here (the
+    # condition inside each branch, so that the planner sees how few they are).
+    only = " AND {} IN (SELECT case_file_id FROM changed)"
+    fresh = {
+        **slots,
+        "N": "_fresh",
+        "ONLY:c.id": only.format("c.id"),
+        "ONLY:h.case_file_id": only.format("h.case_file_id"),
+    }
     return [
         _fill(_CHANGED_SINCE_BASIS, slots),
         _fill(
@@ -336,8 +344,7 @@ def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
             {"CORRECTED_ONLY": " AND r.case_file_id IN (SELECT case_file_id FROM changed)"},
         ),
         _fill(_SCOPE, slots),
-        "scope_fresh AS MATERIALIZED (\n"
-        "    SELECT * FROM scope WHERE id IN (SELECT case_file_id FROM changed)\n)",
+        _fill(_SCOPE, fresh),
         _fill(_KNOWN, fresh),
         _fill(_PATH_FROM_BASIS, slots),
     ]
@@ -789,7 +796,8 @@ _BASIS_SLOTS_BUILD = {
     "HELD_TYPES": "$3",
     "CUSTODIAL": "$4",
     "N": "",
-    "ONLY": "",
+    "ONLY:c.id": "",
+    "ONLY:h.case_file_id": "",
 }
 BASIS_PATH_SQL = (
     """
@@ -881,7 +889,8 @@ _PUBLIC_SLOTS = {
     "HELD_TYPES": "$4",
     "CUSTODIAL": "$5",
     "N": "",
-    "ONLY": "",
+    "ONLY:c.id": "",
+    "ONLY:h.case_file_id": "",
 }
 
 
