@@ -32,13 +32,18 @@ async def knowledge_time(session: AsyncSession, asked: datetime | None, settle: 
     # moment asked for may be a second ago).
     driver = await driver_connection(session)
     deadline = now + SETTLE_WAIT_LIMIT
-    while await driver.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-        "AND datname = current_database() AND xact_start <= $1 AND backend_xid IS NOT NULL "
-        "AND application_name IS DISTINCT FROM $2)",
-        moment,
-        BASIS_BUILDER,
-    ):
+    # PostgreSQL keeps what a transaction first read of pg_stat_activity until it ends:
+    # each look drops that copy, or it would see the same writers running until the limit.
+    while True:
+        await driver.execute("SELECT pg_stat_clear_snapshot()")
+        if not await driver.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND datname = current_database() AND xact_start <= $1 "
+            "AND backend_xid IS NOT NULL AND application_name IS DISTINCT FROM $2)",
+            moment,
+            BASIS_BUILDER,
+        ):
+            break
         if utcnow() > deadline:
             log.warning("report_settle_gave_up", as_known_at=moment.isoformat())
             break

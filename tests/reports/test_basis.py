@@ -274,3 +274,29 @@ async def test_the_worker_rebuilds_the_basis_on_its_schedule(
     await jobs.build_report_basis()
     assert await db.fetchval("SELECT count(*) FROM report_basis") == 1
     assert await db.fetchval("SELECT count(*) FROM report_basis_path") == 4
+
+
+async def test_a_report_waits_for_a_write_under_way_only_until_it_commits(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """A report's knowledge time waits for the writes under way then (app/reports/
+    knowledge.py), and sees them finish: PostgreSQL keeps a transaction's first view of
+    pg_stat_activity, which the wait must drop at each look."""
+    await _three_held(client)
+    writer = await asyncpg.connect(database_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.fetchval("SELECT txid_current()")  # a write under way
+
+        async def commit_soon() -> None:
+            await asyncio.sleep(0.5)
+            await transaction.commit()
+
+        started = time.monotonic()
+        committing = asyncio.create_task(commit_soon())
+        assert (await generate(client, **SEPTEMBER))["figures"]["held"]["total"] == 3
+        await committing
+        assert time.monotonic() - started < SETTLE_WAIT_LIMIT.total_seconds() / 2
+    finally:
+        await writer.close()
