@@ -124,19 +124,9 @@ scope{N} AS MATERIALIZED (
     WHERE {JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text
 )"""
 
-# A person's counted facts as known at T, in the same way (a lateral subquery).
+# A person's counted facts as known at T, in the same way (a lateral subquery), asked
+# only when `WHEN` (a condition on the outer row, or `true`) holds.
 _PERSON_AT = """
-LATERAL (
-    SELECT p.citizenships, p.gender, p.region, p.birth_date
-    FROM person p
-    WHERE p.id = {PERSON} AND p.facts_since <= {T}
-    UNION ALL
-    SELECT ph.citizenships, ph.gender, ph.region, ph.birth_date
-    FROM person_facts_history ph
-    WHERE ph.person_id = {PERSON} AND ph.valid_from <= {T} AND ph.valid_until > {T}
-)"""
-# The same, asked only when `WHEN` (a condition on the outer row) holds.
-_PERSON_AT_WHEN = """
 LATERAL (
     SELECT p.citizenships::text[] AS citizenships, p.gender::text AS gender,
            p.region::text AS region, p.birth_date
@@ -413,7 +403,7 @@ held AS MATERIALIZED (
            CASE WHEN h.facts_kept THEN h.birth_date ELSE pr.birth_date END AS birth_date
     FROM held_people h
     LEFT JOIN """
-                + _fill(_PERSON_AT_WHEN, {"PERSON": "h.person_id", "WHEN": "NOT h.facts_kept"})
+                + _fill(_PERSON_AT, {"PERSON": "h.person_id", "WHEN": "NOT h.facts_kept"})
                 + """ AS pr ON true
 ),
 -- A person leaving custody, once per day and mode whatever the number of case files (a
@@ -551,7 +541,7 @@ SELECT jsonb_build_object(
         (SELECT c.code AS k, count(*) AS n
          FROM releases x
          CROSS JOIN """
-        + _fill(_PERSON_AT, {"PERSON": "x.person_id"})
+        + _fill(_PERSON_AT, {"PERSON": "x.person_id", "WHEN": "true"})
         + """ AS p
          CROSS JOIN LATERAL unnest(p.citizenships) AS c(code)
          WHERE x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
@@ -640,7 +630,7 @@ SELECT jsonb_build_object(
                  count(DISTINCT i.case_file_id) AS case_files,
                  count(DISTINCT i.person_id) FILTER (WHERE EXISTS (
                      SELECT 1 FROM """
-        + _fill(_PERSON_AT, {"PERSON": "i.person_id"})
+        + _fill(_PERSON_AT, {"PERSON": "i.person_id", "WHEN": "true"})
         + """ AS p WHERE """
         + _fill(_FOREIGN, {"CITIZENSHIPS": "p.citizenships", "HOME": "i.jurisdiction"})
         + """)) AS foreign_nationals

@@ -24,15 +24,6 @@ log = structlog.get_logger(__name__)
 # One build at a time (a transaction-level advisory lock; a second build skips).
 _BUILD_LOCK = 0x6861626561735F62  # "habeas_b"
 
-# The earliest moment a write still open now may have stamped on what it records: its
-# transaction's start (the application stamps records once its transaction has begun, or
-# the database does), or now.
-_OLDEST_OPEN_WRITE = """
-SELECT LEAST(clock_timestamp(), min(xact_start))
-FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
-"""
-
 
 async def usable(session: AsyncSession, known_at: datetime) -> asof.Basis | None:
     """The newest basis a report as known at `known_at` may read, if any, held until the
@@ -63,7 +54,7 @@ async def build(
     # Reports do not wait for this transaction: it writes nothing they count.
     await driver.execute(f"SET LOCAL application_name = '{BASIS_BUILDER}'")
     moment = await knowledge_time(session, None, settle_seconds)
-    oldest_open: datetime = await driver.fetchval(_OLDEST_OPEN_WRITE)
+    oldest_open = await repository.oldest_open_write(driver)
     for setting in REPORT_SETTINGS:
         await driver.execute(setting)
     basis = ReportBasis(

@@ -3,6 +3,7 @@
 import uuid
 from datetime import date, datetime
 
+import asyncpg
 from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -62,3 +63,15 @@ async def drop_bases_except(session: AsyncSession, kept: uuid.UUID) -> int:
     """Every other basis (their paths go with them); how many."""
     dropped = await session.exec(delete(ReportBasis).where(col(ReportBasis.id) != kept))
     return dropped.rowcount
+
+
+async def oldest_open_write(driver: asyncpg.Connection) -> datetime:
+    """The earliest moment a write still open now may have stamped on what it records: its
+    transaction's start (the application stamps records once its transaction has begun, or
+    the database does), or now."""
+    moment: datetime = await driver.fetchval(
+        "SELECT LEAST(clock_timestamp(), min(xact_start)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND xact_start IS NOT NULL"
+    )
+    return moment
