@@ -22,7 +22,7 @@ from app.reports.models import ReportBasis
 log = structlog.get_logger(__name__)
 
 # One build at a time (a transaction-level advisory lock; a second build skips).
-_BUILD_LOCK = 0x6861626561735F62  # "habeas_b"
+BUILD_LOCK = 0x6861626561735F62  # "habeas_b"
 
 
 async def usable(session: AsyncSession, known_at: datetime) -> asof.Basis | None:
@@ -48,7 +48,7 @@ async def build(
     missing one would leave it as the basis has it."""
     started = time.perf_counter()
     driver = await driver_connection(session)
-    if not await driver.fetchval("SELECT pg_try_advisory_xact_lock($1)", _BUILD_LOCK):
+    if not await driver.fetchval("SELECT pg_try_advisory_xact_lock($1)", BUILD_LOCK):
         log.info("report_basis_skipped", reason="another build is under way")
         return None
     # Reports do not wait for this transaction: it writes nothing they count.

@@ -102,6 +102,28 @@ async def test_a_report_as_known_before_the_basis_builds_every_path(
     assert earlier["figures"]["period"]["released"]["total"] == 0
 
 
+async def test_the_command_builds_nothing_while_another_build_runs(
+    clean_tables: None, db: asyncpg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(
+        DATABASE_URL=database_url,
+        HABEAS_DATA_DIR=str(TEST_KEYS_DIR),
+        HABEAS_REPORT_SETTLE_SECONDS="0",
+    )
+    other = await asyncpg.connect(database_url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        assert await other.fetchval("SELECT pg_try_advisory_xact_lock($1)", basis.BUILD_LOCK)
+        done = await run_cli(["report", "basis"], env, tmp_path)
+        await transaction.rollback()
+    finally:
+        await other.close()
+    assert done.returncode == 1
+    assert "Another build of the basis is under way" in done.stderr
+    assert await db.fetchval("SELECT count(*) FROM report_basis") == 0
+
+
 async def test_what_was_recorded_shortly_before_the_basis_is_built_anew(
     client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
 ) -> None:
