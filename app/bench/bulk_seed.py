@@ -262,18 +262,21 @@ SELECT p.id, make_date(1945 + pg_temp.pick(n, 5, 60), 1 + pg_temp.pick(n, 6, 12)
        created
 FROM bulk_person p;
 CREATE TEMP TABLE bulk_name ON COMMIT DROP AS
-SELECT i, cyrillic, latin, key FROM unnest($6::text[], $7::text[], $8::text[])
-    WITH ORDINALITY AS pool(cyrillic, latin, key, i);
+SELECT i, cyrillic, latin, cyrillic_key, latin_key, cyrillic_tokens, latin_tokens
+FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+    WITH ORDINALITY AS pool(cyrillic, latin, cyrillic_key, latin_key, cyrillic_tokens,
+                            latin_tokens, i);
 INSERT INTO person_name (id, person_id, position, value, script, language, kind, is_public,
                          search_key, search_tokens)
 SELECT pg_temp.bulk_id(p.created, 4, p.n * 2 + k), p.id, k,
        CASE k WHEN 0 THEN pool.cyrillic ELSE pool.latin END,
        CASE k WHEN 0 THEN 'Cyrl' ELSE 'Latn' END, CASE k WHEN 0 THEN 'be' ELSE 'en' END,
        CASE k WHEN 0 THEN 'legal' ELSE 'transliteration' END, true,
-       pool.key, string_to_array(pool.key, ' ')
+       CASE k WHEN 0 THEN pool.cyrillic_key ELSE pool.latin_key END,
+       string_to_array(CASE k WHEN 0 THEN pool.cyrillic_tokens ELSE pool.latin_tokens END, ' ')
 FROM bulk_person p CROSS JOIN generate_series(0, 1) k
 -- a join, not a subscript: subscripting a text[] walks it from the start every time
-JOIN bulk_name pool ON pool.i = 1 + pg_temp.pick(p.n, 14, $9);
+JOIN bulk_name pool ON pool.i = 1 + pg_temp.pick(p.n, 14, $12);
 """
 
 # One row a case file: its template and the day its path is anchored on.
@@ -456,13 +459,17 @@ TABLES = [
 class NamePool:
     cyrillic: list[str]
     latin: list[str]
-    keys: list[str]
+    # Each spelling's search_key and its search_tokens joined by spaces.
+    cyrillic_keys: list[str]
+    latin_keys: list[str]
+    cyrillic_tokens: list[str]
+    latin_tokens: list[str]
 
 
 def _name_pool(size: int) -> NamePool:
     """Invented names, with the search keys the application computes for them."""
     rng = random.Random(7)
-    pool = NamePool([], [], [])
+    pool = NamePool([], [], [], [], [], [])
     for _ in range(size):
         female = rng.random() < 0.32
         first, _russian = rng.choice(words.FEMALE_FIRST if female else words.MALE_FIRST)
@@ -473,7 +480,10 @@ def _name_pool(size: int) -> NamePool:
         latin = " ".join(word.capitalize() for word in skeleton(value).split())
         pool.cyrillic.append(value)
         pool.latin.append(latin)
-        pool.keys.append(" ".join(tokens(skeleton(latin))))
+        pool.cyrillic_keys.append(skeleton(value))
+        pool.latin_keys.append(skeleton(latin))
+        pool.cyrillic_tokens.append(" ".join(tokens(value)))
+        pool.latin_tokens.append(" ".join(tokens(latin)))
     return pool
 
 
@@ -560,8 +570,11 @@ async def load(url: str, *, persons: int) -> str:
                 words.REGIONS,
                 names.cyrillic,
                 names.latin,
-                names.keys,
-                len(names.keys),
+                names.cyrillic_keys,
+                names.latin_keys,
+                names.cyrillic_tokens,
+                names.latin_tokens,
+                len(names.cyrillic),
             )
             await _run(connection, SQL_CASES, AS_OF, len(picks))
             await _run(connection, SQL_EVENTS, AS_OF)

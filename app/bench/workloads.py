@@ -19,7 +19,7 @@ from app.core.clock import utcnow
 from app.core.ids import new_id
 from app.identity import repository as identity_repository
 from app.persons.models import Person, PersonName
-from app.persons.names import skeleton, tokens
+from app.persons.names import name_words, skeleton
 
 # Column lists come from the models, so that the baseline selects what the API selects.
 CASE_COLUMNS = repository.CASE_LIST
@@ -31,12 +31,19 @@ SQL_CASE_LIST = (
     "(SELECT person.id FROM person WHERE person.citizenships @> $1::varchar(2)[]) "
     "AND status = $2 ORDER BY id LIMIT $3"
 )
-SQL_SEARCH = (
-    f"SELECT {PERSON_COLUMNS}, m.score FROM person JOIN (SELECT person_id, "
-    "CAST(max(word_similarity($1, search_key)) AS float) AS score FROM person_name "
-    "WHERE search_tokens @> $3::text[] GROUP BY person_id) AS m ON m.person_id = person.id "
-    "ORDER BY m.score DESC, person.id LIMIT $2"
-)
+
+
+def sql_search(words: int) -> str:
+    """Name search for a query of so many words, each given as the array of its keys."""
+    each_word = " AND ".join(f"search_tokens && ${3 + i}::text[]" for i in range(words))
+    return (
+        f"SELECT {PERSON_COLUMNS}, m.score FROM person JOIN (SELECT person_id, "
+        "CAST(max(word_similarity($1, search_key)) AS float) AS score FROM person_name "
+        f"WHERE {each_word} GROUP BY person_id) AS m ON m.person_id = person.id "
+        "ORDER BY m.score DESC, person.id LIMIT $2"
+    )
+
+
 SQL_NAMES = (
     f"SELECT {NAME_COLUMNS} FROM person_name WHERE person_id = ANY($1::uuid[]) "
     "ORDER BY person_id, position"
@@ -216,17 +223,18 @@ class NameSearch(Workload):
             "SELECT value FROM person_name WHERE script = 'Latn' ORDER BY random() LIMIT 500"
         )
         self.spellings = [row["value"] for row in rows]
-        self.keys = [skeleton(value) for value in self.spellings]
+        self.keys = [(skeleton(value), name_words(value)) for value in self.spellings]
 
     def request(self, worker: int, rng: random.Random) -> Request:
         return Request("GET", f"{API}/persons", params={"q": rng.choice(self.spellings)})
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
-        key = rng.choice(self.keys)
-        words = tokens(key)
+        key, words = rng.choice(self.keys)
         async with connection.transaction():
             await self.authenticate(connection)
-            found = await connection.fetch(SQL_SEARCH, key, PAGE_SIZE + 1, words)
+            found = await connection.fetch(
+                sql_search(len(words)), key, PAGE_SIZE + 1, *(list(keys) for keys in words)
+            )
             await connection.fetch(SQL_NAMES, [row["id"] for row in found])
             await self.record(connection, "person.list", None, related=[r["id"] for r in found])
 

@@ -4,14 +4,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Float, cast, func, literal, tuple_
+from sqlalchemy import ColumnElement, Float, Text, and_, cast, func, literal, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.clock import utcnow
 from app.persons.models import Person, PersonName
-from app.persons.names import tokens
 from app.persons.schemas import PersonFilters
 from app.recognition.criteria import RecognitionStatus
 
@@ -102,6 +102,7 @@ async def search(
     session: AsyncSession,
     *,
     key: str,
+    words: Sequence[Sequence[str]],
     whole_words: bool,
     filters: PersonFilters,
     readable: ColumnElement[bool],
@@ -111,13 +112,19 @@ async def search(
 ) -> list[tuple[Person, float]]:
     """Persons any of whose names resembles `key` (a skeleton), best match first.
 
-    With `whole_words`, names whose tokens include every word of the key (GIN on
-    search_tokens); otherwise names similar to it by trigram word similarity (`<%`, GIN on
-    search_key). Either way they rank by word similarity.
+    With `whole_words`, names that hold, for every word of the query, one of that word's
+    keys (`words`, app/persons/names.py; GIN on search_tokens); otherwise names similar to
+    the main key by trigram word similarity (`<%`, GIN on search_key). Either way they rank
+    by word similarity.
     """
     score = cast(func.max(func.word_similarity(key, PersonName.search_key)), Float)
     matching = (
-        col(PersonName.search_tokens).contains(tokens(key))
+        and_(
+            *(
+                col(PersonName.search_tokens).op("&&")(cast(list(keys), ARRAY(Text)))
+                for keys in words
+            )
+        )
         if whole_words
         else literal(key).op("<%")(PersonName.search_key)
     )

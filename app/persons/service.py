@@ -29,7 +29,7 @@ from app.core.pagination import (
 from app.core.versioning import bump, check_version
 from app.persons import repository
 from app.persons.models import Person, PersonName
-from app.persons.names import skeleton, tokens
+from app.persons.names import name_words, skeleton, tokens
 from app.persons.schemas import (
     NameInput,
     PersonCreate,
@@ -69,7 +69,6 @@ class PersonPage:
 def _name_rows(person_id: uuid.UUID, names: list[NameInput]) -> list[PersonName]:
     rows = []
     for position, name in enumerate(names):
-        key = skeleton(name.value)
         rows.append(
             PersonName(
                 person_id=person_id,
@@ -79,8 +78,8 @@ def _name_rows(person_id: uuid.UUID, names: list[NameInput]) -> list[PersonName]
                 language=name.language,
                 kind=name.kind,
                 is_public=name.is_public,
-                search_key=key,
-                search_tokens=tokens(key),
+                search_key=skeleton(name.value),
+                search_tokens=tokens(name.value),
             )
         )
     return rows
@@ -281,6 +280,7 @@ async def list_persons(
             repository.search,
             session,
             key=key,
+            words=name_words(q),
             filters=filters,
             readable=readable,
             public_names_only=not visibility.searches_private_names(caller.principal),

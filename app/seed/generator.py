@@ -295,6 +295,11 @@ def _skeleton(text: str) -> str:
     return skeleton(text)
 
 
+@cache
+def _tokens(text: str) -> list[str]:
+    return tokens(text)
+
+
 def _moment(day: date, rng: random.Random) -> datetime:
     return datetime.combine(day, time(rng.randrange(7, 22), rng.randrange(60)), UTC)
 
@@ -481,7 +486,7 @@ class _Generator:
                     kind,
                     public,
                     _skeleton(value),
-                    tokens(_skeleton(value)),
+                    _tokens(value),
                 )
             )
 
