@@ -53,6 +53,7 @@ from app.ops.keys import check_sealed_values_open
 from app.ops.metrics import SCRAPE_HOOKS
 from app.ops.router import metrics_router
 from app.ops.router import router as ops_router
+from app.persons.router import matches_router as person_matches_router
 from app.persons.router import router as persons_router
 from app.recognition.router import criteria_router as recognition_criteria_router
 from app.recognition.router import router as recognition_router
@@ -75,6 +76,7 @@ def api_router() -> APIRouter:
     # costs FastAPI work on each request's route matching.
     for feature in (
         persons_router,
+        person_matches_router,
         cases_router,
         collective_router,
         custody_router,

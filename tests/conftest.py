@@ -20,6 +20,7 @@ from app.core.config import Environment, Settings
 from app.core.db import metadata
 from app.core.migrations import upgrade_async
 from app.main import create_app
+from tests import factories
 from tests.auth import SignedIn, api_client, create_account, log_in
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,12 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(database_url))
     yield connection
     await connection.close()
+
+
+@pytest.fixture(autouse=True)
+def first_default_person_is_labanovich() -> None:
+    """Each test's first default person is Міхась Лабановіч (tests/factories.py)."""
+    factories.reset_default_names()
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 from typing import Any
 
 import httpx
+from anyascii import anyascii
+
+from app.seed import vocabulary
 
 API = "/api/v1"
 
@@ -41,23 +44,56 @@ WITHDRAWN = {
 }
 
 
+class _Namesakes:
+    """How many default persons the running test has made (reset before each test by
+    tests/conftest.py). The first is Міхась Лабановіч; each later one gets a surname of
+    their own, so that the duplicate check does not take them for one person."""
+
+    made = 0
+
+
+def reset_default_names() -> None:
+    _Namesakes.made = 0
+
+
+def _default_names() -> list[dict[str, Any]]:
+    made, _Namesakes.made = _Namesakes.made, _Namesakes.made + 1
+    first_be, first_ru, first_latin = "Міхась", "Михаил", "Mikhas"
+    if made == 0:
+        be, ru, latin = "Лабановіч", "Лобанович", "Labanovich"
+    else:
+        # An invented surname, and past the first 29 another first name too: never two
+        # persons with names the duplicate check would take for one.
+        stems = vocabulary.SURNAME_STEMS[1:]
+        endings = vocabulary.SURNAME_ENDINGS[1:]
+        index, stem = divmod(made - 1, len(stems))
+        given, ending = divmod(index, len(endings))
+        if given:
+            first_be, first_ru = vocabulary.MALE_FIRST[(given - 1) % len(vocabulary.MALE_FIRST)]
+            first_latin = anyascii(first_be)
+        be = stems[stem][0] + endings[ending][0]
+        ru = stems[stem][1] + endings[ending][2]
+        latin = anyascii(be)
+    return [
+        {"value": f"{first_be} {be}", "script": "Cyrl", "language": "be", "kind": "legal"},
+        {
+            "value": f"{first_ru} {ru}",
+            "script": "Cyrl",
+            "language": "ru",
+            "kind": "transliteration",
+        },
+        {
+            "value": f"{first_latin} {latin}",
+            "script": "Latn",
+            "language": "en",
+            "kind": "transliteration",
+        },
+    ]
+
+
 def person_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "names": [
-            {"value": "Міхась Лабановіч", "script": "Cyrl", "language": "be", "kind": "legal"},
-            {
-                "value": "Михаил Лобанович",
-                "script": "Cyrl",
-                "language": "ru",
-                "kind": "transliteration",
-            },
-            {
-                "value": "Mikhas Labanovich",
-                "script": "Latn",
-                "language": "en",
-                "kind": "transliteration",
-            },
-        ],
+        "names": _default_names() if "names" not in overrides else [],
         "publish_consent": True,
         "birth_date": "1979-03",
         "gender": "male",
@@ -121,7 +157,17 @@ def case_body(
 
 
 async def create_person(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
-    response = await client.post(f"{API}/persons", json=person_body(**overrides))
+    """A person created as intake does when the duplicate check proposes someone: the
+    caller states that the candidates are someone else."""
+    return await post_person(client, person_body(**overrides))
+
+
+async def post_person(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(f"{API}/persons", json=body)
+    if response.status_code == 409 and "candidates" in response.json():
+        distinct = [candidate["person"]["id"] for candidate in response.json()["candidates"]]
+        body = {**body, "confirmed_distinct_from": distinct}
+        response = await client.post(f"{API}/persons", json=body)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
 

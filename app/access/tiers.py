@@ -36,6 +36,8 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "relatives": C,
         "contacts": C,
         "address": C,
+        # who intake stated is someone else: the likeness may rest on a private name
+        "confirmed_distinct_from": C,
     },
     "case": {
         "id": P,

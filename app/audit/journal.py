@@ -157,7 +157,9 @@ class Journal:
 
     def refused(self, refusal: DomainError) -> None:
         """The unit of work ends in a refusal: nothing it did is recorded, and a denial of
-        access is recorded instead."""
+        access is recorded instead; a refusal that shows records keeps their reading."""
+        if refusal.keeps_reading and self._pending is not None and not self._pending_is_write:
+            return
         self._pending = None
         self._pending_is_write = False
         if refusal.is_denial:

@@ -239,6 +239,42 @@ class NameSearch(Workload):
             await self.record(connection, "person.list", None, related=[r["id"] for r in found])
 
 
+def sql_match_candidates(words: int) -> str:
+    """The duplicate check's candidates for a name of so many words (each given as the
+    array of its keys, then the main key): names that share keys with two of its words,
+    or whose main key is trigram-similar (app/persons/repository.match_candidates)."""
+    pairs = [
+        f"(search_tokens && ${2 + i}::text[] AND search_tokens && ${2 + j}::text[])"
+        for i in range(words)
+        for j in range(i + 1, words)
+    ] or [f"search_tokens && ${2 + i}::text[]" for i in range(words)]
+    return (
+        f"SELECT {PERSON_COLUMNS} FROM person JOIN (SELECT DISTINCT person_id FROM person_name "
+        f"WHERE {' OR '.join(pairs)} OR search_key % $1) AS m ON m.person_id = person.id "
+        "ORDER BY person.id LIMIT 200"
+    )
+
+
+class DuplicateCheck(NameSearch):
+    """POST /person-matches for a would-be person named by a recorded Latin spelling."""
+
+    name = "duplicate_check"
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        body = {"names": [{"value": rng.choice(self.spellings)}], "birth_date": "1980"}
+        return Request("POST", f"{API}/person-matches", body=body)
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        key, words = rng.choice(self.keys)
+        async with connection.transaction():
+            await self.authenticate(connection)
+            found = await connection.fetch(
+                sql_match_candidates(len(words)), key, *(list(keys) for keys in words)
+            )
+            await connection.fetch(SQL_NAMES, [row["id"] for row in found])
+            await self.record(connection, "person.match", None, related=[r["id"] for r in found])
+
+
 SENTENCE_DETAILS = '{"sentence_type": "imprisonment", "term_months": 24}'
 
 
@@ -541,6 +577,7 @@ ALL_WORKLOADS: dict[str, type[Workload]] = {
         CaseRead,
         CaseList,
         NameSearch,
+        DuplicateCheck,
         StatusTransition,
         CollectiveTransition,
         StatusReport,

@@ -34,6 +34,9 @@ class DomainError(Exception):
     # So is asking for a record that does not exist (outcome "not_found"): probing is
     # worth knowing of, and a missing record must take as long to answer as a hidden one.
     records_absence: bool = False
+    # A refusal that shows records (a likely duplicate's candidates) keeps the reading of
+    # them that the request recorded.
+    keeps_reading: bool = False
 
     def __init__(
         self, detail: str, *, headers: Mapping[str, str] | None = None, **extensions: Any
@@ -149,6 +152,12 @@ class Conflict(DomainError):
     status_code = 409
     slug = "conflict"
     title = "Conflict with the current state"
+
+
+class PossibleDuplicate(Conflict):
+    slug = "possible-duplicate"
+    title = "The person may be recorded already"
+    keeps_reading = True
 
 
 class InvalidTransition(Conflict):

@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, LargeBinary, String, Text
+from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -120,3 +120,20 @@ class PersonName(SQLModel, table=True):
     search_tokens: list[str] = Field(
         default_factory=list, sa_column=Column(ARRAY(Text), nullable=False)
     )
+
+
+class PersonDistinction(SQLModel, table=True):
+    """A caller's statement that two persons whose names look alike are different people
+    (made at intake, `confirmed_distinct_from`): kept, shown with both, and the pair is
+    not proposed as a duplicate again. Stored once a pair, the lower id first."""
+
+    __tablename__ = "person_distinction"
+    __table_args__ = (
+        CheckConstraint("person_id < other_person_id", name="ordered_pair"),
+        Index("ix_person_distinction_other_person_id", "other_person_id"),
+    )
+
+    person_id: uuid.UUID = Field(foreign_key="person.id", primary_key=True)
+    other_person_id: uuid.UUID = Field(foreign_key="person.id", primary_key=True)
+    stated_by: uuid.UUID | None = None
+    stated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())

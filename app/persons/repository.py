@@ -3,15 +3,27 @@
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import combinations
 
-from sqlalchemy import ColumnElement, Float, Text, and_, cast, func, literal, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Text,
+    and_,
+    cast,
+    func,
+    literal,
+    or_,
+    tuple_,
+)
+from sqlalchemy import case as case_when
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.clock import utcnow
-from app.persons.models import Person, PersonName
+from app.persons.models import Person, PersonDistinction, PersonName
 from app.persons.schemas import PersonFilters
 from app.recognition.criteria import RecognitionStatus
 
@@ -119,12 +131,7 @@ async def search(
     """
     score = cast(func.max(func.word_similarity(key, PersonName.search_key)), Float)
     matching = (
-        and_(
-            *(
-                col(PersonName.search_tokens).op("&&")(cast(list(keys), ARRAY(Text)))
-                for keys in words
-            )
-        )
+        and_(*(_holds(keys) for keys in words))
         if whole_words
         else literal(key).op("<%")(PersonName.search_key)
     )
@@ -144,3 +151,129 @@ async def search(
         stmt = stmt.where(tuple_(-matches.c.score, Person.id) > tuple_(-after_score, after_id))
     stmt = stmt.order_by(matches.c.score.desc(), col(Person.id)).limit(limit)
     return [(person, float(found_score)) for person, found_score in await session.exec(stmt)]
+
+
+# Intake of a person holds this transaction-level advisory lock from its duplicate check
+# to its commit: two requests recording one person at once would each pass the check.
+INTAKE_LOCK = 0x6861626561735F69  # "habeas_i"
+
+
+async def hold_intake_lock(session: AsyncSession) -> None:
+    await session.exec(select(func.pg_advisory_xact_lock(INTAKE_LOCK)))
+
+
+# The duplicate check compares a name by pairs of its words; past this many words (a
+# long name with patronymics and second surnames) the rest are not paired.
+MATCH_WORDS = 4
+# And at most this many of the would-be person's names.
+MATCH_NAMES = 6
+
+
+def _holds(keys: Sequence[str]) -> ColumnElement[bool]:
+    return col(PersonName.search_tokens).op("&&")(cast(list(keys), ARRAY(Text)))
+
+
+async def match_candidates(
+    session: AsyncSession,
+    *,
+    names: Sequence[tuple[str, Sequence[Sequence[str]]]],
+    readable: ColumnElement[bool],
+    public_names_only: bool,
+    leave_out: Sequence[uuid.UUID],
+    limit: int,
+) -> list[uuid.UUID]:
+    """Persons that may be the one named (each name as its main key and its words'
+    keys), the likeliest first: those with a name that shares keys with two words of a
+    given name (one, for a name of one word), then those whose main key resembles a given
+    one by trigram similarity (`%`, GIN on search_key), which catches spellings the keys
+    do not fold. Blocked this way, the check never compares all pairs."""
+    paired: list[ColumnElement[bool]] = []
+    similar: list[ColumnElement[bool]] = []
+    similarity: list[ColumnElement[float]] = []
+    for key, words in names[:MATCH_NAMES]:
+        checked = words[:MATCH_WORDS]
+        if len(checked) >= 2:
+            paired += [
+                and_(_holds(first), _holds(second)) for first, second in combinations(checked, 2)
+            ]
+        elif checked:
+            paired.append(_holds(checked[0]))
+        if key:
+            similar.append(col(PersonName.search_key).op("%")(key))
+            similarity.append(func.similarity(PersonName.search_key, key))
+    if not paired and not similar:
+        return []
+    shares_words = or_(*paired) if paired else literal(False)
+    rank = func.max(
+        case_when((shares_words, 2.0), else_=0.0)
+        + (func.greatest(*similarity) if similarity else literal(0.0))
+    )
+    found = (
+        select(col(PersonName.person_id).label("person_id"), rank.label("rank"))
+        .where(
+            or_(*paired, *similar),
+            *([col(PersonName.is_public)] if public_names_only else []),
+        )
+        .group_by(col(PersonName.person_id))
+        .subquery()
+    )
+    stmt = (
+        select(Person.id)
+        .join(found, found.c.person_id == Person.id)
+        .where(readable, col(Person.id).not_in(leave_out) if leave_out else literal(True))
+        .order_by(found.c.rank.desc(), col(Person.id))
+        .limit(limit)
+    )
+    return list(await session.exec(stmt))
+
+
+async def distinctions_of(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID], *, readable: ColumnElement[bool]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """For each person, the persons stated to be someone else, among those `readable`."""
+    if not person_ids:
+        return {}
+    one, other = col(PersonDistinction.person_id), col(PersonDistinction.other_person_id)
+    pairs = list(
+        await session.exec(
+            select(one, other).where(or_(one.in_(person_ids), other.in_(person_ids)))
+        )
+    )
+    if not pairs:
+        return {}
+    wanted = set(person_ids)
+    ends = {person_id for pair in pairs for person_id in pair}
+    seen = set(await session.exec(select(Person.id).where(col(Person.id).in_(ends), readable)))
+    grouped: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for a, b in pairs:
+        for mine, theirs in ((a, b), (b, a)):
+            if mine in wanted and theirs in seen:
+                grouped[mine].append(theirs)
+    return {person_id: sorted(found) for person_id, found in grouped.items()}
+
+
+async def add_distinctions(
+    session: AsyncSession,
+    person_id: uuid.UUID,
+    others: Sequence[uuid.UUID],
+    *,
+    stated_by: uuid.UUID | None,
+) -> None:
+    session.add_all(
+        PersonDistinction(
+            person_id=min(person_id, other),
+            other_person_id=max(person_id, other),
+            stated_by=stated_by,
+        )
+        for other in others
+    )
+    await session.flush()
+
+
+async def get_many(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID], *, readable: ColumnElement[bool]
+) -> list[Person]:
+    if not person_ids:
+        return []
+    stmt = select(Person).where(col(Person.id).in_(person_ids), readable).order_by(col(Person.id))
+    return list(await session.exec(stmt))

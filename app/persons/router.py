@@ -1,7 +1,8 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from app.access.caller import Caller
 from app.access.tiers import hidden_fields, page_exclusion
@@ -9,6 +10,7 @@ from app.audit.http import record_history
 from app.audit.journal import journal_of
 from app.audit.schemas import RecordHistory
 from app.core.db import SessionDep
+from app.core.errors import PROBLEM_JSON, PossibleDuplicate
 from app.core.http import (
     ETAG_HEADER,
     LOCATION_HEADER,
@@ -24,22 +26,26 @@ from app.core.types import CountryCode
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse
 from app.identity.http import requires
-from app.persons import service
+from app.persons import matching, service
 from app.persons.schemas import (
     NameSearch,
     PersonCreate,
     PersonFilters,
+    PersonMatches,
+    PersonMatchQuery,
     PersonRead,
     PersonUpdate,
-    person_read,
 )
 from app.recognition.criteria import RecognitionStatus
 
 router = APIRouter(prefix="/persons", tags=["persons"])
+# The duplicate check is a resource of its own: under /persons its name would be taken for
+# a person's id by GET and PATCH /persons/{person_id}.
+matches_router = APIRouter(prefix="/person-matches", tags=["persons"])
 
 
 def _read(view: service.PersonView) -> PersonRead:
-    return person_read(view.person, view.names, view.clearance, confidential=view.confidential)
+    return view.read()
 
 
 def _person_response(view: service.PersonView) -> Response:
@@ -50,11 +56,69 @@ def _person_response(view: service.PersonView) -> Response:
     )
 
 
+POSSIBLE_DUPLICATE_RESPONSE: dict[str, Any] = {
+    "description": (
+        "The person may be recorded already: a candidate scores at or above the threshold "
+        f"(`{PossibleDuplicate.slug}`). The problem lists `candidates` (as `POST "
+        "/person-matches` answers) and the `threshold`; send the request again with the "
+        "ids of those who are someone else in `confirmed_distinct_from`"
+    ),
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/Problem"},
+                    {
+                        "type": "object",
+                        "required": ["candidates", "threshold"],
+                        "properties": {
+                            "threshold": {"type": "number"},
+                            "candidates": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/PersonMatch"},
+                            },
+                        },
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
+@matches_router.post(
+    "",
+    response_model=PersonMatches,
+    responses={200: {"description": "Candidates, best first (none is an empty list)"}},
+)
+async def match_person(
+    body: PersonMatchQuery,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("person.list")],
+) -> Response:
+    """The duplicate check: recorded persons a would-be one may be (names in any script
+    and spelling, birth date, gender, citizenships, region), each with a score and its
+    reasons, among the persons the caller may see. Nothing is recorded but the reading.
+    """
+    given = service.given_facts(body)
+    matches = await service.find_matches(session, caller, given)
+    service.record_matches(journal_of(session), matches, given)
+    return JSONResponse(
+        {
+            "threshold": matching.DUPLICATE_THRESHOLD,
+            "candidates": [service.match_read(match) for match in matches],
+        }
+    )
+
+
 @router.post(
     "",
     status_code=201,
     response_model=PersonRead,
-    responses=documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+    responses={
+        **documented_headers(201, ETAG_HEADER, LOCATION_HEADER),
+        409: POSSIBLE_DUPLICATE_RESPONSE,
+    },
 )
 async def create_person(
     body: PersonCreate,
@@ -84,7 +148,11 @@ async def create_person(
         journal.viewed("person.read", "person", [view.person.id], clearance=view.clearance)
         return created(view)
 
-    return await once.run(body.model_dump(mode="json"), produce, replay)
+    request_body = body.model_dump(mode="json")
+    if not body.confirmed_distinct_from:
+        # The request as clients sent it before the field existed: its key still replays.
+        del request_body["confirmed_distinct_from"]
+    return await once.run(request_body, produce, replay)
 
 
 @router.get(
@@ -117,7 +185,9 @@ async def read_person_history(
 
 
 @router.patch(
-    "/{person_id}", response_model=PersonRead, responses=documented_headers(200, ETAG_HEADER)
+    "/{person_id}",
+    response_model=PersonRead,
+    responses={**documented_headers(200, ETAG_HEADER), 409: POSSIBLE_DUPLICATE_RESPONSE},
 )
 async def update_person(
     person_id: uuid.UUID,

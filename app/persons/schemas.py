@@ -146,6 +146,65 @@ class PersonCreate(PersonFields):
     names: Annotated[list[NameInput], Field(min_length=1, max_length=30)]
     # Families may ask that a person is not listed publicly; the caseworker must say.
     publish_consent: StrictBool
+    confirmed_distinct_from: Annotated[
+        list[uuid.UUID],
+        Field(
+            max_length=100,
+            description=(
+                "Persons the duplicate check proposed who are someone else: the caller "
+                "states it, the statement is kept and shown with both, and the pair is not "
+                "proposed again. Without it, a person whose best candidate scores at or "
+                "above the threshold is refused with 409."
+            ),
+        ),
+        UNIQUE_ITEMS,
+    ] = []
+
+    @model_validator(mode="after")
+    def _distinct_from_each_once(self) -> Self:
+        if len(set(self.confirmed_distinct_from)) != len(self.confirmed_distinct_from):
+            raise ValueError("confirmed_distinct_from lists a person twice")
+        return self
+
+
+class MatchName(BaseModel):
+    model_config = INPUT
+
+    value: Label
+
+
+class PersonMatchQuery(BaseModel):
+    """A would-be person: what intake knows of them."""
+
+    model_config = INPUT
+
+    names: Annotated[list[MatchName], Field(min_length=1, max_length=30)]
+    birth_date: PartialDateText | None = None
+    gender: Gender = Gender.unknown
+    citizenships: Annotated[list[CountryCode], Field(max_length=5), UNIQUE_ITEMS] = []
+    region: RegionCode | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _not_in_future(self.birth_date)
+        if len(set(self.citizenships)) != len(self.citizenships):
+            raise ValueError("citizenships lists a value twice")
+        return self
+
+
+class MatchReasonRead(BaseModel):
+    model_config = OUTPUT
+
+    kind: Literal["name", "birth_date", "gender", "citizenship", "region"]
+    verdict: Literal["same_spelling", "similar", "agrees", "near", "conflicts"]
+    effect: float = Field(
+        description="For a name, the likeness of the two names (0–1); for a fact, what it "
+        "added to the score or took from it."
+    )
+    given: str | None = Field(default=None, description="The name given, for a name")
+    recorded: str | None = Field(
+        default=None, description="The recorded name it was compared with, for a name"
+    )
 
 
 # What a person always has: a PATCH may leave these out but not clear them.
@@ -161,6 +220,18 @@ NOT_CLEARABLE = (
 
 class PersonUpdate(PersonFields):
     names: Annotated[list[NameInput], Field(min_length=1, max_length=30)] | None = None
+    confirmed_distinct_from: Annotated[
+        list[uuid.UUID],
+        Field(
+            max_length=100,
+            description=(
+                "With new names: persons the duplicate check proposed who are someone else "
+                "(as at creation). Without it, a rename whose best candidate scores at or "
+                "above the threshold is refused with 409."
+            ),
+        ),
+        UNIQUE_ITEMS,
+    ] = []
     publish_consent: StrictBool | None = None
     gender: Gender | None = None  # type: ignore[assignment]
     citizenships: Annotated[list[CountryCode], Field(max_length=5), UNIQUE_ITEMS] | None = None  # type: ignore[assignment]
@@ -170,6 +241,12 @@ class PersonUpdate(PersonFields):
     model_config = ConfigDict(
         **INPUT, json_schema_extra=lambda schema: not_nullable(schema, NOT_CLEARABLE)
     )
+
+    @model_validator(mode="after")
+    def _distinct_from_each_once(self) -> Self:
+        if len(set(self.confirmed_distinct_from)) != len(self.confirmed_distinct_from):
+            raise ValueError("confirmed_distinct_from lists a person twice")
+        return self
 
     @model_validator(mode="after")
     def _required_fields_not_cleared(self) -> Self:
@@ -213,6 +290,26 @@ class PersonRead(BaseModel):
     relatives: list[Relative] | None = None
     contacts: list[Contact] | None = None
     address: str | None = None
+    confirmed_distinct_from: list[uuid.UUID] | None = None
+
+
+class PersonMatch(BaseModel):
+    model_config = OUTPUT
+
+    person: PersonRead
+    score: float = Field(ge=0, le=1)
+    likely_duplicate: bool = Field(description="The score is at or above the threshold")
+    reasons: list[MatchReasonRead]
+
+
+class PersonMatches(BaseModel):
+    model_config = OUTPUT
+
+    threshold: float = Field(
+        description="At or above it, intake refuses the would-be person unless the caller "
+        "states they are someone else (`confirmed_distinct_from`)"
+    )
+    candidates: list[PersonMatch]
 
 
 SEALED_FIELDS = ("relatives", "contacts", "address")
@@ -224,6 +321,7 @@ def person_read(
     clearance: Tier,
     *,
     confidential: Mapping[str, Any],
+    distinct_from: Sequence[uuid.UUID] = (),
 ) -> PersonRead:
     """The person as the caller may see them. Names the family asked to keep private are
     confidential: left out below that tier. Sealed values come opened in `confidential`."""
@@ -237,10 +335,11 @@ def person_read(
             **{
                 name: getattr(person, name)
                 for name in PersonRead.model_fields
-                if name not in ("names", "birth_date", *SEALED_FIELDS)
+                if name not in ("names", "birth_date", "confirmed_distinct_from", *SEALED_FIELDS)
             },
             **{name: confidential.get(name) for name in SEALED_FIELDS},
             "birth_date": birth,
+            "confirmed_distinct_from": list(distinct_from),
             "names": [
                 NameRead.model_validate(name)
                 for name in names

@@ -1,7 +1,8 @@
 """Use cases for persons: create, read, update (optimistic), list and name search."""
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -12,11 +13,17 @@ from app.access import visibility
 from app.access.caller import Caller
 from app.access.policy import Resource
 from app.access.principal import Tier
-from app.access.tiers import hidden_fields, refuse_fields_above
+from app.access.tiers import PRIVATE_NAME_TIER, hidden_fields, refuse_fields_above
 from app.audit.journal import Journal, change, journal_of
 from app.core.crypto import DataKeyRing
-from app.core.dates import PartialDate
-from app.core.errors import NotFound
+from app.core.dates import PartialDate, Precision
+from app.core.errors import (
+    HiddenRecord,
+    HiddenReference,
+    NotFound,
+    PossibleDuplicate,
+    UnknownReference,
+)
 from app.core.ids import new_id
 from app.core.pagination import (
     cursor_float,
@@ -27,14 +34,19 @@ from app.core.pagination import (
     trim_page,
 )
 from app.core.versioning import bump, check_version
-from app.persons import repository
+from app.persons import matching, repository
 from app.persons.models import Person, PersonName
 from app.persons.names import name_words, skeleton, tokens
 from app.persons.schemas import (
+    SEALED_FIELDS,
+    MatchReasonRead,
     NameInput,
     PersonCreate,
     PersonFields,
     PersonFilters,
+    PersonMatch,
+    PersonMatchQuery,
+    PersonRead,
     PersonUpdate,
     person_read,
 )
@@ -58,6 +70,30 @@ class PersonView:
     clearance: Tier
     resource: Resource
     confidential: dict[str, Any]
+    # Persons stated to be someone else, among those the caller may see.
+    distinct_from: tuple[uuid.UUID, ...] = ()
+
+    def read(self) -> PersonRead:
+        return person_read(
+            self.person,
+            self.names,
+            self.clearance,
+            confidential=self.confidential,
+            distinct_from=self.distinct_from,
+        )
+
+
+@dataclass(frozen=True)
+class Match:
+    """A recorded person who may be the would-be one."""
+
+    view: PersonView
+    score: float
+    reasons: list[matching.Reason]
+
+    @property
+    def likely_duplicate(self) -> bool:
+        return self.score >= matching.DUPLICATE_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -116,6 +152,7 @@ def _view(
     *,
     names: list[PersonName],
     resource: Resource,
+    distinct_from: list[uuid.UUID] | None = None,
 ) -> PersonView:
     clearance = caller.clearance("person", resource)
     confidential: dict[str, Any] = {}
@@ -124,15 +161,13 @@ def _view(
             column: keys.open_json("person", column, person.id, envelope=getattr(person, column))
             for column in CONFIDENTIAL_COLUMNS
         }
-    return PersonView(person, names, clearance, resource, confidential)
+    return PersonView(person, names, clearance, resource, confidential, tuple(distinct_from or ()))
 
 
 def audit_snapshot(journal: Journal, view: PersonView) -> dict[str, Any]:
     """The person as the audit trail keeps them: what the caller could see, confidential
     values (private names among them) as fingerprints."""
-    values = person_read(
-        view.person, view.names, view.clearance, confidential=view.confidential
-    ).model_dump(mode="json", exclude=hidden_fields("person", view.clearance))
+    values = view.read().model_dump(mode="json", exclude=hidden_fields("person", view.clearance))
     values["names"] = [
         name if name["is_public"] else {**name, "value": journal.fingerprint(name["value"])}
         for name in values["names"]
@@ -143,7 +178,12 @@ def audit_snapshot(journal: Journal, view: PersonView) -> dict[str, Any]:
 async def create(
     session: AsyncSession, caller: Caller, *, keys: DataKeyRing, data: PersonCreate
 ) -> PersonView:
-    fields = set(PersonCreate.model_fields)
+    fields = set(PersonCreate.model_fields) - {"confirmed_distinct_from"}
+    distinct_from = await _stated_distinct(session, caller, data.confirmed_distinct_from)
+    await repository.hold_intake_lock(session)
+    await _refuse_likely_duplicate(
+        session, caller, given_facts(data), stated_distinct=set(distinct_from)
+    )
     person_id = new_id()
     person = Person(
         id=person_id,
@@ -152,10 +192,13 @@ async def create(
     )
     names = _name_rows(person.id, data.names)
     await repository.add(session, person, names)
+    await repository.add_distinctions(
+        session, person_id, distinct_from, stated_by=caller.principal.staff_id
+    )
     resource = visibility.person_resource(
         caller.principal, recorded_by=person.recorded_by, links=visibility.NO_CASE_FILES
     )
-    view = _view(caller, keys, person, names=names, resource=resource)
+    view = _view(caller, keys, person, names=names, resource=resource, distinct_from=distinct_from)
     journal = journal_of(session)
     journal.changed(
         "person.create",
@@ -185,9 +228,13 @@ async def get(
     names = await repository.names_of(session, [person_id])
     if person is None:
         raise NotFound("No such person.")
-    return _view(
+    view = _view(
         caller, keys, person, names=names.get(person_id, []), resource=resources[person_id]
     )
+    distinct = await repository.distinctions_of(
+        session, [person_id], readable=visibility.readable_persons(caller.principal)
+    )
+    return replace(view, distinct_from=tuple(distinct.get(person_id, ())))
 
 
 async def history_reader(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> PersonView:
@@ -210,16 +257,32 @@ async def update(
     caller.require("person.update", view.resource)
     journal = journal_of(session)
     before = audit_snapshot(journal, view)
-    refuse_fields_above("person", data.model_fields_set, view.clearance)
+    # Stating who is someone else is not writing that field: the caller may not see it.
+    refuse_fields_above(
+        "person", data.model_fields_set - {"confirmed_distinct_from"}, view.clearance
+    )
     person = view.person
     check_version(person.version, expected_version, what="person")
-    changes = _column_values(data, data.model_fields_set, keys=keys, person_id=person_id)
+    stated = await _stated_distinct(session, caller, data.confirmed_distinct_from)
+    fields = data.model_fields_set - {"confirmed_distinct_from"}
+    changes = _column_values(data, fields, keys=keys, person_id=person_id)
     for field, value in changes.items():
         setattr(person, field, value)
     bump(person)
     await repository.save(session, person)
     if data.names is not None:
+        # A person renamed meets the duplicate check as a new one would.
+        await repository.hold_intake_lock(session)
         await repository.replace_names(session, person_id, _name_rows(person_id, data.names))
+        renamed = await get(session, caller, person_id)
+        known = {person_id, *renamed.distinct_from, *stated}
+        await _refuse_likely_duplicate(
+            session, caller, _recorded_facts(renamed), stated_distinct=known
+        )
+    new_statements = [other for other in stated if other not in view.distinct_from]
+    await repository.add_distinctions(
+        session, person_id, new_statements, stated_by=caller.principal.staff_id
+    )
     updated = await get(session, caller, person_id, keys=keys)
     journal.changed(
         "person.update",
@@ -306,15 +369,186 @@ async def list_persons(
             position=lambda match: [match[1], str(match[0].id), whole_words],
         )
         persons = [person for person, _ in matches]
+    return PersonPage(await _views(session, caller, keys, persons), next_cursor)
+
+
+async def _views(
+    session: AsyncSession,
+    caller: Caller,
+    keys: DataKeyRing | None,
+    persons: list[Person],
+    *,
+    skip_hidden: bool = False,
+) -> list[PersonView]:
+    """Persons the caller may read, as they may see them, with one query each for their
+    names, what the policies know of them and their distinctions. With `skip_hidden`, a
+    person hidden from the caller since they were found is left out rather than refused."""
     ids = [person.id for person in persons]
     names = await repository.names_of(session, ids)
     resources = await visibility.person_resources(
         session, caller.principal, {person.id: person.recorded_by for person in persons}
     )
-    return PersonPage(
-        [
-            _view(caller, keys, p, names=names.get(p.id, []), resource=resources[p.id])
-            for p in persons
+    distinct = await repository.distinctions_of(
+        session, ids, readable=visibility.readable_persons(caller.principal)
+    )
+    views = []
+    for p in persons:
+        try:
+            views.append(
+                _view(
+                    caller,
+                    keys,
+                    p,
+                    names=names.get(p.id, []),
+                    resource=resources[p.id],
+                    distinct_from=distinct.get(p.id),
+                )
+            )
+        except HiddenRecord:
+            if not skip_hidden:
+                raise
+    return views
+
+
+# The duplicate check ------------------------------------------------------------------
+
+# Candidates the blocking query hands to scoring, at most; and shown, at most.
+MATCH_CANDIDATES = 200
+MATCHES_SHOWN = 10
+UNKNOWN_DISTINCT = "confirmed_distinct_from names a person that does not exist."
+
+
+def given_facts(data: PersonMatchQuery | PersonCreate) -> matching.Facts:
+    birth = PartialDate.parse(data.birth_date) if data.birth_date else None
+    return matching.Facts(
+        names=[matching.NameForm(name.value, name_words(name.value)) for name in data.names],
+        birth_date=birth.start if birth else None,
+        birth_precision=birth.precision if birth else None,
+        gender=data.gender,
+        citizenships=data.citizenships,
+        region=data.region,
+    )
+
+
+def _recorded_facts(view: PersonView) -> matching.Facts:
+    """What the check may compare of a recorded person: what the caller may see of them,
+    so that a reason never tells more than a read would (the birth date is restricted;
+    a private name is confidential)."""
+    hidden = hidden_fields("person", view.clearance)
+    person = view.person
+    names = [name for name in view.names if name.is_public or view.clearance >= PRIVATE_NAME_TIER]
+    precision = person.birth_date_precision
+    shows_birth = "birth_date" not in hidden and precision is not None
+    return matching.Facts(
+        names=[matching.NameForm(name.value, name_words(name.value)) for name in names],
+        birth_date=person.birth_date if shows_birth else None,
+        birth_precision=Precision(precision) if shows_birth and precision else None,
+        gender=person.gender if "gender" not in hidden else None,
+        citizenships=person.citizenships if "citizenships" not in hidden else (),
+        region=person.region if "region" not in hidden else None,
+    )
+
+
+async def find_matches(
+    session: AsyncSession,
+    caller: Caller,
+    given: matching.Facts,
+    *,
+    leave_out: Sequence[uuid.UUID] = (),
+) -> list[Match]:
+    """Recorded persons the would-be one may be, best first, among those the caller may
+    see, with the score and its reasons (app/persons/matching.py): the first ten, and
+    every likely duplicate besides. Sealed values stay sealed: a check needs none."""
+    readable = visibility.readable_persons(caller.principal)
+    candidate_ids = await repository.match_candidates(
+        session,
+        names=[(skeleton(name.value), name.words) for name in given.names],
+        readable=readable,
+        public_names_only=not visibility.searches_private_names(caller.principal),
+        leave_out=leave_out,
+        limit=MATCH_CANDIDATES,
+    )
+    persons = await repository.get_many(session, candidate_ids, readable=readable)
+    matches = []
+    for view in await _views(session, caller, None, persons, skip_hidden=True):
+        score, reasons = matching.score(given, _recorded_facts(view))
+        if score >= matching.CANDIDATE_FLOOR:
+            matches.append(Match(view, score, reasons))
+    matches.sort(key=lambda match: (-match.score, match.view.person.id))
+    return [
+        match
+        for index, match in enumerate(matches)
+        if index < MATCHES_SHOWN or match.likely_duplicate
+    ]
+
+
+async def _stated_distinct(
+    session: AsyncSession, caller: Caller, person_ids: list[uuid.UUID]
+) -> list[uuid.UUID]:
+    """The persons a caller states the new one is not: each must be one they may see."""
+    for person_id in person_ids:
+        try:
+            await get(session, caller, person_id)
+        except HiddenRecord as exc:
+            journal_of(session).subject = ("person", person_id)
+            raise HiddenReference(UNKNOWN_DISTINCT) from exc
+        except NotFound as exc:
+            journal_of(session).subject = ("person", person_id)
+            raise UnknownReference(UNKNOWN_DISTINCT) from exc
+    return person_ids
+
+
+async def _refuse_likely_duplicate(
+    session: AsyncSession,
+    caller: Caller,
+    given: matching.Facts,
+    *,
+    stated_distinct: set[uuid.UUID],
+) -> None:
+    """409 with the candidates when the would-be person's best candidate is at or above
+    the threshold and the caller has not stated that they are someone else."""
+    matches = await find_matches(session, caller, given, leave_out=sorted(stated_distinct))
+    likely = [match for match in matches if match.likely_duplicate]
+    if not likely:
+        return
+    record_matches(journal_of(session), matches, given)
+    raise PossibleDuplicate(
+        f"{len(likely)} recorded person(s) may be this one. Read them; if the person is "
+        "someone else, send the request again with their ids in confirmed_distinct_from.",
+        threshold=matching.DUPLICATE_THRESHOLD,
+        candidates=[match_read(match) for match in matches],
+    )
+
+
+def record_matches(journal: Journal, matches: list[Match], given: matching.Facts) -> None:
+    """The check's candidates as a reading, with the names asked for as fingerprints
+    (a name searched for is itself sensitive)."""
+    journal.viewed_page(
+        "person.match",
+        "person",
+        [(match.view.person.id, match.view.clearance) for match in matches],
+        detail={"names": [journal.fingerprint(name.value) for name in given.names]},
+    )
+
+
+def match_read(match: Match) -> dict[str, Any]:
+    """A candidate as the API shows it (PersonMatch), at the caller's clearance."""
+    return PersonMatch(
+        person=match.view.read(),
+        score=round(match.score, 3),
+        likely_duplicate=match.likely_duplicate,
+        reasons=[
+            MatchReasonRead(
+                kind=reason.kind.value,
+                verdict=reason.verdict.value,
+                effect=reason.effect,
+                given=reason.given,
+                recorded=reason.recorded,
+            )
+            for reason in match.reasons
         ],
-        next_cursor,
+    ).model_dump(
+        mode="json",
+        # Sealed values are not opened for a check, and not shown as empty either.
+        exclude={"person": hidden_fields("person", match.view.clearance) | set(SEALED_FIELDS)},
     )

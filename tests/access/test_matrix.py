@@ -160,6 +160,12 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         lambda c, w, k: c.post(f"{API}/persons", json={**_person_body(), "notes": "n"}),
     ),
     ("GET", "/api/v1/persons"): (STAFF_LIST, lambda c, w, k: c.get(f"{API}/persons")),
+    ("POST", "/api/v1/person-matches"): (
+        STAFF_LIST,
+        lambda c, w, k: c.post(
+            f"{API}/person-matches", json={"names": [{"value": "Mikhas Labanovich"}]}
+        ),
+    ),
     ("GET", "/api/v1/persons/{person_id}"): (
         PERSON_READ,
         lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}"),
@@ -468,7 +474,10 @@ OPEN_ROUTES = {
 def _person_body() -> dict[str, Any]:
     from tests.factories import person_body
 
-    return person_body()
+    # A name no one else has, so that the duplicate check does not stop the write.
+    letters = uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
+    name = f"Matrix {letters[:10].capitalize()} {letters[10:20].capitalize()}"
+    return person_body(names=[{"value": name, "script": "Latn", "kind": "legal"}])
 
 
 def _facility_body() -> dict[str, Any]:

@@ -79,6 +79,8 @@ async def _world(sign_in_as: SignIn) -> dict[str, Any]:
                 },
             ],
         )
+        # Both bear one private pseudonym: the second is stated to be someone else.
+        body["confirmed_distinct_from"] = [person["id"] for person in people.values()]
         # With an Idempotency-Key, so that the stored response is among what is checked.
         response = await coordinator.post(
             f"{API}/persons", json=body, headers={"Idempotency-Key": f"person-{kind}"}

@@ -1146,10 +1146,15 @@ def _write_routes(app: FastAPI) -> set[tuple[str, str]]:
     }
 
 
+# POSTs that change nothing: the duplicate check takes a would-be person in its body, and
+# records only its reading (tests/persons/test_duplicate_check.py).
+READS_BY_POST = {("POST", "/api/v1/person-matches")}
+
+
 def test_every_write_route_is_in_the_table(app: FastAPI) -> None:
     """A write route without an entry in WRITES (and so without a test that it is
     audited) fails here; so does an entry for a route that no longer exists."""
-    assert _write_routes(app) == set(WRITES)
+    assert _write_routes(app) - READS_BY_POST == set(WRITES)
 
 
 @pytest.fixture

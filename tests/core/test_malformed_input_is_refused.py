@@ -30,7 +30,9 @@ async def test_a_forged_search_cursor_is_a_400(client: httpx.AsyncClient, score:
 
 
 async def _search_cursor(client: httpx.AsyncClient) -> str:
-    await create_person(client)
+    # A namesake, so that a search has a second page.
+    names = [{"value": "Ales Labanovich", "script": "Latn", "kind": "legal"}]
+    await create_person(client, names=names)
     page = (await client.get(f"{API}/persons", params={"q": "Labanovich", "limit": 1})).json()
     return str(page["next"].split("cursor=")[1])
 

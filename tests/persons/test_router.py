@@ -70,8 +70,9 @@ class TestCreatePerson:
         self, client: httpx.AsyncClient, db: asyncpg.Connection
     ) -> None:
         headers = {"Idempotency-Key": "create-person-1"}
-        first = await client.post(f"{API}/persons", json=person_body(), headers=headers)
-        again = await client.post(f"{API}/persons", json=person_body(), headers=headers)
+        body = person_body()
+        first = await client.post(f"{API}/persons", json=body, headers=headers)
+        again = await client.post(f"{API}/persons", json=body, headers=headers)
         assert first.status_code == again.status_code == 201
         assert again.json() == first.json()
         assert again.headers["idempotent-replayed"] == "true"
@@ -274,8 +275,9 @@ async def test_concurrent_creates_with_one_idempotency_key_make_one_person(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     headers = {"Idempotency-Key": "burst"}
+    body = person_body()
     responses = await asyncio.gather(
-        *(client.post(f"{API}/persons", json=person_body(), headers=headers) for _ in range(8))
+        *(client.post(f"{API}/persons", json=body, headers=headers) for _ in range(8))
     )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1

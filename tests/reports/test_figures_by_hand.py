@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from tests.factories import API, amnesty, event, person_body
+from tests.factories import API, amnesty, event
 from tests.reports.recompute import RELEASE_MODES
 from tests.reports.reporting import (
     case,
@@ -161,6 +161,7 @@ async def _fixture(client: httpx.AsyncClient) -> dict[str, str]:
         "detained": detained,
         "rearrest": rearrest,
         "collective": expelled.json()["id"],
+        "claimed_person": p6,
     }
 
 
@@ -224,7 +225,8 @@ async def test_september_by_hand_and_as_known_at_the_first_generation(
     (item,) = unconfirmed["items"]
     assert (item["to_status"], item["effective_date"]) == ("released", "2025-09-20")
     # p6's family consented to publication: named by a public spelling.
-    assert item["name"] in {n["value"] for n in person_body()["names"]}
+    claimed_person = (await client.get(f"{API}/persons/{made['claimed_person']}")).json()
+    assert item["name"] in {n["value"] for n in claimed_person["names"]}
 
     (collective,) = figures["by_collective_event"]
     assert collective["id"] == made["collective"]

@@ -573,7 +573,16 @@ def rows(seed: int = 2026, persons: int = 240) -> list[dict[str, object]]:
     rng = random.Random(seed)
     out: list[dict[str, object]] = []
     seen: set[tuple[str, str]] = set()
-    people = [_person(rng) for _ in range(persons)]
+    # No two persons of the set share a name in either language: namesakes are real, but
+    # a name that two people bear cannot say which of them a spelling means.
+    people: list[Person] = []
+    taken: set[tuple[str, str]] = set()
+    while len(people) < persons:
+        candidate = _person(rng)
+        if {candidate.cyrillic("be"), candidate.cyrillic("ru")} & taken:
+            continue
+        taken |= {candidate.cyrillic("be"), candidate.cyrillic("ru")}
+        people.append(candidate)
     for number, person in enumerate(people):
         # Two pairs a person: each side a spelling in a system drawn at random.
         for _ in range(2):
@@ -649,8 +658,9 @@ def rows(seed: int = 2026, persons: int = 240) -> list[dict[str, object]]:
                 _surname(rng, male=male, stem=stem, ending=ending),
                 rng.randrange(1950, 2005),
             )
-        if other.surname == person.surname and other.first == person.first:
+        if {other.cyrillic("be"), other.cyrillic("ru")} & taken:
             continue
+        taken |= {other.cyrillic("be"), other.cyrillic("ru")}
         left, right = rng.sample(SYSTEMS, 2)
         out.append(
             {
