@@ -28,13 +28,32 @@ SignIn = Callable[..., Awaitable[SignedIn]]
 
 async def _terminate_api_backends(db: asyncpg.Connection) -> int:
     """What an administrator's pg_terminate_backend (or a failover) does to the API's
-    pooled connections; the test's own connection is spared."""
-    terminated: int = await db.fetchval(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND application_name = 'habeas'"
-        " AND pid <> pg_backend_pid()"
-    )
-    return terminated
+    pooled connections; the test's own connection is spared. Returns once the backends
+    have exited: pg_terminate_backend only signals them, and on a busy machine a backend
+    could otherwise still answer a pool's liveness check and die just after it."""
+    # Chosen first, then signalled: in one scan the filter's order is the planner's,
+    # and pg_terminate_backend could meet the test's own connection.
+    chosen = [
+        row["pid"]
+        for row in await db.fetch(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'habeas'"
+            " AND pid <> pg_backend_pid()"
+        )
+    ]
+    pids: list[int] = [
+        row["pid"]
+        for row in await db.fetch(
+            "SELECT pid FROM unnest($1::int[]) AS pid WHERE pg_terminate_backend(pid)", chosen
+        )
+    ]
+    deadline = asyncio.get_running_loop().time() + 5
+    while await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "backends did not exit"
+        await asyncio.sleep(0.005)
+    return len(pids)
 
 
 async def test_requests_after_the_backends_were_terminated_all_succeed(
