@@ -208,6 +208,11 @@ def hidden_fields(kind: str, clearance: Tier) -> set[str]:
 PRIVATE_NAME_TIER = C
 
 
+def shows_name(*, is_public: bool, clearance: Tier) -> bool:
+    """Whether a caller with this clearance on a person receives one of their names."""
+    return is_public or clearance >= PRIVATE_NAME_TIER
+
+
 def page_exclusion(kind: str, clearances: Sequence[Tier]) -> dict[str, Any]:
     """What to leave out of each item of a page of `kind` records, as pydantic's `exclude`
     of a `Page`: each item by the caller's clearance on that record."""

@@ -34,8 +34,6 @@ from app.cases.models import CaseFile, Confidentiality, EventRecord
 from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate, stored_charges
 from app.core.clock import today, utcnow
 from app.core.errors import (
-    HiddenRecord,
-    HiddenReference,
     NotFound,
     PreconditionFailed,
     UnknownReference,
@@ -97,14 +95,8 @@ async def visible(
 async def _visible_person_clearance(
     session: AsyncSession, caller: Caller, person_id: uuid.UUID
 ) -> Tier:
-    try:
-        return (await persons_service.get(session, caller, person_id)).clearance
-    except HiddenRecord as exc:
-        journal_of(session).subject = ("person", person_id)
-        raise HiddenReference(UNKNOWN_PERSON) from exc
-    except NotFound as exc:
-        journal_of(session).subject = ("person", person_id)
-        raise UnknownReference(UNKNOWN_PERSON) from exc
+    view = await persons_service.referenced(session, caller, person_id, unknown=UNKNOWN_PERSON)
+    return view.clearance
 
 
 async def _refuse_unassignable(session: AsyncSession, user_ids: Sequence[uuid.UUID]) -> None:

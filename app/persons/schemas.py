@@ -17,7 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.access.principal import Tier
-from app.access.tiers import PRIVATE_NAME_TIER
+from app.access.tiers import shows_name
 from app.core.clock import latest_today
 from app.core.dates import DATE_IN_FUTURE, PartialDate, PartialDateText, Precision
 from app.core.types import (
@@ -343,7 +343,7 @@ def person_read(
             "names": [
                 NameRead.model_validate(name)
                 for name in names
-                if name.is_public or clearance >= PRIVATE_NAME_TIER
+                if shows_name(is_public=name.is_public, clearance=clearance)
             ],
         }
     )

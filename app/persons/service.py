@@ -13,7 +13,7 @@ from app.access import visibility
 from app.access.caller import Caller
 from app.access.policy import Resource
 from app.access.principal import Tier
-from app.access.tiers import PRIVATE_NAME_TIER, hidden_fields, refuse_fields_above
+from app.access.tiers import hidden_fields, refuse_fields_above, shows_name
 from app.audit.journal import Journal, change, journal_of
 from app.core.crypto import DataKeyRing
 from app.core.dates import PartialDate, Precision
@@ -436,7 +436,11 @@ def _recorded_facts(view: PersonView) -> matching.Facts:
     a private name is confidential)."""
     hidden = hidden_fields("person", view.clearance)
     person = view.person
-    names = [name for name in view.names if name.is_public or view.clearance >= PRIVATE_NAME_TIER]
+    names = [
+        name
+        for name in view.names
+        if shows_name(is_public=name.is_public, clearance=view.clearance)
+    ]
     precision = person.birth_date_precision
     shows_birth = "birth_date" not in hidden and precision is not None
     return matching.Facts(
@@ -482,19 +486,27 @@ async def find_matches(
     ]
 
 
+async def referenced(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID, *, unknown: str
+) -> PersonView:
+    """A person that a request's body names: one the caller may not see is answered
+    exactly like one that does not exist (422 with `unknown`), and recorded as a denial."""
+    try:
+        return await get(session, caller, person_id)
+    except HiddenRecord as exc:
+        journal_of(session).subject = ("person", person_id)
+        raise HiddenReference(unknown) from exc
+    except NotFound as exc:
+        journal_of(session).subject = ("person", person_id)
+        raise UnknownReference(unknown) from exc
+
+
 async def _stated_distinct(
     session: AsyncSession, caller: Caller, person_ids: list[uuid.UUID]
 ) -> list[uuid.UUID]:
     """The persons a caller states the new one is not: each must be one they may see."""
     for person_id in person_ids:
-        try:
-            await get(session, caller, person_id)
-        except HiddenRecord as exc:
-            journal_of(session).subject = ("person", person_id)
-            raise HiddenReference(UNKNOWN_DISTINCT) from exc
-        except NotFound as exc:
-            journal_of(session).subject = ("person", person_id)
-            raise UnknownReference(UNKNOWN_DISTINCT) from exc
+        await referenced(session, caller, person_id, unknown=UNKNOWN_DISTINCT)
     return person_ids
 
 
