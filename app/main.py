@@ -48,6 +48,7 @@ from app.identity.router import (
 )
 from app.identity.tokens import AccessTokens
 from app.jobs.housekeeping import run_periodically
+from app.merges.router import router as merges_router
 from app.ops.grants import refuse_unsafe_role
 from app.ops.keys import check_sealed_values_open
 from app.ops.metrics import SCRAPE_HOOKS
@@ -77,6 +78,7 @@ def api_router() -> APIRouter:
     for feature in (
         persons_router,
         person_matches_router,
+        merges_router,
         cases_router,
         collective_router,
         custody_router,

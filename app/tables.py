@@ -7,6 +7,7 @@ from app.custody import models as custody_models
 from app.idempotency import models as idempotency_models
 from app.identity import models as identity_models
 from app.jobs import models as jobs_models
+from app.merges import models as merges_models
 from app.persons import models as persons_models
 from app.recognition import models as recognition_models
 from app.reports import models as reports_models
@@ -21,6 +22,7 @@ TABLE_MODULES = (
     identity_models,
     idempotency_models,
     jobs_models,
+    merges_models,
     persons_models,
     recognition_models,
     reports_models,

@@ -249,7 +249,13 @@ async def person_resources(
 
 
 def readable_persons(principal: Principal) -> ColumnElement[bool]:
-    """The persons a principal may read (`person.read`), as SQL on `person`."""
+    """The persons a principal may read (`person.read`) and find in lists, as SQL on
+    `person`. A person merged into another is none of them: they are read only as a
+    redirect to that one (app/persons/service.py, `get`)."""
+    return and_(col(Person.merged_into).is_(None), _readable_persons(principal))
+
+
+def _readable_persons(principal: Principal) -> ColumnElement[bool]:
     closed = col(Person.id).in_(_persons_with_high_case())
     if principal.is_partner:
         shared = select(CaseFile.person_id).where(readable_cases(principal))

@@ -437,3 +437,21 @@ async def counts_of_collectives(
         .group_by(collective_id)
     )
     return {row[0]: int(row[1]) for row in await session.exec(stmt) if row[0] is not None}
+
+
+async def save_person(session: AsyncSession, cases: Sequence[CaseFile]) -> bool:
+    """Write the person, version and time of case files read (and locked) earlier (a
+    merge moves them); False if any had changed since."""
+    driver = await driver_connection(session)
+    updated = await driver.fetch(
+        "UPDATE case_file AS c SET person_id = m.person_id, version = m.version, "
+        "updated_at = m.updated_at "
+        "FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[]) "
+        "AS m(id, person_id, version, updated_at) "
+        "WHERE c.id = m.id AND c.version = m.version - 1 RETURNING c.id",
+        [case.id for case in cases],
+        [case.person_id for case in cases],
+        [case.version for case in cases],
+        [case.updated_at for case in cases],
+    )
+    return len(updated) == len(cases)

@@ -339,3 +339,28 @@ async def set_recognition_status(
 def readable_ids(caller: Caller) -> SelectOfScalar[uuid.UUID]:
     """A subquery of the ids of the case files the caller may read, for other features."""
     return repository.readable_ids(visibility.readable_cases(caller.principal))
+
+
+async def move_to_person(
+    session: AsyncSession, cases: Sequence[CaseFile], person_id: uuid.UUID
+) -> list[dict[str, Any] | None]:
+    """Give case files (locked by lock_cases_of_person) to another person (a merge or its
+    undoing); their paths, custody timelines and sources go with them. Returns the
+    field-level changes for the merge's audit event."""
+    changes = []
+    now = utcnow()
+    for case in cases:
+        before = {"person_id": str(case.person_id), "version": case.version}
+        case.person_id = person_id
+        bump(case, at=now)
+        changes.append(
+            change(
+                "case",
+                case.id,
+                before=before,
+                after={"person_id": str(person_id), "version": case.version},
+            )
+        )
+    if cases and not await repository.save_person(session, cases):
+        raise PreconditionFailed("A case file changed while the persons were being merged.")
+    return changes

@@ -160,6 +160,32 @@ class PossibleDuplicate(Conflict):
     keeps_reading = True
 
 
+class PersonMerged(DomainError):
+    """The person was merged into another (`merged_into`): a redirect to the one that holds
+    the record now (308, with Location), never the merged one's old content."""
+
+    status_code = 308
+    slug = "person-merged"
+    title = "The person was merged into another record"
+
+
+class MergedRecord(NotFound):
+    """A person merged into another, asked for by any route but the person's own read:
+    nothing is done to the merged record; `merged_into` names the one to use."""
+
+    slug = "person-merged"
+    title = "The person was merged into another record"
+    records_absence = False
+
+
+class MergeRefused(Conflict):
+    """A merge or unmerge the records' state does not allow (merged already, a conflicting
+    value left undecided, overlapping custody, persons stated to be different)."""
+
+    slug = "merge-refused"
+    title = "The persons cannot be merged (or separated) as asked"
+
+
 class InvalidTransition(Conflict):
     slug = "invalid-transition"
     title = "The status change is not allowed from the current status history"
@@ -293,6 +319,14 @@ class HiddenReference(UnknownReference):
     one, and recorded as a denial."""
 
     is_denial = True
+
+
+class MergedReference(UnprocessableInput):
+    """The input names a person merged into another: the request must name that one
+    (`merged_into`)."""
+
+    slug = "person-merged"
+    title = "The input names a person merged into another record"
 
 
 class InvalidKeySet(UnprocessableInput):

@@ -32,6 +32,7 @@ AREA_ACTIONS: dict[str, str] = {
     "case.list": "cases",
     "person.create": "persons",
     "person.list": "persons",
+    "person.merge": "persons",
     "source.create": "sources",
     "source.list": "sources",
     "collective.create": "collective",

@@ -83,6 +83,9 @@ class Person(SQLModel, table=True):
         sa_type=TextEnum(RecognitionStatus, 30),
         index=True,
     )
+    # Set while the person is merged into another (app/merges): the record is kept as it
+    # was, holds nothing, and is read only as a redirect to that one.
+    merged_into: uuid.UUID | None = Field(default=None, foreign_key="person.id")
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())

@@ -3,7 +3,9 @@
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from itertools import combinations
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -277,3 +279,87 @@ async def get_many(
         return []
     stmt = select(Person).where(col(Person.id).in_(person_ids), readable).order_by(col(Person.id))
     return list(await session.exec(stmt))
+
+
+async def move_names(
+    session: AsyncSession,
+    name_ids: Sequence[uuid.UUID],
+    *,
+    to_person_id: uuid.UUID,
+    first_position: int,
+) -> None:
+    """Give names to another person, in their order, after that person's own."""
+    for offset, name_id in enumerate(name_ids):
+        await session.exec(
+            update(PersonName)
+            .where(col(PersonName.id) == name_id)
+            .values(person_id=to_person_id, position=first_position + offset)
+        )
+    await session.flush()
+
+
+async def remove_names(
+    session: AsyncSession, person_id: uuid.UUID, name_ids: Sequence[uuid.UUID]
+) -> None:
+    await session.exec(
+        delete(PersonName).where(
+            col(PersonName.person_id) == person_id, col(PersonName.id).in_(name_ids)
+        )
+    )
+    await session.flush()
+
+
+async def number_names(session: AsyncSession, person_id: uuid.UUID) -> None:
+    """Number a person's names 0, 1, … again, in their order (after some were removed)."""
+    ordered = select(
+        PersonName.id,
+        (func.row_number().over(order_by=(col(PersonName.position), col(PersonName.id))) - 1).label(
+            "position"
+        ),
+    ).where(col(PersonName.person_id) == person_id)
+    numbered = ordered.subquery()
+    await session.exec(
+        update(PersonName)
+        .where(col(PersonName.id) == numbered.c.id)
+        .values(position=numbered.c.position)
+    )
+    await session.flush()
+
+
+def _pair(first: uuid.UUID, second: uuid.UUID) -> ColumnElement[bool]:
+    return and_(
+        col(PersonDistinction.person_id) == min(first, second),
+        col(PersonDistinction.other_person_id) == max(first, second),
+    )
+
+
+async def distinction(
+    session: AsyncSession, first: uuid.UUID, second: uuid.UUID
+) -> dict[str, Any] | None:
+    found = (await session.exec(select(PersonDistinction).where(_pair(first, second)))).first()
+    if found is None:
+        return None
+    return {
+        "stated_by": str(found.stated_by) if found.stated_by else None,
+        "stated_at": found.stated_at.isoformat(),
+    }
+
+
+async def remove_distinction(session: AsyncSession, first: uuid.UUID, second: uuid.UUID) -> None:
+    await session.exec(delete(PersonDistinction).where(_pair(first, second)))
+    await session.flush()
+
+
+async def restore_distinction(
+    session: AsyncSession, first: uuid.UUID, second: uuid.UUID, statement: dict[str, Any]
+) -> None:
+    stated_by = statement.get("stated_by")
+    session.add(
+        PersonDistinction(
+            person_id=min(first, second),
+            other_person_id=max(first, second),
+            stated_by=uuid.UUID(stated_by) if stated_by else None,
+            stated_at=datetime.fromisoformat(statement["stated_at"]),
+        )
+    )
+    await session.flush()

@@ -10,7 +10,7 @@ from app.audit.http import record_history
 from app.audit.journal import journal_of
 from app.audit.schemas import RecordHistory
 from app.core.db import SessionDep
-from app.core.errors import PROBLEM_JSON, PossibleDuplicate
+from app.core.errors import PROBLEM_JSON, PersonMerged, PossibleDuplicate
 from app.core.http import (
     ETAG_HEADER,
     LOCATION_HEADER,
@@ -155,8 +155,35 @@ async def create_person(
     return await once.run(request_body, produce, replay)
 
 
+MERGED_RESPONSE: dict[str, Any] = {
+    "description": (
+        f"The person was merged into another (`{PersonMerged.slug}`): Location and "
+        "`merged_into` name the record that holds them now"
+    ),
+    "headers": {
+        "Location": {"description": "The path of that record", "schema": {"type": "string"}}
+    },
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/Problem"},
+                    {
+                        "type": "object",
+                        "required": ["merged_into"],
+                        "properties": {"merged_into": {"type": "string", "format": "uuid"}},
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
 @router.get(
-    "/{person_id}", response_model=PersonRead, responses=documented_headers(200, ETAG_HEADER)
+    "/{person_id}",
+    response_model=PersonRead,
+    responses={**documented_headers(200, ETAG_HEADER), 308: MERGED_RESPONSE},
 )
 async def read_person(
     person_id: uuid.UUID,
@@ -164,7 +191,9 @@ async def read_person(
     keys: DataKeys,
     caller: Annotated[Caller, requires("person.read")],
 ) -> Response:
-    view = await service.get(session, caller, person_id, keys=keys)
+    view = await service.get(
+        session, caller, person_id, keys=keys, merged=service.MergedAs.redirected
+    )
     journal_of(session).viewed("person.read", "person", [person_id], clearance=view.clearance)
     return _person_response(view)
 

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -20,7 +21,10 @@ from app.core.dates import PartialDate, Precision
 from app.core.errors import (
     HiddenRecord,
     HiddenReference,
+    MergedRecord,
+    MergedReference,
     NotFound,
+    PersonMerged,
     PossibleDuplicate,
     UnknownReference,
 )
@@ -55,6 +59,9 @@ from app.recognition.criteria import RecognitionStatus
 # The matching key's letters a search needs (the query's own rule is in schemas.py).
 MIN_SEARCH_KEY = 3
 
+
+# Where a person is read (the Location of a merged person's redirect).
+PERSONS_PATH = "/api/v1/persons"
 
 # Sealed at rest (app/core/crypto.py); the JSON value of each is what the API shows.
 CONFIDENTIAL_COLUMNS = ("relatives", "contacts", "address")
@@ -209,6 +216,18 @@ async def create(
     return view
 
 
+class MergedAs(StrEnum):
+    """How a use case meets a person merged into another (app/merges)."""
+
+    # 404 person-merged with `merged_into`: nothing is done to a merged record.
+    refused = "refused"
+    # 308 to the person it was merged into (the person's own read).
+    redirected = "redirected"
+    # The merged record itself, as the one it was merged into may be seen (its history,
+    # and the merges feature).
+    read = "read"
+
+
 async def get(
     session: AsyncSession,
     caller: Caller,
@@ -216,9 +235,12 @@ async def get(
     *,
     keys: DataKeyRing | None = None,
     for_update: bool = False,
+    merged: MergedAs = MergedAs.refused,
 ) -> PersonView:
     """The person, if the caller may see them; otherwise NotFound. Without `keys`,
-    confidential values stay sealed (for callers that only need to know the person)."""
+    confidential values stay sealed (for callers that only need to know the person).
+    A merged person is seen exactly when the one they were merged into is (who may not
+    see that one never learns of the merge)."""
     person = await repository.get(session, person_id, for_update=for_update)
     # The same queries run whether the person exists or not: a person the caller may not
     # see must take as long to refuse as one that does not exist.
@@ -228,9 +250,22 @@ async def get(
     names = await repository.names_of(session, [person_id])
     if person is None:
         raise NotFound("No such person.")
-    view = _view(
-        caller, keys, person, names=names.get(person_id, []), resource=resources[person_id]
-    )
+    resource = resources[person_id]
+    if person.merged_into is not None:
+        try:
+            into = await get(session, caller, person.merged_into)
+        except NotFound as exc:
+            raise HiddenRecord("No such person.") from exc
+        resource = into.resource
+        if merged is not MergedAs.read:
+            where = f"{PERSONS_PATH}/{person.merged_into}"
+            detail = f"The person was merged into {person.merged_into}: use that record."
+            if merged is MergedAs.redirected:
+                raise PersonMerged(
+                    detail, headers={"Location": where}, merged_into=str(person.merged_into)
+                )
+            raise MergedRecord(detail, merged_into=str(person.merged_into))
+    view = _view(caller, keys, person, names=names.get(person_id, []), resource=resource)
     distinct = await repository.distinctions_of(
         session, [person_id], readable=visibility.readable_persons(caller.principal)
     )
@@ -238,8 +273,9 @@ async def get(
 
 
 async def history_reader(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> PersonView:
-    """The person, if the caller may read their field-level change history."""
-    view = await get(session, caller, person_id)
+    """The person, if the caller may read their field-level change history (a merged
+    person's too: it shows the merge)."""
+    view = await get(session, caller, person_id, merged=MergedAs.read)
     caller.require("person.history", view.resource)
     return view
 
@@ -493,6 +529,11 @@ async def referenced(
     exactly like one that does not exist (422 with `unknown`), and recorded as a denial."""
     try:
         return await get(session, caller, person_id)
+    except MergedRecord as exc:
+        raise MergedReference(
+            f"{unknown} It names a person merged into another; name that one.",
+            merged_into=exc.extensions["merged_into"],
+        ) from exc
     except HiddenRecord as exc:
         journal_of(session).subject = ("person", person_id)
         raise HiddenReference(unknown) from exc
@@ -564,3 +605,94 @@ def match_read(match: Match) -> dict[str, Any]:
         # Sealed values are not opened for a check, and not shown as empty either.
         exclude={"person": hidden_fields("person", match.view.clearance) | set(SEALED_FIELDS)},
     )
+
+
+# For merges (app/merges) ------------------------------------------------------------------
+
+
+async def hold_intake_lock(session: AsyncSession) -> None:
+    """Intake, renames and merges one at a time: each sees the persons the others made."""
+    await repository.hold_intake_lock(session)
+
+
+async def save(session: AsyncSession, person: Person) -> None:
+    await repository.save(session, person)
+
+
+def name_snapshot(names: Sequence[PersonName]) -> list[dict[str, Any]]:
+    """Names as a merge keeps them, to put them back exactly at an unmerge."""
+    return [
+        {
+            "id": str(name.id),
+            "position": name.position,
+            "value": name.value,
+            "script": name.script,
+            "language": name.language,
+            "kind": name.kind,
+            "is_public": name.is_public,
+        }
+        for name in names
+    ]
+
+
+async def move_names(
+    session: AsyncSession, from_person: PersonView, to_person: PersonView
+) -> list[dict[str, Any]]:
+    """The names of one person given to another, after theirs; returns them as they were."""
+    moved = name_snapshot(from_person.names)
+    await repository.move_names(
+        session,
+        [name.id for name in from_person.names],
+        to_person_id=to_person.person.id,
+        first_position=len(to_person.names),
+    )
+    return moved
+
+
+async def restore_names(
+    session: AsyncSession,
+    person_id: uuid.UUID,
+    snapshot: list[dict[str, Any]],
+    *,
+    taken_from: uuid.UUID,
+) -> None:
+    """Give a person back their names as a merge kept them: the ones still with the person
+    they went to leave that person (whose own names close up); the ones since removed from
+    there are made again, with their ids."""
+    ids = [uuid.UUID(name["id"]) for name in snapshot]
+    await repository.remove_names(session, taken_from, ids)
+    await repository.number_names(session, taken_from)
+    rows = []
+    for name in snapshot:
+        row = PersonName(
+            id=uuid.UUID(name["id"]),
+            person_id=person_id,
+            position=name["position"],
+            value=name["value"],
+            script=name["script"],
+            language=name["language"],
+            kind=name["kind"],
+            is_public=name["is_public"],
+            search_key=skeleton(name["value"]),
+            search_tokens=tokens(name["value"]),
+        )
+        rows.append(row)
+    session.add_all(rows)
+    await session.flush()
+
+
+async def stated_distinct(
+    session: AsyncSession, first: uuid.UUID, second: uuid.UUID
+) -> dict[str, Any] | None:
+    """The statement that two persons are different people, if one was made."""
+    return await repository.distinction(session, first, second)
+
+
+async def withdraw_distinction(session: AsyncSession, first: uuid.UUID, second: uuid.UUID) -> None:
+    await repository.remove_distinction(session, first, second)
+
+
+async def restore_distinction(
+    session: AsyncSession, first: uuid.UUID, second: uuid.UUID, statement: dict[str, Any]
+) -> None:
+    await repository.restore_distinction(session, first, second, statement)

@@ -2,7 +2,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -51,3 +51,23 @@ async def coverage_of(
     for decision_id, case_id in await session.exec(stmt):
         covered[decision_id].append(case_id)
     return covered
+
+
+async def renumber(
+    session: AsyncSession, numbering: Sequence[tuple[uuid.UUID, uuid.UUID, int]]
+) -> None:
+    """Give decisions (id, person, version) at once: first out of the way of the unique
+    (person, version), then in place."""
+    for index, (decision_id, _, _) in enumerate(numbering, start=1):
+        await session.exec(
+            update(RecognitionDecision)
+            .where(col(RecognitionDecision.id) == decision_id)
+            .values(version=-index)
+        )
+    for decision_id, person_id, version in numbering:
+        await session.exec(
+            update(RecognitionDecision)
+            .where(col(RecognitionDecision.id) == decision_id)
+            .values(person_id=person_id, version=version)
+        )
+    await session.flush()

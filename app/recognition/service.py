@@ -1,5 +1,6 @@
 """Recognition decisions: append-only and versioned; only the latest is current."""
 
+import heapq
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,3 +183,60 @@ CRITERIA_TABLE = CriteriaRead(
         ExclusionCodeRead(code=code, text=text) for code, text in EXCLUSION_TEXTS.items()
     ],
 )
+
+
+# Merges (app/merges) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergedDecisions:
+    # decision id -> [person id, version] before the merge, for the unmerge
+    before: dict[str, list[Any]]
+    moved: list[uuid.UUID]
+    status: RecognitionStatus
+
+
+def _status_of(decisions: Sequence[RecognitionDecision]) -> RecognitionStatus:
+    return RecognitionStatus(decisions[-1].status) if decisions else RecognitionStatus.not_assessed
+
+
+async def merge_decisions(
+    session: AsyncSession, kept_id: uuid.UUID, merged_id: uuid.UUID
+) -> MergedDecisions:
+    """The merged person's decisions join the kept one's, in the order they were decided
+    (each person's own order kept): numbered again 1, 2, …; the latest is current."""
+    kept = list(reversed(await repository.decisions_of(session, kept_id)))
+    merged = list(reversed(await repository.decisions_of(session, merged_id)))
+    order = list(heapq.merge(kept, merged, key=lambda d: (d.decided_on, d.recorded_at)))
+    before = {str(d.id): [str(d.person_id), d.version] for d in order}
+    await repository.renumber(
+        session, [(d.id, kept_id, version) for version, d in enumerate(order, start=1)]
+    )
+    return MergedDecisions(before, [d.id for d in merged], _status_of(order))
+
+
+@dataclass(frozen=True)
+class SeparatedDecisions:
+    # decisions made about the kept person since the merge: they stay
+    stayed: list[uuid.UUID]
+    kept_status: RecognitionStatus
+
+
+async def separate_decisions(
+    session: AsyncSession,
+    kept_id: uuid.UUID,
+    merged_id: uuid.UUID,
+    before: Mapping[str, list[Any]],
+) -> SeparatedDecisions:
+    """Undo merge_decisions: the merged person's decisions go back with their versions;
+    the kept person's are numbered again in their order, those made since included."""
+    current = list(reversed(await repository.decisions_of(session, kept_id)))
+    going_back = [d for d in current if before.get(str(d.id), [None])[0] == str(merged_id)]
+    back_ids = {d.id for d in going_back}
+    staying = [d for d in current if d.id not in back_ids]
+    numbering = [(d.id, merged_id, int(before[str(d.id)][1])) for d in going_back]
+    numbering += [(d.id, kept_id, version) for version, d in enumerate(staying, start=1)]
+    await repository.renumber(session, numbering)
+    return SeparatedDecisions(
+        [d.id for d in staying if str(d.id) not in before], _status_of(staying)
+    )

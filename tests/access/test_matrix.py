@@ -14,7 +14,7 @@ The world, for each principal:
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -55,6 +55,8 @@ class World:
     report_id: str = ""
     # A schedule of status reports.
     report_schedule_id: str = ""
+    # A merge of two persons of their own: the kept person, the merge and its ETag.
+    merge: dict[str, str] = field(default_factory=dict)
 
 
 def expect(**by_role: int | tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
@@ -121,6 +123,9 @@ APPROVER = expect(admin=200, coordinator=200, others=403)
 PARTNER_READ = expect(admin=200, coordinator=200, others=403)
 PARTNER_SHARE = expect(coordinator=200, others=403)
 SIGNED_IN = expect(partner=403, others=204)
+# Merging persons, and undoing it: coordinators only, refused to others before any record.
+MERGE = expect(coordinator=201, others=403)
+MERGE_READ = expect(coordinator=200, others=403)
 # Field-level history: coordinators only; others who may see the record get a 403.
 HISTORY = expect(
     coordinator=200,
@@ -154,6 +159,10 @@ def _person(world: World, kind: str) -> str:
     return str(world.persons[kind]["id"])
 
 
+def _other_kind(kind: str) -> str:
+    return "foreign" if kind == "own" else "own"
+
+
 MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
     ("POST", "/api/v1/persons"): (
         DOCUMENT,
@@ -176,6 +185,34 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             f"{API}/persons/{_person(w, k)}",
             json={"notes": "seen in court"},
             headers={"If-Match": '"1"'},
+        ),
+    ),
+    ("POST", "/api/v1/persons/{person_id}/merges"): (
+        MERGE,
+        lambda c, w, k: c.post(
+            f"{API}/persons/{_person(w, k)}/merges",
+            json={
+                "merged_person_id": _person(w, _other_kind(k)),
+                "merged_person_version": w.persons[_other_kind(k)]["version"],
+                "reason": "One person recorded twice",
+                "keep_overlapping_custody": True,
+            },
+            headers={"If-Match": f'"{w.persons[k]["version"]}"'},
+        ),
+    ),
+    ("GET", "/api/v1/persons/{person_id}/merges"): (
+        MERGE_READ,
+        lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}/merges"),
+    ),
+    ("GET", "/api/v1/persons/{person_id}/merges/{merge_id}"): (
+        MERGE_READ,
+        lambda c, w, k: c.get(f"{API}/persons/{w.merge['person_id']}/merges/{w.merge['id']}"),
+    ),
+    ("POST", "/api/v1/persons/{person_id}/merges/{merge_id}/unmerge"): (
+        MERGE_READ,
+        lambda c, w, k: c.post(
+            f"{API}/persons/{w.merge['person_id']}/merges/{w.merge['id']}/unmerge",
+            headers={"If-Match": w.merge["etag"]},
         ),
     ),
     ("GET", "/api/v1/persons/{person_id}/recognition"): (
@@ -602,9 +639,24 @@ async def _build_world(
     assert report.status_code == 201, report.text
     schedule = await coordinator.post(f"{API}/reports/schedules", json=_report_schedule_body())
     assert schedule.status_code == 201, schedule.text
+    kept, merged = await create_person(coordinator), await create_person(coordinator)
+    merge = await coordinator.post(
+        f"{API}/persons/{kept['id']}/merges",
+        json={
+            "merged_person_id": merged["id"],
+            "merged_person_version": merged["version"],
+            "reason": "One person recorded twice",
+        },
+        headers={"If-Match": f'"{kept["version"]}"'},
+    )
+    assert merge.status_code == 201, merge.text
     return World(
         cases,
-        persons,
+        # Read again: case files and recognition may have moved their versions on.
+        {
+            kind: (await coordinator.get(f"{API}/persons/{p['id']}")).json()
+            for kind, p in persons.items()
+        },
         source.json(),
         collective.json()["id"],
         "",
@@ -612,6 +664,7 @@ async def _build_world(
         facility_id=facility.json()["id"],
         report_id=report.json()["id"],
         report_schedule_id=schedule.json()["id"],
+        merge={"person_id": kept["id"], "id": merge.json()["id"], "etag": merge.headers["ETag"]},
     )
 
 

@@ -157,6 +157,72 @@ async def check_person_update(w: World, e: Event, a: Attempt, r: httpx.Response)
     }
 
 
+async def _merge_of_two(w: World) -> tuple[SignedIn, dict[str, Any], dict[str, Any]]:
+    """A coordinator's merge of a person with every kind of confidential value (B) into
+    one with none (A): B's sealed values and private name move to A."""
+    coordinator = await w.coordinator()
+    kept = await create_person(coordinator.client)
+    merged = await create_person(coordinator.client, **confidential_person_body())
+    return coordinator, kept, merged
+
+
+def _merge_body(merged: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "merged_person_id": merged["id"],
+        "merged_person_version": merged["version"],
+        "reason": "One person recorded twice",
+    }
+
+
+async def prepare_merge(w: World) -> Attempt:
+    coordinator, kept, merged = await _merge_of_two(w)
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(
+            f"{API}/persons/{kept['id']}/merges", json=_merge_body(merged), headers=if_match(1)
+        ),
+        201,
+        _user(coordinator),
+        _fixed(kept["id"]),
+        secrets=list(PERSON_SECRETS),
+        facts={"merged": merged["id"]},
+    )
+
+
+async def check_merge(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    kept, merged = r.json()["person_id"], a.facts["merged"]
+    assert change_of(e, "person", merged)["merged_into"] == {"before": None, "after": kept}
+    kept_change = change_of(e, "person", kept)
+    # Sealed values moved, kept as fingerprints only.
+    assert kept_change["address"]["before"] is None
+    assert is_fingerprint(kept_change["address"]["after"])
+    assert e["detail"]["merge_id"] == r.json()["id"]
+
+
+async def prepare_unmerge(w: World) -> Attempt:
+    coordinator, kept, merged = await _merge_of_two(w)
+    made = await coordinator.client.post(
+        f"{API}/persons/{kept['id']}/merges", json=_merge_body(merged), headers=if_match(1)
+    )
+    assert made.status_code == 201, made.text
+    path = f"{API}/persons/{kept['id']}/merges/{made.json()['id']}/unmerge"
+    return Attempt(
+        coordinator.client,
+        lambda c: c.post(path, headers={"If-Match": made.headers["ETag"]}),
+        200,
+        _user(coordinator),
+        _fixed(kept["id"]),
+        secrets=list(PERSON_SECRETS),
+        facts={"merged": merged["id"]},
+    )
+
+
+async def check_unmerge(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    kept, merged = r.json()["person_id"], a.facts["merged"]
+    assert change_of(e, "person", merged)["merged_into"] == {"before": kept, "after": None}
+    assert change_of(e, "person", kept)["address"]["after"] is None
+
+
 async def prepare_recognition(w: World) -> Attempt:
     coordinator = await w.coordinator()
     person = await create_person(coordinator.client)
@@ -1025,6 +1091,12 @@ WRITES: dict[tuple[str, str], Write] = {
     ),
     ("PATCH", "/api/v1/persons/{person_id}"): Write(
         prepare_person_update, "person.update", "person", check_person_update
+    ),
+    ("POST", "/api/v1/persons/{person_id}/merges"): Write(
+        prepare_merge, "person.merge", "person", check_merge
+    ),
+    ("POST", "/api/v1/persons/{person_id}/merges/{merge_id}/unmerge"): Write(
+        prepare_unmerge, "person.unmerge", "person", check_unmerge
     ),
     ("POST", "/api/v1/persons/{person_id}/recognition"): Write(
         prepare_recognition,

@@ -1,0 +1,38 @@
+"""Every SQL query of the merges feature."""
+
+import uuid
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.merges.models import PersonMerge
+
+
+async def add(session: AsyncSession, record: PersonMerge) -> None:
+    session.add(record)
+    await session.flush()
+
+
+async def save(session: AsyncSession, record: PersonMerge) -> None:
+    session.add(record)
+    await session.flush()
+
+
+async def get(
+    session: AsyncSession, merge_id: uuid.UUID, *, person_id: uuid.UUID, for_update: bool = False
+) -> PersonMerge | None:
+    stmt = select(PersonMerge).where(
+        col(PersonMerge.id) == merge_id, col(PersonMerge.person_id) == person_id
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.exec(stmt)).first()
+
+
+async def of_person(session: AsyncSession, person_id: uuid.UUID) -> list[PersonMerge]:
+    stmt = (
+        select(PersonMerge)
+        .where(col(PersonMerge.person_id) == person_id)
+        .order_by(col(PersonMerge.merged_at).desc(), col(PersonMerge.id).desc())
+    )
+    return list(await session.exec(stmt))

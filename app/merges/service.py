@@ -1,0 +1,426 @@
+"""Merging a duplicate person into the one kept, and undoing it (DESIGN §2, "Persons are one
+record each").
+
+A merge moves the merged person's names, case files (with their paths, custody timelines
+and sources) and recognition decisions to the kept person, joins their lists, and fills or
+overwrites the kept person's single values as the request decides. The merged person's own
+row is kept as it was, pointing at the kept one (`merged_into`): a redirect that no list or
+report counts. The merge record keeps what moved and what each changed value was, so that
+an unmerge gives the merged person back exactly and leaves with the kept one what was
+added to them since.
+"""
+
+import base64
+import uuid
+from datetime import date
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.access.caller import Caller
+from app.access.principal import Tier
+from app.audit.journal import change, journal_of
+from app.cases import service as cases_service
+from app.core.clock import utcnow
+from app.core.crypto import DataKeyRing
+from app.core.errors import (
+    Forbidden,
+    HiddenRecord,
+    HiddenReference,
+    MergeRefused,
+    NotFound,
+    UnknownReference,
+    UnprocessableInput,
+)
+from app.core.versioning import bump, check_version
+from app.merges import repository
+from app.merges.models import PersonMerge
+from app.merges.schemas import MergeableField, MergeCreate, Side
+from app.persons import service as persons_service
+from app.persons.service import MergedAs, PersonView
+from app.recognition import service as recognition_service
+
+UNKNOWN_MERGED = "merged_person_id names no person."
+UNKNOWN_GENDER = "unknown"
+# Single values and the columns that hold them (a birth date is a day and its precision).
+COLUMNS: dict[MergeableField, tuple[str, ...]] = {
+    field: (field.value,) for field in MergeableField
+} | {MergeableField.birth_date: ("birth_date", "birth_date_precision")}
+SEALED = {MergeableField.relatives, MergeableField.contacts, MergeableField.address}
+# Lists: the kept person's, then what only the merged one had.
+JOINED = ("citizenships", "affiliations", "special_risk")
+
+
+def _encoded(value: Any) -> Any:
+    """A column value as JSON, to be put back exactly at an unmerge."""
+    if isinstance(value, bytes):
+        return {"sealed": base64.b64encode(value).decode()}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    return value
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, dict) and "sealed" in value:
+        return base64.b64decode(value["sealed"])
+    if isinstance(value, dict) and "date" in value:
+        return date.fromisoformat(value["date"])
+    return value
+
+
+def _compared(view: PersonView, field: MergeableField) -> Any:
+    """A single value as it is compared: sealed ones opened, an unknown gender as none."""
+    if field in SEALED:
+        value = view.confidential.get(field.value)
+        return value or None
+    if field is MergeableField.gender:
+        return None if view.person.gender == UNKNOWN_GENDER else view.person.gender
+    return tuple(getattr(view.person, column) for column in COLUMNS[field])
+
+
+def _is_empty(field: MergeableField, value: Any) -> bool:
+    if field is MergeableField.birth_date:
+        return bool(value[0] is None)
+    if field in SEALED or field is MergeableField.gender:
+        return value is None
+    return bool(value == (None,))
+
+
+def conflicts(kept: PersonView, merged: PersonView) -> list[MergeableField]:
+    """The single values both persons hold, differently."""
+    found = []
+    for field in MergeableField:
+        ours, theirs = _compared(kept, field), _compared(merged, field)
+        if not _is_empty(field, ours) and not _is_empty(field, theirs) and ours != theirs:
+            found.append(field)
+    return found
+
+
+def _taken_values(
+    kept: PersonView,
+    merged: PersonView,
+    resolutions: dict[MergeableField, Side],
+    *,
+    keys: DataKeyRing,
+) -> dict[str, Any]:
+    """The kept person's columns that take the merged person's value: each value only the
+    merged person holds, each conflict decided for them, and the joined lists."""
+    values: dict[str, Any] = {}
+    for field in MergeableField:
+        ours, theirs = _compared(kept, field), _compared(merged, field)
+        if _is_empty(field, theirs) or ours == theirs:
+            continue
+        if not _is_empty(field, ours) and resolutions.get(field) is not Side.merged:
+            continue
+        if field in SEALED:
+            # Sealed values are bound to their row: sealed again for the kept person's.
+            values[field.value] = keys.seal_json(
+                "person", field.value, kept.person.id, value=theirs
+            )
+        else:
+            for column in COLUMNS[field]:
+                values[column] = getattr(merged.person, column)
+    for column in JOINED:
+        ours_list: list[Any] = list(getattr(kept.person, column))
+        joined = ours_list + [v for v in getattr(merged.person, column) if v not in ours_list]
+        if joined != ours_list:
+            values[column] = joined
+    return values
+
+
+def _snapshot(view: PersonView, journal: Any, *, merged_into: uuid.UUID | None) -> dict[str, Any]:
+    values = persons_service.audit_snapshot(journal, view)
+    values["merged_into"] = str(merged_into) if merged_into else None
+    return values
+
+
+async def _other_person(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID, keys: DataKeyRing
+) -> PersonView:
+    """The person to merge in, named in the body: unknown or hidden alike answer 422."""
+    try:
+        return await persons_service.get(
+            session, caller, person_id, keys=keys, for_update=True, merged=MergedAs.read
+        )
+    except HiddenRecord as exc:
+        journal_of(session).subject = ("person", person_id)
+        raise HiddenReference(UNKNOWN_MERGED) from exc
+    except NotFound as exc:
+        journal_of(session).subject = ("person", person_id)
+        raise UnknownReference(UNKNOWN_MERGED) from exc
+
+
+def _require_full_clearance(caller: Caller, *views: PersonView) -> None:
+    """A merge moves every value of both persons, sealed ones among them: it needs the
+    caller's full clearance on both (a high-confidentiality case file's too)."""
+    for view in views:
+        caller.require("person.merge", view.resource)
+        if view.clearance < Tier.confidential:
+            raise Forbidden("Merging needs confidential clearance on both persons.")
+
+
+def _refuse_if_merged(view: PersonView, *, which: str) -> None:
+    into = view.person.merged_into
+    if into is not None:
+        raise MergeRefused(
+            f"{which} was merged into {into}: merge with that person instead.",
+            merged_into=str(into),
+        )
+
+
+async def _locked_cases(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID
+) -> cases_service.PersonCases:
+    cases = await cases_service.lock_cases_of_person(session, caller, person_id)
+    if cases.hidden:
+        raise Forbidden("Merging needs clearance on every case file of both persons.")
+    return cases
+
+
+async def merge(
+    session: AsyncSession,
+    caller: Caller,
+    person_id: uuid.UUID,
+    *,
+    keys: DataKeyRing,
+    expected_version: int,
+    data: MergeCreate,
+) -> PersonMerge:
+    if data.merged_person_id == person_id:
+        raise UnprocessableInput("A person cannot be merged into themselves.")
+    # Merges, renames and intake one at a time: none sees the other half done.
+    await persons_service.hold_intake_lock(session)
+    kept = await persons_service.get(
+        session, caller, person_id, keys=keys, for_update=True, merged=MergedAs.read
+    )
+    caller.require("person.merge", kept.resource)
+    merged = await _other_person(session, caller, data.merged_person_id, keys)
+    _require_full_clearance(caller, kept, merged)
+    _refuse_if_merged(kept, which="This person")
+    _refuse_if_merged(merged, which="The person to merge")
+    check_version(kept.person.version, expected_version, what="person")
+    check_version(merged.person.version, data.merged_person_version, what="merged person")
+    statement = await persons_service.stated_distinct(session, person_id, merged.person.id)
+    if statement is not None and not data.overrule_distinction:
+        raise MergeRefused(
+            "The persons were stated to be different people. If they are one, send "
+            "overrule_distinction: true to withdraw that statement with the merge."
+        )
+    kept_cases = await _locked_cases(session, caller, person_id)
+    merged_cases = await _locked_cases(session, caller, merged.person.id)
+    held = [case.id for case in (*kept_cases.visible, *merged_cases.visible) if case.in_custody]
+    if (
+        any(case.in_custody for case in kept_cases.visible)
+        and any(case.in_custody for case in merged_cases.visible)
+        and not data.keep_overlapping_custody
+    ):
+        raise MergeRefused(
+            "Both persons are held now, on case files of their own: if these are separate "
+            "prosecutions of one person, send keep_overlapping_custody: true; if they are "
+            "the same detention, settle the case files first.",
+            case_file_ids=[str(case_id) for case_id in held],
+        )
+    undecided = [field for field in conflicts(kept, merged) if field not in data.resolutions]
+    if undecided:
+        raise MergeRefused(
+            "Both persons hold different values of these fields: say in resolutions whose "
+            "value the kept person takes (kept or merged).",
+            conflicts=[field.value for field in undecided],
+        )
+
+    journal = journal_of(session)
+    kept_before = _snapshot(kept, journal, merged_into=None)
+    merged_before = _snapshot(merged, journal, merged_into=None)
+    taken = _taken_values(kept, merged, data.resolutions, keys=keys)
+    fields = {
+        column: {"before": _encoded(getattr(kept.person, column)), "after": _encoded(value)}
+        for column, value in taken.items()
+    }
+    for column, value in taken.items():
+        setattr(kept.person, column, value)
+    decisions = await recognition_service.merge_decisions(session, person_id, merged.person.id)
+    kept.person.recognition_status = decisions.status
+    now = utcnow()
+    bump(kept.person, at=now)
+    merged.person.merged_into = person_id
+    bump(merged.person, at=now)
+    await persons_service.save(session, kept.person)
+    await persons_service.save(session, merged.person)
+    names = await persons_service.move_names(session, merged, kept)
+    case_changes = await cases_service.move_to_person(session, merged_cases.visible, person_id)
+    if statement is not None:
+        await persons_service.withdraw_distinction(session, person_id, merged.person.id)
+    record = PersonMerge(
+        person_id=person_id,
+        merged_person_id=merged.person.id,
+        reason=data.reason,
+        merged_by=caller.principal.staff_id,
+        merged_at=now,
+        moved={
+            "names": names,
+            "case_file_ids": [str(case.id) for case in merged_cases.visible],
+            "kept_case_file_ids": [str(case.id) for case in kept_cases.visible],
+            "decisions": decisions.before,
+            "moved_decision_ids": [str(d) for d in decisions.moved],
+            "fields": fields,
+            "distinction": statement,
+        },
+        resolutions={field.value: side.value for field, side in data.resolutions.items()},
+    )
+    await repository.add(session, record)
+    kept_after = await persons_service.get(session, caller, person_id, keys=keys)
+    merged_after = await persons_service.get(
+        session, caller, merged.person.id, keys=keys, merged=MergedAs.read
+    )
+    journal.changed(
+        "person.merge",
+        "person",
+        person_id,
+        changes=[
+            change(
+                "person",
+                person_id,
+                before=kept_before,
+                after=_snapshot(kept_after, journal, merged_into=None),
+            ),
+            change(
+                "person",
+                merged.person.id,
+                before=merged_before,
+                after=_snapshot(merged_after, journal, merged_into=person_id),
+            ),
+            *case_changes,
+        ],
+        related=[merged.person.id, *(case.id for case in merged_cases.visible)],
+        detail={"merge_id": str(record.id)},
+    )
+    return record
+
+
+async def kept_version(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> int:
+    """The kept person's version after a merge or unmerge (its ETag)."""
+    view = await persons_service.get(session, caller, person_id, merged=MergedAs.read)
+    return view.person.version
+
+
+async def merges_of(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID
+) -> list[PersonMerge]:
+    """The merges into a person (coordinators), newest first."""
+    view = await persons_service.get(session, caller, person_id, merged=MergedAs.read)
+    caller.require("person.merge", view.resource)
+    return await repository.of_person(session, person_id)
+
+
+async def get(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID, merge_id: uuid.UUID
+) -> PersonMerge:
+    view = await persons_service.get(session, caller, person_id, merged=MergedAs.read)
+    caller.require("person.merge", view.resource)
+    record = await repository.get(session, merge_id, person_id=person_id)
+    if record is None:
+        raise NotFound("No such merge into this person.")
+    return record
+
+
+def _restore_fields(view: PersonView, fields: dict[str, Any]) -> list[str]:
+    """Put back the kept person's values a merge changed, unless changed again since:
+    those stay as they are now (returned)."""
+    stayed = []
+    person = view.person
+    for column, values in fields.items():
+        if _encoded(getattr(person, column)) == values["after"]:
+            setattr(person, column, _decoded(values["before"]))
+        else:
+            stayed.append(column)
+    return stayed
+
+
+async def unmerge(
+    session: AsyncSession,
+    caller: Caller,
+    person_id: uuid.UUID,
+    merge_id: uuid.UUID,
+    *,
+    keys: DataKeyRing,
+    expected_version: int,
+) -> PersonMerge:
+    await persons_service.hold_intake_lock(session)
+    kept = await persons_service.get(
+        session, caller, person_id, keys=keys, for_update=True, merged=MergedAs.read
+    )
+    caller.require("person.merge", kept.resource)
+    record = await repository.get(session, merge_id, person_id=person_id, for_update=True)
+    if record is None:
+        raise NotFound("No such merge into this person.")
+    if record.unmerged_at is not None:
+        raise MergeRefused(
+            "This merge was undone already.", unmerged_at=record.unmerged_at.isoformat()
+        )
+    _refuse_if_merged(kept, which="This person")
+    check_version(kept.person.version, expected_version, what="person")
+    merged = await persons_service.get(
+        session, caller, record.merged_person_id, keys=keys, for_update=True, merged=MergedAs.read
+    )
+    _require_full_clearance(caller, kept, merged)
+    kept_cases = await _locked_cases(session, caller, person_id)
+    moved = record.moved
+    going_back = [case for case in kept_cases.visible if str(case.id) in moved["case_file_ids"]]
+    known = set(moved["case_file_ids"]) | set(moved["kept_case_file_ids"])
+    stayed_cases = [case.id for case in kept_cases.visible if str(case.id) not in known]
+
+    journal = journal_of(session)
+    kept_before = _snapshot(kept, journal, merged_into=None)
+    merged_before = _snapshot(merged, journal, merged_into=person_id)
+    case_changes = await cases_service.move_to_person(session, going_back, merged.person.id)
+    await persons_service.restore_names(
+        session, merged.person.id, moved["names"], taken_from=person_id
+    )
+    separated = await recognition_service.separate_decisions(
+        session, person_id, merged.person.id, moved["decisions"]
+    )
+    stayed_fields = _restore_fields(kept, moved["fields"])
+    kept.person.recognition_status = separated.kept_status
+    now = utcnow()
+    bump(kept.person, at=now)
+    merged.person.merged_into = None
+    bump(merged.person, at=now)
+    await persons_service.save(session, kept.person)
+    await persons_service.save(session, merged.person)
+    if moved.get("distinction") is not None:
+        await persons_service.restore_distinction(
+            session, person_id, merged.person.id, moved["distinction"]
+        )
+    record.unmerged_at = now
+    record.unmerged_by = caller.principal.staff_id
+    record.stayed = {
+        "case_file_ids": [str(case_id) for case_id in stayed_cases],
+        "recognition_decision_ids": [str(d) for d in separated.stayed],
+        "fields": stayed_fields,
+    }
+    await repository.save(session, record)
+    kept_after = await persons_service.get(session, caller, person_id, keys=keys)
+    merged_after = await persons_service.get(session, caller, merged.person.id, keys=keys)
+    journal.changed(
+        "person.unmerge",
+        "person",
+        person_id,
+        changes=[
+            change(
+                "person",
+                person_id,
+                before=kept_before,
+                after=_snapshot(kept_after, journal, merged_into=None),
+            ),
+            change(
+                "person",
+                merged.person.id,
+                before=merged_before,
+                after=_snapshot(merged_after, journal, merged_into=None),
+            ),
+            *case_changes,
+        ],
+        related=[merged.person.id, *(case.id for case in going_back)],
+        detail={"merge_id": str(record.id)},
+    )
+    return record

@@ -1,0 +1,70 @@
+"""Merging duplicate persons, and undoing it.
+
+A merged person keeps their row, pointing at the person they were merged into
+(`person.merged_into`); `person_merge` records each merge with what moved and what it
+overwrote, so that an unmerge restores the merged person exactly (app/merges).
+
+Revision ID: 0019
+Revises: 0018
+Create Date: 2026-11-30 12:40:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
+
+revision: str = "0019"
+down_revision: str | None = "0018"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("person", sa.Column("merged_into", sa.Uuid(), nullable=True))
+    op.create_foreign_key(
+        op.f("fk_person_merged_into_person"), "person", "person", ["merged_into"], ["id"]
+    )
+    op.create_table(
+        "person_merge",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("person_id", sa.Uuid(), nullable=False),
+        sa.Column("merged_person_id", sa.Uuid(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("merged_by", sa.Uuid(), nullable=True),
+        sa.Column("merged_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("moved", JSONB(), nullable=False),
+        sa.Column("resolutions", JSONB(), nullable=False),
+        sa.Column("unmerged_by", sa.Uuid(), nullable=True),
+        sa.Column("unmerged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("stayed", JSONB(), nullable=True),
+        sa.CheckConstraint(
+            "person_id <> merged_person_id", name=op.f("ck_person_merge_two_persons")
+        ),
+        sa.ForeignKeyConstraint(
+            ["person_id"], ["person.id"], name=op.f("fk_person_merge_person_id_person")
+        ),
+        sa.ForeignKeyConstraint(
+            ["merged_person_id"],
+            ["person.id"],
+            name=op.f("fk_person_merge_merged_person_id_person"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_person_merge")),
+    )
+    op.create_index("ix_person_merge_person_id", "person_merge", ["person_id"])
+    op.create_index(
+        "ix_person_merge_merged_person_id_in_effect",
+        "person_merge",
+        ["merged_person_id"],
+        unique=True,
+        postgresql_where=sa.text("unmerged_at IS NULL"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_person_merge_merged_person_id_in_effect", table_name="person_merge")
+    op.drop_index("ix_person_merge_person_id", table_name="person_merge")
+    op.drop_table("person_merge")
+    op.drop_constraint(op.f("fk_person_merged_into_person"), "person", type_="foreignkey")
+    op.drop_column("person", "merged_into")
