@@ -36,3 +36,11 @@ async def of_person(session: AsyncSession, person_id: uuid.UUID) -> list[PersonM
         .order_by(col(PersonMerge.merged_at).desc(), col(PersonMerge.id).desc())
     )
     return list(await session.exec(stmt))
+
+
+async def holds_merges(session: AsyncSession, person_id: uuid.UUID) -> bool:
+    """Whether persons are merged into this one now."""
+    stmt = select(PersonMerge.id).where(
+        col(PersonMerge.person_id) == person_id, col(PersonMerge.unmerged_at).is_(None)
+    )
+    return (await session.exec(stmt.limit(1))).first() is not None

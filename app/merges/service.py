@@ -57,6 +57,8 @@ def _encoded(value: Any) -> Any:
         return {"sealed": base64.b64encode(value).decode()}
     if isinstance(value, date):
         return {"date": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"uuid": str(value)}
     return value
 
 
@@ -65,6 +67,8 @@ def _decoded(value: Any) -> Any:
         return base64.b64decode(value["sealed"])
     if isinstance(value, dict) and "date" in value:
         return date.fromisoformat(value["date"])
+    if isinstance(value, dict) and "uuid" in value:
+        return uuid.UUID(value["uuid"])
     return value
 
 
@@ -120,6 +124,10 @@ def _taken_values(
         else:
             for column in COLUMNS[field]:
                 values[column] = getattr(merged.person, column)
+    if kept.person.recorded_by != merged.person.recorded_by:
+        # Who recorded a person holds their confidential values; after the merge those are
+        # the other person's too: only one who recorded both keeps that standing.
+        values["recorded_by"] = None
     for column in JOINED:
         ours_list: list[Any] = list(getattr(kept.person, column))
         joined = ours_list + [v for v in getattr(merged.person, column) if v not in ours_list]
@@ -198,6 +206,12 @@ async def merge(
     _require_full_clearance(caller, kept, merged)
     _refuse_if_merged(kept, which="This person")
     _refuse_if_merged(merged, which="The person to merge")
+    if await repository.holds_merges(session, merged.person.id):
+        # A redirect leads to one record that holds: never to another redirect.
+        raise MergeRefused(
+            "Other persons are merged into the person to merge: merge this person the other "
+            "way round (keep them), or undo those merges first."
+        )
     check_version(kept.person.version, expected_version, what="person")
     check_version(merged.person.version, data.merged_person_version, what="merged person")
     statement = await persons_service.stated_distinct(session, person_id, merged.person.id)
@@ -325,14 +339,19 @@ async def get(
 
 def _restore_fields(view: PersonView, fields: dict[str, Any]) -> list[str]:
     """Put back the kept person's values a merge changed, unless changed again since:
-    those stay as they are now (returned)."""
+    those stay as they are now (returned). A value held in two columns (a birth date and
+    its precision) goes back whole or stays whole."""
     stayed = []
     person = view.person
-    for column, values in fields.items():
-        if _encoded(getattr(person, column)) == values["after"]:
-            setattr(person, column, _decoded(values["before"]))
+    groups: dict[str, list[str]] = {}
+    for column in fields:
+        groups.setdefault(column.removesuffix("_precision"), []).append(column)
+    for value, columns in groups.items():
+        if all(_encoded(getattr(person, c)) == fields[c]["after"] for c in columns):
+            for column in columns:
+                setattr(person, column, _decoded(fields[column]["before"]))
         else:
-            stayed.append(column)
+            stayed.append(value)
     return stayed
 
 
@@ -358,6 +377,18 @@ async def unmerge(
             "This merge was undone already.", unmerged_at=record.unmerged_at.isoformat()
         )
     _refuse_if_merged(kept, which="This person")
+    later = [
+        other.id
+        for other in await repository.of_person(session, person_id)
+        if other.unmerged_at is None and other.merged_at > record.merged_at
+    ]
+    if later:
+        # A later merge may have changed the same values: undone first, each finds the
+        # values it set.
+        raise MergeRefused(
+            "Later merges into this person are in effect: undo them first, newest first.",
+            merge_ids=[str(merge_id) for merge_id in later],
+        )
     check_version(kept.person.version, expected_version, what="person")
     merged = await persons_service.get(
         session, caller, record.merged_person_id, keys=keys, for_update=True, merged=MergedAs.read

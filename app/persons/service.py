@@ -289,6 +289,10 @@ async def update(
     expected_version: int,
     data: PersonUpdate,
 ) -> PersonView:
+    if data.names is not None:
+        # A rename meets the duplicate check, under the intake lock; taken before the
+        # person's row, in the order merges take both.
+        await repository.hold_intake_lock(session)
     view = await get(session, caller, person_id, keys=keys, for_update=True)
     caller.require("person.update", view.resource)
     journal = journal_of(session)
@@ -308,7 +312,6 @@ async def update(
     await repository.save(session, person)
     if data.names is not None:
         # A person renamed meets the duplicate check as a new one would.
-        await repository.hold_intake_lock(session)
         await repository.replace_names(session, person_id, _name_rows(person_id, data.names))
         renamed = await get(session, caller, person_id)
         known = {person_id, *renamed.distinct_from, *stated}

@@ -391,3 +391,50 @@ async def test_a_merge_repeated_with_its_key_is_made_once(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     assert await db.fetchval("SELECT count(*) FROM person_merge") == 1
+
+
+async def test_redirects_never_chain_and_merges_are_undone_newest_first(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    a, b, d = await create_person(client), await create_person(client), await create_person(client)
+    into_b = await merge(client, b, d)
+    assert into_b.status_code == 201, into_b.text
+    b = await read(client, b["id"])
+    # B holds D: merging B into A would make D's redirect lead to a redirect.
+    before = await row_counts(db)
+    chained = await merge(client, a, b)
+    assert chained.status_code == 409
+    assert chained.json()["type"] == "urn:habeas:problem:merge-refused"
+    assert await row_counts(db) == before
+
+    c = await create_person(client, occupation="engineer", citizenships=["BY", "PL"])
+    first = await merge(client, b, c, resolutions={"occupation": "merged"})
+    assert first.status_code == 201, first.text
+    b = await read(client, b["id"])
+    out_of_order = await unmerge(client, b["id"], into_b.json()["id"], b["version"])
+    assert out_of_order.status_code == 409
+    assert out_of_order.json()["merge_ids"] == [first.json()["id"]]
+    newest = await unmerge(client, b["id"], first.json()["id"], b["version"])
+    assert newest.status_code == 200, newest.text
+    b = await read(client, b["id"])
+    assert (await unmerge(client, b["id"], into_b.json()["id"], b["version"])).status_code == 200
+    assert (await read(client, d["id"]))["id"] == d["id"]
+    assert (await read(client, c["id"]))["citizenships"] == ["BY", "PL"]
+
+
+async def test_who_recorded_only_one_person_does_not_read_the_others_values_after_a_merge(
+    client: httpx.AsyncClient, sign_in_as: SignIn
+) -> None:
+    caseworker = (await sign_in_as(Role.caseworker)).client
+    theirs = await create_person(caseworker)
+    assert "relatives" in (await caseworker.get(f"{API}/persons/{theirs['id']}")).json()
+    other = await create_person(client, address="Minsk, Niezalezhnasci 1")
+    made = await merge(client, theirs, other)
+    assert made.status_code == 201, made.text
+    seen = (await caseworker.get(f"{API}/persons/{theirs['id']}")).json()
+    assert "address" not in seen
+    assert "Niezalezhnasci" not in str(seen)
+    kept = await read(client, theirs["id"])
+    undone = await unmerge(client, theirs["id"], made.json()["id"], kept["version"])
+    assert undone.status_code == 200, undone.text
+    assert "relatives" in (await caseworker.get(f"{API}/persons/{theirs['id']}")).json()
