@@ -40,7 +40,7 @@ def sql_search(words: int) -> str:
         f"SELECT {PERSON_COLUMNS}, m.score FROM person JOIN (SELECT person_id, "
         "CAST(max(word_similarity($1, search_key)) AS float) AS score FROM person_name "
         f"WHERE {each_word} GROUP BY person_id) AS m ON m.person_id = person.id "
-        "ORDER BY m.score DESC, person.id LIMIT $2"
+        "WHERE person.merged_into IS NULL ORDER BY m.score DESC, person.id LIMIT $2"
     )
 
 
@@ -251,7 +251,7 @@ def sql_match_candidates(words: int) -> str:
     return (
         f"SELECT {PERSON_COLUMNS} FROM person JOIN (SELECT DISTINCT person_id FROM person_name "
         f"WHERE {' OR '.join(pairs)} OR search_key % $1) AS m ON m.person_id = person.id "
-        "ORDER BY person.id LIMIT 200"
+        "WHERE person.merged_into IS NULL ORDER BY person.id LIMIT 200"
     )
 
 

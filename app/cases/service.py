@@ -95,7 +95,10 @@ async def visible(
 async def _visible_person_clearance(
     session: AsyncSession, caller: Caller, person_id: uuid.UUID
 ) -> Tier:
-    view = await persons_service.referenced(session, caller, person_id, unknown=UNKNOWN_PERSON)
+    # Held until the case file is written: a merge of the person waits, or has happened.
+    view = await persons_service.referenced(
+        session, caller, person_id, unknown=UNKNOWN_PERSON, for_update=True
+    )
     return view.clearance
 
 

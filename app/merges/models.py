@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, Index, Text, text
+from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -39,6 +39,10 @@ class PersonMerge(SQLModel, table=True):
     # What moved and what was overwritten, for the unmerge (app/merges/service.py). Never
     # served whole: the merged person's private names and sealed values are among it.
     moved: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # The kept person's sealed values (relatives, contacts, address) the merge changed,
+    # before and after, as one AES-GCM envelope bound to this row (app/core/crypto.py), so
+    # that key rotation reseals it with the rest; never the person's envelopes themselves.
+    sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     # field -> "kept" or "merged": whose value the kept person holds after the merge
     resolutions: dict[str, str] = Field(sa_column=Column(JSONB, nullable=False))
     unmerged_by: uuid.UUID | None = None

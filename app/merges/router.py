@@ -46,7 +46,10 @@ def merge_read(record: PersonMerge) -> MergeRead:
         merged_at=record.merged_at,
         merged_by=record.merged_by,
         resolutions=record.resolutions,
-        changed_fields=sorted({column.removesuffix("_precision") for column in moved["fields"]}),
+        changed_fields=sorted(
+            {column.removesuffix("_precision") for column in moved["fields"]}
+            | set(moved.get("sealed_fields", []))
+        ),
         moved=MovedRead(
             case_file_ids=moved["case_file_ids"],
             recognition_decision_ids=moved["moved_decision_ids"],

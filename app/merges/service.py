@@ -10,8 +10,8 @@ an unmerge gives the merged person back exactly and leaves with the kept one wha
 added to them since.
 """
 
-import base64
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -32,6 +32,7 @@ from app.core.errors import (
     UnknownReference,
     UnprocessableInput,
 )
+from app.core.ids import new_id
 from app.core.versioning import bump, check_version
 from app.merges import repository
 from app.merges.models import PersonMerge
@@ -53,8 +54,6 @@ JOINED = ("citizenships", "affiliations", "special_risk")
 
 def _encoded(value: Any) -> Any:
     """A column value as JSON, to be put back exactly at an unmerge."""
-    if isinstance(value, bytes):
-        return {"sealed": base64.b64encode(value).decode()}
     if isinstance(value, date):
         return {"date": value.isoformat()}
     if isinstance(value, uuid.UUID):
@@ -63,8 +62,6 @@ def _encoded(value: Any) -> Any:
 
 
 def _decoded(value: Any) -> Any:
-    if isinstance(value, dict) and "sealed" in value:
-        return base64.b64decode(value["sealed"])
     if isinstance(value, dict) and "date" in value:
         return date.fromisoformat(value["date"])
     if isinstance(value, dict) and "uuid" in value:
@@ -100,12 +97,17 @@ def conflicts(kept: PersonView, merged: PersonView) -> list[MergeableField]:
     return found
 
 
+@dataclass(frozen=True)
+class Resealed:
+    """A sealed value the kept person takes: its JSON, to be sealed to their row."""
+
+    value: Any
+
+
 def _taken_values(
     kept: PersonView,
     merged: PersonView,
     resolutions: dict[MergeableField, Side],
-    *,
-    keys: DataKeyRing,
 ) -> dict[str, Any]:
     """The kept person's columns that take the merged person's value: each value only the
     merged person holds, each conflict decided for them, and the joined lists."""
@@ -118,9 +120,7 @@ def _taken_values(
             continue
         if field in SEALED:
             # Sealed values are bound to their row: sealed again for the kept person's.
-            values[field.value] = keys.seal_json(
-                "person", field.value, kept.person.id, value=theirs
-            )
+            values[field.value] = Resealed(theirs)
         else:
             for column in COLUMNS[field]:
                 values[column] = getattr(merged.person, column)
@@ -234,7 +234,8 @@ async def merge(
             "the same detention, settle the case files first.",
             case_file_ids=[str(case_id) for case_id in held],
         )
-    undecided = [field for field in conflicts(kept, merged) if field not in data.resolutions]
+    conflicting = conflicts(kept, merged)
+    undecided = [field for field in conflicting if field not in data.resolutions]
     if undecided:
         raise MergeRefused(
             "Both persons hold different values of these fields: say in resolutions whose "
@@ -245,13 +246,22 @@ async def merge(
     journal = journal_of(session)
     kept_before = _snapshot(kept, journal, merged_into=None)
     merged_before = _snapshot(merged, journal, merged_into=None)
-    taken = _taken_values(kept, merged, data.resolutions, keys=keys)
+    taken = _taken_values(kept, merged, data.resolutions)
     fields = {
         column: {"before": _encoded(getattr(kept.person, column)), "after": _encoded(value)}
         for column, value in taken.items()
+        if not isinstance(value, Resealed)
+    }
+    sealed = {
+        column: {"before": kept.confidential.get(column), "after": value.value}
+        for column, value in taken.items()
+        if isinstance(value, Resealed)
     }
     for column, value in taken.items():
+        if isinstance(value, Resealed):
+            value = keys.seal_json("person", column, person_id, value=value.value)
         setattr(kept.person, column, value)
+    merge_id = new_id()
     decisions = await recognition_service.merge_decisions(session, person_id, merged.person.id)
     kept.person.recognition_status = decisions.status
     now = utcnow()
@@ -265,6 +275,7 @@ async def merge(
     if statement is not None:
         await persons_service.withdraw_distinction(session, person_id, merged.person.id)
     record = PersonMerge(
+        id=merge_id,
         person_id=person_id,
         merged_person_id=merged.person.id,
         reason=data.reason,
@@ -277,9 +288,15 @@ async def merge(
             "decisions": decisions.before,
             "moved_decision_ids": [str(d) for d in decisions.moved],
             "fields": fields,
+            "sealed_fields": sorted(sealed),
             "distinction": statement,
         },
-        resolutions={field.value: side.value for field, side in data.resolutions.items()},
+        sealed=keys.seal_json("person_merge", "sealed", merge_id, value=sealed or None),
+        resolutions={
+            field.value: side.value
+            for field, side in data.resolutions.items()
+            if field in conflicting
+        },
     )
     await repository.add(session, record)
     kept_after = await persons_service.get(session, caller, person_id, keys=keys)
@@ -355,6 +372,18 @@ def _restore_fields(view: PersonView, fields: dict[str, Any]) -> list[str]:
     return stayed
 
 
+def _restore_sealed(view: PersonView, sealed: dict[str, Any], keys: DataKeyRing) -> list[str]:
+    """As _restore_fields, for sealed values: compared opened, sealed again when put back."""
+    stayed = []
+    for column, values in sealed.items():
+        if (view.confidential.get(column) or None) == values["after"]:
+            before = keys.seal_json("person", column, view.person.id, value=values["before"])
+            setattr(view.person, column, before)
+        else:
+            stayed.append(column)
+    return stayed
+
+
 async def unmerge(
     session: AsyncSession,
     caller: Caller,
@@ -400,6 +429,17 @@ async def unmerge(
     known = set(moved["case_file_ids"]) | set(moved["kept_case_file_ids"])
     stayed_cases = [case.id for case in kept_cases.visible if str(case.id) not in known]
 
+    covering = await recognition_service.made_since_covering(
+        session, person_id, moved["decisions"], [case.id for case in going_back]
+    )
+    if covering:
+        # Such a decision belongs to the kept person's history but concerns a prosecution
+        # of the merged one: a person must decide which before they part.
+        raise MergeRefused(
+            "Recognition decisions made since the merge cover case files that came from the "
+            "merged person; record a decision that covers them no more, or keep the merge.",
+            decision_ids=[str(decision_id) for decision_id in covering],
+        )
     journal = journal_of(session)
     kept_before = _snapshot(kept, journal, merged_into=None)
     merged_before = _snapshot(merged, journal, merged_into=person_id)
@@ -411,6 +451,11 @@ async def unmerge(
         session, person_id, merged.person.id, moved["decisions"]
     )
     stayed_fields = _restore_fields(kept, moved["fields"])
+    stayed_fields += _restore_sealed(
+        kept,
+        keys.open_json("person_merge", "sealed", record.id, envelope=record.sealed) or {},
+        keys,
+    )
     kept.person.recognition_status = separated.kept_status
     now = utcnow()
     bump(kept.person, at=now)

@@ -24,6 +24,7 @@ SEALED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("source", "witness"),
     ("app_user", "totp_secret"),
     ("idempotency_record", "response_sealed"),
+    ("person_merge", "sealed"),
 )
 BATCH = 500
 

@@ -526,12 +526,18 @@ async def find_matches(
 
 
 async def referenced(
-    session: AsyncSession, caller: Caller, person_id: uuid.UUID, *, unknown: str
+    session: AsyncSession,
+    caller: Caller,
+    person_id: uuid.UUID,
+    *,
+    unknown: str,
+    for_update: bool = False,
 ) -> PersonView:
     """A person that a request's body names: one the caller may not see is answered
-    exactly like one that does not exist (422 with `unknown`), and recorded as a denial."""
+    exactly like one that does not exist (422 with `unknown`), and recorded as a denial.
+    With `for_update`, the person's row is held, so that no merge takes them meanwhile."""
     try:
-        return await get(session, caller, person_id)
+        return await get(session, caller, person_id, for_update=for_update)
     except MergedRecord as exc:
         raise MergedReference(
             f"{unknown} It names a person merged into another; name that one.",

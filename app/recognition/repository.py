@@ -71,3 +71,16 @@ async def renumber(
             .values(person_id=person_id, version=version)
         )
     await session.flush()
+
+
+async def covering(
+    session: AsyncSession,
+    decision_ids: Sequence[uuid.UUID],
+    case_file_ids: Sequence[uuid.UUID],
+) -> set[uuid.UUID]:
+    """Those of the decisions that cover any of the case files."""
+    stmt = select(RecognitionCoverage.decision_id).where(
+        col(RecognitionCoverage.decision_id).in_(list(decision_ids)),
+        col(RecognitionCoverage.case_file_id).in_(list(case_file_ids)),
+    )
+    return set(await session.exec(stmt))

@@ -240,3 +240,20 @@ async def separate_decisions(
     return SeparatedDecisions(
         [d.id for d in staying if str(d.id) not in before], _status_of(staying)
     )
+
+
+async def made_since_covering(
+    session: AsyncSession,
+    person_id: uuid.UUID,
+    before: Mapping[str, list[Any]],
+    case_file_ids: Sequence[uuid.UUID],
+) -> list[uuid.UUID]:
+    """The person's decisions made since a merge (not in `before`) that cover any of these
+    case files."""
+    since = [
+        d.id for d in await repository.decisions_of(session, person_id) if str(d.id) not in before
+    ]
+    if not since or not case_file_ids:
+        return []
+    covered = await repository.covering(session, since, case_file_ids)
+    return [decision_id for decision_id in since if decision_id in covered]

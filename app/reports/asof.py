@@ -845,13 +845,15 @@ async def build_basis(
 # Who may be named now, with their first public spelling: the family consented and none of
 # their case files is high-confidentiality. Asked when a report is read, never stored, so
 # that a withdrawn consent takes effect at once, in every report.
+# A person merged into another since a report was stored is named as the one they are now.
 PUBLIC_NAMES_SQL = f"""
-SELECT p.id,
+SELECT asked.id,
        (SELECT n.value FROM person_name n
         WHERE n.person_id = p.id AND n.is_public AND n.kind <> 'hidden'
         ORDER BY n.position LIMIT 1) AS name
-FROM person p
-WHERE p.id = ANY($1::uuid[]) AND {SQL_PUBLICLY_NAMEABLE}
+FROM person asked
+JOIN person p ON p.id = coalesce(asked.merged_into, asked.id)
+WHERE asked.id = ANY($1::uuid[]) AND {SQL_PUBLICLY_NAMEABLE}
 """
 
 

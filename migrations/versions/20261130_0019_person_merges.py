@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("merged_by", sa.Uuid(), nullable=True),
         sa.Column("merged_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("moved", JSONB(), nullable=False),
+        sa.Column("sealed", sa.LargeBinary(), nullable=True),
         sa.Column("resolutions", JSONB(), nullable=False),
         sa.Column("unmerged_by", sa.Uuid(), nullable=True),
         sa.Column("unmerged_at", sa.DateTime(timezone=True), nullable=True),

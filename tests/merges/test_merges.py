@@ -438,3 +438,78 @@ async def test_who_recorded_only_one_person_does_not_read_the_others_values_afte
     undone = await unmerge(client, theirs["id"], made.json()["id"], kept["version"])
     assert undone.status_code == 200, undone.text
     assert "relatives" in (await caseworker.get(f"{API}/persons/{theirs['id']}")).json()
+
+
+async def test_sealed_values_taken_by_a_merge_go_back_at_the_unmerge(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    a = await create_person(client, address="Hrodna, Savieckaja 5")
+    b = await create_person(
+        client, address="Vilnius, Gedimino 1", contacts=[{"kind": "phone", "value": "+37060000001"}]
+    )
+    undecided = await merge(client, a, b)
+    assert undecided.json()["conflicts"] == ["address"]
+    made = await merge(client, a, b, resolutions={"address": "merged"})
+    assert made.status_code == 201, made.text
+    assert made.json()["changed_fields"] == ["address", "contacts"]
+    kept = await read(client, a["id"])
+    assert kept["address"] == "Vilnius, Gedimino 1"
+    assert kept["contacts"] == b["contacts"]
+    # The merge record keeps the values it replaced sealed, never in plain text.
+    stored = await db.fetchrow("SELECT moved::text AS moved, sealed FROM person_merge")
+    assert "Hrodna" not in stored["moved"] and b"Hrodna" not in stored["sealed"]
+    undone = await unmerge(client, a["id"], made.json()["id"], kept["version"])
+    assert undone.status_code == 200, undone.text
+    restored = await read(client, a["id"])
+    assert restored["address"] == "Hrodna, Savieckaja 5"
+    assert restored["contacts"] == a["contacts"]
+    assert (await read(client, b["id"]))["address"] == "Vilnius, Gedimino 1"
+
+
+async def test_an_unmerge_waits_for_a_decision_since_that_covers_the_merged_persons_case(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    a, b, _, b_case = await two_records_of_one_prisoner(client)
+    made = await merge(client, a, b, resolutions={"occupation": "merged"})
+    assert made.status_code == 201, made.text
+    covering = await recognise(client, a["id"], "2025-05-01", case_file_ids=[b_case["id"]])
+    assert covering.status_code == 201, covering.text
+    kept = await read(client, a["id"])
+    before = await row_counts(db)
+    refused = await unmerge(client, a["id"], made.json()["id"], kept["version"])
+    assert refused.status_code == 409
+    assert refused.json()["decision_ids"] == [covering.json()["current"]["id"]]
+    assert await row_counts(db) == before
+    assert (await client.get(f"{API}/cases/{b_case['id']}")).json()["person_id"] == a["id"]
+
+
+async def test_unmerge_refusals_and_its_retry_with_a_key(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    a, b, c = await create_person(client), await create_person(client), await create_person(client)
+    made = await merge(client, a, b)
+    assert made.status_code == 201, made.text
+    merge_id = made.json()["id"]
+    kept = await read(client, a["id"])
+    unknown = await unmerge(
+        client, a["id"], "0190e0e0-0000-7000-8000-000000000000", kept["version"]
+    )
+    assert unknown.status_code == 404
+    wrong_person = await unmerge(client, c["id"], merge_id, c["version"])
+    assert wrong_person.status_code == 404
+    missing_if_match = await client.post(f"{API}/persons/{a['id']}/merges/{merge_id}/unmerge")
+    assert missing_if_match.status_code == 428
+    # B is in no duplicate check while merged: the check proposes A.
+    query = {"names": [{"value": b["names"][0]["value"]}]}
+    candidates = (await client.post(f"{API}/person-matches", json=query)).json()["candidates"]
+    assert [candidate["person"]["id"] for candidate in candidates] == [a["id"]]
+
+    headers = {**if_match(kept["version"]), "Idempotency-Key": "unmerge-once"}
+    path = f"{API}/persons/{a['id']}/merges/{merge_id}/unmerge"
+    first = await client.post(path, headers=headers)
+    assert first.status_code == 200, first.text
+    again = await client.post(path, headers=headers)
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert (await read(client, b["id"]))["id"] == b["id"]
