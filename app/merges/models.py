@@ -4,9 +4,19 @@ merged person exactly, and so that partners' copies can follow (B -> A, and back
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Identity,
+    Index,
+    LargeBinary,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -49,3 +59,26 @@ class PersonMerge(SQLModel, table=True):
     unmerged_at: datetime | None = Field(default=None, sa_column=moment_column(nullable=True))
     # At the unmerge: what had been added to the kept person since and stayed with them.
     stayed: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+
+
+class MergeEventKind(StrEnum):
+    merged = "merged"
+    unmerged = "unmerged"
+
+
+class PersonMergeEvent(SQLModel, table=True):
+    """Append-only: each merge and unmerge as it happened, numbered in the order written,
+    for partners' sync to follow (B -> A, and back) from the last number it read. Only ids
+    and the moment: what a partner may see of either person is the sync's to decide."""
+
+    __tablename__ = "person_merge_event"
+    __table_args__ = (CheckConstraint("kind IN ('merged', 'unmerged')", name="kind"),)
+
+    seq: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    merge_id: uuid.UUID = Field(foreign_key="person_merge.id", index=True)
+    kind: str = Field(sa_type=Text)
+    person_id: uuid.UUID
+    merged_person_id: uuid.UUID
+    at: datetime = Field(default_factory=utcnow, sa_column=moment_column())

@@ -5,7 +5,7 @@ import uuid
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.merges.models import PersonMerge
+from app.merges.models import MergeEventKind, PersonMerge, PersonMergeEvent
 
 
 async def add(session: AsyncSession, record: PersonMerge) -> None:
@@ -44,3 +44,18 @@ async def holds_merges(session: AsyncSession, person_id: uuid.UUID) -> bool:
         col(PersonMerge.person_id) == person_id, col(PersonMerge.unmerged_at).is_(None)
     )
     return (await session.exec(stmt.limit(1))).first() is not None
+
+
+async def add_event(session: AsyncSession, record: PersonMerge, kind: MergeEventKind) -> None:
+    at = record.unmerged_at if kind is MergeEventKind.unmerged else record.merged_at
+    assert at is not None
+    session.add(
+        PersonMergeEvent(
+            merge_id=record.id,
+            kind=kind.value,
+            person_id=record.person_id,
+            merged_person_id=record.merged_person_id,
+            at=at,
+        )
+    )
+    await session.flush()

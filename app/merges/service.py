@@ -35,7 +35,7 @@ from app.core.errors import (
 from app.core.ids import new_id
 from app.core.versioning import bump, check_version
 from app.merges import repository
-from app.merges.models import PersonMerge
+from app.merges.models import MergeEventKind, PersonMerge
 from app.merges.schemas import MergeableField, MergeCreate, Side
 from app.persons import service as persons_service
 from app.persons.service import MergedAs, PersonView
@@ -299,6 +299,7 @@ async def merge(
         },
     )
     await repository.add(session, record)
+    await repository.add_event(session, record, MergeEventKind.merged)
     kept_after = await persons_service.get(session, caller, person_id, keys=keys)
     merged_after = await persons_service.get(
         session, caller, merged.person.id, keys=keys, merged=MergedAs.read
@@ -321,6 +322,7 @@ async def merge(
                 after=_snapshot(merged_after, journal, merged_into=person_id),
             ),
             *case_changes,
+            *decisions.changes,
         ],
         related=[merged.person.id, *(case.id for case in merged_cases.visible)],
         detail={"merge_id": str(record.id)},
@@ -475,6 +477,7 @@ async def unmerge(
         "fields": stayed_fields,
     }
     await repository.save(session, record)
+    await repository.add_event(session, record, MergeEventKind.unmerged)
     kept_after = await persons_service.get(session, caller, person_id, keys=keys)
     merged_after = await persons_service.get(session, caller, merged.person.id, keys=keys)
     journal.changed(
@@ -495,6 +498,7 @@ async def unmerge(
                 after=_snapshot(merged_after, journal, merged_into=None),
             ),
             *case_changes,
+            *separated.changes,
         ],
         related=[merged.person.id, *(case.id for case in going_back)],
         detail={"merge_id": str(record.id)},

@@ -22,8 +22,14 @@ from app.core.config import Settings
 log = structlog.get_logger(__name__)
 
 # Append-only for the application: rows are added, never changed (the audit trail, and
-# the report snapshots that were published).
-APPEND_ONLY_TABLES = ("audit_event", "audit_checkpoint", "report_snapshot", "report_snapshot_held")
+# the report snapshots that were published, the merges as partners' sync follows them).
+APPEND_ONLY_TABLES = (
+    "audit_event",
+    "audit_checkpoint",
+    "report_snapshot",
+    "report_snapshot_held",
+    "person_merge_event",
+)
 # The chain head the application locks and advances with every event.
 AUDIT_HEAD = "audit_head"
 

@@ -194,6 +194,36 @@ class MergedDecisions:
     before: dict[str, list[Any]]
     moved: list[uuid.UUID]
     status: RecognitionStatus
+    # each decision whose person or version changed, for the merge's audit event
+    changes: list[dict[str, Any] | None]
+
+
+async def _renumber(
+    session: AsyncSession,
+    decisions: Sequence[RecognitionDecision],
+    numbering: Sequence[tuple[uuid.UUID, uuid.UUID, int]],
+) -> list[dict[str, Any] | None]:
+    """Give the decisions their new person and version; the field-level changes."""
+    by_id = {d.id: d for d in decisions}
+    changed = [
+        (decision_id, person_id, version)
+        for decision_id, person_id, version in numbering
+        if (by_id[decision_id].person_id, by_id[decision_id].version) != (person_id, version)
+    ]
+    changes = [
+        change(
+            "recognition_decision",
+            decision_id,
+            before={
+                "person_id": str(by_id[decision_id].person_id),
+                "version": by_id[decision_id].version,
+            },
+            after={"person_id": str(person_id), "version": version},
+        )
+        for decision_id, person_id, version in changed
+    ]
+    await repository.renumber(session, changed)
+    return changes
 
 
 def _status_of(decisions: Sequence[RecognitionDecision]) -> RecognitionStatus:
@@ -209,10 +239,10 @@ async def merge_decisions(
     merged = list(reversed(await repository.decisions_of(session, merged_id)))
     order = list(heapq.merge(kept, merged, key=lambda d: (d.decided_on, d.recorded_at)))
     before = {str(d.id): [str(d.person_id), d.version] for d in order}
-    await repository.renumber(
-        session, [(d.id, kept_id, version) for version, d in enumerate(order, start=1)]
+    changes = await _renumber(
+        session, order, [(d.id, kept_id, version) for version, d in enumerate(order, start=1)]
     )
-    return MergedDecisions(before, [d.id for d in merged], _status_of(order))
+    return MergedDecisions(before, [d.id for d in merged], _status_of(order), changes)
 
 
 @dataclass(frozen=True)
@@ -220,6 +250,7 @@ class SeparatedDecisions:
     # decisions made about the kept person since the merge: they stay
     stayed: list[uuid.UUID]
     kept_status: RecognitionStatus
+    changes: list[dict[str, Any] | None]
 
 
 async def separate_decisions(
@@ -236,9 +267,9 @@ async def separate_decisions(
     staying = [d for d in current if d.id not in back_ids]
     numbering = [(d.id, merged_id, int(before[str(d.id)][1])) for d in going_back]
     numbering += [(d.id, kept_id, version) for version, d in enumerate(staying, start=1)]
-    await repository.renumber(session, numbering)
+    changes = await _renumber(session, current, numbering)
     return SeparatedDecisions(
-        [d.id for d in staying if str(d.id) not in before], _status_of(staying)
+        [d.id for d in staying if str(d.id) not in before], _status_of(staying), changes
     )
 
 

@@ -2,7 +2,8 @@
 
 A merged person keeps their row, pointing at the person they were merged into
 (`person.merged_into`); `person_merge` records each merge with what moved and what it
-overwrote, so that an unmerge restores the merged person exactly (app/merges).
+overwrote, so that an unmerge restores the merged person exactly (app/merges);
+`person_merge_event`, append-only, numbers each merge and unmerge for partners' sync.
 
 Revision ID: 0019
 Revises: 0018
@@ -62,8 +63,38 @@ def upgrade() -> None:
         postgresql_where=sa.text("unmerged_at IS NULL"),
     )
 
+    op.create_table(
+        "person_merge_event",
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("merge_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("person_id", sa.Uuid(), nullable=False),
+        sa.Column("merged_person_id", sa.Uuid(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "kind IN ('merged', 'unmerged')", name=op.f("ck_person_merge_event_kind")
+        ),
+        sa.ForeignKeyConstraint(
+            ["merge_id"],
+            ["person_merge.id"],
+            name=op.f("fk_person_merge_event_merge_id_person_merge"),
+        ),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_person_merge_event")),
+    )
+    op.create_index(op.f("ix_person_merge_event_merge_id"), "person_merge_event", ["merge_id"])
+    # Append-only, as the audit trail (audit_refuse_change, revision 0004).
+    op.execute(
+        "CREATE TRIGGER person_merge_event_no_update_or_delete BEFORE UPDATE OR DELETE ON "
+        "person_merge_event FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"
+    )
+    op.execute(
+        "CREATE TRIGGER person_merge_event_no_truncate BEFORE TRUNCATE ON person_merge_event "
+        "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("person_merge_event")
     op.drop_index("ix_person_merge_merged_person_id_in_effect", table_name="person_merge")
     op.drop_index("ix_person_merge_person_id", table_name="person_merge")
     op.drop_table("person_merge")

@@ -2,11 +2,13 @@
 duplicate record (B) into the kept one (A); B becomes a redirect that no list or report
 counts, and an unmerge gives B back exactly as it was."""
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.access.principal import Role
@@ -174,6 +176,21 @@ async def test_a_merge_moves_the_duplicate_into_the_kept_person(
     }
     listed_merges = (await client.get(f"{API}/persons/{a['id']}/merges")).json()["items"]
     assert [m["id"] for m in listed_merges] == [record["id"]]
+    # The trail keeps every record the merge moved: the case file and both decisions
+    # (B's joined A's history as version 1; A's became version 2).
+    changes = json.loads(
+        await db.fetchval("SELECT changes FROM audit_event WHERE action = 'person.merge'")
+    )
+    moved = {(c["type"], c["id"]): c["fields"] for c in changes}
+    assert moved[("case", b_case["id"])]["person_id"] == {"before": b["id"], "after": a["id"]}
+    decisions = [c["fields"] for c in changes if c["type"] == "recognition_decision"]
+    assert sorted(decisions, key=str) == sorted(
+        [
+            {"person_id": {"before": b["id"], "after": a["id"]}},
+            {"version": {"before": 1, "after": 2}},
+        ],
+        key=str,
+    )
 
 
 async def test_an_unmerge_gives_the_merged_person_back_exactly(
@@ -513,3 +530,23 @@ async def test_unmerge_refusals_and_its_retry_with_a_key(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     assert (await read(client, b["id"]))["id"] == b["id"]
+
+
+async def test_partners_sync_can_follow_merges_from_an_append_only_log(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    a, b = await create_person(client), await create_person(client)
+    made = await merge(client, a, b)
+    assert made.status_code == 201, made.text
+    kept = await read(client, a["id"])
+    assert (await unmerge(client, a["id"], made.json()["id"], kept["version"])).status_code == 200
+    rows = await db.fetch(
+        "SELECT kind, merge_id::text, person_id::text, merged_person_id::text "
+        "FROM person_merge_event ORDER BY seq"
+    )
+    assert [tuple(row) for row in rows] == [
+        ("merged", made.json()["id"], a["id"], b["id"]),
+        ("unmerged", made.json()["id"], a["id"], b["id"]),
+    ]
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await db.execute("DELETE FROM person_merge_event")
