@@ -54,6 +54,7 @@ from app.ops.keys import check_sealed_values_open
 from app.ops.metrics import SCRAPE_HOOKS
 from app.ops.router import metrics_router
 from app.ops.router import router as ops_router
+from app.persons.router import duplicates_router as person_duplicates_router
 from app.persons.router import matches_router as person_matches_router
 from app.persons.router import router as persons_router
 from app.recognition.router import criteria_router as recognition_criteria_router
@@ -78,6 +79,7 @@ def api_router() -> APIRouter:
     for feature in (
         persons_router,
         person_matches_router,
+        person_duplicates_router,
         merges_router,
         cases_router,
         collective_router,

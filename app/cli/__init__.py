@@ -5,7 +5,17 @@ from types import FrameType
 
 import typer
 
-from app.cli import accounts, audit, backup, database, development, keys, reports, server
+from app.cli import (
+    accounts,
+    audit,
+    backup,
+    database,
+    development,
+    keys,
+    persons,
+    reports,
+    server,
+)
 
 cli = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Habeas: case files of political prisoners."
@@ -17,6 +27,7 @@ cli.add_typer(keys.commands, name="keys")
 cli.add_typer(audit.commands, name="audit")
 cli.add_typer(backup.commands, name="backup")
 cli.add_typer(reports.commands, name="report")
+cli.add_typer(persons.commands, name="persons")
 for command in (
     server.migrate,
     server.purge,

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # The path basis reports read (app/reports/basis.py) is rebuilt on this schedule (a cron
     # expression; empty: never). A report builds anew only the case files changed since.
     report_basis_schedule: str = "41 2 * * *"
+    # The scan of every person for others who may be the same (app/persons/duplicates.py)
+    # runs on this schedule (a cron expression; empty: never); coordinators read its pairs.
+    duplicate_scan_schedule: str = "17 3 * * *"
     # A case file counts as changed since the basis if anything of it was recorded up to
     # this long before the basis's moment (app/reports/basis.py says why).
     report_basis_margin_seconds: float = Field(default=600, ge=0, le=86_400)

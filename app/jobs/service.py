@@ -31,7 +31,8 @@ INTEGRITY = "audit_integrity"
 PURGE = "purge_expired"
 REPORTS = "status_reports"
 REPORT_BASIS = "report_basis"
-ENTRYPOINTS = (INTEGRITY, PURGE, REPORTS, REPORT_BASIS)
+DUPLICATES = "person_duplicates"
+ENTRYPOINTS = (INTEGRITY, PURGE, REPORTS, REPORT_BASIS, DUPLICATES)
 
 # pgqueuer's statuses of a job in its queue table: waiting, running, and failed and held
 # for inspection (on_failure="hold"). Finished jobs leave the table.

@@ -38,7 +38,8 @@ from app.core.crypto import AuditKeyRing
 from app.core.db import create_engine, session_factory
 from app.jobs import service
 from app.jobs.queue import enqueue, queuer
-from app.jobs.service import INTEGRITY, PURGE, REPORT_BASIS, REPORTS
+from app.jobs.service import DUPLICATES, INTEGRITY, PURGE, REPORT_BASIS, REPORTS
+from app.persons import duplicates
 from app.reports import basis
 from app.reports.schedules import service as report_schedules
 
@@ -57,6 +58,7 @@ def schedules(settings: Settings) -> dict[str, str]:
         PURGE: ("HABEAS_PURGE_SCHEDULE", settings.purge_schedule.strip()),
         REPORTS: ("HABEAS_REPORT_JOB_SCHEDULE", settings.report_job_schedule.strip()),
         REPORT_BASIS: ("HABEAS_REPORT_BASIS_SCHEDULE", settings.report_basis_schedule.strip()),
+        DUPLICATES: ("HABEAS_DUPLICATE_SCAN_SCHEDULE", settings.duplicate_scan_schedule.strip()),
     }
     for name, expression in configured.values():
         if expression and not croniter.croniter.is_valid(expression):
@@ -92,6 +94,19 @@ class Jobs:
             )
             await session.commit()
 
+    async def scan_for_duplicates(self) -> None:
+        async with self.factory() as session:
+            found = await duplicates.scan(session)
+            await session.commit()
+        log.info(
+            "person_duplicates_scanned",
+            persons=found.persons,
+            pairs_compared=found.pairs_compared,
+            candidates=found.candidates,
+            blocks_skipped=found.blocks_skipped,
+            seconds=round((found.finished_at - found.started_at).total_seconds(), 1),
+        )
+
 
 def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
     """The queue manager and the scheduler of one worker, on its own connection."""
@@ -101,6 +116,7 @@ def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
         PURGE: jobs.purge,
         REPORTS: jobs.make_reports,
         REPORT_BASIS: jobs.build_report_basis,
+        DUPLICATES: jobs.scan_for_duplicates,
     }
     for entrypoint, handler in handlers.items():
         queue.entrypoint(entrypoint, concurrency_limit=1, on_failure="hold")(_run(handler))

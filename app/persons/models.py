@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, String, Text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, LargeBinary, String, Text, Uuid
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -140,3 +140,44 @@ class PersonDistinction(SQLModel, table=True):
     other_person_id: uuid.UUID = Field(foreign_key="person.id", primary_key=True)
     stated_by: uuid.UUID | None = None
     stated_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+
+
+class PersonDuplicateScan(SQLModel, table=True):
+    """One scan of the whole database for persons recorded twice (app/persons/duplicates.py):
+    what it compared, how long it took; the latest one's candidates are kept."""
+
+    __tablename__ = "person_duplicate_scan"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    started_at: datetime = Field(sa_column=moment_column())
+    finished_at: datetime = Field(sa_column=moment_column())
+    threshold: float
+    persons: int
+    # blocks: groups of persons whose names share two words in some reading
+    blocks: int
+    # blocks too large to compare even by birth year (their pairs were not compared)
+    blocks_skipped: int
+    pairs_compared: int
+    candidates: int
+
+
+class PersonDuplicateCandidate(SQLModel, table=True):
+    """A pair of persons the latest scan scored at or above its threshold (lower id first);
+    read back scored again with what they hold now."""
+
+    __tablename__ = "person_duplicate_candidate"
+    __table_args__ = (
+        CheckConstraint("person_id < other_person_id", name="ordered_pair"),
+        Index("ix_person_duplicate_candidate_rank", "scan_id", "score", "person_id"),
+    )
+
+    scan_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid, ForeignKey("person_duplicate_scan.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    person_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("person.id"), primary_key=True))
+    other_person_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("person.id"), primary_key=True)
+    )
+    score: float

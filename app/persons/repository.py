@@ -7,6 +7,7 @@ from datetime import datetime
 from itertools import combinations
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -25,7 +26,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.clock import utcnow
-from app.persons.models import Person, PersonDistinction, PersonName
+from app.core.db import driver_connection
+from app.persons.models import (
+    Person,
+    PersonDistinction,
+    PersonDuplicateCandidate,
+    PersonDuplicateScan,
+    PersonName,
+)
 from app.persons.schemas import PersonFilters
 from app.recognition.criteria import RecognitionStatus
 
@@ -363,3 +371,169 @@ async def restore_distinction(
         )
     )
     await session.flush()
+
+
+# The scan for persons recorded twice (app/persons/duplicates.py) ----------------------------
+
+SQL_SCAN_TABLES = """
+CREATE TEMP TABLE scan_block (block text NOT NULL, person_id uuid NOT NULL, birth_year int)
+ON COMMIT DROP;
+CREATE TEMP TABLE scan_pair (person_id uuid NOT NULL, other_person_id uuid NOT NULL)
+ON COMMIT DROP
+"""
+# Every person's names, a person's rows together; merged persons hold none.
+SQL_SCAN_NAMES = """
+SELECT n.person_id, n.value, extract(year FROM p.birth_date)::int AS birth_year
+FROM person_name n JOIN person p ON p.id = n.person_id
+WHERE p.merged_into IS NULL
+ORDER BY n.person_id
+"""
+# Pairs in one block: a block of more than $1 persons (a common first name and surname)
+# is split by birth year; one still larger is left out and counted. A pair is compared
+# once however many blocks it shares, and never when stated to be two people.
+SQL_SCAN_PAIRS = """
+WITH sized AS (
+    SELECT block, count(*) AS persons FROM scan_block GROUP BY block HAVING count(*) > 1
+), keyed AS (
+    SELECT CASE WHEN s.persons > $1 THEN b.block || '#' || coalesce(b.birth_year::text, '?')
+                ELSE b.block END AS block,
+           b.person_id
+    FROM scan_block b JOIN sized s USING (block)
+), blocks AS (
+    SELECT block, count(*) AS persons FROM keyed GROUP BY block HAVING count(*) > 1
+), compared AS (
+    SELECT k.block, k.person_id FROM keyed k JOIN blocks USING (block)
+    WHERE blocks.persons <= $1
+), pairs AS (
+    INSERT INTO scan_pair
+    SELECT DISTINCT one.person_id, other.person_id
+    FROM compared one JOIN compared other
+      ON other.block = one.block AND other.person_id > one.person_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM person_distinction d
+        WHERE d.person_id = one.person_id AND d.other_person_id = other.person_id
+    )
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM blocks) AS blocks,
+       (SELECT count(*) FROM blocks WHERE persons > $1) AS skipped,
+       (SELECT count(*) FROM pairs) AS pairs
+"""
+SQL_SCAN_PAIR_PAGE = """
+SELECT person_id, other_person_id FROM scan_pair
+WHERE (person_id, other_person_id) > ($1::uuid, $2::uuid)
+ORDER BY person_id, other_person_id LIMIT $3
+"""
+SQL_SCAN_FACTS = """
+SELECT id, birth_date, birth_date_precision, gender, citizenships, region
+FROM person WHERE id = ANY($1::uuid[])
+"""
+SQL_SCAN_FACT_NAMES = """
+SELECT person_id, value FROM person_name WHERE person_id = ANY($1::uuid[])
+ORDER BY person_id, position
+"""
+
+
+async def scan_open(session: AsyncSession) -> asyncpg.Connection:
+    """The scan's scratch tables, dropped with the transaction."""
+    driver = await driver_connection(session)
+    await driver.execute(SQL_SCAN_TABLES)
+    return driver
+
+
+def scan_names(driver: asyncpg.Connection) -> Any:
+    """Every name of every person, a person's together (a server-side cursor)."""
+    return driver.cursor(SQL_SCAN_NAMES, prefetch=5000)
+
+
+async def scan_add_blocks(
+    driver: asyncpg.Connection, rows: Sequence[tuple[str, uuid.UUID, int | None]]
+) -> None:
+    await driver.copy_records_to_table(
+        "scan_block", records=rows, columns=("block", "person_id", "birth_year")
+    )
+
+
+async def scan_pairs(driver: asyncpg.Connection, *, block_limit: int) -> tuple[int, int, int]:
+    """Make the pairs to compare: (blocks, blocks left out, pairs)."""
+    row = await driver.fetchrow(SQL_SCAN_PAIRS, block_limit)
+    assert row is not None
+    return int(row["blocks"]), int(row["skipped"]), int(row["pairs"])
+
+
+async def scan_pair_page(
+    driver: asyncpg.Connection, after: tuple[uuid.UUID, uuid.UUID], limit: int
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    rows = await driver.fetch(SQL_SCAN_PAIR_PAGE, *after, limit)
+    return [(row["person_id"], row["other_person_id"]) for row in rows]
+
+
+async def scan_facts(
+    driver: asyncpg.Connection, person_ids: Sequence[uuid.UUID]
+) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[str]]]:
+    """The persons' compared facts and all their names (the scan is the system's)."""
+    persons = await driver.fetch(SQL_SCAN_FACTS, list(person_ids))
+    names: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for row in await driver.fetch(SQL_SCAN_FACT_NAMES, list(person_ids)):
+        names[row["person_id"]].append(row["value"])
+    return persons, names
+
+
+async def scan_keep(
+    session: AsyncSession,
+    scan: PersonDuplicateScan,
+    candidates: Sequence[tuple[uuid.UUID, uuid.UUID, float]],
+) -> None:
+    """Keep a finished scan and its candidates in place of the earlier ones."""
+    await session.exec(delete(PersonDuplicateScan))
+    session.add(scan)
+    await session.flush()
+    driver = await driver_connection(session)
+    await driver.copy_records_to_table(
+        "person_duplicate_candidate",
+        records=[(scan.id, one, other, score) for one, other, score in candidates],
+        columns=("scan_id", "person_id", "other_person_id", "score"),
+    )
+
+
+async def latest_scan(session: AsyncSession) -> PersonDuplicateScan | None:
+    stmt = select(PersonDuplicateScan).order_by(col(PersonDuplicateScan.finished_at).desc())
+    return (await session.exec(stmt.limit(1))).first()
+
+
+async def candidate_page(
+    session: AsyncSession,
+    scan_id: uuid.UUID,
+    *,
+    min_score: float,
+    after: tuple[float, uuid.UUID, uuid.UUID] | None,
+    limit: int,
+) -> list[PersonDuplicateCandidate]:
+    """The scan's candidates, best first, of persons neither merged since nor stated to
+    be two people since."""
+    c = PersonDuplicateCandidate
+    merged = select(Person.id).where(col(Person.merged_into).is_not(None))
+    distinct = select(PersonDistinction.person_id).where(
+        col(PersonDistinction.person_id) == col(c.person_id),
+        col(PersonDistinction.other_person_id) == col(c.other_person_id),
+    )
+    stmt = select(c).where(
+        col(c.scan_id) == scan_id,
+        col(c.score) >= min_score,
+        col(c.person_id).not_in(merged),
+        col(c.other_person_id).not_in(merged),
+        ~distinct.exists(),
+    )
+    if after is not None:
+        score, one, other = after
+        stmt = stmt.where(
+            or_(
+                col(c.score) < score,
+                and_(
+                    col(c.score) == score,
+                    tuple_(col(c.person_id), col(c.other_person_id)) > tuple_(one, other),
+                ),
+            )
+        )
+    stmt = stmt.order_by(col(c.score).desc(), col(c.person_id), col(c.other_person_id))
+    return list(await session.exec(stmt.limit(limit)))

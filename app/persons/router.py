@@ -28,8 +28,10 @@ from app.idempotency.service import StoredResponse
 from app.identity.http import requires
 from app.persons import matching, service
 from app.persons.schemas import (
+    DuplicateScanRead,
     NameSearch,
     PersonCreate,
+    PersonDuplicates,
     PersonFilters,
     PersonMatches,
     PersonMatchQuery,
@@ -269,3 +271,36 @@ async def list_persons(
         ),
         exclude=page_exclusion("person", [view.clearance for view in found.items]),
     )
+
+
+# Persons recorded twice across the whole database: what the latest scan found.
+duplicates_router = APIRouter(prefix="/person-duplicates", tags=["persons"])
+
+
+@duplicates_router.get("", response_model=PersonDuplicates)
+async def list_person_duplicates(
+    session: SessionDep,
+    request: Request,
+    paging: Annotated[PageRequest, Depends(page_request)],
+    caller: Annotated[Caller, requires("person.merge")],
+    min_score: Annotated[
+        float, Query(ge=0, le=1, description="Pairs the scan scored at least this")
+    ] = matching.DUPLICATE_THRESHOLD,
+) -> Response:
+    """Pairs of persons who may be one, across the whole database, best first
+    (coordinators, who merge them): as the latest scan found them (`habeas persons
+    duplicates`, or the worker's schedule), each scored again with what both hold now.
+    Pairs merged or stated to be two people since are left out."""
+    found = await service.duplicate_pairs(
+        session, caller, min_score=min_score, cursor=paging.cursor, limit=paging.limit
+    )
+    body = {
+        "scan": (
+            DuplicateScanRead.model_validate(found.scan).model_dump(mode="json")
+            if found.scan is not None
+            else None
+        ),
+        "items": found.items,
+        "next": next_link(request, found.next_cursor),
+    }
+    return JSONResponse(body)

@@ -347,3 +347,42 @@ def person_read(
             ],
         }
     )
+
+
+class DuplicateScanRead(BaseModel):
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    started_at: datetime
+    finished_at: datetime
+    threshold: float
+    persons: int
+    blocks: int
+    blocks_skipped: int = Field(
+        description="Blocks too large to compare even by birth year: their pairs were not"
+    )
+    pairs_compared: int
+    candidates: int
+
+
+class PersonDuplicate(BaseModel):
+    """A pair the latest scan found, scored again with what both hold now."""
+
+    model_config = OUTPUT
+
+    person: PersonRead
+    other_person: PersonRead
+    score: float = Field(ge=0, le=1, description="The score now")
+    scanned_score: float = Field(ge=0, le=1, description="The score when the scan found it")
+    likely_duplicate: bool
+    reasons: list[MatchReasonRead]
+
+
+class PersonDuplicates(BaseModel):
+    model_config = OUTPUT
+
+    scan: DuplicateScanRead | None = Field(
+        description="The scan the pairs come from; none before the first"
+    )
+    items: list[PersonDuplicate]
+    next: str | None = None

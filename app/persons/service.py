@@ -39,13 +39,14 @@ from app.core.pagination import (
 )
 from app.core.versioning import bump, check_version
 from app.persons import matching, repository
-from app.persons.models import Person, PersonName
+from app.persons.models import Person, PersonDuplicateScan, PersonName
 from app.persons.names import name_words, skeleton, tokens
 from app.persons.schemas import (
     SEALED_FIELDS,
     MatchReasonRead,
     NameInput,
     PersonCreate,
+    PersonDuplicate,
     PersonFields,
     PersonFilters,
     PersonMatch,
@@ -599,16 +600,7 @@ def match_read(match: Match) -> dict[str, Any]:
         person=match.view.read(),
         score=round(match.score, 3),
         likely_duplicate=match.likely_duplicate,
-        reasons=[
-            MatchReasonRead(
-                kind=reason.kind.value,
-                verdict=reason.verdict.value,
-                effect=reason.effect,
-                given=reason.given,
-                recorded=reason.recorded,
-            )
-            for reason in match.reasons
-        ],
+        reasons=_reasons_read(match.reasons),
     ).model_dump(
         mode="json",
         # Sealed values are not opened for a check, and not shown as empty either.
@@ -705,3 +697,89 @@ async def restore_distinction(
     session: AsyncSession, first: uuid.UUID, second: uuid.UUID, statement: dict[str, Any]
 ) -> None:
     await repository.restore_distinction(session, first, second, statement)
+
+
+# Persons recorded twice, as the latest scan found them (app/persons/duplicates.py) ------
+
+
+@dataclass(frozen=True)
+class DuplicatePage:
+    scan: PersonDuplicateScan | None
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+async def duplicate_pairs(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    min_score: float,
+    cursor: str | None,
+    limit: int,
+) -> DuplicatePage:
+    """The latest scan's pairs at or above `min_score`, best first, each scored again with
+    what both persons hold now and shown as the caller may see them (a pair with a person
+    the caller may not see, merged or stated to be two people since, is left out)."""
+    scan = await repository.latest_scan(session)
+    if scan is None:
+        return DuplicatePage(None, [], None)
+    fingerprint = query_fingerprint({"scan": str(scan.id), "min_score": min_score})
+    after = None
+    if cursor:
+        score, one, other = decode_cursor(cursor, fingerprint, 3)
+        after = (cursor_float(score), cursor_uuid(one), cursor_uuid(other))
+    rows = await repository.candidate_page(
+        session, scan.id, min_score=min_score, after=after, limit=limit + 1
+    )
+    page, next_cursor = trim_page(
+        rows,
+        limit=limit,
+        fingerprint=fingerprint,
+        position=lambda row: [row.score, str(row.person_id), str(row.other_person_id)],
+    )
+    ids = sorted({person_id for row in page for person_id in (row.person_id, row.other_person_id)})
+    readable = visibility.readable_persons(caller.principal)
+    persons = await repository.get_many(session, ids, readable=readable)
+    views = {
+        view.person.id: view
+        for view in await _views(session, caller, None, persons, skip_hidden=True)
+    }
+    items = []
+    for row in page:
+        one, other = views.get(row.person_id), views.get(row.other_person_id)
+        if one is None or other is None:
+            continue
+        score, reasons = matching.score(_recorded_facts(other), _recorded_facts(one))
+        excluded = {
+            "person": hidden_fields("person", one.clearance) | set(SEALED_FIELDS),
+            "other_person": hidden_fields("person", other.clearance) | set(SEALED_FIELDS),
+        }
+        items.append(
+            PersonDuplicate(
+                person=one.read(),
+                other_person=other.read(),
+                score=round(score, 3),
+                scanned_score=round(row.score, 3),
+                likely_duplicate=score >= matching.DUPLICATE_THRESHOLD,
+                reasons=_reasons_read(reasons),
+            ).model_dump(mode="json", exclude=excluded)
+        )
+    journal_of(session).viewed_page(
+        "person.duplicates",
+        "person",
+        [(view.person.id, view.clearance) for view in views.values()],
+    )
+    return DuplicatePage(scan, items, next_cursor)
+
+
+def _reasons_read(reasons: list[matching.Reason]) -> list[MatchReasonRead]:
+    return [
+        MatchReasonRead(
+            kind=reason.kind.value,
+            verdict=reason.verdict.value,
+            effect=reason.effect,
+            given=reason.given,
+            recorded=reason.recorded,
+        )
+        for reason in reasons
+    ]

@@ -4,6 +4,8 @@ A merged person keeps their row, pointing at the person they were merged into
 (`person.merged_into`); `person_merge` records each merge with what moved and what it
 overwrote, so that an unmerge restores the merged person exactly (app/merges);
 `person_merge_event`, append-only, numbers each merge and unmerge for partners' sync.
+`person_duplicate_scan` and `person_duplicate_candidate` keep the latest scan of the
+whole database for persons recorded twice (`habeas persons duplicates`).
 
 Revision ID: 0019
 Revises: 0018
@@ -92,8 +94,58 @@ def upgrade() -> None:
         "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
     )
 
+    op.create_table(
+        "person_duplicate_scan",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("threshold", sa.Float(), nullable=False),
+        sa.Column("persons", sa.Integer(), nullable=False),
+        sa.Column("blocks", sa.Integer(), nullable=False),
+        sa.Column("blocks_skipped", sa.Integer(), nullable=False),
+        sa.Column("pairs_compared", sa.Integer(), nullable=False),
+        sa.Column("candidates", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_person_duplicate_scan")),
+    )
+    op.create_table(
+        "person_duplicate_candidate",
+        sa.Column("scan_id", sa.Uuid(), nullable=False),
+        sa.Column("person_id", sa.Uuid(), nullable=False),
+        sa.Column("other_person_id", sa.Uuid(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.CheckConstraint(
+            "person_id < other_person_id", name=op.f("ck_person_duplicate_candidate_ordered_pair")
+        ),
+        sa.ForeignKeyConstraint(
+            ["scan_id"],
+            ["person_duplicate_scan.id"],
+            name=op.f("fk_person_duplicate_candidate_scan_id_person_duplicate_scan"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["person_id"],
+            ["person.id"],
+            name=op.f("fk_person_duplicate_candidate_person_id_person"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["other_person_id"],
+            ["person.id"],
+            name=op.f("fk_person_duplicate_candidate_other_person_id_person"),
+        ),
+        sa.PrimaryKeyConstraint(
+            "scan_id", "person_id", "other_person_id", name=op.f("pk_person_duplicate_candidate")
+        ),
+    )
+    op.create_index(
+        "ix_person_duplicate_candidate_rank",
+        "person_duplicate_candidate",
+        ["scan_id", "score", "person_id"],
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("person_duplicate_candidate")
+    op.drop_table("person_duplicate_scan")
     op.drop_table("person_merge_event")
     op.drop_index("ix_person_merge_merged_person_id_in_effect", table_name="person_merge")
     op.drop_index("ix_person_merge_person_id", table_name="person_merge")

@@ -200,6 +200,10 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             headers={"If-Match": f'"{w.persons[k]["version"]}"'},
         ),
     ),
+    ("GET", "/api/v1/person-duplicates"): (
+        MERGE_READ,
+        lambda c, w, k: c.get(f"{API}/person-duplicates"),
+    ),
     ("GET", "/api/v1/persons/{person_id}/merges"): (
         MERGE_READ,
         lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}/merges"),

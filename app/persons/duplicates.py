@@ -1,0 +1,128 @@
+"""The scan of the whole database for persons recorded twice (`habeas persons duplicates`,
+the worker's schedule, and what `GET /person-duplicates` lists).
+
+Comparing every pair of a million persons is out of reach, so pairs are blocked: a block
+is two words of one name in some reading of each (the name keys of app/persons/names.py,
+given-name forms joined), and only persons who share a block are compared. A block larger
+than BLOCK_LIMIT (a common first name and surname) is split by birth year; one still larger
+is left out and counted. Pairs stated to be two people (`person_distinction`) and merged
+persons are never compared. The blocks are written to a scratch table and paired by
+PostgreSQL; the pairs are scored page by page with the duplicate check's own scoring
+(app/persons/matching.py), so memory stays bounded whatever the population.
+"""
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import combinations
+
+import asyncpg
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.clock import utcnow
+from app.core.dates import Precision
+from app.persons import matching, repository
+from app.persons.models import PersonDuplicateScan
+from app.persons.names import name_words
+
+# Persons in one block compared pair by pair, at most (above: split by birth year).
+BLOCK_LIMIT = 100
+# Words of a name that make blocks (as the check's candidates: MATCH_WORDS).
+BLOCK_WORDS = repository.MATCH_WORDS
+COPY_ROWS = 20_000
+SCORED_PAIRS = 2_000
+
+
+def block_keys(names: Iterable[str]) -> set[str]:
+    """The blocks of a person: each two words of one of their names, in each reading."""
+    keys: set[str] = set()
+    for name in names:
+        words = name_words(name)[:BLOCK_WORDS]
+        for left, right in combinations(words, 2):
+            keys.update(" ".join(sorted((a, b))) for a in left for b in right)
+    return keys
+
+
+@dataclass(frozen=True)
+class Candidate:
+    person_id: uuid.UUID
+    other_person_id: uuid.UUID
+    score: float
+    reasons: list[matching.Reason]
+
+
+def _facts(row: asyncpg.Record, names: list[str]) -> matching.Facts:
+    precision = row["birth_date_precision"]
+    return matching.Facts(
+        names=[matching.NameForm(name, name_words(name)) for name in names],
+        birth_date=row["birth_date"],
+        birth_precision=Precision(precision) if precision else None,
+        gender=row["gender"],
+        citizenships=row["citizenships"],
+        region=row["region"],
+    )
+
+
+async def scan(
+    session: AsyncSession,
+    *,
+    threshold: float = matching.DUPLICATE_THRESHOLD,
+    found: Callable[[Candidate], None] | None = None,
+) -> PersonDuplicateScan:
+    """Scan every person; keep the pairs scoring at or above `threshold` (in place of the
+    last scan's), each also handed to `found` as it is scored."""
+    started = utcnow()
+    driver = await repository.scan_open(session)
+    persons = 0
+    rows: list[tuple[str, uuid.UUID, int | None]] = []
+    current: uuid.UUID | None = None
+    current_year: int | None = None
+    names: list[str] = []
+
+    async def flush_person() -> None:
+        nonlocal persons
+        if current is None:
+            return
+        persons += 1
+        rows.extend((key, current, current_year) for key in block_keys(names))
+        if len(rows) >= COPY_ROWS:
+            await repository.scan_add_blocks(driver, rows)
+            rows.clear()
+
+    async for row in repository.scan_names(driver):
+        if row["person_id"] != current:
+            await flush_person()
+            current, current_year, names = row["person_id"], row["birth_year"], []
+        names.append(row["value"])
+    await flush_person()
+    if rows:
+        await repository.scan_add_blocks(driver, rows)
+    blocks, skipped, pairs = await repository.scan_pairs(driver, block_limit=BLOCK_LIMIT)
+
+    kept: list[tuple[uuid.UUID, uuid.UUID, float]] = []
+    after = (uuid.UUID(int=0), uuid.UUID(int=0))
+    while page := await repository.scan_pair_page(driver, after, SCORED_PAIRS):
+        after = page[-1]
+        ids = sorted({person_id for pair in page for person_id in pair})
+        records, names_of = await repository.scan_facts(driver, ids)
+        facts = {record["id"]: _facts(record, names_of.get(record["id"], [])) for record in records}
+        for one, other in page:
+            if one not in facts or other not in facts:
+                continue
+            score, reasons = matching.score(facts[other], facts[one])
+            if score >= threshold:
+                kept.append((one, other, score))
+                if found is not None:
+                    found(Candidate(one, other, score, reasons))
+    result = PersonDuplicateScan(
+        started_at=started,
+        finished_at=utcnow(),
+        threshold=threshold,
+        persons=persons,
+        blocks=blocks,
+        blocks_skipped=skipped,
+        pairs_compared=pairs,
+        candidates=len(kept),
+    )
+    await repository.scan_keep(session, result, kept)
+    return result
