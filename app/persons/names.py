@@ -23,7 +23,7 @@ never shown.
 
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from itertools import product
 
 from anyascii import anyascii
@@ -175,7 +175,8 @@ def _latin_readings(word: str) -> list[str]:
     ]
 
 
-@cache
+# Bounded: a server reads names for years, and every distinct word would stay otherwise.
+@lru_cache(maxsize=65_536)
 def word_keys(word: str) -> tuple[str, ...]:
     """Every key of one written word (a name may have several), the key of its most
     likely reading first; empty when the word has no letters."""

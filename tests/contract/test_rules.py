@@ -127,6 +127,8 @@ class TestTheDocument:
         ),
         ("/api/v1/collective-events", "post", ()),
         ("/api/v1/persons/{person_id}/recognition", "post", ()),
+        ("/api/v1/persons/{person_id}/merges", "post", ("merge-refused",)),
+        ("/api/v1/persons/{person_id}/merges/{merge_id}/unmerge", "post", ("merge-refused",)),
         ("/api/v1/users", "post", ()),
         ("/api/v1/partners", "post", ()),
         ("/api/v1/audit/checkpoints/latest", "get", ()),
@@ -381,3 +383,14 @@ class TestWhatTheApiAnswers:
         few = await client.get(f"{API}/persons", params={"q": "ʰʰʰ"})
         assert few.status_code == 200, few.text
         assert few.json()["items"] == []
+
+
+async def test_a_merged_persons_redirect_is_documented(anonymous: httpx.AsyncClient) -> None:
+    """GET /persons/{id} answers 308 for a merged person: documented with its Location
+    and a problem document naming `merged_into`."""
+    read = (await _contract(anonymous))["paths"]["/api/v1/persons/{person_id}"]["get"]
+    moved = read["responses"]["308"]
+    assert "Location" in moved["headers"]
+    schema = moved["content"][PROBLEM]["schema"]
+    assert schema["allOf"][0] == {"$ref": "#/components/schemas/Problem"}
+    assert schema["allOf"][1]["required"] == ["merged_into"]
