@@ -329,6 +329,14 @@ class MergedReference(UnprocessableInput):
     title = "The input names a person merged into another record"
 
 
+class SelfMerge(UnprocessableInput):
+    """A merge that names the kept person as the one to merge (the schema cannot compare
+    the path with the body)."""
+
+    slug = "merge-into-itself"
+    title = "A person cannot be merged into themselves"
+
+
 class InvalidKeySet(UnprocessableInput):
     slug = "invalid-key-set"
     title = "The keys are not usable public keys"

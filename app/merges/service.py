@@ -29,8 +29,8 @@ from app.core.errors import (
     HiddenReference,
     MergeRefused,
     NotFound,
+    SelfMerge,
     UnknownReference,
-    UnprocessableInput,
 )
 from app.core.ids import new_id
 from app.core.versioning import bump, check_version
@@ -195,7 +195,7 @@ async def merge(
     data: MergeCreate,
 ) -> PersonMerge:
     if data.merged_person_id == person_id:
-        raise UnprocessableInput("A person cannot be merged into themselves.")
+        raise SelfMerge("merged_person_id names this person: name the duplicate to merge in.")
     # Merges, renames and intake one at a time: none sees the other half done.
     await persons_service.hold_intake_lock(session)
     kept = await persons_service.get(

@@ -294,6 +294,7 @@ async def test_merges_that_cannot_be_are_refused_and_change_nothing(
 
     itself = await merge(client, a, a)
     assert itself.status_code == 422
+    assert itself.json()["type"] == "urn:habeas:problem:merge-into-itself"
     unknown = await merge(client, a, {"id": "0190e0e0-0000-7000-8000-000000000000", "version": 1})
     assert unknown.status_code == 422
     assert unknown.json()["type"] == "urn:habeas:problem:unknown-reference"
