@@ -12,7 +12,7 @@ from app.bench import database, identity
 from app.bench.runner import Result, Server, TimedResult, run_api, run_raw, run_timed
 from app.bench.workloads import ALL_WORKLOADS
 
-GROWTH_WORKLOADS = ("case_read", "name_search")
+GROWTH_WORKLOADS = ("case_read", "name_search", "duplicate_check")
 
 
 @dataclass(frozen=True)

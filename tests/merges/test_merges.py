@@ -551,3 +551,24 @@ async def test_partners_sync_can_follow_merges_from_an_append_only_log(
     ]
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute("DELETE FROM person_merge_event")
+
+
+async def test_a_merged_high_confidentiality_case_file_closes_the_kept_person(
+    client: httpx.AsyncClient, sign_in_as: SignIn
+) -> None:
+    """B's case file is high-confidentiality: once it is A's, A is as closed as it, and a
+    caseworker who does not work on it no longer reads A (nor learns of B through A)."""
+    caseworker = (await sign_in_as(Role.caseworker)).client
+    a = await create_person(client)
+    b = await create_person(client)
+    await create_case(client, b["id"], confidentiality="high")
+    assert (await caseworker.get(f"{API}/persons/{a['id']}")).status_code == 200
+    assert (await caseworker.get(f"{API}/persons/{b['id']}")).status_code == 404
+    a = await read(client, a["id"])
+    b = await read(client, b["id"])
+    made = await merge(client, a, b)
+    assert made.status_code == 201, made.text
+    assert (await caseworker.get(f"{API}/persons/{a['id']}")).status_code == 404
+    assert (await caseworker.get(f"{API}/persons/{b['id']}")).status_code == 404
+    listed = (await caseworker.get(f"{API}/persons")).json()["items"]
+    assert a["id"] not in {item["id"] for item in listed}
