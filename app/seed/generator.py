@@ -106,6 +106,7 @@ PERSON_COLUMNS = (
     "address",
     "recorded_by",
     "recognition_status",
+    "merged_into",
     "version",
     "created_at",
     "updated_at",
@@ -436,6 +437,8 @@ class _Generator:
                 None,
                 None,
                 status,
+                # merged into no one
+                None,
                 1,
                 created,
                 created,
