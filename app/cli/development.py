@@ -34,7 +34,9 @@ def bench(
     warmup: Annotated[float, typer.Option(help="Seconds of warm-up per workload.")] = 3.0,
     scale_compare: Annotated[
         str | None,
-        typer.Option(help="Two scales, e.g. 10k,1m: case read and name search latency growth."),
+        typer.Option(
+            help="Two scales, e.g. 10k,1m: latency growth of case read, name search, duplicate check."
+        ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="Every workload briefly at 10k.")] = False,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
