@@ -35,7 +35,7 @@ def bench(
     scale_compare: Annotated[
         str | None,
         typer.Option(
-            help="Two scales, e.g. 10k,1m: latency growth of case read, name search, duplicate check."
+            help="Two scales, e.g. 10k,1m: latency growth of case read, name search, dup. check."
         ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="Every workload briefly at 10k.")] = False,
