@@ -175,6 +175,11 @@ async def hold_intake_lock(session: AsyncSession) -> None:
 # The duplicate check compares a name by pairs of its words; past this many words (a
 # long name with patronymics and second surnames) the rest are not paired.
 MATCH_WORDS = 4
+# The trigram similarity a name must reach to be a candidate by likeness alone (a typo
+# of a letter or two keeps a two-word name above it). PostgreSQL's default, 0.3, gave the
+# same figures on the evaluation set (tests/persons/name_pairs) up to 0.7, and at 1M
+# persons handed the recheck hundreds of thousands of names (docs/performance.md).
+MATCH_SIMILARITY = 0.5
 # And at most this many of the would-be person's names.
 MATCH_NAMES = 6
 
@@ -213,6 +218,13 @@ async def match_candidates(
             similarity.append(func.similarity(PersonName.search_key, key))
     if not paired and not similar:
         return []
+    if similar:
+        # `%` finds names at this trigram similarity or more: at the default 0.3 a short
+        # key shares three trigrams with a great many names, and the index hands them all
+        # to the recheck. Only this transaction's matching is changed.
+        await session.exec(
+            select(func.set_config("pg_trgm.similarity_threshold", str(MATCH_SIMILARITY), True))
+        )
     shares_words = or_(*paired) if paired else literal(False)
     rank = func.max(
         case_when((shares_words, 2.0), else_=0.0)

@@ -290,3 +290,18 @@ async def test_renaming_a_person_into_a_recorded_one_meets_the_check(
     )
     assert again.status_code == 200, again.text
     assert await db.fetchval("SELECT count(*) FROM person_distinction") == 1
+
+
+async def test_a_typo_in_the_surname_is_still_a_candidate(client: httpx.AsyncClient) -> None:
+    """No reading folds a letter typed wrong: the name is found by trigram likeness, which
+    the check asks at MATCH_SIMILARITY (above PostgreSQL's 0.3, so as not to hand a
+    million names to the recheck)."""
+    first = await client.post(f"{API}/persons", json=olga())
+    # Two letters swapped: no key of the surname is the recorded one's.
+    typo = {"names": [{"value": "Olga Kovalcuhk"}], "birth_date": "1985", "gender": "female"}
+    shown = (await client.post(f"{API}/person-matches", json=typo)).json()["candidates"]
+    assert [candidate["person"]["id"] for candidate in shown] == [first.json()["id"]]
+    (name,) = [reason for reason in shown[0]["reasons"] if reason["kind"] == "name"]
+    assert name["verdict"] == "similar"
+    far = {"names": [{"value": "Olga Kozlovskaya"}], "birth_date": "1985", "gender": "female"}
+    assert (await client.post(f"{API}/person-matches", json=far)).json()["candidates"] == []
