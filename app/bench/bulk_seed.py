@@ -22,6 +22,7 @@ import asyncpg
 from app.core.clock import utcnow
 from app.core.embedded import asyncpg_connect_kwargs
 from app.core.ids import new_id
+from app.persons.models import SQL_FILL_NAME_TOKENS
 from app.persons.names import skeleton, tokens
 from app.reports import asof
 from app.seed import vocabulary as words
@@ -587,6 +588,7 @@ async def load(url: str, *, persons: int) -> str:
             )
             await _run(connection, SQL_EVENT_ROWS)
             await _run(connection, SQL_RECOGNITION, AS_OF)
+            await connection.execute(SQL_FILL_NAME_TOKENS)
             for index in indexes:
                 await connection.execute(index["indexdef"])
             counts = {

@@ -18,6 +18,7 @@ from app.cases import repository
 from app.core.clock import utcnow
 from app.core.ids import new_id
 from app.identity import repository as identity_repository
+from app.persons import repository as persons_repository
 from app.persons.models import Person, PersonName
 from app.persons.names import name_words, skeleton
 
@@ -241,18 +242,29 @@ class NameSearch(Workload):
 
 def sql_match_candidates(words: int) -> str:
     """The duplicate check's candidates for a name of so many words (each given as the
-    array of its keys, then the main key): names that share keys with two of its words,
-    or whose main key is trigram-similar (app/persons/repository.match_candidates)."""
+    array of its keys and the recorded keys like them): names that share keys with two of
+    its words (app/persons/repository.match_candidates)."""
     pairs = [
-        f"(search_tokens && ${2 + i}::text[] AND search_tokens && ${2 + j}::text[])"
+        f"(search_tokens && ${1 + i}::text[] AND search_tokens && ${1 + j}::text[])"
         for i in range(words)
         for j in range(i + 1, words)
-    ] or [f"search_tokens && ${2 + i}::text[]" for i in range(words)]
+    ] or [f"search_tokens && ${1 + i}::text[]" for i in range(words)]
     return (
         f"SELECT {PERSON_COLUMNS} FROM person JOIN (SELECT DISTINCT person_id FROM person_name "
-        f"WHERE {' OR '.join(pairs)} OR search_key % $1) AS m ON m.person_id = person.id "
+        f"WHERE {' OR '.join(pairs)}) AS m ON m.person_id = person.id "
         "WHERE person.merged_into IS NULL ORDER BY person.id LIMIT 200"
     )
+
+
+# As app/persons/repository.similar_tokens: recorded word keys a typo away.
+SQL_WORD_SIMILARITY = (
+    "SELECT set_config('pg_trgm.similarity_threshold', "
+    f"'{persons_repository.WORD_SIMILARITY}', true)"
+)
+SQL_SIMILAR_TOKENS = (
+    "SELECT q.key, t.token FROM unnest($1::text[]) AS q(key) "
+    "JOIN name_token t ON t.token % q.key AND t.token <> q.key"
+)
 
 
 class DuplicateCheck(NameSearch):
@@ -265,12 +277,16 @@ class DuplicateCheck(NameSearch):
         return Request("POST", f"{API}/person-matches", body=body)
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
-        key, words = rng.choice(self.keys)
+        _key, words = rng.choice(self.keys)
         async with connection.transaction():
             await self.authenticate(connection)
-            found = await connection.fetch(
-                sql_match_candidates(len(words)), key, *(list(keys) for keys in words)
-            )
+            await connection.execute(SQL_WORD_SIMILARITY)
+            asked = [k for keys in words for k in keys if len(k) >= 5]
+            like: dict[str, list[str]] = {}
+            for row in await connection.fetch(SQL_SIMILAR_TOKENS, asked):
+                like.setdefault(row["key"], []).append(row["token"])
+            widened = [[*keys, *(t for k in keys for t in like.get(k, ()))] for keys in words]
+            found = await connection.fetch(sql_match_candidates(len(words)), *widened)
             await connection.fetch(SQL_NAMES, [row["id"] for row in found])
             await self.record(connection, "person.match", None, related=[r["id"] for r in found])
 

@@ -125,6 +125,31 @@ class PersonName(SQLModel, table=True):
     )
 
 
+class NameToken(SQLModel, table=True):
+    """Every word key any name has had (app/persons/names.py): the duplicate check looks a
+    mistyped word up here by trigram likeness, among some hundred thousand words rather
+    than millions of names. Only grows; a key no name holds any more finds nothing."""
+
+    __tablename__ = "name_token"
+    __table_args__ = (
+        Index(
+            "ix_name_token_token_trgm",
+            "token",
+            postgresql_using="gin",
+            postgresql_ops={"token": "gin_trgm_ops"},
+        ),
+    )
+
+    token: str = Field(sa_column=Column(Text, primary_key=True))
+
+
+# The lexicon filled from the names themselves, for loads that write names by COPY.
+SQL_FILL_NAME_TOKENS = (
+    "INSERT INTO name_token (token) SELECT DISTINCT token FROM person_name, "
+    "unnest(search_tokens) AS token WHERE token NOT LIKE '=%' ON CONFLICT DO NOTHING"
+)
+
+
 class PersonDistinction(SQLModel, table=True):
     """A caller's statement that two persons whose names look alike are different people
     (made at intake, `confirmed_distinct_from`): kept, shown with both, and the pair is

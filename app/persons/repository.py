@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import case as case_when
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -28,6 +29,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from app.core.clock import utcnow
 from app.core.db import driver_connection
 from app.persons.models import (
+    NameToken,
     Person,
     PersonDistinction,
     PersonDuplicateCandidate,
@@ -43,6 +45,19 @@ async def add(session: AsyncSession, person: Person, names: Sequence[PersonName]
     await session.flush()
     session.add_all(names)
     await session.flush()
+    await _add_tokens(session, names)
+
+
+async def _add_tokens(session: AsyncSession, names: Sequence[PersonName]) -> None:
+    """Keep the lexicon of word keys (NameToken) complete; a given-name group's key
+    ("=…") is not a spelling and is left out."""
+    found = sorted({t for name in names for t in name.search_tokens if not t.startswith("=")})
+    if found:
+        await session.exec(
+            pg_insert(NameToken)
+            .values([{"token": token} for token in found])
+            .on_conflict_do_nothing()
+        )
 
 
 async def save(session: AsyncSession, person: Person) -> None:
@@ -79,6 +94,7 @@ async def replace_names(
     await session.exec(delete(PersonName).where(col(PersonName.person_id) == person_id))
     session.add_all(names)
     await session.flush()
+    await _add_tokens(session, names)
 
 
 async def set_recognition_status(
@@ -175,17 +191,39 @@ async def hold_intake_lock(session: AsyncSession) -> None:
 # The duplicate check compares a name by pairs of its words; past this many words (a
 # long name with patronymics and second surnames) the rest are not paired.
 MATCH_WORDS = 4
-# The trigram similarity a name must reach to be a candidate by likeness alone (a typo
-# of a letter or two keeps a two-word name above it). PostgreSQL's default, 0.3, gave the
-# same figures on the evaluation set (tests/persons/name_pairs) up to 0.7, and at 1M
-# persons handed the recheck hundreds of thousands of names (docs/performance.md).
-MATCH_SIMILARITY = 0.5
-# And at most this many of the would-be person's names.
+# A person has at most so many names compared (in the order given).
 MATCH_NAMES = 6
+# How like a recorded word key a mistyped word must be (trigram similarity) to count as
+# it: a letter or two wrong in a word of six or more. Looked up in the lexicon of word
+# keys (NameToken), never across every name: at 1M persons, trigram likeness of whole
+# names handed the recheck some 20,000 names a check (docs/performance.md).
+WORD_SIMILARITY = 0.5
+# Words shorter than this are not looked up by likeness: too many words are that close.
+WORD_SIMILARITY_MIN_LENGTH = 5
 
 
 def _holds(keys: Sequence[str]) -> ColumnElement[bool]:
     return col(PersonName.search_tokens).op("&&")(cast(list(keys), ARRAY(Text)))
+
+
+async def similar_tokens(session: AsyncSession, keys: Sequence[str]) -> dict[str, list[str]]:
+    """For each word key, the recorded word keys like it (a typo away), from the lexicon."""
+    asked = sorted({key for key in keys if len(key) >= WORD_SIMILARITY_MIN_LENGTH})
+    if not asked:
+        return {}
+    await session.exec(
+        select(func.set_config("pg_trgm.similarity_threshold", str(WORD_SIMILARITY), True))
+    )
+    driver = await driver_connection(session)
+    rows = await driver.fetch(
+        "SELECT q.key, t.token FROM unnest($1::text[]) AS q(key) "
+        "JOIN name_token t ON t.token % q.key AND t.token <> q.key",
+        asked,
+    )
+    found: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        found[row["key"]].append(row["token"])
+    return found
 
 
 async def match_candidates(
@@ -199,41 +237,48 @@ async def match_candidates(
 ) -> list[uuid.UUID]:
     """Persons that may be the one named (each name as its main key and its words'
     keys), the likeliest first: those with a name that shares keys with two words of a
-    given name (one, for a name of one word), then those whose main key resembles a given
-    one by trigram similarity (`%`, GIN on search_key), which catches spellings the keys
-    do not fold. Blocked this way, the check never compares all pairs."""
-    paired: list[ColumnElement[bool]] = []
-    similar: list[ColumnElement[bool]] = []
+    given name (one, for a name of one word), then those that do once a word is read as
+    a recorded word like it (a typo away: similar_tokens), each rank by the trigram
+    likeness of the whole name. Blocked this way, on the token index only, the check never
+    compares all pairs and its cost does not grow with the number of names."""
+    checked_names = [(key, words[:MATCH_WORDS]) for key, words in names[:MATCH_NAMES]]
+    likeness = await similar_tokens(
+        session, [k for _, words in checked_names for keys in words for k in keys]
+    )
+    exact: list[ColumnElement[bool]] = []
+    near: list[ColumnElement[bool]] = []
     similarity: list[ColumnElement[float]] = []
-    for key, words in names[:MATCH_NAMES]:
-        checked = words[:MATCH_WORDS]
-        if len(checked) >= 2:
-            paired += [
-                and_(_holds(first), _holds(second)) for first, second in combinations(checked, 2)
+    for key, words in checked_names:
+        widened = [
+            list(dict.fromkeys([*keys, *(t for k in keys for t in likeness.get(k, ()))]))
+            for keys in words
+        ]
+        if len(words) >= 2:
+            exact += [and_(_holds(a), _holds(b)) for a, b in combinations(words, 2)]
+            near += [
+                and_(_holds(a), _holds(b))
+                for (a, b), (plain_a, plain_b) in zip(
+                    combinations(widened, 2), combinations(words, 2), strict=True
+                )
+                if (a, b) != (list(plain_a), list(plain_b))
             ]
-        elif checked:
-            paired.append(_holds(checked[0]))
+        elif words:
+            exact.append(_holds(words[0]))
+            if widened[0] != list(words[0]):
+                near.append(_holds(widened[0]))
         if key:
-            similar.append(col(PersonName.search_key).op("%")(key))
             similarity.append(func.similarity(PersonName.search_key, key))
-    if not paired and not similar:
+    if not exact and not near:
         return []
-    if similar:
-        # `%` finds names at this trigram similarity or more: at the default 0.3 a short
-        # key shares three trigrams with a great many names, and the index hands them all
-        # to the recheck. Only this transaction's matching is changed.
-        await session.exec(
-            select(func.set_config("pg_trgm.similarity_threshold", str(MATCH_SIMILARITY), True))
-        )
-    shares_words = or_(*paired) if paired else literal(False)
+    shares_words = or_(*exact) if exact else literal(False)
     rank = func.max(
-        case_when((shares_words, 2.0), else_=0.0)
+        case_when((shares_words, 2.0), else_=1.0)
         + (func.greatest(*similarity) if similarity else literal(0.0))
     )
     found = (
         select(col(PersonName.person_id).label("person_id"), rank.label("rank"))
         .where(
-            or_(*paired, *similar),
+            or_(*exact, *near),
             *([col(PersonName.is_public)] if public_names_only else []),
         )
         .group_by(col(PersonName.person_id))

@@ -5,6 +5,7 @@ import time
 import asyncpg
 
 from app.core.embedded import asyncpg_connect_kwargs
+from app.persons.models import SQL_FILL_NAME_TOKENS
 from app.seed import facilities
 from app.seed.generator import generate
 
@@ -45,6 +46,7 @@ async def load(url: str, *, persons: int, seed: int) -> str:
             await connection.execute(
                 "SELECT setval('case_reference_seq', $1)", data.last_reference_number
             )
+            await connection.execute(SQL_FILL_NAME_TOKENS)
         await connection.execute("ANALYZE")
     finally:
         await connection.close()

@@ -5,7 +5,8 @@ A merged person keeps their row, pointing at the person they were merged into
 overwrote, so that an unmerge restores the merged person exactly (app/merges);
 `person_merge_event`, append-only, numbers each merge and unmerge for partners' sync.
 `person_duplicate_scan` and `person_duplicate_candidate` keep the latest scan of the
-whole database for persons recorded twice (`habeas persons duplicates`).
+whole database for persons recorded twice (`habeas persons duplicates`). `name_token`
+is the lexicon of word keys the duplicate check looks a mistyped word up in.
 
 Revision ID: 0019
 Revises: 0018
@@ -142,8 +143,26 @@ def upgrade() -> None:
         ["scan_id", "score", "person_id"],
     )
 
+    op.create_table(
+        "name_token",
+        sa.Column("token", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("token", name=op.f("pk_name_token")),
+    )
+    op.create_index(
+        "ix_name_token_token_trgm",
+        "name_token",
+        ["token"],
+        postgresql_using="gin",
+        postgresql_ops={"token": "gin_trgm_ops"},
+    )
+    op.execute(
+        "INSERT INTO name_token (token) SELECT DISTINCT token FROM person_name, "
+        "unnest(search_tokens) AS token WHERE token NOT LIKE '=%'"
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("name_token")
     op.drop_table("person_duplicate_candidate")
     op.drop_table("person_duplicate_scan")
     op.drop_table("person_merge_event")
