@@ -3,6 +3,7 @@
 import asyncio
 import csv
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,11 +20,18 @@ commands = typer.Typer(no_args_is_help=True, help="Person records (docs/persons.
 OUT_COLUMNS = ("person_id", "other_person_id", "score", "reasons")
 
 
+# Pairs below this are not worth a coordinator's reading, and would be kept by the
+# million: the scan's memory is bounded by the pairs it keeps.
+LOWEST_THRESHOLD = 0.6
+
+
 @commands.command("duplicates")
 def persons_duplicates(
     threshold: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="List pairs scoring at least this (default: 0.85)"),
+        typer.Option(
+            min=LOWEST_THRESHOLD, max=1.0, help="List pairs scoring at least this (default: 0.85)"
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -39,29 +47,11 @@ def persons_duplicates(
     settings = get_settings()
     kit = security_or_exit(settings)
     chosen = matching.DUPLICATE_THRESHOLD if threshold is None else threshold
-    handle = out.open("w", newline="", encoding="utf-8") if out is not None else None
-    writer = csv.writer(handle) if handle is not None else None
-    if writer is not None:
-        writer.writerow(OUT_COLUMNS)
-
-    def found(candidate: duplicates.Candidate) -> None:
-        if writer is not None:
-            reasons = ";".join(f"{r.kind.value}:{r.verdict.value}" for r in candidate.reasons)
-            writer.writerow(
-                (candidate.person_id, candidate.other_person_id, f"{candidate.score:.3f}", reasons)
-            )
+    found: list[duplicates.Candidate] = []
 
     async def work(session: "AsyncSession") -> dict[str, Any]:
-        result = await duplicates.scan(session, threshold=chosen, found=found)
-        summary = {
-            "threshold": result.threshold,
-            "persons": result.persons,
-            "blocks": result.blocks,
-            "blocks_skipped": result.blocks_skipped,
-            "pairs_compared": result.pairs_compared,
-            "candidates": result.candidates,
-            "seconds": round((result.finished_at - result.started_at).total_seconds(), 1),
-        }
+        result = await duplicates.scan(session, threshold=chosen, found=found.append)
+        summary = duplicates.summary(result)
         journal_of(session).changed(
             "person.duplicate_scan", "person_duplicate_scan", result.id, changes=[], detail=summary
         )
@@ -69,7 +59,24 @@ def persons_duplicates(
 
     try:
         summary = asyncio.run(in_session(settings, database_url(settings), kit=kit, work=work))
-    finally:
-        if handle is not None:
-            handle.close()
+    except duplicates.ScanRunning as running:
+        typer.echo(str(running), err=True)
+        raise typer.Exit(1) from None
+    if out is not None:
+        # Written once the scan is kept, readable by its owner only: ids of persons whose
+        # case files may be high-confidentiality.
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(OUT_COLUMNS)
+            for candidate in found:
+                reasons = ";".join(f"{r.kind.value}:{r.verdict.value}" for r in candidate.reasons)
+                writer.writerow(
+                    (
+                        candidate.person_id,
+                        candidate.other_person_id,
+                        f"{candidate.score:.3f}",
+                        reasons,
+                    )
+                )
     typer.echo(json.dumps(summary))

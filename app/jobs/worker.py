@@ -32,10 +32,11 @@ from pgqueuer.models import Job, Schedule
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit.journal import as_system, journal_of
 from app.core import embedded
 from app.core.config import InvalidSetting, Settings
 from app.core.crypto import AuditKeyRing
-from app.core.db import create_engine, session_factory
+from app.core.db import commit, create_engine, session_factory
 from app.jobs import service
 from app.jobs.queue import enqueue, queuer
 from app.jobs.service import DUPLICATES, INTEGRITY, PURGE, REPORT_BASIS, REPORTS
@@ -96,16 +97,22 @@ class Jobs:
 
     async def scan_for_duplicates(self) -> None:
         async with self.factory() as session:
-            found = await duplicates.scan(session)
-            await session.commit()
-        log.info(
-            "person_duplicates_scanned",
-            persons=found.persons,
-            pairs_compared=found.pairs_compared,
-            candidates=found.candidates,
-            blocks_skipped=found.blocks_skipped,
-            seconds=round((found.finished_at - found.started_at).total_seconds(), 1),
-        )
+            as_system(session, self.audit_keys)
+            try:
+                found = await duplicates.scan(session)
+            except duplicates.ScanRunning:
+                log.info("person_duplicates_scan_skipped", reason="another scan is running")
+                return
+            summary = duplicates.summary(found)
+            journal_of(session).changed(
+                "person.duplicate_scan",
+                "person_duplicate_scan",
+                found.id,
+                changes=[],
+                detail=summary,
+            )
+            await commit(session)
+        log.info("person_duplicates_scanned", **summary)
 
 
 def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:

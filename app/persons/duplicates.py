@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,6 +32,10 @@ BLOCK_LIMIT = 100
 BLOCK_WORDS = repository.MATCH_WORDS
 COPY_ROWS = 20_000
 SCORED_PAIRS = 2_000
+
+
+class ScanRunning(Exception):
+    """Another scan holds the scan's lock."""
 
 
 def block_keys(names: Iterable[str]) -> set[str]:
@@ -73,6 +78,8 @@ async def scan(
     last scan's), each also handed to `found` as it is scored."""
     started = utcnow()
     driver = await repository.scan_open(session)
+    if driver is None:
+        raise ScanRunning("Another scan for persons recorded twice is running: try later.")
     persons = 0
     rows: list[tuple[str, uuid.UUID, int | None]] = []
     current: uuid.UUID | None = None
@@ -126,3 +133,16 @@ async def scan(
     )
     await repository.scan_keep(session, result, kept)
     return result
+
+
+def summary(result: PersonDuplicateScan) -> dict[str, Any]:
+    """What a scan compared and found, as the command prints and the trail keeps it."""
+    return {
+        "threshold": result.threshold,
+        "persons": result.persons,
+        "blocks": result.blocks,
+        "blocks_skipped": result.blocks_skipped,
+        "pairs_compared": result.pairs_compared,
+        "candidates": result.candidates,
+        "seconds": round((result.finished_at - result.started_at).total_seconds(), 1),
+    }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 
 from app.core.dates import Precision
 
@@ -100,7 +100,8 @@ def _word_similarity(left: Sequence[str], right: Sequence[str]) -> float:
         return 1.0
     # Each word's most likely reading only: across every reading of both words, some
     # pair of different surnames comes a letter apart by chance.
-    ratio = Levenshtein.normalized_similarity(left[0], right[0]) if left and right else 0.0
+    # Optimal string alignment: two neighbours swapped are one edit, as one letter wrong.
+    ratio = OSA.normalized_similarity(left[0], right[0]) if left and right else 0.0
     # Keys half alike are different words (Сосновук, Сосновенко): only a close likeness
     # (a letter or two in a long word) counts for much.
     return max(0.0, (ratio - WEIGHTS.word_likeness_floor) / (1 - WEIGHTS.word_likeness_floor))

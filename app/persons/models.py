@@ -126,28 +126,31 @@ class PersonName(SQLModel, table=True):
 
 
 class NameToken(SQLModel, table=True):
-    """Every word key any name has had (app/persons/names.py): the duplicate check looks a
-    mistyped word up here by trigram likeness, among some hundred thousand words rather
-    than millions of names. Only grows; a key no name holds any more finds nothing."""
+    """Every word key any name has had (app/persons/names.py), under each of its typo
+    variants (names.typo_variants): the duplicate check finds a recorded word a letter
+    away from a given one by looking the given word's variants up here, some hundred
+    thousand words rather than millions of names. Only grows; a key no name holds any
+    more finds nothing."""
 
     __tablename__ = "name_token"
-    __table_args__ = (
-        Index(
-            "ix_name_token_token_trgm",
-            "token",
-            postgresql_using="gin",
-            postgresql_ops={"token": "gin_trgm_ops"},
-        ),
-    )
 
+    variant: str = Field(sa_column=Column(Text, primary_key=True))
     token: str = Field(sa_column=Column(Text, primary_key=True))
 
 
-# The lexicon filled from the names themselves, for loads that write names by COPY.
-SQL_FILL_NAME_TOKENS = (
-    "INSERT INTO name_token (token) SELECT DISTINCT token FROM person_name, "
-    "unnest(search_tokens) AS token WHERE token NOT LIKE '=%' ON CONFLICT DO NOTHING"
-)
+# The lexicon filled from the names themselves (a migration, loads that write names by
+# COPY); the same variants as names.typo_variants.
+SQL_FILL_NAME_TOKENS = """
+INSERT INTO name_token (variant, token)
+SELECT DISTINCT variant, token
+FROM (SELECT DISTINCT token FROM person_name, unnest(search_tokens) AS token
+      WHERE token NOT LIKE '=%' AND length(token) >= 4) AS tokens,
+     LATERAL (SELECT token AS variant
+              UNION ALL
+              SELECT left(token, i - 1) || substr(token, i + 1)
+              FROM generate_series(1, length(token)) AS i) AS variants
+ON CONFLICT DO NOTHING
+"""
 
 
 class PersonDistinction(SQLModel, table=True):

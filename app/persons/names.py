@@ -223,6 +223,19 @@ def tokens(name: str) -> list[str]:
     return list(dict.fromkeys(key for keys in name_words(name) for key in keys))
 
 
+# A word key shorter than this is not matched with a letter wrong: too many are that close.
+TYPO_MIN_LENGTH = 4
+
+
+def typo_variants(key: str) -> tuple[str, ...]:
+    """The key, and the key with each one letter left out: two keys a letter wrong, a
+    letter more or less, or two neighbours swapped, share one of these (the deletion
+    neighbourhood of SymSpell). A given-name group's key ("=…") and short keys have none."""
+    if key.startswith("=") or len(key) < TYPO_MIN_LENGTH:
+        return ()
+    return tuple(dict.fromkeys([key, *(key[:i] + key[i + 1 :] for i in range(len(key)))]))
+
+
 # Given names whose Belarusian and Russian forms are spelled apart beyond the rules
 # above (or a short form used as the name); each group shares one extra key.
 GIVEN_NAME_FORMS: tuple[tuple[str, ...], ...] = (

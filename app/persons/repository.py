@@ -36,6 +36,7 @@ from app.persons.models import (
     PersonDuplicateScan,
     PersonName,
 )
+from app.persons.names import typo_variants
 from app.persons.schemas import PersonFilters
 from app.recognition.criteria import RecognitionStatus
 
@@ -48,14 +49,26 @@ async def add(session: AsyncSession, person: Person, names: Sequence[PersonName]
     await _add_tokens(session, names)
 
 
+async def add_names(session: AsyncSession, names: Sequence[PersonName]) -> None:
+    session.add_all(names)
+    await session.flush()
+    await _add_tokens(session, names)
+
+
 async def _add_tokens(session: AsyncSession, names: Sequence[PersonName]) -> None:
-    """Keep the lexicon of word keys (NameToken) complete; a given-name group's key
-    ("=…") is not a spelling and is left out."""
-    found = sorted({t for name in names for t in name.search_tokens if not t.startswith("=")})
-    if found:
+    """Keep the lexicon of word keys (NameToken) complete."""
+    rows = sorted(
+        {
+            (variant, token)
+            for name in names
+            for token in name.search_tokens
+            for variant in typo_variants(token)
+        }
+    )
+    if rows:
         await session.exec(
             pg_insert(NameToken)
-            .values([{"token": token} for token in found])
+            .values([{"variant": variant, "token": token} for variant, token in rows])
             .on_conflict_do_nothing()
         )
 
@@ -193,13 +206,10 @@ async def hold_intake_lock(session: AsyncSession) -> None:
 MATCH_WORDS = 4
 # A person has at most so many names compared (in the order given).
 MATCH_NAMES = 6
-# How like a recorded word key a mistyped word must be (trigram similarity) to count as
-# it: a letter or two wrong in a word of six or more. Looked up in the lexicon of word
-# keys (NameToken), never across every name: at 1M persons, trigram likeness of whole
-# names handed the recheck some 20,000 names a check (docs/performance.md).
-WORD_SIMILARITY = 0.5
-# Words shorter than this are not looked up by likeness: too many words are that close.
-WORD_SIMILARITY_MIN_LENGTH = 5
+# A mistyped word is matched through the lexicon of recorded word keys under their typo
+# variants (NameToken, names.typo_variants): a letter wrong, one more or less, or two
+# neighbours swapped. Never by trigram likeness across every name: at 1M persons that
+# handed the recheck some 20,000 names a check (docs/performance.md).
 
 
 def _holds(keys: Sequence[str]) -> ColumnElement[bool]:
@@ -207,23 +217,22 @@ def _holds(keys: Sequence[str]) -> ColumnElement[bool]:
 
 
 async def similar_tokens(session: AsyncSession, keys: Sequence[str]) -> dict[str, list[str]]:
-    """For each word key, the recorded word keys like it (a typo away), from the lexicon."""
-    asked = sorted({key for key in keys if len(key) >= WORD_SIMILARITY_MIN_LENGTH})
+    """For each word key, the recorded word keys a typo away from it (not itself)."""
+    variants = {key: typo_variants(key) for key in keys}
+    asked = sorted({variant for found in variants.values() for variant in found})
     if not asked:
         return {}
-    await session.exec(
-        select(func.set_config("pg_trgm.similarity_threshold", str(WORD_SIMILARITY), True))
-    )
     driver = await driver_connection(session)
     rows = await driver.fetch(
-        "SELECT q.key, t.token FROM unnest($1::text[]) AS q(key) "
-        "JOIN name_token t ON t.token % q.key AND t.token <> q.key",
-        asked,
+        "SELECT variant, token FROM name_token WHERE variant = ANY($1::text[])", asked
     )
-    found: dict[str, list[str]] = defaultdict(list)
+    by_variant: dict[str, set[str]] = defaultdict(set)
     for row in rows:
-        found[row["key"]].append(row["token"])
-    return found
+        by_variant[row["variant"]].add(row["token"])
+    return {
+        key: sorted({t for v in found for t in by_variant.get(v, ()) if t != key})
+        for key, found in variants.items()
+    }
 
 
 async def match_candidates(
@@ -491,9 +500,16 @@ ORDER BY person_id, position
 """
 
 
-async def scan_open(session: AsyncSession) -> asyncpg.Connection:
-    """The scan's scratch tables, dropped with the transaction."""
+# One scan at a time (the nightly job, a command run by hand).
+SCAN_LOCK = 0x6861626561735F64  # "habeas_d"
+
+
+async def scan_open(session: AsyncSession) -> asyncpg.Connection | None:
+    """The scan's scratch tables, dropped with the transaction; None while another scan
+    runs."""
     driver = await driver_connection(session)
+    if not await driver.fetchval("SELECT pg_try_advisory_xact_lock($1)", SCAN_LOCK):
+        return None
     await driver.execute(SQL_SCAN_TABLES)
     return driver
 
@@ -513,8 +529,14 @@ async def scan_add_blocks(
 
 async def scan_pairs(driver: asyncpg.Connection, *, block_limit: int) -> tuple[int, int, int]:
     """Make the pairs to compare: (blocks, blocks left out, pairs)."""
+    # Scratch tables are never analysed by autovacuum: the planner needs their figures.
+    await driver.execute("ANALYZE scan_block")
     row = await driver.fetchrow(SQL_SCAN_PAIRS, block_limit)
     assert row is not None
+    # Pages of pairs are read in order: each one an index range, not a sort of them all.
+    await driver.execute(
+        "ALTER TABLE scan_pair ADD PRIMARY KEY (person_id, other_person_id); ANALYZE scan_pair"
+    )
     return int(row["blocks"]), int(row["skipped"]), int(row["pairs"])
 
 

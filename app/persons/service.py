@@ -678,8 +678,7 @@ async def restore_names(
             search_tokens=tokens(name["value"]),
         )
         rows.append(row)
-    session.add_all(rows)
-    await session.flush()
+    await repository.add_names(session, rows)
 
 
 async def stated_distinct(

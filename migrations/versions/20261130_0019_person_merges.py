@@ -6,7 +6,8 @@ overwrote, so that an unmerge restores the merged person exactly (app/merges);
 `person_merge_event`, append-only, numbers each merge and unmerge for partners' sync.
 `person_duplicate_scan` and `person_duplicate_candidate` keep the latest scan of the
 whole database for persons recorded twice (`habeas persons duplicates`). `name_token`
-is the lexicon of word keys the duplicate check looks a mistyped word up in.
+is the lexicon of word keys, under their typo variants, that the duplicate check looks a
+mistyped word up in.
 
 Revision ID: 0019
 Revises: 0018
@@ -145,19 +146,22 @@ def upgrade() -> None:
 
     op.create_table(
         "name_token",
+        sa.Column("variant", sa.Text(), nullable=False),
         sa.Column("token", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("token", name=op.f("pk_name_token")),
+        sa.PrimaryKeyConstraint("variant", "token", name=op.f("pk_name_token")),
     )
-    op.create_index(
-        "ix_name_token_token_trgm",
-        "name_token",
-        ["token"],
-        postgresql_using="gin",
-        postgresql_ops={"token": "gin_trgm_ops"},
-    )
+    # The same as app/persons/models.SQL_FILL_NAME_TOKENS (kept here as it was).
     op.execute(
-        "INSERT INTO name_token (token) SELECT DISTINCT token FROM person_name, "
-        "unnest(search_tokens) AS token WHERE token NOT LIKE '=%'"
+        """
+        INSERT INTO name_token (variant, token)
+        SELECT DISTINCT variant, token
+        FROM (SELECT DISTINCT token FROM person_name, unnest(search_tokens) AS token
+              WHERE token NOT LIKE '=%' AND length(token) >= 4) AS tokens,
+             LATERAL (SELECT token AS variant
+                      UNION ALL
+                      SELECT left(token, i - 1) || substr(token, i + 1)
+                      FROM generate_series(1, length(token)) AS i) AS variants
+        """
     )
 
 

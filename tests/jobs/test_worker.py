@@ -160,6 +160,7 @@ async def test_two_workers_run_each_scheduled_tick_once(
         purge_schedule="",
         report_job_schedule="",
         report_basis_schedule="",
+        duplicate_scan_schedule="",
     )
 
     async def three_ticks_ran() -> bool:

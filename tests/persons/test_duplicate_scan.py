@@ -193,3 +193,26 @@ async def _import(db: asyncpg.Connection, rows: list[tuple[str, date]]) -> list[
             tokens(name),
         )
     return ids
+
+
+async def test_the_nightly_scan_is_in_the_trail_and_runs_one_at_a_time(
+    app: FastAPI, client: httpx.AsyncClient, sign_in_as: SignIn, db: asyncpg.Connection
+) -> None:
+    from app.jobs.worker import Jobs
+    from app.persons.repository import SCAN_LOCK
+
+    await a_second_record_made_by_someone_not_cleared_for_the_first(client, sign_in_as)
+    jobs = Jobs(app.state.session_factory, app.state.settings, app.state.security.audit_keys)
+    # A scan under way (the command run by hand): the job leaves it be.
+    await db.execute("SELECT pg_advisory_lock($1)", SCAN_LOCK)
+    try:
+        await jobs.scan_for_duplicates()
+        assert await db.fetchval("SELECT count(*) FROM person_duplicate_scan") == 0
+    finally:
+        await db.execute("SELECT pg_advisory_unlock($1)", SCAN_LOCK)
+    await jobs.scan_for_duplicates()
+    assert await db.fetchval("SELECT candidates FROM person_duplicate_scan") == 1
+    detail = await db.fetchval(
+        "SELECT detail FROM audit_event WHERE action = 'person.duplicate_scan'"
+    )
+    assert '"candidates": 1' in detail
