@@ -744,10 +744,12 @@ async def duplicate_pairs(
         for view in await _views(session, caller, None, persons, skip_hidden=True)
     }
     items = []
+    shown: dict[uuid.UUID, PersonView] = {}
     for row in page:
         one, other = views.get(row.person_id), views.get(row.other_person_id)
         if one is None or other is None:
             continue
+        shown |= {one.person.id: one, other.person.id: other}
         score, reasons = matching.score(_recorded_facts(other), _recorded_facts(one))
         excluded = {
             "person": hidden_fields("person", one.clearance) | set(SEALED_FIELDS),
@@ -766,7 +768,7 @@ async def duplicate_pairs(
     journal_of(session).viewed_page(
         "person.duplicates",
         "person",
-        [(view.person.id, view.clearance) for view in views.values()],
+        [(view.person.id, view.clearance) for view in shown.values()],
     )
     return DuplicatePage(scan, items, next_cursor)
 
