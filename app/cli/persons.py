@@ -20,8 +20,8 @@ commands = typer.Typer(no_args_is_help=True, help="Person records (docs/persons.
 OUT_COLUMNS = ("person_id", "other_person_id", "score", "reasons")
 
 
-# Pairs below this are not worth a coordinator's reading, and would be kept by the
-# million: the scan's memory is bounded by the pairs it keeps.
+# Pairs below this are not worth a coordinator's reading (the duplicate check shows no
+# candidate below 0.6 either), and would be kept by the million.
 LOWEST_THRESHOLD = 0.6
 
 
@@ -47,10 +47,27 @@ def persons_duplicates(
     settings = get_settings()
     kit = security_or_exit(settings)
     chosen = matching.DUPLICATE_THRESHOLD if threshold is None else threshold
-    found: list[duplicates.Candidate] = []
+    # Pairs go to a file beside --out as they are found (readable by its owner only: ids
+    # of persons whose case files may be high-confidentiality), renamed to --out once the
+    # scan is kept; removed if it is not.
+    partial = out.with_name(f".{out.name}.partial") if out is not None else None
+    handle = None
+    if partial is not None:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        handle = open(descriptor, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    writer = csv.writer(handle) if handle is not None else None
+    if writer is not None:
+        writer.writerow(OUT_COLUMNS)
+
+    def found(candidate: duplicates.Candidate) -> None:
+        if writer is not None:
+            reasons = ";".join(f"{r.kind.value}:{r.verdict.value}" for r in candidate.reasons)
+            writer.writerow(
+                (candidate.person_id, candidate.other_person_id, f"{candidate.score:.3f}", reasons)
+            )
 
     async def work(session: "AsyncSession") -> dict[str, Any]:
-        result = await duplicates.scan(session, threshold=chosen, found=found.append)
+        result = await duplicates.scan(session, threshold=chosen, found=found)
         summary = duplicates.summary(result)
         journal_of(session).changed(
             "person.duplicate_scan", "person_duplicate_scan", result.id, changes=[], detail=summary
@@ -59,24 +76,15 @@ def persons_duplicates(
 
     try:
         summary = asyncio.run(in_session(settings, database_url(settings), kit=kit, work=work))
-    except duplicates.ScanRunning as running:
-        typer.echo(str(running), err=True)
-        raise typer.Exit(1) from None
-    if out is not None:
-        # Written once the scan is kept, readable by its owner only: ids of persons whose
-        # case files may be high-confidentiality.
-        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(descriptor, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(OUT_COLUMNS)
-            for candidate in found:
-                reasons = ";".join(f"{r.kind.value}:{r.verdict.value}" for r in candidate.reasons)
-                writer.writerow(
-                    (
-                        candidate.person_id,
-                        candidate.other_person_id,
-                        f"{candidate.score:.3f}",
-                        reasons,
-                    )
-                )
+    except BaseException as failed:
+        if handle is not None and partial is not None:
+            handle.close()
+            partial.unlink(missing_ok=True)
+        if isinstance(failed, duplicates.ScanRunning):
+            typer.echo(str(failed), err=True)
+            raise typer.Exit(1) from None
+        raise
+    if handle is not None and partial is not None and out is not None:
+        handle.close()
+        os.replace(partial, out)
     typer.echo(json.dumps(summary))

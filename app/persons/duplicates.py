@@ -106,32 +106,39 @@ async def scan(
         await repository.scan_add_blocks(driver, rows)
     blocks, skipped, pairs = await repository.scan_pairs(driver, block_limit=BLOCK_LIMIT)
 
-    kept: list[tuple[uuid.UUID, uuid.UUID, float]] = []
+    result = PersonDuplicateScan(
+        started_at=started,
+        finished_at=started,
+        threshold=threshold,
+        persons=persons,
+        blocks=blocks,
+        blocks_skipped=skipped,
+        pairs_compared=pairs,
+        candidates=0,
+    )
+    await repository.scan_begin(session, result)
+    kept = 0
     after = (uuid.UUID(int=0), uuid.UUID(int=0))
     while page := await repository.scan_pair_page(driver, after, SCORED_PAIRS):
         after = page[-1]
         ids = sorted({person_id for pair in page for person_id in pair})
         records, names_of = await repository.scan_facts(driver, ids)
         facts = {record["id"]: _facts(record, names_of.get(record["id"], [])) for record in records}
+        found_here: list[tuple[uuid.UUID, uuid.UUID, float]] = []
         for one, other in page:
             if one not in facts or other not in facts:
                 continue
             score, reasons = matching.score(facts[other], facts[one])
             if score >= threshold:
-                kept.append((one, other, score))
+                found_here.append((one, other, score))
                 if found is not None:
                     found(Candidate(one, other, score, reasons))
-    result = PersonDuplicateScan(
-        started_at=started,
-        finished_at=utcnow(),
-        threshold=threshold,
-        persons=persons,
-        blocks=blocks,
-        blocks_skipped=skipped,
-        pairs_compared=pairs,
-        candidates=len(kept),
-    )
-    await repository.scan_keep(session, result, kept)
+        # Written page by page: memory holds one page, whatever the population.
+        await repository.scan_add_candidates(driver, result.id, found_here)
+        kept += len(found_here)
+    result.candidates = kept
+    result.finished_at = utcnow()
+    await repository.scan_finish(session, result)
     return result
 
 

@@ -558,21 +558,30 @@ async def scan_facts(
     return persons, names
 
 
-async def scan_keep(
-    session: AsyncSession,
-    scan: PersonDuplicateScan,
-    candidates: Sequence[tuple[uuid.UUID, uuid.UUID, float]],
-) -> None:
-    """Keep a finished scan and its candidates in place of the earlier ones."""
-    await session.exec(delete(PersonDuplicateScan))
+async def scan_begin(session: AsyncSession, scan: PersonDuplicateScan) -> None:
+    """Record a scan as it starts: its candidates are written as they are found."""
     session.add(scan)
     await session.flush()
-    driver = await driver_connection(session)
-    await driver.copy_records_to_table(
-        "person_duplicate_candidate",
-        records=[(scan.id, one, other, score) for one, other, score in candidates],
-        columns=("scan_id", "person_id", "other_person_id", "score"),
-    )
+
+
+async def scan_add_candidates(
+    driver: asyncpg.Connection,
+    scan_id: uuid.UUID,
+    candidates: Sequence[tuple[uuid.UUID, uuid.UUID, float]],
+) -> None:
+    if candidates:
+        await driver.copy_records_to_table(
+            "person_duplicate_candidate",
+            records=[(scan_id, one, other, score) for one, other, score in candidates],
+            columns=("scan_id", "person_id", "other_person_id", "score"),
+        )
+
+
+async def scan_finish(session: AsyncSession, scan: PersonDuplicateScan) -> None:
+    """Keep a finished scan in place of the earlier ones (their candidates go with them)."""
+    session.add(scan)
+    await session.flush()
+    await session.exec(delete(PersonDuplicateScan).where(col(PersonDuplicateScan.id) != scan.id))
 
 
 async def latest_scan(session: AsyncSession) -> PersonDuplicateScan | None:
