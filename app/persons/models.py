@@ -129,8 +129,8 @@ class NameToken(SQLModel, table=True):
     """Every word key any name has had (app/persons/names.py), under each of its typo
     variants (names.typo_variants): the duplicate check finds a recorded word a letter
     away from a given one by looking the given word's variants up here, some hundred
-    thousand words rather than millions of names. Only grows; a key no name holds any
-    more finds nothing."""
+    thousand words rather than millions of names. A key no name holds any more is taken
+    out when a person's names are replaced."""
 
     __tablename__ = "name_token"
 

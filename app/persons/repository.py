@@ -104,10 +104,28 @@ async def names_of(
 async def replace_names(
     session: AsyncSession, person_id: uuid.UUID, names: Sequence[PersonName]
 ) -> None:
-    await session.exec(delete(PersonName).where(col(PersonName.person_id) == person_id))
+    removed = await session.exec(
+        delete(PersonName)
+        .where(col(PersonName.person_id) == person_id)
+        .returning(col(PersonName.search_tokens))
+    )
+    before = {token for (tokens,) in removed.all() for token in tokens}
     session.add_all(names)
     await session.flush()
     await _add_tokens(session, names)
+    await _forget_tokens(session, before - {t for name in names for t in name.search_tokens})
+
+
+async def _forget_tokens(session: AsyncSession, tokens: set[str]) -> None:
+    """Take out of the lexicon the word keys no name holds any more: a name removed (a
+    family's request) leaves no trace of its words."""
+    if tokens:
+        driver = await driver_connection(session)
+        await driver.execute(
+            "DELETE FROM name_token t WHERE t.token = ANY($1::text[]) AND NOT EXISTS "
+            "(SELECT 1 FROM person_name n WHERE n.search_tokens @> ARRAY[t.token])",
+            sorted(tokens),
+        )
 
 
 async def set_recognition_status(

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app.access.principal import Role
 from app.persons.matching import DUPLICATE_THRESHOLD
+from app.persons.names import tokens
 from tests.auth import SignedIn, api_client, create_partner, partner_token
 from tests.conftest import row_counts
 from tests.factories import API, create_case, person_body
@@ -317,3 +318,31 @@ async def test_a_typo_in_a_name_is_still_a_candidate(
     assert [candidate["person"]["id"] for candidate in shown] == [first.json()["id"]]
     far = {"names": [{"value": "Olga Kozlovskaya"}], "birth_date": "1985"}
     assert (await client.post(f"{API}/person-matches", json=far)).json()["candidates"] == []
+
+
+async def test_a_name_removed_leaves_no_word_in_the_lexicon(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """The lexicon of word keys (name_token) holds the words of the names recorded now:
+    a name the family asked to remove takes its words with it."""
+    secret = "Зьмітрок Ўладарэвіч"
+    body = person_body(
+        names=[
+            {"value": "Міхась Лабановіч", "script": "Cyrl", "kind": "legal"},
+            {"value": secret, "script": "Cyrl", "kind": "alias", "is_public": False},
+        ]
+    )
+    made = (await client.post(f"{API}/persons", json=body)).json()
+    words = [key for key in tokens(secret) if not key.startswith("=")]
+    count = "SELECT count(*) FROM name_token WHERE token = ANY($1::text[])"
+    assert await db.fetchval(count, words) > 0
+    kept = [{"value": "Міхась Лабановіч", "script": "Cyrl", "kind": "legal"}]
+    renamed = await client.patch(
+        f"{API}/persons/{made['id']}",
+        json={"names": kept},
+        headers={"If-Match": f'"{made["version"]}"'},
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert await db.fetchval(count, words) == 0
+    # The words still held stay.
+    assert await db.fetchval(count, [k for k in tokens("Лабановіч")]) > 0
