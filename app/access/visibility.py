@@ -248,6 +248,19 @@ async def person_resources(
     }
 
 
+async def merged_person_resource(
+    session: AsyncSession, principal: Principal, merged_into: uuid.UUID
+) -> Resource:
+    """What the policies know of a person merged into another (app/merges): that one's,
+    so that the merged record is seen exactly when the one holding it is, and a caller
+    who may not see that one never learns of the merge."""
+    recorder = (
+        await session.exec(select(Person.recorded_by).where(col(Person.id) == merged_into))
+    ).first()
+    resources = await person_resources(session, principal, {merged_into: recorder})
+    return resources[merged_into]
+
+
 def readable_persons(principal: Principal) -> ColumnElement[bool]:
     """The persons a principal may read (`person.read`) and find in lists, as SQL on
     `person`. A person merged into another is none of them: they are read only as a

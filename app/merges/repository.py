@@ -8,11 +8,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.merges.models import MergeEventKind, PersonMerge, PersonMergeEvent
 
 
-async def add(session: AsyncSession, record: PersonMerge) -> None:
-    session.add(record)
-    await session.flush()
-
-
 async def save(session: AsyncSession, record: PersonMerge) -> None:
     session.add(record)
     await session.flush()

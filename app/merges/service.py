@@ -298,36 +298,61 @@ async def merge(
             if field in conflicting
         },
     )
-    await repository.add(session, record)
+    await repository.save(session, record)
     await repository.add_event(session, record, MergeEventKind.merged)
-    kept_after = await persons_service.get(session, caller, person_id, keys=keys)
-    merged_after = await persons_service.get(
-        session, caller, merged.person.id, keys=keys, merged=MergedAs.read
+    await _record_in_trail(
+        session,
+        caller,
+        "person.merge",
+        record,
+        keys=keys,
+        before=(kept_before, merged_before),
+        moves=[*case_changes, *decisions.changes],
+        related=[case.id for case in merged_cases.visible],
+    )
+    return record
+
+
+async def _record_in_trail(
+    session: AsyncSession,
+    caller: Caller,
+    action: str,
+    record: PersonMerge,
+    *,
+    keys: DataKeyRing,
+    before: tuple[dict[str, Any], dict[str, Any]],
+    moves: list[dict[str, Any] | None],
+    related: list[uuid.UUID],
+) -> None:
+    """A merge's or unmerge's audit event: both persons field by field (the merged one's
+    `merged_into` among the fields), then each record it moved."""
+    journal = journal_of(session)
+    kept = await persons_service.get(session, caller, record.person_id, keys=keys)
+    merged = await persons_service.get(
+        session, caller, record.merged_person_id, keys=keys, merged=MergedAs.read
     )
     journal.changed(
-        "person.merge",
+        action,
         "person",
-        person_id,
+        record.person_id,
         changes=[
             change(
                 "person",
-                person_id,
-                before=kept_before,
-                after=_snapshot(kept_after, journal, merged_into=None),
+                record.person_id,
+                before=before[0],
+                after=_snapshot(kept, journal, merged_into=None),
             ),
             change(
                 "person",
-                merged.person.id,
-                before=merged_before,
-                after=_snapshot(merged_after, journal, merged_into=person_id),
+                record.merged_person_id,
+                before=before[1],
+                after=_snapshot(merged, journal, merged_into=merged.person.merged_into),
             ),
-            *case_changes,
-            *decisions.changes,
+            *moves,
         ],
-        related=[merged.person.id, *(case.id for case in merged_cases.visible)],
+        related=[record.merged_person_id, *related],
         detail={"merge_id": str(record.id)},
     )
-    return record
 
 
 async def kept_version(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> int:
@@ -478,29 +503,14 @@ async def unmerge(
     }
     await repository.save(session, record)
     await repository.add_event(session, record, MergeEventKind.unmerged)
-    kept_after = await persons_service.get(session, caller, person_id, keys=keys)
-    merged_after = await persons_service.get(session, caller, merged.person.id, keys=keys)
-    journal.changed(
+    await _record_in_trail(
+        session,
+        caller,
         "person.unmerge",
-        "person",
-        person_id,
-        changes=[
-            change(
-                "person",
-                person_id,
-                before=kept_before,
-                after=_snapshot(kept_after, journal, merged_into=None),
-            ),
-            change(
-                "person",
-                merged.person.id,
-                before=merged_before,
-                after=_snapshot(merged_after, journal, merged_into=None),
-            ),
-            *case_changes,
-            *separated.changes,
-        ],
-        related=[merged.person.id, *(case.id for case in going_back)],
-        detail={"merge_id": str(record.id)},
+        record,
+        keys=keys,
+        before=(kept_before, merged_before),
+        moves=[*case_changes, *separated.changes],
+        related=[case.id for case in going_back],
     )
     return record

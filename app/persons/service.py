@@ -251,22 +251,21 @@ async def get(
     names = await repository.names_of(session, [person_id])
     if person is None:
         raise NotFound("No such person.")
-    resource = resources[person_id]
-    if person.merged_into is not None:
-        try:
-            into = await get(session, caller, person.merged_into)
-        except NotFound as exc:
-            raise HiddenRecord("No such person.") from exc
-        resource = into.resource
-        if merged is not MergedAs.read:
-            where = f"{PERSONS_PATH}/{person.merged_into}"
-            detail = f"The person was merged into {person.merged_into}: use that record."
-            if merged is MergedAs.redirected:
-                raise PersonMerged(
-                    detail, headers={"Location": where}, merged_into=str(person.merged_into)
-                )
-            raise MergedRecord(detail, merged_into=str(person.merged_into))
+    into = person.merged_into
+    resource = (
+        resources[person_id]
+        if into is None
+        else await visibility.merged_person_resource(session, caller.principal, into)
+    )
+    # Refuses (404) a person the caller may not see, a merged one included.
     view = _view(caller, keys, person, names=names.get(person_id, []), resource=resource)
+    if into is not None and merged is not MergedAs.read:
+        detail = f"The person was merged into {into}: use that record."
+        if merged is MergedAs.redirected:
+            raise PersonMerged(
+                detail, headers={"Location": f"{PERSONS_PATH}/{into}"}, merged_into=str(into)
+            )
+        raise MergedRecord(detail, merged_into=str(into))
     distinct = await repository.distinctions_of(
         session, [person_id], readable=visibility.readable_persons(caller.principal)
     )

@@ -515,6 +515,10 @@ async def test_unmerge_refusals_and_its_retry_with_a_key(
     assert unknown.status_code == 404
     wrong_person = await unmerge(client, c["id"], merge_id, c["version"])
     assert wrong_person.status_code == 404
+    # Read, a merge is found under the person it was made into only.
+    assert (await client.get(f"{API}/persons/{c['id']}/merges/{merge_id}")).status_code == 404
+    found = await client.get(f"{API}/persons/{a['id']}/merges/{merge_id}")
+    assert found.status_code == 200 and found.json()["merged_person_id"] == b["id"]
     missing_if_match = await client.post(f"{API}/persons/{a['id']}/merges/{merge_id}/unmerge")
     assert missing_if_match.status_code == 428
     # B is in no duplicate check while merged: the check proposes A.
