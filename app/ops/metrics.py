@@ -138,8 +138,6 @@ async def scrape(
 ) -> tuple[bytes, str]:
     """The exposition in the format the scraper accepts (Prometheus' text format, or
     OpenMetrics), and its content type."""
-    # This worker's pool as it is now (the others' are at most a second old).
-    publish_pool_figures(engine)
     families: list[Metric] = []
     for hook in hooks:
         try:
@@ -151,5 +149,9 @@ async def scrape(
                 hook=getattr(hook, "__name__", "hook"),
                 error_class=type(error).__name__,
             )
+    # This worker's pool as it is now (the others' are at most a second old). Published
+    # after the hooks have given their connections back, with no await before encoding, so
+    # the every-second publisher cannot interleave a figure that counts a hook's connection.
+    publish_pool_figures(engine)
     encode, content_type = choose_encoder(accept or "")
     return encode(_Scrape(metrics.registry(), families)), content_type
