@@ -24,7 +24,7 @@ from app.core.clock import utcnow
 from app.core.dates import Precision
 from app.persons import matching, repository
 from app.persons.models import PersonDuplicateScan
-from app.persons.names import name_words
+from app.persons.names import name_words, word_keys_with_name_forms, words
 
 # Persons in one block compared pair by pair, at most (above: split by birth year).
 BLOCK_LIMIT = 100
@@ -38,14 +38,33 @@ class ScanRunning(Exception):
     """Another scan holds the scan's lock."""
 
 
-def block_keys(names: Iterable[str]) -> set[str]:
+class NameKeys:
+    """The keys of names as one scan reads them: each written word's keys made once (the
+    server's bounded cache would forget most of a million persons' words between the
+    block pass and the pairs)."""
+
+    def __init__(self) -> None:
+        self._of_word: dict[str, tuple[str, ...]] = {}
+
+    def name_words(self, name: str) -> list[tuple[str, ...]]:
+        found = []
+        for word in words(name):
+            keys = self._of_word.get(word)
+            if keys is None:
+                keys = self._of_word[word] = word_keys_with_name_forms(word)
+            if keys:
+                found.append(keys)
+        return found
+
+
+def block_keys(names: Iterable[str], keys: NameKeys | None = None) -> set[str]:
     """The blocks of a person: each two words of one of their names, in each reading."""
-    keys: set[str] = set()
+    blocks: set[str] = set()
     for name in names:
-        words = name_words(name)[:BLOCK_WORDS]
-        for left, right in combinations(words, 2):
-            keys.update(" ".join(sorted((a, b))) for a in left for b in right)
-    return keys
+        name_keys = keys.name_words(name) if keys is not None else name_words(name)
+        for left, right in combinations(name_keys[:BLOCK_WORDS], 2):
+            blocks.update(" ".join(sorted((a, b))) for a in left for b in right)
+    return blocks
 
 
 @dataclass(frozen=True)
@@ -56,10 +75,15 @@ class Candidate:
     reasons: list[matching.Reason]
 
 
-def _facts(row: asyncpg.Record, names: list[str]) -> matching.Facts:
+def _facts(row: asyncpg.Record, names: list[str], keys: NameKeys) -> matching.Facts:
+    # Names read alike (a transliteration with the keys of the original) are compared once.
+    forms: dict[tuple[tuple[str, ...], ...], matching.NameForm] = {}
+    for name in names:
+        name_keys = keys.name_words(name)
+        forms.setdefault(tuple(name_keys), matching.NameForm(name, name_keys))
     precision = row["birth_date_precision"]
     return matching.Facts(
-        names=[matching.NameForm(name, name_words(name)) for name in names],
+        names=list(forms.values()),
         birth_date=row["birth_date"],
         birth_precision=Precision(precision) if precision else None,
         gender=row["gender"],
@@ -80,6 +104,7 @@ async def scan(
     driver = await repository.scan_open(session)
     if driver is None:
         raise ScanRunning("Another scan for persons recorded twice is running: try later.")
+    keys = NameKeys()
     persons = 0
     rows: list[tuple[str, uuid.UUID, int | None]] = []
     current: uuid.UUID | None = None
@@ -91,7 +116,7 @@ async def scan(
         if current is None:
             return
         persons += 1
-        rows.extend((key, current, current_year) for key in block_keys(names))
+        rows.extend((key, current, current_year) for key in block_keys(names, keys))
         if len(rows) >= COPY_ROWS:
             await repository.scan_add_blocks(driver, rows)
             rows.clear()
@@ -104,7 +129,11 @@ async def scan(
     await flush_person()
     if rows:
         await repository.scan_add_blocks(driver, rows)
-    blocks, skipped, pairs = await repository.scan_pairs(driver, block_limit=BLOCK_LIMIT)
+    blocks, skipped, pairs = await repository.scan_pairs(
+        driver,
+        block_limit=BLOCK_LIMIT,
+        max_years_apart=matching.max_birth_years_apart(threshold),
+    )
 
     result = PersonDuplicateScan(
         started_at=started,
@@ -123,13 +152,16 @@ async def scan(
         after = page[-1]
         ids = sorted({person_id for pair in page for person_id in pair})
         records, names_of = await repository.scan_facts(driver, ids)
-        facts = {record["id"]: _facts(record, names_of.get(record["id"], [])) for record in records}
+        facts = {
+            record["id"]: _facts(record, names_of.get(record["id"], []), keys) for record in records
+        }
         found_here: list[tuple[uuid.UUID, uuid.UUID, float]] = []
         for one, other in page:
             if one not in facts or other not in facts:
                 continue
-            score, reasons = matching.score(facts[other], facts[one])
-            if score >= threshold:
+            scored = matching.score_at_least(facts[other], facts[one], threshold)
+            if scored is not None:
+                score, reasons = scored
                 found_here.append((one, other, score))
                 if found is not None:
                     found(Candidate(one, other, score, reasons))

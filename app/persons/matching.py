@@ -96,7 +96,7 @@ class Facts:
 
 
 def _word_similarity(left: Sequence[str], right: Sequence[str]) -> float:
-    if set(left) & set(right):
+    if not set(left).isdisjoint(right):
         return 1.0
     # Each word's most likely reading only: across every reading of both words, some
     # pair of different surnames comes a letter apart by chance.
@@ -196,25 +196,64 @@ def _others(given: Facts, recorded: Facts) -> list[Reason]:
 def score(given: Facts, recorded: Facts) -> tuple[float, list[Reason]]:
     """The likeness of a would-be person to a recorded one, in [0, 1], with its reasons:
     the best pair of names first, then each fact that moved the score."""
+    found = score_at_least(given, recorded, 0.0)
+    assert found is not None  # every score is at least 0
+    return found
+
+
+# The most the names can add: a pair of names that agree in every word.
+_BEST_NAME_SIMILARITY = 1.0
+
+
+def score_at_least(
+    given: Facts, recorded: Facts, threshold: float
+) -> tuple[float, list[Reason]] | None:
+    """The score and its reasons, or None when the score is below `threshold`. The facts
+    are weighed first: when even names alike in every word could not lift them to the
+    threshold (born years apart, another gender), the names are not compared at all."""
+    facts = _facts_reasons(given, recorded)
+    effect = sum(reason.effect for reason in facts)
+    if min(1.0, _BEST_NAME_SIMILARITY + effect) < threshold:
+        return None
+    best = _best_names(given, recorded)
+    if best is None:
+        return (0.0, []) if threshold <= 0.0 else None
+    similarity, exact, mine, theirs = best
+    total = min(1.0, max(0.0, similarity + effect))
+    if total < threshold:
+        return None
+    name = Reason(
+        ReasonKind.name,
+        Verdict.same_spelling if exact else Verdict.similar,
+        round(similarity, 3),
+        given=mine.value,
+        recorded=theirs.value,
+    )
+    return total, [name, *facts]
+
+
+def max_birth_years_apart(threshold: float) -> int | None:
+    """How many years apart two persons' birth years may be and the pair still reach
+    `threshold` (None: any): the scan leaves the others out before comparing names."""
+    best_others = WEIGHTS.citizenship_shared + WEIGHTS.region_agrees
+    if _BEST_NAME_SIMILARITY + WEIGHTS.birth_year_conflicts + best_others < threshold:
+        return 1
+    return None
+
+
+def _facts_reasons(given: Facts, recorded: Facts) -> list[Reason]:
+    birth = _birth(given, recorded)
+    return ([birth] if birth else []) + _others(given, recorded)
+
+
+def _best_names(given: Facts, recorded: Facts) -> tuple[float, bool, NameForm, NameForm] | None:
+    """The best-matching pair of names: the first found of the highest similarity."""
     best: tuple[float, bool, NameForm, NameForm] | None = None
     for mine in given.names:
         for theirs in recorded.names:
             similarity, exact = name_similarity(mine, theirs)
             if best is None or similarity > best[0]:
                 best = (similarity, exact, mine, theirs)
-    if best is None:
-        return 0.0, []
-    similarity, exact, mine, theirs = best
-    reasons = [
-        Reason(
-            ReasonKind.name,
-            Verdict.same_spelling if exact else Verdict.similar,
-            round(similarity, 3),
-            given=mine.value,
-            recorded=theirs.value,
-        )
-    ]
-    birth = _birth(given, recorded)
-    reasons += ([birth] if birth else []) + _others(given, recorded)
-    total = similarity + sum(reason.effect for reason in reasons[1:])
-    return min(1.0, max(0.0, total)), reasons
+                if similarity >= _BEST_NAME_SIMILARITY:
+                    return best
+    return best

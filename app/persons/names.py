@@ -200,15 +200,17 @@ def words(name: str) -> list[str]:
     return [word for word in _WORD_SPLIT.split(name) if word]
 
 
+def word_keys_with_name_forms(word: str) -> tuple[str, ...]:
+    """The keys of one written word, with its given-name group's (see GIVEN_NAME_FORMS);
+    empty when the word has no letters."""
+    keys = word_keys(word)
+    return _with_name_forms(keys) if keys else ()
+
+
 def name_words(name: str) -> list[tuple[str, ...]]:
     """The keys of each word of a name, words without letters left out, given-name
     forms of one name joined (see GIVEN_NAME_FORMS)."""
-    found = []
-    for word in words(name):
-        keys = word_keys(word)
-        if keys:
-            found.append(_with_name_forms(keys))
-    return found
+    return [keys for word in words(name) if (keys := word_keys_with_name_forms(word))]
 
 
 def skeleton(name: str) -> str:

@@ -474,26 +474,30 @@ ORDER BY n.person_id
 """
 # Pairs in one block: a block of more than $1 persons (a common first name and surname)
 # is split by birth year; one still larger is left out and counted. A pair is compared
-# once however many blocks it shares, and never when stated to be two people.
+# once however many blocks it shares, and never when stated to be two people; nor when
+# both birth years are known and more than $2 apart (a score that cannot reach the scan's
+# threshold, matching.max_birth_years_apart; $2 NULL: any).
 SQL_SCAN_PAIRS = """
 WITH sized AS (
     SELECT block, count(*) AS persons FROM scan_block GROUP BY block HAVING count(*) > 1
 ), keyed AS (
     SELECT CASE WHEN s.persons > $1 THEN b.block || '#' || coalesce(b.birth_year::text, '?')
                 ELSE b.block END AS block,
-           b.person_id
+           b.person_id, b.birth_year
     FROM scan_block b JOIN sized s USING (block)
 ), blocks AS (
     SELECT block, count(*) AS persons FROM keyed GROUP BY block HAVING count(*) > 1
 ), compared AS (
-    SELECT k.block, k.person_id FROM keyed k JOIN blocks USING (block)
+    SELECT k.block, k.person_id, k.birth_year FROM keyed k JOIN blocks USING (block)
     WHERE blocks.persons <= $1
 ), pairs AS (
     INSERT INTO scan_pair
     SELECT DISTINCT one.person_id, other.person_id
     FROM compared one JOIN compared other
       ON other.block = one.block AND other.person_id > one.person_id
-    WHERE NOT EXISTS (
+    -- unknown when a year or the limit is missing: compared
+    WHERE coalesce(abs(one.birth_year - other.birth_year) <= $2::int, true)
+      AND NOT EXISTS (
         SELECT 1 FROM person_distinction d
         WHERE d.person_id = one.person_id AND d.other_person_id = other.person_id
     )
@@ -545,11 +549,13 @@ async def scan_add_blocks(
     )
 
 
-async def scan_pairs(driver: asyncpg.Connection, *, block_limit: int) -> tuple[int, int, int]:
+async def scan_pairs(
+    driver: asyncpg.Connection, *, block_limit: int, max_years_apart: int | None
+) -> tuple[int, int, int]:
     """Make the pairs to compare: (blocks, blocks left out, pairs)."""
     # Scratch tables are never analysed by autovacuum: the planner needs their figures.
     await driver.execute("ANALYZE scan_block")
-    row = await driver.fetchrow(SQL_SCAN_PAIRS, block_limit)
+    row = await driver.fetchrow(SQL_SCAN_PAIRS, block_limit, max_years_apart)
     assert row is not None
     # Pages of pairs are read in order: each one an index range, not a sort of them all.
     await driver.execute(

@@ -130,6 +130,32 @@ async def test_namesakes_in_a_block_too_large_are_compared_by_birth_year(
     assert {frozenset(pair) for pair in pairs} == {frozenset((ids[0], ids[-1]))}
 
 
+async def test_namesakes_born_years_apart_are_compared_only_when_they_could_reach(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Names alike in every word, born ten years apart: the birth years' conflict keeps
+    the pair below the usual threshold whatever the names, so the pair is left out before
+    names are compared; a scan at a threshold the pair could reach compares and lists it.
+    A namesake with no birth year is always compared."""
+    older, younger = await _import(
+        db, [("Алесь Шастак", date(1970, 1, 1)), ("Ales Shastak", date(1980, 1, 1))]
+    )
+    usual = await scan(app)
+    assert usual.persons == 2 and usual.pairs_compared == 0 and usual.candidates == 0
+    low = await scan(app, threshold=0.6)
+    assert low.pairs_compared == 1 and low.candidates == 1
+    score = await db.fetchval("SELECT score FROM person_duplicate_candidate")
+    assert 0.6 <= score < 0.85
+    (undated,) = await _import(db, [("Алесь Шастак", None)])
+    again = await scan(app)
+    assert again.pairs_compared == 2
+    pairs = await db.fetch("SELECT person_id, other_person_id FROM person_duplicate_candidate")
+    assert {frozenset(pair) for pair in pairs} == {
+        frozenset((older, undated)),
+        frozenset((younger, undated)),
+    }
+
+
 async def test_the_command_scans_and_writes_the_pairs_without_names(
     client: httpx.AsyncClient,
     sign_in_as: SignIn,
@@ -173,7 +199,7 @@ def test_blocks_are_two_words_in_each_reading() -> None:
     assert not duplicates.block_keys(["Міхась Шастак"]) & latin
 
 
-async def _import(db: asyncpg.Connection, rows: list[tuple[str, date]]) -> list[uuid.UUID]:
+async def _import(db: asyncpg.Connection, rows: list[tuple[str, date | None]]) -> list[uuid.UUID]:
     """Persons recorded as an import does (the seed loader), before the check existed."""
     ids = []
     for name, birth in rows:
@@ -182,7 +208,8 @@ async def _import(db: asyncpg.Connection, rows: list[tuple[str, date]]) -> list[
         await db.execute(
             "INSERT INTO person (id, birth_date, birth_date_precision, gender, publish_consent,"
             " recognition_status, version, created_at, updated_at) "
-            "VALUES ($1, $2, 'year', 'male', true, 'not_assessed', 1, now(), now())",
+            "VALUES ($1, $2, CASE WHEN $2::date IS NULL THEN NULL ELSE 'year' END, 'male',"
+            " true, 'not_assessed', 1, now(), now())",
             person_id,
             birth,
         )
