@@ -62,6 +62,7 @@ from app.recognition.router import router as recognition_router
 from app.reports.router import router as reports_router
 from app.reports.schedules.router import router as report_schedules_router
 from app.sources.router import router as sources_router
+from app.sync.router import router as sync_router
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +82,7 @@ def api_router() -> APIRouter:
         person_matches_router,
         person_duplicates_router,
         merges_router,
+        sync_router,
         cases_router,
         collective_router,
         custody_router,

@@ -13,6 +13,7 @@ from app.recognition import models as recognition_models
 from app.reports import models as reports_models
 from app.reports.schedules import models as report_schedule_models
 from app.sources import models as sources_models
+from app.sync import models as sync_models
 
 TABLE_MODULES = (
     audit_models,
@@ -28,4 +29,5 @@ TABLE_MODULES = (
     reports_models,
     report_schedule_models,
     sources_models,
+    sync_models,
 )

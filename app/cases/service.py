@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -34,6 +35,7 @@ from app.cases.models import CaseFile, Confidentiality, EventRecord
 from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate, stored_charges
 from app.core.clock import today, utcnow
 from app.core.errors import (
+    HiddenRecord,
     NotFound,
     PreconditionFailed,
     UnknownReference,
@@ -284,6 +286,33 @@ async def list_cases(
         for case, resource in zip(cases, resources, strict=True)
     ]
     return CasePage(views, next_cursor)
+
+
+async def readable_with_events(
+    session: AsyncSession, caller: Caller, case_ids: Sequence[uuid.UUID]
+) -> list[tuple[CaseView, list[HistoryEntry]]]:
+    """The case files among `case_ids` that the caller may read now, each with its path
+    (status events and claims, in effective order): a page of a partner's change feed."""
+    found = await repository.get_many(session, case_ids)
+    resources = await visibility.case_resources(session, caller.principal, found)
+    views = []
+    for case, resource in zip(found, resources, strict=True):
+        try:
+            views.append(CaseView(case, caller.clearance("case", resource)))
+        except HiddenRecord:
+            continue
+    events = await repository.events_of(session, [view.case.id for view in views])
+    return [(view, history_entries(events.get(view.case.id, []))) for view in views]
+
+
+async def readable_ids_after(
+    session: AsyncSession, caller: Caller, after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    """The ids of the case files the caller may read, in id order after `after`."""
+    stmt = readable_ids(caller)
+    if after is not None:
+        stmt = stmt.where(col(CaseFile.id) > after)
+    return list(await session.exec(stmt.order_by(col(CaseFile.id)).limit(limit)))
 
 
 # For recognition decisions (app/recognition), which cover case files ----------------------

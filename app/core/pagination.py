@@ -30,7 +30,7 @@ class PageRequest(BaseModel):
     cursor: str | None
 
 
-def _digits_only(value: object) -> object:
+def digits_only(value: object) -> object:
     """A page size is written in digits: "9 " or "+9" is not one (pydantic would read
     them as 9, where the contract says integer)."""
     if isinstance(value, str) and not (value.isascii() and value.isdigit()):
@@ -43,7 +43,7 @@ async def page_request(
     limit: Annotated[
         int | None,
         Query(ge=1, description="Page size; the maximum is fixed."),
-        BeforeValidator(_digits_only),
+        BeforeValidator(digits_only),
     ] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:

@@ -51,6 +51,7 @@ AREA_ACTIONS: dict[str, str] = {
     "audit.verify": "audit",
     "report.generate": "reports",
     "report.read": "reports",
+    "sync.read": "sync",
 }
 
 

@@ -14,6 +14,7 @@ PostgreSQL; the pairs are scored page by page with the duplicate check's own sco
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
@@ -38,23 +39,20 @@ class ScanRunning(Exception):
     """Another scan holds the scan's lock."""
 
 
+# Written words whose keys one scan keeps (some 60 MB at most): a million persons' names
+# hold far more distinct words, and the server's own cache (names.word_keys) is smaller.
+SCAN_WORDS_KEPT = 250_000
+
+
 class NameKeys:
-    """The keys of names as one scan reads them: each written word's keys made once (the
-    server's bounded cache would forget most of a million persons' words between the
-    block pass and the pairs)."""
+    """The keys of names as one scan reads them: each written word's keys made once while
+    it is among the SCAN_WORDS_KEPT most recently read."""
 
     def __init__(self) -> None:
-        self._of_word: dict[str, tuple[str, ...]] = {}
+        self._of_word = lru_cache(maxsize=SCAN_WORDS_KEPT)(word_keys_with_name_forms)
 
     def name_words(self, name: str) -> list[tuple[str, ...]]:
-        found = []
-        for word in words(name):
-            keys = self._of_word.get(word)
-            if keys is None:
-                keys = self._of_word[word] = word_keys_with_name_forms(word)
-            if keys:
-                found.append(keys)
-        return found
+        return [keys for word in words(name) if (keys := self._of_word(word))]
 
 
 def block_keys(names: Iterable[str], keys: NameKeys | None = None) -> set[str]:

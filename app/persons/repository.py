@@ -373,6 +373,26 @@ async def get_many(
     return list(await session.exec(stmt))
 
 
+async def ids_after(
+    session: AsyncSession, *, readable: ColumnElement[bool], after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    stmt = select(Person.id).where(readable)
+    if after is not None:
+        stmt = stmt.where(col(Person.id) > after)
+    return list(await session.exec(stmt.order_by(col(Person.id)).limit(limit)))
+
+
+async def merged_into(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    if not person_ids:
+        return {}
+    stmt = select(Person.id, Person.merged_into).where(
+        col(Person.id).in_(person_ids), col(Person.merged_into).is_not(None)
+    )
+    return {row[0]: row[1] for row in await session.exec(stmt) if row[1] is not None}
+
+
 async def move_names(
     session: AsyncSession,
     name_ids: Sequence[uuid.UUID],

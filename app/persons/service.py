@@ -411,6 +411,33 @@ async def list_persons(
     return PersonPage(await _views(session, caller, keys, persons), next_cursor)
 
 
+async def readable_views(
+    session: AsyncSession, caller: Caller, keys: DataKeyRing, person_ids: Sequence[uuid.UUID]
+) -> list[PersonView]:
+    """The persons among `person_ids` that the caller may read now, as they may see them
+    (others, and merged persons, are left out): a page of a partner's change feed."""
+    persons = await repository.get_many(
+        session, person_ids, readable=visibility.readable_persons(caller.principal)
+    )
+    return await _views(session, caller, keys, persons, skip_hidden=True)
+
+
+async def readable_ids_after(
+    session: AsyncSession, caller: Caller, after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    """The ids of the persons the caller may read, in id order after `after`."""
+    return await repository.ids_after(
+        session, readable=visibility.readable_persons(caller.principal), after=after, limit=limit
+    )
+
+
+async def merged_into(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """For each of these persons merged into another, that one."""
+    return await repository.merged_into(session, person_ids)
+
+
 async def _views(
     session: AsyncSession,
     caller: Caller,

@@ -142,6 +142,8 @@ COORDINATE_CHANGE = expect(coordinator=200, others=403)
 # with the reports:read scope, which the matrix's partner lacks).
 REPORT_GENERATE = expect(admin=201, coordinator=201, analyst=201, others=403)
 REPORT_READ = expect(admin=200, coordinator=200, analyst=200, others=403)
+# The change feed: partners with the sync:read scope only (staff read the records).
+SYNC_READ = expect(partner=200, others=403)
 REPORT_BODY = {"as_of": "2023-12-31", "period": {"from": "2023-01-01", "to": "2023-12-31"}}
 # Schedules of status reports: coordinators keep them, analysts and admins read them.
 REPORT_SCHEDULE_LIST = expect(coordinator=200, analyst=200, admin=200, others=403)
@@ -493,6 +495,7 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         REPORT_READ,
         lambda c, w, k: c.get(f"{API}/reports/public-list", params={"as_of": "2023-12-31"}),
     ),
+    ("GET", "/api/v1/sync/changes"): (SYNC_READ, lambda c, w, k: c.get(f"{API}/sync/changes")),
     ("GET", "/api/v1/audit/events"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/events")),
     ("GET", "/api/v1/audit/verify"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/verify")),
     ("GET", "/api/v1/audit/checkpoints/latest"): (

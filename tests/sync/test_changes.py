@@ -1,0 +1,248 @@
+"""The partners' change feed (GET /sync/changes): a snapshot of what the agreement shares,
+then every change in commit order, each record as the partner may see it now; records
+that leave the agreement arrive as tombstones (only for partners that had them), merged
+persons as redirects."""
+
+import asyncio
+import random
+from contextlib import aclosing
+from typing import Any
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from app.access.principal import Role
+from tests.auth import PROBLEM
+from tests.factories import API, create_case, create_person, event, if_match, transition
+from tests.merges.test_merges import SignIn, merge
+from tests.sync.feed import FEED, Copy, feed_partner, follow
+
+SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "public"}
+
+
+async def test_a_partner_follows_what_its_agreement_shares_and_nothing_else(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    shared_person = await create_person(client)
+    shared = await create_case(client, shared_person["id"], jurisdiction="BY")
+    other_person = await create_person(client)
+    elsewhere = await create_case(client, other_person["id"], jurisdiction="LT")
+    partner, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        copy = Copy()
+        # The first read is a snapshot of what is shared now.
+        await follow(partner, copy, limit=1)
+        assert set(copy.records) == {("person", shared_person["id"]), ("case", shared["id"])}
+        case_copy = copy.records[("case", shared["id"])]
+        assert case_copy["status"] == shared["status"]
+        assert [e["to_status"] for e in case_copy["status_events"]] == ["detained"]
+        # Public tier: the restricted fields never leave.
+        assert "detention_places" not in case_copy and "assigned_caseworkers" not in case_copy
+        assert "birth_date" not in copy.records[("person", shared_person["id"])]
+        assert await follow(partner, copy) == []
+
+        # A sentence on the shared case file reaches the partner; a change to the case
+        # file it does not share never does, not even as a tombstone.
+        sentenced = await transition(client, shared, "sentenced", "2022-02-01")
+        assert sentenced.status_code == 201, sentenced.text
+        moved = await transition(client, elsewhere, "sentenced", "2022-02-01")
+        assert moved.status_code == 201, moved.text
+        new = await follow(partner, copy)
+        assert {(item["kind"], item["id"]) for item in new} <= {
+            ("person", shared_person["id"]),
+            ("case", shared["id"]),
+        }
+        assert [e["to_status"] for e in copy.records[("case", shared["id"])]["status_events"]] == [
+            "detained",
+            "sentenced",
+        ]
+        assert copy.records[("case", shared["id"])]["status"] == "sentenced"
+        ids_seen = {item["id"] for item in copy.received}
+        assert other_person["id"] not in ids_seen and elsewhere["id"] not in ids_seen
+
+        # The case file is made high-confidentiality: it and its person leave the feed as
+        # tombstones, and the partner's copy is empty.
+        current = (await client.get(f"{API}/cases/{shared['id']}")).json()
+        closed = await client.patch(
+            f"{API}/cases/{shared['id']}",
+            json={"confidentiality": "high"},
+            headers=if_match(current["version"]),
+        )
+        assert closed.status_code == 200, closed.text
+        gone = await follow(partner, copy)
+        assert {(item["kind"], item["id"], item["change"]) for item in gone} == {
+            ("person", shared_person["id"], "tombstone"),
+            ("case", shared["id"], "tombstone"),
+        }
+        assert all(set(item) >= {"seq", "kind", "id", "change"} for item in gone)
+        assert all(item.get("case") is None and item.get("person") is None for item in gone)
+        assert copy.records == {}
+
+
+async def test_a_restricted_partner_gets_the_restricted_tier_and_its_reads_are_in_the_trail(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    person = await create_person(client)
+    shared = await create_case(client, person["id"], jurisdiction="BY")
+    partner, record = await feed_partner(app, SHARES_BY | {"max_tier": "restricted"})
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy)
+    assert "detention_places" in copy.records[("case", shared["id"])]
+    assert copy.records[("person", person["id"])]["birth_date"] == person["birth_date"]
+    # Confidential values never leave for a partner.
+    assert "relatives" not in copy.records[("person", person["id"])]
+    reads = await db.fetch(
+        "SELECT related FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
+        record.id,
+    )
+    assert reads
+    assert {str(related) for row in reads for related in row["related"]} >= {
+        person["id"],
+        shared["id"],
+    }
+
+
+async def test_a_merged_person_arrives_as_a_redirect(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    kept = await create_person(
+        client, names=[{"value": "Міхась Лабановіч", "script": "Cyrl", "kind": "legal"}]
+    )
+    merged = await create_person(
+        client, names=[{"value": "Mikhas Labanovich", "script": "Latn", "kind": "legal"}]
+    )
+    await create_case(client, kept["id"], jurisdiction="BY")
+    await create_case(
+        client, merged["id"], jurisdiction="BY", history=[event("detained", "2023-05-02")]
+    )
+    partner, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy)
+        assert ("person", merged["id"]) in copy.records
+        kept = (await client.get(f"{API}/persons/{kept['id']}")).json()
+        done = await merge(
+            client, kept, merged, keep_overlapping_custody=True, overrule_distinction=True
+        )
+        assert done.status_code == 201, done.text
+        new = await follow(partner, copy)
+        assert {
+            (item["id"], item["change"], item.get("merged_into"))
+            for item in new
+            if item["kind"] == "person"
+        } >= {(merged["id"], "redirect", kept["id"])}
+        assert copy.redirects == {merged["id"]: kept["id"]}
+        assert ("person", merged["id"]) not in copy.records
+        # Both case files are now the kept person's, in the partner's copy too.
+        assert {
+            record["person_id"] for (kind, _), record in copy.records.items() if kind == "case"
+        } == {kept["id"]}
+
+
+async def test_a_narrowed_agreement_starts_again_and_takes_back_what_left(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    minsk = await create_case(client, jurisdiction="BY")
+    vilnius = await create_case(client, jurisdiction="LT")
+    partner, record = await feed_partner(app, {"jurisdiction": "BY", "recognised_only": False})
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy)
+        assert ("case", minsk["id"]) in copy.records
+        read = (await client.get(f"{API}/partners/{record.id}")).json()
+        narrowed = await client.put(
+            f"{API}/partners/{record.id}/agreement",
+            json={"jurisdiction": "LT", "recognised_only": False, "max_tier": "public"},
+            headers=if_match(read["version"]),
+        )
+        assert narrowed.status_code == 200, narrowed.text
+        again = await follow(partner, copy)
+        changes = {(item["kind"], item["id"], item["change"]) for item in again}
+        assert ("case", minsk["id"], "tombstone") in changes
+        assert ("person", minsk["person_id"], "tombstone") in changes
+        assert ("case", vilnius["id"], "upsert") in changes
+        assert set(copy.records) == {("case", vilnius["id"]), ("person", vilnius["person_id"])}
+
+
+async def test_who_may_read_the_feed(
+    app: FastAPI, client: httpx.AsyncClient, anonymous: httpx.AsyncClient, sign_in_as: SignIn
+) -> None:
+    assert (await anonymous.get(FEED)).status_code == 401
+    # Staff follow the records themselves, not a partner's feed.
+    for role in (Role.coordinator, Role.analyst):
+        refused = await (await sign_in_as(role)).client.get(FEED)
+        assert refused.status_code == 403, refused.text
+    no_scope, _ = await feed_partner(app, SHARES_BY, scopes=["reports:read"])
+    async with aclosing(no_scope):
+        assert (await no_scope.get(FEED)).status_code == 403
+    first, _ = await feed_partner(app, SHARES_BY)
+    second, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(first), aclosing(second):
+        page = (await first.get(FEED)).json()
+        # A cursor is the partner's own; a damaged one is refused, not guessed at.
+        for cursor in (page["next"], "bm90IGEgY3Vyc29y", "%%%"):
+            refused = await second.get(FEED, params={"cursor": cursor})
+            assert refused.status_code == 400, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["type"] == f"{PROBLEM}invalid-cursor"
+        for limit in ("0", "501", "ten"):
+            assert (await first.get(FEED, params={"limit": limit})).status_code == 422
+
+
+async def test_a_reader_following_concurrent_writers_ends_with_what_a_fresh_read_gives(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Writers change case files concurrently (some of their writes refused and rolled
+    back, some held open while later ones commit) while a partner follows the feed; when
+    the writers are done and the partner has caught up, its copy equals a new partner's
+    snapshot."""
+    cases = [await create_case(client, jurisdiction=random.choice(["BY", "LT"])) for _ in range(8)]
+    partner, _ = await feed_partner(app, SHARES_BY)
+    fresh, _ = await feed_partner(app, SHARES_BY)
+    copy = Copy()
+    writing = True
+
+    async def writer(case: dict[str, Any]) -> None:
+        steps = [
+            ("sentenced", "2022-02-01"),
+            ("released", "2021-01-01"),  # before the sentence: refused, nothing written
+            ("released", "2024-03-01"),
+        ]
+        for to_status, day in steps:
+            current = (await client.get(f"{API}/cases/{case['id']}")).json()
+            await transition(client, current, to_status, day)
+            await asyncio.sleep(random.random() / 50)
+        current = (await client.get(f"{API}/cases/{case['id']}")).json()
+        jurisdiction = "LT" if current["jurisdiction"] == "BY" else "BY"
+        await client.patch(
+            f"{API}/cases/{case['id']}",
+            json={"jurisdiction": jurisdiction},
+            headers=if_match(current["version"]),
+        )
+
+    async def slow_writer() -> None:
+        # A transaction that holds the audit head as a slow commit would: the API's writes
+        # queue behind it and commit after it, in order.
+        for _ in range(3):
+            async with db.transaction():
+                await db.execute("SELECT seq FROM audit_head FOR UPDATE")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
+
+    async def reader() -> None:
+        while writing:
+            await follow(partner, copy, limit=3)
+            await asyncio.sleep(0.01)
+
+    async with aclosing(partner), aclosing(fresh):
+        following = asyncio.create_task(reader())
+        await asyncio.gather(*(writer(case) for case in cases), slow_writer())
+        writing = False
+        await following
+        await follow(partner, copy)
+        expected = Copy()
+        await follow(fresh, expected)
+    assert copy.records == expected.records
+    assert copy.records, "the agreement shares some of the case files"
