@@ -1,0 +1,111 @@
+"""A property of the change feed: whatever is written, and however the partner's agreement
+changes in the middle, a partner that follows the feed in pages ends with exactly what a
+new partner under the final agreement receives in its snapshot."""
+
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests.factories import API, create_case, if_match, transition
+from tests.sync.feed import Copy, feed_partner, follow
+
+SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "public"}
+AGREEMENTS = st.fixed_dictionaries(
+    {
+        "jurisdiction": st.sampled_from(["BY", "LT"]),
+        "recognised_only": st.just(False),
+        "max_tier": st.sampled_from(["public", "restricted"]),
+    }
+)
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("open"), st.sampled_from(["BY", "LT"])),
+        st.tuples(st.just("sentence"), st.integers(0, 5)),
+        st.tuples(st.just("move"), st.integers(0, 5)),
+        st.tuples(st.just("close"), st.integers(0, 5)),
+        st.tuples(st.just("agreement"), AGREEMENTS),
+        st.tuples(st.just("follow"), st.integers(1, 3)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=AGREEMENTS, operations=OPERATIONS)
+# Each way out of the agreement, at least once: closed, moved away, the agreement changed.
+@example(first=SHARES_BY, operations=[("close", 0)])
+@example(first=SHARES_BY, operations=[("open", "BY"), ("follow", 1), ("move", 1), ("sentence", 0)])
+@example(first=SHARES_BY, operations=[("agreement", SHARES_BY | {"jurisdiction": "LT"})])
+async def test_following_the_feed_ends_with_what_a_fresh_snapshot_gives(
+    app: FastAPI, client: httpx.AsyncClient, first: dict[str, Any], operations: list[Any]
+) -> None:
+    cases = [await create_case(client, jurisdiction="BY")]
+    partner, record = await feed_partner(app, first)
+    agreement = first
+    copy = Copy()
+    async with aclosing(partner):
+        # The partner holds a copy before anything changes: what leaves must be taken back.
+        await follow(partner, copy)
+        for operation, argument in operations:
+            if operation == "open":
+                cases.append(await create_case(client, jurisdiction=argument))
+                continue
+            if operation == "agreement":
+                read = (await client.get(f"{API}/partners/{record.id}")).json()
+                changed = await client.put(
+                    f"{API}/partners/{record.id}/agreement",
+                    json=argument,
+                    headers=if_match(read["version"]),
+                )
+                assert changed.status_code == 200, changed.text
+                agreement = argument
+                continue
+            if operation == "follow":
+                await _pages(partner, copy, argument)
+                continue
+            case = cases[argument % len(cases)]
+            current = (await client.get(f"{API}/cases/{case['id']}")).json()
+            if operation == "sentence":
+                await transition(client, current, "sentenced", "2022-02-01")
+            elif operation == "move":
+                moved = "LT" if current["jurisdiction"] == "BY" else "BY"
+                await client.patch(
+                    f"{API}/cases/{case['id']}",
+                    json={"jurisdiction": moved},
+                    headers=if_match(current["version"]),
+                )
+            else:
+                await client.patch(
+                    f"{API}/cases/{case['id']}",
+                    json={"confidentiality": "high"},
+                    headers=if_match(current["version"]),
+                )
+        await follow(partner, copy, limit=2)
+    fresh, _ = await feed_partner(app, agreement)
+    expected = Copy()
+    async with aclosing(fresh):
+        await follow(fresh, expected)
+    assert copy.records == expected.records
+
+
+async def _pages(client: httpx.AsyncClient, copy: Copy, pages: int) -> None:
+    """A few pages of two, as far as they go: a partner that stops in the middle."""
+    for _ in range(pages):
+        params: dict[str, Any] = {"limit": 2}
+        if copy.cursor is not None:
+            params["cursor"] = copy.cursor
+        response = await client.get(f"{API}/sync/changes", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        for item in page["items"]:
+            copy.apply(item)
+        copy.cursor = page["next"]
+        if page["caught_up"]:
+            return
