@@ -71,6 +71,13 @@ class Journal:
         self.subject: tuple[str, uuid.UUID] | None = None
         self._pending: EventDraft | None = None
         self._pending_is_write = False
+        # A read that also keeps what it handed out (the change feed's deliveries) must
+        # not be lost in a crash with the read's event.
+        self._durable = False
+
+    def keep_durable(self) -> None:
+        """Commit this unit of work durably even if it only reads (see chain.append)."""
+        self._durable = True
 
     # Who -------------------------------------------------------------------------------
 
@@ -209,10 +216,10 @@ class Journal:
         self._pending, self._pending_is_write = None, False
         if draft is not None:
             # Only a successful read may skip waiting for the disk (see chain.append).
-            only_read = not is_write and draft.outcome == "success"
-            kind = "write" if is_write else "read" if only_read else "refusal"
+            a_read = not is_write and draft.outcome == "success"
+            kind = "write" if is_write else "read" if a_read else "refusal"
             with AuditAppendTimer(kind):
-                await append(session, draft, durable=not only_read)
+                await append(session, draft, durable=not a_read or self._durable)
 
     def _draft(
         self, action: str, outcome: str, *, resource_type: str | None, resource_id: uuid.UUID | None

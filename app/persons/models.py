@@ -4,7 +4,17 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, LargeBinary, String, Text, Uuid
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -47,6 +57,12 @@ class Person(SQLModel, table=True):
         Index("ix_person_citizenships", "citizenships", postgresql_using="gin"),
         # Whose counted facts changed after a moment (app/reports/basis.py).
         Index("ix_person_facts_since", "facts_since"),
+        # The persons merged into one (the change feed moves their redirects with it).
+        Index(
+            "ix_person_merged_into",
+            "merged_into",
+            postgresql_where=text("merged_into IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

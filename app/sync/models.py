@@ -3,7 +3,7 @@ what the feed has handed each partner."""
 
 import uuid
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 
@@ -20,15 +20,25 @@ class SyncPosition(SQLModel, table=True):
 
     record_type: str = Field(sa_column=Column(String(20), primary_key=True))
     record_id: uuid.UUID = Field(primary_key=True)
+    content_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    delivered_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Handed in a snapshot (taken at `delivered_seq`), not as a change at that number.
+    in_snapshot: bool
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class SyncDelivered(SQLModel, table=True):
-    """A record the feed has handed a partner: when it leaves the partner's agreement, the
-    partner is told (a tombstone); a partner never handed it hears nothing of it."""
+    """What the feed last handed a partner of a record: a hash of the item (the record at
+    the partner's tier, a tombstone or a redirect) and the audit number it was handed at.
+    A record leaves the partner's copy with one tombstone; a partner never handed it hears
+    nothing of it; a change the partner cannot see sends nothing."""
 
     __tablename__ = "sync_delivered"
 
     partner_id: uuid.UUID = Field(foreign_key="partner.id", primary_key=True)
     record_type: str = Field(sa_column=Column(String(20), primary_key=True))
     record_id: uuid.UUID = Field(primary_key=True)
+    content_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    delivered_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Handed in a snapshot (taken at `delivered_seq`), not as a change at that number.
+    in_snapshot: bool

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -12,7 +13,8 @@ Ref = tuple[str, uuid.UUID]
 
 FEED_KINDS = ["person", "case"]
 
-SQL_HEAD = "SELECT seq FROM audit_head"
+SQL_HEAD = "SELECT seq, hash FROM audit_head"
+SQL_HASH_AT = "SELECT hash FROM audit_event WHERE seq = $1"
 # From a position on, in the order of the audit trail; records written together share a
 # number and follow in kind and id order.
 SQL_CHANGES = """
@@ -22,16 +24,20 @@ ORDER BY seq, record_type, record_id
 LIMIT $5
 """
 SQL_DELIVERED = """
-SELECT d.record_type, d.record_id
+SELECT d.record_type, d.record_id, d.content_hash, d.delivered_seq, d.in_snapshot
 FROM sync_delivered d
 JOIN unnest($2::text[], $3::uuid[]) AS asked(record_type, record_id)
   ON asked.record_type = d.record_type AND asked.record_id = d.record_id
 WHERE d.partner_id = $1
 """
 SQL_DELIVER = """
-INSERT INTO sync_delivered (partner_id, record_type, record_id)
-SELECT $1, record_type, record_id FROM unnest($2::text[], $3::uuid[]) AS r(record_type, record_id)
-ON CONFLICT DO NOTHING
+INSERT INTO sync_delivered
+    (partner_id, record_type, record_id, content_hash, delivered_seq, in_snapshot)
+SELECT $1, r.*
+FROM unnest($2::text[], $3::uuid[], $4::bytea[], $5::bigint[], $6::boolean[]) AS r
+ON CONFLICT (partner_id, record_type, record_id) DO UPDATE
+SET content_hash = EXCLUDED.content_hash, delivered_seq = EXCLUDED.delivered_seq,
+    in_snapshot = EXCLUDED.in_snapshot
 """
 SQL_DELIVERED_AFTER = """
 SELECT record_type, record_id FROM sync_delivered
@@ -41,11 +47,20 @@ LIMIT $4
 """
 
 
-async def head(session: AsyncSession) -> int:
-    """The audit trail's last number: every write up to it is committed and visible."""
+async def head(session: AsyncSession) -> tuple[int, bytes]:
+    """The audit trail's last number and hash: every write up to it is committed and
+    visible."""
     driver = await driver_connection(session)
-    seq = await driver.fetchval(SQL_HEAD)
-    return int(seq)
+    row = await driver.fetchrow(SQL_HEAD)
+    assert row is not None
+    return int(row["seq"]), bytes(row["hash"])
+
+
+async def hash_at(session: AsyncSession, seq: int) -> bytes | None:
+    """The hash of the audit event numbered `seq`, if there is one."""
+    driver = await driver_connection(session)
+    found = await driver.fetchval(SQL_HASH_AT, seq)
+    return None if found is None else bytes(found)
 
 
 async def changes_after(
@@ -56,22 +71,45 @@ async def changes_after(
     return [(row["seq"], row["record_type"], row["record_id"]) for row in rows]
 
 
-async def delivered(session: AsyncSession, partner_id: uuid.UUID, refs: Sequence[Ref]) -> set[Ref]:
+@dataclass(frozen=True)
+class Delivered:
+    content_hash: bytes
+    seq: int
+    in_snapshot: bool
+
+
+async def delivered(
+    session: AsyncSession, partner_id: uuid.UUID, refs: Sequence[Ref]
+) -> dict[Ref, Delivered]:
+    """What the partner was last handed of each of these records (none: never)."""
     if not refs:
-        return set()
+        return {}
     driver = await driver_connection(session)
     rows = await driver.fetch(
         SQL_DELIVERED, partner_id, [kind for kind, _ in refs], [ref_id for _, ref_id in refs]
     )
-    return {(row["record_type"], row["record_id"]) for row in rows}
+    return {
+        (row["record_type"], row["record_id"]): Delivered(
+            bytes(row["content_hash"]), row["delivered_seq"], row["in_snapshot"]
+        )
+        for row in rows
+    }
 
 
-async def deliver(session: AsyncSession, partner_id: uuid.UUID, refs: Sequence[Ref]) -> None:
-    if not refs:
+async def deliver(
+    session: AsyncSession, partner_id: uuid.UUID, handed: Sequence[tuple[Ref, Delivered]]
+) -> None:
+    if not handed:
         return
     driver = await driver_connection(session)
     await driver.execute(
-        SQL_DELIVER, partner_id, [kind for kind, _ in refs], [ref_id for _, ref_id in refs]
+        SQL_DELIVER,
+        partner_id,
+        [kind for (kind, _), _ in handed],
+        [record_id for (_, record_id), _ in handed],
+        [what.content_hash for _, what in handed],
+        [what.seq for _, what in handed],
+        [what.in_snapshot for _, what in handed],
     )
 
 

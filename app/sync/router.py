@@ -46,5 +46,8 @@ async def read_changes(
     page, excluded, seen = await service.read_changes(
         session, caller, keys, cursor=cursor, limit=limit
     )
-    journal_of(session).viewed_page("sync.read", "sync", seen)
+    journal = journal_of(session)
+    journal.viewed_page("sync.read", "sync", seen)
+    # What the partner was handed is kept with the page: a crash must not forget it.
+    journal.keep_durable()
     return model_response(page, exclude=excluded)

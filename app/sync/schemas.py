@@ -66,3 +66,7 @@ class FeedPage(BaseModel):
     caught_up: bool = Field(
         description="Every change committed when this page was read has been handed over."
     )
+    reset: bool = Field(
+        description="Drop your copy: the feed starts again with a snapshot, as the database "
+        "no longer holds the position of your cursor (it was restored from a backup)."
+    )

@@ -20,43 +20,56 @@ follow, so nothing written during the snapshot is missed (a record written meanw
 come twice; a copy keyed by id and version takes the later).
 
 **What a partner sees.** Each record is read through app/access (the partner's agreement,
-its tier) at the moment of the read, never as stored. A record that leaves the agreement
-arrives as a tombstone only for a partner it was handed to (`sync_delivered`); a person
-merged into another arrives as a redirect when the partner may read that one.
+its tier) at the moment of the read, never as stored. `sync_delivered` keeps a hash of
+what each partner was last handed of each record and the number it was handed at: an
+item whose hash did not change is not sent again once the partner has read past it (a
+change to a case file the partner does not share moves its person's position, and must
+not tell the partner so), and a record that leaves the agreement reaches the partner as
+one tombstone (a person merged into another, as a redirect when the partner may read that
+one) and then never again, while a partner never handed it hears nothing of it. A page
+read again from an older cursor (its answer was lost) hands over the same items.
+
+**Starting again.** The cursor carries the hash of the audit event at its position and a
+hash of the agreement and of the access rules (tiers, policies). A changed agreement or
+rule restarts the feed with a snapshot, then tombstones of what the partner may no longer
+read; an audit trail that no longer holds the cursor's event (the database was restored
+from a backup) restarts it with `reset`: the partner drops its copy and takes the
+snapshot.
 """
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
+import orjson
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
+from app.access.policy import POLICY_DIRECTORY
 from app.access.principal import SharingAgreement, Tier
-from app.access.tiers import exclusion, hidden_fields
+from app.access.tiers import FIELD_TIERS, NESTED_TIERS, RECORD_TIERS, exclusion, hidden_fields
 from app.cases import service as cases_service
 from app.cases.history import entry_read_values
 from app.cases.schemas import StatusEventRead, case_read
 from app.core.crypto import DataKeyRing
 from app.core.errors import InvalidCursor
-from app.core.pagination import (
-    cursor_int,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
-    query_fingerprint,
-)
+from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.persons import service as persons_service
 from app.sync import repository
-from app.sync.repository import Ref
+from app.sync.repository import Delivered, Ref
 from app.sync.schemas import ChangeKind, FeedItem, FeedPage, FeedPhase
 
 NO_ID = uuid.UUID(int=0)
 # Records looked at per request, at most, as a multiple of the page size: positions of
 # records the partner was never handed are passed over, but not without end.
 LOOKED_AT_PER_ITEM = 4
+# The largest audit number a cursor may name (PostgreSQL's bigint).
+LAST_SEQ = 2**63 - 1
+ANCHOR_BYTES = 8
 
 
 class Stage(StrEnum):
@@ -66,15 +79,23 @@ class Stage(StrEnum):
     changes = "changes"
 
 
+KINDS_AFTER = {"", "person", "case"}
+
+
 @dataclass(frozen=True)
 class Position:
     # Changes numbered after this come in the `changes` stage.
     seq: int
-    # The agreement the snapshot was taken under (a hash of its terms).
+    # The first bytes of the hash of the audit event numbered `seq` (hex; empty at 0).
+    anchor: str
+    # The agreement and the access rules the snapshot was taken under (a hash of both).
     terms: str
     stage: Stage
     # The last record handed in this stage (in `changes`: at `seq`).
     after: Ref = ("", NO_ID)
+    # During a snapshot that restarted the feed: how far the partner had read before
+    # (what it was handed after that, it may not have received).
+    settled: int = 0
 
 
 @dataclass
@@ -83,17 +104,28 @@ class Feed:
     seen: list[tuple[uuid.UUID, Tier]] = field(default_factory=list)
 
 
+@cache
+def _rules() -> str:
+    """A hash of the access rules a partner's copy was made under: a release that shows a
+    partner more or less of a record starts the feed again."""
+    tiers = orjson.dumps(
+        {"fields": FIELD_TIERS, "nested": NESTED_TIERS, "records": RECORD_TIERS},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    policies = b"".join(path.read_bytes() for path in sorted(POLICY_DIRECTORY.glob("*.cedar")))
+    return hashlib.sha256(tiers + policies).hexdigest()
+
+
 def agreement_terms(agreement: SharingAgreement | None) -> str:
-    if agreement is None:
-        return "none"
-    return query_fingerprint(
-        {
+    terms: dict[str, Any] = {"rules": _rules()}
+    if agreement is not None:
+        terms |= {
             "jurisdiction": agreement.jurisdiction,
             "recognised_only": agreement.recognised_only,
             "case_file_ids": sorted(str(case_id) for case_id in agreement.case_file_ids),
             "max_tier": agreement.max_tier.name,
         }
-    )
+    return query_fingerprint(terms)
 
 
 def _fingerprint(partner_id: uuid.UUID) -> str:
@@ -103,18 +135,55 @@ def _fingerprint(partner_id: uuid.UUID) -> str:
 def encode_position(position: Position, partner_id: uuid.UUID) -> str:
     kind, after_id = position.after
     return encode_cursor(
-        [position.seq, position.terms, position.stage.value, kind, str(after_id)],
+        [
+            position.seq,
+            position.anchor,
+            position.terms,
+            position.stage.value,
+            kind,
+            str(after_id),
+            position.settled,
+        ],
         _fingerprint(partner_id),
     )
 
 
-def decode_position(cursor: str, partner_id: uuid.UUID) -> Position:
-    seq, terms, stage, kind, after_id = decode_cursor(cursor, _fingerprint(partner_id), 5)
-    if seq != 0:
-        seq = cursor_int(seq)
-    if not isinstance(terms, str) or not isinstance(kind, str) or stage not in set(Stage):
+def _seq(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= LAST_SEQ:
         raise InvalidCursor("The cursor is damaged.")
-    return Position(seq, terms, Stage(stage), (kind, cursor_uuid(after_id)))
+    return value
+
+
+def decode_position(cursor: str, partner_id: uuid.UUID) -> Position:
+    seq, anchor, terms, stage, kind, after_id, settled = decode_cursor(
+        cursor, _fingerprint(partner_id), 7
+    )
+    if not (
+        isinstance(anchor, str)
+        and isinstance(terms, str)
+        and isinstance(stage, str)
+        and stage in Stage.__members__
+        and isinstance(kind, str)
+        and kind in KINDS_AFTER
+    ):
+        raise InvalidCursor("The cursor is damaged.")
+    return Position(
+        _seq(seq), anchor, terms, Stage(stage), (kind, cursor_uuid(after_id)), _seq(settled)
+    )
+
+
+def _anchor(digest: bytes | None) -> str:
+    return digest[:ANCHOR_BYTES].hex() if digest else ""
+
+
+async def _still_there(session: AsyncSession, position: Position, head: int) -> bool:
+    """Whether the audit trail still holds the event the cursor was made at (not after a
+    restore from an older backup)."""
+    if position.seq > head:
+        return False
+    if position.seq == 0:
+        return position.anchor == ""
+    return _anchor(await repository.hash_at(session, position.seq)) == position.anchor
 
 
 async def read_changes(
@@ -130,8 +199,17 @@ async def read_changes(
     partner_id = caller.principal.id
     terms = agreement_terms(caller.principal.agreement)
     position = decode_position(cursor, partner_id) if cursor else None
-    if position is None or position.terms != terms:
-        position = Position(await repository.head(session), terms, Stage.persons)
+    head, head_hash = await repository.head(session)
+    snapshot = Position(head, _anchor(head_hash), terms, Stage.persons)
+    reset = False
+    if position is None:
+        position = snapshot
+    elif not await _still_there(session, position, head):
+        position, reset = snapshot, True
+    elif position.terms != terms:
+        # What the partner had read up to (during a snapshot: what it had before it).
+        settled = position.seq if position.stage is Stage.changes else position.settled
+        position = replace(snapshot, settled=settled)
     feed = Feed()
     budget = limit * LOOKED_AT_PER_ITEM
     caught_up = False
@@ -147,6 +225,7 @@ async def read_changes(
         next=encode_position(position, partner_id),
         phase=FeedPhase.changes if position.stage is Stage.changes else FeedPhase.snapshot,
         caught_up=caught_up,
+        reset=reset,
     )
     excluded = {"items": {index: hidden for index, (_, hidden) in enumerate(feed.items)}}
     return page, excluded, feed.seen
@@ -173,7 +252,9 @@ async def _step(
         )
         ids = await read_ids(session, caller, after_id if after_id != NO_ID else None, wanted)
         refs = [(kind, record_id) for record_id in ids]
-        await _hand_over(session, caller, keys, refs, [position.seq] * len(refs), feed)
+        await _hand_over(
+            session, caller, keys, refs, [position.seq] * len(refs), feed, position=position
+        )
         if len(ids) == wanted:
             return replace(position, after=refs[-1]), False
         following = Stage.cases if kind == "person" else Stage.gone
@@ -181,11 +262,17 @@ async def _step(
     if position.stage is Stage.gone:
         refs = await repository.delivered_after(session, partner_id, position.after, wanted)
         await _hand_over(
-            session, caller, keys, refs, [position.seq] * len(refs), feed, departures_only=True
+            session,
+            caller,
+            keys,
+            refs,
+            [position.seq] * len(refs),
+            feed,
+            position=position,
         )
         if len(refs) == wanted:
             return replace(position, after=refs[-1]), False
-        return replace(position, stage=Stage.changes, after=("", NO_ID)), False
+        return replace(position, stage=Stage.changes, after=("", NO_ID), settled=0), False
     rows = await repository.changes_after(session, (position.seq, *position.after), wanted)
     await _hand_over(
         session,
@@ -194,11 +281,52 @@ async def _step(
         [(kind, record_id) for _, kind, record_id in rows],
         [seq for seq, _, _ in rows],
         feed,
+        position=position,
     )
     if rows:
         seq, kind, record_id = rows[-1]
         position = replace(position, seq=seq, after=(kind, record_id))
+        position = replace(position, anchor=_anchor(await repository.hash_at(session, seq)))
     return position, len(rows) < wanted
+
+
+def _content_hash(item: FeedItem, hidden: dict[str, Any]) -> bytes:
+    """What the partner receives of a record, whatever its number."""
+    shown = item.model_dump(mode="json", exclude={"seq": True, **hidden})
+    return hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _received(before: Delivered, ref: Ref, stage: Stage, position: Position) -> bool:
+    """Whether the partner surely received what it was handed of a record: its cursor has
+    passed the point it was handed at (after a restart: the point it had read up to, a
+    tie sent again rather than lost)."""
+    if stage is Stage.gone:
+        return before.seq < position.settled
+    if before.in_snapshot:
+        return before.seq <= position.seq
+    return (before.seq, *ref) <= (position.seq, *position.after)
+
+
+def _worth_sending(
+    stage: Stage,
+    before: Delivered | None,
+    ref: Ref,
+    content_hash: bytes,
+    position: Position,
+    *,
+    readable: bool,
+) -> bool:
+    """Whether to hand an item over: in a snapshot, every record the partner may read; a
+    departure only to a partner that held the record; otherwise only what differs from
+    what the partner holds, or what it may not have received (a page read again after
+    its answer was lost)."""
+    if stage in (Stage.persons, Stage.cases):
+        return readable
+    if before is None:
+        return readable and stage is Stage.changes
+    if stage is Stage.gone and readable:
+        return False
+    return before.content_hash != content_hash or not _received(before, ref, stage, position)
 
 
 async def _hand_over(
@@ -209,12 +337,13 @@ async def _hand_over(
     seqs: Sequence[int],
     feed: Feed,
     *,
-    departures_only: bool = False,
+    position: Position,
 ) -> None:
     """Each record as the partner may read it now: its state, or, when it may not and was
     handed to the partner before, its departure (a tombstone or a redirect)."""
     if not refs:
         return
+    stage = position.stage
     person_ids = [record_id for kind, record_id in refs if kind == "person"]
     case_ids = [record_id for kind, record_id in refs if kind == "case"]
     persons = {
@@ -225,37 +354,29 @@ async def _hand_over(
         view.case.id: (view, entries)
         for view, entries in await cases_service.readable_with_events(session, caller, case_ids)
     }
-    unreadable = [
-        (kind, record_id)
-        for kind, record_id in refs
-        if record_id not in (persons if kind == "person" else cases)
-    ]
     partner_id = caller.principal.id
-    handed_before = await repository.delivered(session, partner_id, unreadable)
-    merged = await persons_service.merged_into(
-        session, [record_id for kind, record_id in handed_before if kind == "person"]
-    )
+    before = await repository.delivered(session, partner_id, refs)
+    unreadable_persons = [
+        record_id for kind, record_id in before if kind == "person" and record_id not in persons
+    ]
+    merged = await persons_service.merged_into(session, unreadable_persons)
     readable_targets = {
         view.person.id
         for view in await persons_service.readable_views(
             session, caller, keys, sorted(set(merged.values()))
         )
     }
-    handed: list[Ref] = []
+    handed: list[tuple[Ref, Delivered]] = []
     for (kind, record_id), seq in zip(refs, seqs, strict=True):
+        shown: tuple[uuid.UUID, Tier] | None = None
         if kind == "person" and record_id in persons:
-            if departures_only:
-                continue
             view = persons[record_id]
             item = FeedItem(
                 seq=seq, kind="person", id=record_id, change=ChangeKind.upsert, person=view.read()
             )
-            feed.items.append((item, {"person": hidden_fields("person", view.clearance)}))
-            feed.seen.append((record_id, view.clearance))
-            handed.append((kind, record_id))
+            hidden: dict[str, Any] = {"person": hidden_fields("person", view.clearance)}
+            shown = (record_id, view.clearance)
         elif kind == "case" and record_id in cases:
-            if departures_only:
-                continue
             case_view, entries = cases[record_id]
             item = FeedItem(
                 seq=seq,
@@ -268,33 +389,32 @@ async def _hand_over(
                 ],
             )
             hidden_events = exclusion("status_event", case_view.clearance)
-            feed.items.append(
-                (
-                    item,
-                    {
-                        "case": hidden_fields("case", case_view.clearance),
-                        **({"status_events": {"__all__": hidden_events}} if hidden_events else {}),
-                    },
-                )
-            )
-            feed.seen.append((record_id, case_view.clearance))
-            handed.append((kind, record_id))
-        elif (kind, record_id) in handed_before:
+            hidden = {
+                "case": hidden_fields("case", case_view.clearance),
+                **({"status_events": {"__all__": hidden_events}} if hidden_events else {}),
+            }
+            shown = (record_id, case_view.clearance)
+        else:
             target = merged.get(record_id)
-            if target is not None and target in readable_targets:
-                departure = FeedItem(
-                    seq=seq,
-                    kind="person",
-                    id=record_id,
-                    change=ChangeKind.redirect,
-                    merged_into=target,
-                )
-            else:
-                departure = FeedItem(
-                    seq=seq,
-                    kind="person" if kind == "person" else "case",
-                    id=record_id,
-                    change=ChangeKind.tombstone,
-                )
-            feed.items.append((departure, {}))
+            redirect = target is not None and target in readable_targets
+            item = FeedItem(
+                seq=seq,
+                kind="person" if kind == "person" else "case",
+                id=record_id,
+                change=ChangeKind.redirect if redirect else ChangeKind.tombstone,
+                merged_into=target if redirect else None,
+            )
+            hidden = {}
+        content_hash = _content_hash(item, hidden)
+        previous = before.get((kind, record_id))
+        readable = shown is not None
+        if not _worth_sending(
+            stage, previous, (kind, record_id), content_hash, position, readable=readable
+        ):
+            continue
+        feed.items.append((item, hidden))
+        if shown is not None:
+            feed.seen.append(shown)
+        in_snapshot = stage in (Stage.persons, Stage.cases)
+        handed.append(((kind, record_id), Delivered(content_hash, seq, in_snapshot)))
     await repository.deliver(session, partner_id, handed)

@@ -1,6 +1,8 @@
 """Following a partner's change feed as a partner's system would: a local copy keyed by
 kind and id, updated from every page until the feed is caught up."""
 
+import base64
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,9 @@ async def follow(client: httpx.AsyncClient, copy: Copy, limit: int = 100) -> lis
         response = await client.get(FEED, params=params)
         assert response.status_code == 200, response.text
         page = response.json()
+        if page["reset"]:
+            copy.records.clear()
+            copy.redirects.clear()
         for item in page["items"]:
             copy.apply(item)
             new.append(item)
@@ -68,3 +73,14 @@ async def feed_partner(
     token = await partner_token(client, partner.client_id, str(secret))
     client.headers["Authorization"] = f"Bearer {token}"
     return client, partner
+
+
+def forged(cursor: str, **changes: Any) -> str:
+    """A partner's own cursor with some of its positions changed (cursors are opaque, not
+    secret: a partner can decode and edit one)."""
+    payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    names = ["seq", "anchor", "terms", "stage", "kind", "after_id", "settled"]
+    for name, value in changes.items():
+        payload["p"][names.index(name)] = value
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")

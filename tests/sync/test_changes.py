@@ -16,7 +16,7 @@ from app.access.principal import Role
 from tests.auth import PROBLEM
 from tests.factories import API, create_case, create_person, event, if_match, transition
 from tests.merges.test_merges import SignIn, merge
-from tests.sync.feed import FEED, Copy, feed_partner, follow
+from tests.sync.feed import FEED, Copy, feed_partner, follow, forged
 
 SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "public"}
 
@@ -246,3 +246,140 @@ async def test_a_reader_following_concurrent_writers_ends_with_what_a_fresh_read
         await follow(fresh, expected)
     assert copy.records == expected.records
     assert copy.records, "the agreement shares some of the case files"
+
+
+async def test_what_a_partner_may_not_see_sends_nothing_not_even_that_it_changed(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A person with a shared case file and one that is not: work on the other one moves
+    nothing in the partner's feed; neither does work on a case file after it left (one
+    tombstone, then silence)."""
+    person = await create_person(client)
+    shared = await create_case(client, person["id"], jurisdiction="BY")
+    unshared = await create_case(client, person["id"], jurisdiction="LT")
+    leaving = await create_case(client, jurisdiction="BY")
+    partner, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy)
+        assert ("case", shared["id"]) in copy.records
+        assert ("case", unshared["id"]) not in copy.records
+        sentenced = await transition(client, unshared, "sentenced", "2022-02-01")
+        assert sentenced.status_code == 201, sentenced.text
+        assert await follow(partner, copy) == []
+
+        current = (await client.get(f"{API}/cases/{leaving['id']}")).json()
+        moved = await client.patch(
+            f"{API}/cases/{leaving['id']}",
+            json={"jurisdiction": "LT"},
+            headers=if_match(current["version"]),
+        )
+        assert moved.status_code == 200, moved.text
+        gone = await follow(partner, copy)
+        assert {(item["id"], item["change"]) for item in gone} == {
+            (leaving["id"], "tombstone"),
+            (leaving["person_id"], "tombstone"),
+        }
+        again = await transition(client, moved.json(), "sentenced", "2022-02-01")
+        assert again.status_code == 201, again.text
+        assert await follow(partner, copy) == []
+
+
+async def test_a_page_read_again_after_its_answer_was_lost_hands_the_same_items(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    case = await create_case(client, jurisdiction="BY")
+    partner, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy)
+        before = copy.cursor
+        assert (await transition(client, case, "sentenced", "2022-02-01")).status_code == 201
+        first = (await partner.get(FEED, params={"cursor": before})).json()
+        # The answer never arrived: the partner asks again from where it was.
+        second = (await partner.get(FEED, params={"cursor": before})).json()
+        assert [(i["kind"], i["id"], i["change"]) for i in first["items"]] == [
+            (i["kind"], i["id"], i["change"]) for i in second["items"]
+        ]
+        assert ("case", case["id"], "upsert") in {
+            (i["kind"], i["id"], i["change"]) for i in second["items"]
+        }
+
+
+async def test_a_redirect_to_a_person_the_partner_may_no_longer_see_becomes_a_tombstone(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    kept = await create_person(
+        client, names=[{"value": "Алесь Шастак", "script": "Cyrl", "kind": "legal"}]
+    )
+    merged = await create_person(
+        client, names=[{"value": "Ales Shastak", "script": "Latn", "kind": "legal"}]
+    )
+    kept_case = await create_case(client, kept["id"], jurisdiction="BY")
+    await create_case(
+        client, merged["id"], jurisdiction="BY", history=[event("detained", "2023-05-02")]
+    )
+    partner, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy)
+        kept = (await client.get(f"{API}/persons/{kept['id']}")).json()
+        done = await merge(
+            client, kept, merged, keep_overlapping_custody=True, overrule_distinction=True
+        )
+        assert done.status_code == 201, done.text
+        await follow(partner, copy)
+        assert copy.redirects == {merged["id"]: kept["id"]}
+        # The kept person's case files are made high-confidentiality: the partner loses
+        # the kept person, and the redirect that would name them.
+        for case in (await client.get(f"{API}/cases", params={"person_id": kept["id"]})).json()[
+            "items"
+        ]:
+            closed = await client.patch(
+                f"{API}/cases/{case['id']}",
+                json={"confidentiality": "high"},
+                headers=if_match(case["version"]),
+            )
+            assert closed.status_code == 200, closed.text
+        gone = await follow(partner, copy)
+        assert (merged["id"], "tombstone") in {(item["id"], item["change"]) for item in gone}
+        assert copy.redirects == {} and copy.records == {}
+        assert kept_case["id"] not in {key[1] for key in copy.records}
+
+
+async def test_a_cursor_the_database_no_longer_holds_starts_again_with_a_reset(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The database restored from an older backup: the cursor's position is past the
+    audit trail's head, or names an event the trail no longer holds."""
+    case = await create_case(client, jurisdiction="BY")
+    partner, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy)
+        assert copy.cursor is not None
+        for cursor in (
+            forged(copy.cursor, seq=10**12),
+            forged(copy.cursor, anchor="00" * 8),
+        ):
+            page = (await partner.get(FEED, params={"cursor": cursor})).json()
+            assert page["reset"] is True
+            assert ("case", case["id"]) in {(i["kind"], i["id"]) for i in page["items"]}
+
+
+async def test_damaged_cursors_are_refused_with_a_problem(app: FastAPI) -> None:
+    partner, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        cursor = (await partner.get(FEED)).json()["next"]
+        for damaged in (
+            forged(cursor, stage=["persons"]),
+            forged(cursor, stage="elsewhere"),
+            forged(cursor, seq=2**63),
+            forged(cursor, seq=-1),
+            forged(cursor, kind="case\u0000"),
+            forged(cursor, after_id="not-a-uuid"),
+            forged(cursor, settled="7"),
+        ):
+            refused = await partner.get(FEED, params={"cursor": damaged})
+            assert refused.status_code == 400, (damaged, refused.text)
+            assert refused.json()["type"] == f"{PROBLEM}invalid-cursor"

@@ -104,6 +104,7 @@ async def _pages(client: httpx.AsyncClient, copy: Copy, pages: int) -> None:
         response = await client.get(f"{API}/sync/changes", params=params)
         assert response.status_code == 200, response.text
         page = response.json()
+        assert not page["reset"]
         for item in page["items"]:
             copy.apply(item)
         copy.cursor = page["next"]
