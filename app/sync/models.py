@@ -20,10 +20,6 @@ class SyncPosition(SQLModel, table=True):
 
     record_type: str = Field(sa_column=Column(String(20), primary_key=True))
     record_id: uuid.UUID = Field(primary_key=True)
-    content_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    delivered_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    # Handed in a snapshot (taken at `delivered_seq`), not as a change at that number.
-    in_snapshot: bool
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
