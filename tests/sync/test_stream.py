@@ -1,0 +1,103 @@
+"""The change feed as one stream (`Accept: application/x-ndjson`): the same items page
+after page, each page read in its own transaction with the token checked again; a stream
+cut off (the partner disabled meanwhile, a token expired) resumes from its last position
+line."""
+
+import asyncio
+from contextlib import aclosing
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from fastapi import FastAPI
+
+from tests.factories import create_case
+from tests.sync.feed import FEED, Copy, feed_partner, follow
+
+SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "restricted"}
+NDJSON = {"Accept": "application/x-ndjson"}
+
+
+def lines(body: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in body.splitlines() if line]
+
+
+def apply_stream(copy: Copy, streamed: list[dict[str, Any]]) -> None:
+    for line in streamed:
+        if "next" in line:
+            copy.cursor = line["next"]
+        elif "kind" in line:
+            copy.apply(line)
+
+
+async def test_a_stream_hands_over_what_the_pages_do(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    for _ in range(7):
+        await create_case(client, jurisdiction="BY")
+    streaming, _ = await feed_partner(app, SHARES_BY)
+    paging, _ = await feed_partner(app, SHARES_BY)
+    async with aclosing(streaming), aclosing(paging):
+        answer = await streaming.get(FEED, params={"limit": 3}, headers=NDJSON)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/x-ndjson")
+        streamed = lines(answer.content)
+        positions = [line for line in streamed if "next" in line]
+        # 7 persons and 7 case files in pages of 3: five pages, each with its position.
+        assert len(positions) >= 5
+        assert positions[-1]["caught_up"] is True
+        assert all(not line["caught_up"] for line in positions[:-1])
+        by_stream = Copy()
+        apply_stream(by_stream, streamed)
+        by_pages = Copy()
+        await follow(paging, by_pages, limit=3)
+        assert by_stream.records == by_pages.records
+        assert len(by_stream.records) == 14
+        # From the stream's last position, nothing more.
+        again = await streaming.get(FEED, params={"cursor": by_stream.cursor}, headers=NDJSON)
+        assert [line for line in lines(again.content) if "kind" in line] == []
+        # A damaged cursor is refused before the stream starts.
+        refused = await streaming.get(FEED, params={"cursor": "bm9wZQ"}, headers=NDJSON)
+        assert refused.status_code == 400
+        assert refused.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_stream_cut_off_resumes_from_its_last_position(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """The partner is disabled while its stream runs (as a token that expires): the stream
+    ends with a problem line; enabled again, with a new token, it resumes from the last
+    position line and ends with what a fresh snapshot gives."""
+    for _ in range(20):
+        await create_case(client, jurisdiction="BY")
+    partner, record = await feed_partner(app, SHARES_BY)
+
+    async def disable_after_the_first_page() -> None:
+        for _ in range(1000):
+            if await db.fetchval(
+                "SELECT count(*) FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
+                record.id,
+            ):
+                break
+            await asyncio.sleep(0.005)
+        await db.execute("UPDATE partner SET disabled = true WHERE id = $1", record.id)
+
+    async with aclosing(partner):
+        cutting = asyncio.create_task(disable_after_the_first_page())
+        answer = await partner.get(FEED, params={"limit": 1}, headers=NDJSON)
+        await cutting
+        streamed = lines(answer.content)
+        assert streamed[-1]["problem"]["status"] == 401, streamed[-1]
+        copy = Copy()
+        apply_stream(copy, streamed)
+        assert copy.cursor is not None and 0 < len(copy.records) < 40
+
+        # Enabled again, the partner's token (still within its lifetime) is accepted again.
+        await db.execute("UPDATE partner SET disabled = false WHERE id = $1", record.id)
+        await follow(partner, copy)
+    fresh, _ = await feed_partner(app, SHARES_BY)
+    expected = Copy()
+    async with aclosing(fresh):
+        await follow(fresh, expected)
+    assert copy.records == expected.records
