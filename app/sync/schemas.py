@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.cases.schemas import CaseRead, StatusEventRead
+from app.custody.schemas import CustodyTimeline
 from app.persons.schemas import PersonRead
+from app.recognition.schemas import DecisionRead
 
 
 class ChangeKind(StrEnum):
@@ -40,6 +42,16 @@ class FeedItem(BaseModel):
         default=None,
         description="An upserted case file's path: every status event and claim in effective "
         "order, with its state (retracted, superseded, confirmed, rejected).",
+    )
+    recognition: list[DecisionRead] | None = Field(
+        default=None,
+        description="An upserted person's recognition decisions, newest first, each with the "
+        "shared case files it covers.",
+    )
+    custody: CustodyTimeline | None = Field(
+        default=None,
+        description="An upserted case file's custody timeline (transfers, incommunicado, "
+        "hunger strikes …), the entries the agreement's tier shows.",
     )
     merged_into: uuid.UUID | None = Field(
         default=None, description="For a redirect: the person this one was merged into."

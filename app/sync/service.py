@@ -56,9 +56,12 @@ from app.cases import service as cases_service
 from app.cases.history import entry_read_values
 from app.cases.schemas import StatusEventRead, case_read
 from app.core.crypto import DataKeyRing
-from app.core.errors import InvalidCursor
+from app.core.errors import HiddenRecord, InvalidCursor
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
+from app.custody import service as custody_service
 from app.persons import service as persons_service
+from app.recognition import service as recognition_service
+from app.recognition.schemas import decision_read
 from app.sync import repository
 from app.sync.repository import Delivered, Ref
 from app.sync.schemas import ChangeKind, FeedItem, FeedPage, FeedPhase
@@ -290,6 +293,41 @@ async def _step(
     return position, len(rows) < wanted
 
 
+async def _recognitions(
+    session: AsyncSession, caller: Caller, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, recognition_service.Recognition]:
+    """Each person's recognition decisions as the partner may read them; a person hidden
+    since the page's first read is left out (and handed over as it is now, below)."""
+    found = {}
+    for person_id in person_ids:
+        try:
+            found[person_id] = await recognition_service.get(session, caller, person_id)
+        except HiddenRecord:
+            continue
+    return found
+
+
+async def _timelines(
+    session: AsyncSession, caller: Caller, case_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, custody_service.TimelineView]:
+    """Each case file's custody timeline as the partner may read it (as above)."""
+    found = {}
+    for case_id in case_ids:
+        try:
+            found[case_id] = await custody_service.timeline(session, caller, case_id, known_at=None)
+        except HiddenRecord:
+            continue
+    return found
+
+
+def _custody_exclusion(clearance: Tier) -> dict[str, Any]:
+    hidden: dict[str, Any] = exclusion("custody_timeline", clearance)
+    inner = exclusion("custody_event", clearance)
+    if inner:
+        hidden["entries"] = {"__all__": inner}
+    return hidden
+
+
 def _content_hash(item: FeedItem, hidden: dict[str, Any]) -> bytes:
     """What the partner receives of a record, whatever its number."""
     shown = item.model_dump(mode="json", exclude={"seq": True, **hidden})
@@ -354,10 +392,14 @@ async def _hand_over(
         view.case.id: (view, entries)
         for view, entries in await cases_service.readable_with_events(session, caller, case_ids)
     }
+    recognitions = await _recognitions(session, caller, list(persons))
+    timelines = await _timelines(session, caller, list(cases))
     partner_id = caller.principal.id
     before = await repository.delivered(session, partner_id, refs)
     unreadable_persons = [
-        record_id for kind, record_id in before if kind == "person" and record_id not in persons
+        record_id
+        for kind, record_id in before
+        if kind == "person" and record_id not in recognitions
     ]
     merged = await persons_service.merged_into(session, unreadable_persons)
     readable_targets = {
@@ -369,15 +411,29 @@ async def _hand_over(
     handed: list[tuple[Ref, Delivered]] = []
     for (kind, record_id), seq in zip(refs, seqs, strict=True):
         shown: tuple[uuid.UUID, Tier] | None = None
-        if kind == "person" and record_id in persons:
+        if kind == "person" and record_id in recognitions:
             view = persons[record_id]
+            recognition = recognitions[record_id]
             item = FeedItem(
-                seq=seq, kind="person", id=record_id, change=ChangeKind.upsert, person=view.read()
+                seq=seq,
+                kind="person",
+                id=record_id,
+                change=ChangeKind.upsert,
+                person=view.read(),
+                recognition=[
+                    decision_read(decision, recognition.coverage.get(decision.id, []))
+                    for decision in recognition.decisions
+                ],
             )
-            hidden: dict[str, Any] = {"person": hidden_fields("person", view.clearance)}
+            hidden_decision = exclusion("recognition_decision", recognition.clearance)
+            hidden: dict[str, Any] = {
+                "person": hidden_fields("person", view.clearance),
+                **({"recognition": {"__all__": hidden_decision}} if hidden_decision else {}),
+            }
             shown = (record_id, view.clearance)
-        elif kind == "case" and record_id in cases:
+        elif kind == "case" and record_id in timelines:
             case_view, entries = cases[record_id]
+            custody = timelines[record_id]
             item = FeedItem(
                 seq=seq,
                 kind="case",
@@ -387,11 +443,14 @@ async def _hand_over(
                 status_events=[
                     StatusEventRead.model_validate(entry_read_values(entry)) for entry in entries
                 ],
+                custody=custody.timeline,
             )
             hidden_events = exclusion("status_event", case_view.clearance)
+            hidden_custody = _custody_exclusion(custody.clearance)
             hidden = {
                 "case": hidden_fields("case", case_view.clearance),
                 **({"status_events": {"__all__": hidden_events}} if hidden_events else {}),
+                **({"custody": hidden_custody} if hidden_custody else {}),
             }
             shown = (record_id, case_view.clearance)
         else:

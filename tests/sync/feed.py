@@ -29,9 +29,8 @@ class Copy:
         self.received.append(item)
         key = (item["kind"], item["id"])
         if item["change"] == "upsert":
-            self.records[key] = item[item["kind"]] | (
-                {"status_events": item["status_events"]} if item["kind"] == "case" else {}
-            )
+            extras = ("status_events", "custody") if item["kind"] == "case" else ("recognition",)
+            self.records[key] = item[item["kind"]] | {name: item[name] for name in extras}
             self.redirects.pop(item["id"], None)
         elif item["change"] == "tombstone":
             self.records.pop(key, None)

@@ -14,7 +14,17 @@ from fastapi import FastAPI
 
 from app.access.principal import Role
 from tests.auth import PROBLEM
-from tests.factories import API, create_case, create_person, event, if_match, transition
+from tests.custody.custody import create_facility, transfer
+from tests.factories import (
+    API,
+    RECOGNISED,
+    create_case,
+    create_person,
+    decide,
+    event,
+    if_match,
+    transition,
+)
 from tests.merges.test_merges import SignIn, merge
 from tests.sync.feed import FEED, Copy, feed_partner, follow, forged
 
@@ -383,3 +393,38 @@ async def test_damaged_cursors_are_refused_with_a_problem(app: FastAPI) -> None:
             refused = await partner.get(FEED, params={"cursor": damaged})
             assert refused.status_code == 400, (damaged, refused.text)
             assert refused.json()["type"] == f"{PROBLEM}invalid-cursor"
+
+
+async def test_custody_and_recognition_reach_a_partner_at_its_tier(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A transfer (restricted) reaches a restricted partner in the case file's custody
+    timeline and sends a public partner nothing at all; a recognition decision reaches
+    both in the person's item, without its restricted fields for the public one."""
+    person = await create_person(client)
+    case = await create_case(client, person["id"], jurisdiction="BY")
+    facility = await create_facility(client)
+    public, _ = await feed_partner(app, SHARES_BY)
+    restricted, _ = await feed_partner(app, SHARES_BY | {"max_tier": "restricted"})
+    async with aclosing(public), aclosing(restricted):
+        public_copy, restricted_copy = Copy(), Copy()
+        await follow(public, public_copy)
+        await follow(restricted, restricted_copy)
+        await transfer(client, case, facility, "2021-09-01")
+        assert await follow(public, public_copy) == []
+        await follow(restricted, restricted_copy)
+        custody = restricted_copy.records[("case", case["id"])]["custody"]
+        assert [entry["kind"] for entry in custody["entries"]] == ["transfer"]
+        assert custody["current_facility_id"] == facility
+        public_custody = public_copy.records[("case", case["id"])]["custody"]
+        assert public_custody["entries"] == [] and "current_facility_id" not in public_custody
+
+        decided = await decide(client, person["id"], RECOGNISED, 0)
+        assert decided.status_code == 201, decided.text
+        await follow(public, public_copy)
+        await follow(restricted, restricted_copy)
+        for copy in (public_copy, restricted_copy):
+            (decision,) = copy.records[("person", person["id"])]["recognition"]
+            assert decision["status"] == "political_prisoner"
+            assert decision["case_file_ids"] == [case["id"]]
+            assert copy.records[("case", case["id"])]["recognition_status"] == "political_prisoner"
