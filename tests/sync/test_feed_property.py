@@ -36,7 +36,7 @@ OPERATIONS = st.lists(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(first=AGREEMENTS, operations=OPERATIONS)
 # Each way out of the agreement, at least once: closed, moved away, the agreement changed.
