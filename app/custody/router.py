@@ -4,7 +4,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.access.caller import Caller
-from app.access.principal import Tier
 from app.access.tiers import exclusion
 from app.audit.journal import journal_of
 from app.core.dates import IsoMoment
@@ -31,6 +30,7 @@ from app.custody.schemas import (
     FacilityRead,
     FacilityUpdate,
     PeriodEndInput,
+    timeline_exclusion,
 )
 from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
@@ -149,14 +149,6 @@ def _stored_entry(view: service.EntryView) -> StoredResponse:
     return StoredResponse(201, _entry_body(view))
 
 
-def _timeline_exclusion(clearance: Tier) -> dict[str, Any]:
-    hidden: dict[str, Any] = exclusion("custody_timeline", clearance)
-    inner = exclusion("custody_event", clearance)
-    if inner:
-        hidden["entries"] = {"__all__": inner}
-    return hidden
-
-
 @router.get("/{case_id}/custody-timeline", response_model=CustodyTimeline)
 async def read_custody_timeline(
     case_id: uuid.UUID,
@@ -172,7 +164,7 @@ async def read_custody_timeline(
     (every kind but new charges and the expected release) are restricted."""
     view = await service.timeline(session, caller, case_id, known_at=known_at)
     journal_of(session).viewed("case.read_custody", "case", [case_id], clearance=view.clearance)
-    return model_response(view.timeline, exclude=_timeline_exclusion(view.clearance) or None)
+    return model_response(view.timeline, exclude=timeline_exclusion(view.clearance) or None)
 
 
 @router.post("/{case_id}/custody-timeline", status_code=201, response_model=CustodyEntryRead)

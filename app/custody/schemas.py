@@ -8,6 +8,8 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.access.principal import Tier
+from app.access.tiers import exclusion
 from app.cases.statuses import Confidence
 from app.core.clock import latest_today
 from app.core.dates import DATE_IN_FUTURE, PartialDate, PartialDateText
@@ -292,3 +294,12 @@ class CustodyTimeline(BaseModel):
     # incommunicado period is open (only confirmed and reported entries count)
     current_facility_id: uuid.UUID | None = None
     incommunicado: bool | None = None
+
+
+def timeline_exclusion(clearance: Tier) -> dict[str, Any]:
+    """What to leave out of a custody timeline for this clearance, entries included."""
+    hidden: dict[str, Any] = exclusion("custody_timeline", clearance)
+    inner = exclusion("custody_event", clearance)
+    if inner:
+        hidden["entries"] = {"__all__": inner}
+    return hidden

@@ -373,15 +373,6 @@ async def get_many(
     return list(await session.exec(stmt))
 
 
-async def ids_after(
-    session: AsyncSession, *, readable: ColumnElement[bool], after: uuid.UUID | None, limit: int
-) -> list[uuid.UUID]:
-    stmt = select(Person.id).where(readable)
-    if after is not None:
-        stmt = stmt.where(col(Person.id) > after)
-    return list(await session.exec(stmt.order_by(col(Person.id)).limit(limit)))
-
-
 async def merged_into(
     session: AsyncSession, person_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, uuid.UUID]:

@@ -426,9 +426,14 @@ async def readable_ids_after(
     session: AsyncSession, caller: Caller, after: uuid.UUID | None, limit: int
 ) -> list[uuid.UUID]:
     """The ids of the persons the caller may read, in id order after `after`."""
-    return await repository.ids_after(
-        session, readable=visibility.readable_persons(caller.principal), after=after, limit=limit
+    persons = await repository.page(
+        session,
+        readable=visibility.readable_persons(caller.principal),
+        filters=PersonFilters(),
+        after=after,
+        limit=limit,
     )
+    return [person.id for person in persons]
 
 
 async def merged_into(

@@ -2,26 +2,27 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BeforeValidator
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
-from app.access.policy import area
 from app.audit.journal import journal_of
 from app.core.crypto import DataKeyRing
 from app.core.db import JOURNAL, SessionDep, commit
 from app.core.errors import DomainError
 from app.core.http import DataKeys, model_response
 from app.core.pagination import digits_only
-from app.identity import principals
-from app.identity.http import policy_of, requires, security_of
+from app.identity.http import Requires, authenticate
 from app.sync import service
 from app.sync.schemas import FeedPage
 
 router = APIRouter(prefix="/sync", tags=["sync"])
+READS_THE_FEED = Requires("sync.read")
 
 FEED_PAGE_DEFAULT = 100
 FEED_PAGE_MAX = 500
@@ -42,7 +43,7 @@ async def read_changes(
     request: Request,
     session: SessionDep,
     keys: DataKeys,
-    caller: Annotated[Caller, requires("sync.read")],
+    caller: Annotated[Caller, Depends(READS_THE_FEED)],
     limit: Annotated[
         int,
         Query(ge=1, le=FEED_PAGE_MAX, description="Records per page, at most."),
@@ -98,15 +99,15 @@ async def _stream(
     """Pages one after another, each in a unit of work of its own, as separate requests
     would read them; only one page is held at a time."""
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    token = request.headers.get("authorization", "").partition(" ")[2]
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
     for _ in range(STREAMED_PAGES):
         try:
             async with factory() as session:
                 session.info[JOURNAL] = request.app.state.open_journal(request)
-                principal = await principals.authenticate(session, security_of(request), token)
-                journal_of(session).identify(principal)
-                caller = Caller(principal, policy_of(request))
-                caller.require("sync.read", area("sync"))
+                # As each request is: the token, the partner's live agreement, the action.
+                principal = await authenticate(request, session, credentials)
+                caller = await READS_THE_FEED(request, principal)
                 page, excluded, seen = await service.read_changes(
                     session, caller, keys, cursor=cursor, limit=limit
                 )

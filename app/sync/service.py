@@ -53,12 +53,13 @@ from app.access.policy import POLICY_DIRECTORY
 from app.access.principal import SharingAgreement, Tier
 from app.access.tiers import FIELD_TIERS, NESTED_TIERS, RECORD_TIERS, exclusion, hidden_fields
 from app.cases import service as cases_service
-from app.cases.history import entry_read_values
+from app.cases.history import HistoryEntry, entry_read_values
 from app.cases.schemas import StatusEventRead, case_read
 from app.core.crypto import DataKeyRing
 from app.core.errors import HiddenRecord, InvalidCursor
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.custody import service as custody_service
+from app.custody.schemas import timeline_exclusion
 from app.persons import service as persons_service
 from app.recognition import service as recognition_service
 from app.recognition.schemas import decision_read
@@ -293,6 +294,59 @@ async def _step(
     return position, len(rows) < wanted
 
 
+def _every(hidden: dict[str, Any]) -> dict[str, Any]:
+    """An exclusion for each item of a list field (none when nothing is hidden)."""
+    return {"__all__": hidden} if hidden else {}
+
+
+def _person_item(
+    seq: int, view: persons_service.PersonView, recognition: recognition_service.Recognition
+) -> tuple[FeedItem, dict[str, Any]]:
+    """A person as the partner may read them, and what to leave out of the item."""
+    item = FeedItem(
+        seq=seq,
+        kind="person",
+        id=view.person.id,
+        change=ChangeKind.upsert,
+        person=view.read(),
+        recognition=[
+            decision_read(decision, recognition.coverage.get(decision.id, []))
+            for decision in recognition.decisions
+        ],
+    )
+    hidden = {
+        "person": hidden_fields("person", view.clearance),
+        "recognition": _every(exclusion("recognition_decision", recognition.clearance)),
+    }
+    return item, {field: value for field, value in hidden.items() if value}
+
+
+def _case_item(
+    seq: int,
+    view: cases_service.CaseView,
+    entries: Sequence[HistoryEntry],
+    custody: custody_service.TimelineView,
+) -> tuple[FeedItem, dict[str, Any]]:
+    """A case file with its path and custody timeline, and what to leave out of the item."""
+    item = FeedItem(
+        seq=seq,
+        kind="case",
+        id=view.case.id,
+        change=ChangeKind.upsert,
+        case=case_read(view.case),
+        status_events=[
+            StatusEventRead.model_validate(entry_read_values(entry)) for entry in entries
+        ],
+        custody=custody.timeline,
+    )
+    hidden = {
+        "case": hidden_fields("case", view.clearance),
+        "status_events": _every(exclusion("status_event", view.clearance)),
+        "custody": timeline_exclusion(custody.clearance),
+    }
+    return item, {field: value for field, value in hidden.items() if value}
+
+
 async def _recognitions(
     session: AsyncSession, caller: Caller, person_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, recognition_service.Recognition]:
@@ -318,14 +372,6 @@ async def _timelines(
         except HiddenRecord:
             continue
     return found
-
-
-def _custody_exclusion(clearance: Tier) -> dict[str, Any]:
-    hidden: dict[str, Any] = exclusion("custody_timeline", clearance)
-    inner = exclusion("custody_event", clearance)
-    if inner:
-        hidden["entries"] = {"__all__": inner}
-    return hidden
 
 
 def _content_hash(item: FeedItem, hidden: dict[str, Any]) -> bytes:
@@ -412,46 +458,11 @@ async def _hand_over(
     for (kind, record_id), seq in zip(refs, seqs, strict=True):
         shown: tuple[uuid.UUID, Tier] | None = None
         if kind == "person" and record_id in recognitions:
-            view = persons[record_id]
-            recognition = recognitions[record_id]
-            item = FeedItem(
-                seq=seq,
-                kind="person",
-                id=record_id,
-                change=ChangeKind.upsert,
-                person=view.read(),
-                recognition=[
-                    decision_read(decision, recognition.coverage.get(decision.id, []))
-                    for decision in recognition.decisions
-                ],
-            )
-            hidden_decision = exclusion("recognition_decision", recognition.clearance)
-            hidden: dict[str, Any] = {
-                "person": hidden_fields("person", view.clearance),
-                **({"recognition": {"__all__": hidden_decision}} if hidden_decision else {}),
-            }
-            shown = (record_id, view.clearance)
+            item, hidden = _person_item(seq, persons[record_id], recognitions[record_id])
+            shown = (record_id, persons[record_id].clearance)
         elif kind == "case" and record_id in timelines:
             case_view, entries = cases[record_id]
-            custody = timelines[record_id]
-            item = FeedItem(
-                seq=seq,
-                kind="case",
-                id=record_id,
-                change=ChangeKind.upsert,
-                case=case_read(case_view.case),
-                status_events=[
-                    StatusEventRead.model_validate(entry_read_values(entry)) for entry in entries
-                ],
-                custody=custody.timeline,
-            )
-            hidden_events = exclusion("status_event", case_view.clearance)
-            hidden_custody = _custody_exclusion(custody.clearance)
-            hidden = {
-                "case": hidden_fields("case", case_view.clearance),
-                **({"status_events": {"__all__": hidden_events}} if hidden_events else {}),
-                **({"custody": hidden_custody} if hidden_custody else {}),
-            }
+            item, hidden = _case_item(seq, case_view, entries, timelines[record_id])
             shown = (record_id, case_view.clearance)
         else:
             target = merged.get(record_id)

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.auth import api_client, create_partner, partner_token
-from tests.factories import API
+from tests.factories import API, if_match
 
 FEED = f"{API}/sync/changes"
 
@@ -40,25 +40,50 @@ class Copy:
             self.redirects[item["id"]] = item["merged_into"]
 
 
-async def follow(client: httpx.AsyncClient, copy: Copy, limit: int = 100) -> list[dict[str, Any]]:
-    """Read pages from the copy's cursor until caught up; the items of this catch-up."""
+async def follow(
+    client: httpx.AsyncClient, copy: Copy, limit: int = 100, pages: int | None = None
+) -> list[dict[str, Any]]:
+    """Read pages from the copy's cursor until caught up (or, with `pages`, stop after so
+    many, as a partner that stops in the middle); the items of this catch-up."""
     new: list[dict[str, Any]] = []
-    while True:
+    read = 0
+    while pages is None or read < pages:
         params: dict[str, Any] = {"limit": limit}
         if copy.cursor is not None:
             params["cursor"] = copy.cursor
         response = await client.get(FEED, params=params)
         assert response.status_code == 200, response.text
         page = response.json()
-        if page["reset"]:
-            copy.records.clear()
-            copy.redirects.clear()
+        # Only a restored database starts a feed again from nothing.
+        assert not page["reset"]
         for item in page["items"]:
             copy.apply(item)
             new.append(item)
         copy.cursor = page["next"]
+        read += 1
         if page["caught_up"]:
-            return new
+            break
+    return new
+
+
+async def change_case(client: httpx.AsyncClient, case_id: str, **fields: Any) -> httpx.Response:
+    """A coordinator changes a case file as it is now (its current version)."""
+    current = (await client.get(f"{API}/cases/{case_id}")).json()
+    return await client.patch(
+        f"{API}/cases/{case_id}", json=fields, headers=if_match(current["version"])
+    )
+
+
+async def share(
+    client: httpx.AsyncClient, partner_id: Any, agreement: dict[str, Any]
+) -> httpx.Response:
+    """A coordinator sets a partner's whole agreement, as the partner is now."""
+    current = (await client.get(f"{API}/partners/{partner_id}")).json()
+    return await client.put(
+        f"{API}/partners/{partner_id}/agreement",
+        json=agreement,
+        headers=if_match(current["version"]),
+    )
 
 
 async def feed_partner(

@@ -22,11 +22,10 @@ from tests.factories import (
     create_person,
     decide,
     event,
-    if_match,
     transition,
 )
 from tests.merges.test_merges import SignIn, merge
-from tests.sync.feed import FEED, Copy, feed_partner, follow, forged
+from tests.sync.feed import FEED, Copy, change_case, feed_partner, follow, forged, share
 
 SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "public"}
 
@@ -73,12 +72,7 @@ async def test_a_partner_follows_what_its_agreement_shares_and_nothing_else(
 
         # The case file is made high-confidentiality: it and its person leave the feed as
         # tombstones, and the partner's copy is empty.
-        current = (await client.get(f"{API}/cases/{shared['id']}")).json()
-        closed = await client.patch(
-            f"{API}/cases/{shared['id']}",
-            json={"confidentiality": "high"},
-            headers=if_match(current["version"]),
-        )
+        closed = await change_case(client, shared["id"], confidentiality="high")
         assert closed.status_code == 200, closed.text
         gone = await follow(partner, copy)
         assert {(item["kind"], item["id"], item["change"]) for item in gone} == {
@@ -161,12 +155,7 @@ async def test_a_narrowed_agreement_starts_again_and_takes_back_what_left(
         copy = Copy()
         await follow(partner, copy)
         assert ("case", minsk["id"]) in copy.records
-        read = (await client.get(f"{API}/partners/{record.id}")).json()
-        narrowed = await client.put(
-            f"{API}/partners/{record.id}/agreement",
-            json={"jurisdiction": "LT", "recognised_only": False, "max_tier": "public"},
-            headers=if_match(read["version"]),
-        )
+        narrowed = await share(client, record.id, SHARES_BY | {"jurisdiction": "LT"})
         assert narrowed.status_code == 200, narrowed.text
         again = await follow(partner, copy)
         changes = {(item["kind"], item["id"], item["change"]) for item in again}
@@ -226,11 +215,7 @@ async def test_a_reader_following_concurrent_writers_ends_with_what_a_fresh_read
             await asyncio.sleep(random.random() / 50)
         current = (await client.get(f"{API}/cases/{case['id']}")).json()
         jurisdiction = "LT" if current["jurisdiction"] == "BY" else "BY"
-        await client.patch(
-            f"{API}/cases/{case['id']}",
-            json={"jurisdiction": jurisdiction},
-            headers=if_match(current["version"]),
-        )
+        await change_case(client, case["id"], jurisdiction=jurisdiction)
 
     async def slow_writer() -> None:
         # A transaction that holds the audit head as a slow commit would: the API's writes
@@ -278,12 +263,7 @@ async def test_what_a_partner_may_not_see_sends_nothing_not_even_that_it_changed
         assert sentenced.status_code == 201, sentenced.text
         assert await follow(partner, copy) == []
 
-        current = (await client.get(f"{API}/cases/{leaving['id']}")).json()
-        moved = await client.patch(
-            f"{API}/cases/{leaving['id']}",
-            json={"jurisdiction": "LT"},
-            headers=if_match(current["version"]),
-        )
+        moved = await change_case(client, leaving["id"], jurisdiction="LT")
         assert moved.status_code == 200, moved.text
         gone = await follow(partner, copy)
         assert {(item["id"], item["change"]) for item in gone} == {
@@ -342,14 +322,9 @@ async def test_a_redirect_to_a_person_the_partner_may_no_longer_see_becomes_a_to
         assert copy.redirects == {merged["id"]: kept["id"]}
         # The kept person's case files are made high-confidentiality: the partner loses
         # the kept person, and the redirect that would name them.
-        for case in (await client.get(f"{API}/cases", params={"person_id": kept["id"]})).json()[
-            "items"
-        ]:
-            closed = await client.patch(
-                f"{API}/cases/{case['id']}",
-                json={"confidentiality": "high"},
-                headers=if_match(case["version"]),
-            )
+        kept_cases = await client.get(f"{API}/cases", params={"person_id": kept["id"]})
+        for case in kept_cases.json()["items"]:
+            closed = await change_case(client, case["id"], confidentiality="high")
             assert closed.status_code == 200, closed.text
         gone = await follow(partner, copy)
         assert (merged["id"], "tombstone") in {(item["id"], item["change"]) for item in gone}

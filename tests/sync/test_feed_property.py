@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import API, create_case, if_match, transition
-from tests.sync.feed import Copy, feed_partner, follow
+from tests.factories import API, create_case, transition
+from tests.sync.feed import Copy, change_case, feed_partner, follow, share
 
 SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "public"}
 AGREEMENTS = st.fixed_dictionaries(
@@ -58,17 +58,13 @@ async def test_following_the_feed_ends_with_what_a_fresh_snapshot_gives(
                 cases.append(await create_case(client, jurisdiction=argument))
                 continue
             if operation == "agreement":
-                read = (await client.get(f"{API}/partners/{record.id}")).json()
-                changed = await client.put(
-                    f"{API}/partners/{record.id}/agreement",
-                    json=argument,
-                    headers=if_match(read["version"]),
-                )
+                changed = await share(client, record.id, argument)
                 assert changed.status_code == 200, changed.text
                 agreement = argument
                 continue
             if operation == "follow":
-                await _pages(partner, copy, argument)
+                # A partner that stops in the middle, in pages of two.
+                await follow(partner, copy, limit=2, pages=argument)
                 continue
             case = cases[argument % len(cases)]
             current = (await client.get(f"{API}/cases/{case['id']}")).json()
@@ -76,37 +72,12 @@ async def test_following_the_feed_ends_with_what_a_fresh_snapshot_gives(
                 await transition(client, current, "sentenced", "2022-02-01")
             elif operation == "move":
                 moved = "LT" if current["jurisdiction"] == "BY" else "BY"
-                await client.patch(
-                    f"{API}/cases/{case['id']}",
-                    json={"jurisdiction": moved},
-                    headers=if_match(current["version"]),
-                )
+                await change_case(client, case["id"], jurisdiction=moved)
             else:
-                await client.patch(
-                    f"{API}/cases/{case['id']}",
-                    json={"confidentiality": "high"},
-                    headers=if_match(current["version"]),
-                )
+                await change_case(client, case["id"], confidentiality="high")
         await follow(partner, copy, limit=2)
     fresh, _ = await feed_partner(app, agreement)
     expected = Copy()
     async with aclosing(fresh):
         await follow(fresh, expected)
     assert copy.records == expected.records
-
-
-async def _pages(client: httpx.AsyncClient, copy: Copy, pages: int) -> None:
-    """A few pages of two, as far as they go: a partner that stops in the middle."""
-    for _ in range(pages):
-        params: dict[str, Any] = {"limit": 2}
-        if copy.cursor is not None:
-            params["cursor"] = copy.cursor
-        response = await client.get(f"{API}/sync/changes", params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert not page["reset"]
-        for item in page["items"]:
-            copy.apply(item)
-        copy.cursor = page["next"]
-        if page["caught_up"]:
-            return
