@@ -66,10 +66,12 @@ def _default_names() -> list[dict[str, Any]]:
         # persons with names the duplicate check would take for one.
         stems = vocabulary.SURNAME_STEMS[1:]
         endings = vocabulary.SURNAME_ENDINGS[1:]
+        # Each round of the stems takes another ending and another first name: one stem
+        # with two endings alone (Сасноўёнак, Сасноўенка) reads as one name.
         index, stem = divmod(made - 1, len(stems))
-        given, ending = divmod(index, len(endings))
-        if given:
-            first_be, first_ru = vocabulary.MALE_FIRST[(given - 1) % len(vocabulary.MALE_FIRST)]
+        ending = index % len(endings)
+        if index:
+            first_be, first_ru = vocabulary.MALE_FIRST[(index - 1) % len(vocabulary.MALE_FIRST)]
             first_latin = anyascii(first_be)
         be = stems[stem][0] + endings[ending][0]
         ru = stems[stem][1] + endings[ending][2]

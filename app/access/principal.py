@@ -41,6 +41,8 @@ class SharingAgreement:
     case_file_ids: frozenset[uuid.UUID] = frozenset()
     max_tier: Tier = Tier.public
     read_write: bool = False
+    # Events it pushes as confirmed are recorded as confirmed (else as reported).
+    trusted_as_confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,11 @@ class Principal:
     def staff_id(self) -> uuid.UUID | None:
         """Who a record says recorded it: a staff member (a partner's system is not one)."""
         return None if self.is_partner else self.id
+
+    @property
+    def partner_id(self) -> uuid.UUID | None:
+        """Which partner's system sent a record (a staff member's request: none)."""
+        return self.id if self.is_partner else None
 
     @property
     def audit_name(self) -> str:

@@ -84,6 +84,7 @@ FIELD_TIERS: Mapping[str, Mapping[str, Tier]] = {
         "details": R,
         "source_ids": R,
         "recorded_by": R,
+        "reported_by_partner": R,
     },
     "recognition_decision": {
         "id": P,

@@ -162,6 +162,15 @@ class Journal:
             detail=detail,
         )
 
+    def instead_viewed(
+        self, action: str, resource_type: str, seen: Sequence[tuple[uuid.UUID, Tier]]
+    ) -> None:
+        """The unit of work's writes are about to be undone by a refusal that shows these
+        records (with `keeps_reading`): record their reading instead of the writes."""
+        self._pending = None
+        self._pending_is_write = False
+        self.viewed_page(action, resource_type, seen)
+
     def refused(self, refusal: DomainError) -> None:
         """The unit of work ends in a refusal: nothing it did is recorded, and a denial of
         access is recorded instead; a refusal that shows records keeps their reading."""

@@ -145,6 +145,7 @@ def new_event(
     position: int,
     recorded_by: uuid.UUID | None,
     collective_event_id: uuid.UUID | None = None,
+    reported_by_partner: uuid.UUID | None = None,
 ) -> StatusEvent:
     effective = PartialDate.parse(data.effective_date)
     # Built from validated input and written with plain SQL, so it skips the validating
@@ -153,6 +154,7 @@ def new_event(
         id=new_id(),
         recorded_at=utcnow(),
         recorded_by=recorded_by,
+        reported_by_partner=reported_by_partner,
         case_file_id=case_id,
         position=position,
         to_status=data.status,

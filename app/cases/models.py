@@ -145,6 +145,10 @@ class StatusEvent(SQLModel, table=True):
     effective_precision: Precision = Field(sa_type=TextEnum(Precision, 5))
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
     recorded_by: uuid.UUID | None = None
+    # The partner whose system sent the event in a batch (app/sync/push.py), if any.
+    reported_by_partner: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid, ForeignKey("partner.id"), nullable=True)
+    )
     confidence: Confidence = Field(sa_type=TextEnum(Confidence, 12))
     note: str | None = Field(default=None, sa_type=Text)
     details: dict[str, Any] = Field(

@@ -407,6 +407,10 @@ def readable_ids(readable: ColumnElement[bool]) -> SelectOfScalar[uuid.UUID]:
     return select(CaseFile.id).where(readable)
 
 
+def person_ids_of(readable: ColumnElement[bool]) -> SelectOfScalar[uuid.UUID]:
+    return select(CaseFile.person_id).where(readable)
+
+
 async def case_ids_of_collective(
     session: AsyncSession, collective_event_id: uuid.UUID
 ) -> list[uuid.UUID]:

@@ -534,6 +534,10 @@ class StatusEventRead(BaseModel):
     details: dict[str, Any] | None = None
     source_ids: list[uuid.UUID] | None = None
     recorded_by: uuid.UUID | None = None
+    reported_by_partner: uuid.UUID | None = Field(
+        default=None,
+        description="The partner organisation whose system sent this event (a sync batch)",
+    )
 
 
 class StatusChange(BaseModel):

@@ -16,7 +16,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from app.access import visibility
 from app.access.caller import Caller
 from app.access.policy import Resource, area
-from app.access.principal import Role, Tier
+from app.access.principal import Principal, Role, Tier
 from app.access.tiers import refuse_fields_above
 from app.audit.journal import change, journal_of
 from app.cases import repository
@@ -142,8 +142,18 @@ def _column_values(data: CaseFields | CaseUpdate, fields: set[str]) -> dict[str,
     return {**typed, **as_json}
 
 
-async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> CaseView:
-    person_clearance = await _visible_person_clearance(session, caller, data.person_id)
+async def create(
+    session: AsyncSession, caller: Caller, data: CaseCreate, *, person_made_here: bool = False
+) -> CaseView:
+    """Open a case file. `person_made_here`: the caller made the person earlier in this
+    transaction (a partner's batch), and sees them only through the case files the batch
+    gives them, which the batch checks its agreement shares; the person is held all the
+    same."""
+    if person_made_here:
+        await persons_service.hold(session, data.person_id)
+        person_clearance = Tier.public
+    else:
+        person_clearance = await _visible_person_clearance(session, caller, data.person_id)
     assigned = _assignment(caller, data, person_clearance)
     await _refuse_unassignable(session, assigned)
     await sources_service.ensure_exist(
@@ -151,7 +161,13 @@ async def create(session: AsyncSession, caller: Caller, data: CaseCreate) -> Cas
     )
     case_id = new_id()
     events = [
-        new_event(item, case_id=case_id, position=position, recorded_by=caller.principal.staff_id)
+        new_event(
+            item,
+            case_id=case_id,
+            position=position,
+            recorded_by=caller.principal.staff_id,
+            reported_by_partner=caller.principal.partner_id,
+        )
         for position, item in enumerate(data.status_history)
     ]
     records = [EventRecord(event) for event in events]
@@ -371,6 +387,17 @@ async def set_recognition_status(
 def readable_ids(caller: Caller) -> SelectOfScalar[uuid.UUID]:
     """A subquery of the ids of the case files the caller may read, for other features."""
     return repository.readable_ids(visibility.readable_cases(caller.principal))
+
+
+def readable_ids_of(principal: Principal) -> SelectOfScalar[uuid.UUID]:
+    """As readable_ids, for a principal acted for without a request (a partner's
+    webhook)."""
+    return repository.readable_ids(visibility.readable_cases(principal))
+
+
+def persons_with_readable_ids_of(principal: Principal) -> SelectOfScalar[uuid.UUID]:
+    """A subquery of the ids of the persons with a case file the principal may read."""
+    return repository.person_ids_of(visibility.readable_cases(principal))
 
 
 async def move_to_person(

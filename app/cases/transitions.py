@@ -163,7 +163,11 @@ async def append(
     check_version(case.version, expected_version, what="case file")
     await sources_service.ensure_exist(session, data.source_ids)
     event = new_event(
-        data, case_id=case_id, position=len(records), recorded_by=caller.principal.staff_id
+        data,
+        case_id=case_id,
+        position=len(records),
+        recorded_by=caller.principal.staff_id,
+        reported_by_partner=caller.principal.partner_id,
     )
     refuse_unknown_charges(case.charges, [event])
     record = EventRecord(event)

@@ -55,7 +55,7 @@ def worker() -> None:
     verify the audit chain, sign a checkpoint and write it to HABEAS_CHECKPOINT_EXPORT_DIR;
     every HABEAS_PURGE_SCHEDULE, purge expired records. Any number of workers may run; each
     run happens once. Needs the audit key, and a migrated database (`habeas migrate`)."""
-    from app.core.crypto import KeyConfigurationError, audit_key_ring
+    from app.core.crypto import KeyConfigurationError, audit_key_ring, data_key_ring
     from app.core.db import create_engine
     from app.core.logging import configure_logging
     from app.jobs.worker import run_until_signalled, schedules
@@ -85,7 +85,13 @@ def worker() -> None:
     except UnsafeDatabaseRole as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
-    asyncio.run(run_until_signalled(url, settings, audit_keys))
+    try:
+        # The partners' webhook secrets are sealed with the data key.
+        data_keys = data_key_ring(settings)
+    except KeyConfigurationError as error:
+        typer.echo(f"No data key, no webhooks notified: {error}", err=True)
+        data_keys = None
+    asyncio.run(run_until_signalled(url, settings, audit_keys, data_keys))
 
 
 def serve(

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     # Jobs that failed stay in the queue (status `failed`, counted by the job health
     # figures) for this long, then the purge job removes them.
     failed_job_retention_days: int = Field(default=7, ge=1)
+    # Partners' webhooks (app/sync/webhooks.py): endpoints must be https and resolve to
+    # public addresses, unless this allows plain http and private addresses (development,
+    # a partner on the same private network).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Failed deliveries in a row after which an endpoint is disabled (and reported).
+    webhook_max_failures: int = Field(default=8, ge=1)
     # Scheduled status reports (app/reports/schedules/): the job that makes every report
     # due runs on `report_job_schedule` (a cron expression; empty: never) and catches up
     # every period missed while no worker ran, at most `report_catch_up_limit` periods of a

@@ -196,6 +196,14 @@ class CollectiveTransitionRejected(Conflict):
     title = "At least one case file cannot make this transition; nothing was changed"
 
 
+class BatchConflict(Conflict):
+    """A partner's batch names records that changed since the versions it last saw:
+    nothing applied; `items` lists each with our current version and values."""
+
+    slug = "batch-conflict"
+    title = "Records in the batch changed since the versions it names"
+
+
 class IdempotencyInFlight(Conflict):
     slug = "idempotency-key-in-flight"
     title = "A request with this Idempotency-Key is still being processed"
@@ -340,6 +348,21 @@ class SelfMerge(UnprocessableInput):
 class InvalidKeySet(UnprocessableInput):
     slug = "invalid-key-set"
     title = "The keys are not usable public keys"
+
+
+class BatchRejected(UnprocessableInput):
+    """Operations of a partner's batch that cannot apply: nothing applied; `items` lists
+    each with its own problem."""
+
+    slug = "batch-rejected"
+    title = "Operations in the batch cannot be applied"
+
+
+class OutsideAgreement(UnprocessableInput):
+    """A partner's batch would make a record that its sharing agreement does not share."""
+
+    slug = "outside-agreement"
+    title = "The partner's sharing agreement does not cover this record"
 
 
 class IdempotencyKeyReused(UnprocessableInput):

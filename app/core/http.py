@@ -90,6 +90,23 @@ IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
+async def required_idempotency_key(
+    key: Annotated[
+        str,
+        Header(
+            alias="Idempotency-Key",
+            description="Required: the same key with the same body is applied once and answered "
+            "the same way (kept 24 h); e.g. a UUID made for the request.",
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": 255},
+        ),
+    ],
+) -> str:
+    """An Idempotency-Key that the operation cannot do without."""
+    checked = await idempotency_key(key)
+    assert checked is not None
+    return checked
+
+
 async def idempotency_key(
     key: Annotated[
         str | None,

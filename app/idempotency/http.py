@@ -23,6 +23,8 @@ class IdempotentCreate:
         request_parts: Any,
         produce: Callable[[], Awaitable[StoredResponse]],
         replay: Replay | None = None,
+        *,
+        refuse_in_flight: bool = False,
     ) -> JSONResponse:
         # Keys are per caller: one caller's key can never replay another's response.
         principal = self.request.state.principal
@@ -36,6 +38,7 @@ class IdempotentCreate:
             retention=timedelta(hours=settings_of(self.request).idempotency_retention_hours),
             produce=produce,
             replay=replay,
+            refuse_in_flight=refuse_in_flight,
         )
         headers = dict(stored.headers)
         if stored.replayed:

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, delete, select, update
+from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
@@ -35,6 +35,21 @@ async def claim(
     ).returning(col(IdempotencyRecord.id))
     claimed: uuid.UUID | None = (await session.exec(stmt)).scalar_one_or_none()
     return claimed
+
+
+# Idempotency keys in flight: a key space of their own (the two-key form of advisory locks
+# never meets the one-key form the other locks of the application use). Two keys of one
+# hash share a lock: the later is refused for a moment as if in flight, and may retry.
+KEYS_LOCK_SPACE = 0x68626B79  # "hbky"
+
+
+async def try_hold(session: AsyncSession, scope: str, key: str) -> bool:
+    """Hold the key until the transaction ends, unless another transaction holds it (a
+    request with the same key still running): then False, at once."""
+    held = await session.exec(
+        select(func.pg_try_advisory_xact_lock(KEYS_LOCK_SPACE, func.hashtext(scope + "\n" + key)))
+    )
+    return bool(held.one())
 
 
 async def find(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord | None:

@@ -73,11 +73,16 @@ async def respond_once(
     retention: timedelta,
     produce: Callable[[], Awaitable[StoredResponse]],
     replay: Replay | None = None,
+    refuse_in_flight: bool = False,
 ) -> StoredResponse:
     """Run `produce` once per key. A repeat gets the stored response, passed through
-    `replay` (if given)."""
+    `replay` (if given). A repeat while the first request still runs waits for it and
+    then gets its response; with `refuse_in_flight`, it is refused at once (409): for
+    requests long enough that a client should not be kept waiting (a partner's batch)."""
     if key is None:
         return await produce()
+    if refuse_in_flight and not await repository.try_hold(session, scope, key):
+        raise IdempotencyInFlight("A request with this Idempotency-Key is still running.")
     record_id = await repository.claim(
         session,
         scope,

@@ -52,6 +52,9 @@ AREA_ACTIONS: dict[str, str] = {
     "report.generate": "reports",
     "report.read": "reports",
     "sync.read": "sync",
+    "sync.write": "sync",
+    "sync.webhook_manage": "sync",
+    "sync.webhook_list": "sync",
 }
 
 

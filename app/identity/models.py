@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -186,6 +187,11 @@ class Partner(SQLModel, table=True):
     )
     max_tier: str = Field(default=Tier.public.name, max_length=12)
     read_write: bool = Field(default=False)
+    # What the partner pushes enters as `reported` (or `unconfirmed`, a claim) unless the
+    # agreement trusts its confirmations.
+    trusted_as_confirmed: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default="false")
+    )
     # What a partner sees is a coordinator's decision, not the admin's who holds its
     # credentials: the agreement is honoured only while approved. Who approved it (a
     # principal's id, as for role requests; None with a time: the system, on the command

@@ -51,6 +51,7 @@ def _approve_agreement(
     partner.share_case_file_ids = sorted(set(agreement.case_file_ids))
     partner.max_tier = agreement.max_tier
     partner.read_write = agreement.read_write
+    partner.trusted_as_confirmed = agreement.trusted_as_confirmed
     partner.agreement_approved_by, partner.agreement_approved_at = approved_by, now
 
 
@@ -107,6 +108,7 @@ def _partner_snapshot(partner: Partner) -> dict[str, Any]:
         "share_case_file_ids": [str(i) for i in partner.share_case_file_ids],
         "max_tier": partner.max_tier,
         "read_write": partner.read_write,
+        "trusted_as_confirmed": partner.trusted_as_confirmed,
         "agreement_approved": partner.agreement_approved,
         "agreement_approved_by": (
             str(partner.agreement_approved_by) if partner.agreement_approved_by else None

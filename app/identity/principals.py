@@ -28,6 +28,7 @@ def _agreement(row: dict[str, Any]) -> SharingAgreement | None:
         case_file_ids=frozenset(row["share_case_file_ids"]),
         max_tier=Tier[row["max_tier"]],
         read_write=row["read_write"],
+        trusted_as_confirmed=row["trusted_as_confirmed"],
     )
 
 
@@ -73,4 +74,18 @@ async def _local_principal(session: AsyncSession, kit: SecurityKit, token: str) 
     granted = frozenset(str(claims.get("scope", "")).split()) & frozenset(row["scopes"])
     return Principal(
         kind=PrincipalKind.partner, id=subject, scopes=granted, agreement=_agreement(row)
+    )
+
+
+async def partner_principal(session: AsyncSession, partner_id: uuid.UUID) -> Principal | None:
+    """A partner as its systems act now, with every scope it holds (for work done on its
+    behalf without a token: notifying its endpoints); None when disabled or unknown."""
+    row = await repository.live_partner(session, partner_id)
+    if row is None:
+        return None
+    return Principal(
+        kind=PrincipalKind.partner,
+        id=partner_id,
+        scopes=frozenset(row["scopes"]),
+        agreement=_agreement(row),
     )

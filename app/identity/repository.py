@@ -32,7 +32,7 @@ WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $
 """
 SQL_LIVE_PARTNER = """
 SELECT scopes, share_jurisdiction, share_recognised_only, share_case_file_ids, max_tier,
-       read_write, agreement_approved_at
+       read_write, trusted_as_confirmed, agreement_approved_at
 FROM partner WHERE id = $1 AND NOT disabled
 """
 

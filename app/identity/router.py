@@ -546,6 +546,7 @@ def _partner_read(partner: Partner) -> PartnerRead:
             case_file_ids=partner.share_case_file_ids,
             max_tier=partner.max_tier,
             read_write=partner.read_write,
+            trusted_as_confirmed=partner.trusted_as_confirmed,
             approved=partner.agreement_approved,
             approved_by=partner.agreement_approved_by,
             approved_at=partner.agreement_approved_at,

@@ -168,6 +168,11 @@ class AgreementInput(BaseModel):
     case_file_ids: Annotated[list[uuid.UUID], Field(max_length=10_000)] = []
     max_tier: Literal["public", "restricted"] = "public"
     read_write: StrictBool = False
+    trusted_as_confirmed: StrictBool = Field(
+        default=False,
+        description="Events the partner pushes as confirmed are recorded as confirmed;"
+        " otherwise as reported (a claim stays unconfirmed either way)",
+    )
 
 
 class AgreementRead(BaseModel):
@@ -178,6 +183,7 @@ class AgreementRead(BaseModel):
     case_file_ids: list[uuid.UUID]
     max_tier: Literal["public", "restricted"]
     read_write: bool
+    trusted_as_confirmed: bool
     approved: bool = Field(
         description="Honoured only when approved: until a coordinator approves it, and again"
         " after a change of the partner's credentials, the partner sees nothing"

@@ -32,7 +32,11 @@ PURGE = "purge_expired"
 REPORTS = "status_reports"
 REPORT_BASIS = "report_basis"
 DUPLICATES = "person_duplicates"
-ENTRYPOINTS = (INTEGRITY, PURGE, REPORTS, REPORT_BASIS, DUPLICATES)
+# Queued by every write that moves a partner feed's position (the trigger of migration
+# 0021 names it), and, delayed, for the earliest retry of a failed delivery.
+WEBHOOKS = "sync_webhooks"
+WEBHOOK_RETRY = "sync_webhooks_retry"
+ENTRYPOINTS = (INTEGRITY, PURGE, REPORTS, REPORT_BASIS, DUPLICATES, WEBHOOKS, WEBHOOK_RETRY)
 
 # pgqueuer's statuses of a job in its queue table: waiting, running, and failed and held
 # for inspection (on_failure="hold"). Finished jobs leave the table.

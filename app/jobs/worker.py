@@ -23,9 +23,11 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 import croniter
+import httpx
 import structlog
 from pgqueuer import PgQueuer
 from pgqueuer.models import Job, Schedule
@@ -34,15 +36,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.journal import as_system, journal_of
 from app.core import embedded
+from app.core.clock import utcnow
 from app.core.config import InvalidSetting, Settings
-from app.core.crypto import AuditKeyRing
-from app.core.db import commit, create_engine, session_factory
+from app.core.crypto import AuditKeyRing, DataKeyRing
+from app.core.db import commit, create_engine, driver_connection, session_factory
 from app.jobs import service
-from app.jobs.queue import enqueue, queuer
-from app.jobs.service import DUPLICATES, INTEGRITY, PURGE, REPORT_BASIS, REPORTS
+from app.jobs.queue import enqueue, queries, queuer
+from app.jobs.service import (
+    DUPLICATES,
+    INTEGRITY,
+    PURGE,
+    REPORT_BASIS,
+    REPORTS,
+    WEBHOOK_RETRY,
+    WEBHOOKS,
+)
 from app.persons import duplicates
 from app.reports import basis
 from app.reports.schedules import service as report_schedules
+from app.sync import webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +86,8 @@ class Jobs:
     factory: async_sessionmaker[AsyncSession]
     settings: Settings
     audit_keys: AuditKeyRing
+    # Opens the partners' webhook secrets; without it no webhook is told anything.
+    data_keys: DataKeyRing | None = None
 
     async def check_integrity(self) -> None:
         await service.check_integrity(
@@ -114,6 +128,31 @@ class Jobs:
             await commit(session)
         log.info("person_duplicates_scanned", **summary)
 
+    async def notify_partners(self) -> None:
+        """Tell partners' endpoints what is new (app/sync/webhooks.py); when a delivery
+        failed, run again when its retry is due."""
+        if self.data_keys is None:
+            log.warning(
+                "webhooks_not_notified",
+                reason="no data key (HABEAS_DATA_KEY_FILE): the signing secrets cannot be opened",
+            )
+            return
+        async with httpx.AsyncClient() as client:
+            run = await webhooks.notify_all(
+                self.factory, self.data_keys, self.audit_keys, self.settings, client
+            )
+        if run.retry_at is not None:
+            async with self.factory() as session:
+                driver = await driver_connection(session)
+                await queries(driver).enqueue(
+                    WEBHOOK_RETRY,
+                    None,
+                    execute_after=max(run.retry_at - utcnow(), timedelta(0)),
+                    dedupe_key=WEBHOOK_RETRY,
+                    on_conflict="skip",
+                )
+                await session.commit()
+
 
 def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
     """The queue manager and the scheduler of one worker, on its own connection."""
@@ -124,6 +163,10 @@ def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:
         REPORTS: jobs.make_reports,
         REPORT_BASIS: jobs.build_report_basis,
         DUPLICATES: jobs.scan_for_duplicates,
+        # Queued by every write that moves a feed position (migration 0021), and again
+        # for a retry.
+        WEBHOOKS: jobs.notify_partners,
+        WEBHOOK_RETRY: jobs.notify_partners,
     }
     for entrypoint, handler in handlers.items():
         queue.entrypoint(entrypoint, concurrency_limit=1, on_failure="hold")(_run(handler))
@@ -150,14 +193,19 @@ def _enqueue(
 
 
 async def run(
-    url: str, settings: Settings, *, audit_keys: AuditKeyRing, stop: asyncio.Event
+    url: str,
+    settings: Settings,
+    *,
+    audit_keys: AuditKeyRing,
+    stop: asyncio.Event,
+    data_keys: DataKeyRing | None = None,
 ) -> None:
     """Run the jobs on the database at `url` until `stop` is set, then let the runs under
     way finish. Raises when the database connection is lost (the supervisor restarts it)."""
     engine = create_engine(url, settings)
     connection = await asyncpg.connect(**embedded.asyncpg_connect_kwargs(url))
     try:
-        queue = build(connection, Jobs(session_factory(engine), settings, audit_keys))
+        queue = build(connection, Jobs(session_factory(engine), settings, audit_keys, data_keys))
         running = asyncio.create_task(queue.run(shutdown_on_listener_failure=True))
         stopping = asyncio.create_task(stop.wait())
         log.info(
@@ -179,7 +227,9 @@ async def run(
         await engine.dispose()
 
 
-async def run_until_signalled(url: str, settings: Settings, audit_keys: AuditKeyRing) -> None:
+async def run_until_signalled(
+    url: str, settings: Settings, audit_keys: AuditKeyRing, data_keys: DataKeyRing | None = None
+) -> None:
     """`run`, stopped by SIGTERM, SIGINT (Ctrl-C) or SIGHUP. The signals' previous handlers
     come back afterwards (the command's own, which stop an embedded database)."""
     stop = asyncio.Event()
@@ -188,7 +238,7 @@ async def run_until_signalled(url: str, settings: Settings, audit_keys: AuditKey
     for stopping in STOPPING_SIGNALS:
         loop.add_signal_handler(stopping, stop.set)
     try:
-        await run(url, settings, audit_keys=audit_keys, stop=stop)
+        await run(url, settings, audit_keys=audit_keys, stop=stop, data_keys=data_keys)
     finally:
         for stopping, handler in previous.items():
             loop.remove_signal_handler(stopping)

@@ -184,8 +184,16 @@ def audit_snapshot(journal: Journal, view: PersonView) -> dict[str, Any]:
 
 
 async def create(
-    session: AsyncSession, caller: Caller, *, keys: DataKeyRing, data: PersonCreate
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    keys: DataKeyRing,
+    data: PersonCreate,
+    links: visibility.PersonLinks = visibility.NO_CASE_FILES,
 ) -> PersonView:
+    """Record a person. `links`: how the caller will be linked to the person once its
+    transaction gives them case files (a partner's batch, which sees a person only through
+    the case files its agreement shares, and checks they are before it commits)."""
     fields = set(PersonCreate.model_fields) - {"confirmed_distinct_from"}
     distinct_from = await _stated_distinct(session, caller, data.confirmed_distinct_from)
     await repository.hold_intake_lock(session)
@@ -204,7 +212,7 @@ async def create(
         session, person_id, distinct_from, stated_by=caller.principal.staff_id
     )
     resource = visibility.person_resource(
-        caller.principal, recorded_by=person.recorded_by, links=visibility.NO_CASE_FILES
+        caller.principal, recorded_by=person.recorded_by, links=links
     )
     view = _view(caller, keys, person, names=names, resource=resource, distinct_from=distinct_from)
     journal = journal_of(session)
@@ -332,6 +340,19 @@ async def update(
         ],
     )
     return updated
+
+
+async def has_private_names(session: AsyncSession, person_id: uuid.UUID) -> bool:
+    """Whether any of the person's names is not public (a private or hidden one)."""
+    names = (await repository.names_of(session, [person_id])).get(person_id, [])
+    return any(not name.is_public for name in names)
+
+
+async def hold(session: AsyncSession, person_id: uuid.UUID) -> None:
+    """Hold a person's row until the transaction ends, whoever may see them (a record the
+    caller made in the same transaction)."""
+    if await repository.get(session, person_id, for_update=True) is None:
+        raise UnknownReference("No such person.")
 
 
 async def lock(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> PersonView:

@@ -55,3 +55,24 @@ class RecognitionCoverage(SQLModel, table=True):
     case_file_id: uuid.UUID = Field(
         sa_column=Column(Uuid, ForeignKey("case_file.id"), primary_key=True, index=True)
     )
+
+
+class RecognitionProposal(SQLModel, table=True):
+    """A partner's proposal that a person be recognised (or not): never a decision. Our
+    coordinators read the proposals beside the person's decisions and decide."""
+
+    __tablename__ = "recognition_proposal"
+    __table_args__ = (one_of("status", list(RecognitionStatus)),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    partner_id: uuid.UUID = Field(foreign_key="partner.id")
+    status: RecognitionStatus = Field(sa_type=TextEnum(RecognitionStatus, 30))
+    case_file_ids: list[uuid.UUID] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Uuid), nullable=False, server_default="{}")
+    )
+    criteria: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
+    rationale: str | None = Field(default=None, sa_type=Text)
+    proposed_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())

@@ -6,7 +6,7 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.recognition.models import RecognitionCoverage, RecognitionDecision
+from app.recognition.models import RecognitionCoverage, RecognitionDecision, RecognitionProposal
 
 
 async def add(
@@ -84,3 +84,17 @@ async def covering(
         col(RecognitionCoverage.case_file_id).in_(list(case_file_ids)),
     )
     return set(await session.exec(stmt))
+
+
+async def add_proposal(session: AsyncSession, proposal: RecognitionProposal) -> None:
+    session.add(proposal)
+    await session.flush()
+
+
+async def proposals_of(session: AsyncSession, person_id: uuid.UUID) -> list[RecognitionProposal]:
+    stmt = (
+        select(RecognitionProposal)
+        .where(RecognitionProposal.person_id == person_id)
+        .order_by(col(RecognitionProposal.proposed_at).desc(), col(RecognitionProposal.id))
+    )
+    return list(await session.exec(stmt))

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 
 from app.access.caller import Caller
+from app.access.principal import Tier
 from app.access.tiers import exclusion
 from app.audit.journal import journal_of
 from app.core.db import SessionDep
@@ -19,7 +20,14 @@ from app.idempotency.http import IdempotentCreateDep
 from app.idempotency.service import StoredResponse, after_check
 from app.identity.http import requires
 from app.recognition import service
-from app.recognition.schemas import CriteriaRead, DecisionCreate, RecognitionRead, decision_read
+from app.recognition.schemas import (
+    CriteriaRead,
+    DecisionCreate,
+    ProposalRead,
+    ProposalsRead,
+    RecognitionRead,
+    decision_read,
+)
 
 router = APIRouter(prefix="/persons/{person_id}/recognition", tags=["recognition"])
 criteria_router = APIRouter(prefix="/recognition", tags=["recognition"])
@@ -55,6 +63,27 @@ async def read_recognition(
         _read(recognition),
         headers={"ETag": etag(recognition.version)},
         exclude=_exclude(recognition) or None,
+    )
+
+
+@router.get("/proposals", response_model=ProposalsRead)
+async def read_proposals(
+    person_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("recognition.read")],
+) -> Response:
+    """What partner organisations proposed about the person's recognition (through their
+    sync batches), newest first: for those who decide (coordinators). A proposal decides
+    nothing and moves no case file's recognition."""
+    proposals = await service.proposals(session, caller, person_id)
+    journal_of(session).viewed(
+        "recognition.read_proposals", "person", [person_id], clearance=Tier.restricted
+    )
+    return model_response(
+        ProposalsRead(
+            person_id=person_id,
+            proposals=[ProposalRead.model_validate(proposal) for proposal in proposals],
+        )
     )
 
 

@@ -207,3 +207,25 @@ def decision_read(decision: Any, case_file_ids: list[uuid.UUID]) -> DecisionRead
             "case_file_ids": case_file_ids,
         }
     )
+
+
+class ProposalRead(BaseModel):
+    """A partner's proposal about a person: not a decision, which only a coordinator takes."""
+
+    model_config = OUTPUT
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    partner_id: uuid.UUID = Field(description="The partner organisation that proposed it")
+    status: RecognitionStatus
+    case_file_ids: list[uuid.UUID]
+    criteria: list[str]
+    rationale: str | None
+    proposed_at: datetime
+
+
+class ProposalsRead(BaseModel):
+    model_config = OUTPUT
+
+    person_id: uuid.UUID
+    proposals: list[ProposalRead] = Field(description="Newest first")

@@ -24,7 +24,7 @@ from app.recognition.criteria import (
     SOURCES,
     RecognitionStatus,
 )
-from app.recognition.models import RecognitionDecision
+from app.recognition.models import RecognitionDecision, RecognitionProposal
 from app.recognition.schemas import (
     CriteriaRead,
     CriteriaSourceRead,
@@ -288,3 +288,79 @@ async def made_since_covering(
         return []
     covered = await repository.covering(session, since, case_file_ids)
     return [decision_id for decision_id in since if decision_id in covered]
+
+
+# Partners' proposals -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a partner proposes about a person: the status, the case files (of the person,
+    ones the partner may read), the criteria and the rationale."""
+
+    status: RecognitionStatus
+    case_file_ids: list[uuid.UUID]
+    criteria: list[str]
+    rationale: str | None
+
+
+async def propose(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID, proposal: Proposal
+) -> RecognitionProposal:
+    """Keep a partner's proposal for our coordinators: it decides nothing, and moves no
+    case file's recognition."""
+    person = await persons_service.get(session, caller, person_id)
+    if not caller.may("recognition.read", person.resource):
+        raise HiddenRecord("No such person.")
+    cases = await cases_service.lock_cases_of_person(session, caller, person_id)
+    visible = {case.id for case in cases.visible}
+    refused = [case_id for case_id in proposal.case_file_ids if case_id not in visible]
+    if refused:
+        raise UnknownReference(NOT_THE_PERSONS + ", ".join(str(i) for i in refused))
+    partner_id = caller.principal.partner_id
+    if partner_id is None:
+        raise HiddenRecord("No such person.")
+    kept = RecognitionProposal(
+        person_id=person_id,
+        partner_id=partner_id,
+        status=proposal.status,
+        case_file_ids=list(dict.fromkeys(proposal.case_file_ids)),
+        criteria=list(proposal.criteria),
+        rationale=proposal.rationale,
+    )
+    await repository.add_proposal(session, kept)
+    journal = journal_of(session)
+    journal.changed(
+        "recognition.propose",
+        "person",
+        person_id,
+        changes=[
+            change(
+                "recognition_proposal",
+                kept.id,
+                before=None,
+                after=journal.snapshot("recognition_proposal", proposal_snapshot(kept)),
+            )
+        ],
+    )
+    return kept
+
+
+def proposal_snapshot(proposal: RecognitionProposal) -> dict[str, Any]:
+    return {
+        "person_id": str(proposal.person_id),
+        "partner_id": str(proposal.partner_id),
+        "status": str(proposal.status),
+        "case_file_ids": [str(i) for i in proposal.case_file_ids],
+        "criteria": list(proposal.criteria),
+        "rationale": proposal.rationale,
+    }
+
+
+async def proposals(
+    session: AsyncSession, caller: Caller, person_id: uuid.UUID
+) -> list[RecognitionProposal]:
+    """The partners' proposals about a person, newest first: for those who decide."""
+    person = await persons_service.get(session, caller, person_id)
+    caller.require("recognition.decide", person.resource)
+    return await repository.proposals_of(session, person_id)

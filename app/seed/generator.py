@@ -667,6 +667,7 @@ class _Generator:
                 effective_precision=Precision.day,
                 recorded_at=recorded,
                 recorded_by=None,
+                reported_by_partner=None,
                 confidence=confidence,
                 note=None,
                 details=details,

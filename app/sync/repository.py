@@ -119,3 +119,50 @@ async def delivered_after(
     driver = await driver_connection(session)
     rows = await driver.fetch(SQL_DELIVERED_AFTER, partner_id, *after, limit)
     return [(row["record_type"], row["record_id"]) for row in rows]
+
+
+# Batches ---------------------------------------------------------------------------------
+
+# A partner's batches one at a time: a transaction-level lock on the partner's id, in a
+# key space of its own (the two-key form of advisory locks never meets the one-key form
+# the other locks of the application use).
+PARTNER_BATCHES_LOCK_SPACE = 0x68627362  # "hbsb"
+SQL_HOLD_PARTNER_BATCHES = (
+    f"SELECT pg_try_advisory_xact_lock({PARTNER_BATCHES_LOCK_SPACE}, hashtext($1::uuid::text))"
+)
+SQL_RECORD_OF_EXTERNAL_ID = """
+SELECT record_id FROM sync_external_id
+WHERE partner_id = $1 AND record_type = $2 AND external_id = $3
+"""
+SQL_ADD_EXTERNAL_ID = """
+INSERT INTO sync_external_id (partner_id, record_type, external_id, record_id, created_at)
+VALUES ($1, $2, $3, $4, now())
+"""
+
+
+async def hold_partner_batches(session: AsyncSession, partner_id: uuid.UUID) -> bool:
+    """Hold the partner's turn until the transaction ends; False if another batch of the
+    partner holds it."""
+    driver = await driver_connection(session)
+    return bool(await driver.fetchval(SQL_HOLD_PARTNER_BATCHES, partner_id))
+
+
+async def record_of_external_id(
+    session: AsyncSession, partner_id: uuid.UUID, record_type: str, external_id: str
+) -> uuid.UUID | None:
+    driver = await driver_connection(session)
+    found: uuid.UUID | None = await driver.fetchval(
+        SQL_RECORD_OF_EXTERNAL_ID, partner_id, record_type, external_id
+    )
+    return found
+
+
+async def add_external_id(
+    session: AsyncSession,
+    partner_id: uuid.UUID,
+    record_type: str,
+    external_id: str,
+    record_id: uuid.UUID,
+) -> None:
+    driver = await driver_connection(session)
+    await driver.execute(SQL_ADD_EXTERNAL_ID, partner_id, record_type, external_id, record_id)

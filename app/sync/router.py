@@ -1,3 +1,4 @@
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -14,15 +15,27 @@ from app.access.caller import Caller
 from app.audit.journal import journal_of
 from app.core.crypto import DataKeyRing
 from app.core.db import JOURNAL, SessionDep, commit
-from app.core.errors import DomainError
-from app.core.http import DataKeys, model_response
+from app.core.errors import PROBLEM_JSON, BatchConflict, BatchRejected, DomainError
+from app.core.http import DataKeys, model_response, required_idempotency_key, settings_of
 from app.core.pagination import digits_only
-from app.identity.http import Requires, authenticate
-from app.sync import service
-from app.sync.schemas import FeedPage
+from app.idempotency.http import IdempotentCreate
+from app.idempotency.service import StoredResponse
+from app.identity.http import Requires, authenticate, requires
+from app.sync import push, service, webhooks
+from app.sync.models import SyncWebhook
+from app.sync.schemas import (
+    BatchInput,
+    BatchResult,
+    FeedPage,
+    WebhookCreate,
+    WebhookList,
+    WebhookRead,
+    WebhookWithSecret,
+)
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 READS_THE_FEED = Requires("sync.read")
+WRITES = Requires("sync.write")
 
 FEED_PAGE_DEFAULT = 100
 FEED_PAGE_MAX = 500
@@ -126,3 +139,125 @@ async def _stream(
         if page.caught_up:
             return
         cursor = page.next
+
+
+BATCH_PROBLEM_SCHEMA: dict[str, Any] = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Problem"},
+        {
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/BatchItemProblem"},
+                }
+            },
+        },
+    ]
+}
+
+
+@router.post(
+    "/batches",
+    response_model=BatchResult,
+    responses={
+        200: {"description": "Every operation applied, in one transaction"},
+        409: {
+            "description": "Records the batch changes changed since the versions it names "
+            f"(`{BatchConflict.slug}`): nothing applied; `items` gives each one's "
+            "`current_version` and `current` values. Read them, then send a new batch",
+            "content": {PROBLEM_JSON: {"schema": BATCH_PROBLEM_SCHEMA}},
+        },
+        422: {
+            "description": f"Operations that cannot apply (`{BatchRejected.slug}`): an "
+            "unknown external id, a record outside the agreement, a field above its tier, a "
+            "transition the path refuses, a likely duplicate …; nothing applied; `items` "
+            "gives each operation's problem. Or the body, Idempotency-Key or the number of "
+            "operations is not valid; or the key was used for another body",
+            "content": {PROBLEM_JSON: {"schema": BATCH_PROBLEM_SCHEMA}},
+        },
+    },
+)
+async def push_batch(
+    body: BatchInput,
+    request: Request,
+    session: SessionDep,
+    keys: DataKeys,
+    key: Annotated[str, Depends(required_idempotency_key)],
+    caller: Annotated[Caller, Depends(WRITES)],
+) -> Response:
+    """Apply a batch of the partner's changes: create and update persons and case files,
+    record status events and claims, propose recognition, naming records by the partner's
+    own external ids (or by our ids), in order, all in one transaction or none
+    (docs/sync.md). Requires the scopes `sync:write` and `sync:read` and a read-write
+    agreement; each operation reaches only the records the agreement shares, fields up to
+    its tier. Events enter as `reported` (claims as `unconfirmed`) unless the agreement
+    trusts the partner's confirmations; each is attributed to the partner.
+
+    The Idempotency-Key is required: the same key and body answer the same (applied
+    once), the same key with another body 422, while the first is still running 409."""
+
+    async def produce() -> StoredResponse:
+        result = await push.apply(session, caller, keys, body)
+        return StoredResponse(200, result.model_dump(mode="json"))
+
+    once = IdempotentCreate(request, session, key)
+    return await once.run([body.model_dump(mode="json")], produce, refuse_in_flight=True)
+
+
+def _webhook_read(webhook: SyncWebhook, secret: str | None = None) -> WebhookRead:
+    values = WebhookRead.model_validate(webhook).model_dump()
+    if secret is None:
+        return WebhookRead.model_validate(values)
+    return WebhookWithSecret.model_validate({**values, "secret": secret})
+
+
+@router.post("/webhooks", status_code=201, response_model=WebhookWithSecret)
+async def register_webhook(
+    body: WebhookCreate,
+    request: Request,
+    session: SessionDep,
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("sync.webhook_manage")],
+) -> Response:
+    """Register an endpoint to be told when the feed has something new for the partner
+    (`{"type": "sync.changes", "data": {"position": …}}`, never the data itself: then read
+    `/sync/changes` from your cursor). Messages are signed following the Standard
+    Webhooks specification with the secret answered here, once; a failing endpoint is
+    retried with backoff and, after many failures in a row, disabled."""
+    registered = await webhooks.register(session, caller, keys, settings_of(request), body.url)
+    return model_response(_webhook_read(registered.webhook, registered.secret), status_code=201)
+
+
+@router.get("/webhooks", response_model=WebhookList)
+async def list_webhooks(
+    session: SessionDep, caller: Annotated[Caller, requires("sync.webhook_list")]
+) -> Response:
+    """A partner's endpoints (an admin: every partner's), disabled ones included with why."""
+    found = await webhooks.listed(session, caller)
+    return model_response(WebhookList(items=[_webhook_read(webhook) for webhook in found]))
+
+
+@router.post("/webhooks/{webhook_id}/secret", status_code=201, response_model=WebhookWithSecret)
+async def rotate_webhook_secret(
+    webhook_id: uuid.UUID,
+    session: SessionDep,
+    keys: DataKeys,
+    caller: Annotated[Caller, requires("sync.webhook_manage")],
+) -> Response:
+    """A new signing secret, answered once. The previous one signs each message too for
+    24 hours (`webhook-signature` carries both), so that the receiver can switch."""
+    registered = await webhooks.rotate(session, caller, keys, webhook_id)
+    return model_response(_webhook_read(registered.webhook, registered.secret), status_code=201)
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=204)
+async def remove_webhook(
+    webhook_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires("sync.webhook_manage")],
+) -> Response:
+    """Stop notifying an endpoint (its deliveries stay on record)."""
+    await webhooks.remove(session, caller, webhook_id)
+    return Response(status_code=204)

@@ -144,6 +144,22 @@ REPORT_GENERATE = expect(admin=201, coordinator=201, analyst=201, others=403)
 REPORT_READ = expect(admin=200, coordinator=200, analyst=200, others=403)
 # The change feed: partners with the sync:read scope only (staff read the records).
 SYNC_READ = expect(partner=200, others=403)
+# Batches: partners with sync:write and a read-write agreement (which the matrix's partner
+# lacks); never staff. tests/sync/test_batches.py tells the partner's stories.
+SYNC_WRITE = expect(others=403)
+# Webhooks: feed readers manage their own (an endpoint not its own is a 404); admins list
+# every partner's.
+WEBHOOK_REGISTER = expect(partner=201, others=403)
+WEBHOOK_LIST = expect(partner=200, admin=200, others=403)
+WEBHOOK_OF_ANOTHER = expect(partner=404, others=403)
+# Partners' recognition proposals: for those who decide.
+RECOGNITION_PROPOSALS = expect(
+    coordinator=200,
+    caseworker=(403, 403, 404),
+    analyst=(403, 403, 404),
+    partner=(403, 404, 404),
+    others=404,
+)
 REPORT_BODY = {"as_of": "2023-12-31", "period": {"from": "2023-01-01", "to": "2023-12-31"}}
 # Schedules of status reports: coordinators keep them, analysts and admins read them.
 REPORT_SCHEDULE_LIST = expect(coordinator=200, analyst=200, admin=200, others=403)
@@ -232,6 +248,10 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             json={"status": "under_review", "decided_on": "2022-01-10", "criteria": []},
             headers={"If-Match": '"0"'},
         ),
+    ),
+    ("GET", "/api/v1/persons/{person_id}/recognition/proposals"): (
+        RECOGNITION_PROPOSALS,
+        lambda c, w, k: c.get(f"{API}/persons/{_person(w, k)}/recognition/proposals"),
     ),
     ("GET", "/api/v1/recognition/criteria"): (
         STAFF_LIST,
@@ -496,6 +516,38 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
         lambda c, w, k: c.get(f"{API}/reports/public-list", params={"as_of": "2023-12-31"}),
     ),
     ("GET", "/api/v1/sync/changes"): (SYNC_READ, lambda c, w, k: c.get(f"{API}/sync/changes")),
+    ("POST", "/api/v1/sync/webhooks"): (
+        WEBHOOK_REGISTER,
+        lambda c, w, k: c.post(
+            f"{API}/sync/webhooks", json={"url": "https://partner.example/hook"}
+        ),
+    ),
+    ("GET", "/api/v1/sync/webhooks"): (WEBHOOK_LIST, lambda c, w, k: c.get(f"{API}/sync/webhooks")),
+    ("POST", "/api/v1/sync/webhooks/{webhook_id}/secret"): (
+        WEBHOOK_OF_ANOTHER,
+        lambda c, w, k: c.post(f"{API}/sync/webhooks/{uuid.uuid4()}/secret"),
+    ),
+    ("DELETE", "/api/v1/sync/webhooks/{webhook_id}"): (
+        WEBHOOK_OF_ANOTHER,
+        lambda c, w, k: c.delete(f"{API}/sync/webhooks/{uuid.uuid4()}"),
+    ),
+    ("POST", "/api/v1/sync/batches"): (
+        SYNC_WRITE,
+        lambda c, w, k: c.post(
+            f"{API}/sync/batches",
+            json={
+                "operations": [
+                    {
+                        "op": "case.update",
+                        "case": {"id": _case(w, k)},
+                        "version": 1,
+                        "changes": {"deprivation_type": "imprisonment"},
+                    }
+                ]
+            },
+            headers={"Idempotency-Key": f"matrix-{uuid.uuid4()}"},
+        ),
+    ),
     ("GET", "/api/v1/audit/events"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/events")),
     ("GET", "/api/v1/audit/verify"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/verify")),
     ("GET", "/api/v1/audit/checkpoints/latest"): (

@@ -158,6 +158,7 @@ NO_AGREEMENT = {
     "case_file_ids": [],
     "max_tier": "public",
     "read_write": False,
+    "trusted_as_confirmed": False,
     "approved": False,
     "approved_by": None,
     "approved_at": None,
