@@ -7,6 +7,7 @@ cannot be added without deciding its tier.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from app.access.principal import Tier
@@ -190,7 +191,13 @@ def record_shown(kind: str, record_kind: str, clearance: Tier) -> bool:
 
 
 def exclusion(kind: str, clearance: Tier) -> dict[str, Any]:
-    """What to leave out of a `kind` record for this clearance, as pydantic's `exclude`."""
+    """What to leave out of a `kind` record for this clearance, as pydantic's `exclude`
+    (a dict of the caller's own: made once per kind and clearance, copied)."""
+    return dict(_exclusion(kind, clearance))
+
+
+@cache
+def _exclusion(kind: str, clearance: Tier) -> dict[str, Any]:
     excluded: dict[str, Any] = dict.fromkeys(_HIDDEN[kind][clearance], True)
     for field, inner in NESTED_TIERS.get(kind, {}).items():
         hidden = {name: True for name, tier in inner.items() if tier > clearance}

@@ -47,6 +47,15 @@ async def _run_scale(
         for name in names:
             workload = ALL_WORKLOADS[name]()
             workload.identity = signed_in
+            if workload.partner_agreement is not None:
+                workload.partner_ids, workload.partner_token_list = await identity.partner_tokens(
+                    url,
+                    server.base_url,
+                    keys,
+                    count=workload.concurrency,
+                    scopes=workload.partner_scopes,
+                    agreement=workload.partner_agreement,
+                )
             if workload.timed:
                 print(f"  {scale} {name}: API, then raw ...", end="", flush=True)  # noqa: T201
                 timed = await run_timed(
@@ -64,17 +73,19 @@ async def _run_scale(
                 results.append(timed)
                 continue
             print(f"  {scale} {name}: API ...", end="", flush=True)  # noqa: T201
+            duration = max(plan.duration, workload.min_duration)
             api, rss_mb = await run_api(
-                workload, server, url, warmup=plan.warmup, duration=plan.duration
+                workload, server, url, warmup=plan.warmup, duration=duration
             )
             print(" raw ...", end="", flush=True)  # noqa: T201
-            raw = await run_raw(workload, url, warmup=plan.warmup, duration=plan.duration)
+            raw = await run_raw(workload, url, warmup=plan.warmup, duration=duration)
             result = Result(name, api, raw, rss_mb)
             print(f" {result.as_json()['ratio']}x", flush=True)  # noqa: T201
             results.append(result)
     finally:
         server.stop()
         await identity.remove_accounts(url)
+        await identity.remove_partners(url)
     return results
 
 

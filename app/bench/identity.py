@@ -4,6 +4,7 @@ configured keys, and every measured request is authenticated like a caseworker's
 import secrets
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -43,11 +44,9 @@ def key_env(data_dir: Path) -> dict[str, str]:
     }
 
 
-async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> BenchIdentity:
-    """Create a coordinator and sign it in through the API with password and TOTP."""
-    from app.main import security_kit
-
-    settings = Settings(
+def _settings(database_url: str, keys: Mapping[str, str]) -> Settings:
+    """The server's settings, as the benchmark runs it (production, its own keys)."""
+    return Settings(
         _env_file=None,
         env=Environment.production,
         database_url=database_url,
@@ -55,6 +54,13 @@ async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> Ben
         data_key_file=Path(keys["HABEAS_DATA_KEY_FILE"]),
         audit_key_file=Path(keys["HABEAS_AUDIT_KEY_FILE"]),
     )
+
+
+async def sign_in(database_url: str, base_url: str, keys: dict[str, str]) -> BenchIdentity:
+    """Create a coordinator and sign it in through the API with password and TOTP."""
+    from app.main import security_kit
+
+    settings = _settings(database_url, keys)
     kit = security_kit(settings)
     engine = create_engine(database_url, settings)
     username = BENCH_USER_PREFIX + secrets.token_hex(4)
@@ -108,5 +114,76 @@ async def remove_accounts(database_url: str) -> None:
                 " (SELECT id FROM app_user WHERE username LIKE 'bench-%')"
             )
             await connection.execute("DELETE FROM app_user WHERE username LIKE 'bench-%'")
+    finally:
+        await connection.close()
+
+
+BENCH_PARTNER_PREFIX = "bench-partner-"
+
+
+async def partner_tokens(
+    database_url: str,
+    base_url: str,
+    keys: dict[str, str],
+    *,
+    count: int,
+    scopes: Sequence[str],
+    agreement: Mapping[str, object],
+) -> tuple[list[uuid.UUID], list[str]]:
+    """`count` partners with the agreement (approved by the system, as `habeas partners
+    add` makes them), each with an access token from the token endpoint."""
+    from app.identity import partners
+    from app.identity.schemas import AgreementInput, PartnerCreate
+    from app.main import security_kit
+
+    settings = _settings(database_url, keys)
+    kit = security_kit(settings)
+    engine = create_engine(database_url, settings)
+    credentials: list[tuple[str, str]] = []
+    ids: list[uuid.UUID] = []
+    try:
+        for _ in range(count):
+            async with session_factory(engine)() as session:
+                as_system(session, kit.audit_keys)
+                data = PartnerCreate(
+                    name=BENCH_PARTNER_PREFIX + secrets.token_hex(4),
+                    scopes=list(scopes),
+                    auth_method="client_secret",
+                )
+                partner, secret = await partners.create_partner(
+                    session, kit, data, system_agreement=AgreementInput.model_validate(agreement)
+                )
+                assert secret is not None
+                credentials.append((partner.client_id, secret))
+                ids.append(partner.id)
+                await commit(session)
+    finally:
+        await engine.dispose()
+    tokens = []
+    async with aiohttp.ClientSession() as client:
+        for client_id, secret in credentials:
+            async with client.post(
+                f"{base_url}/api/v1/auth/token",
+                data={"grant_type": "client_credentials"},
+                auth=aiohttp.BasicAuth(client_id, secret),
+            ) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"benchmark partner token failed: {await response.text()}")
+                tokens.append(str((await response.json())["access_token"]))
+    return ids, tokens
+
+
+async def remove_partners(database_url: str) -> None:
+    """The benchmark's partners and what they left (deliveries, their ids for records)."""
+    connection = await asyncpg.connect(**asyncpg_connect_kwargs(database_url))
+    try:
+        async with connection.transaction():
+            bench = f"SELECT id FROM partner WHERE name LIKE '{BENCH_PARTNER_PREFIX}%'"  # noqa: S608
+            # The workloads' own events are gone by now (clean_up).
+            for table in ("sync_delivered", "sync_external_id", "sync_webhook"):
+                await connection.execute(
+                    f"DELETE FROM {table} WHERE partner_id IN ({bench})"  # noqa: S608 (names from above)
+                )
+            await connection.execute(f"DELETE FROM partner WHERE id IN ({bench})")  # noqa: S608
     finally:
         await connection.close()

@@ -2,12 +2,14 @@
 same SQL the API sends for it (captured from the SQLAlchemy log), run raw on asyncpg in
 one transaction, as the API runs it."""
 
+import hashlib
 import json
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg
@@ -20,6 +22,7 @@ from app.core.ids import new_id
 from app.identity import repository as identity_repository
 from app.persons.models import Person, PersonName
 from app.persons.names import name_words, skeleton, typo_variants
+from app.sync import repository as sync_repository
 
 # Column lists come from the models, so that the baseline selects what the API selects.
 CASE_COLUMNS = repository.CASE_LIST
@@ -109,6 +112,20 @@ class Workload:
     # operations one after another instead of a rate over a duration.
     timed: bool = False
     identity: BenchIdentity | None = None
+    # A workload of partners: each worker one, with these scopes and agreement, its token
+    # in `partner_token_list` (app/bench/identity.py makes them); and how many records one
+    # request carries, for the records-per-second figure.
+    partner_scopes: tuple[str, ...] = ()
+    partner_agreement: Mapping[str, object] | None = None
+    partner_token_list: Sequence[str] = ()
+    partner_ids: Sequence[uuid.UUID] = ()
+    records_per_request: int = 1
+    # A workload whose one request takes seconds is measured at least this long (even in
+    # a quick run), so that requests that start and finish inside the window are counted.
+    min_duration: float = 0.0
+
+    def partner_headers(self, worker: int) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.partner_token_list[worker]}"}
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -354,6 +371,7 @@ def _sentenced_event(
         "day",
         now,
         None,
+        None,
         "reported",
         MARK,
         details,
@@ -594,6 +612,212 @@ class StatusReport(Workload):
         )
 
 
+# Partners' sync (app/sync) ----------------------------------------------------------------
+
+FEED_PAGE = 500
+SHARES_BY: Mapping[str, object] = MappingProxyType({"jurisdiction": "BY", "recognised_only": False})
+# What a partner whose agreement shares every normal case file of BY may read (as
+# app/access/visibility.py puts it in SQL).
+_READABLE_CASE = (
+    "c.jurisdiction = 'BY' AND c.confidentiality = 'normal' AND c.person_id NOT IN"
+    " (SELECT person_id FROM case_file WHERE confidentiality = 'high')"
+)
+SQL_FEED_PERSONS = (
+    f"SELECT {PERSON_COLUMNS} FROM person WHERE person.id > $1 AND person.merged_into IS NULL"
+    f" AND person.id IN (SELECT c.person_id FROM case_file c WHERE {_READABLE_CASE})"
+    " ORDER BY person.id LIMIT $2"
+)
+SQL_FEED_NAMES = f"SELECT {NAME_COLUMNS} FROM person_name WHERE person_id = ANY($1::uuid[])"
+SQL_FEED_DECISIONS = (
+    "SELECT d.*, array(SELECT v.case_file_id FROM recognition_coverage v"
+    " WHERE v.decision_id = d.id ORDER BY v.case_file_id) AS covers"
+    " FROM recognition_decision d WHERE d.person_id = ANY($1::uuid[])"
+)
+SQL_FEED_CASES = (
+    f"SELECT {CASE_COLUMNS} FROM case_file c WHERE c.id > $1 AND {_READABLE_CASE}"
+    " ORDER BY c.id LIMIT $2"
+)
+SQL_FEED_CUSTODY = (
+    "SELECT e.*, r.reason AS retraction_reason, r.recorded_at AS retracted_at,"
+    " x.effective_date AS ended_on, x.confidence AS end_confidence"
+    " FROM custody_event e"
+    " LEFT JOIN custody_event_retraction r ON r.event_id = e.id"
+    " LEFT JOIN custody_period_end x ON x.event_id = e.id"
+    " WHERE e.case_file_id = ANY($1::uuid[])"
+)
+
+
+def _digests(rows: Sequence[Any]) -> list[bytes]:
+    return [hashlib.sha256(repr(tuple(row)).encode()).digest() for row in rows]
+
+
+class SyncFeed(Workload):
+    """Pages of 500 of a partner's change feed: each worker a partner of its own walking its
+    starting snapshot (every person, then every case file its agreement shares, with their
+    recognition decisions, paths and custody timelines), from the start again once caught
+    up. The raw side reads the same records by the same keyset, checks the partner and
+    keeps what was handed over, in one transaction per page."""
+
+    name = "sync_feed"
+    concurrency = 4
+    partner_scopes = ("sync:read",)
+    partner_agreement = SHARES_BY
+    records_per_request = FEED_PAGE
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        self.cursors: dict[int, str | None] = {}
+        self.positions: dict[int, tuple[str, uuid.UUID]] = {}
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        params = {"limit": str(FEED_PAGE)}
+        cursor = self.cursors.get(worker)
+        if cursor is not None:
+            params["cursor"] = cursor
+        return Request(
+            "GET", f"{API}/sync/changes", params=params, headers=self.partner_headers(worker)
+        )
+
+    def on_response(self, worker: int, status: int, body: bytes) -> None:
+        if status == 200:
+            page = json.loads(body)
+            self.cursors[worker] = None if page["caught_up"] else page["next"]
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        stage, after = self.positions.get(worker, ("person", uuid.UUID(int=0)))
+        partner_id = self.partner_ids[worker]
+        async with connection.transaction():
+            await connection.fetchrow(identity_repository.SQL_LIVE_PARTNER, partner_id)
+            await connection.fetchrow(sync_repository.SQL_HEAD)
+            if stage == "person":
+                rows = await connection.fetch(SQL_FEED_PERSONS, after, FEED_PAGE)
+                ids = [row["id"] for row in rows]
+                await connection.fetch(SQL_FEED_NAMES, ids)
+                await connection.fetch(SQL_FEED_DECISIONS, ids)
+            else:
+                rows = await connection.fetch(SQL_FEED_CASES, after, FEED_PAGE)
+                ids = [row["id"] for row in rows]
+                await connection.fetch(repository.SQL_EVENTS, ids)
+                await connection.fetch(SQL_FEED_CUSTODY, ids)
+            kinds = [stage] * len(ids)
+            await connection.fetch(sync_repository.SQL_DELIVERED, partner_id, kinds, ids)
+            await connection.execute(
+                sync_repository.SQL_DELIVER,
+                partner_id,
+                kinds,
+                ids,
+                _digests(rows),
+                [0] * len(ids),
+                [True] * len(ids),
+            )
+        if len(ids) == FEED_PAGE:
+            self.positions[worker] = (stage, ids[-1])
+        else:
+            following = "case" if stage == "person" else "person"
+            self.positions[worker] = (following, uuid.UUID(int=0))
+
+
+class SyncBatch(Workload):
+    """Batches of 500 operations a partner pushes (`POST /sync/batches`): a new sentence on
+    each of 500 case files it shares, as of the versions it last saw, applied in one
+    transaction with one audit event. The raw side does what those 500 transitions need
+    in one transaction: lock each case file, read its path, insert the event, update the
+    case file, then append the audit event and keep the idempotency key."""
+
+    name = "sync_batch"
+    concurrency = 2
+    min_duration = 12.0
+    partner_scopes = ("sync:read", "sync:write")
+    partner_agreement = MappingProxyType(
+        {**SHARES_BY, "read_write": True, "max_tier": "restricted"}
+    )
+    records_per_request = FEED_PAGE
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        rows = await connection.fetch(
+            "SELECT id, version FROM case_file c WHERE status = 'sentenced' AND "
+            + _READABLE_CASE
+            + f" ORDER BY random() LIMIT {FEED_PAGE * self.concurrency * 2}"
+        )
+        self.versions = {row["id"]: row["version"] for row in rows}
+        # Each worker (a partner) its own case files, in two batches it alternates.
+        self.owned = [
+            [ids[:FEED_PAGE], ids[FEED_PAGE:]]
+            for ids in _shares(list(self.versions), self.concurrency)
+        ]
+        self.sent: dict[int, list[uuid.UUID]] = {}
+        self.turn = [0] * self.concurrency
+        self.today = date.today()
+
+    def _next_batch(self, worker: int) -> list[uuid.UUID]:
+        self.turn[worker] ^= 1
+        return self.owned[worker][self.turn[worker]]
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        case_ids = self._next_batch(worker)
+        self.sent[worker] = case_ids
+        operations = [
+            {
+                "op": "event.append",
+                "case": {"id": str(case_id)},
+                "version": self.versions[case_id],
+                "event": {
+                    "to_status": "sentenced",
+                    "effective_date": self.today.isoformat(),
+                    "confidence": "reported",
+                    "details": {"sentence_type": "imprisonment", "term_months": 24},
+                    "note": MARK,
+                },
+            }
+            for case_id in case_ids
+        ]
+        return Request(
+            "POST",
+            f"{API}/sync/batches",
+            body={"operations": operations},
+            headers={**self.partner_headers(worker), "Idempotency-Key": str(new_id())},
+        )
+
+    def on_response(self, worker: int, status: int, body: bytes) -> None:
+        if status == 200:
+            items = json.loads(body)["items"]
+            for case_id, item in zip(self.sent[worker], items, strict=True):
+                self.versions[case_id] = item["version"]
+
+    async def clean_up(self, connection: asyncpg.Connection) -> None:
+        await connection.execute(SQL_REMOVE_MARKED)
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        case_ids = self._next_batch(worker)
+        now = datetime.now(UTC)
+        changes: list[dict[str, Any]] = []
+        async with connection.transaction():
+            await connection.fetchrow(
+                identity_repository.SQL_LIVE_PARTNER, self.partner_ids[worker]
+            )
+            await connection.execute(
+                "INSERT INTO idempotency_record (id, scope, key, fingerprint, created_at)"
+                " VALUES ($1, 'bench', $2, 'bench', now())",
+                new_id(),
+                str(new_id()),
+            )
+            for case_id in case_ids:
+                case = await connection.fetchrow(repository.SQL_CASE_LOCKED, case_id)
+                events = await connection.fetch(repository.SQL_EVENTS, [case_id])
+                event = _sentenced_event(
+                    case_id, len(events), today=self.today, now=now, details=SENTENCE_DETAILS
+                )
+                await connection.execute(repository.SQL_INSERT_EVENT, *event)
+                await connection.fetch(
+                    repository.SQL_UPDATE_STATUS,
+                    *_derived_columns([case], today=self.today, now=now, event_ids=[event[0]]),
+                )
+                changes += [
+                    _case_change(case_id, case["version"]),
+                    _event_change(event[0], case_id),
+                ]
+            await self.record(connection, "sync.batch", None, changes=changes)
+
+
 ALL_WORKLOADS: dict[str, type[Workload]] = {
     workload.name: workload
     for workload in (
@@ -605,5 +829,7 @@ ALL_WORKLOADS: dict[str, type[Workload]] = {
         StatusTransition,
         CollectiveTransition,
         StatusReport,
+        SyncFeed,
+        SyncBatch,
     )
 }

@@ -54,6 +54,13 @@ class CaseFile(SQLModel, table=True):
         one_of("detained_precision", list(Precision)),
         one_of("sentence_type", list(SentenceType)),
         Index("ix_case_file_facts_since", "facts_since"),
+        # The persons a high-confidentiality case file closes (few): asked by every list
+        # and page a partner or an analyst reads (app/access/visibility.py).
+        Index(
+            "ix_case_file_high_person_id",
+            "person_id",
+            postgresql_where=text("confidentiality = 'high'"),
+        ),
         Index(
             "ix_case_file_charges",
             "charges",

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     # Failed deliveries in a row after which an endpoint is disabled (and reported).
     webhook_max_failures: int = Field(default=8, ge=1)
+    # A run of the webhooks job on a schedule too: what a worker that stopped in the
+    # middle of a delivery left is taken up again.
+    webhook_sweep_schedule: str = "*/5 * * * *"
     # Scheduled status reports (app/reports/schedules/): the job that makes every report
     # due runs on `report_job_schedule` (a cron expression; empty: never) and catches up
     # every period missed while no worker ran, at most `report_catch_up_limit` periods of a

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
@@ -33,6 +34,10 @@ class PartialDate:
 
     @classmethod
     def parse(cls, text: str) -> "PartialDate":
+        return _parsed(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> "PartialDate":
         match = _PATTERN.match(text)
         if match is None:
             raise ValueError("use YYYY, YYYY-MM or YYYY-MM-DD")
@@ -61,6 +66,13 @@ class PartialDate:
         if self.precision is Precision.month:
             return self.start.strftime("%Y-%m")
         return f"{self.start.year:04d}"
+
+
+@lru_cache(maxsize=65_536)
+def _parsed(text: str) -> PartialDate:
+    # Parsed once per distinct text: the same few thousand dates come back on every page
+    # of case files (a PartialDate is immutable). A refusal is not cached; it raises.
+    return PartialDate._parse(text)
 
 
 def _valid_partial_date(text: str) -> str:

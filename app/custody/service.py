@@ -261,10 +261,31 @@ async def timeline(
     session: AsyncSession, caller: Caller, case_id: uuid.UUID, *, known_at: datetime | None
 ) -> TimelineView:
     found = await cases_service.visible(session, caller, case_id)
-    entries = _in_effective_order(
-        _known_at(await repository.entries_of(session, case_id), known_at)
+    return _timeline(
+        case_id, await repository.entries_of(session, case_id), found.clearance, known_at
     )
-    clearance = found.clearance
+
+
+async def timelines_of(
+    session: AsyncSession, cases: Sequence[tuple[uuid.UUID, Tier]]
+) -> dict[uuid.UUID, TimelineView]:
+    """The timelines of case files the caller was found to read (each with its clearance
+    on it, in the same transaction), as they are now, in one query: a page of a partner's
+    change feed."""
+    records = await repository.entries_of_many(session, [case_id for case_id, _ in cases])
+    return {
+        case_id: _timeline(case_id, records[case_id], clearance, None)
+        for case_id, clearance in cases
+    }
+
+
+def _timeline(
+    case_id: uuid.UUID,
+    records: Sequence[EntryRecord],
+    clearance: Tier,
+    known_at: datetime | None,
+) -> TimelineView:
+    entries = _in_effective_order(_known_at(records, known_at))
     shown = [e for e in entries if record_shown("custody_event", e.event.kind, clearance)]
     # What follows from every entry; the router leaves out what the clearance does not
     # cover (tiers.py), as for any field.

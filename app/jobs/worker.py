@@ -23,7 +23,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 
 import asyncpg
 import croniter
@@ -34,6 +35,7 @@ from pgqueuer.models import Job, Schedule
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.access.policy import PolicyEngine
 from app.audit.journal import as_system, journal_of
 from app.core import embedded
 from app.core.clock import utcnow
@@ -56,6 +58,9 @@ from app.reports import basis
 from app.reports.schedules import service as report_schedules
 from app.sync import webhooks
 
+# The policies, loaded once a process, for the webhooks job (what a partner may read).
+POLICY = cache(PolicyEngine)
+
 log = structlog.get_logger(__name__)
 
 # Signals that stop a worker: it finishes the runs it has started, then exits.
@@ -72,6 +77,7 @@ def schedules(settings: Settings) -> dict[str, str]:
         REPORTS: ("HABEAS_REPORT_JOB_SCHEDULE", settings.report_job_schedule.strip()),
         REPORT_BASIS: ("HABEAS_REPORT_BASIS_SCHEDULE", settings.report_basis_schedule.strip()),
         DUPLICATES: ("HABEAS_DUPLICATE_SCAN_SCHEDULE", settings.duplicate_scan_schedule.strip()),
+        WEBHOOKS: ("HABEAS_WEBHOOK_SWEEP_SCHEDULE", settings.webhook_sweep_schedule.strip()),
     }
     for name, expression in configured.values():
         if expression and not croniter.croniter.is_valid(expression):
@@ -137,21 +143,30 @@ class Jobs:
                 reason="no data key (HABEAS_DATA_KEY_FILE): the signing secrets cannot be opened",
             )
             return
-        async with httpx.AsyncClient() as client:
+        # No proxy from the environment: endpoints are called directly, or not at all.
+        async with httpx.AsyncClient(trust_env=False) as client:
             run = await webhooks.notify_all(
-                self.factory, self.data_keys, self.audit_keys, self.settings, client
+                self.factory, self.data_keys, self.audit_keys, self.settings, client, POLICY()
             )
         if run.retry_at is not None:
-            async with self.factory() as session:
-                driver = await driver_connection(session)
+            await self._retry_at(run.retry_at)
+
+    async def _retry_at(self, due: datetime) -> None:
+        """Queue a run for the earliest retry, unless one is queued for then or before
+        (this run's own row is `picked`, so pgqueuer's dedupe would refuse it)."""
+        async with self.factory() as session:
+            driver = await driver_connection(session)
+            queued = await driver.fetchval(
+                "SELECT 1 FROM pgqueuer WHERE entrypoint = $1 AND status = 'queued'"
+                " AND execute_after <= $2",
+                WEBHOOK_RETRY,
+                due,
+            )
+            if queued is None:
                 await queries(driver).enqueue(
-                    WEBHOOK_RETRY,
-                    None,
-                    execute_after=max(run.retry_at - utcnow(), timedelta(0)),
-                    dedupe_key=WEBHOOK_RETRY,
-                    on_conflict="skip",
+                    WEBHOOK_RETRY, None, execute_after=max(due - utcnow(), timedelta(seconds=1))
                 )
-                await session.commit()
+            await session.commit()
 
 
 def build(connection: asyncpg.Connection, jobs: Jobs) -> PgQueuer:

@@ -25,6 +25,8 @@ SEALED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("app_user", "totp_secret"),
     ("idempotency_record", "response_sealed"),
     ("person_merge", "sealed"),
+    ("sync_webhook", "secret_sealed"),
+    ("sync_webhook", "previous_secret_sealed"),
 )
 BATCH = 500
 

@@ -21,6 +21,23 @@ async def add(
     await session.flush()
 
 
+async def decisions_of_many(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[RecognitionDecision]]:
+    """As decisions_of, for many persons in one query."""
+    found: dict[uuid.UUID, list[RecognitionDecision]] = {person_id: [] for person_id in person_ids}
+    if not person_ids:
+        return found
+    stmt = (
+        select(RecognitionDecision)
+        .where(col(RecognitionDecision.person_id).in_(list(person_ids)))
+        .order_by(col(RecognitionDecision.person_id), col(RecognitionDecision.version).desc())
+    )
+    for decision in await session.exec(stmt):
+        found[decision.person_id].append(decision)
+    return found
+
+
 async def decisions_of(session: AsyncSession, person_id: uuid.UUID) -> list[RecognitionDecision]:
     stmt = (
         select(RecognitionDecision)

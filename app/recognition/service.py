@@ -68,6 +68,26 @@ async def get(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> Re
     )
 
 
+async def of_readable(
+    session: AsyncSession, caller: Caller, persons: Sequence[persons_service.PersonView]
+) -> dict[uuid.UUID, Recognition]:
+    """The recognition of persons the caller was found to read (in the same transaction),
+    each as `get` gives it, in two queries: a page of a partner's change feed. A person
+    whose recognition the caller may not read is left out."""
+    readable = [view for view in persons if caller.may("recognition.read", view.resource)]
+    decisions = await repository.decisions_of_many(session, [view.person.id for view in readable])
+    coverage = await _coverage(session, caller, [d for found in decisions.values() for d in found])
+    return {
+        view.person.id: Recognition(
+            view.person.id,
+            decisions[view.person.id],
+            view.clearance,
+            {d.id: coverage.get(d.id, []) for d in decisions[view.person.id]},
+        )
+        for view in readable
+    }
+
+
 async def _coverage(
     session: AsyncSession, caller: Caller, decisions: Sequence[RecognitionDecision]
 ) -> Mapping[uuid.UUID, list[uuid.UUID]]:

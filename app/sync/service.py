@@ -56,7 +56,7 @@ from app.cases import service as cases_service
 from app.cases.history import HistoryEntry, entry_read_values
 from app.cases.schemas import StatusEventRead, case_read
 from app.core.crypto import DataKeyRing
-from app.core.errors import HiddenRecord, InvalidCursor
+from app.core.errors import InvalidCursor
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
 from app.custody import service as custody_service
 from app.custody.schemas import timeline_exclusion
@@ -278,15 +278,7 @@ async def _step(
             return replace(position, after=refs[-1]), False
         return replace(position, stage=Stage.changes, after=("", NO_ID), settled=0), False
     rows = await repository.changes_after(session, (position.seq, *position.after), wanted)
-    await _hand_over(
-        session,
-        caller,
-        keys,
-        [(kind, record_id) for _, kind, record_id in rows],
-        [seq for seq, _, _ in rows],
-        feed,
-        position=position,
-    )
+    await _hand_over_changes(session, caller, keys, rows, feed, position=position)
     if rows:
         seq, kind, record_id = rows[-1]
         position = replace(position, seq=seq, after=(kind, record_id))
@@ -347,33 +339,6 @@ def _case_item(
     return item, {field: value for field, value in hidden.items() if value}
 
 
-async def _recognitions(
-    session: AsyncSession, caller: Caller, person_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, recognition_service.Recognition]:
-    """Each person's recognition decisions as the partner may read them; a person hidden
-    since the page's first read is left out (and handed over as it is now, below)."""
-    found = {}
-    for person_id in person_ids:
-        try:
-            found[person_id] = await recognition_service.get(session, caller, person_id)
-        except HiddenRecord:
-            continue
-    return found
-
-
-async def _timelines(
-    session: AsyncSession, caller: Caller, case_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, custody_service.TimelineView]:
-    """Each case file's custody timeline as the partner may read it (as above)."""
-    found = {}
-    for case_id in case_ids:
-        try:
-            found[case_id] = await custody_service.timeline(session, caller, case_id, known_at=None)
-        except HiddenRecord:
-            continue
-    return found
-
-
 def _content_hash(item: FeedItem, hidden: dict[str, Any]) -> bytes:
     """What the partner receives of a record, whatever its number."""
     shown = item.model_dump(mode="json", exclude={"seq": True, **hidden})
@@ -413,6 +378,67 @@ def _worth_sending(
     return before.content_hash != content_hash or not _received(before, ref, stage, position)
 
 
+# Changes looked at in one go when asking whether a partner has news.
+NEWS_CHUNK = 500
+# After every kind and id: a position past which everything handed at a number counts as
+# received.
+_PAST_ALL: Ref = ("~", uuid.UUID(int=2**128 - 1))
+
+
+async def has_news(
+    session: AsyncSession, caller: Caller, keys: DataKeyRing, *, after: int, upto: int
+) -> bool:
+    """Whether the partner's feed would hand it anything for the writes numbered after
+    `after`, up to `upto`: decided as the feed decides it (a record it may read that it
+    does not hold as it is now, or the departure of one it holds), recording nothing. A
+    change it may not see (another case file of a person it shares, a field above its
+    tier, a record it was told is gone) is no news (app/sync/webhooks.py)."""
+    # Past everything: what was handed over (at any number) counts as received, so that
+    # only a difference of content is news.
+    position = Position(2**63 - 1, "", "", Stage.changes, after=_PAST_ALL)
+    cursor: tuple[int, str, uuid.UUID] = (after, "", NO_ID)
+    while True:
+        rows = [
+            row
+            for row in await repository.changes_after(session, cursor, NEWS_CHUNK)
+            if row[0] <= upto
+        ]
+        if not rows:
+            return False
+        feed = Feed()
+        await _hand_over_changes(
+            session, caller, keys, rows, feed, position=position, deliver=False
+        )
+        if feed.items:
+            return True
+        if len(rows) < NEWS_CHUNK:
+            return False
+        cursor = rows[-1]
+
+
+async def _hand_over_changes(
+    session: AsyncSession,
+    caller: Caller,
+    keys: DataKeyRing,
+    rows: Sequence[tuple[int, str, uuid.UUID]],
+    feed: Feed,
+    *,
+    position: Position,
+    deliver: bool = True,
+) -> None:
+    """The records changed at these numbers, each at its number (see _hand_over)."""
+    await _hand_over(
+        session,
+        caller,
+        keys,
+        [(kind, record_id) for _, kind, record_id in rows],
+        [seq for seq, _, _ in rows],
+        feed,
+        position=position,
+        deliver=deliver,
+    )
+
+
 async def _hand_over(
     session: AsyncSession,
     caller: Caller,
@@ -422,6 +448,7 @@ async def _hand_over(
     feed: Feed,
     *,
     position: Position,
+    deliver: bool = True,
 ) -> None:
     """Each record as the partner may read it now: its state, or, when it may not and was
     handed to the partner before, its departure (a tombstone or a redirect)."""
@@ -438,8 +465,10 @@ async def _hand_over(
         view.case.id: (view, entries)
         for view, entries in await cases_service.readable_with_events(session, caller, case_ids)
     }
-    recognitions = await _recognitions(session, caller, list(persons))
-    timelines = await _timelines(session, caller, list(cases))
+    recognitions = await recognition_service.of_readable(session, caller, list(persons.values()))
+    timelines = await custody_service.timelines_of(
+        session, [(view.case.id, view.clearance) for view, _ in cases.values()]
+    )
     partner_id = caller.principal.id
     before = await repository.delivered(session, partner_id, refs)
     unreadable_persons = [
@@ -487,4 +516,5 @@ async def _hand_over(
             feed.seen.append(shown)
         in_snapshot = stage in (Stage.persons, Stage.cases)
         handed.append(((kind, record_id), Delivered(content_hash, seq, in_snapshot)))
-    await repository.deliver(session, partner_id, handed)
+    if deliver:
+        await repository.deliver(session, partner_id, handed)

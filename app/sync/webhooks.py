@@ -21,7 +21,6 @@ import ipaddress
 import random
 import secrets
 import socket
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,24 +29,24 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 import structlog
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel import select as sqlmodel_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
-from app.access.principal import Principal
+from app.access.policy import PolicyEngine
 from app.audit.journal import as_system, change, journal_of
-from app.cases import service as cases_service
 from app.core.clock import utcnow
 from app.core.config import Settings
 from app.core.crypto import AuditKeyRing, DataKeyRing
 from app.core.db import commit
-from app.core.errors import NotFound, UnprocessableInput
+from app.core.errors import Conflict, NotFound, UnprocessableInput
 from app.core.ids import new_id
 from app.identity.principals import partner_principal
-from app.sync.models import SyncDelivered, SyncPosition, SyncWebhook, SyncWebhookDelivery
+from app.sync import service as sync_service
+from app.sync.models import SyncPosition, SyncWebhook, SyncWebhookDelivery
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +57,12 @@ ROTATION_GRACE = timedelta(hours=24)
 # Retries wait a random time up to base × 2^(failures − 1), at most the cap.
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
+# An endpoint being told is left alone by other runs for so long.
+LEASE = timedelta(minutes=2)
+# Enabled endpoints a partner may have (each run tells them one after another).
+MAX_ENDPOINTS = 5
+# Ports an endpoint may listen on (where private addresses are not allowed).
+PORTS = (443, 8443)
 SEALED = ("sync_webhook", "secret_sealed")
 SEALED_PREVIOUS = ("sync_webhook", "previous_secret_sealed")
 EVENT_TYPE = "sync.changes"
@@ -95,14 +100,35 @@ def signed_headers(
 
 
 def checked_url(url: str, settings: Settings) -> str:
-    """An endpoint's address: https (http only where private addresses are allowed), a
-    host, no credentials in it."""
-    parts = urlsplit(url)
+    """An endpoint's address: https on port 443 or 8443 of a host that is not an address
+    of ours (http, any port and private addresses only where allowed), no credentials or
+    fragment in it, and one that an HTTP client can call."""
+    refused = UnprocessableInput(
+        "url must be an https:// address of a public host (port 443 or 8443), without "
+        "credentials or a fragment.",
+        fields=["url"],
+    )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = httpx.URL(url).host
+        (parts.hostname or "").encode("idna")
+    except (ValueError, UnicodeError, httpx.InvalidURL):
+        raise refused from None
     allowed = {"https", "http"} if settings.webhook_allow_private else {"https"}
-    if parts.scheme not in allowed or not parts.hostname:
-        raise UnprocessableInput("url must be an https:// address with a host.", fields=["url"])
+    if parts.scheme not in allowed or not host or not parts.hostname:
+        raise refused
     if parts.username or parts.password or parts.fragment:
-        raise UnprocessableInput("url must not carry credentials or a fragment.", fields=["url"])
+        raise refused
+    if not settings.webhook_allow_private:
+        if port not in (None, *PORTS):
+            raise refused
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None and not _public(literal):
+            raise refused
     return url
 
 
@@ -116,6 +142,15 @@ async def register(
     session: AsyncSession, caller: Caller, keys: DataKeyRing, settings: Settings, url: str
 ) -> Registered:
     partner_id = _partner_of(caller)
+    enabled = await session.scalar(
+        select(func.count()).where(
+            col(SyncWebhook.partner_id) == partner_id, col(SyncWebhook.disabled_at).is_(None)
+        )
+    )
+    if (enabled or 0) >= MAX_ENDPOINTS:
+        raise Conflict(
+            f"A partner has at most {MAX_ENDPOINTS} endpoints; remove one to add another."
+        )
     shown, raw = new_secret()
     webhook_id = new_id()
     webhook = SyncWebhook(
@@ -221,7 +256,7 @@ async def _head(session: AsyncSession) -> int:
 
 @dataclass
 class Run:
-    """What one run of the job did."""
+    """What one run of the job did, and when the earliest retry is due."""
 
     delivered: int = 0
     failed: int = 0
@@ -230,41 +265,22 @@ class Run:
 
 
 def backoff(failures: int) -> timedelta:
-    """Full jitter: a random wait up to base × 2^(failures − 1), capped."""
+    """Full jitter: a random wait between 1 s and base × 2^(failures − 1), capped."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
-    return timedelta(seconds=random.uniform(0.5, 1.0) * ceiling.total_seconds())
+    return timedelta(seconds=max(1.0, random.uniform(0, ceiling.total_seconds())))
 
 
-async def news_for(session: AsyncSession, principal: Principal, after: int, upto: int) -> bool:
-    """Whether the partner's feed has a change between the two positions: a record it may
-    read, or one it was handed and may have lost (a tombstone to come)."""
-    readable_case = cases_service.readable_ids_of(principal)
-    readable_person = cases_service.persons_with_readable_ids_of(principal)
-    held = exists().where(
-        and_(
-            col(SyncDelivered.partner_id) == principal.id,
-            col(SyncDelivered.record_type) == col(SyncPosition.record_type),
-            col(SyncDelivered.record_id) == col(SyncPosition.record_id),
-        )
-    )
-    query = select(
-        exists().where(
-            col(SyncPosition.seq) > after,
-            col(SyncPosition.seq) <= upto,
-            or_(
-                and_(
-                    col(SyncPosition.record_type) == "case",
-                    col(SyncPosition.record_id).in_(readable_case),
-                ),
-                and_(
-                    col(SyncPosition.record_type) == "person",
-                    col(SyncPosition.record_id).in_(readable_person),
-                ),
-                held,
-            ),
-        )
-    )
-    return bool(await session.scalar(query))
+@dataclass(frozen=True)
+class _Message:
+    """A message prepared for one endpoint, while its row is leased."""
+
+    webhook_id: uuid.UUID
+    url: str
+    position: int
+    message_id: str
+    sent_at: datetime
+    body: bytes
+    headers: dict[str, str]
 
 
 async def notify_all(
@@ -273,201 +289,258 @@ async def notify_all(
     audit_keys: AuditKeyRing,
     settings: Settings,
     client: httpx.AsyncClient,
+    policy: PolicyEngine,
 ) -> Run:
-    """Tell every enabled endpoint that is due what is new for its partner."""
+    """Tell every enabled endpoint that is due what is new for its partner; one endpoint's
+    trouble (a bad address, a slow server) is that endpoint's failure, not the run's."""
     run = Run()
     async with factory() as session:
-        now = utcnow()
         due = list(
             await session.exec(
                 sqlmodel_select(SyncWebhook.id).where(
                     col(SyncWebhook.disabled_at).is_(None),
                     or_(
                         col(SyncWebhook.next_attempt_at).is_(None),
-                        col(SyncWebhook.next_attempt_at) <= now,
+                        col(SyncWebhook.next_attempt_at) <= utcnow(),
                     ),
                 )
             )
         )
     for webhook_id in due:
-        await _notify_one(factory, data_keys, audit_keys, settings, client, webhook_id, run)
+        message = await _lease(factory, data_keys, policy, webhook_id)
+        if message is None:
+            continue
+        status_code, error = await _post(client, settings, message)
+        await _record(factory, audit_keys, settings, message, status_code, error, run)
     async with factory() as session:
-        waiting = await session.scalar(
+        run.retry_at = await session.scalar(
             select(func.min(SyncWebhook.next_attempt_at)).where(
-                col(SyncWebhook.disabled_at).is_(None)
+                col(SyncWebhook.disabled_at).is_(None),
+                col(SyncWebhook.next_attempt_at) > utcnow(),
             )
         )
-    run.retry_at = waiting
     return run
 
 
-async def _notify_one(
+async def _lease(
     factory: async_sessionmaker[AsyncSession],
     data_keys: DataKeyRing,
-    audit_keys: AuditKeyRing,
-    settings: Settings,
-    client: httpx.AsyncClient,
+    policy: PolicyEngine,
     webhook_id: uuid.UUID,
-    run: Run,
-) -> None:
-    # One endpoint at a time, its row held while it is told (a second worker skips it).
+) -> _Message | None:
+    """If the endpoint's partner has news it may read, a signed message, with the row
+    leased for the length of a delivery (another run leaves it alone); else the endpoint
+    is up to date. The row is not held while the message travels."""
     async with factory() as session:
         webhook = await session.get(SyncWebhook, webhook_id, with_for_update={"skip_locked": True})
-        if webhook is None or webhook.disabled_at is not None:
-            return
-        if await _told(session, webhook, audit_keys, data_keys, settings, client, run):
+        now = utcnow()
+        if (
+            webhook is None
+            or webhook.disabled_at is not None
+            or (webhook.next_attempt_at is not None and webhook.next_attempt_at > now)
+        ):
+            return None
+        principal = await partner_principal(session, webhook.partner_id)
+        head = await _head(session)
+        news = (
+            principal is not None
+            and principal.agreement is not None
+            and "sync:read" in principal.scopes
+            and await sync_service.has_news(
+                session,
+                Caller(principal, policy),
+                data_keys,
+                after=webhook.notified_seq,
+                upto=head,
+            )
+        )
+        if not news:
+            # Nothing it may read is new (nothing at all for a disabled partner or one
+            # without the feed): no message, and no failure left pending.
+            webhook.notified_seq, webhook.failures, webhook.next_attempt_at = head, 0, None
             session.add(webhook)
-        await commit(session)
+            await session.commit()
+            return None
+        signing = [_open(data_keys, SEALED, webhook.id, webhook.secret_sealed)]
+        if (
+            webhook.previous_secret_sealed is not None
+            and webhook.previous_secret_until is not None
+            and webhook.previous_secret_until > now
+        ):
+            signing.append(
+                _open(data_keys, SEALED_PREVIOUS, webhook.id, webhook.previous_secret_sealed)
+            )
+        body = orjson.dumps(
+            {
+                "type": EVENT_TYPE,
+                "timestamp": now.isoformat().replace("+00:00", "Z"),
+                "data": {"position": head, "changes": "/api/v1/sync/changes"},
+            }
+        )
+        message_id = f"msg_{webhook.id.hex}_{head}"
+        message = _Message(
+            webhook.id,
+            webhook.url,
+            head,
+            message_id,
+            now,
+            body,
+            signed_headers(signing, message_id, int(now.timestamp()), body),
+        )
+        webhook.next_attempt_at = now + LEASE
+        session.add(webhook)
+        await session.commit()
+    return message
 
 
-async def _told(
-    session: AsyncSession,
-    webhook: SyncWebhook,
+async def _record(
+    factory: async_sessionmaker[AsyncSession],
     audit_keys: AuditKeyRing,
-    data_keys: DataKeyRing,
     settings: Settings,
-    client: httpx.AsyncClient,
+    message: _Message,
+    status_code: int | None,
+    error: str | None,
     run: Run,
-) -> bool:
-    """Tell one endpoint what is new, if anything; whether its row changed."""
-    principal = await partner_principal(session, webhook.partner_id)
-    head = await _head(session)
-    if (
-        principal is None
-        or principal.agreement is None
-        or "sync:read" not in principal.scopes
-        or not await news_for(session, principal, webhook.notified_seq, head)
-    ):
-        # Nothing new that it may read (nothing at all for a disabled partner or one
-        # without the feed): no message.
-        webhook.notified_seq = head
-        return True
-    signing = [_open(data_keys, SEALED, webhook.id, webhook.secret_sealed)]
-    if (
-        webhook.previous_secret_sealed is not None
-        and webhook.previous_secret_until is not None
-        and webhook.previous_secret_until > utcnow()
-    ):
-        signing.append(
-            _open(data_keys, SEALED_PREVIOUS, webhook.id, webhook.previous_secret_sealed)
-        )
-    message_id = f"msg_{webhook.id.hex}_{head}"
-    sent_at = utcnow()
-    body = orjson.dumps(
-        {
-            "type": EVENT_TYPE,
-            "timestamp": sent_at.isoformat().replace("+00:00", "Z"),
-            "data": {"position": head, "changes": "/api/v1/sync/changes"},
-        }
-    )
-    started = time.perf_counter()
-    status_code, error = await _post(
-        client,
-        settings,
-        webhook.url,
-        signed_headers(signing, message_id, int(sent_at.timestamp()), body),
-        body,
-    )
-    milliseconds = round((time.perf_counter() - started) * 1000)
-    delivered = error is None
-    attempt = webhook.failures + 1
-    if delivered:
-        webhook.notified_seq, webhook.failures, webhook.next_attempt_at = head, 0, None
-        outcome = "delivered"
-        run.delivered += 1
-    else:
-        webhook.failures += 1
-        run.failed += 1
-        if webhook.failures >= settings.webhook_max_failures:
-            webhook.disabled_at = utcnow()
-            webhook.disabled_reason = f"{webhook.failures} failed deliveries in a row: {error}"
-            webhook.next_attempt_at = None
-            outcome = "disabled"
-            run.disabled += 1
-            journal = as_system(session, audit_keys)
-            journal.changed(
-                "sync.webhook_disable",
-                "partner",
-                webhook.partner_id,
-                changes=[
-                    change(
-                        "sync_webhook",
-                        webhook.id,
-                        before={"disabled": False},
-                        after={"disabled": True, "reason": webhook.disabled_reason},
-                    )
-                ],
-            )
-            log.error(
-                "webhook_disabled",
-                webhook_id=str(webhook.id),
-                partner_id=str(webhook.partner_id),
-                failures=webhook.failures,
-                error=error,
-            )
+) -> None:
+    """What came of a delivery: the endpoint told up to the position, or one more failure
+    (a retry after a backoff, or, after too many, the endpoint disabled and reported)."""
+    async with factory() as session:
+        webhook = await session.get(SyncWebhook, message.webhook_id, with_for_update=True)
+        if webhook is None:
+            return
+        attempt = webhook.failures + 1
+        if error is None:
+            webhook.notified_seq = max(webhook.notified_seq, message.position)
+            webhook.failures, webhook.next_attempt_at = 0, None
+            outcome = "delivered"
+            run.delivered += 1
         else:
-            webhook.next_attempt_at = utcnow() + backoff(webhook.failures)
+            webhook.failures += 1
+            run.failed += 1
             outcome = "failed"
-    session.add(
-        SyncWebhookDelivery(
-            webhook_id=webhook.id,
-            message_id=message_id,
-            position=head,
-            attempt=attempt,
-            attempted_at=sent_at,
-            status_code=status_code,
-            error=error,
-            outcome=outcome,
-            milliseconds=milliseconds,
+            webhook.next_attempt_at = utcnow() + backoff(webhook.failures)
+            if webhook.disabled_at is None and webhook.failures >= settings.webhook_max_failures:
+                outcome = "disabled"
+                run.disabled += 1
+                _disable(session, audit_keys, webhook, error)
+        session.add(
+            SyncWebhookDelivery(
+                webhook_id=webhook.id,
+                message_id=message.message_id,
+                position=message.position,
+                attempt=attempt,
+                attempted_at=message.sent_at,
+                status_code=status_code,
+                error=error,
+                outcome=outcome,
+                milliseconds=round((utcnow() - message.sent_at).total_seconds() * 1000),
+            )
         )
-    )
+        session.add(webhook)
+        await commit(session)
     log.info(
         "webhook_delivery",
-        webhook_id=str(webhook.id),
+        webhook_id=str(message.webhook_id),
         outcome=outcome,
         status_code=status_code,
         attempt=attempt,
-        milliseconds=milliseconds,
+        error=error,
     )
-    return True
+
+
+def _disable(
+    session: AsyncSession, audit_keys: AuditKeyRing, webhook: SyncWebhook, error: str
+) -> None:
+    webhook.disabled_at = utcnow()
+    webhook.next_attempt_at = None
+    webhook.disabled_reason = f"{webhook.failures} failed deliveries in a row (last: {error})"
+    as_system(session, audit_keys).changed(
+        "sync.webhook_disable",
+        "partner",
+        webhook.partner_id,
+        changes=[
+            change(
+                "sync_webhook",
+                webhook.id,
+                before={"disabled": False},
+                after={"disabled": True, "reason": webhook.disabled_reason},
+            )
+        ],
+    )
+    log.error(
+        "webhook_disabled",
+        webhook_id=str(webhook.id),
+        partner_id=str(webhook.partner_id),
+        failures=webhook.failures,
+        error=error,
+    )
 
 
 async def _post(
-    client: httpx.AsyncClient, settings: Settings, url: str, headers: dict[str, str], body: bytes
+    client: httpx.AsyncClient, settings: Settings, message: _Message
 ) -> tuple[int | None, str | None]:
-    """Send one message: the status, and an error unless a 2xx came back in time."""
-    refused = await _refused_address(url, settings)
-    if refused is not None:
-        return None, refused
+    """Send one message within one deadline (resolving, connecting, the answer's status
+    line), never reading the answer's body: its status, and what went wrong unless a 2xx
+    came back. What went wrong is said in general terms, which the partner sees (the
+    endpoint's reason for being disabled): no address or error of our network."""
     try:
-        response = await client.post(
-            url,
-            content=body,
-            headers=headers,
-            timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,
-        )
-    except httpx.HTTPError as failure:
-        return None, f"{type(failure).__name__}: {failure}"[:500]
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    return response.status_code, f"HTTP {response.status_code}"
+        async with asyncio.timeout(settings.webhook_timeout_seconds):
+            refused = await _refused_address(message.url, settings)
+            if refused is not None:
+                log.warning("webhook_address_refused", url=message.url, reason=refused)
+                return None, "the address is not allowed"
+            async with client.stream(
+                "POST",
+                message.url,
+                content=message.body,
+                headers=message.headers,
+                follow_redirects=False,
+            ) as response:
+                status_code = response.status_code
+    except TimeoutError:
+        return None, "no answer in time"
+    except Exception as failure:
+        log.warning("webhook_post_failed", url=message.url, error=repr(failure)[:300])
+        return None, "could not connect"
+    if 200 <= status_code < 300:
+        return status_code, None
+    return status_code, f"HTTP {status_code}"
+
+
+# Addresses inside other networks, written as IPv6 (NAT64, 6to4, IPv4-compatible).
+_EMBEDDING_IPV4 = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("2002::/16"),
+    ipaddress.ip_network("::/96"),
+)
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _public(ip.ipv4_mapped)
+        if any(ip in network for network in _EMBEDDING_IPV4):
+            return False
+    return ip.is_global and not ip.is_multicast
 
 
 async def _refused_address(url: str, settings: Settings) -> str | None:
-    """Why an endpoint may not be called now: it resolves to a private, loopback or
-    otherwise internal address (unless allowed), or does not resolve."""
+    """Why an endpoint may not be called now: it resolves to an address that is not
+    public (unless allowed), or does not resolve. (The name is resolved again to connect:
+    an attacker's DNS that answers differently the second time is not stopped here; an
+    egress proxy is the deployment's defence against that.)"""
     if settings.webhook_allow_private:
         return None
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         found = await asyncio.get_running_loop().getaddrinfo(
             parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
         )
-    except OSError as failure:
+    except (OSError, ValueError, UnicodeError) as failure:
         return f"the host does not resolve: {failure}"
     for *_, address in found:
         ip = ipaddress.ip_address(address[0])
-        if not ip.is_global:
+        if not _public(ip):
             return f"the host resolves to an address that is not public ({ip})"
     return None

@@ -10,6 +10,8 @@ partner pushes as confirmed is recorded as confirmed, otherwise as reported.
 `sync_webhook` keeps partners' endpoints (secrets sealed), `sync_webhook_delivery` each
 attempt; the trigger `sync_webhooks_wake` queues the notifying job (pgqueuer's table) in
 the transaction of every write that moves a feed position, while an endpoint is enabled.
+`ix_case_file_high_person_id`: the persons a high-confidentiality case file closes, asked
+by every partner's and analyst's page.
 
 Revision ID: 0021
 Revises: 0020
@@ -34,10 +36,19 @@ RECOGNITION_STATUSES = (
 SYNC_WEBHOOKS_WAKE = """
 CREATE FUNCTION sync_webhooks_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Only a statement that moved a position (an upsert fires both statement triggers,
+    -- one of them with no rows), and only while an endpoint is enabled.
+    IF NOT EXISTS (SELECT 1 FROM moved) OR NOT EXISTS
+       (SELECT 1 FROM sync_webhook WHERE disabled_at IS NULL) THEN
+        RETURN NULL;
+    END IF;
     -- One waiting run is enough: it tells every endpoint all that is new when it runs.
-    IF EXISTS (SELECT 1 FROM sync_webhook WHERE disabled_at IS NULL)
-       AND NOT EXISTS (SELECT 1 FROM pgqueuer
-                       WHERE entrypoint = 'sync_webhooks' AND status = 'queued') THEN
+    -- Held until this write commits (a worker claims jobs FOR UPDATE SKIP LOCKED), so
+    -- that the run it counts on cannot start before the write is there to be seen.
+    PERFORM 1 FROM pgqueuer
+    WHERE entrypoint = 'sync_webhooks' AND status = 'queued' AND execute_after <= now()
+    LIMIT 1 FOR SHARE;
+    IF NOT FOUND THEN
         INSERT INTO pgqueuer (priority, entrypoint, status, execute_after)
         VALUES (0, 'sync_webhooks', 'queued', now());
     END IF;
@@ -148,11 +159,21 @@ def upgrade() -> None:
         op.f("ix_sync_webhook_delivery_webhook_id"), "sync_webhook_delivery", ["webhook_id"]
     )
     op.execute(SYNC_WEBHOOKS_WAKE)
-    op.execute(
-        "CREATE TRIGGER sync_webhooks_wake AFTER INSERT OR UPDATE ON sync_position "
-        "FOR EACH STATEMENT EXECUTE FUNCTION sync_webhooks_wake()"
-    )
+    for event in ("INSERT", "UPDATE"):
+        op.execute(
+            f"CREATE TRIGGER sync_webhooks_wake_{event.lower()} AFTER {event} ON sync_position "
+            "REFERENCING NEW TABLE AS moved "
+            "FOR EACH STATEMENT EXECUTE FUNCTION sync_webhooks_wake()"
+        )
     op.add_column("status_event", sa.Column("reported_by_partner", sa.Uuid(), nullable=True))
+    # The persons a high-confidentiality case file closes, for every partner's and
+    # analyst's list and feed page (a scan of every case file before).
+    op.create_index(
+        op.f("ix_case_file_high_person_id"),
+        "case_file",
+        ["person_id"],
+        postgresql_where=sa.text("confidentiality = 'high'"),
+    )
     op.create_foreign_key(
         op.f("fk_status_event_reported_by_partner_partner"),
         "status_event",
@@ -163,7 +184,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER sync_webhooks_wake ON sync_position")
+    op.drop_index(op.f("ix_case_file_high_person_id"), table_name="case_file")
+    op.execute("DROP TRIGGER sync_webhooks_wake_insert ON sync_position")
+    op.execute("DROP TRIGGER sync_webhooks_wake_update ON sync_position")
     op.execute("DROP FUNCTION sync_webhooks_wake()")
     op.drop_index(op.f("ix_sync_webhook_delivery_webhook_id"), table_name="sync_webhook_delivery")
     op.drop_table("sync_webhook_delivery")

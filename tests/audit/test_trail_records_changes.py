@@ -47,6 +47,7 @@ from tests.factories import (
     event,
     if_match,
 )
+from tests.sync.feed import feed_partner
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -1085,6 +1086,120 @@ async def check_token(w: World, e: Event, a: Attempt, r: httpx.Response) -> None
     assert_no_plain(e, (r.json()["access_token"],))
 
 
+# partners' sync
+
+HOOK_URL = "https://partner.example/hook"
+
+
+async def _feed_reader(w: World, **agreement: Any) -> tuple[httpx.AsyncClient, Any]:
+    return await feed_partner(
+        w.app,
+        {"jurisdiction": "BY", "recognised_only": False, **agreement},
+        scopes=["sync:read", "sync:write"],
+    )
+
+
+async def prepare_webhook_register(w: World) -> Attempt:
+    client, partner = await _feed_reader(w)
+    return Attempt(
+        client,
+        lambda c: c.post(f"{API}/sync/webhooks", json={"url": HOOK_URL}),
+        201,
+        ("partner", partner.id, None),
+        _fixed(partner.id),
+    )
+
+
+async def check_webhook_register(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    assert change_of(e, "sync_webhook", r.json()["id"]) == {
+        "url": {"before": None, "after": HOOK_URL}
+    }
+    assert_no_plain(e, (r.json()["secret"],))
+
+
+async def _registered(w: World) -> tuple[httpx.AsyncClient, Any, dict[str, Any]]:
+    client, partner = await _feed_reader(w)
+    made = await client.post(f"{API}/sync/webhooks", json={"url": HOOK_URL})
+    assert made.status_code == 201, made.text
+    return client, partner, made.json()
+
+
+async def prepare_webhook_rotate(w: World) -> Attempt:
+    client, partner, hook = await _registered(w)
+    return Attempt(
+        client,
+        lambda c: c.post(f"{API}/sync/webhooks/{hook['id']}/secret"),
+        201,
+        ("partner", partner.id, None),
+        _fixed(partner.id),
+        secrets=[hook["secret"]],
+        facts={"webhook_id": hook["id"]},
+    )
+
+
+async def check_webhook_rotate(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    assert change_of(e, "sync_webhook", a.facts["webhook_id"]) == {
+        "secret": {"before": "old", "after": "new"}
+    }
+    assert_no_plain(e, (r.json()["secret"],))
+
+
+async def prepare_webhook_remove(w: World) -> Attempt:
+    client, partner, hook = await _registered(w)
+    return Attempt(
+        client,
+        lambda c: c.delete(f"{API}/sync/webhooks/{hook['id']}"),
+        204,
+        ("partner", partner.id, None),
+        _fixed(partner.id),
+        facts={"webhook_id": hook["id"]},
+    )
+
+
+async def check_webhook_remove(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    assert change_of(e, "sync_webhook", a.facts["webhook_id"]) == {
+        "url": {"before": HOOK_URL, "after": None}
+    }
+
+
+async def prepare_batch(w: World) -> Attempt:
+    coordinator = await w.coordinator()
+    case = await create_case(coordinator.client, (await create_person(coordinator.client))["id"])
+    client, partner = await _feed_reader(w, read_write=True)
+    operations = [
+        {
+            "op": "event.append",
+            "case": {"id": case["id"]},
+            "version": case["version"],
+            "event": event("charged", "2021-09-01"),
+        }
+    ]
+    return Attempt(
+        client,
+        lambda c: c.post(
+            f"{API}/sync/batches",
+            json={"operations": operations},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        ),
+        200,
+        ("partner", partner.id, None),
+        _fixed(partner.id),
+        facts={"case": case},
+    )
+
+
+async def check_batch(w: World, e: Event, a: Attempt, r: httpx.Response) -> None:
+    case = a.facts["case"]
+    changed = change_of(e, "case", case["id"])
+    assert changed["version"] == {"before": case["version"], "after": case["version"] + 1}
+    assert changed["status"] == {"before": "detained", "after": "charged"}
+    (item,) = r.json()["items"]
+    event_fields = change_of(e, "status_event", item["id"])
+    # Entered as reported (the agreement does not trust the partner's confirmations).
+    assert event_fields["confidence"] == {"before": None, "after": "reported"}
+    assert e["detail"] == {"operations": 1}
+
+
 WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/api/v1/persons"): Write(
         prepare_person_create, "person.create", "person", check_person_create
@@ -1200,6 +1315,16 @@ WRITES: dict[tuple[str, str], Write] = {
         prepare_refresh, "auth.refresh", "user_session", check_signed_in
     ),
     ("POST", "/api/v1/auth/token"): Write(prepare_token, "auth.token", "partner", check_token),
+    ("POST", "/api/v1/sync/webhooks"): Write(
+        prepare_webhook_register, "sync.webhook_register", "partner", check_webhook_register
+    ),
+    ("POST", "/api/v1/sync/webhooks/{webhook_id}/secret"): Write(
+        prepare_webhook_rotate, "sync.webhook_rotate", "partner", check_webhook_rotate
+    ),
+    ("DELETE", "/api/v1/sync/webhooks/{webhook_id}"): Write(
+        prepare_webhook_remove, "sync.webhook_remove", "partner", check_webhook_remove
+    ),
+    ("POST", "/api/v1/sync/batches"): Write(prepare_batch, "sync.batch", "partner", check_batch),
 }
 
 

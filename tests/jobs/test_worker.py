@@ -161,6 +161,7 @@ async def test_two_workers_run_each_scheduled_tick_once(
         report_job_schedule="",
         report_basis_schedule="",
         duplicate_scan_schedule="",
+        webhook_sweep_schedule="",
     )
 
     async def three_ticks_ran() -> bool:

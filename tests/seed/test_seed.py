@@ -42,7 +42,7 @@ def test_the_population_looks_like_the_real_work() -> None:
         cases_per_person[case[1]] += 1
     assert set(cases_per_person.values()) <= {1, 2, 3}
     assert len(cases_per_person) == len(data.persons)
-    confidences = {event[8] for event in data.events}
+    confidences = {event[EVENT_COLUMNS.index("confidence")] for event in data.events}
     assert {"confirmed", "reported", "unconfirmed"} <= confidences
     scripts = defaultdict(set)
     for name in data.names:

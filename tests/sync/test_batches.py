@@ -11,9 +11,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from app.access.principal import Role
+from app.identity.schemas import PartnerCreate
+from app.sync import push as push_module
 from tests.factories import API, SOURCE, create_case, create_person, event, if_match, transition
 from tests.sync.feed import Copy, feed_partner, follow
 
@@ -99,10 +103,11 @@ async def held_case_file(
 
 async def waiting_for_a_lock(db: asyncpg.Connection) -> int:
     """The backend of a request waiting for a row lock on a case file."""
-    for _ in range(250):
+    for _ in range(1500):
         waiting: int | None = await db.fetchval(
             "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE '%case_file%'"
+            " AND query LIKE '%case_file%' AND datname = current_database()"
+            " AND pid <> pg_backend_pid()"
         )
         if waiting:
             return waiting
@@ -440,8 +445,23 @@ async def test_who_may_push(app: FastAPI, client: httpx.AsyncClient, sign_in_as:
             headers=if_match(shared["version"]),
         )
         assert direct.status_code == 403, direct.text
+        patched = await writer.patch(
+            f"{API}/cases/{shared['id']}",
+            json={"deprivation_type": "imprisonment"},
+            headers=if_match(shared["version"]),
+        )
+        assert patched.status_code == 403, patched.text
+        person_patched = await writer.patch(
+            f"{API}/persons/{person['id']}", json={"region": "BY-HR"}, headers=if_match(1)
+        )
+        assert person_patched.status_code == 403, person_patched.text
         pushed = await push(writer, operations)
         assert pushed.status_code == 200, pushed.text
+    # The scope a batch holds can be given to no partner.
+    with pytest.raises(ValidationError):
+        PartnerCreate.model_validate(
+            {"name": "p", "scopes": [push_module.BATCH_SCOPE], "auth_method": "client_secret"}
+        )
 
 
 async def test_partners_propose_recognition_and_only_coordinators_decide(

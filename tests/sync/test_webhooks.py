@@ -66,6 +66,16 @@ async def receiving() -> AsyncIterator[Receiver]:
         await runner.cleanup()
 
 
+@pytest.fixture(autouse=True)
+async def no_webhook_jobs(db: asyncpg.Connection) -> AsyncIterator[None]:
+    """The queue holds no run of the webhooks job before or after each test (pgqueuer's
+    tables are not emptied between tests)."""
+    forget = "DELETE FROM pgqueuer WHERE entrypoint LIKE 'sync_webhooks%'"
+    await db.execute(forget)
+    yield
+    await db.execute(forget)
+
+
 @pytest.fixture
 async def private_app(database_url: str, app: FastAPI) -> AsyncIterator[FastAPI]:
     """The API where endpoints on this machine may be registered (as a development setup
@@ -180,11 +190,7 @@ async def test_a_failing_endpoint_is_retried_with_backoff_then_disabled_and_repo
             assert hook["failures"] == 1 and hook["disabled_at"] is None
             # Full jitter within the first step of the backoff.
             wait = hook["next_attempt_at"] - before
-            assert (
-                webhooks.BACKOFF_BASE / 2 - timedelta(seconds=1)
-                <= wait
-                <= webhooks.BACKOFF_BASE + timedelta(seconds=1)
-            )
+            assert timedelta(0) < wait <= webhooks.BACKOFF_BASE + timedelta(seconds=1)
             retry = await db.fetchrow(
                 "SELECT execute_after FROM pgqueuer WHERE entrypoint = 'sync_webhooks_retry'"
             )
@@ -193,11 +199,27 @@ async def test_a_failing_endpoint_is_retried_with_backoff_then_disabled_and_repo
             # Not due yet: no attempt.
             await jobs.notify_partners()
             assert await db.fetchval("SELECT count(*) FROM sync_webhook_delivery") == 1
-            for _ in range(2):
-                await db.execute(
-                    "UPDATE sync_webhook SET next_attempt_at = now() WHERE partner_id = $1", row.id
-                )
-                await jobs.notify_partners()
+            # The second attempt runs as the retry job does: its own row taken (picked),
+            # which must not stop it queueing the next retry (pgqueuer's dedupe would).
+            await db.execute(
+                "UPDATE pgqueuer SET status = 'picked' WHERE entrypoint = 'sync_webhooks_retry'"
+            )
+            await db.execute(
+                "UPDATE sync_webhook SET next_attempt_at = now() WHERE partner_id = $1", row.id
+            )
+            await jobs.notify_partners()
+            due = await db.fetchval(
+                "SELECT next_attempt_at FROM sync_webhook WHERE partner_id = $1", row.id
+            )
+            waiting = await db.fetchval(
+                "SELECT min(execute_after) FROM pgqueuer"
+                " WHERE entrypoint = 'sync_webhooks_retry' AND status = 'queued'"
+            )
+            assert waiting is not None and waiting <= due + timedelta(seconds=1)
+            await db.execute(
+                "UPDATE sync_webhook SET next_attempt_at = now() WHERE partner_id = $1", row.id
+            )
+            await jobs.notify_partners()
             hook = await db.fetchrow("SELECT * FROM sync_webhook WHERE partner_id = $1", row.id)
             assert hook["failures"] == 3 and hook["disabled_at"] is not None
             assert "HTTP 500" in hook["disabled_reason"]
@@ -269,6 +291,12 @@ async def test_who_may_register_and_where(
             "https://user:pw@partner.example/hook",
             "ftp://partner.example/hook",
             "https:///hook",
+            "https://partner.example:99999/hook",
+            "https://partner.example:8080/hook",
+            "https://a..b/hook",
+            "https://127.0.0.1/hook",
+            "https://[::ffff:10.0.0.1]/hook",
+            "https://[64:ff9b::a00:1]/hook",
         ):
             response = await partner.post(HOOKS, json={"url": url})
             assert response.status_code == 422, (url, response.text)
@@ -280,6 +308,13 @@ async def test_who_may_register_and_where(
         assert (await other.post(f"{HOOKS}/{hook_id}/secret")).status_code == 404
         assert (await other.get(HOOKS)).json()["items"] == []
         assert (await partner.delete(f"{HOOKS}/{hook_id}")).status_code == 204
+        # A bounded number of endpoints a partner.
+        for _ in range(webhooks.MAX_ENDPOINTS):
+            assert (
+                await other.post(HOOKS, json={"url": "https://partner.example/h"})
+            ).status_code == 201
+        one_more = await other.post(HOOKS, json={"url": "https://partner.example/h"})
+        assert one_more.status_code == 409, one_more.text
     # An endpoint that resolves to this machine is never called where private addresses
     # are not allowed.
     settings = app.state.settings
@@ -289,3 +324,97 @@ async def test_who_may_register_and_where(
         await webhooks._refused_address("https://127.0.0.1/hook", private_app.state.settings)
         is None
     )
+    # A name that resolves to this machine, and addresses of IPv4 networks in IPv6 form.
+    for inside in ("https://localhost/hook", "https://[::ffff:127.0.0.1]/hook"):
+        assert await webhooks._refused_address(inside, settings) is not None, inside
+
+
+def test_signatures_follow_the_standard_webhooks_test_vector() -> None:
+    """The specification's published example: this secret, id, timestamp and body sign
+    to this value."""
+    secret = base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    signed = webhooks.signature(
+        secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    )
+    assert signed == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+async def test_what_the_partner_may_not_read_is_no_news(
+    private_app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """A message exactly when the feed has something for the partner: none for a change to
+    another case file of a person it shares (whose position moves with it), none for a
+    record it was told is gone; a message would tell it that something it may not see
+    happened."""
+    jobs = jobs_of(private_app)
+    person = await create_person(client)
+    shared = await create_case(client, person["id"], jurisdiction="BY")
+    elsewhere = await create_case(client, person["id"], jurisdiction="LT")
+    async with receiving() as receiver:
+        partner, _ = await feed_partner(private_app, SHARES_BY)
+        async with aclosing(partner):
+            copy = Copy()
+            await follow(partner, copy)
+            assert (await partner.post(HOOKS, json={"url": receiver.url})).status_code == 201
+            # Another case file of the person: its position moves the person's too.
+            moved = await transition(client, elsewhere, "charged", "2021-09-01")
+            assert moved.status_code == 201, moved.text
+            await jobs.notify_partners()
+            assert receiver.received == []
+            assert await follow(partner, copy) == []
+
+            # What it may read is news; it pulls it.
+            charged = await transition(client, shared, "charged", "2021-09-01")
+            assert charged.status_code == 201, charged.text
+            await jobs.notify_partners()
+            assert len(receiver.received) == 1
+            assert [i["id"] for i in await follow(partner, copy)] == [shared["id"]]
+
+            # The case file leaves the agreement (another jurisdiction): news (a tombstone).
+            current = (await client.get(f"{API}/cases/{shared['id']}")).json()
+            left = await client.patch(
+                f"{API}/cases/{shared['id']}",
+                json={"jurisdiction": "LT"},
+                headers={"If-Match": f'"{current["version"]}"'},
+            )
+            assert left.status_code == 200, left.text
+            await jobs.notify_partners()
+            assert len(receiver.received) == 2
+            changes = [i["change"] for i in await follow(partner, copy) if i["kind"] == "case"]
+            assert changes == ["tombstone"]
+            # What happens to it afterwards is no news.
+            sentenced = await transition(
+                client, {**shared, "version": left.json()["version"]}, "sentenced", "2022-01-10"
+            )
+            assert sentenced.status_code == 201, sentenced.text
+            await jobs.notify_partners()
+            assert len(receiver.received) == 2
+            assert await follow(partner, copy) == []
+
+
+async def test_one_endpoint_in_trouble_does_not_hold_up_the_others(
+    private_app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    jobs = jobs_of(private_app)
+    async with receiving() as healthy, receiving() as broken:
+        broken.failing = 100
+        first, _ = await feed_partner(private_app, SHARES_BY)
+        second, _ = await feed_partner(private_app, SHARES_BY)
+        async with aclosing(first), aclosing(second):
+            assert (await first.post(HOOKS, json={"url": broken.url})).status_code == 201
+            # An endpoint that is not there at all.
+            gone = broken.url.replace("/hook", "/nowhere").rsplit(":", 1)[0] + ":9/hook"
+            assert (await first.post(HOOKS, json={"url": gone})).status_code == 201
+            assert (await second.post(HOOKS, json={"url": healthy.url})).status_code == 201
+            await create_case(client, (await create_person(client))["id"], jurisdiction="BY")
+            await jobs.notify_partners()
+            assert len(healthy.received) == 1
+            outcomes = sorted(
+                (row["outcome"], row["error"])
+                for row in await db.fetch("SELECT outcome, error FROM sync_webhook_delivery")
+            )
+            assert outcomes == [
+                ("delivered", None),
+                ("failed", "HTTP 500"),
+                ("failed", "could not connect"),
+            ]
