@@ -236,6 +236,34 @@ _HIDDEN: Mapping[str, Mapping[Tier, frozenset[str]]] = {
 }
 
 
+# What a partner never writes, whatever its tier (app/sync/push.py): who may see a case
+# file (its confidentiality, its jurisdiction) and who works on it are our coordinators'
+# decisions; that two persons are distinct rests on names it may not see; sources are
+# ours (partners do not read them). A private or hidden name it may not write either.
+PARTNERS_NEVER_SET: Mapping[str, frozenset[str]] = {
+    "case": frozenset({"confidentiality", "jurisdiction", "assigned_caseworkers"}),
+    "person": frozenset({"confirmed_distinct_from"}),
+    "status_event": frozenset({"source_ids"}),
+}
+
+
+def refuse_fields_partners_never_set(kind: str, fields: Iterable[str]) -> None:
+    named = sorted(set(fields) & PARTNERS_NEVER_SET[kind])
+    if named:
+        raise Forbidden(
+            "A partner may not set these fields: " + ", ".join(named) + ".", fields=named
+        )
+
+
+def refuse_names_partners_never_set(names: Iterable[Any]) -> None:
+    """A partner writes public names only: a private or hidden one is ours to keep."""
+    if any(not shows_name(is_public=name.is_public, clearance=Tier.restricted) for name in names):
+        raise Forbidden(
+            "A partner writes public names only; a private or hidden name is ours to keep.",
+            fields=["names"],
+        )
+
+
 def refuse_fields_above(kind: str, fields: Iterable[str], clearance: Tier) -> None:
     """No mass assignment: writing a field above the caller's clearance is refused."""
     tiers = FIELD_TIERS[kind]

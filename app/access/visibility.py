@@ -187,6 +187,10 @@ class PersonLinks:
 
 
 NO_CASE_FILES = PersonLinks(assigned=False, shared=False, closed=False)
+# A person a partner's batch makes: seen by the partner through the case file the same
+# batch gives them, which the batch checks its agreement shares before it commits
+# (app/sync/push.py).
+SHARED_BY_A_CASE_FILE_TO_COME = PersonLinks(assigned=False, shared=True, closed=False)
 
 
 async def _person_links(

@@ -8,6 +8,8 @@ pinned release), never by `pgq install`; a pgqueuer upgrade that changes them co
 migration of its own (tests/jobs/test_queue_schema.py notices).
 """
 
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 from pgqueuer import PgQueuer
 from pgqueuer.adapters.persistence.qb import (
@@ -69,3 +71,20 @@ async def enqueue(connection: asyncpg.Connection, entrypoint: str) -> bool:
         entrypoint, None, dedupe_key=entrypoint, on_conflict="skip"
     )
     return added[0] is not None
+
+
+async def enqueue_by(connection: asyncpg.Connection, entrypoint: str, due: datetime) -> bool:
+    """Queue a run of `entrypoint` due at `due`, unless one is queued for then or before
+    (pgqueuer's dedupe cannot say this: it also counts a run under way, which may be the
+    very one asking). True if queued."""
+    waiting = await connection.fetchval(
+        f"SELECT 1 FROM {QUEUE_TABLE} WHERE entrypoint = $1 AND status = 'queued'"  # noqa: S608 (our table name)
+        " AND execute_after <= $2",
+        entrypoint,
+        due,
+    )
+    if waiting is not None:
+        return False
+    delay = max(due - datetime.now(UTC), timedelta(seconds=1))
+    await queries(connection).enqueue(entrypoint, None, execute_after=delay)
+    return True

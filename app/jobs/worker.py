@@ -23,7 +23,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 
 import asyncpg
@@ -38,12 +38,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.access.policy import PolicyEngine
 from app.audit.journal import as_system, journal_of
 from app.core import embedded
-from app.core.clock import utcnow
 from app.core.config import InvalidSetting, Settings
 from app.core.crypto import AuditKeyRing, DataKeyRing
 from app.core.db import commit, create_engine, driver_connection, session_factory
 from app.jobs import service
-from app.jobs.queue import enqueue, queries, queuer
+from app.jobs.queue import enqueue, enqueue_by, queuer
 from app.jobs.service import (
     DUPLICATES,
     INTEGRITY,
@@ -155,17 +154,7 @@ class Jobs:
         """Queue a run for the earliest retry, unless one is queued for then or before
         (this run's own row is `picked`, so pgqueuer's dedupe would refuse it)."""
         async with self.factory() as session:
-            driver = await driver_connection(session)
-            queued = await driver.fetchval(
-                "SELECT 1 FROM pgqueuer WHERE entrypoint = $1 AND status = 'queued'"
-                " AND execute_after <= $2",
-                WEBHOOK_RETRY,
-                due,
-            )
-            if queued is None:
-                await queries(driver).enqueue(
-                    WEBHOOK_RETRY, None, execute_after=max(due - utcnow(), timedelta(seconds=1))
-                )
+            await enqueue_by(await driver_connection(session), WEBHOOK_RETRY, due)
             await session.commit()
 
 

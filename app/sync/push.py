@@ -10,7 +10,6 @@ problem at once; then, if there was one, the whole batch is undone.
 """
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -19,8 +18,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.access.caller import Caller
 from app.access.policy import area
 from app.access.principal import SharingAgreement, Tier
-from app.access.tiers import hidden_fields, refuse_fields_above
-from app.access.visibility import PersonLinks
+from app.access.tiers import (
+    hidden_fields,
+    refuse_fields_above,
+    refuse_fields_partners_never_set,
+    refuse_names_partners_never_set,
+)
+from app.access.visibility import SHARED_BY_A_CASE_FILE_TO_COME
 from app.audit.journal import journal_of
 from app.cases import service as cases_service
 from app.cases import transitions
@@ -41,7 +45,6 @@ from app.core.errors import (
 )
 from app.identity.principals import partner_principal
 from app.persons import service as persons_service
-from app.persons.schemas import NameInput
 from app.recognition import service as recognition_service
 from app.sync import repository
 from app.sync.schemas import (
@@ -59,10 +62,6 @@ from app.sync.schemas import (
     RecognitionProposeOperation,
     RecordRef,
 )
-
-# A person the batch makes is seen by the partner through the case file it gives them in
-# the same batch (checked before the batch commits: _refuse_unshared).
-TO_BE_SHARED = PersonLinks(assigned=False, shared=True, closed=False)
 
 _Event = TypeVar("_Event", bound=StatusEventFields)
 
@@ -214,40 +213,18 @@ async def _name(
     )
 
 
-# What a partner never sets, whatever its tier: who may see a case file (its
-# confidentiality, its jurisdiction) and who works on it are our coordinators' decisions;
-# that two persons are distinct rests on names it may not see; sources are ours (partners
-# do not read them).
-CASE_FIELDS_NOT_FOR_PARTNERS = frozenset(
-    {"confidentiality", "jurisdiction", "assigned_caseworkers"}
-)
-PERSON_FIELDS_NOT_FOR_PARTNERS = frozenset({"confirmed_distinct_from"})
 # An event's own fields checked against the tier; `details` holds what the status needs
 # (a sentence's type and term, a release's reason), which the case file shows publicly.
 EVENT_FIELDS_NEEDED = frozenset({"to_status", "effective_date", "confidence", "details"})
 
 
-def _refuse(fields: Iterable[str], refused: frozenset[str], what: str) -> None:
-    named = sorted(set(fields) & refused)
-    if named:
-        raise Forbidden(
-            f"A partner may not set these fields of a {what}: " + ", ".join(named) + ".",
-            fields=named,
-        )
-
-
 def _refuse_event_fields(work: _Batch, event: StatusEventFields) -> None:
-    refuse_fields_above("status_event", event.model_fields_set - EVENT_FIELDS_NEEDED, work.tier)
-    if event.source_ids:
-        raise Forbidden("A partner does not cite our sources.", fields=["source_ids"])
-
-
-def _refuse_private_names(names: Iterable[NameInput]) -> None:
-    if any(not name.is_public for name in names):
-        raise Forbidden(
-            "A partner writes public names only; a private or hidden name is ours to keep.",
-            fields=["names"],
-        )
+    # Sources given or not, the list is always in the fields set: only a non-empty one is
+    # a citation.
+    refuse_fields_partners_never_set("status_event", {"source_ids"} if event.source_ids else set())
+    refuse_fields_above(
+        "status_event", event.model_fields_set - EVENT_FIELDS_NEEDED - {"source_ids"}, work.tier
+    )
 
 
 def _as_received(work: _Batch, event: _Event) -> _Event:
@@ -262,11 +239,11 @@ async def _create_person(
     work: _Batch, index: int, operation: PersonCreateOperation
 ) -> BatchItemResult:
     data = operation.person
-    _refuse(data.model_fields_set, PERSON_FIELDS_NOT_FOR_PARTNERS, "person")
+    refuse_fields_partners_never_set("person", data.model_fields_set)
     refuse_fields_above("person", data.model_fields_set, work.tier)
-    _refuse_private_names(data.names)
+    refuse_names_partners_never_set(data.names)
     view = await persons_service.create(
-        work.session, work.writer, keys=work.keys, data=data, links=TO_BE_SHARED
+        work.session, work.writer, keys=work.keys, data=data, links=SHARED_BY_A_CASE_FILE_TO_COME
     )
     await _name(work, "person", operation.external_id, view.person.id)
     work.made_persons[view.person.id] = index
@@ -285,9 +262,9 @@ async def _update_person(
 ) -> BatchItemResult:
     person_id = await _resolve(work, operation.person, "person")
     changes = operation.changes
-    _refuse(changes.model_fields_set, PERSON_FIELDS_NOT_FOR_PARTNERS, "person")
+    refuse_fields_partners_never_set("person", changes.model_fields_set)
     if changes.names is not None:
-        _refuse_private_names(changes.names)
+        refuse_names_partners_never_set(changes.names)
         # A new list replaces every name, the ones the partner cannot see among them.
         if await persons_service.has_private_names(work.session, person_id):
             raise Forbidden(
@@ -317,7 +294,7 @@ async def _create_case(work: _Batch, index: int, operation: CaseCreateOperation)
     fields = operation.case.model_fields_set - {"status_history"}
     # A new case file names its jurisdiction; one the agreement does not share (another
     # jurisdiction, high confidentiality) is refused once made (_refuse_unshared).
-    _refuse(fields, frozenset({"assigned_caseworkers"}), "case file")
+    refuse_fields_partners_never_set("case", fields - {"jurisdiction", "confidentiality"})
     refuse_fields_above("case", fields, work.tier)
     for event in operation.case.status_history:
         _refuse_event_fields(work, event)
@@ -351,7 +328,7 @@ async def _create_case(work: _Batch, index: int, operation: CaseCreateOperation)
 
 async def _update_case(work: _Batch, index: int, operation: CaseUpdateOperation) -> BatchItemResult:
     case_id = await _resolve(work, operation.case, "case")
-    _refuse(operation.changes.model_fields_set, CASE_FIELDS_NOT_FOR_PARTNERS, "case file")
+    refuse_fields_partners_never_set("case", operation.changes.model_fields_set)
     view = await cases_service.update(
         work.session,
         work.writer,

@@ -3,10 +3,14 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import func, or_
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db import driver_connection
+from app.sync.models import SyncWebhook
 
 # A record as the feed names it: its kind and id.
 Ref = tuple[str, uuid.UUID]
@@ -166,3 +170,57 @@ async def add_external_id(
 ) -> None:
     driver = await driver_connection(session)
     await driver.execute(SQL_ADD_EXTERNAL_ID, partner_id, record_type, external_id, record_id)
+
+
+# Webhooks ---------------------------------------------------------------------------------
+
+
+async def enabled_webhooks_of(session: AsyncSession, partner_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count()).where(
+            col(SyncWebhook.partner_id) == partner_id, col(SyncWebhook.disabled_at).is_(None)
+        )
+    )
+    return int(count or 0)
+
+
+async def webhooks(session: AsyncSession, partner_id: uuid.UUID | None) -> list[SyncWebhook]:
+    """A partner's endpoints, or (None) every partner's, oldest first."""
+    query = select(SyncWebhook).order_by(col(SyncWebhook.created_at), col(SyncWebhook.id))
+    if partner_id is not None:
+        query = query.where(col(SyncWebhook.partner_id) == partner_id)
+    return list(await session.exec(query))
+
+
+async def webhook(
+    session: AsyncSession, webhook_id: uuid.UUID, *, skip_locked: bool = False
+) -> SyncWebhook | None:
+    """The endpoint's row, held until the transaction ends (or None, with `skip_locked`,
+    when another transaction holds it)."""
+    hold: dict[str, bool] | bool = {"skip_locked": True} if skip_locked else True
+    return await session.get(SyncWebhook, webhook_id, with_for_update=hold)
+
+
+async def due_webhook_ids(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
+    """Enabled endpoints with no attempt waiting for a later time."""
+    return list(
+        await session.exec(
+            select(SyncWebhook.id).where(
+                col(SyncWebhook.disabled_at).is_(None),
+                or_(
+                    col(SyncWebhook.next_attempt_at).is_(None),
+                    col(SyncWebhook.next_attempt_at) <= now,
+                ),
+            )
+        )
+    )
+
+
+async def earliest_retry(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the first enabled endpoint waiting for a retry is due."""
+    due: datetime | None = await session.scalar(
+        select(func.min(SyncWebhook.next_attempt_at)).where(
+            col(SyncWebhook.disabled_at).is_(None), col(SyncWebhook.next_attempt_at) > now
+        )
+    )
+    return due

@@ -15,7 +15,7 @@ from app.access.caller import Caller
 from app.audit.journal import journal_of
 from app.core.crypto import DataKeyRing
 from app.core.db import JOURNAL, SessionDep, commit
-from app.core.errors import PROBLEM_JSON, BatchConflict, BatchRejected, DomainError
+from app.core.errors import PROBLEM_JSON, BatchConflict, BatchRejected, Conflict, DomainError
 from app.core.http import DataKeys, model_response, required_idempotency_key, settings_of
 from app.core.pagination import digits_only
 from app.idempotency.http import IdempotentCreate
@@ -25,6 +25,7 @@ from app.sync import push, service, webhooks
 from app.sync.models import SyncWebhook
 from app.sync.schemas import (
     BatchInput,
+    BatchItemProblem,
     BatchResult,
     FeedPage,
     WebhookCreate,
@@ -141,17 +142,15 @@ async def _stream(
         cursor = page.next
 
 
+# A refusal of a batch lists its operations' problems in `items`; the other refusals of
+# the same status (a key in flight, the body not valid) are plain problem documents.
 BATCH_PROBLEM_SCHEMA: dict[str, Any] = {
     "allOf": [
         {"$ref": "#/components/schemas/Problem"},
         {
             "type": "object",
-            "required": ["items"],
             "properties": {
-                "items": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/BatchItemProblem"},
-                }
+                "items": {"type": "array", "items": BatchItemProblem.model_json_schema()}
             },
         },
     ]
@@ -166,7 +165,9 @@ BATCH_PROBLEM_SCHEMA: dict[str, Any] = {
         409: {
             "description": "Records the batch changes changed since the versions it names "
             f"(`{BatchConflict.slug}`): nothing applied; `items` gives each one's "
-            "`current_version` and `current` values. Read them, then send a new batch",
+            "`current_version` and `current` values. Read them, then send a new batch. Or "
+            f"another batch of the partner is being applied (`{Conflict.slug}`): send this "
+            "one after it",
             "content": {PROBLEM_JSON: {"schema": BATCH_PROBLEM_SCHEMA}},
         },
         422: {

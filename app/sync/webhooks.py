@@ -29,10 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 import structlog
-from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
-from sqlmodel import select as sqlmodel_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
@@ -45,8 +42,9 @@ from app.core.db import commit
 from app.core.errors import Conflict, NotFound, UnprocessableInput
 from app.core.ids import new_id
 from app.identity.principals import partner_principal
+from app.sync import repository
 from app.sync import service as sync_service
-from app.sync.models import SyncPosition, SyncWebhook, SyncWebhookDelivery
+from app.sync.models import SyncWebhook, SyncWebhookDelivery
 
 log = structlog.get_logger(__name__)
 
@@ -142,12 +140,7 @@ async def register(
     session: AsyncSession, caller: Caller, keys: DataKeyRing, settings: Settings, url: str
 ) -> Registered:
     partner_id = _partner_of(caller)
-    enabled = await session.scalar(
-        select(func.count()).where(
-            col(SyncWebhook.partner_id) == partner_id, col(SyncWebhook.disabled_at).is_(None)
-        )
-    )
-    if (enabled or 0) >= MAX_ENDPOINTS:
+    if await repository.enabled_webhooks_of(session, partner_id) >= MAX_ENDPOINTS:
         raise Conflict(
             f"A partner has at most {MAX_ENDPOINTS} endpoints; remove one to add another."
         )
@@ -159,7 +152,7 @@ async def register(
         url=checked_url(url, settings),
         secret_sealed=_seal(keys, SEALED, webhook_id, raw),
         # Nothing before now is news to an endpoint registered now.
-        notified_seq=await _head(session),
+        notified_seq=await _position(session),
     )
     session.add(webhook)
     await session.flush()
@@ -174,14 +167,11 @@ async def register(
 
 async def listed(session: AsyncSession, caller: Caller) -> list[SyncWebhook]:
     """A partner's own endpoints; an admin's view: every partner's."""
-    query = sqlmodel_select(SyncWebhook).order_by(col(SyncWebhook.created_at), col(SyncWebhook.id))
-    if caller.principal.is_partner:
-        query = query.where(col(SyncWebhook.partner_id) == caller.principal.id)
-    return list(await session.exec(query))
+    return await repository.webhooks(session, caller.principal.partner_id)
 
 
 async def _own(session: AsyncSession, caller: Caller, webhook_id: uuid.UUID) -> SyncWebhook:
-    found = await session.get(SyncWebhook, webhook_id, with_for_update=True)
+    found = await repository.webhook(session, webhook_id)
     if found is None or found.partner_id != caller.principal.id:
         raise NotFound("No such webhook.")
     return found
@@ -246,9 +236,10 @@ def _open(keys: DataKeyRing, where: tuple[str, str], row_id: uuid.UUID, envelope
     return base64.b64decode(keys.open_json(*where, row_id, envelope=envelope))
 
 
-async def _head(session: AsyncSession) -> int:
-    seq = await session.scalar(select(func.coalesce(func.max(SyncPosition.seq), 0)))
-    return int(seq or 0)
+async def _position(session: AsyncSession) -> int:
+    """Where the feed stands: the audit trail's head (every feed position is at or below)."""
+    seq, _ = await repository.head(session)
+    return seq
 
 
 # Delivery (the worker's job) -------------------------------------------------------------
@@ -295,17 +286,7 @@ async def notify_all(
     trouble (a bad address, a slow server) is that endpoint's failure, not the run's."""
     run = Run()
     async with factory() as session:
-        due = list(
-            await session.exec(
-                sqlmodel_select(SyncWebhook.id).where(
-                    col(SyncWebhook.disabled_at).is_(None),
-                    or_(
-                        col(SyncWebhook.next_attempt_at).is_(None),
-                        col(SyncWebhook.next_attempt_at) <= utcnow(),
-                    ),
-                )
-            )
-        )
+        due = await repository.due_webhook_ids(session, utcnow())
     for webhook_id in due:
         message = await _lease(factory, data_keys, policy, webhook_id)
         if message is None:
@@ -313,12 +294,7 @@ async def notify_all(
         status_code, error = await _post(client, settings, message)
         await _record(factory, audit_keys, settings, message, status_code, error, run)
     async with factory() as session:
-        run.retry_at = await session.scalar(
-            select(func.min(SyncWebhook.next_attempt_at)).where(
-                col(SyncWebhook.disabled_at).is_(None),
-                col(SyncWebhook.next_attempt_at) > utcnow(),
-            )
-        )
+        run.retry_at = await repository.earliest_retry(session, utcnow())
     return run
 
 
@@ -332,7 +308,7 @@ async def _lease(
     leased for the length of a delivery (another run leaves it alone); else the endpoint
     is up to date. The row is not held while the message travels."""
     async with factory() as session:
-        webhook = await session.get(SyncWebhook, webhook_id, with_for_update={"skip_locked": True})
+        webhook = await repository.webhook(session, webhook_id, skip_locked=True)
         now = utcnow()
         if (
             webhook is None
@@ -341,7 +317,7 @@ async def _lease(
         ):
             return None
         principal = await partner_principal(session, webhook.partner_id)
-        head = await _head(session)
+        head = await _position(session)
         news = (
             principal is not None
             and principal.agreement is not None
@@ -405,7 +381,7 @@ async def _record(
     """What came of a delivery: the endpoint told up to the position, or one more failure
     (a retry after a backoff, or, after too many, the endpoint disabled and reported)."""
     async with factory() as session:
-        webhook = await session.get(SyncWebhook, message.webhook_id, with_for_update=True)
+        webhook = await repository.webhook(session, message.webhook_id)
         if webhook is None:
             return
         attempt = webhook.failures + 1

@@ -385,6 +385,48 @@ class TestWhatTheApiAnswers:
         assert few.json()["items"] == []
 
 
+async def test_every_reference_in_the_document_resolves(anonymous: httpx.AsyncClient) -> None:
+    """A `$ref` to a schema the document does not hold breaks every generated client."""
+    document = await _contract(anonymous)
+
+    def references(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str):
+                    yield value
+                else:
+                    yield from references(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from references(value)
+
+    schemas = document["components"]["schemas"]
+    missing = {
+        ref
+        for ref in references(document)
+        if ref.startswith("#/components/schemas/")
+        and ref.removeprefix("#/components/schemas/") not in schemas
+    }
+    assert missing == set()
+
+
+async def test_a_batchs_refusals_are_documented_with_their_items(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    """POST /sync/batches answers 409 and 422 with `items`, each operation's index, op and
+    problem; other refusals of those statuses are plain problem documents."""
+    push = (await _contract(anonymous))["paths"]["/api/v1/sync/batches"]["post"]
+    for status in ("409", "422"):
+        schema = push["responses"][status]["content"][PROBLEM]["schema"]
+        assert schema["allOf"][0] == {"$ref": "#/components/schemas/Problem"}
+        extra = schema["allOf"][1]
+        assert "required" not in extra
+        item = extra["properties"]["items"]["items"]
+        assert set(item["required"]) == {"index", "op", "problem"}
+    assert push["parameters"][0]["name"] == "Idempotency-Key"
+    assert push["parameters"][0]["required"] is True
+
+
 async def test_a_merged_persons_redirect_is_documented(anonymous: httpx.AsyncClient) -> None:
     """GET /persons/{id} answers 308 for a merged person: documented with its Location
     and a problem document naming `merged_into`."""

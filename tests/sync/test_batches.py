@@ -74,6 +74,16 @@ async def push(
     )
 
 
+def change_person(person_id: str, version: int, **changes: Any) -> dict[str, Any]:
+    """A change to one of our persons, as of the version the partner read."""
+    return {
+        "op": "person.update",
+        "person": {"id": person_id},
+        "version": version,
+        "changes": changes,
+    }
+
+
 def charge(case: dict[str, Any]) -> dict[str, Any]:
     """An event on one of our case files, as of the version the partner read."""
     return {
@@ -622,12 +632,9 @@ async def test_what_only_our_staff_decide_is_refused_to_a_partner(
                     "person": {**new_person(("Тадэвуш", "Рэйтан")), "names": [private_name]},
                 },
                 # 4: that two persons are distinct rests on names it may not see
-                {
-                    "op": "person.update",
-                    "person": {"id": person["id"]},
-                    "version": current["version"],
-                    "changes": {"confirmed_distinct_from": [str(uuid.uuid4())]},
-                },
+                change_person(
+                    person["id"], current["version"], confirmed_distinct_from=[str(uuid.uuid4())]
+                ),
             ],
         )
         assert response.status_code == 422, response.text
@@ -655,27 +662,13 @@ async def test_what_only_our_staff_decide_is_refused_to_a_partner(
         # then, stale, it is shown the person as it is now.
         moved = await push(
             partner,
-            [
-                {
-                    "op": "person.update",
-                    "person": {"id": person["id"]},
-                    "version": current["version"],
-                    "changes": {"region": "BY-HR"},
-                }
-            ],
+            [change_person(person["id"], current["version"], region="BY-HR")],
         )
         assert moved.status_code == 200, moved.text
         assert (await client.get(f"{API}/persons/{person['id']}")).json()["region"] == "BY-HR"
         stale = await push(
             partner,
-            [
-                {
-                    "op": "person.update",
-                    "person": {"id": person["id"]},
-                    "version": current["version"],
-                    "changes": {"region": "BY-MI"},
-                }
-            ],
+            [change_person(person["id"], current["version"], region="BY-MI")],
         )
         assert stale.status_code == 409, stale.text
         conflict = problem_items(stale)[0]
@@ -691,13 +684,25 @@ async def test_what_only_our_staff_decide_is_refused_to_a_partner(
         renamed = await push(
             partner,
             [
-                {
-                    "op": "person.update",
-                    "person": {"id": named["id"]},
-                    "version": named["version"],
-                    "changes": {"names": new_person(("Ян", "Тарасевіч"))["names"]},
-                }
+                change_person(
+                    named["id"], named["version"], names=new_person(("Ян", "Тарасевіч"))["names"]
+                )
             ],
         )
         assert renamed.status_code == 422, renamed.text
         assert problem_items(renamed)[0]["fields"] == ["names"]
+
+
+async def test_the_duplicate_check_never_shows_a_partner_whom_it_may_not_read(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A person recorded with the same name, whose only case file the agreement does not
+    share, is no candidate for the partner: the batch makes its person (our scan of
+    persons recorded twice finds the pair later), and nothing of ours is shown."""
+    namesake = await create_person(client, names=new_person()["names"])
+    await create_case(client, namesake["id"], jurisdiction="LT")
+    partner, _ = await feed_partner(app, WRITES_BY, scopes=WRITER_SCOPES)
+    async with aclosing(partner):
+        made = await push(partner, person_and_case("P-namesake", "C-namesake"))
+        assert made.status_code == 200, made.text
+        assert namesake["id"] not in made.text

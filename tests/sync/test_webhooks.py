@@ -152,7 +152,7 @@ async def test_a_partner_is_told_what_it_may_read_signed_and_nothing_else(
             (headers, body) = receiver.received[-1]
             assert verified(secret, headers, body)
             message = json.loads(body)
-            head = await db.fetchval("SELECT max(seq) FROM sync_position")
+            head = await db.fetchval("SELECT seq FROM audit_head")
             assert message["type"] == "sync.changes" and message["data"]["position"] == head
             assert (
                 headers["webhook-id"]
