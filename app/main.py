@@ -50,6 +50,7 @@ from app.identity.router import (
 from app.identity.tokens import AccessTokens
 from app.jobs.housekeeping import run_periodically
 from app.merges.router import router as merges_router
+from app.mirrors.router import router as mirrors_router
 from app.ops.grants import refuse_unsafe_role
 from app.ops.keys import check_sealed_values_open
 from app.ops.metrics import SCRAPE_HOOKS
@@ -83,6 +84,7 @@ def api_router() -> APIRouter:
         person_matches_router,
         person_duplicates_router,
         merges_router,
+        mirrors_router,
         sync_router,
         cases_router,
         collective_router,

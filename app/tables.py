@@ -8,6 +8,7 @@ from app.idempotency import models as idempotency_models
 from app.identity import models as identity_models
 from app.jobs import models as jobs_models
 from app.merges import models as merges_models
+from app.mirrors import models as mirrors_models
 from app.persons import models as persons_models
 from app.recognition import models as recognition_models
 from app.reports import models as reports_models
@@ -24,6 +25,7 @@ TABLE_MODULES = (
     idempotency_models,
     jobs_models,
     merges_models,
+    mirrors_models,
     persons_models,
     recognition_models,
     reports_models,

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
@@ -71,6 +71,7 @@ class TimedResult:
     rss_before_mb: float
     rss_mb: float
     rss_after_mb: float
+    detail: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, float | str | int]:
         api_s = self.api.percentile(0.5) / 1000
@@ -88,6 +89,7 @@ class TimedResult:
             "rss_before_mb": round(self.rss_before_mb, 1),
             "rss_mb": round(self.rss_mb, 1),
             "rss_after_mb": round(self.rss_after_mb, 1),
+            **self.detail,
         }
 
 
@@ -298,6 +300,8 @@ async def run_timed(
     async with aiohttp.ClientSession(base_url=server.base_url, timeout=timeout) as session:
 
         async def one_api() -> bool:
+            if workload.streamed:
+                return await _streamed(workload, session)
             request = workload.request(0, random.Random(0))
             async with session.request(
                 request.method,
@@ -332,4 +336,35 @@ async def run_timed(
         rss_before / 1_048_576,
         peak[0] / 1_048_576,
         rss_after / 1_048_576,
+        workload.detail,
     )
+
+
+STREAM_CHUNK = 1 << 16
+
+
+async def _streamed(workload: Workload, session: aiohttp.ClientSession) -> bool:
+    """One operation of a streamed workload: requests until it is done, each answer read
+    in pieces (the client holds no more than a line and a piece) and split into lines."""
+    workload.start_stream(0)
+    while True:
+        request = workload.request(0, random.Random(0))
+        async with session.request(
+            request.method,
+            request.path,
+            headers={**workload.auth_headers, **request.headers},
+            params=request.params,
+        ) as response:
+            if response.status != workload.expected_status:
+                print(f" {response.status}: {(await response.read())[:300]!r}", flush=True)  # noqa: T201
+                return False
+            pending = b""
+            async for piece in response.content.iter_chunked(STREAM_CHUNK):
+                *lines, pending = (pending + piece).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        workload.on_line(0, line)
+            if pending.strip():
+                workload.on_line(0, pending)
+        if workload.stream_done(0):
+            return True

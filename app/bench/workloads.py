@@ -120,6 +120,9 @@ class Workload:
     partner_token_list: Sequence[str] = ()
     partner_ids: Sequence[uuid.UUID] = ()
     records_per_request: int = 1
+    # A timed workload answered as a stream of lines (NDJSON), read in pieces, each line
+    # given to `on_line`, asked again until `stream_done` (app/bench/runner.py).
+    streamed: bool = False
     # A workload whose one request takes seconds is measured at least this long (even in
     # a quick run), so that requests that start and finish inside the window are counted.
     min_duration: float = 0.0
@@ -179,6 +182,20 @@ class Workload:
 
     def on_response(self, worker: int, status: int, body: bytes) -> None:
         """Learn what the next request needs (e.g. the case file's new version)."""
+
+    def start_stream(self, worker: int) -> None:
+        """A streamed workload's operation begins."""
+
+    def on_line(self, worker: int, line: bytes) -> None:
+        """One line of a streamed answer."""
+
+    def stream_done(self, worker: int) -> bool:
+        return True
+
+    @property
+    def detail(self) -> dict[str, int]:
+        """What a timed run reports beside its times (e.g. the records it streamed)."""
+        return {}
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
         raise NotImplementedError
@@ -716,6 +733,62 @@ class SyncFeed(Workload):
             self.positions[worker] = (following, uuid.UUID(int=0))
 
 
+class SyncCatchUp(SyncFeed):
+    """A new partner's whole catch-up as one NDJSON stream (`Accept: application/x-ndjson`,
+    pages of 500, reconnecting from the last position line when a stream ends before it is
+    caught up), timed, with the server's memory before, at its peak and after: the catch-up
+    must not grow the server. Raw: the same pages by `sync_feed`'s SQL, one transaction
+    each, persons then case files."""
+
+    name = "sync_catch_up"
+    concurrency = 1
+    timed = True
+    streamed = True
+
+    async def prepare(self, connection: asyncpg.Connection) -> None:
+        await super().prepare(connection)
+        self.start_stream(0)
+
+    def start_stream(self, worker: int) -> None:
+        self.cursors[worker] = None
+        self.records = 0
+        self.problems = 0
+        self.caught_up = False
+
+    def request(self, worker: int, rng: random.Random) -> Request:
+        request = super().request(worker, rng)
+        return Request(
+            request.method,
+            request.path,
+            params=request.params,
+            headers={**request.headers, "Accept": "application/x-ndjson"},
+        )
+
+    def on_line(self, worker: int, line: bytes) -> None:
+        value = json.loads(line)
+        if "kind" in value:
+            self.records += 1
+        elif "problem" in value:
+            self.problems += 1
+        else:
+            self.cursors[worker] = value["next"]
+            self.caught_up = bool(value["caught_up"])
+
+    def stream_done(self, worker: int) -> bool:
+        return self.caught_up or self.problems > 0
+
+    @property
+    def detail(self) -> dict[str, int]:
+        return {"records": self.records}
+
+    async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
+        self.positions.pop(worker, None)
+        while True:
+            await super().raw(connection, worker, rng)
+            if self.positions[worker] == ("person", uuid.UUID(int=0)):
+                return
+
+
 class SyncBatch(Workload):
     """Batches of 500 operations a partner pushes (`POST /sync/batches`): a new sentence on
     each of 500 case files it shares, as of the versions it last saw, applied in one
@@ -830,6 +903,7 @@ ALL_WORKLOADS: dict[str, type[Workload]] = {
         CollectiveTransition,
         StatusReport,
         SyncFeed,
+        SyncCatchUp,
         SyncBatch,
     )
 }

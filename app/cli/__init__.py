@@ -15,6 +15,7 @@ from app.cli import (
     persons,
     reports,
     server,
+    sync,
 )
 
 cli = typer.Typer(
@@ -28,6 +29,7 @@ cli.add_typer(audit.commands, name="audit")
 cli.add_typer(backup.commands, name="backup")
 cli.add_typer(reports.commands, name="report")
 cli.add_typer(persons.commands, name="persons")
+cli.add_typer(sync.commands, name="sync")
 for command in (
     server.migrate,
     server.purge,

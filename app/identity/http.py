@@ -55,6 +55,8 @@ AREA_ACTIONS: dict[str, str] = {
     "sync.write": "sync",
     "sync.webhook_manage": "sync",
     "sync.webhook_list": "sync",
+    "mirror.list": "mirrors",
+    "mirror.read": "mirrors",
 }
 
 

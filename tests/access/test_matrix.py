@@ -151,6 +151,10 @@ SYNC_WRITE = expect(others=403)
 # every partner's.
 WEBHOOK_REGISTER = expect(partner=201, others=403)
 WEBHOOK_LIST = expect(partner=200, admin=200, others=403)
+MIRROR_LIST = expect(admin=200, coordinator=200, others=403)
+# No mirror in this world: a coordinator is told that one does not exist (the records of
+# a real one: tests/mirrors/test_pull.py).
+MIRROR_READ = expect(coordinator=404, others=403)
 WEBHOOK_OF_ANOTHER = expect(partner=404, others=403)
 # Partners' recognition proposals: for those who decide.
 RECOGNITION_PROPOSALS = expect(
@@ -547,6 +551,11 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, tuple[int, int, int]], Call]] = {
             },
             headers={"Idempotency-Key": f"matrix-{uuid.uuid4()}"},
         ),
+    ),
+    ("GET", "/api/v1/mirrors"): (MIRROR_LIST, lambda c, w, k: c.get(f"{API}/mirrors")),
+    ("GET", "/api/v1/mirrors/{mirror_id}/records"): (
+        MIRROR_READ,
+        lambda c, w, k: c.get(f"{API}/mirrors/{uuid.uuid4()}/records", params={"kind": "person"}),
     ),
     ("GET", "/api/v1/audit/events"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/events")),
     ("GET", "/api/v1/audit/verify"): (AUDITOR, lambda c, w, k: c.get(f"{API}/audit/verify")),
