@@ -367,4 +367,4 @@ async def _streamed(workload: Workload, session: aiohttp.ClientSession) -> bool:
             if pending.strip():
                 workload.on_line(0, pending)
         if workload.stream_done(0):
-            return True
+            return workload.stream_ok(0)

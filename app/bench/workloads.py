@@ -192,6 +192,9 @@ class Workload:
     def stream_done(self, worker: int) -> bool:
         return True
 
+    def stream_ok(self, worker: int) -> bool:
+        return True
+
     @property
     def detail(self) -> dict[str, int]:
         """What a timed run reports beside its times (e.g. the records it streamed)."""
@@ -745,12 +748,9 @@ class SyncCatchUp(SyncFeed):
     timed = True
     streamed = True
 
-    async def prepare(self, connection: asyncpg.Connection) -> None:
-        await super().prepare(connection)
-        self.start_stream(0)
-
     def start_stream(self, worker: int) -> None:
-        self.cursors[worker] = None
+        # A timed run calls no `prepare`: each catch-up starts here, from nothing.
+        self.cursors = {worker: None}
         self.records = 0
         self.problems = 0
         self.caught_up = False
@@ -769,20 +769,27 @@ class SyncCatchUp(SyncFeed):
         if "kind" in value:
             self.records += 1
         elif "problem" in value:
+            # The partner's token expired (a catch-up longer than its ten minutes): the
+            # run is an error, not a figure.
             self.problems += 1
         else:
             self.cursors[worker] = value["next"]
             self.caught_up = bool(value["caught_up"])
+            if self.caught_up:
+                self.records_caught_up = self.records
 
     def stream_done(self, worker: int) -> bool:
         return self.caught_up or self.problems > 0
 
+    def stream_ok(self, worker: int) -> bool:
+        return self.caught_up and self.problems == 0
+
     @property
     def detail(self) -> dict[str, int]:
-        return {"records": self.records}
+        return {"records": getattr(self, "records_caught_up", 0)}
 
     async def raw(self, connection: asyncpg.Connection, worker: int, rng: random.Random) -> None:
-        self.positions.pop(worker, None)
+        self.positions = {}
         while True:
             await super().raw(connection, worker, rng)
             if self.positions[worker] == ("person", uuid.UUID(int=0)):
