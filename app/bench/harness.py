@@ -62,8 +62,8 @@ async def _run_scale(
                     workload,
                     server,
                     url,
-                    repeats=plan.report_repeats,
-                    warmup_runs=plan.report_warmup,
+                    repeats=min(plan.report_repeats, workload.max_repeats or plan.report_repeats),
+                    warmup_runs=0 if workload.max_repeats else plan.report_warmup,
                 )
                 summary = timed.as_json()
                 print(  # noqa: T201

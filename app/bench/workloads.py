@@ -120,6 +120,8 @@ class Workload:
     partner_token_list: Sequence[str] = ()
     partner_ids: Sequence[uuid.UUID] = ()
     records_per_request: int = 1
+    # A timed workload that takes minutes runs at most so many times (and no warm-up).
+    max_repeats: int | None = None
     # A timed workload answered as a stream of lines (NDJSON), read in pieces, each line
     # given to `on_line`, asked again until `stream_done` (app/bench/runner.py).
     streamed: bool = False
@@ -747,6 +749,8 @@ class SyncCatchUp(SyncFeed):
     concurrency = 1
     timed = True
     streamed = True
+    # A whole catch-up is minutes at 100k: one is the figure.
+    max_repeats = 1
 
     def start_stream(self, worker: int) -> None:
         # A timed run calls no `prepare`: each catch-up starts here, from nothing.
@@ -805,7 +809,9 @@ class SyncBatch(Workload):
 
     name = "sync_batch"
     concurrency = 2
-    min_duration = 12.0
+    # A batch takes seconds (5 s each at 10k on a quiet machine, twice that beside a test
+    # run): long enough for several to start and finish inside the window.
+    min_duration = 30.0
     partner_scopes = ("sync:read", "sync:write")
     partner_agreement = MappingProxyType(
         {**SHARES_BY, "read_write": True, "max_tier": "restricted"}
