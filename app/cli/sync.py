@@ -59,7 +59,7 @@ def pull(
     from app.mirrors.pull import pull as run_pull
     from app.mirrors.upstream import (
         KeyFileError,
-        Upstream,
+        UpstreamFeed,
         load_key,
         readable_by_others,
         upstream_url,
@@ -87,7 +87,7 @@ def pull(
             await require_migrated(engine)
             timeout = httpx.Timeout(30.0, read=120.0)
             async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
-                upstream = Upstream(base_url, client_id, key, http, page_size)
+                upstream = UpstreamFeed(base_url, client_id, key, http, page_size)
                 return await run_pull(
                     engine,
                     url,

@@ -26,7 +26,7 @@ from app.core.db import commit, is_unavailable, session_factory
 from app.core.errors import DatabaseUnavailable
 from app.mirrors import repository, service
 from app.mirrors.service import Applied
-from app.mirrors.upstream import Upstream, UpstreamError
+from app.mirrors.upstream import UpstreamError, UpstreamFeed
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +77,7 @@ async def pull(
     engine: AsyncEngine,
     owner_url: str,
     audit_keys: AuditKeyRing,
-    upstream: Upstream,
+    upstream: UpstreamFeed,
     *,
     follow_every: float | None = None,
     max_failures: int = 8,
@@ -180,7 +180,7 @@ async def _wait_after(failures: int, max_failures: int, reason: str, progress: P
 async def _one_stream(
     factory: async_sessionmaker[AsyncSession],
     audit_keys: AuditKeyRing,
-    upstream: Upstream,
+    upstream: UpstreamFeed,
     upstream_id: uuid.UUID,
     progress: Progress,
     on_page: Callable[[Progress], None],

@@ -41,13 +41,12 @@ SELECT {SQL_UPSTREAM_COLUMNS},
         WHERE r.upstream_id = u.id AND r.kind = 'case' AND r.state = 'live') AS cases
 FROM mirror_upstream u ORDER BY base_url, client_id
 """  # noqa: S608
-# Moves the cursor only from where the page was read: a second pull of the same upstream
-# (which the lock keeps away) could not apply a page twice.
+# The row is locked by the page's transaction, its cursor checked (lock_upstream).
 SQL_ADVANCE = """
 UPDATE mirror_upstream
-SET cursor = $3, phase = $4, caught_up = $5, position = $6, pages = pages + 1,
-    items = items + $7, resets = resets + $8, last_pulled_at = $9
-WHERE id = $1 AND cursor IS NOT DISTINCT FROM $2
+SET cursor = $2, phase = $3, caught_up = $4, position = $5, pages = pages + 1,
+    items = items + $6, resets = resets + $7, last_pulled_at = $8
+WHERE id = $1
 """
 SQL_CURRENT = """
 SELECT r.kind, r.upstream_record_id, r.id, r.state, r.content_hash, r.merged_into
@@ -266,7 +265,6 @@ async def advance(
     session: AsyncSession,
     upstream_id: uuid.UUID,
     *,
-    read_from: str | None,
     cursor: str,
     phase: str,
     caught_up: bool,
@@ -274,23 +272,12 @@ async def advance(
     items: int,
     reset: bool,
     now: datetime,
-) -> bool:
-    """Move the upstream's cursor past the page read from `read_from`; False if it is no
-    longer there."""
+) -> None:
+    """Move the upstream's cursor past a page (its row locked by `lock_upstream`)."""
     driver = await driver_connection(session)
-    status: str = await driver.execute(
-        SQL_ADVANCE,
-        upstream_id,
-        read_from,
-        cursor,
-        phase,
-        caught_up,
-        position,
-        items,
-        int(reset),
-        now,
+    await driver.execute(
+        SQL_ADVANCE, upstream_id, cursor, phase, caught_up, position, items, int(reset), now
     )
-    return status.endswith(" 1")
 
 
 async def records(

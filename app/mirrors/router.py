@@ -9,7 +9,7 @@ from app.core.http import model_response
 from app.core.pagination import PageRequest, next_link, page_request
 from app.identity.http import requires
 from app.mirrors import service
-from app.mirrors.repository import Mirrored, Upstream
+from app.mirrors.repository import Mirrored
 from app.mirrors.schemas import (
     MirroredKind,
     MirroredPage,
@@ -29,7 +29,7 @@ async def list_mirrors(
     """The instances this one mirrors (`habeas sync pull`), where each one's feed was read
     up to, and how many of its records it shares now."""
     found = await service.listed(session, caller)
-    return model_response(MirrorList(items=[_mirror_read(upstream) for upstream in found]))
+    return model_response(MirrorList(items=[MirrorRead.model_validate(row) for row in found]))
 
 
 @router.get("/{mirror_id}/records", response_model=MirroredPage)
@@ -56,10 +56,6 @@ async def list_mirrored_records(
             items=[_record_read(row) for row in rows], next=next_link(request, next_cursor)
         )
     )
-
-
-def _mirror_read(upstream: Upstream) -> MirrorRead:
-    return MirrorRead.model_validate(upstream)
 
 
 def _record_read(row: Mirrored) -> MirroredRecord:

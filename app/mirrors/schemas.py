@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.types import OUTPUT
+from app.sync.schemas import ChangeKind, FeedPhase
 
 
 class MirrorRead(BaseModel):
@@ -76,3 +77,27 @@ class MirroredPage(BaseModel):
 
     items: list[MirroredRecord]
     next: str | None = None
+
+
+# What a pull relies on in an upstream's feed (app/sync/schemas.py says what it holds): the
+# envelope of each item is checked; the record itself is kept as handed, not re-serialised.
+
+
+class UpstreamItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    seq: int
+    kind: MirroredKind
+    id: uuid.UUID
+    change: ChangeKind
+    merged_into: uuid.UUID | None = None
+
+
+class UpstreamPage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    items: list[UpstreamItem]
+    next: str
+    phase: FeedPhase
+    caught_up: bool
+    reset: bool

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
@@ -22,10 +22,16 @@ from app.core.ids import new_id
 from app.core.pagination import PageRequest, id_keyset_page
 from app.mirrors import repository
 from app.mirrors.repository import Current, Mirrored, Upstream, Write
+from app.mirrors.schemas import MirroredState, UpstreamItem, UpstreamPage
+from app.sync.schemas import ChangeKind
 
 # The parts of a feed item that say what happened; the rest is the record.
 ITEM_ENVELOPE = ("seq", "kind", "id", "change", "merged_into")
-STATES_OF_CHANGES = {"upsert": "live", "tombstone": "gone", "redirect": "redirect"}
+STATES_OF_CHANGES = {
+    ChangeKind.upsert: MirroredState.live,
+    ChangeKind.tombstone: MirroredState.gone,
+    ChangeKind.redirect: MirroredState.redirect,
+}
 
 
 class UpstreamRefused(DomainError):
@@ -43,28 +49,6 @@ class UpstreamMoved(Conflict):
     title = "Another pull of this upstream moved its cursor"
 
 
-class _Item(BaseModel):
-    """A feed item as the mirror relies on it; the record itself is kept as handed."""
-
-    model_config = ConfigDict(extra="allow")
-
-    seq: int
-    kind: str
-    id: uuid.UUID
-    change: str
-    merged_into: uuid.UUID | None = None
-
-
-class _Page(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    items: list[_Item]
-    next: str
-    phase: str
-    caught_up: bool
-    reset: bool
-
-
 @dataclass(frozen=True)
 class Applied:
     """What one page did here."""
@@ -80,22 +64,18 @@ class Applied:
     cursor: str
 
 
-def parse_page(raw: Mapping[str, Any]) -> _Page:
+def parse_page(raw: Mapping[str, Any]) -> UpstreamPage:
     try:
-        page = _Page.model_validate(raw)
+        page = UpstreamPage.model_validate(raw)
     except ValidationError as error:
         raise UpstreamRefused(
             f"Not a page of a change feed: {error.error_count()} problems."
         ) from None
-    for item in page.items:
-        if item.kind not in ("person", "case") or item.change not in STATES_OF_CHANGES:
-            raise UpstreamRefused(
-                f"An item of an unknown kind or change: {item.kind} {item.change}."
-            )
-        if (item.change == "redirect") != (item.merged_into is not None):
-            raise UpstreamRefused("A redirect without its target, or a target without one.")
-    if page.phase not in ("snapshot", "changes"):
-        raise UpstreamRefused(f"An unknown phase: {page.phase}.")
+    if any(
+        (item.change is ChangeKind.redirect) != (item.merged_into is not None)
+        for item in page.items
+    ):
+        raise UpstreamRefused("A redirect without its target, or a target without one.")
     return page
 
 
@@ -125,7 +105,7 @@ async def upstream_for(
     return added
 
 
-def _body(item: _Item) -> dict[str, Any]:
+def _body(item: UpstreamItem) -> dict[str, Any]:
     return {
         name: value for name, value in (item.model_extra or {}).items() if name not in ITEM_ENVELOPE
     }
@@ -166,9 +146,11 @@ async def apply_page(
         not page.items
         and not page.reset
         and page.next == read_from
-        and (page.phase, page.caught_up) == (upstream.phase, upstream.caught_up)
+        and (page.phase.value, page.caught_up) == (upstream.phase, upstream.caught_up)
     ):
-        return Applied(0, 0, 0, 0, 0, page.caught_up, page.phase, upstream.position, page.next)
+        return Applied(
+            0, 0, 0, 0, 0, page.caught_up, page.phase.value, upstream.position, page.next
+        )
     changes: list[dict[str, Any] | None] = []
     forgotten = 0
     if page.reset:
@@ -182,10 +164,10 @@ async def apply_page(
                     after=_snapshot("gone", None, None),
                 )
             )
-    last: dict[tuple[str, uuid.UUID], _Item] = {}
+    last: dict[tuple[str, uuid.UUID], UpstreamItem] = {}
     for item in page.items:
-        last.pop((item.kind, item.id), None)
-        last[(item.kind, item.id)] = item
+        last.pop((item.kind.value, item.id), None)
+        last[(item.kind.value, item.id)] = item
     held = await repository.current(session, upstream.id, list(last))
     writes, counts = _writes(last, held)
     await repository.write(session, upstream.id, writes, now)
@@ -209,9 +191,8 @@ async def apply_page(
     await repository.advance(
         session,
         upstream.id,
-        read_from=read_from,
         cursor=page.next,
-        phase=page.phase,
+        phase=page.phase.value,
         caught_up=page.caught_up,
         position=position,
         items=len(page.items),
@@ -226,7 +207,7 @@ async def apply_page(
         detail={
             "items": len(page.items),
             "position": position,
-            "phase": page.phase,
+            "phase": page.phase.value,
             "reset": page.reset,
             "caught_up": page.caught_up,
         },
@@ -238,19 +219,20 @@ async def apply_page(
         unchanged=counts["unchanged"],
         forgotten=forgotten,
         caught_up=page.caught_up,
-        phase=page.phase,
+        phase=page.phase.value,
         position=position,
         cursor=page.next,
     )
 
 
 def _writes(
-    last: Mapping[tuple[str, uuid.UUID], _Item], held: Mapping[tuple[str, uuid.UUID], Current]
+    last: Mapping[tuple[str, uuid.UUID], UpstreamItem],
+    held: Mapping[tuple[str, uuid.UUID], Current],
 ) -> tuple[list[Write], dict[str, int]]:
     writes: list[Write] = []
     counts = {"live": 0, "gone": 0, "redirect": 0, "unchanged": 0}
     for (kind, record_id), item in last.items():
-        state = STATES_OF_CHANGES[item.change]
+        state = STATES_OF_CHANGES[item.change].value
         body = (
             orjson.dumps(_body(item), option=orjson.OPT_SORT_KEYS).decode()
             if state == "live"

@@ -17,6 +17,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
+from app.sync.schemas import POSITION_FIELDS
+
 FEED_PATH = "/api/v1/sync/changes"
 TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 (a path, not a secret)
 # The audience a Habeas token endpoint accepts in a client assertion (app/identity/router.py
@@ -131,7 +133,7 @@ class _Token:
     expires: float
 
 
-class Upstream:
+class UpstreamFeed:
     """One upstream read as one partner client."""
 
     def __init__(
@@ -254,9 +256,6 @@ class Upstream:
         raise UpstreamError("the upstream refused a fresh token", retry=False)
 
 
-POSITION_KEYS = frozenset({"next", "phase", "caught_up", "reset"})
-
-
 async def _stream_pages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     """The stream's pages: the items before each position line. A stream that ends with
     items and no position line after them, or with no page at all, broke off: what it
@@ -293,7 +292,7 @@ async def _stream_pages(response: httpx.Response) -> AsyncIterator[dict[str, Any
             if "kind" in value:
                 items.append(value)
                 continue
-            if set(value) != POSITION_KEYS:
+            if set(value) != set(POSITION_FIELDS):
                 raise UpstreamError("the upstream sent a line that is not of its feed", retry=False)
             pages += 1
             yield {**value, "items": items, "token_refused": False}

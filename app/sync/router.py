@@ -24,6 +24,7 @@ from app.identity.http import Requires, authenticate, requires
 from app.sync import push, service, webhooks
 from app.sync.models import SyncWebhook
 from app.sync.schemas import (
+    POSITION_FIELDS,
     BatchInput,
     BatchItemProblem,
     BatchResult,
@@ -135,7 +136,7 @@ async def _stream(
         document = page.model_dump(mode="json", exclude=excluded)
         for item in document["items"]:
             yield orjson.dumps(item) + b"\n"
-        position = {key: document[key] for key in ("next", "phase", "caught_up", "reset")}
+        position = {key: document[key] for key in POSITION_FIELDS}
         yield orjson.dumps(position) + b"\n"
         if page.caught_up:
             return

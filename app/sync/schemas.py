@@ -73,6 +73,10 @@ class FeedPhase(StrEnum):
     changes = "changes"
 
 
+# What a streamed page's position line holds (after its items, one object a line).
+POSITION_FIELDS = ("next", "phase", "caught_up", "reset")
+
+
 class FeedPage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

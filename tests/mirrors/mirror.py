@@ -44,9 +44,9 @@ async def mirrored_partner(app: FastAPI, agreement: dict[str, Any]) -> tuple[Any
     return partner, key
 
 
-async def coordinator_of(second: Second) -> httpx.AsyncClient:
-    """A coordinator signed in to the second instance (the caller closes the client)."""
-    account = await create_account(second.app, Role.coordinator)
+async def signed_in_to(second: Second, role: Role = Role.coordinator) -> httpx.AsyncClient:
+    """An account of the role signed in to the second instance (the caller closes it)."""
+    account = await create_account(second.app, role)
     client = api_client(second.app)
     tokens = await log_in(client, account)
     client.headers["Authorization"] = f"Bearer {tokens['access_token']}"

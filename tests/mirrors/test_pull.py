@@ -18,18 +18,18 @@ from app.core.db import commit
 from app.mirrors import repository, service
 from app.mirrors.pull import PullRefused, pull
 from app.mirrors.service import UpstreamMoved
-from app.mirrors.upstream import Upstream
-from tests.auth import api_client, create_account, log_in
+from app.mirrors.upstream import UpstreamFeed
+from tests.auth import api_client
 from tests.factories import API, create_case, create_person, event, if_match, transition
 from tests.merges.test_merges import merge
 from tests.mirrors.mirror import (
     MIRRORS,
     SHARES_BY,
     Second,
-    coordinator_of,
     fresh_view,
     mirrored,
     mirrored_partner,
+    signed_in_to,
 )
 from tests.sync.feed import change_case
 
@@ -37,12 +37,24 @@ from tests.sync.feed import change_case
 async def pull_once(app: FastAPI, second: Second, partner: Any, key: Any) -> dict[str, int]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport) as http:
-        upstream = Upstream("https://habeas", partner.client_id, key, http, page_limit=3)
+        upstream = UpstreamFeed("https://habeas", partner.client_id, key, http, page_limit=3)
         progress = await pull(
             second.engine, second.url, second.app.state.security.audit_keys, upstream
         )
     assert progress.caught_up
     return {"pages": progress.pages, "upserted": progress.upserted, "gone": progress.gone}
+
+
+async def one_person_mirrored(
+    app: FastAPI, client: httpx.AsyncClient, second: Second
+) -> tuple[dict[str, Any], Any, Any]:
+    """A person with a case file shared with a partner, pulled by the second instance: the
+    person, the partner and its key."""
+    person = await create_person(client)
+    await create_case(client, person["id"], jurisdiction="BY")
+    partner, key = await mirrored_partner(app, SHARES_BY)
+    await pull_once(app, second, partner, key)
+    return person, partner, key
 
 
 async def status_events(client: httpx.AsyncClient, case: dict[str, Any]) -> list[dict[str, Any]]:
@@ -88,7 +100,7 @@ async def test_a_mirror_holds_exactly_what_its_upstream_shares_with_it(
 
     first = await pull_once(app, second, partner, key)
     assert first["pages"] > 1 and first["upserted"] == 8
-    mirror = await coordinator_of(second)
+    mirror = await signed_in_to(second)
     async with aclosing(mirror):
         assert await mirrored(mirror) == await fresh_view(app, SHARES_BY)
         listed = (await mirror.get(MIRRORS)).json()["items"][0]
@@ -172,10 +184,7 @@ def held_id(rows: list[dict[str, Any]], upstream_id: str) -> str:
 async def test_a_page_read_again_changes_nothing_and_every_pull_is_in_the_trail(
     app: FastAPI, client: httpx.AsyncClient, second: Second
 ) -> None:
-    person = await create_person(client)
-    await create_case(client, person["id"], jurisdiction="BY")
-    partner, key = await mirrored_partner(app, SHARES_BY)
-    await pull_once(app, second, partner, key)
+    _, partner, key = await one_person_mirrored(app, client, second)
     events = await second.db.fetch(
         "SELECT action, actor_type, changes FROM audit_event"
         " WHERE action LIKE 'mirror.%' ORDER BY seq"
@@ -208,10 +217,7 @@ async def test_a_page_read_again_changes_nothing_and_every_pull_is_in_the_trail(
 async def test_only_coordinators_read_mirrored_records_and_admins_see_the_mirrors(
     app: FastAPI, client: httpx.AsyncClient, second: Second
 ) -> None:
-    person = await create_person(client)
-    await create_case(client, person["id"], jurisdiction="BY")
-    partner, key = await mirrored_partner(app, SHARES_BY)
-    await pull_once(app, second, partner, key)
+    person, _, _ = await one_person_mirrored(app, client, second)
     mirror_id = str(await second.db.fetchval("SELECT id FROM mirror_upstream"))
     records = f"{MIRRORS}/{mirror_id}/records?kind=person"
     for role, listing, reading in (
@@ -220,10 +226,7 @@ async def test_only_coordinators_read_mirrored_records_and_admins_see_the_mirror
         (Role.caseworker, 403, 403),
         (Role.analyst, 403, 403),
     ):
-        account = await create_account(second.app, role)
-        async with api_client(second.app) as reader:
-            tokens = await log_in(reader, account)
-            reader.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        async with aclosing(await signed_in_to(second, role)) as reader:
             assert (await reader.get(MIRRORS)).status_code == listing, role
             assert (await reader.get(records)).status_code == reading, role
             if reading == 200:
@@ -231,6 +234,8 @@ async def test_only_coordinators_read_mirrored_records_and_admins_see_the_mirror
                 assert missing.status_code == 404
                 bad = await reader.get(f"{MIRRORS}/{mirror_id}/records?kind=source")
                 assert bad.status_code == 422
+                damaged = await reader.get(f"{records}&cursor=not-ours")
+                assert damaged.status_code == 400
     async with api_client(second.app) as anonymous:
         assert (await anonymous.get(MIRRORS)).status_code == 401
     # A coordinator's reading of mirrored records is in the second instance's trail, with
@@ -335,10 +340,7 @@ async def test_a_reset_forgets_every_record_and_says_so_record_by_record(second:
 async def test_a_second_pull_of_the_same_upstream_is_refused(
     app: FastAPI, client: httpx.AsyncClient, second: Second
 ) -> None:
-    person = await create_person(client)
-    await create_case(client, person["id"], jurisdiction="BY")
-    partner, key = await mirrored_partner(app, SHARES_BY)
-    await pull_once(app, second, partner, key)
+    _, partner, key = await one_person_mirrored(app, client, second)
     upstream_id = await second.db.fetchval("SELECT id FROM mirror_upstream")
     # Another pull holds it (its session lock).
     assert await repository.hold(second.db, upstream_id)

@@ -22,10 +22,10 @@ from tests.factories import create_case, create_person
 from tests.mirrors.mirror import (
     SHARES_BY,
     Second,
-    coordinator_of,
     fresh_view,
     mirrored,
     mirrored_partner,
+    signed_in_to,
 )
 from tests.test_serve import free_port
 
@@ -136,7 +136,7 @@ async def test_a_pull_killed_in_the_middle_of_its_catch_up_resumes_without_loss_
         assert summary["upserted"] == records - held_at_kill
         assert "page " in errors  # the progress display
 
-    mirror = await coordinator_of(second)
+    mirror = await signed_in_to(second)
     async with aclosing(mirror):
         assert await mirrored(mirror) == await fresh_view(app, SHARES_BY)
     assert await second.db.fetchval("SELECT count(*) FROM mirror_record") == records

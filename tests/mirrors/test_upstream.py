@@ -15,8 +15,8 @@ from joserfc.jwk import ECKey, RSAKey
 from app.mirrors.upstream import (
     NDJSON,
     KeyFileError,
-    Upstream,
     UpstreamError,
+    UpstreamFeed,
     load_key,
     readable_by_others,
     upstream_url,
@@ -34,7 +34,7 @@ POSITION = {"next": "c1", "phase": "changes", "caught_up": False, "reset": False
 
 def upstream_answering(
     feed: Callable[[httpx.Request], httpx.Response], tokens: list[str] | None = None
-) -> Upstream:
+) -> UpstreamFeed:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/auth/token"):
             if tokens is not None:
@@ -43,7 +43,7 @@ def upstream_answering(
         return feed(request)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return Upstream("https://upstream.example", "hbp_x", KEY, http)
+    return UpstreamFeed("https://upstream.example", "hbp_x", KEY, http)
 
 
 def lines(*values: Any) -> bytes:
@@ -54,7 +54,7 @@ def ndjson(content: bytes) -> Callable[[httpx.Request], httpx.Response]:
     return lambda request: httpx.Response(200, headers={"content-type": NDJSON}, content=content)
 
 
-async def read_all(upstream: Upstream) -> list[dict[str, Any]]:
+async def read_all(upstream: UpstreamFeed) -> list[dict[str, Any]]:
     return [page async for page in upstream.pages(None)]
 
 
