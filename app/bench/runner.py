@@ -189,6 +189,7 @@ async def _drive(
     end = measure_from + duration
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
+    window_end = [end]
 
     async def worker(index: int) -> None:
         # Start the connections one by one during the warm-up: a burst of connects is
@@ -196,11 +197,17 @@ async def _drive(
         # the less busy worker take each new one.
         await asyncio.sleep(index * warmup / (2 * concurrency))
         rng = random.Random(index)
-        while (now := time.monotonic()) < end:
+        measured = 0
+        # Only requests that start and finish inside the measured window count. A worker
+        # whose requests take longer than the window (a loaded machine, a short quick run)
+        # goes on until one has started and finished after the warm-up, and the window is
+        # then as long as that took: a rate from no request at all would say nothing.
+        while (now := time.monotonic()) < end or not measured:
             ok = await one(index, rng)
             done = time.monotonic()
-            # Only requests that start and finish inside the measured window count.
-            if now >= measure_from and done <= end:
+            if now >= measure_from and (done <= end or not measured):
+                measured += 1
+                window_end[0] = max(window_end[0], done)
                 if ok:
                     latencies[index].append((done - now) * 1000)
                 else:
@@ -208,7 +215,7 @@ async def _drive(
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     merged = [value for per_worker in latencies for value in per_worker]
-    return Measurement(len(merged), sum(errors), duration, merged)
+    return Measurement(len(merged), sum(errors), window_end[0] - measure_from, merged)
 
 
 async def run_api(

@@ -126,7 +126,8 @@ class Workload:
     # given to `on_line`, asked again until `stream_done` (app/bench/runner.py).
     streamed: bool = False
     # A workload whose one request takes seconds is measured at least this long (even in
-    # a quick run), so that requests that start and finish inside the window are counted.
+    # a quick run), so that its rate rests on several requests (the runner goes on anyway
+    # until each worker has measured one).
     min_duration: float = 0.0
 
     def partner_headers(self, worker: int) -> dict[str, str]:
@@ -809,9 +810,9 @@ class SyncBatch(Workload):
 
     name = "sync_batch"
     concurrency = 2
-    # A batch takes seconds (5 s each at 10k on a quiet machine, twice that beside a test
-    # run): long enough for several to start and finish inside the window.
-    min_duration = 30.0
+    # A batch takes seconds (2.5–5 s each on a quiet machine, twice that beside a test
+    # run): a window in which several start and finish, for a rate worth reading.
+    min_duration = 15.0
     partner_scopes = ("sync:read", "sync:write")
     partner_agreement = MappingProxyType(
         {**SHARES_BY, "read_write": True, "max_tier": "restricted"}

@@ -40,6 +40,9 @@ NOT_SEALED = frozenset(
         ("audit_checkpoint", "signature"),
         # what the change feed last handed a partner: a digest of what it may read anyway
         ("sync_delivered", "content_hash"),
+        # a mirrored record's digest, of content the upstream shares at most at restricted
+        # tier (a partner's agreement never reaches confidential)
+        ("mirror_record", "content_hash"),
     }
 )
 
