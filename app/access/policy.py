@@ -145,7 +145,10 @@ class PolicyEngine:
                 "shared_with": [caller_ref] if members["shared_with"] else [],
             }
         elif resource.type == "Source":
-            attributes = {"recorded_by": [caller_ref] if members["recorded_by"] else []}
+            attributes = {
+                "recorded_by": [caller_ref] if members["recorded_by"] else [],
+                "shared_with": [caller_ref] if members["shared_with"] else [],
+            }
         resource_id = resource.area if resource.type == "Area" and resource.area else RESOURCE
         entities.append(
             {"uid": _uid(resource.type, resource_id), "attrs": attributes, "parents": []}

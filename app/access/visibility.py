@@ -306,6 +306,12 @@ def source_resource(principal: Principal, *, recorded_by: uuid.UUID | None) -> R
     )
 
 
+def cited_source_resource(principal: Principal) -> Resource:
+    """A source cited by a record the caller reads: for a partner, shared by that record
+    (the change feed hands it beside the record; nothing else names a source so)."""
+    return Resource("Source", shared_with_caller=principal.is_partner)
+
+
 # A collective event shows only how many case files it moved; each case file's own
 # result is shown by the case file's rules.
 COLLECTIVE_EVENT = Resource("CollectiveEvent")

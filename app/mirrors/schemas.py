@@ -62,7 +62,8 @@ class MirroredRecord(BaseModel):
     record: dict[str, Any] | None = Field(
         description="The record as the upstream's feed handed it, at its agreement's tier: "
         "for a person its fields and `recognition`; for a case file its fields, "
-        "`status_events` and `custody`."
+        "`status_events` and `custody`; for both, at the restricted tier, the `sources` "
+        "they cite."
     )
     merged_into: uuid.UUID | None = Field(description="A redirect's target, the upstream's id.")
     merged_into_here: uuid.UUID | None = Field(

@@ -16,6 +16,11 @@ async def get(session: AsyncSession, source_id: uuid.UUID) -> Source | None:
     return await session.get(Source, source_id)
 
 
+async def many(session: AsyncSession, ids: Collection[uuid.UUID]) -> list[Source]:
+    stmt = select(Source).where(col(Source.id).in_(list(ids))).order_by(col(Source.id))
+    return list(await session.exec(stmt))
+
+
 async def existing_ids(session: AsyncSession, ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
     stmt = select(Source.id).where(col(Source.id).in_(list(ids)))
     return set(await session.exec(stmt))

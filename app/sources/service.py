@@ -1,11 +1,12 @@
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access import visibility
 from app.access.caller import Caller
+from app.access.policy import Resource
 from app.access.principal import Tier
 from app.audit.journal import change, journal_of
 from app.core.crypto import DataKeyRing
@@ -50,8 +51,11 @@ class SourcePage:
     next_cursor: str | None
 
 
-def _view(caller: Caller, keys: DataKeyRing, source: Source) -> SourceView:
-    resource = visibility.source_resource(caller.principal, recorded_by=source.recorded_by)
+def _view(
+    caller: Caller, keys: DataKeyRing, source: Source, *, resource: Resource | None = None
+) -> SourceView:
+    if resource is None:
+        resource = visibility.source_resource(caller.principal, recorded_by=source.recorded_by)
     clearance = caller.clearance("source", resource)
     witness = None
     if clearance >= Tier.confidential and source.witness is not None:
@@ -96,6 +100,21 @@ async def get(
     if source is None:
         raise NotFound("No such source.")
     return _view(caller, keys, source)
+
+
+async def cited(
+    session: AsyncSession, caller: Caller, source_ids: Collection[uuid.UUID], *, keys: DataKeyRing
+) -> dict[uuid.UUID, SourceView]:
+    """The sources that records the caller reads cite, as it may see them (for a partner:
+    only through the change feed, beside the record that cites them); one it may not read
+    is left out."""
+    if not source_ids:
+        return {}
+    resource = visibility.cited_source_resource(caller.principal)
+    if caller.policy.clearance(caller.principal, "source", resource) is None:
+        return {}
+    sources = await repository.many(session, source_ids)
+    return {source.id: _view(caller, keys, source, resource=resource) for source in sources}
 
 
 async def ensure_exist(session: AsyncSession, source_ids: Iterable[uuid.UUID]) -> None:

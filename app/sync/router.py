@@ -94,11 +94,10 @@ async def read_changes(
         return StreamingResponse(
             _stream(request, keys, cursor=cursor, limit=limit), media_type=NDJSON
         )
-    page, excluded, seen = await service.read_changes(
-        session, caller, keys, cursor=cursor, limit=limit
-    )
+    page, seen = await service.read_changes(session, caller, keys, cursor=cursor, limit=limit)
     _record(session, seen)
-    return model_response(page, exclude=excluded)
+    # The items are FeedPage's, already as JSON values (each was made once, for its hash).
+    return Response(orjson.dumps(page.document()), media_type="application/json")
 
 
 def _record(session: AsyncSession, seen: list[Any]) -> None:
@@ -123,7 +122,7 @@ async def _stream(
                 # As each request is: the token, the partner's live agreement, the action.
                 principal = await authenticate(request, session, credentials)
                 caller = await READS_THE_FEED(request, principal)
-                page, excluded, seen = await service.read_changes(
+                page, seen = await service.read_changes(
                     session, caller, keys, cursor=cursor, limit=limit
                 )
                 _record(session, seen)
@@ -133,7 +132,7 @@ async def _stream(
             # resumes from its last position line.
             yield orjson.dumps({"problem": refusal.to_problem(request.url.path)}) + b"\n"
             return
-        document = page.model_dump(mode="json", exclude=excluded)
+        document = page.document()
         for item in document["items"]:
             yield orjson.dumps(item) + b"\n"
         position = {key: document[key] for key in POSITION_FIELDS}

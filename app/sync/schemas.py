@@ -20,6 +20,7 @@ from app.custody.schemas import CustodyTimeline
 from app.persons.schemas import PersonCreate, PersonRead, PersonUpdate
 from app.recognition.criteria import CRITERIA, RecognitionStatus
 from app.recognition.schemas import CriterionCode, DecisionRead
+from app.sources.schemas import SourceRead
 
 
 class ChangeKind(StrEnum):
@@ -62,6 +63,13 @@ class FeedItem(BaseModel):
         default=None,
         description="An upserted case file's custody timeline (transfers, incommunicado, "
         "hunger strikes …), the entries the agreement's tier shows.",
+    )
+    sources: list[SourceRead] | None = Field(
+        default=None,
+        description="Beside an upserted record, for an agreement that shares the restricted "
+        "tier (where citations are shown): the sources its status events, claims, custody "
+        "entries and recognition decisions cite, in id order, at that tier (a witness is "
+        "never shown). A partner reads sources only here.",
     )
     merged_into: uuid.UUID | None = Field(
         default=None, description="For a redirect: the person this one was merged into."

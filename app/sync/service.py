@@ -63,9 +63,10 @@ from app.custody.schemas import timeline_exclusion
 from app.persons import service as persons_service
 from app.recognition import service as recognition_service
 from app.recognition.schemas import decision_read
+from app.sources import service as sources_service
 from app.sync import repository
 from app.sync.repository import Delivered, Ref
-from app.sync.schemas import ChangeKind, FeedItem, FeedPage, FeedPhase
+from app.sync.schemas import ChangeKind, FeedItem, FeedPhase
 
 NO_ID = uuid.UUID(int=0)
 # Records looked at per request, at most, as a multiple of the page size: positions of
@@ -104,8 +105,30 @@ class Position:
 
 @dataclass
 class Feed:
-    items: list[tuple[FeedItem, dict[str, Any]]] = field(default_factory=list)
+    # Each item handed over as the partner receives it (a FeedItem's JSON, its fields up
+    # to the partner's tier): made once, for its content hash and for the answer.
+    items: list[dict[str, Any]] = field(default_factory=list)
     seen: list[tuple[uuid.UUID, Tier]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """A page of the feed as `FeedPage` documents it, its items already as JSON values."""
+
+    items: list[dict[str, Any]]
+    next: str
+    phase: FeedPhase
+    caught_up: bool
+    reset: bool
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "next": self.next,
+            "phase": self.phase.value,
+            "caught_up": self.caught_up,
+            "reset": self.reset,
+        }
 
 
 @cache
@@ -197,9 +220,8 @@ async def read_changes(
     *,
     cursor: str | None,
     limit: int,
-) -> tuple[FeedPage, dict[str, Any], list[tuple[uuid.UUID, Tier]]]:
-    """A page of the feed from `cursor`: the page, what to leave out of each item (above
-    the partner's tier), and what it showed (for the audit trail)."""
+) -> tuple[ChangesPage, list[tuple[uuid.UUID, Tier]]]:
+    """A page of the feed from `cursor`, and what it showed (for the audit trail)."""
     partner_id = caller.principal.id
     terms = agreement_terms(caller.principal.agreement)
     position = decode_position(cursor, partner_id) if cursor else None
@@ -224,15 +246,14 @@ async def read_changes(
         if finished:
             caught_up = True
             break
-    page = FeedPage(
-        items=[item for item, _ in feed.items],
+    page = ChangesPage(
+        items=feed.items,
         next=encode_position(position, partner_id),
         phase=FeedPhase.changes if position.stage is Stage.changes else FeedPhase.snapshot,
         caught_up=caught_up,
         reset=reset,
     )
-    excluded = {"items": {index: hidden for index, (_, hidden) in enumerate(feed.items)}}
-    return page, excluded, feed.seen
+    return page, feed.seen
 
 
 async def _step(
@@ -339,10 +360,64 @@ def _case_item(
     return item, {field: value for field, value in hidden.items() if value}
 
 
-def _content_hash(item: FeedItem, hidden: dict[str, Any]) -> bytes:
+def _shown(item: FeedItem, hidden: dict[str, Any]) -> dict[str, Any]:
     """What the partner receives of a record, whatever its number."""
-    shown = item.model_dump(mode="json", exclude={"seq": True, **hidden})
+    return item.model_dump(mode="json", exclude={"seq": True, **hidden})
+
+
+def _content_hash(shown: dict[str, Any]) -> bytes:
     return hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _cited(shown: Any, found: set[uuid.UUID]) -> None:
+    """Every source a record cites where the partner is shown it: its events, their
+    claims' settlements, custody entries and their ends, recognition decisions."""
+    if isinstance(shown, dict):
+        for name, value in shown.items():
+            if name == "source_ids" and isinstance(value, list):
+                found.update(uuid.UUID(source_id) for source_id in value)
+            else:
+                _cited(value, found)
+    elif isinstance(shown, list):
+        for value in shown:
+            _cited(value, found)
+
+
+@dataclass
+class _Candidate:
+    """A record the feed may hand over: what the partner would receive of it, and whether
+    (at which clearance) it reads it, with the sources put beside it."""
+
+    ref: Ref
+    seq: int
+    shown: dict[str, Any]
+    read: tuple[uuid.UUID, Tier] | None
+    sources: dict[uuid.UUID, Tier] = field(default_factory=dict)
+
+
+async def _with_sources(
+    session: AsyncSession, caller: Caller, keys: DataKeyRing, upserts: Sequence[_Candidate]
+) -> None:
+    """Put beside each upserted record the sources it cites, as the partner may read them
+    (an agreement below the restricted tier is shown no citations, and so no sources), in
+    what it shows and so in its content hash."""
+    cited_by: list[set[uuid.UUID]] = []
+    for candidate in upserts:
+        found: set[uuid.UUID] = set()
+        _cited(candidate.shown, found)
+        cited_by.append(found)
+    sources = await sources_service.cited(
+        session, caller, set().union(*cited_by) if cited_by else set(), keys=keys
+    )
+    for candidate, cited in zip(upserts, cited_by, strict=True):
+        views = [sources[source_id] for source_id in sorted(cited) if source_id in sources]
+        if not views:
+            continue
+        candidate.shown["sources"] = [
+            view.read().model_dump(mode="json", exclude=exclusion("source", view.clearance))
+            for view in views
+        ]
+        candidate.sources = {view.source.id: view.clearance for view in views}
 
 
 def _received(before: Delivered, ref: Ref, stage: Stage, position: Position) -> bool:
@@ -483,16 +558,16 @@ async def _hand_over(
             session, caller, keys, sorted(set(merged.values()))
         )
     }
-    handed: list[tuple[Ref, Delivered]] = []
+    candidates: list[_Candidate] = []
     for (kind, record_id), seq in zip(refs, seqs, strict=True):
-        shown: tuple[uuid.UUID, Tier] | None = None
+        read: tuple[uuid.UUID, Tier] | None = None
         if kind == "person" and record_id in recognitions:
             item, hidden = _person_item(seq, persons[record_id], recognitions[record_id])
-            shown = (record_id, persons[record_id].clearance)
+            read = (record_id, persons[record_id].clearance)
         elif kind == "case" and record_id in timelines:
             case_view, entries = cases[record_id]
             item, hidden = _case_item(seq, case_view, entries, timelines[record_id])
-            shown = (record_id, case_view.clearance)
+            read = (record_id, case_view.clearance)
         else:
             target = merged.get(record_id)
             redirect = target is not None and target in readable_targets
@@ -504,17 +579,27 @@ async def _hand_over(
                 merged_into=target if redirect else None,
             )
             hidden = {}
-        content_hash = _content_hash(item, hidden)
-        previous = before.get((kind, record_id))
-        readable = shown is not None
+        candidates.append(_Candidate((kind, record_id), seq, _shown(item, hidden), read))
+    await _with_sources(
+        session, caller, keys, [candidate for candidate in candidates if candidate.read]
+    )
+    handed: list[tuple[Ref, Delivered]] = []
+    sources_seen: dict[uuid.UUID, Tier] = {}
+    for candidate in candidates:
+        content_hash = _content_hash(candidate.shown)
+        ref = candidate.ref
         if not _worth_sending(
-            stage, previous, (kind, record_id), content_hash, position, readable=readable
+            stage, before.get(ref), ref, content_hash, position, readable=bool(candidate.read)
         ):
             continue
-        feed.items.append((item, hidden))
-        if shown is not None:
-            feed.seen.append(shown)
+        # As FeedItem dumps it: the number first, then what it shows.
+        feed.items.append({"seq": candidate.seq, **candidate.shown})
+        if candidate.read is not None:
+            feed.seen.append(candidate.read)
+            sources_seen.update(candidate.sources)
         in_snapshot = stage in (Stage.persons, Stage.cases)
-        handed.append(((kind, record_id), Delivered(content_hash, seq, in_snapshot)))
+        handed.append((ref, Delivered(content_hash, candidate.seq, in_snapshot)))
+    # Each source handed over is a reading of it, at the tier it was shown.
+    feed.seen.extend(sorted(sources_seen.items()))
     if deliver:
         await repository.deliver(session, partner_id, handed)

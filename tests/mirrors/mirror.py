@@ -74,7 +74,9 @@ async def mirrored(client: httpx.AsyncClient, state: str = "live") -> dict[tuple
 
 
 def as_copied(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    extras = ("status_events", "custody") if kind == "case" else ("recognition",)
+    extras = (
+        ("status_events", "custody", "sources") if kind == "case" else ("recognition", "sources")
+    )
     copied: dict[str, Any] = body[kind] | {name: body[name] for name in extras}
     return copied
 

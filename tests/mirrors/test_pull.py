@@ -110,10 +110,28 @@ async def test_a_mirror_holds_exactly_what_its_upstream_shares_with_it(
         assert "detention_places" in held[("case", sentenced["id"])]
         assert ("person", elsewhere_person["id"]) not in held
 
-        # Upstream: a claim, then a retraction and a supersession of its path; a merge;
-        # a case file made high-confidentiality (it and its person leave the agreement).
+        # Upstream: a claim citing a source, then a retraction and a supersession of its
+        # path; a merge; a case file made high-confidentiality (it and its person leave the
+        # agreement).
+        source = await client.post(
+            f"{API}/sources",
+            json={
+                "publisher": "Regional monitor",
+                "title": "A relative's call",
+                "reliability": "C",
+                "credibility": 3,
+                "is_public": False,
+                "witness": "The sister, by phone",
+            },
+        )
+        assert source.status_code == 201, source.text
         claimed = await transition(
-            client, sentenced, "released", "2025-09-11", confidence="unconfirmed"
+            client,
+            sentenced,
+            "released",
+            "2025-09-11",
+            confidence="unconfirmed",
+            source_ids=[source.json()["id"]],
         )
         assert claimed.status_code == 201, claimed.text
         path = await status_events(client, sentenced)
@@ -147,6 +165,10 @@ async def test_a_mirror_holds_exactly_what_its_upstream_shares_with_it(
         }
         assert states[("sentenced", "2021-09-01")] == "superseded"
         assert states[("released", "2025-09-11")] == "retracted"
+        # The retracted claim still cites its source: the mirror holds it, without the
+        # witness.
+        (cited,) = held[("case", sentenced["id"])]["sources"]
+        assert cited["id"] == source.json()["id"] and "witness" not in cited
         assert ("case", leaving["id"]) not in held and ("person", leaving_person["id"]) not in held
         gone = await mirrored(mirror, "gone")
         assert {("case", leaving["id"]), ("person", leaving_person["id"])} <= set(gone)

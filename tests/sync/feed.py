@@ -29,7 +29,11 @@ class Copy:
         self.received.append(item)
         key = (item["kind"], item["id"])
         if item["change"] == "upsert":
-            extras = ("status_events", "custody") if item["kind"] == "case" else ("recognition",)
+            extras = (
+                ("status_events", "custody", "sources")
+                if item["kind"] == "case"
+                else ("recognition", "sources")
+            )
             self.records[key] = item[item["kind"]] | {name: item[name] for name in extras}
             self.redirects.pop(item["id"], None)
         elif item["change"] == "tombstone":
