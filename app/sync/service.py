@@ -369,18 +369,36 @@ def _content_hash(shown: dict[str, Any]) -> bytes:
     return hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)).digest()
 
 
-def _cited(shown: Any, found: set[uuid.UUID]) -> None:
-    """Every source a record cites where the partner is shown it: its events, their
-    claims' settlements, custody entries and their ends, recognition decisions."""
-    if isinstance(shown, dict):
-        for name, value in shown.items():
-            if name == "source_ids" and isinstance(value, list):
-                found.update(uuid.UUID(source_id) for source_id in value)
-            else:
-                _cited(value, found)
-    elif isinstance(shown, list):
-        for value in shown:
-            _cited(value, found)
+# Where a record shown to a partner cites sources, by kind: the keys from the item down to
+# each `source_ids` list, lists passed through (events, their claims' settlements, custody
+# entries and their ends, recognition decisions).
+CITATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "person": (("recognition", "source_ids"),),
+    "case": (
+        ("status_events", "source_ids"),
+        ("status_events", "claim", "source_ids"),
+        ("custody", "entries", "source_ids"),
+        ("custody", "entries", "end", "source_ids"),
+    ),
+}
+
+
+def _cited(kind: str, shown: dict[str, Any]) -> set[uuid.UUID]:
+    """Every source a record cites where the partner is shown the citation."""
+    found: set[uuid.UUID] = set()
+    for path in CITATIONS[kind]:
+        level: list[Any] = [shown]
+        for key in path:
+            following = []
+            for value in level:
+                for one in value if isinstance(value, list) else [value]:
+                    inner = one.get(key) if isinstance(one, dict) else None
+                    if inner is not None:
+                        following.append(inner)
+            level = following
+        for source_ids in level:
+            found.update(uuid.UUID(source_id) for source_id in source_ids)
+    return found
 
 
 @dataclass
@@ -401,11 +419,13 @@ async def _with_sources(
     """Put beside each upserted record the sources it cites, as the partner may read them
     (an agreement below the restricted tier is shown no citations, and so no sources), in
     what it shows and so in its content hash."""
-    cited_by: list[set[uuid.UUID]] = []
-    for candidate in upserts:
-        found: set[uuid.UUID] = set()
-        _cited(candidate.shown, found)
-        cited_by.append(found)
+    cited_by = [
+        _cited(candidate.ref[0], candidate.shown)
+        # Below the restricted tier no citation is shown.
+        if candidate.read is not None and candidate.read[1] >= Tier.restricted
+        else set()
+        for candidate in upserts
+    ]
     sources = await sources_service.cited(
         session, caller, set().union(*cited_by) if cited_by else set(), keys=keys
     )

@@ -11,7 +11,16 @@ import httpx
 from fastapi import FastAPI
 
 from app.sync.schemas import FeedPage
-from tests.factories import API, RECOGNISED, create_case, create_person, decide, transition
+from tests.custody.custody import create_facility, transfer
+from tests.factories import (
+    API,
+    RECOGNISED,
+    create_case,
+    create_person,
+    decide,
+    if_match,
+    transition,
+)
 from tests.sync.feed import FEED, Copy, feed_partner, follow
 
 SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "public"}
@@ -45,6 +54,8 @@ async def test_a_restricted_partner_reads_the_sources_its_shared_records_cite_an
     decision_basis = await _source(client, "Appeal of the family", is_public=True)
     elsewhere = await _source(client, "Report from another country")
     never_cited = await _source(client, "Unused interview notes")
+    transfer_call = await _source(client, "A call from the colony")
+    release_letter = await _source(client, "Letter from the released")
 
     person = await create_person(client)
     case = await create_case(client, person["id"], jurisdiction="BY")
@@ -68,6 +79,25 @@ async def test_a_restricted_partner_reads_the_sources_its_shared_records_cite_an
             client, case, "sentenced", "2022-01-15", source_ids=[hearing["id"]]
         )
         assert moved.status_code == 201, moved.text
+        assert restricted_copy.records[("case", case["id"])]["sources"] is None
+        await follow(restricted, restricted_copy)
+        assert [s["id"] for s in restricted_copy.records[("case", case["id"])]["sources"]] == [
+            hearing["id"]
+        ]
+        # A transfer cites one, a claim's confirmation another: each is beside the case too.
+        facility = await create_facility(client)
+        await transfer(client, case, facility, "2022-03-01", source_ids=[transfer_call["id"]])
+        current = (await client.get(f"{API}/cases/{case['id']}")).json()
+        claim = await transition(
+            client, current, "released", "2025-02-01", confidence="unconfirmed"
+        )
+        assert claim.status_code == 201, claim.text
+        confirmed = await client.post(
+            f"{API}/cases/{case['id']}/status-events/{claim.json()['event']['id']}/confirmation",
+            json={"source_ids": [release_letter["id"]]},
+            headers=if_match(claim.json()["case_version"]),
+        )
+        assert confirmed.status_code == 201, confirmed.text
         decided = await decide(
             client, person["id"], {**RECOGNISED, "source_ids": [decision_basis["id"]]}, 0
         )
@@ -81,11 +111,13 @@ async def test_a_restricted_partner_reads_the_sources_its_shared_records_cite_an
         assert page.headers["content-type"] == "application/json"
         items = FeedPage.model_validate(page.json()).items
         (with_source,) = [item for item in items if item.kind == "case" and item.sources]
-        assert [source.id for source in with_source.sources or []] == [UUID(hearing["id"])]
+        assert UUID(hearing["id"]) in [source.id for source in with_source.sources or []]
 
         shared_case = restricted_copy.records[("case", case["id"])]
-        (cited,) = shared_case["sources"]
-        assert cited["id"] == hearing["id"]
+        assert [source["id"] for source in shared_case["sources"]] == sorted(
+            [hearing["id"], transfer_call["id"], release_letter["id"]]
+        )
+        (cited,) = [s for s in shared_case["sources"] if s["id"] == hearing["id"]]
         assert cited["title"] == "Court hearing report"
         assert cited["reliability"] == "B" and cited["credibility"] == 2
         # The witness is confidential: it never leaves for a partner.
