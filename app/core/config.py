@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=200, ge=1)
     idempotency_retention_hours: int = Field(default=24, ge=1)
+    # The log of webhook deliveries (an endpoint's address, outcome and error) is for
+    # finding out why an endpoint fails, not a record: kept so long.
+    webhook_delivery_retention_days: int = Field(default=30, ge=1)
     # How often each API process purges expired records (app/jobs/housekeeping.py); 0: never.
     # `habeas worker` purges on its own schedule (below); where a worker runs, the API's
     # loop can be switched off (docker-compose.yml does), or kept: the deletes only repeat.

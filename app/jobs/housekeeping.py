@@ -1,8 +1,9 @@
 """Housekeeping: remove what is kept only for a while: idempotency records, whose stored
 responses (sealed, but still copies of case data) must not outlive the window in which a
 client may retry; sign-in throttle counters whose window has passed (their keys hold the
-names people typed), addresses accounts have not signed in from lately, and the ids of
-client assertions that have expired.
+names people typed), addresses accounts have not signed in from lately, the ids of
+client assertions that have expired, and the log of webhook deliveries past its days (it
+holds partners' endpoints and their errors, kept to find out why one fails).
 
 `habeas worker` runs it on its schedule (app/jobs/, HABEAS_PURGE_SCHEDULE). Every API
 process runs it too, every `housekeeping_interval_seconds`, so that a deployment without a
@@ -19,9 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.clock import utcnow
 from app.core.config import Settings
 from app.idempotency import service as idempotency_service
 from app.identity import throttling
+from app.sync import repository as sync_repository
 
 log = structlog.get_logger(__name__)
 
@@ -35,8 +38,11 @@ async def purge_expired(
             session, timedelta(hours=settings.idempotency_retention_hours)
         )
         identity = await throttling.purge_expired(session, settings)
+        deliveries = await sync_repository.purge_deliveries(
+            session, utcnow() - timedelta(days=settings.webhook_delivery_retention_days)
+        )
         await session.commit()
-    return {"idempotency_records": purged, **identity}
+    return {"idempotency_records": purged, **identity, "webhook_deliveries": deliveries}
 
 
 async def run_periodically(factory: async_sessionmaker[AsyncSession], settings: Settings) -> None:

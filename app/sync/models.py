@@ -115,7 +115,8 @@ class SyncWebhookDelivery(SQLModel, table=True):
     message_id: str = Field(sa_column=Column(String(64), nullable=False))
     position: int = Field(sa_column=Column(BigInteger, nullable=False))
     attempt: int
-    attempted_at: datetime = Field(default_factory=utcnow, sa_column=moment_column())
+    # Kept HABEAS_WEBHOOK_DELIVERY_RETENTION_DAYS, then purged (app/jobs/housekeeping.py).
+    attempted_at: datetime = Field(default_factory=utcnow, sa_column=moment_column(index=True))
     status_code: int | None = None
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     outcome: str = Field(sa_column=Column(String(12), nullable=False))

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db import driver_connection
-from app.sync.models import SyncWebhook
+from app.sync.models import SyncWebhook, SyncWebhookDelivery
 
 # A record as the feed names it: its kind and id.
 Ref = tuple[str, uuid.UUID]
@@ -224,3 +224,11 @@ async def earliest_retry(session: AsyncSession, now: datetime) -> datetime | Non
         )
     )
     return due
+
+
+async def purge_deliveries(session: AsyncSession, before: datetime) -> int:
+    """Forget the webhook deliveries attempted before `before`; how many."""
+    deleted = await session.exec(
+        delete(SyncWebhookDelivery).where(col(SyncWebhookDelivery.attempted_at) < before)
+    )
+    return deleted.rowcount

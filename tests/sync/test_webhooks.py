@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from app.access.principal import Role
 from app.core.clock import utcnow
+from app.jobs.housekeeping import purge_expired
 from app.jobs.worker import Jobs
 from app.main import create_app
 from app.sync import webhooks
@@ -418,3 +419,46 @@ async def test_one_endpoint_in_trouble_does_not_hold_up_the_others(
                 ("failed", "HTTP 500"),
                 ("failed", "could not connect"),
             ]
+
+
+async def test_the_delivery_log_is_kept_for_its_days_then_purged(
+    private_app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """What an endpoint was sent and what came of it is kept to find out why an endpoint
+    fails, not for ever: the purge forgets attempts older than the retention, and nothing
+    else (the endpoint keeps where it was told up to)."""
+    jobs = jobs_of(private_app)
+    settings = private_app.state.settings
+    async with receiving() as receiver:
+        partner, row = await feed_partner(private_app, SHARES_BY)
+        async with aclosing(partner):
+            assert (await partner.post(HOOKS, json={"url": receiver.url})).status_code == 201
+            for _ in range(2):
+                await create_case(client, (await create_person(client))["id"], jurisdiction="BY")
+                await jobs.notify_partners()
+    attempts = await db.fetch("SELECT id FROM sync_webhook_delivery ORDER BY attempted_at")
+    assert len(attempts) == 2
+    old, fresh = attempts
+    retention = timedelta(days=settings.webhook_delivery_retention_days)
+    await db.execute(
+        "UPDATE sync_webhook_delivery SET attempted_at = now() - $1::interval WHERE id = $2",
+        retention + timedelta(minutes=1),
+        old["id"],
+    )
+    told = await db.fetchval("SELECT notified_seq FROM sync_webhook WHERE partner_id = $1", row.id)
+
+    purged = await purge_expired(private_app.state.session_factory, settings)
+
+    assert purged["webhook_deliveries"] == 1
+    assert [r["id"] for r in await db.fetch("SELECT id FROM sync_webhook_delivery")] == [
+        fresh["id"]
+    ]
+    assert told > 0
+    assert (
+        await db.fetchval("SELECT notified_seq FROM sync_webhook WHERE partner_id = $1", row.id)
+        == told
+    )
+    # Again: nothing more is old enough.
+    assert (await purge_expired(private_app.state.session_factory, settings))[
+        "webhook_deliveries"
+    ] == 0
