@@ -277,6 +277,7 @@ async def test_expired_throttles_known_addresses_and_assertions_are_purged(
         "sign_in_throttles": 3,
         "known_sign_in_addresses": 1,
         "client_assertion_uses": 1,
+        "webhook_deliveries": 0,
     }
     keys = {row["key"] for row in await db.fetch("SELECT key FROM sign_in_throttle")}
     assert not any("old-typo" in key for key in keys)
