@@ -239,7 +239,8 @@ _HIDDEN: Mapping[str, Mapping[Tier, frozenset[str]]] = {
 # What a partner never writes, whatever its tier (app/sync/push.py): who may see a case
 # file (its confidentiality, its jurisdiction) and who works on it are our coordinators'
 # decisions; that two persons are distinct rests on names it may not see; sources are
-# ours (partners do not read them). A private or hidden name it may not write either.
+# ours (a partner reads them only in its feed, beside what it shares that cites them). A
+# private or hidden name it may not write either.
 PARTNERS_NEVER_SET: Mapping[str, frozenset[str]] = {
     "case": frozenset({"confidentiality", "jurisdiction", "assigned_caseworkers"}),
     "person": frozenset({"confirmed_distinct_from"}),

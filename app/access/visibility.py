@@ -306,10 +306,11 @@ def source_resource(principal: Principal, *, recorded_by: uuid.UUID | None) -> R
     )
 
 
-def cited_source_resource(principal: Principal) -> Resource:
-    """A source cited by a record the caller reads: for a partner, shared by that record
-    (the change feed hands it beside the record; nothing else names a source so)."""
-    return Resource("Source", shared_with_caller=principal.is_partner)
+def cited_source_resource(principal: Principal, *, cited_by_a_shared_record: bool) -> Resource:
+    """A source as the policies see it when the caller was shown a citation of it: for a
+    partner, shared with it exactly when the record shown citing it is one its agreement
+    shares wholly (the change feed says so of what it hands over; nothing else does)."""
+    return Resource("Source", shared_with_caller=principal.is_partner and cited_by_a_shared_record)
 
 
 # A collective event shows only how many case files it moved; each case file's own

@@ -2,7 +2,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlmodel import col, select, update
+from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -68,6 +68,20 @@ async def coverage_of(
     for decision_id, case_id in await session.exec(stmt):
         covered[decision_id].append(case_id)
     return covered
+
+
+async def coverage_counts(
+    session: AsyncSession, decision_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many case files each decision covers, whoever may see them."""
+    if not decision_ids:
+        return {}
+    stmt = (
+        select(RecognitionCoverage.decision_id, func.count())
+        .where(col(RecognitionCoverage.decision_id).in_(list(decision_ids)))
+        .group_by(col(RecognitionCoverage.decision_id))
+    )
+    return dict(list(await session.exec(stmt)))
 
 
 async def renumber(

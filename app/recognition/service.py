@@ -2,7 +2,7 @@
 
 import heapq
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,20 @@ async def of_readable(
         )
         for view in readable
     }
+
+
+async def partly_shown(
+    session: AsyncSession, recognitions: Iterable[Recognition]
+) -> set[uuid.UUID]:
+    """The decisions that cover a case file the caller may not see, besides those shown
+    (one query): what they cite may be about that case file."""
+    shown = {
+        decision.id: len(recognition.coverage.get(decision.id, []))
+        for recognition in recognitions
+        for decision in recognition.decisions
+    }
+    covering = await repository.coverage_counts(session, list(shown))
+    return {decision_id for decision_id, count in covering.items() if count > shown[decision_id]}
 
 
 async def _coverage(

@@ -102,15 +102,16 @@ async def get(
     return _view(caller, keys, source)
 
 
-async def cited(
+async def cited_by_shared_records(
     session: AsyncSession, caller: Caller, source_ids: Collection[uuid.UUID], *, keys: DataKeyRing
 ) -> dict[uuid.UUID, SourceView]:
-    """The sources that records the caller reads cite, as it may see them (for a partner:
-    only through the change feed, beside the record that cites them); one it may not read
-    is left out."""
+    """The sources of these ids as the caller may see them, where the caller vouches that
+    each is cited by a record shown to it that its agreement shares wholly (the change
+    feed, which takes the ids from what it hands over); one it may not read is left out.
+    Nothing else may call this with ids from anywhere else."""
     if not source_ids:
         return {}
-    resource = visibility.cited_source_resource(caller.principal)
+    resource = visibility.cited_source_resource(caller.principal, cited_by_a_shared_record=True)
     if caller.policy.clearance(caller.principal, "source", resource) is None:
         return {}
     sources = await repository.many(session, source_ids)

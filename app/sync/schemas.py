@@ -69,7 +69,9 @@ class FeedItem(BaseModel):
         description="Beside an upserted record, for an agreement that shares the restricted "
         "tier (where citations are shown): the sources its status events, claims, custody "
         "entries and recognition decisions cite, in id order, at that tier (a witness is "
-        "never shown). A partner reads sources only here.",
+        "never shown; a decision that also covers a case file not shared shows none), an "
+        "empty list when it cites none; null below that tier. A partner reads sources only "
+        "here.",
     )
     merged_into: uuid.UUID | None = Field(
         default=None, description="For a redirect: the person this one was merged into."

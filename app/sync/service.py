@@ -39,7 +39,7 @@ snapshot.
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
@@ -373,6 +373,8 @@ def _content_hash(shown: dict[str, Any]) -> bytes:
 # each `source_ids` list, lists passed through (events, their claims' settlements, custody
 # entries and their ends, recognition decisions).
 CITATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
+    # (decisions that cover a case file the partner is not shared are passed over: their
+    # sources may be about that one)
     "person": (("recognition", "source_ids"),),
     "case": (
         ("status_events", "source_ids"),
@@ -383,9 +385,21 @@ CITATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def _cited(kind: str, shown: dict[str, Any]) -> set[uuid.UUID]:
-    """Every source a record cites where the partner is shown the citation."""
+def _cited(
+    kind: str, shown: dict[str, Any], partly_shared: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Every source a record cites where the partner is shown the citation, but for the
+    decisions in `partly_shared`."""
     found: set[uuid.UUID] = set()
+    if partly_shared and shown.get("recognition"):
+        shown = {
+            **shown,
+            "recognition": [
+                decision
+                for decision in shown["recognition"]
+                if uuid.UUID(decision["id"]) not in partly_shared
+            ],
+        }
     for path in CITATIONS[kind]:
         level: list[Any] = [shown]
         for key in path:
@@ -414,25 +428,28 @@ class _Candidate:
 
 
 async def _with_sources(
-    session: AsyncSession, caller: Caller, keys: DataKeyRing, upserts: Sequence[_Candidate]
+    session: AsyncSession,
+    caller: Caller,
+    keys: DataKeyRing,
+    upserts: Sequence[_Candidate],
+    partly_shared: Collection[uuid.UUID],
 ) -> None:
-    """Put beside each upserted record the sources it cites, as the partner may read them
-    (an agreement below the restricted tier is shown no citations, and so no sources), in
-    what it shows and so in its content hash."""
-    cited_by = [
-        _cited(candidate.ref[0], candidate.shown)
-        # Below the restricted tier no citation is shown.
-        if candidate.read is not None and candidate.read[1] >= Tier.restricted
-        else set()
+    """Put beside each upserted record the sources it cites, as the partner may read them,
+    in what it shows and so in its content hash: a list (maybe empty) at the restricted
+    tier, where citations are shown; none below it."""
+    shown_citations = [
+        candidate
         for candidate in upserts
+        if candidate.read is not None and candidate.read[1] >= Tier.restricted
     ]
-    sources = await sources_service.cited(
+    cited_by = [
+        _cited(candidate.ref[0], candidate.shown, partly_shared) for candidate in shown_citations
+    ]
+    sources = await sources_service.cited_by_shared_records(
         session, caller, set().union(*cited_by) if cited_by else set(), keys=keys
     )
-    for candidate, cited in zip(upserts, cited_by, strict=True):
+    for candidate, cited in zip(shown_citations, cited_by, strict=True):
         views = [sources[source_id] for source_id in sorted(cited) if source_id in sources]
-        if not views:
-            continue
         candidate.shown["sources"] = [
             view.read().model_dump(mode="json", exclude=exclusion("source", view.clearance))
             for view in views
@@ -600,8 +617,13 @@ async def _hand_over(
             )
             hidden = {}
         candidates.append(_Candidate((kind, record_id), seq, _shown(item, hidden), read))
+    partly_shared = await recognition_service.partly_shown(session, recognitions.values())
     await _with_sources(
-        session, caller, keys, [candidate for candidate in candidates if candidate.read]
+        session,
+        caller,
+        keys,
+        [candidate for candidate in candidates if candidate.read],
+        partly_shared,
     )
     handed: list[tuple[Ref, Delivered]] = []
     sources_seen: dict[uuid.UUID, Tier] = {}
