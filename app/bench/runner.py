@@ -57,6 +57,9 @@ class Result:
             "raw_p50_ms": round(self.raw.percentile(0.50), 2),
             "ratio": round(self.api.rps / self.raw.rps, 3) if self.raw.rps else 0.0,
             "rss_mb": round(self.rss_mb, 1),
+            # The measured windows: longer than asked when a request outlasted it.
+            "window_s": round(self.api.seconds, 1),
+            "raw_window_s": round(self.raw.seconds, 1),
         }
 
 
@@ -187,9 +190,10 @@ async def _drive(
     started = time.monotonic()
     measure_from = started + warmup
     end = measure_from + duration
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    errors = [0] * concurrency
-    window_end = [end]
+    # Each worker's requests: when each started and ended, and whether it succeeded.
+    requests: list[list[tuple[float, float, bool]]] = [[] for _ in range(concurrency)]
+    # When each worker's first request started after the warm-up ended (none yet: None).
+    first_measured: list[float | None] = [None] * concurrency
 
     async def worker(index: int) -> None:
         # Start the connections one by one during the warm-up: a burst of connects is
@@ -197,25 +201,29 @@ async def _drive(
         # the less busy worker take each new one.
         await asyncio.sleep(index * warmup / (2 * concurrency))
         rng = random.Random(index)
-        measured = 0
-        # Only requests that start and finish inside the measured window count. A worker
-        # whose requests take longer than the window (a loaded machine, a short quick run)
-        # goes on until one has started and finished after the warm-up, and the window is
-        # then as long as that took: a rate from no request at all would say nothing.
-        while (now := time.monotonic()) < end or not measured:
+        # Every worker keeps the load on until the window ends and every worker has a
+        # request that started after the warm-up and finished: on a loaded machine or in
+        # a short quick run one request can outlast the window, and a rate from none says
+        # nothing. The window then lasts until the last of those first requests ended.
+        while (now := time.monotonic()) < end or None in first_measured:
             ok = await one(index, rng)
             done = time.monotonic()
-            if now >= measure_from and (done <= end or not measured):
-                measured += 1
-                window_end[0] = max(window_end[0], done)
-                if ok:
-                    latencies[index].append((done - now) * 1000)
-                else:
-                    errors[index] += 1
+            requests[index].append((now, done, ok))
+            if now >= measure_from and first_measured[index] is None:
+                first_measured[index] = done
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    merged = [value for per_worker in latencies for value in per_worker]
-    return Measurement(len(merged), sum(errors), window_end[0] - measure_from, merged)
+    window_end = max([end, *(done for done in first_measured if done is not None)])
+    # Only requests that start and finish inside the window count, for every worker alike.
+    inside = [
+        (start, done, ok)
+        for per_worker in requests
+        for start, done, ok in per_worker
+        if start >= measure_from and done <= window_end
+    ]
+    latencies = [(done - start) * 1000 for start, done, ok in inside if ok]
+    errors = sum(1 for _, _, ok in inside if not ok)
+    return Measurement(len(latencies), errors, window_end - measure_from, latencies)
 
 
 async def run_api(

@@ -20,11 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.clock import utcnow
 from app.core.config import Settings
 from app.idempotency import service as idempotency_service
 from app.identity import throttling
-from app.sync import repository as sync_repository
+from app.sync import webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -38,9 +37,7 @@ async def purge_expired(
             session, timedelta(hours=settings.idempotency_retention_hours)
         )
         identity = await throttling.purge_expired(session, settings)
-        deliveries = await sync_repository.purge_deliveries(
-            session, utcnow() - timedelta(days=settings.webhook_delivery_retention_days)
-        )
+        deliveries = await webhooks.purge_expired(session, settings)
         await session.commit()
     return {"idempotency_records": purged, **identity, "webhook_deliveries": deliveries}
 

@@ -255,6 +255,13 @@ class Run:
     retry_at: datetime | None = None
 
 
+async def purge_expired(session: AsyncSession, settings: Settings) -> int:
+    """Forget the deliveries attempted longer ago than the log is kept; how many. The log
+    holds partners' addresses and errors: it is for finding out why an endpoint fails."""
+    kept_since = utcnow() - timedelta(days=settings.webhook_delivery_retention_days)
+    return await repository.purge_deliveries(session, kept_since)
+
+
 def backoff(failures: int) -> timedelta:
     """Full jitter: a random wait between 1 s and base × 2^(failures − 1), capped."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
