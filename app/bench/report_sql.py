@@ -25,8 +25,9 @@ HELD_DEPRIVATION_TYPES = [
 ]
 
 # Just-in-time compilation costs seconds on a statement this size and gains nothing on
-# these aggregates; the sorts of a 1M-event path fit in memory with a larger work_mem.
-SQL_SETTINGS = "SET LOCAL jit = off; SET LOCAL work_mem = '256MB'"
+# these aggregates; the sorts of a 1M-event path fit in memory with a larger work_mem (the
+# engine's own, app/reports/knowledge.py).
+SQL_SETTINGS = "SET LOCAL jit = off; SET LOCAL work_mem = '1GB'"
 # $1 as_of, $2 period from, $3 period to, $4 as known at, $5 baseline, $6 jurisdiction,
 # $7 held deprivation types, $8 custodial sentence types, $9 first month of the series.
 SQL_STATUS_REPORT = """

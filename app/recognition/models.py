@@ -30,7 +30,7 @@ class RecognitionDecision(SQLModel, table=True):
     co_signers: list[str] = Field(
         default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
     )
-    decided_on: date
+    decided_on: date = Field(index=True)
     rationale: str | None = Field(default=None, sa_type=Text)
     exclusion_reason: str | None = Field(default=None, sa_type=Text)
     # required of a withdrawal (criteria.REQUIRES_EXCLUSION)

@@ -110,7 +110,7 @@ corrections (event_id, given) AS (
 # Each case file as known at T: its row, unless its counted facts were corrected after T;
 # then the version that held at T (migration 0015). A case file made after T has neither.
 _SCOPE = """
-scope{N} AS MATERIALIZED (
+scope{N} AS {SCOPE_MATERIALIZED} (
     SELECT v.*, v.deprivation_type = ANY({HELD_TYPES}::text[]) AS counts_held
     FROM (
         SELECT c.id, c.person_id, c.jurisdiction, c.deprivation_type
@@ -137,6 +137,21 @@ LATERAL (
     FROM person_facts_history ph
     WHERE {WHEN} AND ph.person_id = {PERSON} AND ph.valid_from <= {T}
       AND ph.valid_until > {T}
+)"""
+
+# The person of one case file as known at T, if the report counts the case file (as in
+# `scope`, a lateral subquery: a lookup for each of a few rows).
+_CASE_AT = """
+LATERAL (
+    SELECT v.person_id
+    FROM (
+        SELECT c.person_id, c.jurisdiction FROM case_file c
+        WHERE c.id = {CASE} AND c.facts_since <= {T}
+        UNION ALL
+        SELECT h.person_id, h.jurisdiction FROM case_file_facts_history h
+        WHERE h.case_file_id = {CASE} AND h.valid_from <= {T} AND h.valid_until > {T}
+    ) AS v
+    WHERE {JURISDICTION}::text IS NULL OR v.jurisdiction = {JURISDICTION}::text
 )"""
 
 # The events on the path as known at T, each with whether its state is "held".
@@ -223,22 +238,121 @@ CASE
     ELSE 'other'
 END"""
 
-# Merges each person's intervals [a, b) from {SOURCE} into disjoint islands, in {NAME}.
+# Merges each person's intervals [a, b) from {SOURCE} into disjoint islands, in {NAME}
+# (per `key`: the jurisdiction a basis counts them for, app/reports/basis.py).
 _ISLANDS = """
 {NAME}_marked AS (
-    SELECT person_id, a, b,
-           CASE WHEN a <= max(b) OVER (PARTITION BY person_id ORDER BY a, b
+    SELECT key, person_id, a, b,
+           CASE WHEN a <= max(b) OVER (PARTITION BY key, person_id ORDER BY a, b
                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                 THEN 0 ELSE 1 END AS starts
     FROM {SOURCE}
 ),
 {NAME} AS MATERIALIZED (
-    SELECT person_id, min(a) AS a, max(b) AS b
-    FROM (SELECT person_id, a, b,
-                 sum(starts) OVER (PARTITION BY person_id ORDER BY a, b) AS island
+    SELECT key, person_id, min(a) AS a, max(b) AS b
+    FROM (SELECT key, person_id, a, b,
+                 sum(starts) OVER (PARTITION BY key, person_id ORDER BY a, b) AS island
           FROM {NAME}_marked) AS numbered
-    GROUP BY person_id, island
+    GROUP BY key, person_id, island
 )"""
+
+# Each case file's recognition as known at {KNOWN}: the decisions covering it, in the order
+# they were decided, each until the next (the case files of {COVERAGE} where {CASES}
+# holds: `recognition_coverage v`, or a few case files joined to it, looked up one by one).
+_RECOGNITION = """
+{NAME} AS MATERIALIZED (
+    SELECT v.case_file_id, d.status, d.decided_on AS since,
+           lead(d.decided_on) OVER r AS until
+    FROM {COVERAGE}
+    JOIN recognition_decision d ON d.id = v.decision_id
+    WHERE d.recorded_at <= {KNOWN} AND {CASES}
+    WINDOW r AS (PARTITION BY v.case_file_id ORDER BY d.decided_on, d.version)
+)"""
+
+# What the path rows of {SOURCE} (key, person, case file, status, days, held or not, as a
+# report counts them) add to the figures over time, day by day, in {NAME} (key, day,
+# measure, n), with {REC} their case files' recognition:
+# - `held` and `recognised`: +1 on the first day of each island of a person's custody (of
+#   recognised custody), −1 on the day after it ends — a month's figure is the sum up to
+#   its last day. Custody ends with the person's death; a person held on two case files
+#   at once is one island.
+# - `detention`: the people whose custody began that day.
+# - `release:<mode>`: the people leaving custody that day (once per day and mode whatever
+#   the number of case files), the mode "pardoned and deported" looking at the deportation
+#   by the month's end.
+# Each person adds their own, so that a basis's sums (app/reports/basis.py) can have some
+# people's taken out and added back as they are now.
+_CONTRIBUTIONS = """
+{NAME}_deaths AS (
+    SELECT key, person_id, min(effective_date) AS died_on
+    FROM {SOURCE} WHERE to_status = 'died_in_custody'
+    GROUP BY key, person_id
+),
+{NAME}_stretches AS MATERIALIZED (
+    SELECT x.key, x.person_id, x.case_file_id, x.effective_date AS a,
+           LEAST(COALESCE(x.until, 'infinity'::date),
+                 COALESCE(dd.died_on, 'infinity'::date)) AS b
+    FROM {SOURCE} x
+    LEFT JOIN {NAME}_deaths dd ON dd.key = x.key AND dd.person_id = x.person_id
+    WHERE x.held
+),
+{NAME}_recognised_stretches AS (
+    SELECT s.key, s.person_id, GREATEST(s.a, r.since) AS a,
+           LEAST(s.b, COALESCE(r.until, 'infinity'::date)) AS b
+    FROM {NAME}_stretches s
+    JOIN {REC} r ON r.case_file_id = s.case_file_id AND r.status = 'political_prisoner'
+    WHERE GREATEST(s.a, r.since) < LEAST(s.b, COALESCE(r.until, 'infinity'::date))
+),
+{HELD_ISLANDS},
+{RECOGNISED_ISLANDS},
+{NAME}_releases AS (
+    SELECT DISTINCT ON (x.key, x.person_id, x.effective_date, x.to_status)
+           x.key, x.effective_date AS day, {MONTH_MODE} AS mode
+    FROM {SOURCE} x
+    WHERE x.was_held AND NOT x.held AND x.to_status <> 'died_in_custody'
+    ORDER BY x.key, x.person_id, x.effective_date, x.to_status, x.case_file_id
+),
+{NAME} AS (
+    SELECT key, a AS day, 'held' AS measure, count(*) AS n
+    FROM {NAME}_held_islands WHERE a < b GROUP BY 1, 2
+    UNION ALL
+    SELECT key, b, 'held', -count(*)
+    FROM {NAME}_held_islands WHERE a < b AND b < 'infinity'::date GROUP BY 1, 2
+    UNION ALL
+    SELECT key, a, 'recognised', count(*)
+    FROM {NAME}_recognised_islands WHERE a < b GROUP BY 1, 2
+    UNION ALL
+    SELECT key, b, 'recognised', -count(*)
+    FROM {NAME}_recognised_islands WHERE a < b AND b < 'infinity'::date GROUP BY 1, 2
+    UNION ALL
+    SELECT key, effective_date, 'detention', count(DISTINCT person_id)
+    FROM {SOURCE} WHERE held AND NOT was_held GROUP BY 1, 2
+    UNION ALL
+    SELECT key, day, 'release:' || mode, count(*) FROM {NAME}_releases GROUP BY 1, 2, 3
+)"""
+
+
+def _contributions(name: str, source: str, recognition: str) -> str:
+    """The _CONTRIBUTIONS of `source` (a CTE of path rows with a `key`) as CTE `name`."""
+    return _fill(
+        _CONTRIBUTIONS,
+        {
+            "HELD_ISLANDS": _fill(
+                _ISLANDS, {"NAME": "{NAME}_held_islands", "SOURCE": "{NAME}_stretches"}
+            ),
+            "RECOGNISED_ISLANDS": _fill(
+                _ISLANDS,
+                {"NAME": "{NAME}_recognised_islands", "SOURCE": "{NAME}_recognised_stretches"},
+            ),
+            "MONTH_MODE": _fill(_RELEASE_MODE, {"BY": _MONTH_END.format(day="x.effective_date")}),
+            "NAME": name,
+            "SOURCE": source,
+            "REC": recognition,
+        },
+    )
+
+
+_MONTH_END = "(date_trunc('month', {day}::timestamp) + interval '1 month' - interval '1 day')::date"
 
 # With a path basis (app/reports/basis.py): the case files changed since the basis — an
 # event, a retraction or a claim's resolution recorded, or a counted fact of the case file
@@ -256,6 +370,17 @@ changed AS MATERIALIZED (
     UNION SELECT id FROM case_file WHERE facts_since >= {CHANGED_AFTER}
     UNION SELECT c.id FROM person p JOIN case_file c ON c.person_id = p.id
     WHERE p.facts_since >= {CHANGED_AFTER}
+    UNION SELECT v.case_file_id FROM recognition_decision d
+    JOIN recognition_coverage v ON v.decision_id = d.id
+    WHERE d.recorded_at >= {CHANGED_AFTER}
+),
+-- The people whose figures over time are counted here anew: those of the case files
+-- changed, as they are at T and as the basis has them (a case file may have moved).
+changed_persons AS MATERIALIZED (
+    SELECT s.person_id FROM scope s WHERE s.id IN (SELECT case_file_id FROM changed)
+    UNION
+    SELECT b.person_id FROM report_basis_path b
+    WHERE b.basis_id = {BASIS} AND b.case_file_id IN (SELECT case_file_id FROM changed)
 )"""
 
 _PATH_FROM_BASIS = """
@@ -304,9 +429,106 @@ _FIGURE_SLOTS = {
     "N": "",
     "ONLY:c.id": "",
     "ONLY:h.case_file_id": "",
+    "SCOPE_MATERIALIZED": "MATERIALIZED",
 }
 # … and two more with a path basis.
-_BASIS_SLOTS = {"BASIS": "$13::uuid", "CHANGED_AFTER": "$14::timestamptz"}
+_BASIS_SLOTS = {
+    "BASIS": "$13::uuid",
+    "CHANGED_AFTER": "$14::timestamptz",
+    "BASIS_KNOWN_AT": "$15::timestamptz",
+}
+
+# A basis's path rows as the figures over time count them (with the report's choice of
+# deprivation types): a build's for every key (each row once for all jurisdictions, once
+# for its own), a report's for the people it counts anew.
+_BASIS_SOURCE = """
+{NAME} AS (
+    SELECT {KEY} AS key, b.person_id, b.case_file_id, b.to_status, b.next_status, b.until,
+           b.effective_date, b.release_reason,
+           b.held AND b.deprivation_type = ANY({HELD_TYPES}::text[]) AS held,
+           b.was_held AND b.deprivation_type = ANY({HELD_TYPES}::text[]) AS was_held
+    FROM report_basis_path b{KEYS}
+    WHERE b.basis_id = {BASIS} AND {WHERE}
+)"""
+# The recognition decisions covering the few case files of a source.
+_COVERAGE_OF = (
+    "(SELECT DISTINCT case_file_id FROM {source}) AS c"
+    " JOIN recognition_coverage v ON v.case_file_id = c.case_file_id"
+)
+# The key of the sums over all jurisdictions (a jurisdiction's own are its code).
+ALL_JURISDICTIONS = "*"
+
+
+def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
+    """`daily`: what the path adds to the figures over time, day by day (_CONTRIBUTIONS).
+    With `sums_from_basis`, the basis's sums for the report's jurisdiction, less what the
+    people counted anew added as the basis has them, plus what they add now."""
+    if not sums_from_basis:
+        return ",\n".join(
+            [
+                "now_source AS (SELECT '*'::text AS key, x.* FROM path x)",
+                _fill(
+                    _RECOGNITION,
+                    {
+                        "NAME": "now_recognition",
+                        "KNOWN": slots["T"],
+                        "COVERAGE": "recognition_coverage v",
+                        "CASES": "v.case_file_id IN (SELECT id FROM scope)",
+                    },
+                ),
+                _contributions("now_counted", "now_source", "now_recognition"),
+                "daily AS (SELECT day, measure, n FROM now_counted)",
+            ]
+        )
+    anew = "(SELECT person_id FROM changed_persons)"
+    return ",\n".join(
+        [
+            _fill(
+                _BASIS_SOURCE,
+                {
+                    **slots,
+                    "NAME": "was_source",
+                    "KEY": "'*'::text",
+                    "KEYS": "",
+                    "WHERE": f"b.person_id IN {anew} AND ({slots['JURISDICTION']}::text IS NULL"
+                    f" OR b.jurisdiction = {slots['JURISDICTION']}::text)",
+                },
+            ),
+            _fill(
+                _RECOGNITION,
+                {
+                    "NAME": "was_recognition",
+                    "KNOWN": slots["BASIS_KNOWN_AT"],
+                    "COVERAGE": _COVERAGE_OF.format(source="was_source"),
+                    "CASES": "true",
+                },
+            ),
+            _contributions("was_counted", "was_source", "was_recognition"),
+            f"now_source AS (SELECT '*'::text AS key, x.* FROM path x WHERE x.person_id IN {anew})",
+            _fill(
+                _RECOGNITION,
+                {
+                    "NAME": "now_recognition",
+                    "KNOWN": slots["T"],
+                    "COVERAGE": _COVERAGE_OF.format(source="now_source"),
+                    "CASES": "true",
+                },
+            ),
+            _contributions("now_counted", "now_source", "now_recognition"),
+            _fill(
+                """
+daily AS (
+    SELECT day, measure, n FROM report_basis_daily
+    WHERE basis_id = {BASIS} AND key = COALESCE({JURISDICTION}::text, '*')
+    UNION ALL
+    SELECT day, measure, -n FROM was_counted
+    UNION ALL
+    SELECT day, measure, n FROM now_counted
+)""",
+                slots,
+            ),
+        ]
+    )
 
 
 def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
@@ -333,15 +555,17 @@ def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
             _CORRECTIONS,
             {"CORRECTED_ONLY": " AND r.case_file_id IN (SELECT case_file_id FROM changed)"},
         ),
-        _fill(_SCOPE, slots),
+        # Every case file's scope is only looked up here (the basis has their paths).
+        _fill(_SCOPE, {**slots, "SCOPE_MATERIALIZED": "NOT MATERIALIZED"}),
         _fill(_SCOPE, fresh),
         _fill(_KNOWN, fresh),
         _fill(_PATH_FROM_BASIS, slots),
     ]
 
 
-def _figures_sql(*, with_basis: bool) -> str:
+def _figures_sql(*, with_basis: bool, sums_from_basis: bool = False) -> str:
     slots = {**_FIGURE_SLOTS, **(_BASIS_SLOTS if with_basis else {})}
+    daily = _daily_ctes(slots, sums_from_basis=sums_from_basis)
     ctes = ",\n".join(
         [
             *_path_ctes(slots, with_basis=with_basis),
@@ -357,16 +581,6 @@ on_day AS MATERIALIZED (
     WHERE x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
       AND (x.held OR x.to_status NOT IN ('released', 'pardoned', 'deported', 'died_in_custody'))
 ),
-recognition AS MATERIALIZED (
-    SELECT v.case_file_id, s.person_id, d.status, d.decided_on AS since,
-           lead(d.decided_on) OVER r AS until,
-           lag(d.status) OVER r AS previous
-    FROM recognition_coverage v
-    JOIN recognition_decision d ON d.id = v.decision_id
-    JOIN scope s ON s.id = v.case_file_id
-    WHERE d.recorded_at <= {T}
-    WINDOW r AS (PARTITION BY v.case_file_id ORDER BY d.decided_on, d.version)
-),
 -- A death in custody ends a person's custody on every case file (a death recorded on one
 -- of two is not a person still held on the other).
 deaths AS MATERIALIZED (
@@ -374,11 +588,20 @@ deaths AS MATERIALIZED (
     FROM path x WHERE x.to_status = 'died_in_custody'
     GROUP BY x.person_id
 ),
+-- The recognition on D of each case file in custody then, as known at T: the last decision
+-- decided by D (the last given, of those decided the same day).
+recognised_on_day AS MATERIALIZED (
+    SELECT DISTINCT ON (v.case_file_id) v.case_file_id, d.status
+    FROM on_day o
+    JOIN recognition_coverage v ON v.case_file_id = o.case_file_id
+    JOIN recognition_decision d ON d.id = v.decision_id
+    WHERE o.held AND d.recorded_at <= {T} AND d.decided_on <= {D}
+    ORDER BY v.case_file_id, d.decided_on DESC, d.version DESC
+),
 held_files AS MATERIALIZED (
     SELECT o.*, COALESCE(r.status, 'not_assessed') AS recognition
     FROM on_day o
-    LEFT JOIN recognition r ON r.case_file_id = o.case_file_id
-         AND r.since <= {D} AND (r.until IS NULL OR r.until > {D})
+    LEFT JOIN recognised_on_day r ON r.case_file_id = o.case_file_id
     WHERE o.held
       AND o.person_id NOT IN (SELECT person_id FROM deaths WHERE died_on <= {D})
 ),
@@ -390,7 +613,9 @@ held_people AS MATERIALIZED (
            bool_or(h.recognition = 'politically_persecuted') OVER p AS persecuted,
            h.facts_kept, h.gender, h.citizenships, h.region, h.birth_date
     FROM held_files h
-    WINDOW p AS (PARTITION BY h.person_id)
+    -- Ordered as the choice of the case file is, so that one sort serves both.
+    WINDOW p AS (PARTITION BY h.person_id ORDER BY h.effective_date DESC, h.case_file_id
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
     ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
 ),
 -- Each person's facts as known at T: kept by the basis, or asked.
@@ -406,26 +631,18 @@ held AS MATERIALIZED (
                 + _fill(_PERSON_AT, {"PERSON": "h.person_id", "WHEN": "NOT h.facts_kept"})
                 + """ AS pr ON true
 ),
--- A person leaving custody, once per day and mode whatever the number of case files (a
--- pardon recorded on two case files is one pardon). The mode "pardoned and deported"
--- looks at the deportation by the period's end; in the monthly series, by the month's.
+-- A person leaving custody in the period, once per day and mode whatever the number of
+-- case files (a pardon recorded on two case files is one pardon). The mode "pardoned and
+-- deported" looks at the deportation by the period's end.
 releases AS MATERIALIZED (
     SELECT DISTINCT ON (x.person_id, x.effective_date, x.to_status)
            x.person_id, x.jurisdiction, x.effective_date,
            """
                 + _fill(_RELEASE_MODE, {"BY": "{PERIOD_TO}"})
-                + """ AS mode,
-           """
-                + _fill(
-                    _RELEASE_MODE,
-                    {
-                        "BY": "(date_trunc('month', x.effective_date::timestamp)"
-                        " + interval '1 month' - interval '1 day')::date"
-                    },
-                )
-                + """ AS month_mode
+                + """ AS mode
     FROM path x
     WHERE x.was_held AND NOT x.held AND x.to_status <> 'died_in_custody'
+      AND x.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
     ORDER BY x.person_id, x.effective_date, x.to_status, x.case_file_id
 ),
 in_period AS MATERIALIZED (
@@ -434,7 +651,9 @@ in_period AS MATERIALIZED (
 claims AS MATERIALIZED (
     SELECT e.to_status, e.effective_date, e.effective_precision, s.person_id
     FROM status_event e
-    JOIN scope s ON s.id = e.case_file_id
+    CROSS JOIN """
+                + _fill(_CASE_AT, {"CASE": "e.case_file_id"})
+                + """ AS s
     WHERE e.confidence = 'unconfirmed' AND e.recorded_at <= {T}
       AND e.effective_date BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
       AND NOT EXISTS (SELECT 1 FROM status_event_retraction r
@@ -446,30 +665,13 @@ months AS (
     SELECT LEAST((m + interval '1 month' - interval '1 day')::date, {D}) AS month_end
     FROM generate_series({SERIES_START}::timestamp, {D}::timestamp, interval '1 month') AS m
 ),
--- The series: each stretch of custody of a case file, ended by the person's death; the
--- recognised part of it; then, per person, the islands these make (a person held on two
--- case files at once counts once), so that a month's figure is a count of islands.
-stretches AS MATERIALIZED (
-    SELECT x.person_id, x.case_file_id, x.effective_date AS a,
-           LEAST(COALESCE(x.until, 'infinity'::date),
-                 COALESCE(dd.died_on, 'infinity'::date)) AS b
-    FROM path x
-    LEFT JOIN deaths dd ON dd.person_id = x.person_id
-    WHERE x.held AND x.effective_date <= {D} AND (x.until IS NULL OR x.until > {SERIES_START})
-),
-recognised_stretches AS (
-    SELECT s.person_id, GREATEST(s.a, r.since) AS a,
-           LEAST(s.b, COALESCE(r.until, 'infinity'::date)) AS b
-    FROM stretches s
-    JOIN recognition r ON r.case_file_id = s.case_file_id AND r.status = 'political_prisoner'
-    WHERE GREATEST(s.a, r.since) < LEAST(s.b, COALESCE(r.until, 'infinity'::date))
-),
 """
-                + _fill(_ISLANDS, {"NAME": "held_islands", "SOURCE": "stretches"})
+                + daily
                 + """,
-"""
-                + _fill(_ISLANDS, {"NAME": "recognised_islands", "SOURCE": "recognised_stretches"})
-                + """,
+-- The figures over time, summed by day.
+by_day AS MATERIALIZED (
+    SELECT day, measure, sum(n) AS n FROM daily GROUP BY day, measure
+),
 -- Who was held, kept with the snapshot (never served): the next report of the series
 -- compares its own with it instead of computing this one's again.
 kept AS (
@@ -509,10 +711,21 @@ SELECT jsonb_build_object(
   'period', jsonb_build_object(
     'new_detentions', (SELECT count(DISTINCT (person_id, effective_date)) FROM in_period
         WHERE held AND NOT was_held),
-    'new_recognitions', (SELECT count(DISTINCT person_id) FROM recognition
-        WHERE status = 'political_prisoner'
-          AND previous IS DISTINCT FROM 'political_prisoner'
-          AND since BETWEEN {PERIOD_FROM} AND {PERIOD_TO}),
+    'new_recognitions', (SELECT count(DISTINCT s.person_id)
+        FROM recognition_decision d
+        JOIN recognition_coverage v ON v.decision_id = d.id
+        CROSS JOIN """
+        + _fill(_CASE_AT, {"CASE": "v.case_file_id"})
+        + """ AS s
+        WHERE d.status = 'political_prisoner' AND d.recorded_at <= {T}
+          AND d.decided_on BETWEEN {PERIOD_FROM} AND {PERIOD_TO}
+          AND (SELECT p.status
+               FROM recognition_coverage pv
+               JOIN recognition_decision p ON p.id = pv.decision_id
+               WHERE pv.case_file_id = v.case_file_id AND p.recorded_at <= {T}
+                 AND (p.decided_on, p.version) < (d.decided_on, d.version)
+               ORDER BY p.decided_on DESC, p.version DESC
+               LIMIT 1) IS DISTINCT FROM 'political_prisoner'),
     'sentences', jsonb_build_object(
       'total', (SELECT count(*) FROM in_period WHERE to_status = 'sentenced'),
       'by_type', (SELECT jsonb_object_agg(k, n) FROM
@@ -553,10 +766,10 @@ SELECT jsonb_build_object(
   'cumulative', jsonb_build_object(
     'deaths_in_custody_since_baseline', (SELECT count(*) FROM deaths
         WHERE died_on BETWEEN {BASELINE} AND {D}),
-    'detentions_since_baseline', (SELECT count(DISTINCT (person_id, effective_date)) FROM path
-        WHERE held AND NOT was_held AND effective_date BETWEEN {BASELINE} AND {D}),
-    'releases_since_baseline', (SELECT count(*) FROM releases
-        WHERE effective_date BETWEEN {BASELINE} AND {D})
+    'detentions_since_baseline', (SELECT COALESCE(sum(n), 0) FROM by_day
+        WHERE measure = 'detention' AND day BETWEEN {BASELINE} AND {D}),
+    'releases_since_baseline', (SELECT COALESCE(sum(n), 0) FROM by_day
+        WHERE measure LIKE 'release:%' AND day BETWEEN {BASELINE} AND {D})
   ),
   'claims', jsonb_build_object('unconfirmed', jsonb_build_object(
     'count', (SELECT count(*) FROM claims),
@@ -582,33 +795,34 @@ SELECT jsonb_build_object(
     'by_age_band', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT CASE
             WHEN birth_date IS NULL THEN 'unknown'
-            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 18 THEN 'under_18'
-            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 30 THEN '18_29'
-            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 40 THEN '30_39'
-            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 50 THEN '40_49'
-            WHEN extract(year FROM {D}) - extract(year FROM birth_date) < 60 THEN '50_59'
+            WHEN date_part('year', {D}) - date_part('year', birth_date) < 18 THEN 'under_18'
+            WHEN date_part('year', {D}) - date_part('year', birth_date) < 30 THEN '18_29'
+            WHEN date_part('year', {D}) - date_part('year', birth_date) < 40 THEN '30_39'
+            WHEN date_part('year', {D}) - date_part('year', birth_date) < 50 THEN '40_49'
+            WHEN date_part('year', {D}) - date_part('year', birth_date) < 60 THEN '50_59'
             ELSE '60_plus' END AS k, count(*) AS n
          FROM held GROUP BY 1) g),
     'by_region', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT COALESCE(region, 'unknown') AS k, count(*) AS n FROM held GROUP BY 1) g),
     'by_article', (SELECT jsonb_object_agg(k, n) FROM
-        (SELECT a.article AS k, count(DISTINCT h.person_id) AS n
-         FROM held_files h
-         LEFT JOIN LATERAL (
-             SELECT c.charges FROM case_file c
-             WHERE NOT h.facts_kept AND c.id = h.case_file_id AND c.facts_since <= {T}
+        (SELECT a.article AS k, count(*) AS n
+         FROM (SELECT DISTINCT person_id, article FROM (
+             SELECT h.person_id, unnest(h.articles) AS article
+             FROM held_files h WHERE h.facts_kept
              UNION ALL
-             SELECT f.charges FROM case_file_facts_history f
-             WHERE NOT h.facts_kept AND f.case_file_id = h.case_file_id
-               AND f.valid_from <= {T} AND f.valid_until > {T}
-         ) AS known_charges ON true
-         CROSS JOIN LATERAL (
-             SELECT DISTINCT article
-             FROM unnest(CASE WHEN h.facts_kept THEN h.articles
-                              ELSE ARRAY(SELECT charge ->> 'article' FROM
-                                         jsonb_array_elements(known_charges.charges) AS charge)
-                         END) AS article) a
-         WHERE a.article IS NOT NULL
+             SELECT h.person_id, charge ->> 'article'
+             FROM held_files h
+             CROSS JOIN LATERAL (
+                 SELECT c.charges FROM case_file c
+                 WHERE c.id = h.case_file_id AND c.facts_since <= {T}
+                 UNION ALL
+                 SELECT f.charges FROM case_file_facts_history f
+                 WHERE f.case_file_id = h.case_file_id
+                   AND f.valid_from <= {T} AND f.valid_until > {T}
+             ) AS known_charges
+             CROSS JOIN LATERAL jsonb_array_elements(known_charges.charges) AS charge
+             WHERE NOT h.facts_kept
+         ) AS each_article WHERE article IS NOT NULL) AS a
          GROUP BY 1) g),
     'by_sentence_band', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT """
@@ -647,10 +861,10 @@ SELECT jsonb_build_object(
   'series', jsonb_build_object(
     'held_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
           'month_end', to_char(m.month_end, 'YYYY-MM-DD'),
-          'held', (SELECT count(*) FROM held_islands i
-                   WHERE i.a <= m.month_end AND i.b > m.month_end),
-          'recognised', (SELECT count(*) FROM recognised_islands i
-                         WHERE i.a <= m.month_end AND i.b > m.month_end))
+          'held', (SELECT COALESCE(sum(n), 0) FROM by_day
+                   WHERE measure = 'held' AND day <= m.month_end),
+          'recognised', (SELECT COALESCE(sum(n), 0) FROM by_day
+                         WHERE measure = 'recognised' AND day <= m.month_end))
         ORDER BY m.month_end), '[]'::jsonb)
       FROM months m),
     'releases_by_month', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
@@ -659,10 +873,12 @@ SELECT jsonb_build_object(
       FROM months m
       LEFT JOIN (
         SELECT month, jsonb_object_agg(mode, n) AS by_mode
-        FROM (SELECT date_trunc('month', effective_date::timestamp) AS month,
-                     month_mode AS mode, count(*) AS n
-              FROM releases WHERE effective_date BETWEEN {SERIES_START} AND {D}
-              GROUP BY 1, 2) x
+        FROM (SELECT date_trunc('month', day::timestamp) AS month,
+                     substr(measure, length('release:') + 1) AS mode, sum(n) AS n
+              FROM by_day
+              WHERE measure LIKE 'release:%' AND day BETWEEN {SERIES_START} AND {D}
+              GROUP BY 1, 2
+              HAVING sum(n) <> 0) x
         GROUP BY month
       ) g ON g.month = date_trunc('month', m.month_end::timestamp))
   )
@@ -674,6 +890,8 @@ SELECT jsonb_build_object(
 
 FIGURES_SQL = _figures_sql(with_basis=False)
 FIGURES_SQL_WITH_BASIS = _figures_sql(with_basis=True)
+# With the basis's sums of the figures over time: kept for the default deprivation types.
+FIGURES_SQL_WITH_BASIS_SUMS = _figures_sql(with_basis=True, sums_from_basis=True)
 
 
 def _custodial() -> list[str]:
@@ -714,11 +932,12 @@ class Basis:
 
     id: uuid.UUID
     changed_after: datetime
+    known_at: datetime
 
 
-# Changes whenever the path CTEs or the basis's columns change: a basis built otherwise is
-# never read (app/reports/basis.py).
-BASIS_FORMAT = "path-2"
+# Changes whenever the path CTEs, the sums or the basis's columns change: a basis built
+# otherwise is never read (app/reports/basis.py).
+BASIS_FORMAT = "path-3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,11 +966,17 @@ async def figures(
     question's knowledge time or before (held by the transaction: app/reports/basis.py),
     the paths of the case files unchanged since are read from it; the figures are the same
     either way."""
-    document = await connection.fetchval(
-        FIGURES_SQL_WITH_BASIS if basis is not None else FIGURES_SQL,
-        *_figure_arguments(question, snapshot_id, earlier),
-        *((basis.id, basis.changed_after) if basis is not None else ()),
-    )
+    arguments = _figure_arguments(question, snapshot_id, earlier)
+    if basis is None:
+        statement = FIGURES_SQL
+    elif set(question.held_deprivation_types) == set(DEFAULT_HELD_DEPRIVATION_TYPES):
+        statement = FIGURES_SQL_WITH_BASIS_SUMS
+        arguments += [basis.id, basis.changed_after, basis.known_at]
+    else:
+        # The basis's sums count the default deprivation types: these are counted here.
+        statement = FIGURES_SQL_WITH_BASIS
+        arguments += [basis.id, basis.changed_after]
+    document = await connection.fetchval(statement, *arguments)
     counted = _decoded(document)
     claims: list[dict[str, Any]] = counted["claims"]["unconfirmed"].pop("people")
     movements: dict[str, list[str]] | None = counted.pop("movements")
@@ -788,6 +1013,7 @@ _BASIS_SLOTS_BUILD = {
     "N": "",
     "ONLY:c.id": "",
     "ONLY:h.case_file_id": "",
+    "SCOPE_MATERIALIZED": "MATERIALIZED",
 }
 BASIS_PATH_SQL = (
     """
@@ -823,7 +1049,51 @@ SELECT $2::uuid, x.id, x.case_file_id, x.person_id, x.jurisdiction, x.deprivatio
        pf.citizenships, pf.gender, pf.region, pf.birth_date
 FROM path x
 LEFT JOIN case_facts cf ON x.held AND cf.id = x.case_file_id
-LEFT JOIN person_facts pf ON x.held AND pf.id = x.person_id"""
+LEFT JOIN person_facts pf ON x.held AND pf.id = x.person_id
+-- Kept in the order of the day each state ends, so that the states on a report's day (and
+-- on any day since) lie together at the end of the table, found by their index on it.
+ORDER BY x.until NULLS LAST"""
+)
+
+
+# The sums of the figures over time of basis $1 as known at $2 (counting $3's deprivation
+# types), for all jurisdictions and for each: from the paths it keeps, with the
+# recognition decisions as known at its moment.
+_BASIS_DAILY_SLOTS = {"BASIS": "$1::uuid", "T": "$2::timestamptz", "HELD_TYPES": "$3"}
+BASIS_DAILY_SQL = (
+    """
+INSERT INTO report_basis_daily (basis_id, key, day, measure, n)
+WITH """
+    + ",\n".join(
+        [
+            _fill(
+                _BASIS_SOURCE,
+                {
+                    **_BASIS_DAILY_SLOTS,
+                    "NAME": "kept_source",
+                    "KEY": "k.key",
+                    "KEYS": f" CROSS JOIN LATERAL (VALUES ('{ALL_JURISDICTIONS}'::text),"
+                    " (b.jurisdiction::text)) AS k(key)",
+                    "WHERE": "(b.held OR b.was_held OR b.to_status = 'died_in_custody')",
+                },
+            ),
+            _fill(
+                _RECOGNITION,
+                {
+                    "NAME": "kept_recognition",
+                    "KNOWN": "$2::timestamptz",
+                    "COVERAGE": "recognition_coverage v",
+                    "CASES": "true",
+                },
+            ),
+            _contributions("kept_counted", "kept_source", "kept_recognition"),
+        ]
+    )
+    + """
+SELECT $1::uuid, key, day, measure, sum(n)
+FROM kept_counted
+GROUP BY key, day, measure
+HAVING sum(n) <> 0"""
 )
 
 
@@ -831,13 +1101,22 @@ async def build_basis(
     connection: asyncpg.Connection, basis_id: uuid.UUID, known_at: datetime
 ) -> int:
     """Keep every case file's path as known at `known_at` for basis `basis_id` (whose row
-    is written in the same transaction); the number of events kept."""
+    is written in the same transaction), and the sums of the figures over time; the
+    number of events kept."""
     status = await connection.execute(
         BASIS_PATH_SQL,
         known_at,
         basis_id,
         [kind.value for kind in DeprivationType],
         _custodial(),
+    )
+    # The sums are a large statement over what was just written: planned on its statistics.
+    await connection.execute("ANALYZE report_basis_path")
+    await connection.execute(
+        BASIS_DAILY_SQL,
+        basis_id,
+        known_at,
+        [kind.value for kind in DEFAULT_HELD_DEPRIVATION_TYPES],
     )
     return int(status.rsplit(" ", 1)[-1])
 
@@ -883,6 +1162,7 @@ _PUBLIC_SLOTS = {
     "N": "",
     "ONLY:c.id": "",
     "ONLY:h.case_file_id": "",
+    "SCOPE_MATERIALIZED": "MATERIALIZED",
 }
 
 

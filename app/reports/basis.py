@@ -31,7 +31,7 @@ async def usable(session: AsyncSession, known_at: datetime) -> asof.Basis | None
     found = await repository.latest_basis(
         session, engine_version=asof.BASIS_FORMAT, known_by=known_at, hold=True
     )
-    return asof.Basis(found.id, found.changed_after) if found is not None else None
+    return asof.Basis(found.id, found.changed_after, found.known_at) if found is not None else None
 
 
 async def build(

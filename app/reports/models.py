@@ -160,6 +160,11 @@ class ReportBasisPath(SQLModel, table=True):
             "person_id",
             postgresql_where=text("to_status = 'died_in_custody'"),
         ),
+        # A report's period, and the people whose figures over time it counts anew.
+        Index("ix_report_basis_path_effective_date", "basis_id", "effective_date"),
+        Index("ix_report_basis_path_person_id", "basis_id", "person_id"),
+        # The states on a report's day: those ending after it.
+        Index("ix_report_basis_path_until", "basis_id", "until"),
     )
 
     basis_id: uuid.UUID = Field(
@@ -193,3 +198,21 @@ class ReportBasisPath(SQLModel, table=True):
     gender: str | None = Field(default=None, max_length=10)
     region: str | None = Field(default=None, max_length=6)
     birth_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+
+
+class ReportBasisDaily(SQLModel, table=True):
+    """What a basis's paths add to the figures over time, summed by day: `held` and
+    `recognised` (+1 as an island of a person's custody begins, −1 the day after it
+    ends), `detention` and `release:<mode>` (people), for all jurisdictions (key `*`)
+    and for each (its code), counting the default deprivation types (app/reports/asof.py,
+    _CONTRIBUTIONS)."""
+
+    __tablename__ = "report_basis_daily"
+
+    basis_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("report_basis.id", ondelete="CASCADE"), primary_key=True)
+    )
+    key: str = Field(sa_column=Column(String(2), primary_key=True))
+    measure: str = Field(sa_column=Column(Text, primary_key=True))
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))

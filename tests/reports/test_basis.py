@@ -88,6 +88,44 @@ async def test_a_report_reads_the_basis_for_what_did_not_change_since(
     assert fourth
 
 
+async def test_the_figures_over_time_read_the_basis_sums_and_count_the_changed_anew(
+    client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
+) -> None:
+    first, _, _ = await _three_held(client)
+    await build_basis(app)
+    before = (await generate(client, **SEPTEMBER))["figures"]
+    assert [m["held"] for m in before["series"]["held_by_month"][-3:]] == [2, 3, 3]
+    assert before["cumulative"]["detentions_since_baseline"] == 3
+
+    # The sums are what a report reads for the people unchanged since the basis: the owner
+    # removes the kept detentions, and the report counts none …
+    await db.execute("DELETE FROM report_basis_daily WHERE measure = 'detention'")
+    without = (await generate(client, **SEPTEMBER))["figures"]
+    assert without["cumulative"]["detentions_since_baseline"] == 0
+    # … while a report with other deprivation types than the default counts its own.
+    other_types = await generate(
+        client, **SEPTEMBER, held_deprivation_types=["pretrial_custody", "imprisonment"]
+    )
+    assert other_types["figures"]["cumulative"]["detentions_since_baseline"] == 3
+    await build_basis(app)
+
+    # Late news, recorded after the basis: the first was released in August. Her own sums
+    # are taken out as the basis has them and counted again as they are now.
+    await move(client, first, "released", "2025-08-20", details={"release_reason": "acquitted"})
+    after = (await generate(client, **SEPTEMBER))["figures"]
+    assert [m["held"] for m in after["series"]["held_by_month"][-3:]] == [2, 2, 2]
+    assert after["series"]["releases_by_month"][-2] == {
+        "month": "2025-08",
+        "by_mode": {"acquitted": 1},
+    }
+    assert after["cumulative"]["releases_since_baseline"] == 1
+    assert after["cumulative"]["detentions_since_baseline"] == 3
+
+    # The same figures, every one, as a report that reads no basis gives.
+    await db.execute("DELETE FROM report_basis")
+    assert (await generate(client, **SEPTEMBER))["figures"] == after
+
+
 async def test_a_report_as_known_before_the_basis_builds_every_path(
     client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
 ) -> None:

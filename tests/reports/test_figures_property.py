@@ -9,6 +9,7 @@ records, and asking again as known at the same time gives the same figures and h
 Each example reports on a jurisdiction of its own, so that the records of earlier examples
 (the tables are emptied once per test, not per example) stay out of its figures."""
 
+import dataclasses
 import itertools
 import string
 from datetime import date, datetime, timedelta
@@ -29,6 +30,7 @@ from tests.reports.recompute import (
     differences,
     figures,
     first_day,
+    nonzero,
     read_records,
     reported,
 )
@@ -383,6 +385,7 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
         expected = comparable(figures(records, question))
         actual = reported(report["figures"])
         assert expected == actual, (body, differences(expected, actual))
+        _check_series(report["figures"]["series"], records, question, body)
         # Asked again as known at the same time: the same figures, the same hash.
         again = await client.post(
             f"{API}/reports", json={**body, "as_known_at": report["parameters"]["as_known_at"]}
@@ -390,3 +393,25 @@ async def test_every_figure_equals_a_plain_recomputation_from_the_records(
         assert again.status_code == 201, again.text
         assert again.json()["figures"] == report["figures"]
         assert again.json()["content_sha256"] == report["content_sha256"]
+
+
+def _check_series(
+    series: dict[str, Any], records: Any, question: Question, body: dict[str, Any]
+) -> None:
+    """Each month of the series counts what a report on its last day (the report's day for
+    the last month) counts held and recognised; a whole month's releases by mode are what
+    a report of that month as its period counts."""
+    for month in series["held_by_month"]:
+        day = date.fromisoformat(month["month_end"])
+        then = figures(records, dataclasses.replace(question, as_of=day))
+        assert (month["held"], month["recognised"]) == (
+            then["held.total"],
+            then["held.recognised"],
+        ), (body, month)
+    for month, counted in zip(series["held_by_month"], series["releases_by_month"], strict=True):
+        last = date.fromisoformat(month["month_end"])
+        if (last + timedelta(days=1)).day != 1:
+            continue  # the report's own month, cut at its day
+        whole = dataclasses.replace(question, period_from=last.replace(day=1), period_to=last)
+        expected = nonzero(figures(records, whole)["period.released.by_mode"])
+        assert nonzero(counted["by_mode"]) == expected, (body, counted)
