@@ -373,14 +373,6 @@ changed AS MATERIALIZED (
     UNION SELECT v.case_file_id FROM recognition_decision d
     JOIN recognition_coverage v ON v.decision_id = d.id
     WHERE d.recorded_at >= {CHANGED_AFTER}
-),
--- The people whose figures over time are counted here anew: those of the case files
--- changed, as they are at T and as the basis has them (a case file may have moved).
-changed_persons AS MATERIALIZED (
-    SELECT s.person_id FROM scope s WHERE s.id IN (SELECT case_file_id FROM changed)
-    UNION
-    SELECT b.person_id FROM report_basis_path b
-    WHERE b.basis_id = {BASIS} AND b.case_file_id IN (SELECT case_file_id FROM changed)
 )"""
 
 _PATH_FROM_BASIS = """
@@ -450,6 +442,20 @@ _BASIS_SOURCE = """
     FROM report_basis_path b{KEYS}
     WHERE b.basis_id = {BASIS} AND {WHERE}
 )"""
+# The people whose figures over time a report counts anew: those of the case files changed
+# since the basis, as they are at T and as the basis has them (as known at its moment: a
+# case file may have moved to another person since, in a merge).
+_CHANGED_PERSONS = """
+changed_persons AS MATERIALIZED (
+    SELECT s.person_id FROM scope s WHERE s.id IN (SELECT case_file_id FROM changed)
+    UNION
+    SELECT c.person_id FROM case_file c
+    WHERE c.id IN (SELECT case_file_id FROM changed) AND c.facts_since <= {BASIS_KNOWN_AT}
+    UNION
+    SELECT h.person_id FROM case_file_facts_history h
+    WHERE h.case_file_id IN (SELECT case_file_id FROM changed)
+      AND h.valid_from <= {BASIS_KNOWN_AT} AND h.valid_until > {BASIS_KNOWN_AT}
+)"""
 # The recognition decisions covering the few case files of a source.
 _COVERAGE_OF = (
     "(SELECT DISTINCT case_file_id FROM {source}) AS c"
@@ -483,6 +489,7 @@ def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
     anew = "(SELECT person_id FROM changed_persons)"
     return ",\n".join(
         [
+            _fill(_CHANGED_PERSONS, slots),
             _fill(
                 _BASIS_SOURCE,
                 {
@@ -675,11 +682,12 @@ by_day AS MATERIALIZED (
 -- Who was held, kept with the snapshot (never served): the next report of the series
 -- compares its own with it instead of computing this one's again.
 kept AS (
-    INSERT INTO report_snapshot_held (snapshot_id, person_id)
-    SELECT {SNAPSHOT}, person_id FROM held
+    INSERT INTO report_snapshot_held (snapshot_id, person_ids)
+    SELECT {SNAPSHOT}, COALESCE(array_agg(person_id), '{}') FROM held
 ),
 previously_held AS MATERIALIZED (
-    SELECT person_id FROM report_snapshot_held WHERE snapshot_id = {PREVIOUS}
+    SELECT unnest(person_ids) AS person_id
+    FROM report_snapshot_held WHERE snapshot_id = {PREVIOUS}
 )""",
                 slots,
             ),

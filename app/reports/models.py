@@ -67,10 +67,10 @@ class ReportSnapshot(SQLModel, table=True):
 
 
 class ReportSnapshotHeld(SQLModel, table=True):
-    """The people a snapshot counted as held (never served): the next report of its series
-    finds who entered and left custody by comparing with them. Append-only like the
-    snapshot. Written by the figures statement itself, before the snapshot's row: the
-    reference is checked at commit."""
+    """The people a snapshot counted as held (never served), one array per snapshot: the
+    next report of its series finds who entered and left custody by comparing with them.
+    Append-only like the snapshot. Written by the figures statement itself, before the
+    snapshot's row: the reference is checked at commit."""
 
     __tablename__ = "report_snapshot_held"
 
@@ -81,7 +81,7 @@ class ReportSnapshotHeld(SQLModel, table=True):
             primary_key=True,
         )
     )
-    person_id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    person_ids: list[uuid.UUID] = Field(sa_column=Column(ARRAY(Uuid), nullable=False))
 
 
 # What a report counts of a case file or a person, as it was before a correction (migration
