@@ -515,7 +515,7 @@ async def _build_basis(connection: asyncpg.Connection) -> float:
             now,
             asof.BASIS_FORMAT,
         )
-        events = await asof.build_basis(connection, basis_id, now)
+        events = await asof.build_basis(connection, basis_id, now, now)
         seconds = time.perf_counter() - started
         await connection.execute(
             "UPDATE report_basis SET seconds = $2, events = $3 WHERE id = $1",

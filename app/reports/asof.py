@@ -256,18 +256,28 @@ _ISLANDS = """
     GROUP BY key, person_id, island
 )"""
 
-# Each case file's recognition as known at {KNOWN}: the decisions covering it, in the order
-# they were decided, each until the next (the case files of {COVERAGE} where {CASES}
-# holds: `recognition_coverage v`, or a few case files joined to it, looked up one by one).
-_RECOGNITION = """
+# The order of a case file's recognition decisions: as decided, then as given (a person's
+# versions), then as recorded (two people's decisions may cover one case file).
+_DECISION_ORDER = "d.decided_on, d.version, d.recorded_at, d.id"
+_DECISION_ORDER_DESC = "d.decided_on DESC, d.version DESC, d.recorded_at DESC, d.id DESC"
+
+# Each case file's recognition from the decisions recorded as {RECORDED} says: the
+# decisions covering it, in their order, each until the next (the case files of
+# {COVERAGE} where {CASES} holds: `recognition_coverage v`, or a few case files joined to
+# it, looked up one by one).
+_RECOGNITION = (
+    """
 {NAME} AS MATERIALIZED (
     SELECT v.case_file_id, d.status, d.decided_on AS since,
            lead(d.decided_on) OVER r AS until
     FROM {COVERAGE}
     JOIN recognition_decision d ON d.id = v.decision_id
-    WHERE d.recorded_at <= {KNOWN} AND {CASES}
-    WINDOW r AS (PARTITION BY v.case_file_id ORDER BY d.decided_on, d.version)
+    WHERE {RECORDED} AND {CASES}
+    WINDOW r AS (PARTITION BY v.case_file_id ORDER BY """
+    + _DECISION_ORDER
+    + """)
 )"""
+)
 
 # What the path rows of {SOURCE} (key, person, case file, status, days, held or not, as a
 # report counts them) add to the figures over time, day by day, in {NAME} (key, day,
@@ -427,7 +437,6 @@ _FIGURE_SLOTS = {
 _BASIS_SLOTS = {
     "BASIS": "$13::uuid",
     "CHANGED_AFTER": "$14::timestamptz",
-    "BASIS_KNOWN_AT": "$15::timestamptz",
 }
 
 # A basis's path rows as the figures over time count them (with the report's choice of
@@ -442,19 +451,18 @@ _BASIS_SOURCE = """
     FROM report_basis_path b{KEYS}
     WHERE b.basis_id = {BASIS} AND {WHERE}
 )"""
-# The people whose figures over time a report counts anew: those of the case files changed
-# since the basis, as they are at T and as the basis has them (as known at its moment: a
-# case file may have moved to another person since, in a merge).
+# The people whose figures over time a report counts anew: everyone a case file changed
+# since the basis has belonged to since its `changed_after` moment — as the basis has it
+# (even when the move that took it away was stamped before the basis but committed after
+# it), as it is now, and any in between (merges move case files).
 _CHANGED_PERSONS = """
 changed_persons AS MATERIALIZED (
-    SELECT s.person_id FROM scope s WHERE s.id IN (SELECT case_file_id FROM changed)
-    UNION
     SELECT c.person_id FROM case_file c
-    WHERE c.id IN (SELECT case_file_id FROM changed) AND c.facts_since <= {BASIS_KNOWN_AT}
+    WHERE c.id IN (SELECT case_file_id FROM changed)
     UNION
     SELECT h.person_id FROM case_file_facts_history h
     WHERE h.case_file_id IN (SELECT case_file_id FROM changed)
-      AND h.valid_from <= {BASIS_KNOWN_AT} AND h.valid_until > {BASIS_KNOWN_AT}
+      AND h.valid_until >= {CHANGED_AFTER}
 )"""
 # The recognition decisions covering the few case files of a source.
 _COVERAGE_OF = (
@@ -477,7 +485,7 @@ def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
                     _RECOGNITION,
                     {
                         "NAME": "now_recognition",
-                        "KNOWN": slots["T"],
+                        "RECORDED": f"d.recorded_at <= {slots['T']}",
                         "COVERAGE": "recognition_coverage v",
                         "CASES": "v.case_file_id IN (SELECT id FROM scope)",
                     },
@@ -505,7 +513,7 @@ def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
                 _RECOGNITION,
                 {
                     "NAME": "was_recognition",
-                    "KNOWN": slots["BASIS_KNOWN_AT"],
+                    "RECORDED": f"d.recorded_at < {slots['CHANGED_AFTER']}",
                     "COVERAGE": _COVERAGE_OF.format(source="was_source"),
                     "CASES": "true",
                 },
@@ -516,7 +524,7 @@ def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
                 _RECOGNITION,
                 {
                     "NAME": "now_recognition",
-                    "KNOWN": slots["T"],
+                    "RECORDED": f"d.recorded_at <= {slots['T']}",
                     "COVERAGE": _COVERAGE_OF.format(source="now_source"),
                     "CASES": "true",
                 },
@@ -603,7 +611,9 @@ recognised_on_day AS MATERIALIZED (
     JOIN recognition_coverage v ON v.case_file_id = o.case_file_id
     JOIN recognition_decision d ON d.id = v.decision_id
     WHERE o.held AND d.recorded_at <= {T} AND d.decided_on <= {D}
-    ORDER BY v.case_file_id, d.decided_on DESC, d.version DESC
+    ORDER BY v.case_file_id, """
+                + _DECISION_ORDER_DESC
+                + """
 ),
 held_files AS MATERIALIZED (
     SELECT o.*, COALESCE(r.status, 'not_assessed') AS recognition
@@ -731,8 +741,11 @@ SELECT jsonb_build_object(
                FROM recognition_coverage pv
                JOIN recognition_decision p ON p.id = pv.decision_id
                WHERE pv.case_file_id = v.case_file_id AND p.recorded_at <= {T}
-                 AND (p.decided_on, p.version) < (d.decided_on, d.version)
-               ORDER BY p.decided_on DESC, p.version DESC
+                 AND (p.decided_on, p.version, p.recorded_at, p.id)
+                     < (d.decided_on, d.version, d.recorded_at, d.id)
+               ORDER BY """
+        + _DECISION_ORDER_DESC.replace("d.", "p.")
+        + """
                LIMIT 1) IS DISTINCT FROM 'political_prisoner'),
     'sentences', jsonb_build_object(
       'total', (SELECT count(*) FROM in_period WHERE to_status = 'sentenced'),
@@ -940,7 +953,6 @@ class Basis:
 
     id: uuid.UUID
     changed_after: datetime
-    known_at: datetime
 
 
 # Changes whenever the path CTEs, the sums or the basis's columns change: a basis built
@@ -977,12 +989,10 @@ async def figures(
     arguments = _figure_arguments(question, snapshot_id, earlier)
     if basis is None:
         statement = FIGURES_SQL
-    elif set(question.held_deprivation_types) == set(DEFAULT_HELD_DEPRIVATION_TYPES):
-        statement = FIGURES_SQL_WITH_BASIS_SUMS
-        arguments += [basis.id, basis.changed_after, basis.known_at]
     else:
-        # The basis's sums count the default deprivation types: these are counted here.
-        statement = FIGURES_SQL_WITH_BASIS
+        # The basis's sums count the default deprivation types; others are counted here.
+        default = set(question.held_deprivation_types) == set(DEFAULT_HELD_DEPRIVATION_TYPES)
+        statement = FIGURES_SQL_WITH_BASIS_SUMS if default else FIGURES_SQL_WITH_BASIS
         arguments += [basis.id, basis.changed_after]
     document = await connection.fetchval(statement, *arguments)
     counted = _decoded(document)
@@ -1064,10 +1074,12 @@ ORDER BY x.until NULLS LAST"""
 )
 
 
-# The sums of the figures over time of basis $1 as known at $2 (counting $3's deprivation
-# types), for all jurisdictions and for each: from the paths it keeps, with the
-# recognition decisions as known at its moment.
-_BASIS_DAILY_SLOTS = {"BASIS": "$1::uuid", "T": "$2::timestamptz", "HELD_TYPES": "$3"}
+# The sums of the figures over time of basis $1 (counting $3's deprivation types), for all
+# jurisdictions and for each: from the paths it keeps, with the recognition decisions
+# recorded before its `changed_after` moment $2 — those recorded since make their case
+# files count as changed, and a decision stamped before the basis's moment may commit
+# after the build: a report takes out exactly what was summed here.
+_BASIS_DAILY_SLOTS = {"BASIS": "$1::uuid", "HELD_TYPES": "$3"}
 BASIS_DAILY_SQL = (
     """
 INSERT INTO report_basis_daily (basis_id, key, day, measure, n)
@@ -1089,7 +1101,7 @@ WITH """
                 _RECOGNITION,
                 {
                     "NAME": "kept_recognition",
-                    "KNOWN": "$2::timestamptz",
+                    "RECORDED": "d.recorded_at < $2::timestamptz",
                     "COVERAGE": "recognition_coverage v",
                     "CASES": "true",
                 },
@@ -1106,7 +1118,10 @@ HAVING sum(n) <> 0"""
 
 
 async def build_basis(
-    connection: asyncpg.Connection, basis_id: uuid.UUID, known_at: datetime
+    connection: asyncpg.Connection,
+    basis_id: uuid.UUID,
+    known_at: datetime,
+    changed_after: datetime,
 ) -> int:
     """Keep every case file's path as known at `known_at` for basis `basis_id` (whose row
     is written in the same transaction), and the sums of the figures over time; the
@@ -1123,7 +1138,7 @@ async def build_basis(
     await connection.execute(
         BASIS_DAILY_SQL,
         basis_id,
-        known_at,
+        changed_after,
         [kind.value for kind in DEFAULT_HELD_DEPRIVATION_TYPES],
     )
     return int(status.rsplit(" ", 1)[-1])
@@ -1193,7 +1208,9 @@ recognised_files AS MATERIALIZED (
            JOIN recognition_decision d ON d.id = v.decision_id
            WHERE v.case_file_id = x.case_file_id AND d.decided_on <= {D}
              AND d.recorded_at <= {T}
-           ORDER BY d.decided_on DESC, d.version DESC
+           ORDER BY """
+                + _DECISION_ORDER_DESC
+                + """
            LIMIT 1) = 'political_prisoner'
       AND x.person_id > $6::uuid
       AND x.person_id NOT IN (SELECT person_id FROM path

@@ -31,7 +31,7 @@ async def usable(session: AsyncSession, known_at: datetime) -> asof.Basis | None
     found = await repository.latest_basis(
         session, engine_version=asof.BASIS_FORMAT, known_by=known_at, hold=True
     )
-    return asof.Basis(found.id, found.changed_after, found.known_at) if found is not None else None
+    return asof.Basis(found.id, found.changed_after) if found is not None else None
 
 
 async def build(
@@ -67,7 +67,7 @@ async def build(
     )
     session.add(basis)
     await session.flush()
-    basis.events = await asof.build_basis(driver, basis.id, moment)
+    basis.events = await asof.build_basis(driver, basis.id, moment, basis.changed_after)
     dropped = await repository.drop_bases_except(session, basis.id)
     basis.seconds = round(time.perf_counter() - started, 3)
     await session.flush()

@@ -277,6 +277,73 @@ async def test_a_write_open_while_the_basis_is_built_is_counted_when_it_commits(
     assert (await generate(client, **SEPTEMBER))["figures"]["held"]["total"] == 0
 
 
+async def test_a_recognition_stamped_before_the_basis_and_committed_after_it_counts_once(
+    client: httpx.AsyncClient, app: FastAPI, database_url: str
+) -> None:
+    """The basis sums the recognised custody of the decisions recorded before its
+    `changed_after` moment, and a report takes out exactly that: a decision of a write
+    open during the build counts once, in the series as on the report's day."""
+    owner = await person(client)
+    held = await case(client, owner, event("detained", "2025-03-02"))
+    writer = await asyncpg.connect(database_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.fetchval("SELECT 1")  # open, and with no transaction id yet
+        await build_basis(app)
+        decision = uuid.uuid4()
+        await writer.execute(
+            "INSERT INTO recognition_decision (id, person_id, version, status, decided_on, "
+            "recorded_at) VALUES ($1, $2, 1, 'political_prisoner', '2025-04-01', now())",
+            decision,
+            uuid.UUID(owner),
+        )
+        await writer.execute(
+            "INSERT INTO recognition_coverage (decision_id, case_file_id) VALUES ($1, $2)",
+            decision,
+            uuid.UUID(held),
+        )
+        await transaction.commit()
+    finally:
+        await writer.close()
+    figures = (await generate(client, **SEPTEMBER))["figures"]
+    assert figures["held"]["recognised"] == 1
+    # March, then April to September: recognised from 1 April.
+    assert [m["recognised"] for m in figures["series"]["held_by_month"][-7:]] == [0] + [1] * 6
+
+
+async def test_a_merge_after_the_basis_counts_the_merged_person_once_over_time(
+    client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
+) -> None:
+    """A merge moves a case file from one person to another: both are counted anew, and
+    the figures over time are those of a report that reads no basis."""
+    kept, merged = await person(client), await person(client)
+    await case(client, kept, event("detained", "2025-03-02"))
+    await case(client, merged, event("detained", "2025-04-10"))
+    await build_basis(app)
+    before = (await generate(client, **SEPTEMBER))["figures"]
+    assert [m["held"] for m in before["series"]["held_by_month"][-6:]] == [2] * 6
+
+    people = [(await client.get(f"{API}/persons/{id_}")).json() for id_ in (kept, merged)]
+    response = await client.post(
+        f"{API}/persons/{kept}/merges",
+        json={
+            "merged_person_id": merged,
+            "merged_person_version": people[1]["version"],
+            "reason": "The same birth date and case number; the family confirmed.",
+            "keep_overlapping_custody": True,  # two prosecutions of one person
+        },
+        headers={"If-Match": f'"{people[0]["version"]}"'},
+    )
+    assert response.status_code in (200, 201), response.text
+    after = (await generate(client, **SEPTEMBER))["figures"]
+    # One person, held on two case files at once, is one.
+    assert [m["held"] for m in after["series"]["held_by_month"][-6:]] == [1] * 6
+    assert after["held"]["total"] == 1
+    await db.execute("DELETE FROM report_basis")
+    assert (await generate(client, **SEPTEMBER))["figures"] == after
+
+
 async def test_reports_do_not_wait_for_a_basis_being_built(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
