@@ -92,6 +92,8 @@ async def test_the_figures_over_time_read_the_basis_sums_and_count_the_changed_a
     client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
 ) -> None:
     first, _, _ = await _three_held(client)
+    # Held in another jurisdiction: in the sums for all, not in those of BY.
+    await case(client, await person(client), event("detained", "2025-01-10"), jurisdiction="LT")
     await build_basis(app)
     before = (await generate(client, **SEPTEMBER))["figures"]
     assert [m["held"] for m in before["series"]["held_by_month"][-3:]] == [2, 3, 3]
@@ -121,9 +123,15 @@ async def test_the_figures_over_time_read_the_basis_sums_and_count_the_changed_a
     assert after["cumulative"]["releases_since_baseline"] == 1
     assert after["cumulative"]["detentions_since_baseline"] == 3
 
-    # The same figures, every one, as a report that reads no basis gives.
+    everywhere = (await generate(client, **SEPTEMBER, jurisdiction=None))["figures"]
+    assert [m["held"] for m in everywhere["series"]["held_by_month"][-3:]] == [3, 3, 3]
+    assert everywhere["cumulative"]["detentions_since_baseline"] == 4
+
+    # The same figures, every one, as a report that reads no basis gives (for its
+    # jurisdiction and for all, the basis's sums of each).
     await db.execute("DELETE FROM report_basis")
     assert (await generate(client, **SEPTEMBER))["figures"] == after
+    assert (await generate(client, **SEPTEMBER, jurisdiction=None))["figures"] == everywhere
 
 
 async def test_a_report_as_known_before_the_basis_builds_every_path(
