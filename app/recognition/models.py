@@ -1,7 +1,7 @@
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ARRAY, Column, ForeignKey, Text, UniqueConstraint, Uuid
+from sqlalchemy import ARRAY, Column, ForeignKey, Index, Text, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
@@ -18,6 +18,8 @@ class RecognitionDecision(SQLModel, table=True):
         UniqueConstraint("person_id", "version"),
         one_of("status", list(RecognitionStatus)),
         one_of("exclusion_code", list(ExclusionCode)),
+        # What a status report counts as changed since its basis (app/reports/asof.py).
+        Index("ix_recognition_decision_recorded_at", "recorded_at"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

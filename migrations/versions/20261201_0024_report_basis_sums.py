@@ -4,7 +4,7 @@ to the detentions and to the releases by mode, for all jurisdictions and for eac
 report adds to them what the people changed since add now, less what they added then, so
 that it no longer reads every path of every case file. Indexes find a report's period, its
 day's states (kept together, in the order they end) and those people in the basis, and a
-period's recognition decisions.
+period's recognition decisions and those recorded since a basis.
 
 Bases of the earlier format are never read (app/reports/asof.py, BASIS_FORMAT): the next
 build replaces them.
@@ -55,9 +55,12 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_recognition_decision_decided_on"), "recognition_decision", ["decided_on"]
     )
+    # A decision recorded since a basis makes its case files count as changed.
+    op.create_index("ix_recognition_decision_recorded_at", "recognition_decision", ["recorded_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_recognition_decision_recorded_at", table_name="recognition_decision")
     op.drop_index(op.f("ix_recognition_decision_decided_on"), table_name="recognition_decision")
     op.drop_index("ix_report_basis_path_until", table_name="report_basis_path")
     op.drop_index("ix_report_basis_path_person_id", table_name="report_basis_path")
