@@ -464,6 +464,16 @@ changed_persons AS MATERIALIZED (
     WHERE h.case_file_id IN (SELECT case_file_id FROM changed)
       AND h.valid_until >= {CHANGED_AFTER}
 )"""
+
+
+def _recognition(name: str, recorded: str, coverage: str, cases: str = "true") -> str:
+    """The _RECOGNITION CTE `name` of the decisions whose recording time `recorded` says."""
+    return _fill(
+        _RECOGNITION,
+        {"NAME": name, "RECORDED": recorded, "COVERAGE": coverage, "CASES": cases},
+    )
+
+
 # The recognition decisions covering the few case files of a source.
 _COVERAGE_OF = (
     "(SELECT DISTINCT case_file_id FROM {source}) AS c"
@@ -481,14 +491,11 @@ def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
         return ",\n".join(
             [
                 "now_source AS (SELECT '*'::text AS key, x.* FROM path x)",
-                _fill(
-                    _RECOGNITION,
-                    {
-                        "NAME": "now_recognition",
-                        "RECORDED": f"d.recorded_at <= {slots['T']}",
-                        "COVERAGE": "recognition_coverage v",
-                        "CASES": "v.case_file_id IN (SELECT id FROM scope)",
-                    },
+                _recognition(
+                    "now_recognition",
+                    f"d.recorded_at <= {slots['T']}",
+                    "recognition_coverage v",
+                    "v.case_file_id IN (SELECT id FROM scope)",
                 ),
                 _contributions("now_counted", "now_source", "now_recognition"),
                 "daily AS (SELECT day, measure, n FROM now_counted)",
@@ -509,25 +516,17 @@ def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
                     f" OR b.jurisdiction = {slots['JURISDICTION']}::text)",
                 },
             ),
-            _fill(
-                _RECOGNITION,
-                {
-                    "NAME": "was_recognition",
-                    "RECORDED": f"d.recorded_at < {slots['CHANGED_AFTER']}",
-                    "COVERAGE": _COVERAGE_OF.format(source="was_source"),
-                    "CASES": "true",
-                },
+            _recognition(
+                "was_recognition",
+                f"d.recorded_at < {slots['CHANGED_AFTER']}",
+                _COVERAGE_OF.format(source="was_source"),
             ),
             _contributions("was_counted", "was_source", "was_recognition"),
             f"now_source AS (SELECT '*'::text AS key, x.* FROM path x WHERE x.person_id IN {anew})",
-            _fill(
-                _RECOGNITION,
-                {
-                    "NAME": "now_recognition",
-                    "RECORDED": f"d.recorded_at <= {slots['T']}",
-                    "COVERAGE": _COVERAGE_OF.format(source="now_source"),
-                    "CASES": "true",
-                },
+            _recognition(
+                "now_recognition",
+                f"d.recorded_at <= {slots['T']}",
+                _COVERAGE_OF.format(source="now_source"),
             ),
             _contributions("now_counted", "now_source", "now_recognition"),
             _fill(
@@ -1097,14 +1096,8 @@ WITH """
                     "WHERE": "(b.held OR b.was_held OR b.to_status = 'died_in_custody')",
                 },
             ),
-            _fill(
-                _RECOGNITION,
-                {
-                    "NAME": "kept_recognition",
-                    "RECORDED": "d.recorded_at < $2::timestamptz",
-                    "COVERAGE": "recognition_coverage v",
-                    "CASES": "true",
-                },
+            _recognition(
+                "kept_recognition", "d.recorded_at < $2::timestamptz", "recognition_coverage v"
             ),
             _contributions("kept_counted", "kept_source", "kept_recognition"),
         ]

@@ -12,6 +12,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -46,6 +47,24 @@ async def _three_held(client: httpx.AsyncClient) -> list[str]:
         ),
         await case(client, people[2], event("detained", "2025-08-15")),
     ]
+
+
+async def _committed_after_the_build(
+    app: FastAPI, database_url: str, *statements: tuple[Any, ...]
+) -> None:
+    """Run `statements` in a transaction open (with no transaction id yet) while the basis
+    is built, committed after it: their recording times are from before its moment."""
+    writer = await asyncpg.connect(database_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.fetchval("SELECT 1")
+        await build_basis(app)
+        for statement, *arguments in statements:
+            await writer.execute(statement, *arguments)
+        await transaction.commit()
+    finally:
+        await writer.close()
 
 
 async def _forget_kept_path(db: asyncpg.Connection, case_id: str) -> None:
@@ -267,21 +286,16 @@ async def test_a_write_open_while_the_basis_is_built_is_counted_when_it_commits(
     times from before the basis's moment: its case file still counts as changed since."""
     held = await case(client, await person(client), event("detained", "2025-03-02"))
     detention = (await events_of(client, held))[0]["id"]
-    writer = await asyncpg.connect(database_url)
-    try:
-        transaction = writer.transaction()
-        await transaction.start()
-        await writer.fetchval("SELECT 1")  # open, and with no transaction id yet
-        await build_basis(app)
-        await writer.execute(
+    await _committed_after_the_build(
+        app,
+        database_url,
+        (
             "INSERT INTO status_event_retraction (id, event_id, case_file_id, reason, "
             "recorded_at) VALUES (gen_random_uuid(), $1, $2, 'a mistake', now())",
             uuid.UUID(detention),
             uuid.UUID(held),
-        )
-        await transaction.commit()
-    finally:
-        await writer.close()
+        ),
+    )
     assert (await generate(client, **SEPTEMBER))["figures"]["held"]["total"] == 0
 
 
@@ -293,27 +307,22 @@ async def test_a_recognition_stamped_before_the_basis_and_committed_after_it_cou
     open during the build counts once, in the series as on the report's day."""
     owner = await person(client)
     held = await case(client, owner, event("detained", "2025-03-02"))
-    writer = await asyncpg.connect(database_url)
-    try:
-        transaction = writer.transaction()
-        await transaction.start()
-        await writer.fetchval("SELECT 1")  # open, and with no transaction id yet
-        await build_basis(app)
-        decision = uuid.uuid4()
-        await writer.execute(
+    decision = uuid.uuid4()
+    await _committed_after_the_build(
+        app,
+        database_url,
+        (
             "INSERT INTO recognition_decision (id, person_id, version, status, decided_on, "
             "recorded_at) VALUES ($1, $2, 1, 'political_prisoner', '2025-04-01', now())",
             decision,
             uuid.UUID(owner),
-        )
-        await writer.execute(
+        ),
+        (
             "INSERT INTO recognition_coverage (decision_id, case_file_id) VALUES ($1, $2)",
             decision,
             uuid.UUID(held),
-        )
-        await transaction.commit()
-    finally:
-        await writer.close()
+        ),
+    )
     figures = (await generate(client, **SEPTEMBER))["figures"]
     assert figures["held"]["recognised"] == 1
     # March, then April to September: recognised from 1 April.
