@@ -504,7 +504,6 @@ def _daily_ctes(slots: Mapping[str, str], *, sums_from_basis: bool) -> str:
     anew = "(SELECT person_id FROM changed_persons)"
     return ",\n".join(
         [
-            _fill(_CHANGED_PERSONS, slots),
             _fill(
                 _BASIS_SOURCE,
                 {
@@ -577,12 +576,65 @@ def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
     ]
 
 
+# The standing on D of the people unchanged since the basis, one span each (the basis's
+# spans, app/reports/asof.py BASIS_SPAN_SQL): for the report's jurisdiction, its own spans
+# of the people with case files in several, the spans for all of those with case files in
+# it alone.
+_KEPT_SPANS = f"""
+kept_spans AS MATERIALIZED (
+    SELECT s.person_id, s.held, s.case_file_id, s.to_status, s.deprivation_type,
+           s.jurisdiction, s.sentence_type, s.term_months, s.recognised, s.persecuted,
+           s.gender::text, s.citizenships::text[], s.region::text, s.birth_date, s.articles
+    FROM report_basis_span s
+    WHERE s.basis_id = {{BASIS}} AND s.ends > {{D}} AND s.starts <= {{D}}
+      AND CASE WHEN {{JURISDICTION}}::text IS NULL THEN s.key = '{ALL_JURISDICTIONS}'
+               ELSE s.key = {{JURISDICTION}}::text
+                    OR (s.key = '{ALL_JURISDICTIONS}'
+                        AND s.only_jurisdiction = {{JURISDICTION}}::text) END
+      AND s.person_id NOT IN (SELECT person_id FROM changed_persons)
+)"""
+
+_HELD_COLUMNS = (
+    "person_id, case_file_id, to_status, deprivation_type, jurisdiction, sentence_type,"
+    " term_months, recognised, persecuted, gender, citizenships, region, birth_date"
+)
+# The people held on D, those prosecuted at liberty then, and the articles each person
+# held is charged under: built here, or for the people changed since the basis built
+# here and the others' read from its spans.
+_HELD_WITHOUT_SPANS = f"""
+held AS MATERIALIZED (SELECT {_HELD_COLUMNS} FROM held_anew),
+at_liberty AS (SELECT person_id FROM at_liberty_anew),
+held_articles AS (SELECT person_id, article FROM articles_anew)"""
+_HELD_WITH_SPANS = f"""
+held AS MATERIALIZED (
+    SELECT {_HELD_COLUMNS} FROM kept_spans WHERE held
+    UNION ALL
+    SELECT {_HELD_COLUMNS} FROM held_anew
+),
+at_liberty AS (
+    SELECT person_id FROM kept_spans WHERE NOT held
+    UNION ALL
+    SELECT person_id FROM at_liberty_anew
+),
+held_articles AS (
+    SELECT person_id, unnest(articles) AS article FROM kept_spans WHERE held
+    UNION ALL
+    SELECT person_id, article FROM articles_anew
+)"""
+
+
 def _figures_sql(*, with_basis: bool, sums_from_basis: bool = False) -> str:
+    """The figures statement: every path built here (no basis), or read from a basis with
+    the changed case files' built anew; with `sums_from_basis` (the default deprivation
+    types), also the basis's sums of the figures over time and its spans of each person's
+    standing, for the people unchanged since it."""
     slots = {**_FIGURE_SLOTS, **(_BASIS_SLOTS if with_basis else {})}
     daily = _daily_ctes(slots, sums_from_basis=sums_from_basis)
+    spans = sums_from_basis
     ctes = ",\n".join(
         [
             *_path_ctes(slots, with_basis=with_basis),
+            *([_fill(_CHANGED_PERSONS, slots), _fill(_KEPT_SPANS, slots)] if spans else []),
             _fill(
                 """
 -- Each case file's state on D, if it is custody or a prosecution still open (the others,
@@ -593,7 +645,9 @@ on_day AS MATERIALIZED (
            x.articles, x.citizenships, x.gender, x.region, x.birth_date
     FROM path x
     WHERE x.effective_date <= {D} AND (x.until IS NULL OR x.until > {D})
-      AND (x.held OR x.to_status NOT IN ('released', 'pardoned', 'deported', 'died_in_custody'))
+      AND (x.held OR x.to_status NOT IN ('released', 'pardoned', 'deported', 'died_in_custody'))"""
+                + (" AND x.person_id IN (SELECT person_id FROM changed_persons)" if spans else "")
+                + """
 ),
 -- A death in custody ends a person's custody on every case file (a death recorded on one
 -- of two is not a person still held on the other).
@@ -635,7 +689,7 @@ held_people AS MATERIALIZED (
     ORDER BY h.person_id, h.effective_date DESC, h.case_file_id
 ),
 -- Each person's facts as known at T: kept by the basis, or asked.
-held AS MATERIALIZED (
+held_anew AS MATERIALIZED (
     SELECT h.person_id, h.case_file_id, h.to_status, h.deprivation_type, h.jurisdiction,
            h.sentence_type, h.term_months, h.recognised, h.persecuted,
            CASE WHEN h.facts_kept THEN h.gender ELSE pr.gender END AS gender,
@@ -647,6 +701,36 @@ held AS MATERIALIZED (
                 + _fill(_PERSON_AT, {"PERSON": "h.person_id", "WHEN": "NOT h.facts_kept"})
                 + """ AS pr ON true
 ),
+-- The articles each person held is charged under, on any case file they are held on.
+articles_anew AS (
+    SELECT DISTINCT person_id, article FROM (
+        SELECT h.person_id, unnest(h.articles) AS article
+        FROM held_files h WHERE h.facts_kept
+        UNION ALL
+        SELECT h.person_id, charge ->> 'article'
+        FROM held_files h
+        CROSS JOIN LATERAL (
+            SELECT c.charges FROM case_file c
+            WHERE c.id = h.case_file_id AND c.facts_since <= {T}
+            UNION ALL
+            SELECT f.charges FROM case_file_facts_history f
+            WHERE f.case_file_id = h.case_file_id
+              AND f.valid_from <= {T} AND f.valid_until > {T}
+        ) AS known_charges
+        CROSS JOIN LATERAL jsonb_array_elements(known_charges.charges) AS charge
+        WHERE NOT h.facts_kept
+    ) AS each_article WHERE article IS NOT NULL
+),
+-- The people prosecuted at liberty on D: a prosecution still open, and not held.
+at_liberty_anew AS (
+    SELECT DISTINCT o.person_id FROM on_day o
+    WHERE NOT o.held
+      AND o.to_status NOT IN ('released', 'pardoned', 'deported', 'died_in_custody')
+      AND NOT EXISTS (SELECT 1 FROM held_anew h WHERE h.person_id = o.person_id)
+),
+"""
+                + (_HELD_WITH_SPANS if spans else _HELD_WITHOUT_SPANS)
+                + """,
 -- A person leaving custody in the period, once per day and mode whatever the number of
 -- case files (a pardon recorded on two case files is one pardon). The mode "pardoned and
 -- deported" looks at the deportation by the period's end.
@@ -720,10 +804,7 @@ SELECT jsonb_build_object(
         (SELECT jurisdiction AS k, count(*) AS n FROM held GROUP BY 1) g)
   ),
   'at_liberty', jsonb_build_object(
-    'prosecuted', (SELECT count(DISTINCT o.person_id) FROM on_day o
-        WHERE NOT o.held
-          AND o.to_status NOT IN ('released', 'pardoned', 'deported', 'died_in_custody')
-          AND NOT EXISTS (SELECT 1 FROM held h WHERE h.person_id = o.person_id))
+    'prosecuted', (SELECT count(*) FROM at_liberty)
   ),
   'period', jsonb_build_object(
     'new_detentions', (SELECT count(DISTINCT (person_id, effective_date)) FROM in_period
@@ -825,25 +906,7 @@ SELECT jsonb_build_object(
     'by_region', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT COALESCE(region, 'unknown') AS k, count(*) AS n FROM held GROUP BY 1) g),
     'by_article', (SELECT jsonb_object_agg(k, n) FROM
-        (SELECT a.article AS k, count(*) AS n
-         FROM (SELECT DISTINCT person_id, article FROM (
-             SELECT h.person_id, unnest(h.articles) AS article
-             FROM held_files h WHERE h.facts_kept
-             UNION ALL
-             SELECT h.person_id, charge ->> 'article'
-             FROM held_files h
-             CROSS JOIN LATERAL (
-                 SELECT c.charges FROM case_file c
-                 WHERE c.id = h.case_file_id AND c.facts_since <= {T}
-                 UNION ALL
-                 SELECT f.charges FROM case_file_facts_history f
-                 WHERE f.case_file_id = h.case_file_id
-                   AND f.valid_from <= {T} AND f.valid_until > {T}
-             ) AS known_charges
-             CROSS JOIN LATERAL jsonb_array_elements(known_charges.charges) AS charge
-             WHERE NOT h.facts_kept
-         ) AS each_article WHERE article IS NOT NULL) AS a
-         GROUP BY 1) g),
+        (SELECT article AS k, count(*) AS n FROM held_articles GROUP BY 1) g),
     'by_sentence_band', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT """
         + _TERM_BAND
@@ -956,7 +1019,7 @@ class Basis:
 
 # Changes whenever the path CTEs, the sums or the basis's columns change: a basis built
 # otherwise is never read (app/reports/basis.py).
-BASIS_FORMAT = "path-3"
+BASIS_FORMAT = "path-4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1110,6 +1173,131 @@ HAVING sum(n) <> 0"""
 )
 
 
+# Each person's standing span by span, of basis $1 (counting $3's deprivation types, with
+# the recognition decisions recorded before its `changed_after` moment $2, as its sums):
+# between two days on which anything of it may change (a state beginning or ending, a
+# death, a recognition decision taking effect), the person is held — on the case file a
+# report counts them on, chosen as `held_people` chooses it, recognised if any case file
+# they are held on is — or prosecuted at liberty, or neither (no span). A report reads
+# the spans on its day for the people unchanged since the basis, and builds the others'
+# standing as it did before (app/reports/asof.py, `held`).
+BASIS_SPAN_SQL = (
+    """
+INSERT INTO report_basis_span (
+    basis_id, key, only_jurisdiction, person_id, starts, ends, held, case_file_id, to_status,
+    deprivation_type, jurisdiction, sentence_type, term_months, recognised, persecuted,
+    articles, citizenships, gender, region, birth_date)
+WITH
+-- The states that may count on a day (custody, a prosecution still open) and the deaths.
+source AS MATERIALIZED (
+    SELECT b.person_id, b.case_file_id, b.jurisdiction, b.deprivation_type, b.to_status,
+           b.sentence_type, b.term_months, b.effective_date AS a,
+           COALESCE(b.until, 'infinity'::date) AS b,
+           b.held AND b.deprivation_type = ANY($3::text[]) AS held,
+           b.articles, b.citizenships::text[], b.gender::text, b.region::text, b.birth_date
+    FROM report_basis_path b
+    WHERE b.basis_id = $1::uuid
+      AND (b.held OR b.to_status NOT IN ('released', 'pardoned', 'deported'))
+),
+-- A person with case files in one jurisdiction is counted once, for all and for it.
+person_keys AS MATERIALIZED (
+    SELECT person_id,
+           CASE WHEN min(jurisdiction) = max(jurisdiction) THEN min(jurisdiction) END
+               AS only_jurisdiction
+    FROM source GROUP BY person_id
+),
+keyed AS MATERIALIZED (
+    SELECT '"""
+    + ALL_JURISDICTIONS
+    + """'::text AS key, s.*
+    FROM source s
+    UNION ALL
+    SELECT s.jurisdiction, s.*
+    FROM source s JOIN person_keys k ON k.person_id = s.person_id
+    WHERE k.only_jurisdiction IS NULL
+),
+deaths AS MATERIALIZED (
+    SELECT key, person_id, min(a) AS died_on
+    FROM keyed WHERE to_status = 'died_in_custody'
+    GROUP BY key, person_id
+),
+"""
+    + _recognition("kept_recognition", "d.recorded_at < $2::timestamptz", "recognition_coverage v")
+    + """,
+-- The days on which anything of a person's standing may change, each until the next.
+breaks AS (
+    SELECT key, person_id, a AS day FROM keyed
+    UNION
+    SELECT key, person_id, b FROM keyed WHERE b < 'infinity'::date
+    UNION
+    SELECT k.key, k.person_id, x.day
+    FROM keyed k
+    JOIN kept_recognition r ON r.case_file_id = k.case_file_id
+    CROSS JOIN LATERAL (VALUES (r.since), (r.until)) AS x(day)
+    WHERE k.held AND x.day > k.a AND x.day < k.b
+),
+spans AS (
+    SELECT key, person_id, day AS starts,
+           lead(day, 1, 'infinity'::date) OVER (PARTITION BY key, person_id ORDER BY day)
+               AS ends
+    FROM breaks
+),
+-- Each span's states, as a report reads them on its first day (`on_day`, `held_files`).
+covering AS MATERIALIZED (
+    SELECT s.key, s.person_id, s.starts, s.ends, k.case_file_id, k.to_status,
+           k.deprivation_type, k.jurisdiction, k.sentence_type, k.term_months, k.a,
+           k.articles, k.citizenships, k.gender, k.region, k.birth_date,
+           k.held AND (dd.died_on IS NULL OR dd.died_on > s.starts) AS held,
+           NOT k.held AND k.to_status <> 'died_in_custody' AS prosecuted,
+           r.status AS recognition
+    FROM spans s
+    JOIN keyed k ON k.key = s.key AND k.person_id = s.person_id
+         AND k.a <= s.starts AND k.b > s.starts
+    LEFT JOIN deaths dd ON dd.key = s.key AND dd.person_id = s.person_id
+    LEFT JOIN kept_recognition r ON k.held AND r.case_file_id = k.case_file_id
+         AND r.since <= s.starts AND (r.until IS NULL OR r.until > s.starts)
+),
+standing AS (
+    SELECT key, person_id, starts, ends, bool_or(held) AS held,
+           bool_or(prosecuted) AS prosecuted,
+           COALESCE(bool_or(held AND recognition = 'political_prisoner'), false) AS recognised,
+           COALESCE(bool_or(held AND recognition = 'politically_persecuted'), false)
+               AS persecuted
+    FROM covering
+    GROUP BY key, person_id, starts, ends
+),
+chosen AS (
+    SELECT DISTINCT ON (key, person_id, starts) *
+    FROM covering WHERE held
+    ORDER BY key, person_id, starts, a DESC, case_file_id
+),
+span_articles AS (
+    SELECT c.key, c.person_id, c.starts, array_agg(DISTINCT article) AS articles
+    FROM covering c CROSS JOIN LATERAL unnest(c.articles) AS article
+    WHERE c.held
+    GROUP BY c.key, c.person_id, c.starts
+)
+SELECT $1::uuid, s.key,
+       CASE WHEN s.key = '"""
+    + ALL_JURISDICTIONS
+    + """' THEN k.only_jurisdiction END,
+       s.person_id, s.starts, s.ends, s.held, c.case_file_id, c.to_status, c.deprivation_type,
+       c.jurisdiction, c.sentence_type, c.term_months, s.recognised, s.persecuted,
+       CASE WHEN s.held THEN COALESCE(a.articles, '{}') END, c.citizenships, c.gender,
+       c.region, c.birth_date
+FROM standing s
+JOIN person_keys k ON k.person_id = s.person_id
+LEFT JOIN chosen c ON s.held AND c.key = s.key AND c.person_id = s.person_id
+     AND c.starts = s.starts
+LEFT JOIN span_articles a ON s.held AND a.key = s.key AND a.person_id = s.person_id
+     AND a.starts = s.starts
+WHERE s.held OR s.prosecuted
+-- In the order the spans end, so that those on a report's day (and on any day since) lie
+-- together at the end of the table, found by their index on it.
+ORDER BY s.ends"""
+)
+
+
 async def build_basis(
     connection: asyncpg.Connection,
     basis_id: uuid.UUID,
@@ -1130,6 +1318,12 @@ async def build_basis(
     await connection.execute("ANALYZE report_basis_path")
     await connection.execute(
         BASIS_DAILY_SQL,
+        basis_id,
+        changed_after,
+        [kind.value for kind in DEFAULT_HELD_DEPRIVATION_TYPES],
+    )
+    await connection.execute(
+        BASIS_SPAN_SQL,
         basis_id,
         changed_after,
         [kind.value for kind in DEFAULT_HELD_DEPRIVATION_TYPES],

@@ -216,3 +216,45 @@ class ReportBasisDaily(SQLModel, table=True):
     measure: str = Field(sa_column=Column(Text, primary_key=True))
     day: date = Field(sa_column=Column(Date, primary_key=True))
     n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ReportBasisSpan(SQLModel, table=True):
+    """A person's standing on the days of a span [starts, ends) of a basis over which
+    nothing of it changes: held (with the case file a report counts them on, what it
+    counts of it and of them) or prosecuted at liberty, for all jurisdictions (key `*`)
+    and, for a person with case files in several, for each (its code). A person with case
+    files in one jurisdiction has only the key `*`, with that jurisdiction as
+    `only_jurisdiction`. Counting the default deprivation types, with the recognition
+    decisions the basis's sums count (app/reports/asof.py, BASIS_SPAN_SQL)."""
+
+    __tablename__ = "report_basis_span"
+    __table_args__ = (
+        # The spans on a report's day: those ending after it (kept in that order).
+        Index("ix_report_basis_span_ends", "basis_id", "ends"),
+    )
+
+    basis_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("report_basis.id", ondelete="CASCADE"), primary_key=True)
+    )
+    key: str = Field(sa_column=Column(String(2), primary_key=True))
+    person_id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    starts: date = Field(sa_column=Column(Date, primary_key=True))
+    # 'infinity' while the standing lasts.
+    ends: date = Field(sa_column=Column(Date, nullable=False))
+    only_jurisdiction: str | None = Field(default=None, max_length=2)
+    held: bool
+    case_file_id: uuid.UUID | None = None
+    to_status: str | None = Field(default=None, max_length=20)
+    deprivation_type: str | None = Field(default=None, max_length=30)
+    jurisdiction: str | None = Field(default=None, max_length=2)
+    sentence_type: str | None = Field(default=None, sa_type=Text)
+    term_months: int | None = None
+    recognised: bool
+    persecuted: bool
+    articles: list[str] | None = Field(default=None, sa_column=Column(ARRAY(Text), nullable=True))
+    citizenships: list[str] | None = Field(
+        default=None, sa_column=Column(ARRAY(String(2)), nullable=True)
+    )
+    gender: str | None = Field(default=None, max_length=10)
+    region: str | None = Field(default=None, max_length=6)
+    birth_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))

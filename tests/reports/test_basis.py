@@ -28,7 +28,16 @@ from app.reports.knowledge import SETTLE_WAIT_LIMIT
 from tests.auth import cli_env, run_cli
 from tests.conftest import TEST_KEYS_DIR
 from tests.factories import API, event
-from tests.reports.reporting import build_basis, case, events_of, generate, move, on_event, person
+from tests.reports.reporting import (
+    build_basis,
+    case,
+    events_of,
+    generate,
+    move,
+    on_event,
+    person,
+    recognise,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -68,8 +77,15 @@ async def _committed_after_the_build(
 
 
 async def _forget_kept_path(db: asyncpg.Connection, case_id: str) -> None:
+    """Remove what the basis keeps of a case file: its path, and its person's spans."""
+    spans = await db.execute(
+        "DELETE FROM report_basis_span WHERE person_id = "
+        "(SELECT person_id FROM report_basis_path WHERE case_file_id = $1 LIMIT 1)",
+        case_id,
+    )
     removed = await db.execute("DELETE FROM report_basis_path WHERE case_file_id = $1", case_id)
     assert removed != "DELETE 0"
+    assert spans != "DELETE 0"
 
 
 async def test_a_report_reads_the_basis_for_what_did_not_change_since(
@@ -151,6 +167,80 @@ async def test_the_figures_over_time_read_the_basis_sums_and_count_the_changed_a
     await db.execute("DELETE FROM report_basis")
     assert (await generate(client, **SEPTEMBER))["figures"] == after
     assert (await generate(client, **SEPTEMBER, jurisdiction=None))["figures"] == everywhere
+
+
+async def test_each_persons_standing_is_read_from_the_basis_in_every_jurisdiction(
+    client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
+) -> None:
+    """The basis keeps each person's standing span by span, for all jurisdictions and, for
+    a person with case files in several, for each: a report on a day reads the spans on it
+    for the people unchanged since, and builds the others' as it does without a basis."""
+    # Held in BY since March and in LT since June, on two case files.
+    both = await person(client)
+    await case(client, both, event("detained", "2025-03-02"))
+    in_lt = await case(client, both, event("detained", "2025-06-01"), jurisdiction="LT")
+    # Prosecuted at liberty.
+    at_liberty = await person(client)
+    await case(client, at_liberty, event("charged", "2025-04-01", details={"situation": "other"}))
+    # Recognised in May while held.
+    recognised = await person(client)
+    await case(client, recognised, event("detained", "2025-02-01"))
+    assert (await recognise(client, recognised, "2025-05-01")).status_code == 201
+    # Held on two case files, recognised, then died in custody on 20 September (recorded
+    # on one of them: the custody ends on both).
+    died = await person(client)
+    died_case = await case(client, died, event("detained", "2024-01-10"))
+    await case(client, died, event("detained", "2024-03-01"))
+    assert (await recognise(client, died, "2024-06-01")).status_code == 201
+    assert (await move(client, died_case, "died_in_custody", "2025-09-20")).status_code == 201
+    await build_basis(app)
+
+    asked = {"BY": "BY", "LT": "LT", "all": None}
+    september = {
+        name: (await generate(client, **SEPTEMBER, jurisdiction=code))["figures"]
+        for name, code in asked.items()
+    }
+    held = {name: figures["held"] for name, figures in september.items()}
+    assert {name: h["total"] for name, h in held.items()} == {"BY": 2, "LT": 1, "all": 2}
+    assert {name: h["recognised"] for name, h in held.items()} == {"BY": 1, "LT": 0, "all": 1}
+    # Counted on the case file of the latest custody: in LT for all jurisdictions.
+    assert held["BY"]["by_jurisdiction"] == {"BY": 2}
+    assert held["all"]["by_jurisdiction"] == {"BY": 1, "LT": 1}
+    prosecuted = {name: f["at_liberty"]["prosecuted"] for name, f in september.items()}
+    assert prosecuted == {"BY": 1, "LT": 0, "all": 1}
+    august_period = {"from": "2025-08-01", "to": "2025-08-31"}
+    august = (await generate(client, as_of="2025-08-31", period=august_period))["figures"]
+    assert (august["held"]["total"], august["held"]["recognised"]) == (3, 2)
+
+    # The spans are what the report reads for the people unchanged since the basis: the
+    # owner removes them, and the report counts nobody held on its day …
+    await db.execute("DELETE FROM report_basis_span")
+    without = (await generate(client, **SEPTEMBER))["figures"]
+    assert (without["held"]["total"], without["at_liberty"]["prosecuted"]) == (0, 0)
+    # … while a report with other deprivation types than the default builds its own.
+    other_types = await generate(
+        client, **SEPTEMBER, held_deprivation_types=["pretrial_custody", "imprisonment"]
+    )
+    assert other_types["figures"]["held"]["total"] == 2
+    await build_basis(app)
+
+    # Late news, recorded after the basis: the custody in LT ended on 15 September. That
+    # person's standing is built anew; everyone else's is read from the basis.
+    released = await move(
+        client, in_lt, "released", "2025-09-15", details={"release_reason": "acquitted"}
+    )
+    assert released.status_code == 201, released.text
+    after = {
+        name: (await generate(client, **SEPTEMBER, jurisdiction=code))["figures"]
+        for name, code in asked.items()
+    }
+    assert {name: f["held"]["total"] for name, f in after.items()} == {"BY": 2, "LT": 0, "all": 2}
+    assert after["all"]["held"]["by_jurisdiction"] == {"BY": 2}
+
+    # The same figures, every one, as a report that reads no basis gives.
+    await db.execute("DELETE FROM report_basis")
+    for name, code in asked.items():
+        assert (await generate(client, **SEPTEMBER, jurisdiction=code))["figures"] == after[name]
 
 
 async def test_a_report_as_known_before_the_basis_builds_every_path(
