@@ -598,13 +598,13 @@ _HELD_COLUMNS = (
     "person_id, case_file_id, to_status, deprivation_type, jurisdiction, sentence_type,"
     " term_months, recognised, persecuted, gender, citizenships, region, birth_date"
 )
-# The people held on D, those prosecuted at liberty then, and the articles each person
-# held is charged under: built here, or for the people changed since the basis built
-# here and the others' read from its spans.
+# The people held on D, those prosecuted at liberty then, and how many of them each
+# article is charged against (on any case file they are held on): built here, or built
+# here for the people changed since the basis and read from its spans for the others.
 _HELD_WITHOUT_SPANS = f"""
 held AS MATERIALIZED (SELECT {_HELD_COLUMNS} FROM held_anew),
 at_liberty AS (SELECT person_id FROM at_liberty_anew),
-held_articles AS (SELECT person_id, article FROM articles_anew)"""
+held_articles AS (SELECT article, count(*) AS n FROM articles_anew GROUP BY article)"""
 _HELD_WITH_SPANS = f"""
 held AS MATERIALIZED (
     SELECT {_HELD_COLUMNS} FROM kept_spans WHERE held
@@ -617,9 +617,11 @@ at_liberty AS (
     SELECT person_id FROM at_liberty_anew
 ),
 held_articles AS (
-    SELECT person_id, unnest(articles) AS article FROM kept_spans WHERE held
+    SELECT article, count(*) AS n
+    FROM (SELECT unnest(articles) AS article FROM kept_spans WHERE held) AS kept
+    GROUP BY article
     UNION ALL
-    SELECT person_id, article FROM articles_anew
+    SELECT article, count(*) FROM articles_anew GROUP BY article
 )"""
 
 
@@ -890,23 +892,28 @@ SELECT jsonb_build_object(
     'foreign_by_citizenship', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT c.code AS k, count(*) AS n FROM held h
          CROSS JOIN LATERAL unnest(h.citizenships) AS c(code)
-         WHERE c.code <> h.jurisdiction GROUP BY 1) g),
+         -- (most people hold only the citizenship of their jurisdiction: not unnested)
+         WHERE h.citizenships IS DISTINCT FROM ARRAY[h.jurisdiction::text]
+           AND c.code <> h.jurisdiction GROUP BY 1) g),
     'by_gender', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT gender AS k, count(*) AS n FROM held GROUP BY 1) g),
     'by_age_band', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT CASE
-            WHEN birth_date IS NULL THEN 'unknown'
-            WHEN date_part('year', {D}) - date_part('year', birth_date) < 18 THEN 'under_18'
-            WHEN date_part('year', {D}) - date_part('year', birth_date) < 30 THEN '18_29'
-            WHEN date_part('year', {D}) - date_part('year', birth_date) < 40 THEN '30_39'
-            WHEN date_part('year', {D}) - date_part('year', birth_date) < 50 THEN '40_49'
-            WHEN date_part('year', {D}) - date_part('year', birth_date) < 60 THEN '50_59'
-            ELSE '60_plus' END AS k, count(*) AS n
-         FROM held GROUP BY 1) g),
+            WHEN age IS NULL THEN 'unknown'
+            WHEN age < 18 THEN 'under_18'
+            WHEN age < 30 THEN '18_29'
+            WHEN age < 40 THEN '30_39'
+            WHEN age < 50 THEN '40_49'
+            WHEN age < 60 THEN '50_59'
+            ELSE '60_plus' END AS k, sum(n) AS n
+         FROM (SELECT date_part('year', {D}) - date_part('year', birth_date) AS age,
+                      count(*) AS n
+               FROM held GROUP BY 1) AS by_age
+         GROUP BY 1) g),
     'by_region', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT COALESCE(region, 'unknown') AS k, count(*) AS n FROM held GROUP BY 1) g),
     'by_article', (SELECT jsonb_object_agg(k, n) FROM
-        (SELECT article AS k, count(*) AS n FROM held_articles GROUP BY 1) g),
+        (SELECT article AS k, sum(n) AS n FROM held_articles GROUP BY 1) g),
     'by_sentence_band', (SELECT jsonb_object_agg(k, n) FROM
         (SELECT """
         + _TERM_BAND
@@ -1130,9 +1137,10 @@ SELECT $2::uuid, x.id, x.case_file_id, x.person_id, x.jurisdiction, x.deprivatio
 FROM path x
 LEFT JOIN case_facts cf ON x.held AND cf.id = x.case_file_id
 LEFT JOIN person_facts pf ON x.held AND pf.id = x.person_id
--- Kept in the order of the day each state ends, so that the states on a report's day (and
--- on any day since) lie together at the end of the table, found by their index on it.
-ORDER BY x.until NULLS LAST"""
+-- Kept in the order of the day each state begins, so that a report's period (its
+-- detentions, sentences, releases and deportations) is read together, found by the index
+-- on that day. (The states on a report's day are read from the spans, below.)
+ORDER BY x.effective_date"""
 )
 
 
@@ -1292,9 +1300,9 @@ LEFT JOIN chosen c ON s.held AND c.key = s.key AND c.person_id = s.person_id
 LEFT JOIN span_articles a ON s.held AND a.key = s.key AND a.person_id = s.person_id
      AND a.starts = s.starts
 WHERE s.held OR s.prosecuted
--- In the order the spans end, so that those on a report's day (and on any day since) lie
--- together at the end of the table, found by their index on it.
-ORDER BY s.ends"""
+-- In the order the spans end, then begin, so that those on a report's day (and on any
+-- day since) lie together at the end of the table, found by their index on both.
+ORDER BY s.ends, s.starts"""
 )
 
 

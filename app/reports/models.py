@@ -229,8 +229,9 @@ class ReportBasisSpan(SQLModel, table=True):
 
     __tablename__ = "report_basis_span"
     __table_args__ = (
-        # The spans on a report's day: those ending after it (kept in that order).
-        Index("ix_report_basis_span_ends", "basis_id", "ends"),
+        # The spans on a report's day: those ending after it and begun by it (kept in
+        # that order).
+        Index("ix_report_basis_span_ends", "basis_id", "ends", "starts"),
     )
 
     basis_id: uuid.UUID = Field(

@@ -57,7 +57,9 @@ def upgrade() -> None:
             "basis_id", "key", "person_id", "starts", name=op.f("pk_report_basis_span")
         ),
     )
-    op.create_index("ix_report_basis_span_ends", "report_basis_span", ["basis_id", "ends"])
+    op.create_index(
+        "ix_report_basis_span_ends", "report_basis_span", ["basis_id", "ends", "starts"]
+    )
 
 
 def downgrade() -> None:
