@@ -577,7 +577,7 @@ def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
 
 
 # The standing on D of the people unchanged since the basis, one span each (the basis's
-# spans, app/reports/asof.py BASIS_SPAN_SQL): for the report's jurisdiction, its own spans
+# spans, BASIS_SPAN_SQL below): for the report's jurisdiction, its own spans
 # of the people with case files in several, the spans for all of those with case files in
 # it alone.
 _KEPT_SPANS = f"""
@@ -602,7 +602,7 @@ _HELD_COLUMNS = (
 # article is charged against (on any case file they are held on): built here, or built
 # here for the people changed since the basis and read from its spans for the others.
 _HELD_WITHOUT_SPANS = f"""
-held AS MATERIALIZED (SELECT {_HELD_COLUMNS} FROM held_anew),
+held AS NOT MATERIALIZED (SELECT {_HELD_COLUMNS} FROM held_anew),
 at_liberty AS (SELECT person_id FROM at_liberty_anew),
 held_articles AS (SELECT article, count(*) AS n FROM articles_anew GROUP BY article)"""
 _HELD_WITH_SPANS = f"""
@@ -1024,8 +1024,8 @@ class Basis:
     changed_after: datetime
 
 
-# Changes whenever the path CTEs, the sums or the basis's columns change: a basis built
-# otherwise is never read (app/reports/basis.py).
+# Changes whenever the path CTEs, the sums, the spans or the basis's columns change: a
+# basis built otherwise is never read (app/reports/basis.py).
 BASIS_FORMAT = "path-4"
 
 
@@ -1139,7 +1139,8 @@ LEFT JOIN case_facts cf ON x.held AND cf.id = x.case_file_id
 LEFT JOIN person_facts pf ON x.held AND pf.id = x.person_id
 -- Kept in the order of the day each state begins, so that a report's period (its
 -- detentions, sentences, releases and deportations) is read together, found by the index
--- on that day. (The states on a report's day are read from the spans, below.)
+-- on that day. (The standing on a report's day of the people unchanged since the basis is
+-- read from the spans, below.)
 ORDER BY x.effective_date"""
 )
 
@@ -1188,7 +1189,7 @@ HAVING sum(n) <> 0"""
 # report counts them on, chosen as `held_people` chooses it, recognised if any case file
 # they are held on is — or prosecuted at liberty, or neither (no span). A report reads
 # the spans on its day for the people unchanged since the basis, and builds the others'
-# standing as it did before (app/reports/asof.py, `held`).
+# standing as a report without a basis does (`held_anew`).
 BASIS_SPAN_SQL = (
     """
 INSERT INTO report_basis_span (
@@ -1207,7 +1208,8 @@ source AS MATERIALIZED (
     WHERE b.basis_id = $1::uuid
       AND (b.held OR b.to_status NOT IN ('released', 'pardoned', 'deported'))
 ),
--- A person with case files in one jurisdiction is counted once, for all and for it.
+-- A person whose states that may count (and deaths) are in one jurisdiction is counted
+-- once, for all and for it.
 person_keys AS MATERIALIZED (
     SELECT person_id,
            CASE WHEN min(jurisdiction) = max(jurisdiction) THEN min(jurisdiction) END
@@ -1336,6 +1338,7 @@ async def build_basis(
         changed_after,
         [kind.value for kind in DEFAULT_HELD_DEPRIVATION_TYPES],
     )
+    await connection.execute("ANALYZE report_basis_span")
     return int(status.rsplit(" ", 1)[-1])
 
 

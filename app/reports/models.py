@@ -222,10 +222,11 @@ class ReportBasisSpan(SQLModel, table=True):
     """A person's standing on the days of a span [starts, ends) of a basis over which
     nothing of it changes: held (with the case file a report counts them on, what it
     counts of it and of them) or prosecuted at liberty, for all jurisdictions (key `*`)
-    and, for a person with case files in several, for each (its code). A person with case
-    files in one jurisdiction has only the key `*`, with that jurisdiction as
-    `only_jurisdiction`. Counting the default deprivation types, with the recognition
-    decisions the basis's sums count (app/reports/asof.py, BASIS_SPAN_SQL)."""
+    and, for a person with case files in several, for each (its code). Only the case
+    files in custody, with a prosecution still open or with a death count here: a person
+    whose such case files are in one jurisdiction has only the key `*`, with that
+    jurisdiction as `only_jurisdiction`. Counting the default deprivation types, with the
+    recognition decisions the basis's sums count (app/reports/asof.py, BASIS_SPAN_SQL)."""
 
     __tablename__ = "report_basis_span"
     __table_args__ = (
