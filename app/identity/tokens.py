@@ -8,7 +8,6 @@ the same token is presented on every request of a session.
 
 import base64
 import json
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
+from app.core import clock
 from app.core.config import Settings
 from app.core.crypto import SIGNING_ALGORITHM, SigningKeyRing
 from app.core.errors import Unauthenticated
@@ -53,12 +53,18 @@ class IssuedToken:
     jti: str
 
 
+def _now_seconds() -> int:
+    return int(clock.utcnow().timestamp())
+
+
 class AccessTokens:
     def __init__(self, settings: Settings, keys: SigningKeyRing) -> None:
         self.issuer = settings.token_issuer
         self.audience = settings.token_audience
         self.keys = keys
         self._claims_registry = JWTClaimsRegistry(
+            # The application's one clock (app/core/clock.py), for issuing and checking alike.
+            now=_now_seconds,
             leeway=CLOCK_LEEWAY_SECONDS,
             iss={"essential": True, "value": self.issuer},
             aud={"essential": True, "value": self.audience},
@@ -72,7 +78,7 @@ class AccessTokens:
         self._verified: OrderedDict[str, tuple[dict[str, Any], str]] = OrderedDict()
 
     def issue(self, subject: uuid.UUID, lifetime_seconds: int, **claims: Any) -> IssuedToken:
-        now = int(time.time())
+        now = _now_seconds()
         jti = uuid.uuid4().hex
         key = self.keys.signing_key()
         header = {"alg": SIGNING_ALGORITHM, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}

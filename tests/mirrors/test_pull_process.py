@@ -18,7 +18,8 @@ import pytest
 from fastapi import FastAPI
 
 from tests.audit.chain import cli_env
-from tests.factories import create_case, create_person
+from tests.factories import API, create_case, create_person, event, transition
+from tests.merges.test_merges import merge
 from tests.mirrors.mirror import (
     SHARES_BY,
     Second,
@@ -27,6 +28,8 @@ from tests.mirrors.mirror import (
     mirrored_partner,
     signed_in_to,
 )
+from tests.mirrors.test_pull import correct, status_events
+from tests.sync.feed import change_case
 from tests.test_serve import free_port
 
 STARTUP_SECONDS = 60
@@ -147,3 +150,100 @@ async def test_a_pull_killed_in_the_middle_of_its_catch_up_resumes_without_loss_
         " AND c->'fields'->'state'->'before' = 'null'::jsonb"
     )
     assert created == records
+
+
+async def test_a_pull_killed_while_following_the_changes_resumes_without_loss_or_double(
+    app: FastAPI, client: httpx.AsyncClient, second: Second, database_url: str, tmp_path: Path
+) -> None:
+    """Killed after the first catch-up, in the middle of the changes since: a supersession
+    and a retraction, a merge, a record leaving the agreement, and releases."""
+    cases = []
+    for _ in range(PERSONS):
+        person = await create_person(client)
+        cases.append(await create_case(client, person["id"], jurisdiction="BY"))
+    kept = await create_person(client)
+    await create_case(client, kept["id"], jurisdiction="BY")
+    merged = await create_person(client)
+    await create_case(client, merged["id"], jurisdiction="BY")
+    partner, key = await mirrored_partner(app, SHARES_BY)
+    key_file = tmp_path / "mirror-key.json"
+    key_file.write_text(json.dumps(key.as_dict(private=True)))
+
+    with serving(database_url, tmp_path) as base_url:
+        first = start_pull(second, base_url, partner.client_id, key_file, tmp_path)
+        _, errors = await asyncio.to_thread(first.communicate, timeout=120)
+        assert first.returncode == 0, errors
+        pages_caught_up = await second.db.fetchval("SELECT pages FROM mirror_upstream")
+
+        # Upstream, after the catch-up: the first case file's detention superseded, then a
+        # release claimed on it and retracted; a merge; the second case file made
+        # high-confidentiality (it and its person leave the agreement); every other case
+        # file's person released.
+        corrected, leaving, *released = cases
+        detention = (await status_events(client, corrected))[0]
+        await correct(
+            client,
+            corrected,
+            detention["id"],
+            "supersession",
+            {"reason": "The day was wrong", "event": event("detained", "2024-02-03")},
+        )
+        claimed = await transition(
+            client,
+            (await client.get(f"{API}/cases/{corrected['id']}")).json(),
+            "released",
+            "2025-09-11",
+            confidence="unconfirmed",
+        )
+        assert claimed.status_code == 201, claimed.text
+        await correct(
+            client, corrected, claimed.json()["event"]["id"], "retraction", {"reason": "Denied"}
+        )
+        kept_now = (await client.get(f"{API}/persons/{kept['id']}")).json()
+        done = await merge(
+            client, kept_now, merged, keep_overlapping_custody=True, overrule_distinction=True
+        )
+        assert done.status_code == 201, done.text
+        closed = await change_case(client, leaving["id"], confidentiality="high")
+        assert closed.status_code == 200, closed.text
+        for case in released:
+            moved = await transition(
+                client, case, "released", "2025-09-11", details={"release_reason": "acquitted"}
+            )
+            assert moved.status_code == 201, moved.text
+
+        pulling = start_pull(second, base_url, partner.client_id, key_file, tmp_path)
+        deadline = time.monotonic() + 60
+        while (await second.db.fetchval("SELECT pages FROM mirror_upstream")) < (
+            pages_caught_up + 5
+        ):
+            assert pulling.poll() is None, pulling.communicate()
+            assert time.monotonic() < deadline, "the pull committed no pages"
+            await asyncio.sleep(0.02)
+        pulling.send_signal(signal.SIGKILL)
+        pulling.communicate()
+        assert pulling.returncode == -signal.SIGKILL
+        at_kill = await second.db.fetchrow("SELECT phase, caught_up FROM mirror_upstream")
+        assert (at_kill["phase"], at_kill["caught_up"]) == ("changes", False)
+
+        again = start_pull(second, base_url, partner.client_id, key_file, tmp_path)
+        output, errors = await asyncio.to_thread(again.communicate, timeout=120)
+        assert again.returncode == 0, errors
+        summary = json.loads(output)
+        assert summary["caught_up"] is True
+        assert summary["upserted"] > 0  # the kill left changes to follow
+
+    mirror = await signed_in_to(second)
+    async with aclosing(mirror):
+        assert await mirrored(mirror) == await fresh_view(app, SHARES_BY)
+        gone = await mirrored(mirror, "gone")
+        assert ("case", leaving["id"]) in gone
+        redirects = await mirrored(mirror, "redirect")
+        assert redirects[("person", merged["id"])]["merged_into"] == kept["id"]
+    # Each record created here once, whatever the kill: the trail of the second instance.
+    created = await second.db.fetchval(
+        "SELECT count(*) FROM audit_event, jsonb_array_elements(changes) AS c"
+        " WHERE action = 'mirror.pull' AND c->'fields' ? 'state'"
+        " AND c->'fields'->'state'->'before' = 'null'::jsonb"
+    )
+    assert created == await second.db.fetchval("SELECT count(*) FROM mirror_record")

@@ -5,13 +5,17 @@ line."""
 
 import asyncio
 from contextlib import aclosing
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
+import pytest
 from fastapi import FastAPI
 
+from app.core import clock
+from tests.auth import api_client, create_partner, partner_token
 from tests.factories import create_case
 from tests.sync.feed import FEED, Copy, feed_partner, follow
 
@@ -95,6 +99,57 @@ async def test_a_stream_cut_off_resumes_from_its_last_position(
 
         # Enabled again, the partner's token (still within its lifetime) is accepted again.
         await db.execute("UPDATE partner SET disabled = false WHERE id = $1", record.id)
+        await follow(partner, copy)
+    fresh, _ = await feed_partner(app, SHARES_BY)
+    expected = Copy()
+    async with aclosing(fresh):
+        await follow(fresh, expected)
+    assert copy.records == expected.records
+
+
+async def test_a_stream_whose_token_expires_ends_and_a_new_token_resumes_it(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partner's token expires while its stream runs (the clock passes its lifetime
+    after the first page): the stream ends with a 401 problem line; with a new token it
+    resumes from the last position line and ends with what a fresh snapshot gives."""
+    for _ in range(20):
+        await create_case(client, jurisdiction="BY")
+    record, secret = await create_partner(app, scopes=["sync:read"], agreement=SHARES_BY)
+    real = clock.utcnow
+    later = timedelta(minutes=app.state.settings.partner_token_minutes, seconds=90)
+
+    async def expire_after_the_first_page() -> None:
+        for _ in range(1000):
+            if await db.fetchval(
+                "SELECT count(*) FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
+                record.id,
+            ):
+                break
+            await asyncio.sleep(0.005)
+        monkeypatch.setattr(clock, "utcnow", lambda: real() + later)
+
+    partner = api_client(app)
+    async with aclosing(partner):
+        token = await partner_token(partner, record.client_id, str(secret))
+        partner.headers["Authorization"] = f"Bearer {token}"
+        expiring = asyncio.create_task(expire_after_the_first_page())
+        answer = await partner.get(FEED, params={"limit": 1}, headers=NDJSON)
+        await expiring
+        streamed = lines(answer.content)
+        assert streamed[-1]["problem"]["status"] == 401, streamed[-1]
+        assert "expired" in streamed[-1]["problem"]["detail"]
+        copy = Copy()
+        apply_stream(copy, streamed)
+        assert copy.cursor is not None and 0 < len(copy.records) < 40
+
+        # The old token stays refused; a new one (issued by the moved clock) goes on.
+        assert (await partner.get(FEED, params={"cursor": copy.cursor})).status_code == 401
+        token = await partner_token(partner, record.client_id, str(secret))
+        partner.headers["Authorization"] = f"Bearer {token}"
         await follow(partner, copy)
     fresh, _ = await feed_partner(app, SHARES_BY)
     expected = Copy()
