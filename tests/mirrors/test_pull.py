@@ -3,8 +3,10 @@ its partner and holds exactly what that partner may read there, through retracti
 supersessions, merges and records leaving the agreement; a page read twice changes
 nothing; who reads the mirror."""
 
+import asyncio
 import json
 from contextlib import aclosing
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from fastapi import FastAPI
 
 from app.access.principal import Role
 from app.audit.journal import as_system
+from app.core import clock
 from app.core.clock import utcnow
 from app.core.db import commit
 from app.mirrors import repository, service
@@ -372,3 +375,51 @@ async def test_a_second_pull_of_the_same_upstream_is_refused(
     finally:
         await second.db.execute("SELECT pg_advisory_unlock_all()")
     await pull_once(app, second, partner, key)
+
+
+async def test_a_token_that_expires_mid_catch_up_is_renewed_and_the_pull_goes_on(
+    app: FastAPI, client: httpx.AsyncClient, second: Second, db: Any, monkeypatch: Any
+) -> None:
+    """The upstream's clock passes the mirror's token lifetime after the first page: the
+    stream ends with a 401 line, the pull asks for a new token at once (no wait, no
+    failure) and catches up to what a fresh read gives."""
+    for _ in range(6):
+        person = await create_person(client)
+        await create_case(client, person["id"], jurisdiction="BY")
+    partner, key = await mirrored_partner(app, SHARES_BY)
+    real = clock.utcnow
+    later = timedelta(minutes=app.state.settings.partner_token_minutes, seconds=90)
+
+    async def expire_after_the_first_page() -> None:
+        # (The test transport hands the stream over whole: the clock moves while the
+        # upstream writes it, after its first page.)
+        for _ in range(1000):
+            if await db.fetchval(
+                "SELECT count(*) FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
+                partner.id,
+            ):
+                break
+            await asyncio.sleep(0.005)
+        monkeypatch.setattr(clock, "utcnow", lambda: real() + later)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport) as http:
+        upstream = UpstreamFeed("https://habeas", partner.client_id, key, http, page_limit=1)
+        expiring = asyncio.create_task(expire_after_the_first_page())
+        progress = await pull(
+            second.engine,
+            second.url,
+            second.app.state.security.audit_keys,
+            upstream,
+            max_failures=1,  # a wait after the expiry would end the pull
+        )
+        await expiring
+    assert progress.caught_up and progress.pages > 1
+    tokens = await db.fetchval(
+        "SELECT count(*) FROM audit_event WHERE action = 'auth.token' AND actor_id = $1",
+        partner.id,
+    )
+    assert tokens == 2
+    mirror = await signed_in_to(second)
+    async with aclosing(mirror):
+        assert await mirrored(mirror) == await fresh_view(app, SHARES_BY)
