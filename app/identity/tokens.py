@@ -8,6 +8,7 @@ the same token is presented on every request of a session.
 
 import base64
 import json
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
-from app.core import clock
 from app.core.config import Settings
 from app.core.crypto import SIGNING_ALGORITHM, SigningKeyRing
 from app.core.errors import Unauthenticated
@@ -53,8 +53,11 @@ class IssuedToken:
     jti: str
 
 
-def _now_seconds() -> int:
-    return int(clock.utcnow().timestamp())
+def seconds_now() -> int:
+    """The moment tokens are issued and checked at: the real time, apart from the
+    calendar a test may set (app/core/clock.py) for what it records; a test moves this
+    one to let a token expire."""
+    return int(time.time())
 
 
 class AccessTokens:
@@ -63,8 +66,8 @@ class AccessTokens:
         self.audience = settings.token_audience
         self.keys = keys
         self._claims_registry = JWTClaimsRegistry(
-            # The application's one clock (app/core/clock.py), for issuing and checking alike.
-            now=_now_seconds,
+            # Looked up at each check, as when issuing (seconds_now).
+            now=lambda: seconds_now(),
             leeway=CLOCK_LEEWAY_SECONDS,
             iss={"essential": True, "value": self.issuer},
             aud={"essential": True, "value": self.audience},
@@ -78,7 +81,7 @@ class AccessTokens:
         self._verified: OrderedDict[str, tuple[dict[str, Any], str]] = OrderedDict()
 
     def issue(self, subject: uuid.UUID, lifetime_seconds: int, **claims: Any) -> IssuedToken:
-        now = _now_seconds()
+        now = seconds_now()
         jti = uuid.uuid4().hex
         key = self.keys.signing_key()
         header = {"alg": SIGNING_ALGORITHM, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}
