@@ -576,10 +576,9 @@ def _path_ctes(slots: Mapping[str, str], *, with_basis: bool) -> list[str]:
     ]
 
 
-# The standing on D of the people unchanged since the basis, one span each (the basis's
-# spans, BASIS_SPAN_SQL below): for the report's jurisdiction, its own spans
-# of the people with case files in several, the spans for all of those with case files in
-# it alone.
+# The standing on D of the people unchanged since the basis, one span each (BASIS_SPAN_SQL
+# below). For a report of one jurisdiction: the spans kept for it (people with case files
+# in several), and the spans for all of the people whose case files are in it alone.
 _KEPT_SPANS = f"""
 kept_spans AS MATERIALIZED (
     SELECT s.person_id, s.held, s.case_file_id, s.to_status, s.deprivation_type,
@@ -625,14 +624,13 @@ held_articles AS (
 )"""
 
 
-def _figures_sql(*, with_basis: bool, sums_from_basis: bool = False) -> str:
+def _figures_sql(*, with_basis: bool, spans: bool = False) -> str:
     """The figures statement: every path built here (no basis), or read from a basis with
-    the changed case files' built anew; with `sums_from_basis` (the default deprivation
-    types), also the basis's sums of the figures over time and its spans of each person's
-    standing, for the people unchanged since it."""
+    the changed case files' built anew; with `spans` (the default deprivation types), also
+    the basis's sums of the figures over time and its spans of each person's standing,
+    for the people unchanged since it."""
     slots = {**_FIGURE_SLOTS, **(_BASIS_SLOTS if with_basis else {})}
-    daily = _daily_ctes(slots, sums_from_basis=sums_from_basis)
-    spans = sums_from_basis
+    daily = _daily_ctes(slots, sums_from_basis=spans)
     ctes = ",\n".join(
         [
             *_path_ctes(slots, with_basis=with_basis),
@@ -980,8 +978,9 @@ SELECT jsonb_build_object(
 
 FIGURES_SQL = _figures_sql(with_basis=False)
 FIGURES_SQL_WITH_BASIS = _figures_sql(with_basis=True)
-# With the basis's sums of the figures over time: kept for the default deprivation types.
-FIGURES_SQL_WITH_BASIS_SUMS = _figures_sql(with_basis=True, sums_from_basis=True)
+# With the basis's sums of the figures over time and its spans of each person's standing:
+# kept for the default deprivation types.
+FIGURES_SQL_WITH_BASIS_SUMS = _figures_sql(with_basis=True, spans=True)
 
 
 def _custodial() -> list[str]:
@@ -1059,7 +1058,8 @@ async def figures(
     if basis is None:
         statement = FIGURES_SQL
     else:
-        # The basis's sums count the default deprivation types; others are counted here.
+        # The basis's sums and spans count the default deprivation types; others are
+        # counted here.
         default = set(question.held_deprivation_types) == set(DEFAULT_HELD_DEPRIVATION_TYPES)
         statement = FIGURES_SQL_WITH_BASIS_SUMS if default else FIGURES_SQL_WITH_BASIS
         arguments += [basis.id, basis.changed_after]

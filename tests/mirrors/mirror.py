@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.access.principal import Role
 from tests.auth import api_client, create_account, create_partner, log_in
 from tests.factories import API
-from tests.sync.feed import Copy, feed_partner, follow
+from tests.merges.test_merges import merge
+from tests.sync.feed import Copy, change_case, feed_partner, follow
 
 # What the mirrored partner is shared: Belarus's case files up to the restricted tier.
 SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "restricted"}
@@ -88,3 +89,17 @@ async def fresh_view(app: FastAPI, agreement: dict[str, Any]) -> dict[tuple[str,
         copy = Copy()
         await follow(reader, copy, limit=500)
     return dict(copy.records)
+
+
+async def merge_and_withdraw(
+    client: httpx.AsyncClient, kept: dict[str, Any], merged: dict[str, Any], leaving_id: str
+) -> None:
+    """Upstream: `merged` merged into `kept` (a redirect for a mirror), and case file
+    `leaving_id` made high-confidentiality (it and its person leave the agreement)."""
+    kept_now = (await client.get(f"{API}/persons/{kept['id']}")).json()
+    done = await merge(
+        client, kept_now, merged, keep_overlapping_custody=True, overrule_distinction=True
+    )
+    assert done.status_code == 201, done.text
+    closed = await change_case(client, leaving_id, confidentiality="high")
+    assert closed.status_code == 200, closed.text

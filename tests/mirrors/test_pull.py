@@ -5,7 +5,6 @@ nothing; who reads the mirror."""
 
 import asyncio
 import json
-import time
 from contextlib import aclosing
 from typing import Any
 
@@ -17,24 +16,23 @@ from app.access.principal import Role
 from app.audit.journal import as_system
 from app.core.clock import utcnow
 from app.core.db import commit
-from app.identity import tokens
 from app.mirrors import repository, service
 from app.mirrors.pull import PullRefused, pull
 from app.mirrors.service import UpstreamMoved
 from app.mirrors.upstream import UpstreamFeed
 from tests.auth import api_client
 from tests.factories import API, create_case, create_person, event, if_match, transition
-from tests.merges.test_merges import merge
 from tests.mirrors.mirror import (
     MIRRORS,
     SHARES_BY,
     Second,
     fresh_view,
+    merge_and_withdraw,
     mirrored,
     mirrored_partner,
     signed_in_to,
 )
-from tests.sync.feed import change_case
+from tests.sync.feed import change_case, first_page_read, let_tokens_expire
 
 
 async def pull_once(app: FastAPI, second: Second, partner: Any, key: Any) -> dict[str, int]:
@@ -151,13 +149,7 @@ async def test_a_mirror_holds_exactly_what_its_upstream_shares_with_it(
         await correct(
             client, sentenced, claimed.json()["event"]["id"], "retraction", {"reason": "Denied"}
         )
-        kept_now = (await client.get(f"{API}/persons/{kept['id']}")).json()
-        done = await merge(
-            client, kept_now, merged, keep_overlapping_custody=True, overrule_distinction=True
-        )
-        assert done.status_code == 201, done.text
-        closed = await change_case(client, leaving["id"], confidentiality="high")
-        assert closed.status_code == 200, closed.text
+        await merge_and_withdraw(client, kept, merged, leaving["id"])
 
         await pull_once(app, second, partner, key)
         held = await mirrored(mirror)
@@ -387,19 +379,12 @@ async def test_a_token_that_expires_mid_catch_up_is_renewed_and_the_pull_goes_on
         person = await create_person(client)
         await create_case(client, person["id"], jurisdiction="BY")
     partner, key = await mirrored_partner(app, SHARES_BY)
-    later = app.state.settings.partner_token_minutes * 60 + 90
 
     async def expire_after_the_first_page() -> None:
         # (The test transport hands the stream over whole: the clock moves while the
         # upstream writes it, after its first page.)
-        for _ in range(1000):
-            if await db.fetchval(
-                "SELECT count(*) FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
-                partner.id,
-            ):
-                break
-            await asyncio.sleep(0.005)
-        monkeypatch.setattr(tokens, "seconds_now", lambda: int(time.time()) + later)
+        await first_page_read(db, partner.id)
+        let_tokens_expire(monkeypatch, app)
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport) as http:

@@ -19,17 +19,16 @@ from fastapi import FastAPI
 
 from tests.audit.chain import cli_env
 from tests.factories import API, create_case, create_person, event, transition
-from tests.merges.test_merges import merge
 from tests.mirrors.mirror import (
     SHARES_BY,
     Second,
     fresh_view,
+    merge_and_withdraw,
     mirrored,
     mirrored_partner,
     signed_in_to,
 )
 from tests.mirrors.test_pull import correct, status_events
-from tests.sync.feed import change_case
 from tests.test_serve import free_port
 
 STARTUP_SECONDS = 60
@@ -199,13 +198,7 @@ async def test_a_pull_killed_while_following_the_changes_resumes_without_loss_or
         await correct(
             client, corrected, claimed.json()["event"]["id"], "retraction", {"reason": "Denied"}
         )
-        kept_now = (await client.get(f"{API}/persons/{kept['id']}")).json()
-        done = await merge(
-            client, kept_now, merged, keep_overlapping_custody=True, overrule_distinction=True
-        )
-        assert done.status_code == 201, done.text
-        closed = await change_case(client, leaving["id"], confidentiality="high")
-        assert closed.status_code == 200, closed.text
+        await merge_and_withdraw(client, kept, merged, leaving["id"])
         for case in released:
             moved = await transition(
                 client, case, "released", "2025-09-11", details={"release_reason": "acquitted"}

@@ -1,14 +1,20 @@
 """Following a partner's change feed as a partner's system would: a local copy keyed by
 kind and id, updated from every page until the feed is caught up."""
 
+import asyncio
 import base64
 import json
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 
+from app.identity import tokens
 from tests.auth import api_client, create_partner, partner_token
 from tests.factories import API, if_match
 
@@ -112,3 +118,23 @@ def forged(cursor: str, **changes: Any) -> str:
         payload["p"][names.index(name)] = value
     raw = json.dumps(payload, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def first_page_read(db: asyncpg.Connection, partner_id: uuid.UUID) -> None:
+    """Wait until the partner has read a page of the feed (its reading is in the trail):
+    a stream under way has handed its first page."""
+    for _ in range(1000):
+        if await db.fetchval(
+            "SELECT count(*) FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
+            partner_id,
+        ):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the partner read no page")
+
+
+def let_tokens_expire(monkeypatch: pytest.MonkeyPatch, app: FastAPI) -> None:
+    """Move the moment tokens are issued and checked at past a partner token's lifetime:
+    the tokens issued so far are expired, those issued from now on are not."""
+    later = app.state.settings.partner_token_minutes * 60 + 90
+    monkeypatch.setattr(tokens, "seconds_now", lambda: int(time.time()) + later)

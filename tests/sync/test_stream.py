@@ -4,7 +4,6 @@ cut off (the partner disabled meanwhile, a token expired) resumes from its last 
 line."""
 
 import asyncio
-import time
 from contextlib import aclosing
 from typing import Any
 
@@ -14,10 +13,16 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from app.identity import tokens
 from tests.auth import api_client, create_partner, partner_token
 from tests.factories import create_case
-from tests.sync.feed import FEED, Copy, feed_partner, follow
+from tests.sync.feed import (
+    FEED,
+    Copy,
+    feed_partner,
+    first_page_read,
+    follow,
+    let_tokens_expire,
+)
 
 SHARES_BY = {"jurisdiction": "BY", "recognised_only": False, "max_tier": "restricted"}
 NDJSON = {"Accept": "application/x-ndjson"}
@@ -78,13 +83,7 @@ async def test_a_stream_cut_off_resumes_from_its_last_position(
     partner, record = await feed_partner(app, SHARES_BY)
 
     async def disable_after_the_first_page() -> None:
-        for _ in range(1000):
-            if await db.fetchval(
-                "SELECT count(*) FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
-                record.id,
-            ):
-                break
-            await asyncio.sleep(0.005)
+        await first_page_read(db, record.id)
         await db.execute("UPDATE partner SET disabled = true WHERE id = $1", record.id)
 
     async with aclosing(partner):
@@ -119,17 +118,10 @@ async def test_a_stream_whose_token_expires_ends_and_a_new_token_resumes_it(
     for _ in range(20):
         await create_case(client, jurisdiction="BY")
     record, secret = await create_partner(app, scopes=["sync:read"], agreement=SHARES_BY)
-    later = app.state.settings.partner_token_minutes * 60 + 90
 
     async def expire_after_the_first_page() -> None:
-        for _ in range(1000):
-            if await db.fetchval(
-                "SELECT count(*) FROM audit_event WHERE action = 'sync.read' AND actor_id = $1",
-                record.id,
-            ):
-                break
-            await asyncio.sleep(0.005)
-        monkeypatch.setattr(tokens, "seconds_now", lambda: int(time.time()) + later)
+        await first_page_read(db, record.id)
+        let_tokens_expire(monkeypatch, app)
 
     partner = api_client(app)
     async with aclosing(partner):
