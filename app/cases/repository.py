@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -405,6 +406,13 @@ def _date_conditions(filters: CaseFilters) -> list[Any]:
 
 def readable_ids(readable: ColumnElement[bool]) -> SelectOfScalar[uuid.UUID]:
     return select(CaseFile.id).where(readable)
+
+
+def is_readable(readable: ColumnElement[bool], case_id: Mapped[uuid.UUID]) -> ColumnElement[bool]:
+    """`readable` of the case file `case_id` names, as a value for each row of another
+    table: a scalar subquery, which PostgreSQL runs per row (a primary-key probe); as
+    `EXISTS` or `IN` it would read every readable case file into a hash first."""
+    return select(readable).where(col(CaseFile.id) == case_id).scalar_subquery()
 
 
 def person_ids_of(readable: ColumnElement[bool]) -> SelectOfScalar[uuid.UUID]:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Mapped
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -309,6 +311,8 @@ async def readable_with_events(
 ) -> list[tuple[CaseView, list[HistoryEntry]]]:
     """The case files among `case_ids` that the caller may read now, each with its path
     (status events and claims, in effective order): a page of a partner's change feed."""
+    if not case_ids:
+        return []
     found = await repository.get_many(session, case_ids)
     resources = await visibility.case_resources(session, caller.principal, found)
     views = []
@@ -387,6 +391,13 @@ async def set_recognition_status(
 def readable_ids(caller: Caller) -> SelectOfScalar[uuid.UUID]:
     """A subquery of the ids of the case files the caller may read, for other features."""
     return repository.readable_ids(visibility.readable_cases(caller.principal))
+
+
+def is_readable(caller: Caller, case_file_id: Mapped[uuid.UUID]) -> ColumnElement[bool]:
+    """Whether the case file a column of another feature's table names is one the caller
+    may read, asked of each row (an index probe each), not by the set of every case file
+    the caller may read."""
+    return repository.is_readable(visibility.readable_cases(caller.principal), case_file_id)
 
 
 def readable_ids_of(principal: Principal) -> SelectOfScalar[uuid.UUID]:

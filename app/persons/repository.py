@@ -167,6 +167,16 @@ async def page(
     return list(await session.exec(stmt))
 
 
+async def ids_page(
+    session: AsyncSession, *, readable: ColumnElement[bool], after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    """The ids of a page of the persons that `readable` lets through, in id order."""
+    stmt = select(Person.id).where(readable)
+    if after is not None:
+        stmt = stmt.where(Person.id > after)
+    return list(await session.exec(stmt.order_by(col(Person.id)).limit(limit)))
+
+
 async def search(
     session: AsyncSession,
     *,

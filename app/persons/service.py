@@ -447,14 +447,9 @@ async def readable_ids_after(
     session: AsyncSession, caller: Caller, after: uuid.UUID | None, limit: int
 ) -> list[uuid.UUID]:
     """The ids of the persons the caller may read, in id order after `after`."""
-    persons = await repository.page(
-        session,
-        readable=visibility.readable_persons(caller.principal),
-        filters=PersonFilters(),
-        after=after,
-        limit=limit,
+    return await repository.ids_page(
+        session, readable=visibility.readable_persons(caller.principal), after=after, limit=limit
     )
-    return [person.id for person in persons]
 
 
 async def merged_into(
@@ -475,6 +470,8 @@ async def _views(
     """Persons the caller may read, as they may see them, with one query each for their
     names, what the policies know of them and their distinctions. With `skip_hidden`, a
     person hidden from the caller since they were found is left out rather than refused."""
+    if not persons:
+        return []
     ids = [person.id for person in persons]
     names = await repository.names_of(session, ids)
     resources = await visibility.person_resources(

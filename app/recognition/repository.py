@@ -1,10 +1,12 @@
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from sqlmodel import col, func, select, update
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Mapped
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from app.recognition.models import RecognitionCoverage, RecognitionDecision, RecognitionProposal
 
@@ -47,41 +49,42 @@ async def decisions_of(session: AsyncSession, person_id: uuid.UUID) -> list[Reco
     return list(await session.exec(stmt))
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """What decisions cover: the case files `shown` to a caller, by decision; and which
+    decisions also cover a case file the caller may not see."""
+
+    shown: Mapping[uuid.UUID, list[uuid.UUID]]
+    partly_unseen: frozenset[uuid.UUID]
+
+
 async def coverage_of(
     session: AsyncSession,
     decision_ids: Sequence[uuid.UUID],
     *,
-    case_file_ids: SelectOfScalar[uuid.UUID],
-) -> dict[uuid.UUID, list[uuid.UUID]]:
-    """The case files each decision covers, of those `case_file_ids` lets through."""
+    shown: Callable[[Mapped[uuid.UUID]], ColumnElement[bool]],
+) -> Coverage:
+    """The case files each decision covers, of those `shown` lets through (asked of each),
+    and the decisions that cover others too: one query."""
     if not decision_ids:
-        return {}
+        return Coverage({}, frozenset())
     stmt = (
-        select(RecognitionCoverage.decision_id, RecognitionCoverage.case_file_id)
-        .where(
-            col(RecognitionCoverage.decision_id).in_(list(decision_ids)),
-            col(RecognitionCoverage.case_file_id).in_(case_file_ids),
+        select(
+            RecognitionCoverage.decision_id,
+            RecognitionCoverage.case_file_id,
+            shown(col(RecognitionCoverage.case_file_id)),
         )
+        .where(col(RecognitionCoverage.decision_id).in_(list(decision_ids)))
         .order_by(col(RecognitionCoverage.decision_id), col(RecognitionCoverage.case_file_id))
     )
     covered: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for decision_id, case_id in await session.exec(stmt):
-        covered[decision_id].append(case_id)
-    return covered
-
-
-async def coverage_counts(
-    session: AsyncSession, decision_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """How many case files each decision covers, whoever may see them."""
-    if not decision_ids:
-        return {}
-    stmt = (
-        select(RecognitionCoverage.decision_id, func.count())
-        .where(col(RecognitionCoverage.decision_id).in_(list(decision_ids)))
-        .group_by(col(RecognitionCoverage.decision_id))
-    )
-    return dict(list(await session.exec(stmt)))
+    unseen: set[uuid.UUID] = set()
+    for decision_id, case_id, readable in await session.exec(stmt):
+        if readable:
+            covered[decision_id].append(case_id)
+        else:
+            unseen.add(decision_id)
+    return Coverage(covered, frozenset(unseen))
 
 
 async def renumber(

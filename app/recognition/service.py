@@ -2,7 +2,7 @@
 
 import heapq
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,9 @@ class Recognition:
     clearance: Tier = Tier.public
     # decision id -> the case files it covers, of those the caller may see
     coverage: Mapping[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
+    # the decisions that also cover a case file the caller may not see: what they cite
+    # may be about that case file
+    partly_unseen: frozenset[uuid.UUID] = frozenset()
 
     @property
     def version(self) -> int:
@@ -63,9 +66,7 @@ async def get(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> Re
     if not caller.may("recognition.read", person.resource):
         raise HiddenRecord("No such person.")
     decisions = await repository.decisions_of(session, person_id)
-    return Recognition(
-        person_id, decisions, person.clearance, await _coverage(session, caller, decisions)
-    )
+    return await _recognition(session, caller, person_id, decisions, person.clearance)
 
 
 async def of_readable(
@@ -78,38 +79,47 @@ async def of_readable(
     decisions = await repository.decisions_of_many(session, [view.person.id for view in readable])
     coverage = await _coverage(session, caller, [d for found in decisions.values() for d in found])
     return {
-        view.person.id: Recognition(
-            view.person.id,
-            decisions[view.person.id],
-            view.clearance,
-            {d.id: coverage.get(d.id, []) for d in decisions[view.person.id]},
+        view.person.id: _covering(
+            view.person.id, decisions[view.person.id], view.clearance, coverage
         )
         for view in readable
     }
 
 
-async def partly_shown(
-    session: AsyncSession, recognitions: Iterable[Recognition]
-) -> set[uuid.UUID]:
-    """The decisions that cover a case file the caller may not see, besides those shown
-    (one query): what they cite may be about that case file."""
-    shown = {
-        decision.id: len(recognition.coverage.get(decision.id, []))
-        for recognition in recognitions
-        for decision in recognition.decisions
-    }
-    covering = await repository.coverage_counts(session, list(shown))
-    return {decision_id for decision_id, count in covering.items() if count > shown[decision_id]}
+async def _recognition(
+    session: AsyncSession,
+    caller: Caller,
+    person_id: uuid.UUID,
+    decisions: list[RecognitionDecision],
+    clearance: Tier,
+) -> Recognition:
+    coverage = await _coverage(session, caller, decisions)
+    return _covering(person_id, decisions, clearance, coverage)
+
+
+def _covering(
+    person_id: uuid.UUID,
+    decisions: list[RecognitionDecision],
+    clearance: Tier,
+    coverage: repository.Coverage,
+) -> Recognition:
+    return Recognition(
+        person_id,
+        decisions,
+        clearance,
+        {d.id: coverage.shown.get(d.id, []) for d in decisions},
+        frozenset(d.id for d in decisions if d.id in coverage.partly_unseen),
+    )
 
 
 async def _coverage(
     session: AsyncSession, caller: Caller, decisions: Sequence[RecognitionDecision]
-) -> Mapping[uuid.UUID, list[uuid.UUID]]:
+) -> repository.Coverage:
     """What each decision covers, of the case files the caller may see: one query."""
     return await repository.coverage_of(
         session,
         [decision.id for decision in decisions],
-        case_file_ids=cases_service.readable_ids(caller),
+        shown=lambda case_file_id: cases_service.is_readable(caller, case_file_id),
     )
 
 
@@ -194,9 +204,7 @@ async def decide(
     )
     await cases_service.set_recognition_status(session, covered, data.status, person_id=person_id)
     decisions = [decision, *current.decisions]
-    return Recognition(
-        person_id, decisions, person.clearance, await _coverage(session, caller, decisions)
-    )
+    return await _recognition(session, caller, person_id, decisions, person.clearance)
 
 
 # The criteria table as published: data that changes only with a release of the service.

@@ -85,6 +85,7 @@ class Stage(StrEnum):
 
 
 KINDS_AFTER = {"", "person", "case"}
+SNAPSHOT = frozenset({Stage.persons, Stage.cases})
 
 
 @dataclass(frozen=True)
@@ -481,7 +482,7 @@ def _worth_sending(
     departure only to a partner that held the record; otherwise only what differs from
     what the partner holds, or what it may not have received (a page read again after
     its answer was lost)."""
-    if stage in (Stage.persons, Stage.cases):
+    if stage in SNAPSHOT:
         return readable
     if before is None:
         return readable and stage is Stage.changes
@@ -582,7 +583,8 @@ async def _hand_over(
         session, [(view.case.id, view.clearance) for view, _ in cases.values()]
     )
     partner_id = caller.principal.id
-    before = await repository.delivered(session, partner_id, refs)
+    # A snapshot hands over every record the partner may read, whatever it holds.
+    before = {} if stage in SNAPSHOT else await repository.delivered(session, partner_id, refs)
     unreadable_persons = [
         record_id
         for kind, record_id in before
@@ -617,7 +619,11 @@ async def _hand_over(
             )
             hidden = {}
         candidates.append(_Candidate((kind, record_id), seq, _shown(item, hidden), read))
-    partly_shared = await recognition_service.partly_shown(session, recognitions.values())
+    partly_shared = {
+        decision_id
+        for recognition in recognitions.values()
+        for decision_id in recognition.partly_unseen
+    }
     await _with_sources(
         session,
         caller,
@@ -639,7 +645,7 @@ async def _hand_over(
         if candidate.read is not None:
             feed.seen.append(candidate.read)
             sources_seen.update(candidate.sources)
-        in_snapshot = stage in (Stage.persons, Stage.cases)
+        in_snapshot = stage in SNAPSHOT
         handed.append((ref, Delivered(content_hash, candidate.seq, in_snapshot)))
     # Each source handed over is a reading of it, at the tier it was shown.
     feed.seen.extend(sorted(sources_seen.items()))
