@@ -10,7 +10,7 @@ import psutil
 
 from app.bench import database, identity
 from app.bench.runner import Result, Server, TimedResult, run_api, run_raw, run_timed
-from app.bench.workloads import ALL_WORKLOADS
+from app.bench.workloads import ALL_WORKLOADS, SyncCatchUp
 
 GROWTH_WORKLOADS = ("case_read", "name_search", "duplicate_check")
 
@@ -31,6 +31,8 @@ class Plan:
     report_repeats: int = 3
     report_warmup: int = 1
     report_scales: list[str] | None = None
+    # The NDJSON catch-up stops after so many records (0: once caught up).
+    catch_up_records: int = 0
 
 
 async def _run_scale(
@@ -47,8 +49,14 @@ async def _run_scale(
         for name in names:
             workload = ALL_WORKLOADS[name]()
             workload.identity = signed_in
+            if isinstance(workload, SyncCatchUp):
+                workload.record_limit = plan.catch_up_records
             if workload.partner_agreement is not None:
-                workload.partner_ids, workload.partner_token_list = await identity.partner_tokens(
+                (
+                    workload.partner_ids,
+                    workload.partner_token_list,
+                    workload.partner_credentials,
+                ) = await identity.partner_tokens(
                     url,
                     server.base_url,
                     keys,

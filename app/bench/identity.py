@@ -129,9 +129,10 @@ async def partner_tokens(
     count: int,
     scopes: Sequence[str],
     agreement: Mapping[str, object],
-) -> tuple[list[uuid.UUID], list[str]]:
+) -> tuple[list[uuid.UUID], list[str], list[tuple[str, str]]]:
     """`count` partners with the agreement (approved by the system, as `habeas partners
-    add` makes them), each with an access token from the token endpoint."""
+    add` makes them), each with an access token from the token endpoint, and their
+    credentials (client id, secret)."""
     from app.identity import partners
     from app.identity.schemas import AgreementInput, PartnerCreate
     from app.main import security_kit
@@ -159,18 +160,23 @@ async def partner_tokens(
                 await commit(session)
     finally:
         await engine.dispose()
-    tokens = []
-    async with aiohttp.ClientSession() as client:
-        for client_id, secret in credentials:
-            async with client.post(
-                f"{base_url}/api/v1/auth/token",
-                data={"grant_type": "client_credentials"},
-                auth=aiohttp.BasicAuth(client_id, secret),
-            ) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"benchmark partner token failed: {await response.text()}")
-                tokens.append(str((await response.json())["access_token"]))
-    return ids, tokens
+    async with aiohttp.ClientSession(base_url=base_url) as client:
+        tokens = [await partner_token(client, credential) for credential in credentials]
+    return ids, tokens, credentials
+
+
+async def partner_token(client: aiohttp.ClientSession, credential: tuple[str, str]) -> str:
+    """An access token for a partner (client id, secret) from the token endpoint of the
+    server `client` talks to: at the start, and when one expires in a long catch-up."""
+    client_id, secret = credential
+    async with client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "client_credentials"},
+        auth=aiohttp.BasicAuth(client_id, secret),
+    ) as response:
+        if response.status != 200:
+            raise RuntimeError(f"benchmark partner token failed: {await response.text()}")
+        return str((await response.json())["access_token"])
 
 
 async def remove_partners(database_url: str) -> None:

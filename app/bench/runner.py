@@ -11,11 +11,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import asyncpg
 import psutil
 
+from app.bench import identity
 from app.bench.workloads import Workload
 from app.core.embedded import asyncpg_connect_kwargs
 
@@ -75,8 +77,10 @@ class TimedResult:
     rss_mb: float
     rss_after_mb: float
     detail: dict[str, int] = field(default_factory=dict)
+    # A streamed workload's server memory along the way: [records read, MB].
+    rss_mb_at_records: list[list[float]] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, float | str | int]:
+    def as_json(self) -> dict[str, Any]:
         api_s = self.api.percentile(0.5) / 1000
         raw_s = self.raw.percentile(0.5) / 1000
         return {
@@ -93,6 +97,7 @@ class TimedResult:
             "rss_mb": round(self.rss_mb, 1),
             "rss_after_mb": round(self.rss_after_mb, 1),
             **self.detail,
+            **({"rss_mb_at_records": self.rss_mb_at_records} if self.rss_mb_at_records else {}),
         }
 
 
@@ -311,12 +316,13 @@ async def run_timed(
     """A timed workload through the API, then raw; the server's memory before, at its
     peak during, and after the API phase."""
     rss_before = server.rss_bytes()
+    memory_marks: list[list[int]] = []
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(base_url=server.base_url, timeout=timeout) as session:
 
         async def one_api() -> bool:
             if workload.streamed:
-                return await _streamed(workload, session)
+                return await _streamed(workload, session, server, memory_marks)
             request = workload.request(0, random.Random(0))
             async with session.request(
                 request.method,
@@ -352,17 +358,30 @@ async def run_timed(
         peak[0] / 1_048_576,
         rss_after / 1_048_576,
         workload.detail,
+        [[records, round(rss / 1_048_576, 1)] for records, rss in memory_marks],
     )
 
 
 STREAM_CHUNK = 1 << 16
 
 
-async def _streamed(workload: Workload, session: aiohttp.ClientSession) -> bool:
+# A streamed workload's server memory is read each time it gets so much further.
+MEMORY_MARK_EVERY = 100_000
+
+
+async def _streamed(
+    workload: Workload, session: aiohttp.ClientSession, server: Server, marks: list[list[int]]
+) -> bool:
     """One operation of a streamed workload: requests until it is done, each answer read
-    in pieces (the client holds no more than a line and a piece) and split into lines."""
+    in pieces (the client holds no more than a line and a piece) and split into lines; a
+    new token when the last one expired; the server's memory at every MEMORY_MARK_EVERY
+    records, appended to `marks` as [records, bytes]."""
     workload.start_stream(0)
+    next_mark = MEMORY_MARK_EVERY
     while True:
+        if workload.token_expired(0):
+            token = await identity.partner_token(session, workload.partner_credentials[0])
+            workload.replace_partner_token(0, token)
         request = workload.request(0, random.Random(0))
         async with session.request(
             request.method,
@@ -379,6 +398,13 @@ async def _streamed(workload: Workload, session: aiohttp.ClientSession) -> bool:
                 for line in lines:
                     if line.strip():
                         workload.on_line(0, line)
+                if workload.progress(0) >= next_mark:
+                    marks.append([workload.progress(0), server.rss_bytes()])
+                    next_mark += MEMORY_MARK_EVERY
+                if workload.stream_done(0):
+                    # Done before the server ended the stream (a record limit): hang up.
+                    pending = b""
+                    break
             if pending.strip():
                 workload.on_line(0, pending)
         if workload.stream_done(0):

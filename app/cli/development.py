@@ -61,6 +61,13 @@ def bench(
     report_warmup: Annotated[
         int, typer.Option(help="Status reports generated before the timed ones.")
     ] = 1,
+    catch_up_records: Annotated[
+        int,
+        typer.Option(
+            help="sync_catch_up: stop after so many records (0: when caught up), e.g. 1M "
+            "records of the 1m scale's starting snapshot."
+        ),
+    ] = 0,
 ) -> None:
     """Measure the API against the same SQL run raw on asyncpg (see docs/performance.md)."""
     from app.bench import harness
@@ -106,6 +113,7 @@ def bench(
         report_repeats=report_repeats,
         report_warmup=0 if quick else report_warmup,
         report_scales=report_scale_list,
+        catch_up_records=catch_up_records,
     )
     report = asyncio.run(harness.run(plan))
     typer.echo(harness.table(report))
