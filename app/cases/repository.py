@@ -27,7 +27,7 @@ from app.cases.schemas import CaseFilters, CaseUpdate
 from app.cases.statuses import LEAVING_CUSTODY, TAKES_EFFECT, Status
 from app.core.columns import TextEnum
 from app.core.dates import Precision
-from app.core.db import driver_connection
+from app.core.db import driver_connection, loaded
 from app.custody import filters as custody
 from app.recognition.criteria import RecognitionStatus
 
@@ -129,7 +129,7 @@ def _typed(
 
 
 def _case(row: Mapping[str, Any]) -> CaseFile:
-    return CaseFile(**_typed(row, _CASE_FIELDS, _CASE_ENUMS))
+    return loaded(CaseFile, _typed(row, _CASE_FIELDS, _CASE_ENUMS))
 
 
 async def get(
