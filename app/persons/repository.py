@@ -383,6 +383,16 @@ async def get_many(
     return list(await session.exec(stmt))
 
 
+async def recorders(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID], *, readable: ColumnElement[bool]
+) -> dict[uuid.UUID, uuid.UUID | None]:
+    """Who recorded each of these persons that `readable` lets through."""
+    if not person_ids:
+        return {}
+    stmt = select(Person.id, Person.recorded_by).where(col(Person.id).in_(person_ids), readable)
+    return {person_id: recorder for person_id, recorder in await session.exec(stmt)}
+
+
 async def merged_into(
     session: AsyncSession, person_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, uuid.UUID]:

@@ -443,6 +443,26 @@ async def readable_views(
     return await _views(session, caller, keys, persons, skip_hidden=True)
 
 
+async def readable_resources(
+    session: AsyncSession, caller: Caller, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Resource]:
+    """Which of these persons the caller may read now, as readable_views decides it, with
+    what the policies know of each, without reading what they show (the change feed's
+    check for the records that left a partner's agreement)."""
+    recorders = await repository.recorders(
+        session, person_ids, readable=visibility.readable_persons(caller.principal)
+    )
+    resources = await visibility.person_resources(session, caller.principal, recorders)
+    readable = {}
+    for person_id, resource in resources.items():
+        try:
+            caller.clearance("person", resource)
+        except HiddenRecord:
+            continue
+        readable[person_id] = resource
+    return readable
+
+
 async def readable_ids_after(
     session: AsyncSession, caller: Caller, after: uuid.UUID | None, limit: int
 ) -> list[uuid.UUID]:

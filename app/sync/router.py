@@ -133,10 +133,10 @@ async def _stream(
             yield orjson.dumps({"problem": refusal.to_problem(request.url.path)}) + b"\n"
             return
         document = page.document()
-        for item in document["items"]:
-            yield orjson.dumps(item) + b"\n"
         position = {key: document[key] for key in POSITION_FIELDS}
-        yield orjson.dumps(position) + b"\n"
+        # A page's lines sent as one piece: a piece a line cost a write to the socket and
+        # a turn of the server's loop each (a stream read half the records a second).
+        yield b"".join(orjson.dumps(line) + b"\n" for line in [*document["items"], position])
         if page.caught_up:
             return
         cursor = page.next

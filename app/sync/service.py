@@ -287,12 +287,15 @@ async def _step(
         return replace(position, stage=following, after=("", NO_ID)), False
     if position.stage is Stage.gone:
         refs = await repository.delivered_after(session, partner_id, position.after, wanted)
+        # A record the partner still reads is not handed over in this stage: only those
+        # that left are read further (for their tombstone or redirect).
+        departed = await _departed(session, caller, refs)
         await _hand_over(
             session,
             caller,
             keys,
-            refs,
-            [position.seq] * len(refs),
+            departed,
+            [position.seq] * len(departed),
             feed,
             position=position,
         )
@@ -306,6 +309,26 @@ async def _step(
         position = replace(position, seq=seq, after=(kind, record_id))
         position = replace(position, anchor=_anchor(await repository.hash_at(session, seq)))
     return position, len(rows) < wanted
+
+
+async def _departed(session: AsyncSession, caller: Caller, refs: Sequence[Ref]) -> list[Ref]:
+    """The records among `refs` the partner may no longer read, in their order: as
+    _hand_over decides it (a person whose recognition it may not read counts as gone, as
+    there), without reading what the others show."""
+    persons = await persons_service.readable_resources(
+        session, caller, [record_id for kind, record_id in refs if kind == "person"]
+    )
+    readable_persons = {
+        person_id
+        for person_id, resource in persons.items()
+        if caller.may("recognition.read", resource)
+    }
+    readable_cases = await cases_service.readable_among(
+        session, caller, [record_id for kind, record_id in refs if kind == "case"]
+    )
+    still = {("person", person_id) for person_id in readable_persons}
+    still |= {("case", case_id) for case_id in readable_cases}
+    return [ref for ref in refs if ref not in still]
 
 
 def _every(hidden: dict[str, Any]) -> dict[str, Any]:
