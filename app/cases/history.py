@@ -16,7 +16,13 @@ from typing import Any
 
 from app.audit.journal import Journal, change
 from app.cases.models import CaseFile, ClaimOutcome, ClaimResolution, EventRecord, StatusEvent
-from app.cases.schemas import EventState, StatusEventFields, case_read, event_read
+from app.cases.schemas import (
+    EventState,
+    StatusEventFields,
+    StatusEventRead,
+    case_read,
+    event_read,
+)
 from app.cases.statuses import (
     PathError,
     SentenceType,
@@ -306,7 +312,7 @@ def case_snapshot(journal: Journal, case: CaseFile) -> dict[str, Any]:
     return journal.snapshot("case", case_read(case).model_dump(mode="json"))
 
 
-def entry_read_values(entry: HistoryEntry) -> dict[str, Any]:
+def entry_read(entry: HistoryEntry) -> StatusEventRead:
     return event_read(
         entry.event,
         state=entry.state,
@@ -314,7 +320,11 @@ def entry_read_values(entry: HistoryEntry) -> dict[str, Any]:
         retraction=entry.record.retraction,
         resolution=entry.record.resolution,
         supersedes=entry.supersedes,
-    ).model_dump(mode="json")
+    )
+
+
+def entry_read_values(entry: HistoryEntry) -> dict[str, Any]:
+    return entry_read(entry).model_dump(mode="json")
 
 
 def event_snapshot(journal: Journal, entry: HistoryEntry) -> dict[str, Any]:

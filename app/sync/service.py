@@ -53,8 +53,8 @@ from app.access.policy import POLICY_DIRECTORY
 from app.access.principal import SharingAgreement, Tier
 from app.access.tiers import FIELD_TIERS, NESTED_TIERS, RECORD_TIERS, exclusion, hidden_fields
 from app.cases import service as cases_service
-from app.cases.history import HistoryEntry, entry_read_values
-from app.cases.schemas import StatusEventRead, case_read
+from app.cases.history import HistoryEntry, entry_read
+from app.cases.schemas import case_read
 from app.core.crypto import DataKeyRing
 from app.core.errors import InvalidCursor
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor, query_fingerprint
@@ -371,9 +371,7 @@ def _case_item(
         id=view.case.id,
         change=ChangeKind.upsert,
         case=case_read(view.case),
-        status_events=[
-            StatusEventRead.model_validate(entry_read_values(entry)) for entry in entries
-        ],
+        status_events=[entry_read(entry) for entry in entries],
         custody=custody.timeline,
     )
     hidden = {
