@@ -332,21 +332,24 @@ def person_read(
     )
     return PersonRead.model_validate(
         {
-            **{
-                name: getattr(person, name)
-                for name in PersonRead.model_fields
-                if name not in ("names", "birth_date", "confirmed_distinct_from", *SEALED_FIELDS)
-            },
+            **{name: getattr(person, name) for name in _AS_STORED},
             **{name: confidential.get(name) for name in SEALED_FIELDS},
             "birth_date": birth,
             "confirmed_distinct_from": list(distinct_from),
+            # (the rows themselves: NameRead is read from their attributes in the same pass)
             "names": [
-                NameRead.model_validate(name)
-                for name in names
-                if shows_name(is_public=name.is_public, clearance=clearance)
+                name for name in names if shows_name(is_public=name.is_public, clearance=clearance)
             ],
         }
     )
+
+
+# The fields of PersonRead read as the person's row holds them.
+_AS_STORED = tuple(
+    name
+    for name in PersonRead.model_fields
+    if name not in ("names", "birth_date", "confirmed_distinct_from", *SEALED_FIELDS)
+)
 
 
 class DuplicateScanRead(BaseModel):
