@@ -165,6 +165,39 @@ async def test_a_narrowed_agreement_starts_again_and_takes_back_what_left(
         assert set(copy.records) == {("case", vilnius["id"]), ("person", vilnius["person_id"])}
 
 
+async def test_after_a_restart_only_what_left_is_taken_back_what_stays_is_kept(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The stage after the new snapshot passes over everything the partner was handed
+    before, page by page, and sends a tombstone for what it may no longer read: never for
+    what it still reads, however the two are mixed on a page."""
+    cases = [await create_case(client, jurisdiction="BY") for _ in range(5)]
+    recognised = cases[1::2]
+    for case in recognised:
+        decided = await decide(client, case["person_id"], RECOGNISED, 0)
+        assert decided.status_code == 201, decided.text
+    partner, record = await feed_partner(app, SHARES_BY)
+    async with aclosing(partner):
+        copy = Copy()
+        await follow(partner, copy, limit=2)
+        mine = {("case", case["id"]) for case in cases} | {
+            ("person", case["person_id"]) for case in cases
+        }
+        assert mine <= set(copy.records)
+        narrowed = await share(client, record.id, SHARES_BY | {"recognised_only": True})
+        assert narrowed.status_code == 200, narrowed.text
+        again = await follow(partner, copy, limit=2)
+        staying = {("case", case["id"]) for case in recognised} | {
+            ("person", case["person_id"]) for case in recognised
+        }
+        leaving = mine - staying
+        gone = {(item["kind"], item["id"]) for item in again if item["change"] == "tombstone"}
+        assert leaving <= gone
+        assert not gone & staying
+        assert staying <= set(copy.records)
+        assert not leaving & set(copy.records)
+
+
 async def test_who_may_read_the_feed(
     app: FastAPI, client: httpx.AsyncClient, anonymous: httpx.AsyncClient, sign_in_as: SignIn
 ) -> None:
