@@ -141,6 +141,8 @@ def _has_high_case(person_id: Mapped[uuid.UUID]) -> ColumnElement[bool]:
     return (
         select(high.id)
         .where(col(high.person_id) == person_id, col(high.confidentiality) == Confidentiality.high)
+        # Whatever the enclosing query reads, the probe reads its own alias.
+        .correlate_except(high)
         .exists()
     )
 
@@ -293,6 +295,9 @@ def _readable_persons(principal: Principal) -> ColumnElement[bool]:
         shared = (
             select(func.bool_or(readable_cases(principal)))
             .where(col(CaseFile.person_id) == col(Person.id))
+            # Only the person comes from the enclosing query, even one that reads
+            # case_file too: the person's case files are this subquery's own.
+            .correlate(Person)
             .scalar_subquery()
         )
         return and_(shared.is_(True), ~closed)
