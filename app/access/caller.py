@@ -20,10 +20,14 @@ class Caller:
 
     def clearance(self, kind: str, resource: Resource) -> Tier:
         """The caller's clearance on a record it must be able to see (else 404)."""
-        tier = self.policy.clearance(self.principal, kind, resource)
+        tier = self.tier_on(kind, resource)
         if tier is None:
             raise HiddenRecord(f"No such {_NOUN.get(kind, kind)}.")
         return tier
+
+    def tier_on(self, kind: str, resource: Resource) -> Tier | None:
+        """The caller's clearance on a record; None where it may not see it at all."""
+        return self.policy.clearance(self.principal, kind, resource)
 
     def require(self, action: str, resource: Resource) -> None:
         """For a record the caller can see: refuse an action it may not take on it."""

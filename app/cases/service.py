@@ -37,7 +37,6 @@ from app.cases.models import CaseFile, Confidentiality, EventRecord
 from app.cases.schemas import CaseCreate, CaseFields, CaseFilters, CaseUpdate, stored_charges
 from app.core.clock import today, utcnow
 from app.core.errors import (
-    HiddenRecord,
     NotFound,
     PreconditionFailed,
     UnknownReference,
@@ -311,16 +310,9 @@ async def readable_with_events(
 ) -> list[tuple[CaseView, list[HistoryEntry]]]:
     """The case files among `case_ids` that the caller may read now, each with its path
     (status events and claims, in effective order): a page of a partner's change feed."""
-    if not case_ids:
+    views = await _readable_views(session, caller, case_ids)
+    if not views:
         return []
-    found = await repository.get_many(session, case_ids)
-    resources = await visibility.case_resources(session, caller.principal, found)
-    views = []
-    for case, resource in zip(found, resources, strict=True):
-        try:
-            views.append(CaseView(case, caller.clearance("case", resource)))
-        except HiddenRecord:
-            continue
     events = await repository.events_of(session, [view.case.id for view in views])
     return [(view, history_entries(events.get(view.case.id, []))) for view in views]
 
@@ -331,18 +323,22 @@ async def readable_among(
     """Which of these case files the caller may read now, as readable_with_events decides
     it, without reading their paths (the change feed's check for the records that left a
     partner's agreement)."""
+    return {view.case.id for view in await _readable_views(session, caller, case_ids)}
+
+
+async def _readable_views(
+    session: AsyncSession, caller: Caller, case_ids: Sequence[uuid.UUID]
+) -> list[CaseView]:
+    """The case files among `case_ids` the caller may read now, with its clearance on each."""
     if not case_ids:
-        return set()
+        return []
     found = await repository.get_many(session, case_ids)
     resources = await visibility.case_resources(session, caller.principal, found)
-    readable = set()
-    for case, resource in zip(found, resources, strict=True):
-        try:
-            caller.clearance("case", resource)
-        except HiddenRecord:
-            continue
-        readable.add(case.id)
-    return readable
+    return [
+        CaseView(case, tier)
+        for case, resource in zip(found, resources, strict=True)
+        if (tier := caller.tier_on("case", resource)) is not None
+    ]
 
 
 async def readable_ids_after(

@@ -453,14 +453,11 @@ async def readable_resources(
         session, person_ids, readable=visibility.readable_persons(caller.principal)
     )
     resources = await visibility.person_resources(session, caller.principal, recorders)
-    readable = {}
-    for person_id, resource in resources.items():
-        try:
-            caller.clearance("person", resource)
-        except HiddenRecord:
-            continue
-        readable[person_id] = resource
-    return readable
+    return {
+        person_id: resource
+        for person_id, resource in resources.items()
+        if caller.tier_on("person", resource) is not None
+    }
 
 
 async def readable_ids_after(

@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.caller import Caller
+from app.access.policy import Resource
 from app.access.principal import Tier
 from app.audit.journal import change, journal_of
 from app.cases import service as cases_service
@@ -61,9 +62,14 @@ class Recognition:
         )
 
 
+def may_read(caller: Caller, person: Resource) -> bool:
+    """Whether the caller may read the recognition of a person it sees."""
+    return caller.may("recognition.read", person)
+
+
 async def get(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> Recognition:
     person = await persons_service.get(session, caller, person_id)
-    if not caller.may("recognition.read", person.resource):
+    if not may_read(caller, person.resource):
         raise HiddenRecord("No such person.")
     decisions = await repository.decisions_of(session, person_id)
     return await _recognition(session, caller, person_id, decisions, person.clearance)
@@ -75,7 +81,7 @@ async def of_readable(
     """The recognition of persons the caller was found to read (in the same transaction),
     each as `get` gives it, in two queries: a page of a partner's change feed. A person
     whose recognition the caller may not read is left out."""
-    readable = [view for view in persons if caller.may("recognition.read", view.resource)]
+    readable = [view for view in persons if may_read(caller, view.resource)]
     decisions = await repository.decisions_of_many(session, [view.person.id for view in readable])
     coverage = await _coverage(session, caller, [d for found in decisions.values() for d in found])
     return {
@@ -352,7 +358,7 @@ async def propose(
     """Keep a partner's proposal for our coordinators: it decides nothing, and moves no
     case file's recognition."""
     person = await persons_service.get(session, caller, person_id)
-    if not caller.may("recognition.read", person.resource):
+    if not may_read(caller, person.resource):
         raise HiddenRecord("No such person.")
     cases = await cases_service.lock_cases_of_person(session, caller, person_id)
     visible = {case.id for case in cases.visible}

@@ -112,7 +112,7 @@ async def cited_by_shared_records(
     if not source_ids:
         return {}
     resource = visibility.cited_source_resource(caller.principal, cited_by_a_shared_record=True)
-    if caller.policy.clearance(caller.principal, "source", resource) is None:
+    if caller.tier_on("source", resource) is None:
         return {}
     sources = await repository.many(session, source_ids)
     return {source.id: _view(caller, keys, source, resource=resource) for source in sources}

@@ -269,7 +269,7 @@ async def _step(
     the feed is caught up."""
     partner_id = caller.principal.id
     _, after_id = position.after
-    if position.stage in (Stage.persons, Stage.cases):
+    if position.stage in SNAPSHOT:
         kind = "person" if position.stage is Stage.persons else "case"
         read_ids = (
             persons_service.readable_ids_after
@@ -321,7 +321,7 @@ async def _departed(session: AsyncSession, caller: Caller, refs: Sequence[Ref]) 
     readable_persons = {
         person_id
         for person_id, resource in persons.items()
-        if caller.may("recognition.read", resource)
+        if recognition_service.may_read(caller, resource)
     }
     readable_cases = await cases_service.readable_among(
         session, caller, [record_id for kind, record_id in refs if kind == "case"]

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,16 @@ async def feed_partner(
     token = await partner_token(client, partner.client_id, str(secret))
     client.headers["Authorization"] = f"Bearer {token}"
     return client, partner
+
+
+async def fresh_copy(app: FastAPI, agreement: dict[str, Any]) -> Copy:
+    """What a new partner with the agreement holds once caught up: what any partner's
+    copy must end as."""
+    fresh, _ = await feed_partner(app, agreement)
+    copy = Copy()
+    async with aclosing(fresh):
+        await follow(fresh, copy)
+    return copy
 
 
 def forged(cursor: str, **changes: Any) -> str:

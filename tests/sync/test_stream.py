@@ -21,6 +21,7 @@ from tests.sync.feed import (
     feed_partner,
     first_page_read,
     follow,
+    fresh_copy,
     let_tokens_expire,
 )
 
@@ -38,6 +39,16 @@ def apply_stream(copy: Copy, streamed: list[dict[str, Any]]) -> None:
             copy.cursor = line["next"]
         elif "kind" in line:
             copy.apply(line)
+
+
+def cut_off(streamed: list[dict[str, Any]]) -> Copy:
+    """The copy a stream refused after its first pages left: it ended with a 401 problem
+    line, and the partner holds part of the snapshot and a position to resume from."""
+    assert streamed[-1]["problem"]["status"] == 401, streamed[-1]
+    copy = Copy()
+    apply_stream(copy, streamed)
+    assert copy.cursor is not None and 0 < len(copy.records) < 40
+    return copy
 
 
 async def test_a_stream_hands_over_what_the_pages_do(
@@ -90,20 +101,12 @@ async def test_a_stream_cut_off_resumes_from_its_last_position(
         cutting = asyncio.create_task(disable_after_the_first_page())
         answer = await partner.get(FEED, params={"limit": 1}, headers=NDJSON)
         await cutting
-        streamed = lines(answer.content)
-        assert streamed[-1]["problem"]["status"] == 401, streamed[-1]
-        copy = Copy()
-        apply_stream(copy, streamed)
-        assert copy.cursor is not None and 0 < len(copy.records) < 40
+        copy = cut_off(lines(answer.content))
 
         # Enabled again, the partner's token (still within its lifetime) is accepted again.
         await db.execute("UPDATE partner SET disabled = false WHERE id = $1", record.id)
         await follow(partner, copy)
-    fresh, _ = await feed_partner(app, SHARES_BY)
-    expected = Copy()
-    async with aclosing(fresh):
-        await follow(fresh, expected)
-    assert copy.records == expected.records
+    assert copy.records == (await fresh_copy(app, SHARES_BY)).records
 
 
 async def test_a_stream_whose_token_expires_ends_and_a_new_token_resumes_it(
@@ -131,19 +134,12 @@ async def test_a_stream_whose_token_expires_ends_and_a_new_token_resumes_it(
         answer = await partner.get(FEED, params={"limit": 1}, headers=NDJSON)
         await expiring
         streamed = lines(answer.content)
-        assert streamed[-1]["problem"]["status"] == 401, streamed[-1]
+        copy = cut_off(streamed)
         assert "expired" in streamed[-1]["problem"]["detail"]
-        copy = Copy()
-        apply_stream(copy, streamed)
-        assert copy.cursor is not None and 0 < len(copy.records) < 40
 
         # The old token stays refused; a new one (issued by the moved clock) goes on.
         assert (await partner.get(FEED, params={"cursor": copy.cursor})).status_code == 401
         token = await partner_token(partner, record.client_id, str(secret))
         partner.headers["Authorization"] = f"Bearer {token}"
         await follow(partner, copy)
-    fresh, _ = await feed_partner(app, SHARES_BY)
-    expected = Copy()
-    async with aclosing(fresh):
-        await follow(fresh, expected)
-    assert copy.records == expected.records
+    assert copy.records == (await fresh_copy(app, SHARES_BY)).records
