@@ -17,6 +17,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from app.access.policy import PolicyEngine
 from app.audit.http import open_journal
+from app.audit.read_events import read_events_of, say_reads_unrecorded
 from app.audit.router import router as audit_router
 from app.cases.router import router as cases_router
 from app.collective.router import router as collective_router
@@ -39,6 +40,7 @@ from app.custody.router import router as custody_router
 from app.identity.credentials import Passwords
 from app.identity.http import authenticate
 from app.identity.kit import SecurityKit
+from app.identity.live import LiveIdentities
 from app.identity.oidc import OidcVerifier
 from app.identity.roles import roles_needing_approval
 from app.identity.router import (
@@ -151,6 +153,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
         await _check_database(engine, settings, security)
+        if settings.identity_cache:
+            app.state.live_identities = LiveIdentities.for_database(
+                settings.database_url, settings.connect_timeout_seconds
+            )
+            app.state.live_identities.start()
+        app.state.read_events = read_events_of(app.state.session_factory, settings)
+        if app.state.read_events is not None:
+            app.state.read_events.start()
+        if not settings.audit_reads:
+            await say_reads_unrecorded(app.state.session_factory)
         background = []
         if settings.housekeeping_interval_seconds:
             background.append(
@@ -168,6 +180,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+        if app.state.read_events is not None:
+            await app.state.read_events.close()
+        if app.state.live_identities is not None:
+            await app.state.live_identities.close()
         if security.oidc is not None:
             await security.oidc.aclose()
         await engine.dispose()
@@ -184,6 +200,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_unknown_query_parameters)],
     )
     app.state.settings = settings
+    app.state.read_events = None
+    app.state.live_identities = None
     app.state.policy = policy
     app.state.security = security
     # Also apart, for the features that sign or seal without authenticating anyone.

@@ -50,9 +50,25 @@ class SignedIn:
     tokens: dict[str, Any]
 
 
+class AuditedTransport(httpx.ASGITransport):
+    """The app in process, as its clients reach it; once a response is in, the reads'
+    audit events it queued are appended (app/audit/read_events.py), so that a test reads
+    the trail as an auditor does some milliseconds later."""
+
+    def __init__(self, app: FastAPI, **kwargs: Any) -> None:
+        super().__init__(app=app, **kwargs)
+        self._app = app
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        read_events = getattr(self._app.state, "read_events", None)
+        if read_events is not None:
+            await read_events.flush()
+        return response
+
+
 def api_client(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app)
-    return httpx.AsyncClient(transport=transport, base_url=BASE_URL, **kwargs)
+    return httpx.AsyncClient(transport=AuditedTransport(app), base_url=BASE_URL, **kwargs)
 
 
 async def create_account(app: FastAPI, role: Role, username: str | None = None) -> Account:

@@ -16,7 +16,12 @@ from app.core.pagination import PageRequest, next_link
 
 
 def open_journal(request: Request) -> Journal:
-    journal = Journal(audit_keys_of(request), origin_of(request))
+    journal = Journal(
+        audit_keys_of(request),
+        origin_of(request),
+        read_events=request.app.state.read_events,
+        record_reads=request.app.state.settings.audit_reads,
+    )
     journal.attempted = _declared_action(request.scope.get("route"))
     return journal
 

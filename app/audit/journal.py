@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.access.principal import Principal, Tier
 from app.access.tiers import FIELD_TIERS
 from app.audit.chain import EventDraft, append, canonical
+from app.audit.read_events import ReadEvents
 from app.core.crypto import AuditKeyRing
 from app.core.db import JOURNAL
 from app.core.errors import DomainError
@@ -60,10 +61,23 @@ class Origin:
 
 
 class Journal:
-    def __init__(self, keys: AuditKeyRing, origin: Origin, actor: Actor = ANONYMOUS) -> None:
+    def __init__(
+        self,
+        keys: AuditKeyRing,
+        origin: Origin,
+        actor: Actor = ANONYMOUS,
+        *,
+        read_events: ReadEvents | None = None,
+        record_reads: bool = True,
+    ) -> None:
         self._keys = keys
         self.origin = origin
         self.actor = actor
+        # Where a read's event goes once the unit of work has committed (none: appended
+        # in its transaction); reads are not recorded at all only when measuring.
+        self._read_events = read_events
+        self._record_reads = record_reads
+        self._committed_read: EventDraft | None = None
         # The action the route declared (`requires(...)`), for denials.
         self.attempted: str | None = None
         # The record a refusal concerns when the path does not name it (the account a
@@ -130,7 +144,7 @@ class Journal:
     ) -> None:
         """A read. Only reads that show more than the public tier are recorded; a write in
         the same unit of work already covers what it answers with."""
-        if clearance <= Tier.public or self._pending_is_write:
+        if clearance <= Tier.public or self._pending_is_write or not self._record_reads:
             return
         ids = list(resource_ids)
         if self._pending is None:
@@ -224,11 +238,23 @@ class Journal:
         draft, is_write = self._pending, self._pending_is_write
         self._pending, self._pending_is_write = None, False
         if draft is not None:
-            # Only a successful read may skip waiting for the disk (see chain.append).
+            # Only a successful read may skip waiting for the disk (see chain.append), or
+            # be appended with others after its commit (app/audit/read_events.py).
             a_read = not is_write and draft.outcome == "success"
+            batched = self._read_events is not None and self._read_events.running
+            if a_read and not self._durable and batched:
+                self._committed_read = draft
+                return
             kind = "write" if is_write else "read" if a_read else "refusal"
             with AuditAppendTimer(kind):
                 await append(session, draft, durable=not a_read or self._durable)
+
+    async def after_commit(self) -> None:
+        """The unit of work committed: its read's event joins the next batch (before the
+        response is sent)."""
+        draft, self._committed_read = self._committed_read, None
+        if draft is not None and self._read_events is not None:
+            await self._read_events.record(draft)
 
     def _draft(
         self, action: str, outcome: str, *, resource_type: str | None, resource_id: uuid.UUID | None

@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # Reads' audit events (app/audit/read_events.py) wait at most this long in the process
+    # and are then appended together: one lock of the chain, one insert, one commit for
+    # all of them. 0 appends each in its request's own transaction.
+    audit_read_batch_ms: int = Field(default=25, ge=0, le=50)
+    # How many reads' events may wait at once; a read finding the queue full waits for
+    # room (at most `pool_timeout_seconds`, then 503): never served unrecorded.
+    audit_read_queue_limit: int = Field(default=10_000, ge=1)
+    # For measuring what recording reads costs (scripts/bench) and nothing else: off, reads
+    # are not recorded at all. The server says so in the trail when it starts that way.
+    audit_reads: bool = True
+    # Sessions and partners checked from memory while the process hears PostgreSQL's
+    # notifications of their changes (app/identity/live.py); off, every request asks the
+    # database.
+    identity_cache: bool = True
+
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Connection limits (app/core/server.py, app/core/middleware.py): a client has this
     # long to send a request's headers, and each chunk of its body (and all of it in

@@ -160,6 +160,8 @@ class UnitJournal(Protocol):
 
     async def before_commit(self, session: AsyncSession) -> None: ...
 
+    async def after_commit(self) -> None: ...
+
 
 async def commit(session: AsyncSession) -> None:
     """Commit the unit of work, its audit event appended last (it holds the chain's lock
@@ -175,6 +177,8 @@ async def commit(session: AsyncSession) -> None:
             report(error, DatabaseErrorKind.commit_outcome_unknown)
             raise CommitOutcomeUnknown() from error
         raise
+    if journal is not None:
+        await journal.after_commit()
 
 
 def is_unavailable(error: BaseException) -> bool:

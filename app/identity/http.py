@@ -86,7 +86,7 @@ async def authenticate(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("Send an access token: Authorization: Bearer <token>.")
     principal = await principals.authenticate(
-        session, security_of(request), credentials.credentials
+        session, security_of(request), credentials.credentials, request.app.state.live_identities
     )
     request.state.principal = principal
     journal_of(session).identify(principal)

@@ -26,7 +26,7 @@ from app.identity.models import (
 # Checked on every request: the session is live and its user enabled (so ending a session
 # or disabling a user takes effect at once, not when the access token expires).
 SQL_LIVE_SESSION = """
-SELECT u.role FROM user_session s JOIN app_user u ON u.id = s.user_id
+SELECT u.role, s.expires_at FROM user_session s JOIN app_user u ON u.id = s.user_id
 WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3
   AND NOT u.disabled
 """
@@ -37,12 +37,13 @@ FROM partner WHERE id = $1 AND NOT disabled
 """
 
 
-async def live_session_role(
+async def live_session(
     session: AsyncSession, session_id: uuid.UUID, *, user_id: uuid.UUID, now: datetime
-) -> str | None:
+) -> tuple[str, datetime] | None:
+    """The role of a live session's user, and when the session expires."""
     driver = await driver_connection(session)
-    role: str | None = await driver.fetchval(SQL_LIVE_SESSION, session_id, user_id, now)
-    return role
+    row = await driver.fetchrow(SQL_LIVE_SESSION, session_id, user_id, now)
+    return None if row is None else (row["role"], row["expires_at"])
 
 
 async def live_partner(session: AsyncSession, partner_id: uuid.UUID) -> dict[str, Any] | None:

@@ -109,6 +109,10 @@ async def test_a_page_costs_the_same_statements_for_5_records_as_for_200(
     partner = await _partner_for_recognised_prisoners(app)
     analyst = (await sign_in_as(Role.analyst)).client
 
+    # Each caller's session (or partner) is then known to the process (app/identity/live.py):
+    # what is counted below is the pages' own statements.
+    await _page(partner, f"{API}/cases", 1)
+    await _page(analyst, f"{API}/cases", 1)
     # A partner limited to recognised prisoners: the policy facts of every case file on the
     # page (its own recognition, whether its person is closed) are one query.
     for client, path, everything in [
@@ -158,6 +162,8 @@ async def test_a_hidden_record_costs_what_a_missing_one_does(
         json=case_body(person["id"], [event("detained", "2021-08-10")], confidentiality="high"),
     )
     assert closed.status_code == 201, closed.text
+    # The analyst's session is then known to the process (app/identity/live.py).
+    assert (await analyst.get(f"{API}/persons")).status_code == 200
 
     for kind, hidden_id in [("cases", closed.json()["id"]), ("persons", person["id"])]:
         hidden = await statements.during(

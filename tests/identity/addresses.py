@@ -4,7 +4,7 @@
 import httpx
 from fastapi import FastAPI
 
-from tests.auth import BASE_URL
+from tests.auth import BASE_URL, AuditedTransport
 
 # Documentation ranges (RFC 5737): an attacker's and the owner's machines.
 ATTACKER = "203.0.113.7"
@@ -12,5 +12,5 @@ OWNER = "198.51.100.20"
 
 
 def client_at(app: FastAPI, address: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(address, 40_000))
+    transport = AuditedTransport(app, client=(address, 40_000))
     return httpx.AsyncClient(transport=transport, base_url=BASE_URL)

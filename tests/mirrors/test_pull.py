@@ -20,7 +20,7 @@ from app.mirrors import repository, service
 from app.mirrors.pull import PullRefused, pull
 from app.mirrors.service import UpstreamMoved
 from app.mirrors.upstream import UpstreamFeed
-from tests.auth import api_client
+from tests.auth import AuditedTransport, api_client
 from tests.factories import API, create_case, create_person, event, if_match, transition
 from tests.mirrors.mirror import (
     MIRRORS,
@@ -36,7 +36,7 @@ from tests.sync.feed import change_case, first_page_read, let_tokens_expire
 
 
 async def pull_once(app: FastAPI, second: Second, partner: Any, key: Any) -> dict[str, int]:
-    transport = httpx.ASGITransport(app=app)
+    transport = AuditedTransport(app)
     async with httpx.AsyncClient(transport=transport) as http:
         upstream = UpstreamFeed("https://habeas", partner.client_id, key, http, page_limit=3)
         progress = await pull(
@@ -386,7 +386,7 @@ async def test_a_token_that_expires_mid_catch_up_is_renewed_and_the_pull_goes_on
         await first_page_read(db, partner.id)
         let_tokens_expire(monkeypatch, app)
 
-    transport = httpx.ASGITransport(app=app)
+    transport = AuditedTransport(app)
     async with httpx.AsyncClient(transport=transport) as http:
         upstream = UpstreamFeed("https://habeas", partner.client_id, key, http, page_limit=1)
         expiring = asyncio.create_task(expire_after_the_first_page())

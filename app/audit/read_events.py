@@ -1,0 +1,213 @@
+"""Reads' audit events, appended in batches off the request's path.
+
+A read that shows more than the public tier is recorded (app/audit/journal.py). Appended
+in the read's own transaction, every read became a write that took the chain's one lock:
+all reads of all processes queued behind it, and recording a case read cost more than
+reading it. Here a read's event waits in its process for at most `audit_read_batch_ms`;
+then the events waiting are appended together, in the order they came, under one lock of
+the head, in one insert and one commit (`chain.append_all`).
+
+What the trail promises stays:
+- The chain is the same chain: contiguous numbers in commit order, each event hashed
+  with the one before; the sync feed, which reads writes' numbers, sees no gap (a batch
+  holds the head's lock until it commits, exactly as one append does).
+- A read is recorded before it can be forgotten: an event is queued only once its
+  request's transaction has committed, and the response is sent after that. A batch
+  commits durably, so what a crash can lose is the last batch's wait (at most 50 ms of a
+  process's reads), where appending each read without waiting for the disk could lose
+  the last fraction of a second of every process's reads.
+- No read is served unrecorded: when the queue is full (the database slow or away), a
+  read waits for room, and is answered 503 if none comes in time. A batch that fails is
+  tried again, its events kept in their order.
+- Writes, refusals and reads that must be durable (the sync feed's deliveries) are
+  appended in their own transaction, as before.
+"""
+
+import asyncio
+import os
+import time
+from collections import deque
+from contextlib import suppress
+
+import asyncpg
+import structlog
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit.chain import EventDraft, append_all
+from app.core.config import Settings
+from app.core.database_errors import classify
+from app.core.db import driver_connection
+from app.core.errors import DatabaseUnavailable
+from app.core.metrics import AuditAppendTimer
+
+log = structlog.get_logger(__name__)
+
+# After a batch failed, the next try waits this long, doubling up to the last.
+RETRY_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class ReadEvents:
+    """The queue of one process's reads' events and the task that appends them."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        batch_seconds: float,
+        limit: int,
+        room_timeout_seconds: float,
+    ) -> None:
+        self._sessions = sessions
+        self._batch_seconds = batch_seconds
+        self._limit = limit
+        self._room_timeout = room_timeout_seconds
+        self._waiting: deque[EventDraft] = deque()
+        self._arrived = asyncio.Event()
+        # Set by a flush: the batch waiting goes now.
+        self._hurry = asyncio.Event()
+        # Notified after every batch appended: room in the queue, and progress.
+        self._appended_batch = asyncio.Condition()
+        # Counted since start: the events queued and those appended.
+        self._queued = 0
+        self._appended = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # The requests' side -----------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._closing
+
+    async def record(self, draft: EventDraft) -> None:
+        """Queue a committed read's event; wait for room if the queue is full."""
+        if len(self._waiting) >= self._limit:
+            await self._wait_for_room()
+        self._waiting.append(draft)
+        self._queued += 1
+        self._arrived.set()
+
+    async def _wait_for_room(self) -> None:
+        try:
+            async with asyncio.timeout(self._room_timeout):
+                async with self._appended_batch:
+                    await self._appended_batch.wait_for(lambda: len(self._waiting) < self._limit)
+        except TimeoutError:
+            log.warning("audit_read_queue_full", waiting=len(self._waiting))
+            raise DatabaseUnavailable() from None
+
+    async def flush(self) -> None:
+        """Return once every event queued before the call has been appended (what a
+        reader of the trail in this process waits for, so that it sees its own reads)."""
+        target = self._queued
+        if not self.running or self._appended >= target:
+            return
+        self._hurry.set()
+        async with self._appended_batch:
+            await self._appended_batch.wait_for(
+                lambda: self._appended >= target or not self.running
+            )
+
+    # The appending side ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-read-events")
+
+    async def close(self) -> None:
+        """Append what is waiting (trying for a few seconds if the database is away), then
+        stop."""
+        self._closing = True
+        if self._task is None:
+            return
+        self._arrived.set()
+        try:
+            async with asyncio.timeout(10):
+                await self._task
+        except TimeoutError:
+            log.error("audit_read_events_lost_at_shutdown", count=len(self._waiting))
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            if not self._waiting:
+                if self._closing:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+                # The first event of a batch waits the batch's time for others to join.
+                if not self._closing:
+                    with suppress(TimeoutError):
+                        async with asyncio.timeout(self._batch_seconds):
+                            await self._hurry.wait()
+                self._hurry.clear()
+            batch = list(self._waiting)
+            try:
+                await self._append(batch)
+            except Exception as error:
+                if classify(error) is None and not isinstance(error, asyncpg.PostgresError):
+                    log.exception("audit_read_batch_failed", count=len(batch))
+                else:
+                    log.warning(
+                        "audit_read_batch_failed", count=len(batch), error=type(error).__name__
+                    )
+                if self._closing and failures >= len(RETRY_SECONDS):
+                    log.error("audit_read_events_lost_at_shutdown", count=len(self._waiting))
+                    return
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+                continue
+            failures = 0
+            for _ in batch:
+                self._waiting.popleft()
+            self._appended += len(batch)
+            async with self._appended_batch:
+                self._appended_batch.notify_all()
+
+    async def _append(self, batch: list[EventDraft]) -> None:
+        started = time.perf_counter()
+        async with self._sessions() as session:
+            connection = await driver_connection(session)
+            with AuditAppendTimer("read_batch"):
+                await append_all(connection, batch)
+                await session.commit()
+        log.debug("audit_read_batch", count=len(batch), ms=(time.perf_counter() - started) * 1e3)
+
+
+def read_events_of(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> ReadEvents | None:
+    """The process's queue of reads' events, or none where each read appends its own."""
+    if not settings.audit_read_batch_ms or not settings.audit_reads:
+        return None
+    return ReadEvents(
+        sessions,
+        batch_seconds=settings.audit_read_batch_ms / 1000,
+        limit=settings.audit_read_queue_limit,
+        room_timeout_seconds=settings.pool_timeout_seconds,
+    )
+
+
+async def say_reads_unrecorded(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """A process started with reads unrecorded says so in the trail, so that a gap in
+    what reads it shows is never silent. A database not reachable yet hears it nowhere:
+    the process logs it instead."""
+    log.warning("audit_reads_unrecorded")
+    draft = EventDraft(
+        actor_type="system",
+        actor_id=None,
+        actor_role="system",
+        action="audit.reads_unrecorded",
+        outcome="success",
+        detail={"setting": "HABEAS_AUDIT_READS=false", "pid": os.getpid()},
+    )
+    try:
+        async with sessions() as session:
+            await append_all(await driver_connection(session), [draft])
+            await session.commit()
+    except Exception as error:
+        if classify(error) is None:
+            raise
