@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.access.visibility import PersonFacts, person_closed_sql
 from app.cases.held import former_political_prisoner
 from app.cases.models import (
     CaseFile,
@@ -65,6 +66,12 @@ JSON_COLUMNS = frozenset(_JSONB_CASE_FIELDS)
 CASE_LIST = ", ".join(_CASE_FIELDS)
 SQL_CASE = f"SELECT {CASE_LIST} FROM case_file WHERE id = $1"
 SQL_CASE_LOCKED = SQL_CASE + " FOR UPDATE"
+# A case file with what its access needs of its person (`PersonFacts`), in one round trip.
+SQL_CASE_SEEN = (
+    f"SELECT {CASE_LIST}, {person_closed_sql('case_file.person_id')} AS person_closed"
+    " FROM case_file WHERE id = $1"
+)
+SQL_CASE_SEEN_LOCKED = SQL_CASE_SEEN + " FOR UPDATE OF case_file"
 SQL_CASES = f"SELECT {CASE_LIST} FROM case_file WHERE id = ANY($1::uuid[]) ORDER BY id"
 SQL_CASES_LOCKED = SQL_CASES + " FOR UPDATE"
 SQL_PERSON_CASES_LOCKED = (
@@ -132,12 +139,13 @@ def _case(row: Mapping[str, Any]) -> CaseFile:
     return loaded(CaseFile, _typed(row, _CASE_FIELDS, _CASE_ENUMS))
 
 
-async def get(
+async def seen(
     session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False
-) -> CaseFile | None:
+) -> tuple[CaseFile, PersonFacts] | None:
+    """A case file and the facts of its person that its access depends on."""
     driver = await driver_connection(session)
-    row = await driver.fetchrow(SQL_CASE_LOCKED if for_update else SQL_CASE, case_id)
-    return _case(row) if row is not None else None
+    row = await driver.fetchrow(SQL_CASE_SEEN_LOCKED if for_update else SQL_CASE_SEEN, case_id)
+    return None if row is None else (_case(row), PersonFacts(closed=row["person_closed"]))
 
 
 async def lock_many(session: AsyncSession, case_ids: Collection[uuid.UUID]) -> list[CaseFile]:
