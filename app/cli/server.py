@@ -105,7 +105,7 @@ def serve(
     import uvicorn
 
     from app.core.logging import configure_logging
-    from app.core.server import BoundedH11Protocol
+    from app.core.server import BoundedHttpToolsProtocol
 
     settings = get_settings()
     # This process too logs (uvicorn's supervisor of the worker processes).
@@ -139,7 +139,7 @@ def serve(
             log_config=None,
             access_log=False,
             server_header=False,
-            http=BoundedH11Protocol,
+            http=BoundedHttpToolsProtocol,
             timeout_keep_alive=settings.keep_alive_seconds,
             # The client address (sign-in throttling) comes from X-Forwarded-For only when
             # the request arrives from a configured proxy.

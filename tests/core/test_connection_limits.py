@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from app.core.server import BoundedH11Protocol
+from app.core.server import BoundedH11Protocol, BoundedHttpToolsProtocol
 from app.main import create_app
 from tests.conftest import settings_for
 
@@ -20,8 +20,19 @@ HEADER_TIMEOUT = 0.5
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
-class QuickHeaders(BoundedH11Protocol):
+class QuickHeaders(BoundedHttpToolsProtocol):
+    """What `habeas serve` runs, with a short bound."""
+
     header_timeout_seconds = HEADER_TIMEOUT
+
+
+class QuickHeadersH11(BoundedH11Protocol):
+    header_timeout_seconds = HEADER_TIMEOUT
+
+
+EACH_PROTOCOL = pytest.mark.parametrize(
+    "protocol", [QuickHeaders, QuickHeadersH11], ids=["httptools", "h11"]
+)
 
 
 def _free_port() -> int:
@@ -31,13 +42,13 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[int]:
+async def serving(app: FastAPI, protocol: type[Any] = QuickHeaders) -> AsyncIterator[int]:
     port = _free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
-        http=QuickHeaders,
+        http=protocol,
         timeout_keep_alive=1,
         lifespan="off",
         log_level="warning",
@@ -71,8 +82,11 @@ async def _request(port: int, raw: bytes) -> bytes:
     return answer
 
 
-async def test_idle_and_slow_header_connections_are_closed(app: FastAPI) -> None:
-    async with serving(app) as port:
+@EACH_PROTOCOL
+async def test_idle_and_slow_header_connections_are_closed(
+    app: FastAPI, protocol: type[Any]
+) -> None:
+    async with serving(app, protocol) as port:
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(300)]
         # One that trickles its headers, a byte at a time.
         slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
@@ -99,8 +113,11 @@ async def test_idle_and_slow_header_connections_are_closed(app: FastAPI) -> None
             writer.close()
 
 
-async def test_a_kept_alive_connection_is_closed_after_it_idles(app: FastAPI) -> None:
-    async with serving(app) as port:
+@EACH_PROTOCOL
+async def test_a_kept_alive_connection_is_closed_after_it_idles(
+    app: FastAPI, protocol: type[Any]
+) -> None:
+    async with serving(app, protocol) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         first = await asyncio.wait_for(reader.readuntil(b'"ok"}'), 5)
