@@ -9,10 +9,23 @@ from typing import Any
 import psutil
 
 from app.bench import database, identity
-from app.bench.runner import Result, Server, TimedResult, run_api, run_raw, run_timed
+from app.bench.runner import (
+    Measurement,
+    Result,
+    Server,
+    TimedResult,
+    run_api,
+    run_raw,
+    run_timed,
+)
 from app.bench.workloads import ALL_WORKLOADS, SyncCatchUp
 
-GROWTH_WORKLOADS = ("case_read", "name_search", "duplicate_check")
+GROWTH_WORKLOADS = ("case_read", "status_transition", "name_search", "duplicate_check")
+# Whose API is measured again on a server that does not record reads: what recording
+# them costs (`--audit-cost`).
+READ_WORKLOADS = ("case_read", "case_list_filtered", "name_search")
+# What the write ceiling drives with 1, 2, 4 … API processes (`--writers`).
+CEILING_WORKLOAD = "status_transition"
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,79 @@ class Plan:
     report_scales: list[str] | None = None
     # The NDJSON catch-up stops after so many records (0: once caught up).
     catch_up_records: int = 0
+    # Also measure the read workloads on a server that does not record reads.
+    audit_cost: bool = False
+    # Also measure transitions with so many API processes each (the write ceiling).
+    writers: list[int] | None = None
+
+
+async def _api_only(
+    plan: Plan, scale: str, names: list[str], *, workers: int, settings_env: dict[str, str]
+) -> dict[str, Measurement]:
+    """The API side of rate workloads on a server of its own (so many processes, these
+    settings)."""
+    keys = identity.key_env(plan.data_dir)
+    url = await database.prepare(scale, plan.data_dir, plan.server_url)
+    server = Server(
+        url, database.application_url(url), key_env=keys, workers=workers, settings_env=settings_env
+    )
+    measured: dict[str, Measurement] = {}
+    try:
+        await server.wait_ready()
+        signed_in = await identity.sign_in(url, server.base_url, keys)
+        for name in names:
+            workload = ALL_WORKLOADS[name]()
+            workload.identity = signed_in
+            print(f"  {scale} {name} ({workers} processes, {settings_env}) ...", end="", flush=True)  # noqa: T201
+            api, _ = await run_api(
+                workload, server, url, warmup=plan.warmup, duration=max(plan.duration, 1.0)
+            )
+            print(f" {api.rps:.1f} rps", flush=True)  # noqa: T201
+            measured[name] = api
+    finally:
+        server.stop()
+        await identity.remove_accounts(url)
+    return measured
+
+
+async def audit_cost(plan: Plan, results: list[Result | TimedResult]) -> dict[str, Any]:
+    """What recording reads costs: each read workload's API rate in this run against the
+    same API on a server started with reads unrecorded (HABEAS_AUDIT_READS=false)."""
+    audited = {r.name: r for r in results if isinstance(r, Result) and r.name in READ_WORKLOADS}
+    unrecorded = await _api_only(
+        plan, plan.scale, list(audited), workers=2, settings_env={"HABEAS_AUDIT_READS": "false"}
+    )
+    return {
+        name: {
+            "rps": round(audited[name].api.rps, 1),
+            "rps_reads_unrecorded": round(unrecorded[name].rps, 1),
+            "cost": round(1 - audited[name].api.rps / unrecorded[name].rps, 3)
+            if unrecorded[name].rps
+            else 0.0,
+            "p50_ms": round(audited[name].api.percentile(0.5), 2),
+            "p50_ms_reads_unrecorded": round(unrecorded[name].percentile(0.5), 2),
+        }
+        for name in audited
+    }
+
+
+async def write_ceiling(plan: Plan, counts: list[int]) -> list[dict[str, Any]]:
+    """Transitions a second with 1, 2, 4 … API processes against the one database."""
+    rows = []
+    for count in counts:
+        api = (
+            await _api_only(plan, plan.scale, [CEILING_WORKLOAD], workers=count, settings_env={})
+        )[CEILING_WORKLOAD]
+        rows.append(
+            {
+                "processes": count,
+                "rps": round(api.rps, 1),
+                "p50_ms": round(api.percentile(0.5), 2),
+                "p95_ms": round(api.percentile(0.95), 2),
+                "errors": api.errors,
+            }
+        )
+    return rows
 
 
 async def _run_scale(
@@ -116,6 +202,10 @@ async def run(plan: Plan) -> dict[str, Any]:
     if plan.workloads:
         results = await _run_scale(plan, plan.scale, plan.workloads, bulk=plan.bulk)
         report["workloads"] = [result.as_json() for result in results]
+        if plan.audit_cost:
+            report["audit_cost"] = await audit_cost(plan, results)
+    if plan.writers:
+        report["write_ceiling"] = await write_ceiling(plan, plan.writers)
     if plan.report_scales:
         report["report_scales"] = {
             scale: (await _run_scale(plan, scale, ["status_report"], bulk=True))[0].as_json()
@@ -169,6 +259,10 @@ def table(report: dict[str, Any]) -> str:
         )
     for scale, w in report.get("report_scales", {}).items():
         lines.append(f"bulk {scale}: {_timed_line(w)}")
+    for name, cost in report.get("audit_cost", {}).items():
+        lines.append(f"audit cost {name}: " + ", ".join(f"{k} {v}" for k, v in cost.items()))
+    for row in report.get("write_ceiling", []):
+        lines.append("write ceiling: " + ", ".join(f"{k} {v}" for k, v in row.items()))
     for name, growth in report.get("growth", {}).items():
         lines.append(f"growth {name}: " + ", ".join(f"{k} {v}" for k, v in growth.items()))
     return "\n".join(lines)

@@ -108,10 +108,17 @@ def _free_port() -> int:
 
 
 class Server:
-    """The real server: `habeas serve` with production settings and 2 workers."""
+    """The real server: `habeas serve` with production settings and 2 workers (or as
+    many as asked, with settings of its own where a measurement needs them)."""
 
     def __init__(
-        self, database_url: str, app_database_url: str, *, key_env: dict[str, str], workers: int = 2
+        self,
+        database_url: str,
+        app_database_url: str,
+        *,
+        key_env: dict[str, str],
+        workers: int = 2,
+        settings_env: dict[str, str] | None = None,
     ) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -123,6 +130,7 @@ class Server:
             "HABEAS_ENV": "production",
             "HABEAS_LOG_LEVEL": "WARNING",
             "HABEAS_LOG_JSON": "true",
+            **(settings_env or {}),
         }
         self.process = subprocess.Popen(  # noqa: S603 (our own CLI)
             [

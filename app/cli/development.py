@@ -68,6 +68,16 @@ def bench(
             "records of the 1m scale's starting snapshot."
         ),
     ] = 0,
+    audit_cost: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure the read workloads on a server that does not record reads."
+        ),
+    ] = False,
+    writers: Annotated[
+        str | None,
+        typer.Option(help="Also measure transitions with so many API processes, e.g. 1,2,4."),
+    ] = None,
 ) -> None:
     """Measure the API against the same SQL run raw on asyncpg (see docs/performance.md)."""
     from app.bench import harness
@@ -114,6 +124,8 @@ def bench(
         report_warmup=0 if quick else report_warmup,
         report_scales=report_scale_list,
         catch_up_records=catch_up_records,
+        audit_cost=audit_cost,
+        writers=[int(count) for count in writers.split(",")] if writers else None,
     )
     report = asyncio.run(harness.run(plan))
     typer.echo(harness.table(report))
