@@ -211,12 +211,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 _MOVE_HEAD = "UPDATE audit_head SET seq = $1, hash = $2, occurred_at = $3"
 
 
-async def append_all(connection: asyncpg.Connection, drafts: Sequence[EventDraft]) -> None:
+async def append_all(
+    connection: asyncpg.Connection, drafts: Sequence[EventDraft]
+) -> tuple[int, bytes]:
     """Append several events, in order, under one lock of the head: the same chain as
     appending them one by one, for one lock, one round trip of inserts and one commit.
-    The transaction must be open; the head stays locked until it ends."""
-    if not drafts:
-        return
+    The transaction must be open; the head stays locked until it ends. Returns the last
+    event's number and hash (by which a commit of unknown outcome can be checked)."""
     head = await connection.fetchrow(_LOCK_HEAD)
     if head is None:
         raise RuntimeError("audit_head has no row: the migrations have not run")
@@ -233,6 +234,16 @@ async def append_all(connection: asyncpg.Connection, drafts: Sequence[EventDraft
         prev_hash = digest
     await connection.executemany(_INSERT, rows)
     await connection.execute(_MOVE_HEAD, seq, prev_hash, occurred_at)
+    return seq, prev_hash
+
+
+async def was_appended(connection: asyncpg.Connection, seq: int, digest: bytes) -> bool:
+    """Whether the event of that number and hash is in the chain (a commit whose outcome
+    was unknown took effect)."""
+    found: bytes | None = await connection.fetchval(
+        "SELECT hash FROM audit_event WHERE seq = $1", seq
+    )
+    return found == digest
 
 
 def _json(value: Sequence[Any] | Mapping[str, Any] | None) -> str | None:

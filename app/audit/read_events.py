@@ -34,7 +34,7 @@ import structlog
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.audit.chain import EventDraft, append_all
+from app.audit.chain import EventDraft, append_all, was_appended
 from app.core.config import Settings
 from app.core.database_errors import classify
 from app.core.db import driver_connection
@@ -73,6 +73,9 @@ class ReadEvents:
         self._appended = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # A batch whose commit failed may have committed all the same: how many events
+        # it held, and the number and hash of its last.
+        self._uncertain: tuple[int, int, bytes] | None = None
 
     # The requests' side -----------------------------------------------------------------
 
@@ -144,15 +147,20 @@ class ReadEvents:
                         async with asyncio.timeout(self._batch_seconds):
                             await self._hurry.wait()
                 self._hurry.clear()
-            batch = list(self._waiting)
             try:
+                if self._uncertain is not None:
+                    await self._settle_uncertain()
+                    continue
+                batch = list(self._waiting)
                 await self._append(batch)
             except Exception as error:
                 if classify(error) is None and not isinstance(error, asyncpg.PostgresError):
-                    log.exception("audit_read_batch_failed", count=len(batch))
+                    log.exception("audit_read_batch_failed", count=len(self._waiting))
                 else:
                     log.warning(
-                        "audit_read_batch_failed", count=len(batch), error=type(error).__name__
+                        "audit_read_batch_failed",
+                        count=len(self._waiting),
+                        error=type(error).__name__,
                     )
                 if self._closing and failures >= len(RETRY_SECONDS):
                     log.error("audit_read_events_lost_at_shutdown", count=len(self._waiting))
@@ -161,20 +169,37 @@ class ReadEvents:
                 failures += 1
                 continue
             failures = 0
-            for _ in batch:
-                self._waiting.popleft()
-            self._appended += len(batch)
-            async with self._appended_batch:
-                self._appended_batch.notify_all()
+            await self._done(len(batch))
+
+    async def _done(self, count: int) -> None:
+        for _ in range(count):
+            self._waiting.popleft()
+        self._appended += count
+        async with self._appended_batch:
+            self._appended_batch.notify_all()
 
     async def _append(self, batch: list[EventDraft]) -> None:
         started = time.perf_counter()
         async with self._sessions() as session:
             connection = await driver_connection(session)
             with AuditAppendTimer("read_batch"):
-                await append_all(connection, batch)
+                last_seq, last_hash = await append_all(connection, batch)
+                self._uncertain = (len(batch), last_seq, last_hash)
                 await session.commit()
+                self._uncertain = None
         log.debug("audit_read_batch", count=len(batch), ms=(time.perf_counter() - started) * 1e3)
+
+    async def _settle_uncertain(self) -> None:
+        """After a failed commit: if the batch is in the chain, it is done; else it is
+        tried again. Never appended twice."""
+        assert self._uncertain is not None
+        count, last_seq, last_hash = self._uncertain
+        async with self._sessions() as session:
+            committed = await was_appended(await driver_connection(session), last_seq, last_hash)
+        self._uncertain = None
+        if committed:
+            log.info("audit_read_batch_committed_after_all", count=count)
+            await self._done(count)
 
 
 def read_events_of(

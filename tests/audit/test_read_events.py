@@ -4,14 +4,18 @@ is in the trail moments later, in one contiguous chain, and none is served unrec
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.access.principal import Role
+from app.audit.chain import EventDraft
+from app.audit.read_events import ReadEvents
 from app.core import embedded
 from tests.auth import BASE_URL, SignInAs, create_account, log_in
 from tests.conftest import separate_app
@@ -202,5 +206,55 @@ async def test_a_batch_whose_connection_is_cut_is_appended_again_once(
         recorded = await wait_for_reads(db, [case["id"]], 1, within=3.0)
         await asyncio.sleep(0.3)
         assert len(await reads_recorded(db, [case["id"]])) == len(recorded) == 1
+    seqs = [row["seq"] for row in await db.fetch("SELECT seq FROM audit_event ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def losing_the_first_commit_reply(
+    sessions: async_sessionmaker[AsyncSession],
+) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
+    """Sessions whose first COMMIT takes effect but whose reply is lost on the way back
+    (the connection drops just then): the committer cannot know."""
+    lost: list[bool] = []
+
+    @asynccontextmanager
+    async def session() -> AsyncIterator[AsyncSession]:
+        async with sessions() as opened:
+            commit = opened.commit
+
+            async def commit_and_lose_the_reply() -> None:
+                await commit()
+                if not lost:
+                    lost.append(True)
+                    raise ConnectionResetError("the reply to COMMIT was lost")
+
+            opened.commit = commit_and_lose_the_reply  # type: ignore[method-assign]
+            yield opened
+
+    return session
+
+
+async def test_a_batch_whose_commit_took_effect_unheard_is_not_appended_twice(
+    app: FastAPI, clean_tables: None, db: asyncpg.Connection
+) -> None:
+    queue = ReadEvents(
+        losing_the_first_commit_reply(app.state.session_factory),  # type: ignore[arg-type]
+        batch_seconds=0.01,
+        limit=100,
+        room_timeout_seconds=1.0,
+    )
+    queue.start()
+    request_ids = [f"read-{n}" for n in range(3)]
+    for request_id in request_ids:
+        await queue.record(
+            EventDraft("user", None, "caseworker", "case.read", "success", request_id=request_id)
+        )
+    await asyncio.wait_for(queue.flush(), 5)
+    await queue.close()
+    recorded = await db.fetch(
+        "SELECT request_id FROM audit_event WHERE request_id = ANY($1::text[]) ORDER BY seq",
+        request_ids,
+    )
+    assert [row["request_id"] for row in recorded] == request_ids
     seqs = [row["seq"] for row in await db.fetch("SELECT seq FROM audit_event ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))
