@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -103,6 +103,9 @@ class EventDraft:
     user_agent: str | None = None
     changes: list[dict[str, Any]] | None = None
     detail: dict[str, Any] | None = None
+    # When a read appended in a batch was served (the API process's clock); not a column:
+    # said in `detail` only when the event is appended late (see `append_all`).
+    read_at: datetime | None = None
 
     def row(
         self, *, seq: int, occurred_at: datetime, prev_hash: bytes, digest: bytes
@@ -204,6 +207,15 @@ async def append_on(
     )
 
 
+# A read's event appended so long after the read says when the read was (a batch retried
+# while the database was away); within it, the event's own time is close enough.
+LATE = timedelta(seconds=1)
+
+
+def _moment(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(TIME_FORMAT)
+
+
 _INSERT = f"""
 INSERT INTO audit_event ({", ".join(HASHED_COLUMNS)}, hash)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
@@ -228,6 +240,8 @@ async def append_all(
     prev_hash: bytes = head["hash"]
     rows = []
     for draft in drafts:
+        if draft.read_at is not None and occurred_at - draft.read_at > LATE:
+            draft.detail = {**(draft.detail or {}), "read_at": _moment(draft.read_at)}
         seq += 1
         digest = event_hash(draft.document(seq, occurred_at, prev_hash))
         rows.append(draft.row(seq=seq, occurred_at=occurred_at, prev_hash=prev_hash, digest=digest))

@@ -26,6 +26,14 @@ def open_journal(request: Request) -> Journal:
     return journal
 
 
+async def own_reads_appended(request: Request) -> None:
+    """Before the trail is searched: the reads this process served moments ago, still
+    waiting for their batch (app/audit/read_events.py), are appended."""
+    read_events = request.app.state.read_events
+    if read_events is not None:
+        await read_events.flush()
+
+
 _ACTIONS: "weakref.WeakKeyDictionary[object, str | None]" = weakref.WeakKeyDictionary()
 
 

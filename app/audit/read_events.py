@@ -24,10 +24,13 @@ What the trail promises stays:
 """
 
 import asyncio
+import itertools
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -45,6 +48,9 @@ log = structlog.get_logger(__name__)
 
 # After a batch failed, the next try waits this long, doubling up to the last.
 RETRY_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# A batch holds at most so many events (after an outage the queue can hold thousands:
+# one batch of them would hold the chain's head, and hash in the event loop, for long).
+MOST_IN_A_BATCH = 500
 
 
 class ReadEvents:
@@ -76,6 +82,8 @@ class ReadEvents:
         # A batch whose commit failed may have committed all the same: how many events
         # it held, and the number and hash of its last.
         self._uncertain: tuple[int, int, bytes] | None = None
+        # Set while batches fail: reads then wait until their own event is in the chain.
+        self._failing = False
 
     # The requests' side -----------------------------------------------------------------
 
@@ -84,21 +92,44 @@ class ReadEvents:
         return self._task is not None and not self._task.done() and not self._closing
 
     async def record(self, draft: EventDraft) -> None:
-        """Queue a committed read's event; wait for room if the queue is full."""
+        """Queue a committed read's event, before its response is sent.
+
+        While batches go through, the event waits at most a batch's time. While they fail
+        (the database slow or away), or when the queue is full, the read waits until its
+        own event is in the chain, and is answered 503 if that does not happen within
+        `room_timeout_seconds`: what is answered while appending fails is never only in
+        memory. With the appender stopped (the process closing), the event is appended
+        on its own."""
+        if not self.running:
+            await self._append_alone(draft)
+            return
         if len(self._waiting) >= self._limit:
-            await self._wait_for_room()
+            await self._wait_until(lambda: len(self._waiting) < self._limit)
+        # The real clock, whatever a test makes of the application's.
+        draft.read_at = datetime.now(UTC)
         self._waiting.append(draft)
         self._queued += 1
+        position = self._queued
         self._arrived.set()
+        if self._failing:
+            await self._wait_until(lambda: self._appended >= position)
 
-    async def _wait_for_room(self) -> None:
+    async def _wait_until(self, condition: Callable[[], bool]) -> None:
         try:
             async with asyncio.timeout(self._room_timeout):
                 async with self._appended_batch:
-                    await self._appended_batch.wait_for(lambda: len(self._waiting) < self._limit)
+                    await self._appended_batch.wait_for(lambda: condition() or not self.running)
         except TimeoutError:
-            log.warning("audit_read_queue_full", waiting=len(self._waiting))
+            log.warning("audit_read_events_waiting", waiting=len(self._waiting))
             raise DatabaseUnavailable() from None
+
+    async def _append_alone(self, draft: EventDraft) -> None:
+        try:
+            await self._append([draft])
+        except Exception as error:
+            if classify(error) is None:
+                raise
+            raise DatabaseUnavailable() from error
 
     async def flush(self) -> None:
         """Return once every event queued before the call has been appended (what a
@@ -147,13 +178,19 @@ class ReadEvents:
                         async with asyncio.timeout(self._batch_seconds):
                             await self._hurry.wait()
                 self._hurry.clear()
+                if not self._waiting:
+                    continue
             try:
                 if self._uncertain is not None:
                     await self._settle_uncertain()
                     continue
-                batch = list(self._waiting)
+                batch = list(itertools.islice(self._waiting, MOST_IN_A_BATCH))
                 await self._append(batch)
             except Exception as error:
+                self._failing = True
+                # Reads waiting for their own event see that it is not coming yet.
+                async with self._appended_batch:
+                    self._appended_batch.notify_all()
                 if classify(error) is None and not isinstance(error, asyncpg.PostgresError):
                     log.exception("audit_read_batch_failed", count=len(self._waiting))
                 else:
@@ -169,6 +206,7 @@ class ReadEvents:
                 failures += 1
                 continue
             failures = 0
+            self._failing = False
             await self._done(len(batch))
 
     async def _done(self, count: int) -> None:
@@ -195,7 +233,10 @@ class ReadEvents:
         assert self._uncertain is not None
         count, last_seq, last_hash = self._uncertain
         async with self._sessions() as session:
-            committed = await was_appended(await driver_connection(session), last_seq, last_hash)
+            connection = await driver_connection(session)
+            # The head's lock first: a commit still under way has then ended.
+            await connection.fetchval("SELECT seq FROM audit_head FOR UPDATE")
+            committed = await was_appended(connection, last_seq, last_hash)
         self._uncertain = None
         if committed:
             log.info("audit_read_batch_committed_after_all", count=count)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.access.caller import Caller
 from app.access.principal import Tier
 from app.audit import service
+from app.audit.http import own_reads_appended
 from app.audit.journal import journal_of
 from app.audit.schemas import (
     AuditEventRead,
@@ -57,6 +58,7 @@ async def search_events(
         }.items()
         if value is not None
     }
+    await own_reads_appended(request)
     found = await service.search(session, conditions, cursor=paging.cursor, limit=paging.limit)
     # Reading the trail is itself on the record: who looked for whom.
     journal_of(session).viewed(

@@ -3,9 +3,10 @@
 Every API process keeps the sessions and partners it has checked in memory while it
 hears this channel (app/identity/live.py), and forgets them all when anything is
 announced: a session revoked, shortened or deleted; a user's role changed or the user
-disabled; a partner changed or deleted. The triggers announce it in the transaction that
-makes the change, so that the notice leaves at its commit, whoever commits it (the API,
-the command line, an operator's SQL).
+disabled; a partner changed or deleted; any of their tables emptied. The triggers
+announce it in the transaction that makes the change, so that the notice leaves at its
+commit, whoever commits it (the API, the command line, an operator's SQL; not a session
+that switched triggers off with `session_replication_role`, which only a superuser can).
 
 Revision ID: 0027
 Revises: 0026
@@ -55,6 +56,10 @@ TRIGGERS = (
 )
 
 
+# Row triggers do not fire for TRUNCATE (an operator emptying a table in an emergency).
+TRUNCATED = ("user_session", "app_user", "partner")
+
+
 def upgrade() -> None:
     op.execute(ANNOUNCE)
     for name, table, events, condition in TRIGGERS:
@@ -63,9 +68,16 @@ def upgrade() -> None:
             f"CREATE TRIGGER {name} AFTER {events} ON {table} FOR EACH ROW{when}"
             " EXECUTE FUNCTION identity_changed()"
         )
+    for table in TRUNCATED:
+        op.execute(
+            f"CREATE TRIGGER {table}_truncated AFTER TRUNCATE ON {table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION identity_changed()"
+        )
 
 
 def downgrade() -> None:
+    for table in TRUNCATED:
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_truncated ON {table}")
     for name, table, _, _ in TRIGGERS:
         op.execute(f"DROP TRIGGER {name} ON {table}")
     op.execute("DROP FUNCTION identity_changed()")

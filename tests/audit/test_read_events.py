@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,6 +18,7 @@ from app.access.principal import Role
 from app.audit.chain import EventDraft
 from app.audit.read_events import ReadEvents
 from app.core import embedded
+from app.core.errors import DatabaseUnavailable
 from tests.auth import BASE_URL, SignInAs, create_account, log_in
 from tests.conftest import separate_app
 from tests.factories import API, create_case, create_person, if_match
@@ -258,3 +260,78 @@ async def test_a_batch_whose_commit_took_effect_unheard_is_not_appended_twice(
     assert [row["request_id"] for row in recorded] == request_ids
     seqs = [row["seq"] for row in await db.fetch("SELECT seq FROM audit_event ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+def failing_commits_while(
+    sessions: async_sessionmaker[AsyncSession], failing: list[bool]
+) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
+    """Sessions whose COMMIT fails (nothing committed) while `failing` holds True."""
+
+    @asynccontextmanager
+    async def session() -> AsyncIterator[AsyncSession]:
+        async with sessions() as opened:
+            commit = opened.commit
+
+            async def commit_unless_failing() -> None:
+                if failing[0]:
+                    await opened.rollback()
+                    raise ConnectionResetError("the database went away")
+                await commit()
+
+            opened.commit = commit_unless_failing  # type: ignore[method-assign]
+            yield opened
+
+    return session
+
+
+async def test_while_batches_fail_a_read_waits_for_its_own_event_or_is_refused(
+    app: FastAPI, clean_tables: None, db: asyncpg.Connection
+) -> None:
+    failing = [True]
+    queue = ReadEvents(
+        failing_commits_while(app.state.session_factory, failing),  # type: ignore[arg-type]
+        batch_seconds=0.01,
+        limit=100,
+        room_timeout_seconds=0.5,
+    )
+    queue.start()
+    try:
+        # The first read's batch fails: from then on, reads wait for their own event.
+        await queue.record(EventDraft("user", None, "caseworker", "case.read", "success"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(DatabaseUnavailable):
+            await queue.record(EventDraft("user", None, "caseworker", "case.read", "success"))
+        # The database is back while a read waits: it returns once its event is in.
+        waiting = asyncio.create_task(
+            queue.record(
+                EventDraft("user", None, "caseworker", "case.read", "success", request_id="r3")
+            )
+        )
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        failing[0] = False
+        await asyncio.wait_for(waiting, 3)
+        assert await db.fetchval("SELECT count(*) FROM audit_event WHERE request_id = 'r3'") == 1
+    finally:
+        await queue.close()
+    # Every read queued is in the chain once (the refused one too: it was queued, only not
+    # answered), in one contiguous chain.
+    assert await db.fetchval("SELECT count(*) FROM audit_event WHERE action = 'case.read'") == 3
+    seqs = [row["seq"] for row in await db.fetch("SELECT seq FROM audit_event ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_an_auditor_finds_the_reads_this_process_served_a_moment_ago(
+    app: FastAPI, sign_in_as: SignInAs
+) -> None:
+    coordinator = (await sign_in_as(Role.coordinator)).client
+    case = await create_case(coordinator)
+    auditor = (await sign_in_as(Role.auditor)).client
+    async with signed_in(app, Role.caseworker) as caseworker:
+        # Through a client that does not hurry the queue: the search itself does.
+        assert (await caseworker.get(f"{API}/cases/{case['id']}")).status_code == 200
+        found = await auditor.get(
+            f"{API}/audit/events", params={"action": "case.read", "resource_id": case["id"]}
+        )
+    assert found.status_code == 200, found.text
+    assert len(found.json()["items"]) == 1

@@ -183,3 +183,16 @@ def _never() -> Awaitable[asyncpg.Connection]:
 
 def _far_future() -> datetime:
     return datetime.now(UTC) + timedelta(hours=1)
+
+
+async def test_sessions_emptied_by_truncate_are_refused_by_every_process(
+    database_url: str, clean_tables: None, db: asyncpg.Connection
+) -> None:
+    async with workers(database_url) as apps:
+        callers, _, _ = await signed_in_everywhere(apps, Role.caseworker)
+        # An operator's emergency: every session ended at once, by a statement no row
+        # trigger sees.
+        await db.execute("TRUNCATE user_session CASCADE")
+        await refused_everywhere_within(callers, PERSONS, 1.0)
+        for caller in callers:
+            await caller.aclose()
