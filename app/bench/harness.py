@@ -231,6 +231,9 @@ async def run(plan: Plan) -> dict[str, Any]:
                     / by_scale[small][name].api.percentile(0.95),
                     2,
                 ),
+                # The server's peak memory under the workload at each scale.
+                f"{small}_rss_mb": round(by_scale[small][name].rss_mb, 1),
+                f"{large}_rss_mb": round(by_scale[large][name].rss_mb, 1),
             }
             for name in GROWTH_WORKLOADS
         }
