@@ -23,7 +23,9 @@ It never fails open:
 """
 
 import asyncio
+import itertools
 import uuid
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ from typing import Any
 
 import asyncpg
 import structlog
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from app.core.embedded import asyncpg_connect_kwargs
 
@@ -54,10 +58,19 @@ class LiveSession:
     expires_at: datetime
 
 
+# The tables whose changes can end access (migration 0027 announces them).
+IDENTITY_TABLES = frozenset({"app_user", "user_session", "partner"})
+# Where a unit of work notes that it changed one of them.
+_CHANGED = "identity_changed"
+# Every memory of this process (the apps of a test share one).
+_IN_THIS_PROCESS: "weakref.WeakSet[LiveIdentities]" = weakref.WeakSet()
+
+
 class LiveIdentities:
     """One process's memory of live sessions and partners, and its listener."""
 
     def __init__(self, connect: Callable[[], Any]) -> None:
+        _IN_THIS_PROCESS.add(self)
         self._connect = connect
         self._sessions: dict[uuid.UUID, LiveSession] = {}
         self._partners: dict[uuid.UUID, dict[str, Any]] = {}
@@ -149,7 +162,8 @@ class LiveIdentities:
     async def _while_connected(self, connection: asyncpg.Connection) -> None:
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _: lost.set())
-        await connection.add_listener(CHANNEL, self._heard)
+        # Looked up at each notice (so that a test can delay what it hears).
+        await connection.add_listener(CHANNEL, lambda *notice: self._heard(*notice))
         # Listening from here on: whatever was kept before may have missed a notice.
         self._forget()
         self.listening = True
@@ -162,3 +176,37 @@ class LiveIdentities:
                 return
             async with asyncio.timeout(CHECK_SECONDS):
                 await connection.fetchval("SELECT 1")
+
+
+# The process that makes a change forgets at its commit, before it answers: its notice
+# reaches this process's listener only a few milliseconds later, and the very next
+# request (a logout's client trying its token again) must already be refused.
+
+
+@event.listens_for(Session, "before_flush")
+def _note_changed_rows(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    for instance in itertools.chain(session.dirty, session.deleted):
+        table = getattr(instance, "__tablename__", None)
+        if table in IDENTITY_TABLES:
+            session.info[_CHANGED] = True
+            return
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_changing_statements(state: ORMExecuteState) -> None:
+    if state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in IDENTITY_TABLES:
+            state.session.info[_CHANGED] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_what_was_changed(session: Session) -> None:
+    if session.info.pop(_CHANGED, False):
+        for memory in list(_IN_THIS_PROCESS):
+            memory._forget()
+
+
+@event.listens_for(Session, "after_rollback")
+def _nothing_was_changed(session: Session) -> None:
+    session.info.pop(_CHANGED, None)

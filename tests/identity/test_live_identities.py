@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.access.principal import Role
@@ -196,3 +197,17 @@ async def test_sessions_emptied_by_truncate_are_refused_by_every_process(
         await refused_everywhere_within(callers, PERSONS, 1.0)
         for caller in callers:
             await caller.aclose()
+
+
+async def test_the_process_that_ends_a_session_refuses_it_at_once_without_the_notice(
+    database_url: str, clean_tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with workers(database_url, count=1) as apps:
+        [caller], token, _ = await signed_in_everywhere(apps, Role.caseworker)
+        # Notices arrive late here (they travel through the database: milliseconds that a
+        # client's very next request need not wait for).
+        monkeypatch.setattr(live(apps[0]), "_heard", lambda *_: None)
+        assert (await caller.post(f"{API}/auth/logout")).status_code == 204
+        assert (await caller.get(PERSONS)).status_code == 401
+        assert live(apps[0]).session(session_id(token)) is None
+        await caller.aclose()
