@@ -46,8 +46,9 @@ from app.core.metrics import AuditAppendTimer
 
 log = structlog.get_logger(__name__)
 
-# After a batch failed, the next try waits this long, doubling up to the last.
-RETRY_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# After a batch failed, the next try waits this long, growing to the last: reads may be
+# waiting for their own event, so a database that is back is tried within half a second.
+RETRY_SECONDS = (0.05, 0.1, 0.25, 0.5)
 # A batch holds at most so many events (after an outage the queue can hold thousands:
 # one batch of them would hold the chain's head, and hash in the event loop, for long).
 MOST_IN_A_BATCH = 500
@@ -199,9 +200,6 @@ class ReadEvents:
                         count=len(self._waiting),
                         error=type(error).__name__,
                     )
-                if self._closing and failures >= len(RETRY_SECONDS):
-                    log.error("audit_read_events_lost_at_shutdown", count=len(self._waiting))
-                    return
                 await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
                 failures += 1
                 continue

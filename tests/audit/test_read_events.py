@@ -292,7 +292,8 @@ async def test_while_batches_fail_a_read_waits_for_its_own_event_or_is_refused(
         failing_commits_while(app.state.session_factory, failing),  # type: ignore[arg-type]
         batch_seconds=0.01,
         limit=100,
-        room_timeout_seconds=0.5,
+        # Longer than the appender's longest wait between tries (0.5 s).
+        room_timeout_seconds=1.5,
     )
     queue.start()
     try:
