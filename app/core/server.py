@@ -12,61 +12,14 @@ of requests in progress by `ConcurrencyLimitMiddleware` (app/core/middleware.py)
 import asyncio
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.core.config import get_settings
 
 
-class BoundedH11Protocol(H11Protocol):
-    # Seconds a connection may take to send a request's headers; None: from the settings.
-    header_timeout_seconds: float | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._header_timeout = self.header_timeout_seconds or get_settings().header_timeout_seconds
-        self._header_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_timer()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        # Until h11 has a whole request, the client still owes its headers.
-        if self.conn.their_state is h11.IDLE:
-            self._arm_header_timer()
-        else:
-            self._disarm_header_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_timer()
-        super().connection_lost(exc)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # Between requests uvicorn's keep-alive timeout applies.
-        self._disarm_header_timer()
-
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self._header_timeout, self._headers_late)
-
-    def _disarm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
-
-
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """The same bound on uvicorn's httptools protocol (its parser is C; h11's is Python,
-    a few per cent of a short request's time: docs/performance.md)."""
+    """uvicorn's httptools protocol (its parser is C; h11's pure-Python one cost a few per
+    cent of a short request's time: docs/performance.md) with a deadline for headers."""
 
     # Seconds a connection may take to send a request's headers; None: from the settings.
     header_timeout_seconds: float | None = None

@@ -4,7 +4,7 @@ is in the trail moments later, in one contiguous chain, and none is served unrec
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
@@ -212,35 +212,60 @@ async def test_a_batch_whose_connection_is_cut_is_appended_again_once(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
-def losing_the_first_commit_reply(
-    sessions: async_sessionmaker[AsyncSession],
+CommitFault = Callable[[Callable[[], Awaitable[None]], AsyncSession], Awaitable[None]]
+
+
+def with_commit(
+    sessions: async_sessionmaker[AsyncSession], fault: CommitFault
 ) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
-    """Sessions whose first COMMIT takes effect but whose reply is lost on the way back
-    (the connection drops just then): the committer cannot know."""
-    lost: list[bool] = []
+    """Sessions whose COMMIT goes through `fault(commit, session)`: the database failing
+    as the test needs, in the appender's own unit of work."""
 
     @asynccontextmanager
     async def session() -> AsyncIterator[AsyncSession]:
         async with sessions() as opened:
             commit = opened.commit
 
-            async def commit_and_lose_the_reply() -> None:
-                await commit()
-                if not lost:
-                    lost.append(True)
-                    raise ConnectionResetError("the reply to COMMIT was lost")
+            async def faulty_commit() -> None:
+                await fault(commit, opened)
 
-            opened.commit = commit_and_lose_the_reply  # type: ignore[method-assign]
+            opened.commit = faulty_commit  # type: ignore[method-assign]
             yield opened
 
     return session
+
+
+def losing_the_first_reply() -> CommitFault:
+    """The first COMMIT takes effect but its reply is lost on the way back (the connection
+    drops just then): the committer cannot know."""
+    lost: list[bool] = []
+
+    async def fault(commit: Callable[[], Awaitable[None]], _: AsyncSession) -> None:
+        await commit()
+        if not lost:
+            lost.append(True)
+            raise ConnectionResetError("the reply to COMMIT was lost")
+
+    return fault
+
+
+def failing_while(failing: list[bool]) -> CommitFault:
+    """COMMIT fails (nothing committed) while `failing` holds True."""
+
+    async def fault(commit: Callable[[], Awaitable[None]], session: AsyncSession) -> None:
+        if failing[0]:
+            await session.rollback()
+            raise ConnectionResetError("the database went away")
+        await commit()
+
+    return fault
 
 
 async def test_a_batch_whose_commit_took_effect_unheard_is_not_appended_twice(
     app: FastAPI, clean_tables: None, db: asyncpg.Connection
 ) -> None:
     queue = ReadEvents(
-        losing_the_first_commit_reply(app.state.session_factory),  # type: ignore[arg-type]
+        with_commit(app.state.session_factory, losing_the_first_reply()),  # type: ignore[arg-type]
         batch_seconds=0.01,
         limit=100,
         room_timeout_seconds=1.0,
@@ -262,34 +287,12 @@ async def test_a_batch_whose_commit_took_effect_unheard_is_not_appended_twice(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
-def failing_commits_while(
-    sessions: async_sessionmaker[AsyncSession], failing: list[bool]
-) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
-    """Sessions whose COMMIT fails (nothing committed) while `failing` holds True."""
-
-    @asynccontextmanager
-    async def session() -> AsyncIterator[AsyncSession]:
-        async with sessions() as opened:
-            commit = opened.commit
-
-            async def commit_unless_failing() -> None:
-                if failing[0]:
-                    await opened.rollback()
-                    raise ConnectionResetError("the database went away")
-                await commit()
-
-            opened.commit = commit_unless_failing  # type: ignore[method-assign]
-            yield opened
-
-    return session
-
-
 async def test_while_batches_fail_a_read_waits_for_its_own_event_or_is_refused(
     app: FastAPI, clean_tables: None, db: asyncpg.Connection
 ) -> None:
     failing = [True]
     queue = ReadEvents(
-        failing_commits_while(app.state.session_factory, failing),  # type: ignore[arg-type]
+        with_commit(app.state.session_factory, failing_while(failing)),  # type: ignore[arg-type]
         batch_seconds=0.01,
         limit=100,
         # Longer than the appender's longest wait between tries (0.5 s).

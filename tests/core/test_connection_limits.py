@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from app.core.server import BoundedH11Protocol, BoundedHttpToolsProtocol
+from app.core.server import BoundedHttpToolsProtocol
 from app.main import create_app
 from tests.conftest import settings_for
 
@@ -26,15 +26,6 @@ class QuickHeaders(BoundedHttpToolsProtocol):
     header_timeout_seconds = HEADER_TIMEOUT
 
 
-class QuickHeadersH11(BoundedH11Protocol):
-    header_timeout_seconds = HEADER_TIMEOUT
-
-
-EACH_PROTOCOL = pytest.mark.parametrize(
-    "protocol", [QuickHeaders, QuickHeadersH11], ids=["httptools", "h11"]
-)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -42,13 +33,13 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI, protocol: type[Any] = QuickHeaders) -> AsyncIterator[int]:
+async def serving(app: FastAPI) -> AsyncIterator[int]:
     port = _free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
-        http=protocol,
+        http=QuickHeaders,
         timeout_keep_alive=1,
         lifespan="off",
         log_level="warning",
@@ -82,11 +73,8 @@ async def _request(port: int, raw: bytes) -> bytes:
     return answer
 
 
-@EACH_PROTOCOL
-async def test_idle_and_slow_header_connections_are_closed(
-    app: FastAPI, protocol: type[Any]
-) -> None:
-    async with serving(app, protocol) as port:
+async def test_idle_and_slow_header_connections_are_closed(app: FastAPI) -> None:
+    async with serving(app) as port:
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(300)]
         # One that trickles its headers, a byte at a time.
         slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
@@ -113,11 +101,8 @@ async def test_idle_and_slow_header_connections_are_closed(
             writer.close()
 
 
-@EACH_PROTOCOL
-async def test_a_kept_alive_connection_is_closed_after_it_idles(
-    app: FastAPI, protocol: type[Any]
-) -> None:
-    async with serving(app, protocol) as port:
+async def test_a_kept_alive_connection_is_closed_after_it_idles(app: FastAPI) -> None:
+    async with serving(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         first = await asyncio.wait_for(reader.readuntil(b'"ok"}'), 5)
